@@ -1,0 +1,78 @@
+"""One error hierarchy for everything promptopt raises on purpose.
+
+The CLI turns any :class:`PromptOptError` into a one-paragraph message and exit code 2;
+anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class PromptOptError(Exception):
+    """Root of every error promptopt raises deliberately.
+
+    ``hint`` is an optional second sentence telling the user what to do next.
+    """
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message}\n  hint: {self.hint}" if self.hint else self.message
+
+
+class ConfigError(PromptOptError):
+    """A bad option, file or value supplied by the user."""
+
+
+class DataError(PromptOptError):
+    """A dataset that cannot be found or parsed; the message names file and line."""
+
+
+class TaskError(PromptOptError):
+    """An unknown task or a malformed task definition."""
+
+
+class TemplateError(PromptOptError):
+    """A prompt template that references a missing field or lacks a required placeholder."""
+
+
+class StoreError(PromptOptError):
+    """The database cannot be opened, written or is of another schema version."""
+
+
+class SchemaVersionError(StoreError):
+    """The database was written by another promptopt schema version."""
+
+
+class MissingDependencyError(PromptOptError):
+    """An optional dependency is not installed; the hint says which extra to install."""
+
+
+class ModelError(PromptOptError):
+    """A model cannot be found, assembled, verified or loaded."""
+
+
+class BackendError(PromptOptError):
+    """A backend call failed.
+
+    ``retryable`` says whether trying again may succeed (rate limits, 5xx, timeouts);
+    ``retry_after`` is the server's requested wait in seconds, when it named one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool = False,
+        retry_after: float | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+class BudgetExceeded(PromptOptError):
+    """A configured budget (calls, tokens, minutes, cost) has been spent."""

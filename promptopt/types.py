@@ -1,0 +1,228 @@
+"""Immutable values that cross module boundaries.
+
+Every value here is a frozen dataclass. Those that have an identity in the store
+(``Candidate``, ``GenerationRequest``) expose a stable content hash computed from a
+canonical JSON form, so the same prompt gets the same id on every machine and run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal, Mapping
+
+Role = Literal["system", "user", "assistant"]
+CotMode = Literal["none", "zero_shot", "few_shot"]
+COT_MODES: tuple[str, ...] = ("none", "zero_shot", "few_shot")
+
+
+def canonical_json(value: Any) -> str:
+    """JSON with sorted keys and no whitespace: the input of every content hash."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def content_hash(value: Any, length: int = 16) -> str:
+    """Hex sha256 of ``canonical_json(value)``, truncated to ``length`` characters."""
+    return hashlib.sha256(canonical_json(value).encode("utf-8")).hexdigest()[:length]
+
+
+@dataclass(frozen=True)
+class Message:
+    role: Role
+    content: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"role": self.role, "content": self.content}
+
+
+@dataclass(frozen=True)
+class Example:
+    """One task item. ``inputs`` maps the task's input fields to text.
+
+    ``target`` is the gold answer as the task's metric compares it; ``solution`` is a
+    worked solution (used for few-shot chain-of-thought demos) when the data has one.
+    """
+
+    id: str
+    inputs: Mapping[str, str]
+    target: str
+    solution: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "inputs": dict(self.inputs),
+            "target": self.target,
+            "solution": self.solution,
+        }
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A complete prompt configuration: everything that decides what the model sees
+    and how its answer is read.
+
+    ``demo_ids`` name examples of the task's demo pool (the train split minus dev), in
+    the order they are shown. ``cot_mode``:
+
+    - ``none``: the model answers directly;
+    - ``zero_shot``: ``cot_trigger`` (e.g. "Let's think step by step.") starts the answer;
+    - ``few_shot``: demos are shown with their worked solutions; ``cot_trigger`` is optional.
+
+    ``samples`` > 1 means self-consistency: that many samples at ``temperature``,
+    majority vote over the extracted answers. ``two_stage`` asks a second, short
+    question ("Therefore, the answer is") after the reasoning, as in Kojima et al.
+    """
+
+    instruction: str = ""
+    demo_ids: tuple[str, ...] = ()
+    cot_mode: CotMode = "none"
+    cot_trigger: str = ""
+    answer_format: str = ""
+    samples: int = 1
+    temperature: float = 0.0
+    max_tokens: int = 512
+    two_stage: bool = False
+
+    def __post_init__(self) -> None:
+        # Accept lists from YAML/JSON but keep the value hashable and immutable.
+        if not isinstance(self.demo_ids, tuple):
+            object.__setattr__(self, "demo_ids", tuple(self.demo_ids))
+        if self.cot_mode not in COT_MODES:
+            from promptopt.errors import ConfigError
+
+            raise ConfigError(
+                f"unknown chain-of-thought mode {self.cot_mode!r}; expected one of {', '.join(COT_MODES)}"
+            )
+        if self.samples < 1:
+            from promptopt.errors import ConfigError
+
+            raise ConfigError(f"samples must be at least 1, got {self.samples}")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["demo_ids"] = list(self.demo_ids)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Candidate:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            from promptopt.errors import ConfigError
+
+            raise ConfigError(
+                f"unknown candidate field(s): {', '.join(sorted(unknown))}; "
+                f"expected some of {', '.join(sorted(known))}"
+            )
+        return cls(**dict(data))
+
+    @property
+    def hash(self) -> str:
+        """Stable identity of this prompt in the store, the cache and the leaderboard."""
+        return content_hash(self.to_dict())
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One call to a chat model. ``sample_index`` separates the n samples of
+    self-consistency so that each has its own cache entry and its own seed."""
+
+    messages: tuple[Message, ...]
+    temperature: float = 0.0
+    max_tokens: int = 512
+    stop: tuple[str, ...] = ()
+    sample_index: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "messages": [m.to_dict() for m in self.messages],
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+            "stop": list(self.stop),
+            "sample_index": self.sample_index,
+        }
+
+    def cache_key(self, model: str) -> str:
+        """Key of the response cache: model, messages, sampling parameters, sample index."""
+        return content_hash({"model": model, "request": self.to_dict()}, length=64)
+
+
+@dataclass(frozen=True)
+class Completion:
+    """What a backend returns for one request.
+
+    A failed request is a ``Completion`` with ``error`` set (never an empty text taken
+    for a wrong answer); ``retryable`` says whether trying again may help and
+    ``retry_after`` carries the server's requested wait.
+    """
+
+    text: str
+    tokens_in: int = 0
+    tokens_out: int = 0
+    finish_reason: str = "stop"
+    latency_s: float = 0.0
+    cached: bool = False
+    error: str | None = None
+    retryable: bool = False
+    retry_after: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SampleResult:
+    """One sampled generation for one example, with its extracted answer."""
+
+    sample_index: int
+    raw_output: str
+    parsed_answer: str | None
+    score: float | None
+    tokens_in: int = 0
+    tokens_out: int = 0
+    latency_s: float = 0.0
+    cached: bool = False
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """The result of one candidate on one example: the voted answer and its score,
+    with every sample kept. ``score`` is ``None`` when every sample failed: a failure
+    is not a wrong answer, and scores exclude it."""
+
+    candidate_hash: str
+    example_id: str
+    split: str
+    answer: str | None
+    gold: str
+    score: float | None
+    samples: tuple[SampleResult, ...] = field(default_factory=tuple)
+    error: str | None = None
+
+    @property
+    def tokens_in(self) -> int:
+        return sum(s.tokens_in for s in self.samples)
+
+    @property
+    def tokens_out(self) -> int:
+        return sum(s.tokens_out for s in self.samples)
+
+    @property
+    def calls(self) -> int:
+        """Backend calls actually made (cache hits excluded)."""
+        return sum(1 for s in self.samples if not s.cached)
+
+    @property
+    def cache_hits(self) -> int:
+        return sum(1 for s in self.samples if s.cached)
+
+    @property
+    def latency_s(self) -> float:
+        return sum(s.latency_s for s in self.samples)
