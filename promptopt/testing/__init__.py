@@ -1,0 +1,1 @@
+"""Test and benchmark utilities that ship with the package (fakes, loopback servers)."""
