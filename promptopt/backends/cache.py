@@ -1,0 +1,57 @@
+"""The response cache: a wrapper that makes any backend answer a repeated request from
+the store, without calling the model again."""
+
+from __future__ import annotations
+
+from typing import Protocol, Sequence
+
+from promptopt.backends.base import Backend
+from promptopt.types import Completion, GenerationRequest
+
+
+class CacheStore(Protocol):
+    def cache_get_many(self, keys: Sequence[str]) -> dict[str, Completion]: ...
+
+    def cache_put_many(self, entries: Sequence[tuple[str, str, Completion]]) -> None: ...
+
+
+class CachingBackend(Backend):
+    """Answers from ``store`` when it holds the request (keyed by model, messages,
+    sampling parameters and sample index), else from ``inner``; successful new answers
+    are stored. Failures are never cached. ``hits`` and ``misses`` count requests."""
+
+    def __init__(self, inner: Backend, store: CacheStore) -> None:
+        self.inner = inner
+        self.store = store
+        self.hits = 0
+        self.misses = 0
+
+    @property
+    def model_id(self) -> str:
+        return self.inner.model_id
+
+    def describe(self) -> dict[str, object]:
+        return {**self.inner.describe(), "cache": True}
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[Completion]:
+        model = self.inner.model_id
+        keys = [request.cache_key(model) for request in requests]
+        found = self.store.cache_get_many(list(dict.fromkeys(keys)))
+        missing = [i for i, key in enumerate(keys) if key not in found]
+        fresh: dict[int, Completion] = {}
+        if missing:
+            # Identical requests inside one batch are generated once.
+            unique: dict[str, int] = {}
+            for index in missing:
+                unique.setdefault(keys[index], index)
+            order = list(unique.values())
+            answers = self.inner.generate([requests[i] for i in order])
+            by_key = {keys[i]: answer for i, answer in zip(order, answers)}
+            self.store.cache_put_many([(key, model, c) for key, c in by_key.items() if c.ok])
+            fresh = {i: by_key[keys[i]] for i in missing}
+        self.hits += len(requests) - len(missing)
+        self.misses += len(missing)
+        return [fresh[i] if i in fresh else found[keys[i]] for i in range(len(requests))]
+
+    def close(self) -> None:
+        self.inner.close()

@@ -1,0 +1,94 @@
+"""A deterministic, scriptable backend that ships in the package, for tests and dry runs.
+
+No network, no randomness beyond a seed, no sleeping unless asked. Replies come from,
+in order: texts queued with :meth:`FakeBackend.enqueue`, then the ``responder``
+callable, then a default reply derived from a hash of the request (so the same request
+always gets the same answer, and different prompts get different answers).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections import deque
+from typing import Callable, Sequence
+
+from promptopt.backends.base import Backend
+from promptopt.types import Completion, GenerationRequest
+
+Responder = Callable[[GenerationRequest], "str | Completion"]
+
+
+def count_tokens(text: str) -> int:
+    """A stand-in tokenizer: white-space separated words (good enough for accounting tests)."""
+    return len(text.split())
+
+
+class FakeBackend(Backend):
+    """Scripted model. ``history`` keeps every request it answered, in order."""
+
+    def __init__(
+        self,
+        responder: Responder | None = None,
+        *,
+        model: str = "fake",
+        latency_s: float = 0.0,
+        seed: int = 0,
+    ) -> None:
+        self._responder = responder
+        self._model = model
+        self._latency_s = latency_s
+        self._seed = seed
+        self._queue: deque[str | Completion] = deque()
+        self._lock = threading.Lock()
+        self.history: list[GenerationRequest] = []
+
+    @property
+    def model_id(self) -> str:
+        return self._model
+
+    def enqueue(self, *replies: str | Completion) -> None:
+        """Queue replies that the next requests receive, first in first out."""
+        with self._lock:
+            self._queue.extend(replies)
+
+    def default_reply(self, request: GenerationRequest) -> str:
+        digest = hashlib.sha256(
+            f"{self._seed}|{request.cache_key(self._model)}".encode()
+        ).digest()
+        return f"Let me see. The answer is {digest[0] % 10}."
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[Completion]:
+        completions = []
+        for request in requests:
+            with self._lock:
+                self.history.append(request)
+                queued = self._queue.popleft() if self._queue else None
+            if self._latency_s:
+                time.sleep(self._latency_s)
+            reply: str | Completion
+            if queued is not None:
+                reply = queued
+            elif self._responder is not None:
+                reply = self._responder(request)
+            else:
+                reply = self.default_reply(request)
+            if isinstance(reply, Completion):
+                completions.append(reply)
+                continue
+            prompt_tokens = sum(count_tokens(m.content) for m in request.messages)
+            words = reply.split()
+            finish = "stop"
+            if len(words) > request.max_tokens:
+                reply, finish = " ".join(words[: request.max_tokens]), "length"
+            completions.append(
+                Completion(
+                    text=reply,
+                    tokens_in=prompt_tokens,
+                    tokens_out=count_tokens(reply),
+                    finish_reason=finish,
+                    latency_s=self._latency_s,
+                )
+            )
+        return completions

@@ -1,0 +1,71 @@
+"""Bounded retries with exponential backoff, as a wrapper around any backend."""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Callable, Sequence
+
+from promptopt.backends.base import Backend
+from promptopt.types import Completion, GenerationRequest
+
+
+class RetryingBackend(Backend):
+    """Re-sends the requests whose completion failed with ``retryable`` set, at most
+    ``max_attempts`` times in all, waiting ``base_delay * 2**attempt`` (with jitter,
+    capped at ``max_delay``) or the server's ``retry_after`` when it gave one. What
+    still fails after the last attempt is returned as a failure, never dropped or
+    replaced by another model's answer. ``retries`` counts re-sent requests."""
+
+    def __init__(
+        self,
+        inner: Backend,
+        *,
+        max_attempts: int = 4,
+        base_delay: float = 0.5,
+        max_delay: float = 60.0,
+        sleep: Callable[[float], None] = time.sleep,
+        seed: int = 0,
+    ) -> None:
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        self.inner = inner
+        self.max_attempts = max_attempts
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self._sleep = sleep
+        self._jitter = random.Random(seed)
+        self.retries = 0
+        self.faults_seen = 0
+
+    @property
+    def model_id(self) -> str:
+        return self.inner.model_id
+
+    def describe(self) -> dict[str, object]:
+        return {**self.inner.describe(), "max_attempts": self.max_attempts}
+
+    def delay_for(self, attempt: int, failures: Sequence[Completion]) -> float:
+        requested = [c.retry_after for c in failures if c.retry_after is not None]
+        if requested:
+            return min(self.max_delay, max(requested))
+        backoff = self.base_delay * (2**attempt)
+        return min(self.max_delay, backoff * (0.5 + self._jitter.random()))
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[Completion]:
+        results = list(self.inner.generate(requests))
+        self.faults_seen += sum(1 for c in results if not c.ok)
+        for attempt in range(self.max_attempts - 1):
+            pending = [i for i, c in enumerate(results) if not c.ok and c.retryable]
+            if not pending:
+                break
+            self._sleep(self.delay_for(attempt, [results[i] for i in pending]))
+            self.retries += len(pending)
+            again = self.inner.generate([requests[i] for i in pending])
+            self.faults_seen += sum(1 for c in again if not c.ok)
+            for index, completion in zip(pending, again):
+                results[index] = completion
+        return results
+
+    def close(self) -> None:
+        self.inner.close()

@@ -1,0 +1,176 @@
+"""The ICL / chain-of-thought executor: render → generate in batches → extract → vote → score.
+
+Few-shot demos, zero-shot and few-shot chain of thought are all rendering (see
+:mod:`promptopt.prompt`); self-consistency is ``samples`` requests per example and a
+majority vote over the extracted answers; two-stage extraction (Kojima et al.) sends a
+short follow-up question after the reasoning.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Callable, Sequence
+
+from promptopt.backends.base import Backend
+from promptopt.prompt import answer_followup, render_messages
+from promptopt.tasks import Task
+from promptopt.types import Candidate, Completion, EvalResult, Example, GenerationRequest, Message, SampleResult
+
+BatchCallback = Callable[[Sequence[EvalResult]], None]
+TWO_STAGE_MAX_TOKENS = 32
+
+
+def majority_vote(answers: Sequence[str | None]) -> str | None:
+    """The most frequent non-empty answer; ties go to the one seen first (deterministic)."""
+    counts = Counter(a for a in answers if a is not None)
+    if not counts:
+        return None
+    best = max(counts.values())
+    return next(a for a in answers if a is not None and counts[a] == best)
+
+
+class Executor:
+    """Scores one candidate on a list of examples through a backend.
+
+    ``batch_size`` is the number of requests sent to the backend at once; an example's
+    self-consistency samples always travel in the same batch.
+    """
+
+    def __init__(self, task: Task, backend: Backend, *, batch_size: int = 16) -> None:
+        self.task = task
+        self.backend = backend
+        self.batch_size = max(1, batch_size)
+
+    def requests_for(self, candidate: Candidate, example: Example) -> list[GenerationRequest]:
+        messages = render_messages(candidate, self.task, example)
+        return [
+            GenerationRequest(
+                messages=messages,
+                temperature=candidate.temperature,
+                max_tokens=candidate.max_tokens,
+                sample_index=index,
+            )
+            for index in range(candidate.samples)
+        ]
+
+    def evaluate(
+        self,
+        candidate: Candidate,
+        examples: Sequence[Example],
+        split: str,
+        *,
+        on_batch: BatchCallback | None = None,
+    ) -> list[EvalResult]:
+        """Evaluate ``candidate`` on ``examples``; ``on_batch`` is called with each batch
+        of finished results (to store them and move a progress bar) before the next."""
+        per_batch = max(1, self.batch_size // candidate.samples)
+        results: list[EvalResult] = []
+        for start in range(0, len(examples), per_batch):
+            chunk = examples[start : start + per_batch]
+            batch = self._evaluate_chunk(candidate, chunk, split)
+            results.extend(batch)
+            if on_batch is not None:
+                on_batch(batch)
+        return results
+
+    def _evaluate_chunk(self, candidate: Candidate, chunk: Sequence[Example], split: str) -> list[EvalResult]:
+        requests = [r for example in chunk for r in self.requests_for(candidate, example)]
+        completions = self.backend.generate(requests)
+        if len(completions) != len(requests):
+            raise RuntimeError(
+                f"backend {self.backend.model_id} returned {len(completions)} completions for {len(requests)} requests"
+            )
+        if candidate.two_stage:
+            completions = self._second_stage(requests, completions)
+        results = []
+        for index, example in enumerate(chunk):
+            own = completions[index * candidate.samples : (index + 1) * candidate.samples]
+            results.append(self._score(candidate, example, split, own))
+        return results
+
+    def _second_stage(self, requests: list[GenerationRequest], firsts: list[Completion]) -> list[Completion]:
+        """Ask for the bare answer after each successful reasoning; merge both calls."""
+        followups: list[GenerationRequest] = []
+        positions: list[int] = []
+        for position, (request, first) in enumerate(zip(requests, firsts)):
+            if not first.ok:
+                continue
+            followups.append(
+                GenerationRequest(
+                    messages=(*request.messages, Message("assistant", first.text), answer_followup(self.task)),
+                    temperature=0.0,
+                    max_tokens=TWO_STAGE_MAX_TOKENS,
+                    sample_index=request.sample_index,
+                )
+            )
+            positions.append(position)
+        merged = list(firsts)
+        for position, second in zip(positions, self.backend.generate(followups)):
+            first = firsts[position]
+            merged[position] = Completion(
+                text=f"{first.text}\n{self.task.spec.answer_prompt} {second.text}" if second.ok else first.text,
+                tokens_in=first.tokens_in + second.tokens_in,
+                tokens_out=first.tokens_out + second.tokens_out,
+                finish_reason=second.finish_reason,
+                latency_s=first.latency_s + second.latency_s,
+                cached=first.cached and second.cached,
+                error=second.error,
+                retryable=second.retryable,
+            )
+        return merged
+
+    def _score(self, candidate: Candidate, example: Example, split: str, completions: Sequence[Completion]) -> EvalResult:
+        samples = []
+        for index, completion in enumerate(completions):
+            if completion.ok:
+                # Two-stage output ends with the short answer; extract from there first.
+                parsed = self.task.extract(completion.text)
+                samples.append(
+                    SampleResult(
+                        sample_index=index,
+                        raw_output=completion.text,
+                        parsed_answer=parsed,
+                        score=self.task.score(parsed, example),
+                        tokens_in=completion.tokens_in,
+                        tokens_out=completion.tokens_out,
+                        latency_s=completion.latency_s,
+                        cached=completion.cached,
+                    )
+                )
+            else:
+                samples.append(
+                    SampleResult(
+                        sample_index=index,
+                        raw_output=completion.text,
+                        parsed_answer=None,
+                        score=None,
+                        tokens_in=completion.tokens_in,
+                        tokens_out=completion.tokens_out,
+                        latency_s=completion.latency_s,
+                        cached=False,
+                        error=completion.error,
+                    )
+                )
+        good = [s for s in samples if s.error is None]
+        gold = self.task.target(example)
+        if not good:
+            return EvalResult(
+                candidate_hash=candidate.hash,
+                example_id=example.id,
+                split=split,
+                answer=None,
+                gold=gold,
+                score=None,
+                samples=tuple(samples),
+                error=samples[0].error if samples else "no samples",
+            )
+        answer = majority_vote([s.parsed_answer for s in good])
+        return EvalResult(
+            candidate_hash=candidate.hash,
+            example_id=example.id,
+            split=split,
+            answer=answer,
+            gold=gold,
+            score=self.task.score(answer, example),
+            samples=tuple(samples),
+        )

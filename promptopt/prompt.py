@@ -1,0 +1,63 @@
+"""Render a :class:`Candidate` for one example into chat messages or plain text.
+
+Layout (chat): an optional system message with the instruction; each demo as a user turn
+(the task template) and an assistant turn (worked solution in few-shot CoT mode, then
+"The answer is X."); then the question as the last user turn, followed by the
+answer-format line and, in zero-shot CoT mode, the trigger phrase. Everything that is the
+same for every question comes first, so backends can reuse the shared prefix.
+"""
+
+from __future__ import annotations
+
+from promptopt.tasks import Task
+from promptopt.types import Candidate, Example, Message
+
+ANSWER_SENTENCE = "The answer is {answer}."
+
+
+def demo_answer(candidate: Candidate, demo: Example) -> str:
+    """The assistant turn of a demo: reasoning (few-shot CoT) and the answer sentence."""
+    final = ANSWER_SENTENCE.format(answer=demo.target)
+    if candidate.cot_mode == "few_shot" and demo.solution:
+        lead = f"{candidate.cot_trigger.strip()}\n" if candidate.cot_trigger.strip() else ""
+        return f"{lead}{demo.solution.strip()}\n{final}"
+    return final
+
+
+def question_turn(candidate: Candidate, task: Task, example: Example) -> str:
+    parts = [task.render_input(example)]
+    if candidate.answer_format.strip():
+        parts.append(candidate.answer_format.strip())
+    if candidate.cot_mode == "zero_shot" and candidate.cot_trigger.strip():
+        parts.append(candidate.cot_trigger.strip())
+    return "\n\n".join(parts)
+
+
+def render_messages(candidate: Candidate, task: Task, example: Example) -> tuple[Message, ...]:
+    """The chat messages a model receives for ``example`` under ``candidate``."""
+    messages: list[Message] = []
+    if candidate.instruction.strip():
+        messages.append(Message("system", candidate.instruction.strip()))
+    for demo_id in candidate.demo_ids:
+        demo = task.demo(demo_id)
+        messages.append(Message("user", task.render_input(demo)))
+        messages.append(Message("assistant", demo_answer(candidate, demo)))
+    messages.append(Message("user", question_turn(candidate, task, example)))
+    return tuple(messages)
+
+
+def render_text(candidate: Candidate, task: Task, example: Example) -> str:
+    """The same prompt as plain text, for completion-style models and for reading."""
+    blocks: list[str] = []
+    if candidate.instruction.strip():
+        blocks.append(candidate.instruction.strip())
+    for demo_id in candidate.demo_ids:
+        demo = task.demo(demo_id)
+        blocks.append(f"{task.render_input(demo)}\nAnswer: {demo_answer(candidate, demo)}")
+    blocks.append(f"{question_turn(candidate, task, example)}\nAnswer:")
+    return "\n\n".join(blocks)
+
+
+def answer_followup(task: Task) -> Message:
+    """The second-stage question of Kojima-style two-stage answer extraction."""
+    return Message("user", task.spec.answer_prompt)

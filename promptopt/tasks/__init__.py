@@ -1,0 +1,178 @@
+"""The task registry: tasks are data (YAML files), found lazily by name.
+
+Where tasks come from, in order:
+
+1. built-in YAML files shipped in the package (``promptopt/tasks/builtin``);
+2. YAML files in the folders of ``$PROMPTOPT_TASK_PATH`` (``:``-separated) and ``./tasks``;
+3. a path to a YAML file given as the task name.
+
+A file may ``include:`` another (relative path or built-in file name) and override its
+fields. A file with ``family: {param: NAME, values: [...]}`` defines one task per value,
+with ``{NAME}`` substituted in its strings (this is how ``bbh:<subtask>`` works).
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from promptopt.errors import TaskError
+from promptopt.tasks.task import Task, TaskSpec
+
+BUILTIN_DIR = Path(__file__).parent / "builtin"
+TASK_PATH_ENV = "PROMPTOPT_TASK_PATH"
+
+__all__ = ["Task", "TaskSpec", "TaskInfo", "get_task", "list_tasks", "load_task_file"]
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    name: str
+    description: str
+    origin: str  # "builtin" or the file path
+    path: Path
+    family_value: str | None = None
+
+
+def read_yaml(path: Path) -> Mapping[str, Any]:
+    """Parse a YAML mapping; a syntax error names the file, line and column."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        position = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+        raise TaskError(f"{path}{position}: invalid YAML ({exc.problem})") from None
+    except yaml.YAMLError as exc:
+        raise TaskError(f"{path}: invalid YAML ({exc})") from None
+    except OSError as exc:
+        raise TaskError(f"{path}: cannot read task file ({exc.strerror})") from None
+    if not isinstance(data, Mapping):
+        raise TaskError(f"{path}: a task file must be a YAML mapping of fields, got {type(data).__name__}")
+    return data
+
+
+def _resolve_includes(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    if path in seen:
+        raise TaskError(f"{path}: include cycle ({' -> '.join(str(p) for p in (*seen, path))})")
+    data = dict(read_yaml(path))
+    include = data.pop("include", None)
+    if include is None:
+        return data
+    base_path = path.parent / str(include)
+    if not base_path.is_file():
+        base_path = BUILTIN_DIR / str(include)
+    if not base_path.is_file():
+        raise TaskError(f"{path}: included file {include!r} not found next to it or among the built-in tasks")
+    base = _resolve_includes(base_path, (*seen, path))
+    return _merge(base, data)
+
+
+def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _substitute(value: Any, param: str, replacement: str) -> Any:
+    if isinstance(value, str):
+        return value.replace("{" + param + "}", replacement)
+    if isinstance(value, list):
+        return [_substitute(v, param, replacement) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _substitute(v, param, replacement) for k, v in value.items()}
+    return value
+
+
+def _family(data: Mapping[str, Any], path: Path) -> tuple[str, list[str]] | None:
+    family = data.get("family")
+    if family is None:
+        return None
+    if not isinstance(family, Mapping) or "param" not in family or not isinstance(family.get("values"), list):
+        raise TaskError(f"{path}: 'family' must be a mapping {{param: NAME, values: [...]}}")
+    return str(family["param"]), [str(v) for v in family["values"]]
+
+
+def _search_dirs() -> list[Path]:
+    dirs = [BUILTIN_DIR]
+    for entry in os.environ.get(TASK_PATH_ENV, "").split(os.pathsep):
+        if entry:
+            dirs.append(Path(entry).expanduser())
+    local = Path.cwd() / "tasks"
+    if local.is_dir():
+        dirs.append(local)
+    return dirs
+
+
+def list_tasks() -> list[TaskInfo]:
+    """Every task that can be named, without loading any data. Files starting with
+    ``_`` are includes only, not tasks."""
+    infos: dict[str, TaskInfo] = {}
+    for directory in _search_dirs():
+        if not directory.is_dir():
+            continue
+        origin = "builtin" if directory == BUILTIN_DIR else str(directory)
+        for path in sorted(directory.glob("*.yaml")) + sorted(directory.glob("*.yml")):
+            if path.name.startswith("_"):
+                continue
+            data = _resolve_includes(path)
+            name = str(data.get("name", path.stem))
+            description = str(data.get("description", "")).strip().splitlines()[0:1]
+            family = _family(data, path)
+            if family:
+                param, values = family
+                for value in values:
+                    task_name = name.replace("{" + param + "}", value)
+                    infos[task_name] = TaskInfo(task_name, _substitute(description[0], param, value) if description else "", origin, path, value)
+            else:
+                infos[name] = TaskInfo(name, description[0] if description else "", origin, path)
+    return sorted(infos.values(), key=lambda info: (info.origin != "builtin", info.name))
+
+
+def load_task_file(path: str | Path, data_dir: str | Path | None = None, *, family_value: str | None = None) -> Task:
+    """Load a task from its YAML file."""
+    path = Path(path)
+    data = _resolve_includes(path)
+    family = _family(data, path)
+    if family:
+        param, values = family
+        if family_value is None:
+            raise TaskError(f"{path}: this file defines a family of tasks; name one of them ({', '.join(values[:5])}, …)")
+        data = _substitute({k: v for k, v in data.items() if k != "family"}, param, family_value)
+    else:
+        data.pop("family", None)
+    origin = "builtin" if path.parent == BUILTIN_DIR else str(path)
+    if path.parent != BUILTIN_DIR and isinstance(data.get("source"), Mapping):
+        data["source"] = {**data["source"], "base_dir": str(path.parent)}
+    spec = TaskSpec.from_mapping(data, where=str(path), origin=origin)
+    return Task(spec, data_dir)
+
+
+def get_task(name: str, data_dir: str | Path | None = None) -> Task:
+    """A task by registry name (``gsm8k``, ``bbh:object_counting``) or YAML file path.
+    An unknown name raises TaskError with the closest known names."""
+    if name.endswith((".yaml", ".yml")) or os.sep in name:
+        path = Path(name).expanduser()
+        if not path.is_file():
+            raise TaskError(f"task file {path} not found")
+        return load_task_file(path, data_dir)
+    tasks = {info.name: info for info in list_tasks()}
+    info = tasks.get(name)
+    if info is None:
+        family_prefix, _, value = name.partition(":")
+        generic = next((i for i in tasks.values() if i.family_value and i.name.startswith(family_prefix + ":")), None)
+        if generic is not None and value:
+            # any subtask of a family works by name (e.g. other BBH tasks, online).
+            return load_task_file(generic.path, data_dir, family_value=value)
+        close = difflib.get_close_matches(name, list(tasks), n=3, cutoff=0.5)
+        hint = f"did you mean {' or '.join(close)}?" if close else "run `promptopt tasks` to list the known tasks"
+        raise TaskError(f"unknown task {name!r}", hint=hint)
+    return load_task_file(info.path, data_dir, family_value=info.family_value)

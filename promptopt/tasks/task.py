@@ -1,0 +1,284 @@
+"""A task: data, how one item is shown to the model, how its answer is read and scored.
+
+A task is defined by a YAML file (see ``promptopt/tasks/builtin/`` and the README):
+
+```yaml
+name: my-task
+version: 1
+source: {type: records, files: {train: train.jsonl, test: test.jsonl},
+         input_fields: [question], target_field: answer}
+template: "Question: {question}"
+extractor: number           # number | choice | yesno | text | regex:<pattern> | auto
+metric: exact_match
+dev: {size: 100, seed: 0}   # the dev set is drawn from train with this seed
+```
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from promptopt import template as templating
+from promptopt.errors import DataError, TaskError
+from promptopt.tasks import extract as extraction
+from promptopt.tasks.loaders import LOADERS, resolve_data_dir
+from promptopt.types import Example, content_hash
+
+SPLITS = ("train", "dev", "test")
+METRICS = ("exact_match",)
+_SPEC_KEYS = {
+    "name", "version", "description", "source", "input_fields", "template", "extractor", "metric",
+    "answer_format", "instruction", "dev", "test_size", "cot_prompt", "answer_prompt", "include", "family",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """The validated content of a task YAML file."""
+
+    name: str
+    version: int
+    source: Mapping[str, Any]
+    input_fields: tuple[str, ...]
+    template: str
+    extractor: str = "auto"
+    metric: str = "exact_match"
+    description: str = ""
+    answer_format: str = 'End your answer with "The answer is X."'
+    instruction: str = ""
+    dev_size: int = 200
+    dev_seed: int = 0
+    test_size: int | None = None
+    cot_prompt: str | None = None
+    answer_prompt: str = "Therefore, the final answer is"
+    origin: str = "builtin"
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], *, where: str, origin: str = "builtin") -> TaskSpec:
+        """Validate a parsed YAML mapping; every problem names ``where`` and the field."""
+        unknown = set(data) - _SPEC_KEYS
+        if unknown:
+            raise TaskError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(_SPEC_KEYS - {'include', 'family'}))}")
+        for required in ("name", "source", "input_fields"):
+            if required not in data:
+                raise TaskError(f"{where}: missing required field {required!r}")
+        source = data["source"]
+        if not isinstance(source, Mapping) or "type" not in source:
+            raise TaskError(f"{where}: 'source' must be a mapping with a 'type' ({', '.join(LOADERS)})")
+        if source["type"] not in LOADERS:
+            raise TaskError(f"{where}: source.type {source['type']!r} is unknown; expected one of {', '.join(LOADERS)}")
+        fields = data["input_fields"]
+        if isinstance(fields, str):
+            fields = [fields]
+        if not isinstance(fields, list) or not fields or not all(isinstance(f, str) and f for f in fields):
+            raise TaskError(f"{where}: 'input_fields' must be a non-empty list of field names")
+        template = data.get("template", "{" + fields[0] + "}")
+        if not isinstance(template, str):
+            raise TaskError(f"{where}: 'template' must be text")
+        templating.validate(template, fields, where=f"{where}: template")
+        metric = data.get("metric", "exact_match")
+        if metric not in METRICS:
+            raise TaskError(f"{where}: metric {metric!r} is unknown; expected one of {', '.join(METRICS)}")
+        extractor = str(data.get("extractor", "auto"))
+        if extractor != "auto":
+            extraction.get_extractor(extractor)  # raises with the list of known names
+        dev = data.get("dev", {}) or {}
+        if not isinstance(dev, Mapping):
+            raise TaskError(f"{where}: 'dev' must be a mapping like {{size: 200, seed: 0}}")
+        try:
+            version = int(data.get("version", 1))
+            dev_size = int(dev.get("size", 200))
+            dev_seed = int(dev.get("seed", 0))
+            test_size = int(data["test_size"]) if data.get("test_size") is not None else None
+        except (TypeError, ValueError) as exc:
+            raise TaskError(f"{where}: version, dev.size, dev.seed and test_size must be whole numbers ({exc})") from None
+        if source["type"] == "records":
+            missing = [k for k in ("target_field",) if k not in source]
+            if missing:
+                raise TaskError(f"{where}: source needs {', '.join(missing)} for type 'records'")
+            source = {**source, "input_fields": list(fields)}
+        return cls(
+            name=str(data["name"]),
+            version=version,
+            source=dict(source),
+            input_fields=tuple(fields),
+            template=template,
+            extractor=extractor,
+            metric=metric,
+            description=str(data.get("description", "")).strip(),
+            answer_format=str(data.get("answer_format", cls.answer_format)),
+            instruction=str(data.get("instruction", "")),
+            dev_size=dev_size,
+            dev_seed=dev_seed,
+            test_size=test_size,
+            cot_prompt=data.get("cot_prompt"),
+            answer_prompt=str(data.get("answer_prompt", cls.answer_prompt)),
+            origin=origin,
+        )
+
+
+class Task:
+    """A loaded task. Data is read on first use; splits are deterministic:
+
+    - ``test`` is the official test split (or, for data without one, a seeded
+      ``test_size`` hold-out) and is never used for selection;
+    - ``dev`` is a seeded sample of ``dev_size`` items of train;
+    - the demo pool is train minus dev, plus any fixed chain-of-thought demos.
+    """
+
+    def __init__(self, spec: TaskSpec, data_dir: str | Path | None = None) -> None:
+        self.spec = spec
+        self._data_dir_arg = data_dir
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def __repr__(self) -> str:
+        return f"Task({self.spec.name!r}, version={self.spec.version})"
+
+    @cached_property
+    def _splits(self) -> dict[str, list[Example]]:
+        data_dir = resolve_data_dir(self._data_dir_arg)
+        source = dict(self.spec.source)
+        loaded = LOADERS[source["type"]](source, data_dir, self.spec.name)
+        if "all" in loaded:
+            loaded = self._hold_out(loaded.pop("all"), loaded)
+        train = loaded.get("train", [])
+        test = loaded.get("test", [])
+        rng = random.Random(self.spec.dev_seed)
+        dev_size = min(self.spec.dev_size, len(train) // 2)
+        dev_ids = set(rng.sample([e.id for e in train], dev_size)) if dev_size else set()
+        dev = [e for e in train if e.id in dev_ids]
+        pool = [e for e in train if e.id not in dev_ids]
+        splits = {"train": pool, "dev": dev, "test": test, "_train_full": train}
+        return splits
+
+    def _hold_out(self, items: list[Example], loaded: dict[str, list[Example]]) -> dict[str, list[Example]]:
+        size = self.spec.test_size if self.spec.test_size is not None else len(items) // 2
+        rng = random.Random(self.spec.dev_seed + 1)
+        test_ids = set(rng.sample([e.id for e in items], min(size, len(items))))
+        return {
+            **loaded,
+            "train": [e for e in items if e.id not in test_ids],
+            "test": [e for e in items if e.id in test_ids],
+        }
+
+    @cached_property
+    def extractor_name(self) -> str:
+        if self.spec.extractor != "auto":
+            return self.spec.extractor
+        sample = [e.target for e in self._splits["_train_full"][:200] + self._splits["test"][:200]]
+        return extraction.detect_extractor(sample)
+
+    @cached_property
+    def _extract(self) -> extraction.Extractor:
+        return extraction.get_extractor(self.extractor_name)
+
+    def examples(self, split: str, limit: int | None = None) -> list[Example]:
+        """Examples of ``train`` (the demo pool: train minus dev), ``dev`` or ``test``."""
+        if split not in SPLITS:
+            raise TaskError(f"unknown split {split!r} for task {self.name}; expected one of {', '.join(SPLITS)}")
+        examples = self._splits[split]
+        if not examples:
+            raise DataError(f"task {self.name} has no {split!r} examples")
+        return examples[:limit] if limit is not None else list(examples)
+
+    @cached_property
+    def cot_demos(self) -> list[Example]:
+        """Fixed worked demos shipped with the task (e.g. BBH's 3-shot CoT prompt)."""
+        if not self.spec.cot_prompt:
+            return []
+        data_dir = resolve_data_dir(self._data_dir_arg)
+        if data_dir is None:
+            return []
+        path = data_dir / self.spec.cot_prompt
+        if not path.is_file():
+            return []
+        return parse_cot_prompt(path.read_text(encoding="utf-8"), self.spec.input_fields[0], self.extractor_name)
+
+    @cached_property
+    def _demo_index(self) -> dict[str, Example]:
+        index = {e.id: e for e in self._splits["train"]}
+        index.update({e.id: e for e in self.cot_demos})
+        return index
+
+    def demo(self, example_id: str) -> Example:
+        """A demo by id: an item of the demo pool or a fixed CoT demo (``cot-N``).
+        Dev and test items are never demos."""
+        try:
+            return self._demo_index[example_id]
+        except KeyError:
+            raise TaskError(
+                f"demo {example_id!r} is not in the demo pool of task {self.name} "
+                "(demos come from train minus dev, or the task's fixed CoT demos cot-N)"
+            ) from None
+
+    def demo_pool(self) -> list[Example]:
+        return list(self._demo_index.values())
+
+    def render_input(self, example: Example) -> str:
+        return templating.render(self.spec.template, example.inputs, where=f"task {self.name} template")
+
+    def target(self, example: Example) -> str:
+        return extraction.normalize_target(example.target, self.extractor_name)
+
+    def extract(self, text: str) -> str | None:
+        return self._extract(text)
+
+    def score(self, answer: str | None, example: Example) -> float:
+        """1.0 if the extracted answer matches the gold answer, else 0.0."""
+        return 1.0 if answer is not None and answer == self.target(example) else 0.0
+
+    @cached_property
+    def dataset_hash(self) -> str:
+        """Content hash of every split, recorded with runs so results can be traced to data."""
+        return content_hash(
+            {split: [e.to_dict() for e in self._splits[split]] for split in SPLITS}, length=16
+        )
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.spec.version,
+            "extractor": self.extractor_name,
+            "metric": self.spec.metric,
+            "dataset_hash": self.dataset_hash,
+            "sizes": {split: len(self._splits[split]) for split in SPLITS},
+        }
+
+
+def parse_cot_prompt(text: str, input_field: str, extractor_name: str) -> list[Example]:
+    """Split a BBH-style CoT prompt file (a preamble, then ``Q: … A: …`` blocks) into demos."""
+    blocks = re.split(r"\n\s*\n(?=Q: )", text.strip())
+    demos = []
+    for block in blocks:
+        if not block.startswith("Q: ") or "\nA: " not in block:
+            continue
+        question, _, answer = block[len("Q: ") :].partition("\nA: ")
+        answer = answer.strip()
+        target_match = re.search(r"So the answer is (.+?)\.?\s*$", answer)
+        if not target_match:
+            continue
+        reasoning = answer[: target_match.start()].strip()
+        reasoning = re.sub(r"^Let's think step by step\.\s*", "", reasoning)
+        demos.append(
+            Example(
+                id=f"cot-{len(demos)}",
+                inputs={input_field: question.strip()},
+                target=extraction.normalize_target(target_match.group(1), extractor_name),
+                solution=reasoning,
+            )
+        )
+    return demos
+
+
+def ensure_examples(examples: Sequence[Example], where: str) -> None:
+    if not examples:
+        raise DataError(f"{where}: no examples to evaluate")
