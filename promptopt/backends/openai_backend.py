@@ -1,0 +1,361 @@
+"""A backend for any OpenAI-compatible chat-completions endpoint (OpenAI, vLLM,
+llama.cpp server, Ollama, ...) through the official ``openai`` client.
+
+Requests of a batch run concurrently on a thread pool over one shared client, at most
+``concurrency`` in flight per backend (also across batches submitted from several
+threads). The client's own retries are turned off: retrying is the job of the retry
+wrapper, which reads ``Completion.retryable`` and ``retry_after``.
+
+The API key is read from the environment variable named by ``api_key_env`` and handed
+only to the client; it is never kept on the backend, shown by ``describe()`` or
+``model_id``, and is scrubbed from every error text this backend produces.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import os
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from promptopt.backends.base import Backend
+from promptopt.errors import BackendError, ConfigError, MissingDependencyError
+from promptopt.types import Completion, GenerationRequest
+
+if TYPE_CHECKING:
+    import openai
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+BASE_URL_ENV = "OPENAI_BASE_URL"
+#: The chat-completions API accepts at most this many stop sequences.
+MAX_STOP_SEQUENCES = 4
+#: Sent when a custom endpoint needs no key: the client insists on some value.
+PLACEHOLDER_API_KEY = "no-key"  # noqa: S105 - not a secret
+#: Statuses worth retrying; every other 4xx is the request's own fault.
+RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+_ERROR_DETAIL_LIMIT = 300
+
+
+class OpenAIBackend(Backend):
+    """Chat completions from an OpenAI-compatible HTTP endpoint.
+
+    ``base_url`` defaults to ``$OPENAI_BASE_URL``, then to OpenAI's own API. The key
+    comes from the environment variable ``api_key_env`` only: it must be set for
+    OpenAI's API (else :class:`BackendError`); a custom endpoint without one gets a
+    placeholder. ``timeout`` is per request, in seconds.
+
+    ``model_id`` is ``openai/<model>`` on OpenAI's API and ``openai/<model>@<host>[:<port>]``
+    elsewhere, so caches of different servers never mix.
+
+    Outcomes map to :class:`Completion`: 429 (with ``retry_after`` from ``Retry-After``),
+    408, 500, 502, 503, 504, timeouts, connection failures, malformed bodies and replies
+    without choices are retryable errors; other HTTP errors are not. Greedy requests
+    send no seed; sampled ones (``temperature > 0``) send ``seed=sample_index`` so that
+    self-consistency samples differ from each other yet repeat across runs (on servers
+    that honour seeds).
+    """
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        base_url: str | None = None,
+        api_key_env: str = "OPENAI_API_KEY",
+        concurrency: int = 8,
+        timeout: float = 60.0,
+    ) -> None:
+        if not model:
+            raise ConfigError("the openai backend needs a model name, e.g. 'gpt-4o-mini'")
+        if concurrency < 1:
+            raise ConfigError(f"concurrency must be at least 1, got {concurrency}")
+        if not timeout > 0:
+            raise ConfigError(f"timeout must be a positive number of seconds, got {timeout}")
+        if not api_key_env:
+            raise ConfigError("api_key_env must name an environment variable")
+        self.model = model
+        self.api_key_env = api_key_env
+        self.concurrency = concurrency
+        self.timeout = timeout
+
+        resolved_url = (base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL).rstrip("/")
+        parts = urlsplit(resolved_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(
+                f"base_url must be an http(s) URL such as http://localhost:8000/v1, got {_public_url(resolved_url)!r}"
+            )
+        self._is_default_endpoint = parts.hostname.lower() == "api.openai.com"
+        self._host = _host_port(resolved_url)
+        self._public_base_url = _public_url(resolved_url)
+
+        api_key = os.environ.get(api_key_env) or ""
+        if not api_key and self._is_default_endpoint:
+            raise BackendError(
+                f"no API key for the OpenAI API: environment variable {api_key_env} is not set",
+                retryable=False,
+                hint=f"export {api_key_env}=<your key>, or pass base_url= for a local OpenAI-compatible server",
+            )
+        # Kept only so that error texts can be scrubbed of it; never shown.
+        self._secret = api_key
+
+        openai_module = _import_openai()
+        self._openai = openai_module
+        self._client: openai.OpenAI | None = openai_module.OpenAI(
+            api_key=api_key or PLACEHOLDER_API_KEY,
+            base_url=resolved_url,
+            max_retries=0,
+            timeout=timeout,
+        )
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
+        self._warned_stop = False
+
+    # -- Backend interface -----------------------------------------------------------
+
+    @property
+    def model_id(self) -> str:
+        return f"openai/{self.model}" if self._is_default_endpoint else f"openai/{self.model}@{self._host}"
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "model": self.model_id,
+            "backend": type(self).__name__,
+            "base_url": self._public_base_url,
+            "api_key_env": self.api_key_env,
+            "concurrency": self.concurrency,
+            "timeout_s": self.timeout,
+        }
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[Completion]:
+        """One completion per request, in order; requests run concurrently."""
+        if not requests:
+            return []
+        # Even a single request goes through the pool: it is what bounds the requests
+        # in flight when several threads share this backend.
+        return list(self._get_pool().map(self._generate_one, requests))
+
+    def close(self) -> None:
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+            client, self._client = self._client, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+        if client is not None:
+            client.close()
+
+    def __repr__(self) -> str:
+        return f"OpenAIBackend(model={self.model!r}, base_url={self._public_base_url!r}, api_key_env={self.api_key_env!r})"
+
+    # -- one request -----------------------------------------------------------------
+
+    def _get_pool(self) -> ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._client is None:
+                raise BackendError(f"{self!r} is closed")
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(
+                    max_workers=self.concurrency, thread_name_prefix="promptopt-openai"
+                )
+            return self._pool
+
+    def _request_params(self, request: GenerationRequest) -> dict[str, Any]:
+        params: dict[str, Any] = {
+            "model": self.model,
+            "messages": [m.to_dict() for m in request.messages],
+            "temperature": request.temperature,
+            "max_tokens": request.max_tokens,
+        }
+        if request.stop:
+            stop = list(request.stop)
+            if len(stop) > MAX_STOP_SEQUENCES:
+                if not self._warned_stop:
+                    self._warned_stop = True
+                    logger.warning(
+                        "the chat-completions API takes at most %d stop sequences; sending the first %d of %d",
+                        MAX_STOP_SEQUENCES,
+                        MAX_STOP_SEQUENCES,
+                        len(stop),
+                    )
+                stop = stop[:MAX_STOP_SEQUENCES]
+            params["stop"] = stop
+        if request.temperature > 0:
+            params["seed"] = request.sample_index
+        return params
+
+    def _generate_one(self, request: GenerationRequest) -> Completion:
+        client = self._client
+        if client is None:
+            return self._failure("backend closed before the request was sent", retryable=False, latency_s=0.0)
+        openai_module = self._openai
+        params = self._request_params(request)
+        started = time.perf_counter()
+        try:
+            response = client.chat.completions.create(**params)
+        except openai_module.APITimeoutError:
+            return self._failure(
+                f"request timed out after {self.timeout:g}s",
+                retryable=True,
+                latency_s=time.perf_counter() - started,
+            )
+        except openai_module.APIConnectionError as exc:
+            cause = exc.__cause__ or exc
+            return self._failure(
+                f"connection to {self._host} failed: {type(cause).__name__}: {cause}",
+                retryable=True,
+                latency_s=time.perf_counter() - started,
+            )
+        except openai_module.APIStatusError as exc:
+            return self._status_failure(exc, latency_s=time.perf_counter() - started)
+        except (openai_module.APIResponseValidationError, ValueError) as exc:
+            # The client raises json's ValueError for a body that is not JSON.
+            return self._failure(
+                f"malformed response from {self._host}: {type(exc).__name__}: {exc}",
+                retryable=True,
+                latency_s=time.perf_counter() - started,
+            )
+        return self._completion(response, latency_s=time.perf_counter() - started)
+
+    def _completion(self, response: Any, *, latency_s: float) -> Completion:
+        try:
+            choices = response.choices
+            if not choices:
+                return self._failure(
+                    f"response from {self._host} had no choices", retryable=True, latency_s=latency_s
+                )
+            choice = choices[0]
+            text = choice.message.content
+            finish_reason = choice.finish_reason
+            usage = getattr(response, "usage", None)
+            tokens_in = int(getattr(usage, "prompt_tokens", 0) or 0) if usage is not None else 0
+            tokens_out = int(getattr(usage, "completion_tokens", 0) or 0) if usage is not None else 0
+        except (AttributeError, TypeError, IndexError, KeyError, ValueError) as exc:
+            # Lenient parsing lets odd shapes through (e.g. "choices": "x"): treat as malformed.
+            return self._failure(
+                f"malformed response from {self._host}: {type(exc).__name__}: {exc}",
+                retryable=True,
+                latency_s=latency_s,
+            )
+        if text is not None and not isinstance(text, str):
+            return self._failure(
+                f"malformed response from {self._host}: message content is {type(text).__name__}, not text",
+                retryable=True,
+                latency_s=latency_s,
+            )
+        return Completion(
+            text=text or "",
+            tokens_in=tokens_in,
+            tokens_out=tokens_out,
+            finish_reason=str(finish_reason) if finish_reason else "unknown",
+            latency_s=latency_s,
+        )
+
+    def _status_failure(self, exc: Any, *, latency_s: float) -> Completion:
+        status = int(exc.status_code)
+        detail = _error_detail(exc.body) or _error_detail(getattr(exc, "message", None)) or ""
+        message = f"HTTP {status} from {self._host}"
+        if detail:
+            message += f": {detail}"
+        retryable = status in RETRYABLE_STATUSES
+        retry_after = parse_retry_after(exc.response.headers) if retryable else None
+        return self._failure(message, retryable=retryable, retry_after=retry_after, latency_s=latency_s)
+
+    def _failure(
+        self, message: str, *, retryable: bool, latency_s: float, retry_after: float | None = None
+    ) -> Completion:
+        return Completion(
+            text="",
+            finish_reason="error",
+            latency_s=latency_s,
+            error=self._redact(message),
+            retryable=retryable,
+            retry_after=retry_after,
+        )
+
+    def _redact(self, text: str) -> str:
+        if self._secret and self._secret in text:
+            text = text.replace(self._secret, "[redacted]")
+        return text
+
+
+def parse_retry_after(headers: Mapping[str, str], *, now: datetime | None = None) -> float | None:
+    """Seconds to wait from ``retry-after-ms``, or ``Retry-After`` as seconds or an HTTP
+    date; ``None`` when absent or unreadable. Never negative."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    millis = lowered.get("retry-after-ms")
+    if millis is not None:
+        try:
+            return max(0.0, float(millis) / 1000.0)
+        except ValueError:
+            pass
+    value = lowered.get("retry-after")
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        pass
+    else:
+        return max(0.0, seconds) if seconds == seconds else None  # NaN is unreadable
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - (now or datetime.now(timezone.utc))).total_seconds())
+
+
+def _import_openai() -> Any:
+    try:
+        import openai
+    except ImportError as exc:
+        raise MissingDependencyError(
+            "the openai backend needs the 'openai' package",
+            hint="pip install 'openai>=1.30' (it is a dependency of promptopt; reinstall promptopt)",
+        ) from exc
+    return openai
+
+
+def _error_detail(body: Any) -> str | None:
+    """The server's own error message, shortened; OpenAI nests it as error.message."""
+    if isinstance(body, Mapping):
+        inner = body.get("error", body)
+        if isinstance(inner, Mapping):
+            message = inner.get("message")
+            if isinstance(message, str) and message:
+                return message[:_ERROR_DETAIL_LIMIT]
+        elif isinstance(inner, str) and inner:
+            return inner[:_ERROR_DETAIL_LIMIT]
+        return None
+    if isinstance(body, str) and body:
+        return body[:_ERROR_DETAIL_LIMIT]
+    return None
+
+
+def _host_port(url: str) -> str:
+    """``host`` or ``host:port`` of a URL: never user info, path or query."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return f"{host}:{port}" if port is not None else host
+
+
+def _public_url(url: str) -> str:
+    """The URL without user info, query or fragment, safe to store and show."""
+    parts = urlsplit(url)
+    if not parts.hostname:
+        return "<invalid URL>"
+    return f"{parts.scheme}://{_host_port(url)}{parts.path}"
