@@ -15,7 +15,8 @@ class RetryingBackend(Backend):
     ``max_attempts`` times in all, waiting ``base_delay * 2**attempt`` (with jitter,
     capped at ``max_delay``) or the server's ``retry_after`` when it gave one. What
     still fails after the last attempt is returned as a failure, never dropped or
-    replaced by another model's answer. ``retries`` counts re-sent requests."""
+    replaced by another model's answer. ``sent`` counts every request passed to
+    ``inner`` (the calls actually made), ``retries`` the re-sent ones."""
 
     def __init__(
         self,
@@ -36,6 +37,7 @@ class RetryingBackend(Backend):
         self._sleep = sleep
         self._jitter = random.Random(seed)
         self.retries = 0
+        self.sent = 0
         self.faults_seen = 0
 
     @property
@@ -53,6 +55,7 @@ class RetryingBackend(Backend):
         return min(self.max_delay, backoff * (0.5 + self._jitter.random()))
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Completion]:
+        self.sent += len(requests)
         results = list(self.inner.generate(requests))
         self.faults_seen += sum(1 for c in results if not c.ok)
         for attempt in range(self.max_attempts - 1):
@@ -61,6 +64,7 @@ class RetryingBackend(Backend):
                 break
             self._sleep(self.delay_for(attempt, [results[i] for i in pending]))
             self.retries += len(pending)
+            self.sent += len(pending)
             again = self.inner.generate([requests[i] for i in pending])
             self.faults_seen += sum(1 for c in again if not c.ok)
             for index, completion in zip(pending, again):

@@ -22,9 +22,12 @@ _NUMBER = r"-?[$€£]?\s?(?:\d{1,3}(?:,\d{3})+|\d+)?(?:\.\d+)?"
 _NUMBER_RE = re.compile(r"(?<![\w.])(-?\s?[$€£]?\s?(?:(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+))(?![\d])")
 _BOXED_RE = re.compile(r"\\boxed\{([^{}]*)\}")
 _HASHES_RE = re.compile(r"####\s*([^\n]*)")
-_ANSWER_IS_RE = re.compile(
-    r"(?:the\s+)?(?:final\s+)?answer\s*(?:is|:|=)\s*:?\s*([^\n]*)", re.IGNORECASE
-)
+_ANSWER_IS_RE = re.compile(r"answer\s*(?:is|:|=)\s*:?\s*", re.IGNORECASE)
+
+
+def _answer_tails(text: str) -> list[str]:
+    """The rest of the line after each "answer is" / "answer:" marker, in order."""
+    return [text[m.end() :].split("\n", 1)[0] for m in _ANSWER_IS_RE.finditer(text)]
 
 
 def normalize_number(text: str) -> str | None:
@@ -62,7 +65,7 @@ def extract_number(text: str) -> str | None:
             number = normalize_number(candidate)
             if number is not None:
                 return number
-    for candidate in reversed(_ANSWER_IS_RE.findall(text)):
+    for candidate in reversed(_answer_tails(text)):
         number = normalize_number(candidate)
         if number is not None:
             return number
@@ -79,7 +82,7 @@ _BARE_CHOICE_RE = re.compile(r"(?<![A-Za-z])([A-R])(?![A-Za-z])")
 def extract_choice(text: str) -> str | None:
     """A multiple-choice letter, returned as ``(X)``: the one after "the answer is", else
     the last ``(X)`` in the text, else a lone capital letter in the answer sentence."""
-    for tail in reversed(_ANSWER_IS_RE.findall(text)):
+    for tail in reversed(_answer_tails(text)):
         found = _CHOICE_RE.findall(tail) or _BARE_CHOICE_RE.findall(tail[:8])
         if found:
             return f"({found[0]})"
@@ -101,7 +104,7 @@ _YESNO_MAP = {"yes": "yes", "no": "no", "true": "yes", "false": "no", "plausible
 def extract_yesno(text: str) -> str | None:
     """``yes`` or ``no`` (also from true/false, plausible/implausible): the word after
     "the answer is", else the last such word in the text."""
-    for tail in reversed(_ANSWER_IS_RE.findall(text)):
+    for tail in reversed(_answer_tails(text)):
         found = _YESNO_RE.findall(tail)
         if found:
             return _YESNO_MAP[found[0].lower()]
@@ -119,7 +122,7 @@ def normalize_text(text: str) -> str:
 
 def extract_text(text: str) -> str | None:
     """Free text: what follows the last "the answer is", else the last non-empty line."""
-    tails = _ANSWER_IS_RE.findall(text)
+    tails = _answer_tails(text)
     if tails:
         answer = normalize_text(tails[-1])
         return answer or None

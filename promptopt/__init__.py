@@ -1,0 +1,48 @@
+"""promptopt: automatic prompt optimization.
+
+The Python API mirrors the command line:
+
+>>> import promptopt
+>>> report = promptopt.evaluate(task="gsm-symbolic", prompt="Solve the math word problem.",
+...                             backend="fake", split="dev", limit=5)   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
+
+from promptopt.errors import PromptOptError
+from promptopt.types import Candidate, Completion, EvalResult, Example, GenerationRequest, Message
+
+try:
+    __version__ = version("promptopt")
+except PackageNotFoundError:  # running from a source tree without installation
+    __version__ = "0.0.0+unknown"
+
+if TYPE_CHECKING:
+    from promptopt.evaluate import EvalReport, evaluate, make_candidate
+    from promptopt.tasks import Task, get_task, list_tasks
+
+__all__ = [
+    "Candidate", "Completion", "EvalReport", "EvalResult", "Example", "GenerationRequest", "Message",
+    "PromptOptError", "Task", "evaluate", "get_task", "list_tasks", "make_candidate", "__version__",
+]  # fmt: skip
+
+_LAZY = {
+    "evaluate": "promptopt.evaluate",
+    "make_candidate": "promptopt.evaluate",
+    "EvalReport": "promptopt.evaluate",
+    "get_task": "promptopt.tasks",
+    "list_tasks": "promptopt.tasks",
+    "Task": "promptopt.tasks",
+}
+
+
+def __getattr__(name: str) -> Any:
+    # Keep `import promptopt` light: the API pulls in SQLAlchemy and the task registry.
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'promptopt' has no attribute {name!r}")

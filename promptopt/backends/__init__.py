@@ -1,0 +1,52 @@
+"""Backends by name. A model spec is what a user types after ``--model``:
+
+- ``fake`` — the deterministic scripted backend (tests, dry runs);
+- ``openai/<model>`` — any OpenAI-compatible server (``--base-url``; key from the environment);
+- ``local/<name-or-path>``, a known local model name (``promptopt models``), a ``.gguf``
+  file or a Hugging Face model folder — the local transformers backend.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from promptopt.backends.base import Backend
+from promptopt.backends.cache import CachingBackend
+from promptopt.backends.fake import FakeBackend
+from promptopt.backends.retry import RetryingBackend
+from promptopt.errors import ConfigError
+
+__all__ = ["Backend", "CachingBackend", "FakeBackend", "RetryingBackend", "make_backend"]
+
+
+def make_backend(
+    spec: str,
+    *,
+    base_url: str | None = None,
+    api_key_env: str = "OPENAI_API_KEY",
+    concurrency: int = 8,
+    batch_size: int = 16,
+) -> Backend:
+    """Build the backend a model spec names (see the module docstring)."""
+    spec = spec.strip()
+    if spec == "fake" or spec.startswith("fake/"):
+        return FakeBackend(model=spec)
+    if spec.startswith("openai/"):
+        from promptopt.backends.openai_backend import OpenAIBackend
+
+        model = spec[len("openai/") :]
+        if not model:
+            raise ConfigError("--model openai/<model>: name the model, e.g. openai/gpt-4o-mini")
+        return OpenAIBackend(model, base_url=base_url, api_key_env=api_key_env, concurrency=concurrency)
+    local = spec[len("local/") :] if spec.startswith("local/") else spec
+    from promptopt.models import KNOWN_MODELS
+
+    if spec.startswith("local/") or local in KNOWN_MODELS or Path(local).expanduser().exists() or "/" in local:
+        from promptopt.backends.local import TransformersBackend
+
+        return TransformersBackend(local, batch_size=batch_size)
+    raise ConfigError(
+        f"unknown model {spec!r}",
+        hint="use fake, openai/<model>, local/<name-or-path>, a .gguf file, or one of: "
+        + ", ".join(KNOWN_MODELS),
+    )

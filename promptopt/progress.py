@@ -1,0 +1,59 @@
+"""Progress display for long work (rich, on stderr): bar, count, running accuracy, ETA."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any
+
+
+class EvalProgressBar:
+    """A context manager; ``update`` takes :class:`promptopt.evaluate.EvalProgress`.
+    Disabled, it does nothing (for ``--json``, ``--no-progress`` and scripts)."""
+
+    def __init__(self, label: str, *, enabled: bool = True) -> None:
+        self.label = label
+        self.enabled = enabled
+        self._progress: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> EvalProgressBar:
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self._progress = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("acc {task.fields[accuracy]}"),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                console=Console(stderr=True),
+                transient=False,
+            )
+            self._progress.__enter__()
+        return self
+
+    def start(self, total: int) -> None:
+        if self._progress is not None:
+            self._task = self._progress.add_task(self.label, total=total, accuracy="–")
+
+    def update(self, state: Any) -> None:
+        if self._progress is None or self._task is None:
+            return
+        accuracy = f"{state.correct / state.scored:.1%}" if state.scored else "–"
+        self._progress.update(self._task, completed=state.done, accuracy=accuracy)
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(exc_type, exc, tb)
