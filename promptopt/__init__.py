@@ -21,7 +21,7 @@ except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0+unknown"
 
 if TYPE_CHECKING:
-    from promptopt.evaluate import EvalReport, evaluate, make_candidate
+    from promptopt.evaluation import EvalReport, evaluate, make_candidate
     from promptopt.tasks import Task, get_task, list_tasks
 
 __all__ = [
@@ -30,9 +30,9 @@ __all__ = [
 ]  # fmt: skip
 
 _LAZY = {
-    "evaluate": "promptopt.evaluate",
-    "make_candidate": "promptopt.evaluate",
-    "EvalReport": "promptopt.evaluate",
+    "evaluate": "promptopt.evaluation",
+    "make_candidate": "promptopt.evaluation",
+    "EvalReport": "promptopt.evaluation",
     "get_task": "promptopt.tasks",
     "list_tasks": "promptopt.tasks",
     "Task": "promptopt.tasks",

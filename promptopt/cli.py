@@ -115,8 +115,7 @@ def eval_command(
           --instruction "Solve the math word problem." --cot "Let's think step by step."
     """
     from promptopt.backends import make_backend
-    from promptopt.evaluate import evaluate, make_candidate
-    from promptopt.models import DEFAULT_MODEL
+    from promptopt.evaluation import evaluate, make_candidate
     from promptopt.store import Store
     from promptopt.tasks import get_task
 
@@ -128,8 +127,12 @@ def eval_command(
     )  # fmt: skip
     store = Store(db)
     examples = len(task.examples(split, limit))
+    if model is None:
+        from promptopt.models import DEFAULT_MODEL
+
+        model = DEFAULT_MODEL
     backend = make_backend(
-        model or DEFAULT_MODEL, base_url=base_url, api_key_env=api_key_env, concurrency=concurrency, batch_size=batch_size
+        model, base_url=base_url, api_key_env=api_key_env, concurrency=concurrency, batch_size=batch_size
     )
     label = f"{task.name} {split}"
     with _progress_display(not no_progress and not as_json, label) as bar:

@@ -7,7 +7,7 @@ from typing import Any
 
 
 class EvalProgressBar:
-    """A context manager; ``update`` takes :class:`promptopt.evaluate.EvalProgress`.
+    """A context manager; ``update`` takes :class:`promptopt.evaluation.EvalProgress`.
     Disabled, it does nothing (for ``--json``, ``--no-progress`` and scripts)."""
 
     def __init__(self, label: str, *, enabled: bool = True) -> None:

