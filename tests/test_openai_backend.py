@@ -19,7 +19,7 @@ import pytest
 
 from promptopt.backends.openai_backend import OpenAIBackend, parse_retry_after
 from promptopt.errors import BackendError, ConfigError
-from promptopt.testing.openai_server import Fault, FakeOpenAIServer, FaultPlan
+from promptopt.testing.openai_server import FakeOpenAIServer, Fault, FaultPlan
 from promptopt.types import GenerationRequest, Message
 
 SECRET = "sk-test-PLANTED-secret-0123456789abcdef"
@@ -267,7 +267,7 @@ def test_other_client_errors_are_not_retryable(status: int) -> None:
     [
         ("malformed_json", "malformed response"),
         ("empty_choices", "no choices"),
-        ("truncated_stream", "127.0.0.1"),  # a body cut short: malformed or a broken connection
+        ("truncated_stream", "connection to 127.0.0.1"),  # a body cut short: the peer closed mid-body
         ("reset", "connection"),
         ("disconnect", "connection"),
     ],
