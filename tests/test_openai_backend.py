@@ -414,3 +414,17 @@ def test_fault_plan_rejects_nonsense() -> None:
         FaultPlan(rates={"gremlins": 0.1})
     with pytest.raises(ValueError, match="sum"):
         FaultPlan(rates={"reset": 0.6, "delay": 0.6})
+
+
+def test_retry_wrapper_recovers_from_injected_faults_over_http() -> None:
+    """The seam the retry wrapper relies on: retryable failures with the server's wait."""
+    from promptopt.backends.retry import RetryingBackend
+
+    waits: list[float] = []
+    plan = FaultPlan(script=["rate_limit", "ok", "503", "ok", "ok"], retry_after="0.25")
+    with FakeOpenAIServer(faults=plan) as srv, backend_for(srv, concurrency=1) as inner:
+        backend = RetryingBackend(inner, max_attempts=3, base_delay=0.0, sleep=waits.append)
+        completions = backend.generate([ask("a"), ask("b"), ask("c")])
+    assert [c.text for c in completions] == ["a", "b", "c"]
+    assert srv.chat_request_count == 5
+    assert waits and all(w >= 0.25 for w in waits)
