@@ -559,7 +559,7 @@ class FakeOpenAIServer:
         self._httpd = _HTTPServer((self.host, self._requested_port), self)
         self._thread = threading.Thread(
             target=self._httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},
+            kwargs={"poll_interval": 0.02},
             name="fake-openai-server",
             daemon=True,
         )
