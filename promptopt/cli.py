@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -32,7 +33,9 @@ class PromptOptGroup(click.Group):
             ctx.exit(130)
 
 
-@click.group(cls=PromptOptGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(
+    cls=PromptOptGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}
+)
 @click.version_option(package_name="promptopt")
 def cli() -> None:
     """promptopt: find the prompt that scores best on your task, and keep every result.
@@ -55,7 +58,11 @@ def tasks_command(as_json: bool) -> None:
 
     infos = list_tasks()
     if as_json:
-        click.echo(json.dumps([{"name": i.name, "description": i.description, "origin": i.origin} for i in infos], indent=2))
+        click.echo(
+            json.dumps(
+                [{"name": i.name, "description": i.description, "origin": i.origin} for i in infos], indent=2
+            )
+        )
         return
     width = max(len(i.name) for i in infos)
     for info in infos:
@@ -70,32 +77,110 @@ def _progress_display(enabled: bool, total_label: str) -> Any:
 
 
 @cli.command("eval")
-@click.option("--task", "task_name", required=True, help="Task name (see `promptopt tasks`) or path to a task YAML file.")
+@click.option(
+    "--task",
+    "task_name",
+    required=True,
+    help="Task name (see `promptopt tasks`) or path to a task YAML file.",
+)
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None, help=DATA_HELP)
-@click.option("--split", type=click.Choice(["dev", "test", "train"]), default="test", show_default=True,
-              help="Split to score: test is the official held-out split; dev is drawn from train.")
-@click.option("--limit", type=click.IntRange(min=1), default=None, help="Score only the first N examples of the split.")
+@click.option(
+    "--split",
+    type=click.Choice(["dev", "test", "train"]),
+    default="test",
+    show_default=True,
+    help="Split to score: test is the official held-out split; dev is drawn from train.",
+)
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=None, help="Score only the first N examples of the split."
+)
 @click.option("--instruction", default=None, help="Instruction (system message). Default: the task's own.")
-@click.option("--cot", default=None, help='Chain-of-thought trigger, e.g. "Let\'s think step by step." Zero-shot CoT '
-              "with --shots 0; with --shots N the demos show worked solutions (few-shot CoT).")
-@click.option("--shots", type=click.IntRange(min=0), default=0, show_default=True, help="Number of demos from the train split.")
-@click.option("--demos", default=None, help="Comma-separated demo ids instead of --shots (e.g. train-00012,cot-0).")
-@click.option("--answer-format", default=None, help="Line that tells the model how to state its answer. Default: the task's.")
-@click.option("--samples", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Self-consistency: sample N answers and take the majority vote.")
-@click.option("--temperature", type=click.FloatRange(min=0.0), default=None,
-              help="Sampling temperature. Default: 0 (greedy), or 0.7 with --samples > 1.")
-@click.option("--max-tokens", type=click.IntRange(min=1), default=512, show_default=True, help="Most tokens generated per answer.")
-@click.option("--two-stage", is_flag=True, help="Ask a second short question for the final answer after the reasoning (Kojima et al.).")
-@click.option("--model", default=None, help="Model: a local model name (`promptopt models`; default qwen2.5-coder-1.5b), "
-              "local/<path.gguf|hf_dir>, openai/<model>, or fake.")
-@click.option("--base-url", default=None, help="Endpoint of an OpenAI-compatible server (with --model openai/...). Default: $OPENAI_BASE_URL or OpenAI.")
-@click.option("--api-key-env", default="OPENAI_API_KEY", show_default=True, help="Environment variable that holds the API key (keys are never stored).")
-@click.option("--concurrency", type=click.IntRange(min=1), default=8, show_default=True, help="Requests in flight at once (API backends).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True, help="Requests generated as one batch.")
+@click.option(
+    "--cot",
+    default=None,
+    help='Chain-of-thought trigger, e.g. "Let\'s think step by step." Zero-shot CoT '
+    "with --shots 0; with --shots N the demos show worked solutions (few-shot CoT).",
+)
+@click.option(
+    "--shots",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Number of demos from the train split.",
+)
+@click.option(
+    "--demos", default=None, help="Comma-separated demo ids instead of --shots (e.g. train-00012,cot-0)."
+)
+@click.option(
+    "--answer-format",
+    default=None,
+    help="Line that tells the model how to state its answer. Default: the task's.",
+)
+@click.option(
+    "--samples",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Self-consistency: sample N answers and take the majority vote.",
+)
+@click.option(
+    "--temperature",
+    type=click.FloatRange(min=0.0),
+    default=None,
+    help="Sampling temperature. Default: 0 (greedy), or 0.7 with --samples > 1.",
+)
+@click.option(
+    "--max-tokens",
+    type=click.IntRange(min=1),
+    default=512,
+    show_default=True,
+    help="Most tokens generated per answer.",
+)
+@click.option(
+    "--two-stage",
+    is_flag=True,
+    help="Ask a second short question for the final answer after the reasoning (Kojima et al.).",
+)
+@click.option(
+    "--model",
+    default=None,
+    help="Model: a local model name (`promptopt models`; default qwen2.5-coder-1.5b), "
+    "local/<path.gguf|hf_dir>, openai/<model>, or fake.",
+)
+@click.option(
+    "--base-url",
+    default=None,
+    help="Endpoint of an OpenAI-compatible server (with --model openai/...). Default: $OPENAI_BASE_URL or OpenAI.",
+)
+@click.option(
+    "--api-key-env",
+    default="OPENAI_API_KEY",
+    show_default=True,
+    help="Environment variable that holds the API key (keys are never stored).",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="Requests in flight at once (API backends).",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=16,
+    show_default=True,
+    help="Requests generated as one batch.",
+)
 @click.option("--db", default=None, help=DB_HELP)
-@click.option("--no-cache", is_flag=True, help="Call the model even for requests already answered in the response cache.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for demo choice (recorded with the run).")
+@click.option(
+    "--no-cache",
+    is_flag=True,
+    help="Call the model even for requests already answered in the response cache.",
+)
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="Seed for demo choice (recorded with the run)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 @click.option("--no-progress", is_flag=True, help="Do not show the progress bar.")
 def eval_command(
@@ -151,12 +236,16 @@ def eval_command(
 
 def _print_report(report: Any, db_url: str) -> None:
     echo: Callable[[str], None] = click.echo
-    echo(f"{report.task} · {report.split} · {report.n} examples · {report.model} · candidate {report.candidate.hash}")
+    echo(
+        f"{report.task} · {report.split} · {report.n} examples · {report.model} · candidate {report.candidate.hash}"
+    )
     echo(
         f"accuracy    {report.accuracy:.1%}  (95% CI {report.ci_low:.1%}–{report.ci_high:.1%}, "
         f"n={report.n_scored}, {report.n_failed} failed)"
     )
-    echo(f"tokens      {report.tokens_in_per_example:.1f} in / {report.tokens_out_per_example:.1f} out per example")
+    echo(
+        f"tokens      {report.tokens_in_per_example:.1f} in / {report.tokens_out_per_example:.1f} out per example"
+    )
     echo(f"calls       {report.calls} (cache hits {report.cache_hits}, retries {report.retries})")
     echo(f"wall time   {report.wall_s:.1f} s")
     echo(f"run         {report.run_id} in {db_url}")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from promptopt.backends import Backend, CachingBackend, RetryingBackend, make_backend
 from promptopt.errors import ConfigError
@@ -131,7 +132,9 @@ def make_candidate(
     if temperature is None:
         temperature = 0.7 if samples > 1 else 0.0
     if samples > 1 and temperature == 0.0:
-        raise ConfigError("self-consistency with temperature 0 gives identical samples; set --temperature > 0")
+        raise ConfigError(
+            "self-consistency with temperature 0 gives identical samples; set --temperature > 0"
+        )
     return Candidate(
         instruction=task.spec.instruction if instruction is None else instruction,
         demo_ids=tuple(demo_ids),
@@ -152,7 +155,9 @@ def _as_candidate(prompt: Candidate | str | Mapping[str, Any], task: Task) -> Ca
         return make_candidate(task, instruction=prompt)
     if isinstance(prompt, Mapping):
         return Candidate.from_dict(prompt)
-    raise ConfigError(f"prompt must be a Candidate, an instruction string or a mapping, not {type(prompt).__name__}")
+    raise ConfigError(
+        f"prompt must be a Candidate, an instruction string or a mapping, not {type(prompt).__name__}"
+    )
 
 
 def _open_store(db: Any) -> tuple[Any, bool]:
@@ -192,11 +197,9 @@ def evaluate(
     if isinstance(backend, Backend):
         inner = backend
     else:
-        if backend is None:
-            from promptopt.models import DEFAULT_MODEL
+        from promptopt.models import DEFAULT_MODEL
 
-            backend = DEFAULT_MODEL
-        inner = make_backend(backend, batch_size=batch_size)
+        inner = make_backend(backend or DEFAULT_MODEL, batch_size=batch_size)
     store, owns_store = _open_store(db)
     retrying = RetryingBackend(inner, max_attempts=max_attempts)
     caching = CachingBackend(retrying, store) if cache else None
@@ -220,21 +223,25 @@ def evaluate(
     )
     store.add_candidate(run_id, candidate, origin="user")
     started = time.perf_counter()
-    done = [0, 0.0, 0]  # examples done, correct, scored
+    tally = {"done": 0, "scored": 0}
+    correct = [0.0]
 
     def on_batch(batch: Sequence[EvalResult]) -> None:
         store.record_evaluations(run_id, batch)
-        done[0] += len(batch)
-        done[1] += sum(r.score or 0.0 for r in batch)
-        done[2] += sum(1 for r in batch if r.score is not None)
+        tally["done"] += len(batch)
+        tally["scored"] += sum(1 for r in batch if r.score is not None)
+        correct[0] += sum(r.score or 0.0 for r in batch)
         if progress is not None:
-            progress(EvalProgress(done[0], len(examples), done[1], done[2], time.perf_counter() - started))
+            elapsed = time.perf_counter() - started
+            progress(EvalProgress(tally["done"], len(examples), correct[0], tally["scored"], elapsed))
 
     try:
         results = executor.evaluate(candidate, examples, split, on_batch=on_batch)
     except BaseException as exc:
         status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-        store.finish_run(run_id, status, {"error": f"{type(exc).__name__}: {exc}"[:2000], "examples_done": done[0]})
+        store.finish_run(
+            run_id, status, {"error": f"{type(exc).__name__}: {exc}"[:2000], "examples_done": tally["done"]}
+        )
         if owns_store:
             store.close()
         raise

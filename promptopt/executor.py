@@ -9,12 +9,20 @@ short follow-up question after the reasoning.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from promptopt.backends.base import Backend
 from promptopt.prompt import answer_followup, render_messages
 from promptopt.tasks import Task
-from promptopt.types import Candidate, Completion, EvalResult, Example, GenerationRequest, Message, SampleResult
+from promptopt.types import (
+    Candidate,
+    Completion,
+    EvalResult,
+    Example,
+    GenerationRequest,
+    Message,
+    SampleResult,
+)
 
 BatchCallback = Callable[[Sequence[EvalResult]], None]
 TWO_STAGE_MAX_TOKENS = 32
@@ -92,12 +100,16 @@ class Executor:
         """Ask for the bare answer after each successful reasoning; merge both calls."""
         followups: list[GenerationRequest] = []
         positions: list[int] = []
-        for position, (request, first) in enumerate(zip(requests, firsts)):
+        for position, (request, first) in enumerate(zip(requests, firsts, strict=True)):
             if not first.ok:
                 continue
             followups.append(
                 GenerationRequest(
-                    messages=(*request.messages, Message("assistant", first.text), answer_followup(self.task)),
+                    messages=(
+                        *request.messages,
+                        Message("assistant", first.text),
+                        answer_followup(self.task),
+                    ),
                     temperature=0.0,
                     max_tokens=TWO_STAGE_MAX_TOKENS,
                     sample_index=request.sample_index,
@@ -105,10 +117,12 @@ class Executor:
             )
             positions.append(position)
         merged = list(firsts)
-        for position, second in zip(positions, self.backend.generate(followups)):
+        for position, second in zip(positions, self.backend.generate(followups), strict=True):
             first = firsts[position]
             merged[position] = Completion(
-                text=f"{first.text}\n{self.task.spec.answer_prompt} {second.text}" if second.ok else first.text,
+                text=f"{first.text}\n{self.task.spec.answer_prompt} {second.text}"
+                if second.ok
+                else first.text,
                 tokens_in=first.tokens_in + second.tokens_in,
                 tokens_out=first.tokens_out + second.tokens_out,
                 finish_reason=second.finish_reason,
@@ -119,7 +133,9 @@ class Executor:
             )
         return merged
 
-    def _score(self, candidate: Candidate, example: Example, split: str, completions: Sequence[Completion]) -> EvalResult:
+    def _score(
+        self, candidate: Candidate, example: Example, split: str, completions: Sequence[Completion]
+    ) -> EvalResult:
         samples = []
         for index, completion in enumerate(completions):
             if completion.ok:

@@ -8,7 +8,7 @@ code), so a template from a file or an LLM cannot reach into Python objects.
 from __future__ import annotations
 
 import re
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 from promptopt.errors import TemplateError
 
@@ -39,7 +39,9 @@ def placeholders(template: str, *, where: str = "template") -> list[str]:
     return names
 
 
-def validate(template: str, fields: Iterable[str], *, where: str = "template", require_any: bool = True) -> None:
+def validate(
+    template: str, fields: Iterable[str], *, where: str = "template", require_any: bool = True
+) -> None:
     """Check that every placeholder names a known field and, with ``require_any``, that
     the template uses at least one of them (a template without its placeholder would
     send every question to the model as the same text)."""

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 Role = Literal["system", "user", "assistant"]
 CotMode = Literal["none", "zero_shot", "few_shot"]

@@ -30,7 +30,9 @@ def solver() -> Any:
     return respond
 
 
-def test_eval_over_http_with_faults_completes_and_stores_no_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_eval_over_http_with_faults_completes_and_stores_no_secret(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("MY_KEY", SECRET)
     db = tmp_path / "e2e.db"
     plan = FaultPlan(rates={"rate_limit": 0.1, "server_error": 0.1}, seed=3, retry_after="0")

@@ -15,7 +15,9 @@ from promptopt.types import GenerationRequest
 
 def oracle(task):  # type: ignore[no-untyped-def]
     """Answers correctly for questions whose text has an even length, else wrongly."""
-    answers = {e.inputs["question"]: task.target(e) for split in ("dev", "test") for e in task.examples(split)}
+    answers = {
+        e.inputs["question"]: task.target(e) for split in ("dev", "test") for e in task.examples(split)
+    }
 
     def respond(request: GenerationRequest) -> str:
         question = next(q for q in answers if q in request.messages[-1].content)
@@ -30,7 +32,9 @@ def test_evaluate_scores_and_stores_every_result(db_url: str, data_dir: Path) ->
     respond, answers = oracle(task)
     examples = task.examples("test", limit=20)
     expected = sum(1 for e in examples if len(e.inputs["question"]) % 2 == 0) / 20
-    report = promptopt.evaluate(task=task, prompt="Solve it.", backend=FakeBackend(respond), split="test", limit=20, db=db_url)
+    report = promptopt.evaluate(
+        task=task, prompt="Solve it.", backend=FakeBackend(respond), split="test", limit=20, db=db_url
+    )
     assert report.n == 20 and report.accuracy == pytest.approx(expected)
     assert report.ci_low <= report.accuracy <= report.ci_high
     assert report.calls == 20 and report.cache_hits == 0
@@ -43,7 +47,9 @@ def test_evaluate_scores_and_stores_every_result(db_url: str, data_dir: Path) ->
     assert run.status == "finished" and run.kind == "eval" and run.dataset_hash == task.dataset_hash
     assert store.get_candidate(report.candidate.hash) == report.candidate
     # same evaluation again: everything from the cache, identical score
-    again = promptopt.evaluate(task=task, prompt="Solve it.", backend=FakeBackend(respond), split="test", limit=20, db=db_url)
+    again = promptopt.evaluate(
+        task=task, prompt="Solve it.", backend=FakeBackend(respond), split="test", limit=20, db=db_url
+    )
     assert again.accuracy == report.accuracy and again.calls == 0 and again.cache_hits == 20
     store.close()
 
@@ -59,7 +65,15 @@ def test_failed_run_is_marked_and_keeps_stored_rows(db_url: str) -> None:
         return "The answer is 1."
 
     with pytest.raises(RuntimeError):
-        promptopt.evaluate(task=task, prompt="x", backend=FakeBackend(explode), split="test", limit=10, batch_size=2, db=db_url)
+        promptopt.evaluate(
+            task=task,
+            prompt="x",
+            backend=FakeBackend(explode),
+            split="test",
+            limit=10,
+            batch_size=2,
+            db=db_url,
+        )
     store = Store(db_url)
     [run] = store.list_runs()
     assert run.status == "failed"
@@ -84,7 +98,9 @@ def test_cli_eval_json_and_stored(db_url: str) -> None:
 
 
 def test_cli_eval_human_output(db_url: str) -> None:
-    code, out, _ = run_cli("eval", "--task", "gsm-symbolic", "--limit", "3", "--model", "fake", "--db", db_url, "--no-progress")
+    code, out, _ = run_cli(
+        "eval", "--task", "gsm-symbolic", "--limit", "3", "--model", "fake", "--db", db_url, "--no-progress"
+    )
     assert code == 0
     for word in ("accuracy", "95% CI", "tokens", "calls", "cache hits", "wall time", "run"):
         assert word in out
@@ -96,7 +112,10 @@ def test_cli_eval_human_output(db_url: str) -> None:
         (["eval", "--task", "gsm8kk", "--model", "fake"], "did you mean gsm8k"),
         (["eval", "--task", "gsm8k", "--data-dir", "/nonexistent/dir", "--model", "fake"], "does not exist"),
         (["eval", "--task", "gsm-symbolic", "--model", "nonsense-model"], "unknown model"),
-        (["eval", "--task", "gsm-symbolic", "--model", "fake", "--samples", "3", "--temperature", "0"], "temperature"),
+        (
+            ["eval", "--task", "gsm-symbolic", "--model", "fake", "--samples", "3", "--temperature", "0"],
+            "temperature",
+        ),
         (["eval", "--task", "gsm-symbolic", "--model", "fake", "--demos", "nope-1"], "not in the demo pool"),
     ],
 )
@@ -117,7 +136,9 @@ def test_cli_schema_mismatch_is_exit_2_and_keeps_data(db_url: str) -> None:
     engine = create_engine(db_url)
     with engine.begin() as conn:
         conn.execute(text("UPDATE po_alembic_version SET version_num = '9999_future'"))
-    code, out, err = run_cli("eval", "--task", "gsm-symbolic", "--model", "fake", "--limit", "1", "--db", db_url)
+    code, out, err = run_cli(
+        "eval", "--task", "gsm-symbolic", "--model", "fake", "--limit", "1", "--db", db_url
+    )
     assert code == 2 and "schema revision" in err and "Traceback" not in err + out
     with engine.begin() as conn:
         assert conn.execute(text("SELECT count(*) FROM po_evaluations")).scalar() == 2

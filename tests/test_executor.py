@@ -48,7 +48,9 @@ def test_rendering_puts_shared_prefix_first(task) -> None:  # type: ignore[no-un
     assert m1[:-1] == m2[:-1]  # everything but the question is shared
     assert [m.role for m in m1] == ["system", "user", "assistant", "user", "assistant", "user"]
     demo = task.demo(candidate.demo_ids[0])
-    assert demo.solution and demo.solution in m1[2].content and f"The answer is {demo.target}." in m1[2].content
+    assert (
+        demo.solution and demo.solution in m1[2].content and f"The answer is {demo.target}." in m1[2].content
+    )
     assert first.inputs["question"] in m1[-1].content
     text = render_text(candidate, task, first)
     assert text.startswith("Be exact.") and text.endswith("Answer:")
@@ -116,7 +118,10 @@ def test_batches_respect_batch_size_and_callback(task) -> None:  # type: ignore[
 
     seen: list[int] = []
     Executor(task, Counting(), batch_size=4).evaluate(
-        make_candidate(task, samples=2), task.examples("test", limit=5), "test", on_batch=lambda b: seen.append(len(b))
+        make_candidate(task, samples=2),
+        task.examples("test", limit=5),
+        "test",
+        on_batch=lambda b: seen.append(len(b)),
     )
     assert calls == [4, 4, 2] and seen == [2, 2, 1]
 

@@ -43,7 +43,13 @@ def test_extract_number_real_outputs(text: str, expected: str | None) -> None:
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("So the answer is (B).", "(B)"), ("(A) is wrong; (C)", "(C)"), ("The answer is: D", "(D)"), ("E", "(E)"), ("none", None)],
+    [
+        ("So the answer is (B).", "(B)"),
+        ("(A) is wrong; (C)", "(C)"),
+        ("The answer is: D", "(D)"),
+        ("E", "(E)"),
+        ("none", None),
+    ],
 )
 def test_extract_choice(text: str, expected: str | None) -> None:
     assert extract_choice(text) == expected
@@ -80,11 +86,18 @@ def test_normalize_target() -> None:
     assert normalize_target(" Yes ", "yesno") == "yes"
 
 
-numbers = st.decimals(min_value=Decimal("-1e9"), max_value=Decimal("1e9"), places=2, allow_nan=False, allow_infinity=False)
+numbers = st.decimals(
+    min_value=Decimal("-1e9"), max_value=Decimal("1e9"), places=2, allow_nan=False, allow_infinity=False
+)
 
 
-@given(value=numbers, prefix=st.sampled_from(["", "$", "€"]), suffix=st.sampled_from(["", ".", " dollars.", " kg", "!"]),
-       commas=st.booleans(), lead=st.sampled_from(["", "So in total ", "Reasoning 3 + 4.\nThe answer is "]))
+@given(
+    value=numbers,
+    prefix=st.sampled_from(["", "$", "€"]),
+    suffix=st.sampled_from(["", ".", " dollars.", " kg", "!"]),
+    commas=st.booleans(),
+    lead=st.sampled_from(["", "So in total ", "Reasoning 3 + 4.\nThe answer is "]),
+)
 def test_number_round_trip(value: Decimal, prefix: str, suffix: str, commas: bool, lead: str) -> None:
     """However the model dresses a number up, the extracted value equals it."""
     negative = value < 0
@@ -103,6 +116,6 @@ def test_extractors_never_crash(text: str) -> None:
         assert result is None or isinstance(result, str)
 
 
-@given(st.integers(min_value=-10**12, max_value=10**12))
+@given(st.integers(min_value=-(10**12), max_value=10**12))
 def test_normalize_integer(value: int) -> None:
     assert normalize_number(f"{value:,}") == str(value)

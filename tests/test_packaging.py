@@ -17,7 +17,18 @@ REPO = Path(__file__).resolve().parent.parent
 @pytest.mark.slow
 def test_wheel_carries_package_data_and_runs_from_elsewhere(tmp_path: Path) -> None:
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(REPO)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(REPO),
+        ],
         check=True,
     )
     [wheel] = tmp_path.glob("promptopt-*.whl")
@@ -36,7 +47,9 @@ def test_wheel_carries_package_data_and_runs_from_elsewhere(tmp_path: Path) -> N
         "s = Store('sqlite:///x.db'); print(s.current_revision()); s.close()"
     )
     env = {**os.environ, "PYTHONPATH": str(unpacked)}
-    out = subprocess.run([sys.executable, "-c", script], cwd=elsewhere, env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", script], cwd=elsewhere, env=env, capture_output=True, text=True, check=True
+    )
     assert out.stdout.strip() == "0001"
     # it really imported the unpacked wheel, not the source tree
     where = subprocess.run([sys.executable, "-c", "import promptopt; print(promptopt.__file__)"], cwd=elsewhere, env=env,

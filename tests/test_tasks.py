@@ -12,7 +12,13 @@ from promptopt.template import placeholders, render, validate
 
 def test_registry_lists_builtin_tasks() -> None:
     names = {info.name for info in list_tasks()}
-    assert {"gsm8k", "gsm-symbolic", "bbh:object_counting", "bbh:date_understanding", "bbh:sports_understanding"} <= names
+    assert {
+        "gsm8k",
+        "gsm-symbolic",
+        "bbh:object_counting",
+        "bbh:date_understanding",
+        "bbh:sports_understanding",
+    } <= names
     assert not any(name.startswith("_") for name in names)
 
 
@@ -37,7 +43,11 @@ def test_gsm8k_splits_are_deterministic_and_disjoint(data_dir: Path) -> None:
 
 
 def test_bbh_tasks_hold_out_test_and_parse_cot_demos(data_dir: Path) -> None:
-    for name, extractor in [("bbh:object_counting", "number"), ("bbh:date_understanding", "choice"), ("bbh:sports_understanding", "yesno")]:
+    for name, extractor in [
+        ("bbh:object_counting", "number"),
+        ("bbh:date_understanding", "choice"),
+        ("bbh:sports_understanding", "yesno"),
+    ]:
         task = get_task(name, data_dir)
         assert task.extractor_name == extractor
         assert len(task.examples("test")) == 125
@@ -50,7 +60,9 @@ def test_gsm_symbolic_needs_no_data_dir() -> None:
     task = get_task("gsm-symbolic")
     test = task.examples("test", limit=5)
     assert len(test) == 5 and all(e.target for e in test)
-    assert not {e.inputs["question"] for e in task.examples("test")} & {e.inputs["question"] for e in task.examples("train")}
+    assert not {e.inputs["question"] for e in task.examples("test")} & {
+        e.inputs["question"] for e in task.examples("train")
+    }
 
 
 def test_missing_data_dir_names_both_ways(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -101,7 +113,10 @@ def test_gsm8k_row_without_hashes(tmp_path: Path) -> None:
 
 def test_custom_task_jsonl_and_csv(tmp_path: Path) -> None:
     (tmp_path / "train.jsonl").write_text(
-        "\n".join(json.dumps({"id": f"t{i}", "review": f"text {i}", "label": "positive" if i % 2 else "negative"}) for i in range(10))
+        "\n".join(
+            json.dumps({"id": f"t{i}", "review": f"text {i}", "label": "positive" if i % 2 else "negative"})
+            for i in range(10)
+        )
     )
     (tmp_path / "test.csv").write_text("id,review,label\nx1,great,positive\nx2,awful,negative\n")
     task_file = tmp_path / "sentiment.yaml"
@@ -120,7 +135,9 @@ def test_custom_task_jsonl_and_csv(tmp_path: Path) -> None:
 def test_custom_task_found_on_task_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     folder = tmp_path / "mytasks"
     folder.mkdir()
-    (folder / "mine.yaml").write_text("include: gsm8k.yaml\nname: my-gsm\ndescription: GSM8K with my template\ntemplate: 'Q: {question}'\n")
+    (folder / "mine.yaml").write_text(
+        "include: gsm8k.yaml\nname: my-gsm\ndescription: GSM8K with my template\ntemplate: 'Q: {question}'\n"
+    )
     monkeypatch.setenv("PROMPTOPT_TASK_PATH", str(folder))
     infos = {i.name: i for i in list_tasks()}
     assert infos["my-gsm"].origin == str(folder)
@@ -130,9 +147,18 @@ def test_custom_task_found_on_task_path(tmp_path: Path, monkeypatch: pytest.Monk
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        ("name: x\nsource: {type: records, files: {test: a.jsonl}, target_field: y}\ninput_fields: [q]\ntemplate: 'no placeholder'\n", "no placeholder for the input"),
-        ("name: x\nsource: {type: records, files: {test: a.jsonl}, target_field: y}\ninput_fields: [q]\ntemplate: '{question}'\n", "unknown placeholder"),
-        ("name: x\nsource: {type: records, files: {test: a.jsonl}, target_field: y}\ninput_fields: [q]\ntemplate: '{q.__class__}'\n", "not a plain field name"),
+        (
+            "name: x\nsource: {type: records, files: {test: a.jsonl}, target_field: y}\ninput_fields: [q]\ntemplate: 'no placeholder'\n",
+            "no placeholder for the input",
+        ),
+        (
+            "name: x\nsource: {type: records, files: {test: a.jsonl}, target_field: y}\ninput_fields: [q]\ntemplate: '{question}'\n",
+            "unknown placeholder",
+        ),
+        (
+            "name: x\nsource: {type: records, files: {test: a.jsonl}, target_field: y}\ninput_fields: [q]\ntemplate: '{q.__class__}'\n",
+            "not a plain field name",
+        ),
         ("name: x\nsource: {type: nope}\ninput_fields: [q]\n", "source.type 'nope' is unknown"),
         ("name: x\nsource: {type: records}\ninput_fields: [q]\ncolour: red\n", "unknown field(s) colour"),
         ("name: x\ninput_fields: [q]\n", "missing required field 'source'"),

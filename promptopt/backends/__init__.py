@@ -41,7 +41,12 @@ def make_backend(
     local = spec[len("local/") :] if spec.startswith("local/") else spec
     from promptopt.models import KNOWN_MODELS
 
-    if spec.startswith("local/") or local in KNOWN_MODELS or Path(local).expanduser().exists() or "/" in local:
+    if (
+        spec.startswith("local/")
+        or local in KNOWN_MODELS
+        or Path(local).expanduser().exists()
+        or "/" in local
+    ):
         from promptopt.backends.local import TransformersBackend
 
         return TransformersBackend(local, batch_size=batch_size)

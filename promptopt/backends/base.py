@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Sequence
+from collections.abc import Sequence
 
 from promptopt.types import Completion, GenerationRequest
 
@@ -39,7 +39,7 @@ class Backend(ABC):
         """Facts worth storing with a run (no secrets)."""
         return {"model": self.model_id, "backend": type(self).__name__}
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - an optional hook, a no-op by default
         """Release resources (connections, model weights). Idempotent."""
 
     def __enter__(self) -> Backend:

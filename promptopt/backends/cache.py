@@ -3,7 +3,8 @@ the store, without calling the model again."""
 
 from __future__ import annotations
 
-from typing import Protocol, Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
 from promptopt.backends.base import Backend
 from promptopt.types import Completion, GenerationRequest
@@ -46,7 +47,7 @@ class CachingBackend(Backend):
                 unique.setdefault(keys[index], index)
             order = list(unique.values())
             answers = self.inner.generate([requests[i] for i in order])
-            by_key = {keys[i]: answer for i, answer in zip(order, answers)}
+            by_key = {keys[i]: answer for i, answer in zip(order, answers, strict=True)}
             self.store.cache_put_many([(key, model, c) for key, c in by_key.items() if c.ok])
             fresh = {i: by_key[keys[i]] for i in missing}
         self.hits += len(requests) - len(missing)

@@ -12,7 +12,7 @@ import hashlib
 import threading
 import time
 from collections import deque
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from promptopt.backends.base import Backend
 from promptopt.types import Completion, GenerationRequest
@@ -54,9 +54,7 @@ class FakeBackend(Backend):
             self._queue.extend(replies)
 
     def default_reply(self, request: GenerationRequest) -> str:
-        digest = hashlib.sha256(
-            f"{self._seed}|{request.cache_key(self._model)}".encode()
-        ).digest()
+        digest = hashlib.sha256(f"{self._seed}|{request.cache_key(self._model)}".encode()).digest()
         return f"Let me see. The answer is {digest[0] % 10}."
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Completion]:

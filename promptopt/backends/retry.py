@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from promptopt.backends.base import Backend
 from promptopt.types import Completion, GenerationRequest
@@ -67,7 +67,7 @@ class RetryingBackend(Backend):
             self.sent += len(pending)
             again = self.inner.generate([requests[i] for i in pending])
             self.faults_seen += sum(1 for c in again if not c.ok)
-            for index, completion in zip(pending, again):
+            for index, completion in zip(pending, again, strict=True):
                 results[index] = completion
         return results
 

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import difflib
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -131,13 +132,21 @@ def list_tasks() -> list[TaskInfo]:
                 param, values = family
                 for value in values:
                     task_name = name.replace("{" + param + "}", value)
-                    infos[task_name] = TaskInfo(task_name, _substitute(description[0], param, value) if description else "", origin, path, value)
+                    infos[task_name] = TaskInfo(
+                        task_name,
+                        _substitute(description[0], param, value) if description else "",
+                        origin,
+                        path,
+                        value,
+                    )
             else:
                 infos[name] = TaskInfo(name, description[0] if description else "", origin, path)
     return sorted(infos.values(), key=lambda info: (info.origin != "builtin", info.name))
 
 
-def load_task_file(path: str | Path, data_dir: str | Path | None = None, *, family_value: str | None = None) -> Task:
+def load_task_file(
+    path: str | Path, data_dir: str | Path | None = None, *, family_value: str | None = None
+) -> Task:
     """Load a task from its YAML file."""
     path = Path(path)
     data = _resolve_includes(path)
@@ -145,7 +154,9 @@ def load_task_file(path: str | Path, data_dir: str | Path | None = None, *, fami
     if family:
         param, values = family
         if family_value is None:
-            raise TaskError(f"{path}: this file defines a family of tasks; name one of them ({', '.join(values[:5])}, …)")
+            raise TaskError(
+                f"{path}: this file defines a family of tasks; name one of them ({', '.join(values[:5])}, …)"
+            )
         data = _substitute({k: v for k, v in data.items() if k != "family"}, param, family_value)
     else:
         data.pop("family", None)
@@ -168,11 +179,17 @@ def get_task(name: str, data_dir: str | Path | None = None) -> Task:
     info = tasks.get(name)
     if info is None:
         family_prefix, _, value = name.partition(":")
-        generic = next((i for i in tasks.values() if i.family_value and i.name.startswith(family_prefix + ":")), None)
+        generic = next(
+            (i for i in tasks.values() if i.family_value and i.name.startswith(family_prefix + ":")), None
+        )
         if generic is not None and value:
             # any subtask of a family works by name (e.g. other BBH tasks, online).
             return load_task_file(generic.path, data_dir, family_value=value)
         close = difflib.get_close_matches(name, list(tasks), n=3, cutoff=0.5)
-        hint = f"did you mean {' or '.join(close)}?" if close else "run `promptopt tasks` to list the known tasks"
+        hint = (
+            f"did you mean {' or '.join(close)}?"
+            if close
+            else "run `promptopt tasks` to list the known tasks"
+        )
         raise TaskError(f"unknown task {name!r}", hint=hint)
     return load_task_file(info.path, data_dir, family_value=info.family_value)

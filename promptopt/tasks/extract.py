@@ -9,8 +9,8 @@ task files can name them.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from decimal import Decimal, InvalidOperation
-from typing import Callable, Sequence
 
 from promptopt.errors import TaskError
 

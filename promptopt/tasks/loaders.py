@@ -11,8 +11,9 @@ import csv
 import json
 import os
 import re
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 from promptopt.errors import DataError, MissingDependencyError
 from promptopt.types import Example
@@ -54,7 +55,9 @@ def _read_jsonl(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
 
 def _field(row: Mapping[str, Any], name: str, where: str) -> str:
     if name not in row:
-        raise DataError(f"{where}: missing field {name!r} (fields present: {', '.join(map(str, row)) or 'none'})")
+        raise DataError(
+            f"{where}: missing field {name!r} (fields present: {', '.join(map(str, row)) or 'none'})"
+        )
     value = row[name]
     if value is None or isinstance(value, (dict, list)):
         raise DataError(f"{where}: field {name!r} must be text or a number, got {type(value).__name__}")
@@ -80,7 +83,9 @@ def _gsm8k_rows(rows: Iterable[tuple[str, Mapping[str, Any]]], split: str) -> li
         question = _field(row, "question", where)
         reasoning, final = split_gsm8k_answer(_field(row, "answer", where), where)
         examples.append(
-            Example(id=f"{split}-{index:05d}", inputs={"question": question}, target=final, solution=reasoning)
+            Example(
+                id=f"{split}-{index:05d}", inputs={"question": question}, target=final, solution=reasoning
+            )
         )
     return examples
 
@@ -115,7 +120,9 @@ def _no_data_error(task_name: str, hub: Mapping[str, Any] | None) -> DataError:
     ways = f"pass --data-dir DIR (or set {DATA_DIR_ENV})"
     if hub:
         ways += f", or install the 'datasets' package and go online to load {hub['path']} from the Hugging Face hub"
-    return DataError(f"task {task_name}: no data directory given and the dataset is not available offline", hint=ways)
+    return DataError(
+        f"task {task_name}: no data directory given and the dataset is not available offline", hint=ways
+    )
 
 
 def _load_hub(hub: Mapping[str, Any], task_name: str) -> dict[str, list[Mapping[str, Any]]]:
@@ -166,7 +173,11 @@ def load_bbh(source: Source, data_dir: Path | None, task_name: str) -> Splits:
         if not isinstance(row, dict):
             raise DataError(f"{where}: expected an object with 'input' and 'target'")
         examples.append(
-            Example(id=f"item-{index:04d}", inputs={"input": _field(row, "input", where)}, target=_field(row, "target", where))
+            Example(
+                id=f"item-{index:04d}",
+                inputs={"input": _field(row, "input", where)},
+                target=_field(row, "target", where),
+            )
         )
     return {"all": examples}
 
@@ -197,7 +208,12 @@ def load_reasoning_gym(source: Source, data_dir: Path | None, task_name: str) ->
             if isinstance(cot, str):
                 solution = cot.rpartition("####")[0].strip() if "####" in cot else cot.strip()
             examples.append(
-                Example(id=f"{split}-{index:05d}", inputs={"question": question}, target=str(item["answer"]), solution=solution)
+                Example(
+                    id=f"{split}-{index:05d}",
+                    inputs={"question": question},
+                    target=str(item["answer"]),
+                    solution=solution,
+                )
             )
         splits[split] = examples
     return splits
@@ -226,7 +242,9 @@ def load_records(source: Source, data_dir: Path | None, task_name: str) -> Split
     base_dir = Path(source["base_dir"]) if source.get("base_dir") else None
     files: Mapping[str, str] = source.get("files") or {}
     if not files:
-        raise DataError(f"task {task_name}: source.files must name at least one split file (e.g. test: data.jsonl)")
+        raise DataError(
+            f"task {task_name}: source.files must name at least one split file (e.g. test: data.jsonl)"
+        )
     input_fields: list[str] = list(source["input_fields"])
     target_field: str = source["target_field"]
     solution_field: str | None = source.get("solution_field")
@@ -254,7 +272,9 @@ def load_records(source: Source, data_dir: Path | None, task_name: str) -> Split
                     id=example_id,
                     inputs={name: _field(row, name, where) for name in input_fields},
                     target=_field(row, target_field, where),
-                    solution=_field(row, solution_field, where) if solution_field and row.get(solution_field) else None,
+                    solution=_field(row, solution_field, where)
+                    if solution_field and row.get(solution_field)
+                    else None,
                 )
             )
         if not examples:

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from promptopt import template as templating
 from promptopt.errors import DataError, TaskError
@@ -64,7 +65,9 @@ class TaskSpec:
         """Validate a parsed YAML mapping; every problem names ``where`` and the field."""
         unknown = set(data) - _SPEC_KEYS
         if unknown:
-            raise TaskError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(_SPEC_KEYS - {'include', 'family'}))}")
+            raise TaskError(
+                f"{where}: unknown field(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(_SPEC_KEYS - {'include', 'family'}))}"
+            )
         for required in ("name", "source", "input_fields"):
             if required not in data:
                 raise TaskError(f"{where}: missing required field {required!r}")
@@ -72,7 +75,9 @@ class TaskSpec:
         if not isinstance(source, Mapping) or "type" not in source:
             raise TaskError(f"{where}: 'source' must be a mapping with a 'type' ({', '.join(LOADERS)})")
         if source["type"] not in LOADERS:
-            raise TaskError(f"{where}: source.type {source['type']!r} is unknown; expected one of {', '.join(LOADERS)}")
+            raise TaskError(
+                f"{where}: source.type {source['type']!r} is unknown; expected one of {', '.join(LOADERS)}"
+            )
         fields = data["input_fields"]
         if isinstance(fields, str):
             fields = [fields]
@@ -97,7 +102,9 @@ class TaskSpec:
             dev_seed = int(dev.get("seed", 0))
             test_size = int(data["test_size"]) if data.get("test_size") is not None else None
         except (TypeError, ValueError) as exc:
-            raise TaskError(f"{where}: version, dev.size, dev.seed and test_size must be whole numbers ({exc})") from None
+            raise TaskError(
+                f"{where}: version, dev.size, dev.seed and test_size must be whole numbers ({exc})"
+            ) from None
         if source["type"] == "records":
             missing = [k for k in ("target_field",) if k not in source]
             if missing:
@@ -184,7 +191,9 @@ class Task:
     def examples(self, split: str, limit: int | None = None) -> list[Example]:
         """Examples of ``train`` (the demo pool: train minus dev), ``dev`` or ``test``."""
         if split not in SPLITS:
-            raise TaskError(f"unknown split {split!r} for task {self.name}; expected one of {', '.join(SPLITS)}")
+            raise TaskError(
+                f"unknown split {split!r} for task {self.name}; expected one of {', '.join(SPLITS)}"
+            )
         examples = self._splits[split]
         if not examples:
             raise DataError(f"task {self.name} has no {split!r} examples")
@@ -201,7 +210,9 @@ class Task:
         path = data_dir / self.spec.cot_prompt
         if not path.is_file():
             return []
-        return parse_cot_prompt(path.read_text(encoding="utf-8"), self.spec.input_fields[0], self.extractor_name)
+        return parse_cot_prompt(
+            path.read_text(encoding="utf-8"), self.spec.input_fields[0], self.extractor_name
+        )
 
     @cached_property
     def _demo_index(self) -> dict[str, Example]:
@@ -257,7 +268,7 @@ class Task:
 def parse_cot_prompt(text: str, input_field: str, extractor_name: str) -> list[Example]:
     """Split a BBH-style CoT prompt file (a preamble, then ``Q: … A: …`` blocks) into demos."""
     blocks = re.split(r"\n\s*\n(?=Q: )", text.strip())
-    demos = []
+    demos: list[Example] = []
     for block in blocks:
         if not block.startswith("Q: ") or "\nA: " not in block:
             continue
