@@ -428,3 +428,28 @@ def test_retry_wrapper_recovers_from_injected_faults_over_http() -> None:
     assert [c.text for c in completions] == ["a", "b", "c"]
     assert srv.chat_request_count == 5
     assert waits and all(w >= 0.25 for w in waits)
+
+
+def test_command_line_server_serves_and_stops_on_sigterm() -> None:
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "promptopt.testing.openai_server", "--port", "0", "--fault", "503=1.0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        match = re.search(r"http://\S+/v1", process.stdout.readline())
+        assert match, "the server did not print its URL"
+        completion = only(OpenAIBackend("m", base_url=match.group(0), timeout=5.0), ask("hi"))
+        assert completion.error is not None and "HTTP 503" in completion.error and completion.retryable
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=5) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

@@ -34,6 +34,7 @@ import hashlib
 import json
 import random
 import re
+import signal
 import socket
 import struct
 import threading
@@ -755,11 +756,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         models=args.model or ("fake-model",),
         record=False,
     )
+    stop = threading.Event()
+    # SIGTERM (what subprocess.terminate() sends) stops as cleanly as Ctrl-C does.
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
     with server:
         print(f"serving an OpenAI-compatible API at {server.base_url} (Ctrl-C to stop)", flush=True)
         try:
-            while True:
-                time.sleep(3600)
+            while not stop.wait(0.5):
+                pass
         except KeyboardInterrupt:
             pass
     return 0
