@@ -634,7 +634,7 @@ class Store:
             ]
             samples = Sample.__table__
             for chunk in _chunks(sample_rows, _INSERT_CHUNK):
-                conn.execute(samples.insert(), list(chunk))
+                _insert_ignore(conn, samples, chunk, ["evaluation_id", "sample_index"])
         return len(ids)
 
     def _check_run_candidates(self, conn: Connection, run_id: str, hashes: set[str]) -> None:
@@ -838,12 +838,12 @@ def _insert_ignore(
         return []
     rows = list(rows)
     dialect = conn.dialect.name
-    if dialect in ("sqlite", "postgresql"):
-        if dialect == "sqlite":
-            from sqlalchemy.dialects.sqlite import insert as dialect_insert
-        else:
-            from sqlalchemy.dialects.postgresql import insert as dialect_insert
-        stmt = dialect_insert(table).on_conflict_do_nothing(index_elements=list(key_columns))
+    if dialect == "postgresql":
+        return _pg_insert_ignore(conn, table, rows, key_columns, returning)
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        stmt = sqlite_insert(table).on_conflict_do_nothing(index_elements=list(key_columns))
         if returning:
             return list(conn.execute(stmt.returning(*returning), rows))
         conn.execute(stmt, rows)
@@ -867,6 +867,36 @@ def _insert_ignore(
         return inserted
     conn.execute(table.insert(), fresh)
     return []
+
+
+def _pg_insert_ignore(
+    conn: Connection,
+    table: sa.Table,
+    rows: Sequence[dict[str, Any]],
+    key_columns: Sequence[str],
+    returning: Sequence[sa.ColumnElement[Any]] | None,
+) -> list[Any]:
+    """PostgreSQL: ``INSERT ... SELECT * FROM unnest(<one array per column>) ON
+    CONFLICT DO NOTHING [RETURNING ...]``. One statement with one parameter per column
+    instead of a multi-row VALUES list with one parameter per cell: several times
+    faster for big batches (the driver need not parse a megabyte of SQL), and RETURNING
+    yields exactly the rows that were new."""
+    preparer = conn.dialect.identifier_preparer
+    names = list(rows[0])
+    columns = [table.c[name] for name in names]
+    arrays = ", ".join(
+        f"CAST(:c{i} AS {column.type.compile(dialect=conn.dialect)}[])" for i, column in enumerate(columns)
+    )
+    sql = (
+        f"INSERT INTO {preparer.format_table(table)} ({', '.join(preparer.quote(n) for n in names)}) "
+        f"SELECT * FROM unnest({arrays}) "
+        f"ON CONFLICT ({', '.join(preparer.quote(n) for n in key_columns)}) DO NOTHING"
+    )
+    if returning:
+        sql += " RETURNING " + ", ".join(preparer.quote(c.name) for c in returning)
+    params = {f"c{i}": [row[name] for row in rows] for i, name in enumerate(names)}
+    result = conn.execute(sa.text(sql), params)
+    return list(result) if returning else []
 
 
 def _is_known_revision(revision: str) -> bool:
