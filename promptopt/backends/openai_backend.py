@@ -14,6 +14,7 @@ only to the client; it is never kept on the backend, shown by ``describe()`` or
 from __future__ import annotations
 
 import email.utils
+import json
 import logging
 import os
 import threading
@@ -213,8 +214,8 @@ class OpenAIBackend(Backend):
             )
         except openai_module.APIStatusError as exc:
             return self._status_failure(exc, latency_s=time.perf_counter() - started)
-        except (openai_module.APIResponseValidationError, ValueError) as exc:
-            # The client raises json's ValueError for a body that is not JSON.
+        except (openai_module.APIResponseValidationError, json.JSONDecodeError) as exc:
+            # The client lets json's error through for a 200 whose body is not JSON.
             return self._failure(
                 f"malformed response from {self._host}: {type(exc).__name__}: {exc}",
                 retryable=True,
