@@ -1,0 +1,418 @@
+"""The search controller: ``promptopt.search()``.
+
+An ask/tell loop. The policy proposes a pool of candidates; the controller races the
+pool on dev (successive halving, :mod:`promptopt.racing`) through the evaluator and
+tells the policy how each stood. When the policy is done or the budget is spent, the
+best candidates get a full dev evaluation; the winner is chosen on dev only; then the
+winner and the starting prompt are scored on the held-out test split, with 95%
+intervals and a paired test of the difference.
+
+Everything is stored as it happens. A run killed at any moment resumes with
+``search(resume=RUN_ID)``: the same seeded decisions are replayed, every model call
+already made is answered from the response cache, and stored rows are not duplicated.
+The budget counts *requests the search makes* (cache hits included), so a resumed run
+stops at exactly the point an uninterrupted one would; the report also gives the real
+model calls.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+from promptopt.backends import Backend, CachingBackend, RetryingBackend, make_backend
+from promptopt.budget import Budget, BudgetedBackend, Spend, load_prices
+from promptopt.errors import BudgetExceeded, ConfigError
+from promptopt.evaluator import SerialEvaluator
+from promptopt.executor import Executor
+from promptopt.policies import PolicySettings, get_policy
+from promptopt.prompt import render_messages
+from promptopt.proposers import Proposer
+from promptopt.racing import Standing, rank, schedule_size, standing, successive_halving
+from promptopt.stats import mean_interval, paired_difference
+from promptopt.tasks import Task, get_task
+from promptopt.types import Candidate, EvalResult
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # proposals in round 0, resampling rounds (APE) or steps (OPRO), dev and test sizes.
+    "light": {"n_proposals": 6, "rounds": 1, "paraphrases": 2, "top_k": 2, "dev_size": 30, "race_start": 8,
+              "final_top": 3, "test_size": 100},
+    "medium": {"n_proposals": 12, "rounds": 2, "paraphrases": 3, "top_k": 3, "dev_size": 100, "race_start": 10,
+               "final_top": 3, "test_size": 200},
+    "heavy": {"n_proposals": 24, "rounds": 4, "paraphrases": 4, "top_k": 4, "dev_size": 200, "race_start": 20,
+              "final_top": 5, "test_size": None},
+}  # fmt: skip
+SIGNIFICANCE = 0.05
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Everything that decides a search; stored with the run and used to resume it."""
+
+    task: str
+    model: str
+    base: Candidate
+    policy: str = "ape"
+    slot: str = "instruction"
+    preset: str = "light"
+    n_proposals: int = 6
+    rounds: int = 1
+    paraphrases: int = 2
+    top_k: int = 2
+    dev_size: int = 30
+    race_start: int = 8
+    race_eta: float = 2.0
+    final_top: int = 3
+    test_size: int | None = 100
+    seed: int = 0
+    batch_size: int = 16
+    proposer_model: str | None = None
+    proposer_temperature: float = 0.9
+    data_dir: str | None = None
+    budget: Budget = field(default_factory=Budget)
+    backend_options: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_preset(cls, preset: str, **overrides: Any) -> SearchConfig:
+        if preset not in PRESETS:
+            raise ConfigError(f"unknown budget preset {preset!r}; expected one of {', '.join(PRESETS)}")
+        values = {**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
+        return cls(preset=preset, **values)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        data["base"] = self.base.to_dict()
+        data["budget"] = self.budget.to_dict()
+        data["backend_options"] = dict(self.backend_options)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SearchConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        values["base"] = Candidate.from_dict(values["base"])
+        values["budget"] = Budget(**values.get("budget", {}))
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class LeaderboardRow:
+    candidate: Candidate
+    origin: str
+    mean: float
+    ci_low: float
+    ci_high: float
+    n: int
+    tokens_per_example: float
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """The outcome of a search: the winner, how it was chosen, and what it cost."""
+
+    run_id: str
+    winner: Candidate
+    baseline: Candidate
+    leaderboard: tuple[LeaderboardRow, ...]
+    test: Mapping[str, Any]
+    significant: bool
+    spent: Mapping[str, Any]
+    final_calls: int
+    model_calls: int
+    cache_hits: int
+    estimate: Mapping[str, Any]
+    stopped_reason: str | None
+    wall_s: float
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "winner": self.winner.hash,
+            "winner_prompt": self.winner.to_dict(),
+            "baseline": self.baseline.hash,
+            "leaderboard": [
+                {"candidate": r.candidate.hash, "origin": r.origin, "dev": r.mean, "ci95": [r.ci_low, r.ci_high],
+                 "n": r.n, "tokens_per_example": r.tokens_per_example, "text": r.candidate.instruction}
+                for r in self.leaderboard
+            ],  # fmt: skip
+            "test": dict(self.test),
+            "significant": self.significant,
+            "spent": dict(self.spent),
+            "final_calls": self.final_calls,
+            "model_calls": self.model_calls,
+            "cache_hits": self.cache_hits,
+            "estimate": dict(self.estimate),
+            "stopped_reason": self.stopped_reason,
+            "wall_s": self.wall_s,
+        }
+
+
+@dataclass(frozen=True)
+class SearchProgress:
+    phase: str  # "search", "final", "test"
+    round: int
+    pool: int
+    best_dev: float | None
+    spent: Mapping[str, Any]
+    budget_fraction: float | None
+    elapsed_s: float
+
+
+def estimate(config: SearchConfig, task: Task) -> dict[str, Any]:
+    """An upper bound of the calls and tokens the configured search will make."""
+    dev = min(config.dev_size, len(task.examples("dev")))
+    first = schedule_size(config.n_proposals + 1, dev, start=config.race_start, eta=config.race_eta, keep=config.top_k)
+    if config.policy == "opro":
+        later_pool = config.top_k + config.n_proposals
+        proposer_calls = config.rounds * config.n_proposals
+        first = schedule_size(1, dev, start=config.race_start, eta=config.race_eta, keep=config.top_k)
+    else:
+        later_pool = config.top_k * (1 + config.paraphrases)
+        proposer_calls = config.n_proposals + config.rounds * config.top_k * config.paraphrases
+    later = config.rounds * schedule_size(later_pool, dev, start=config.race_start, eta=config.race_eta, keep=config.top_k)
+    per_eval = config.base.samples * (2 if config.base.two_stage else 1)
+    search_calls = (first + later) * per_eval + proposer_calls
+    test_n = len(task.examples("test", config.test_size))
+    final_calls = (config.final_top * dev + 2 * test_n) * per_eval
+    sample = task.examples("dev", 5)
+    prompt_words = sum(sum(len(m.content.split()) for m in render_messages(config.base, task, e)) for e in sample)
+    tokens_in = int(1.4 * prompt_words / max(1, len(sample)))
+    tokens_out = 220 if config.base.cot_mode != "none" else 40
+    return {
+        "search_calls": search_calls,
+        "final_calls": final_calls,
+        "search_tokens": search_calls * (tokens_in + tokens_out),
+        "tokens_in_per_call": tokens_in,
+        "tokens_out_per_call": tokens_out,
+        "dev_size": dev,
+        "test_size": test_n,
+    }
+
+
+class _Run:
+    """The wiring of one search: backends, store, evaluator, policy."""
+
+    def __init__(self, config: SearchConfig, task: Task, store: Any, backend: Backend, proposer_backend: Backend | None):
+        self.config = config
+        self.task = task
+        self.store = store
+        self.retrying = RetryingBackend(backend)
+        self.caching = CachingBackend(self.retrying, store)
+        budget = config.budget
+        if budget.max_cost is not None and not (budget.price_in_per_mtok or budget.price_out_per_mtok):
+            price_in, price_out = load_prices(backend.model_id)
+            budget = dataclasses.replace(budget, price_in_per_mtok=price_in, price_out_per_mtok=price_out)
+        self.spend = Spend()
+        self.budgeted = BudgetedBackend(self.caching, budget, self.spend)
+        if proposer_backend is None:
+            proposer_budgeted = self.budgeted
+            self.proposer_caching: CachingBackend | None = None
+        else:
+            self.proposer_caching = CachingBackend(RetryingBackend(proposer_backend), store)
+            proposer_budgeted = BudgetedBackend(self.proposer_caching, budget, self.spend)
+        self.final_backend = BudgetedBackend(self.caching, Budget(), Spend())
+        self.proposer = Proposer(
+            proposer_budgeted, task, slot=config.slot, temperature=config.proposer_temperature, seed=config.seed
+        )
+        self.search_executor = Executor(task, self.budgeted, batch_size=config.batch_size)
+        self.final_executor = Executor(task, self.final_backend, batch_size=config.batch_size)
+        self.run_id = ""
+        self.evaluator = SerialEvaluator(self.search_executor, self._store_results)
+        self.candidates: dict[str, Candidate] = {config.base.hash: config.base}
+        self.origins: dict[str, str] = {config.base.hash: "seed"}
+
+    def _store_results(self, batch: Sequence[EvalResult]) -> None:
+        self.store.record_evaluations(self.run_id, batch)
+
+    def register(self, candidate: Candidate, origin: str, parent: str | None) -> None:
+        if candidate.hash not in self.candidates or origin != "parent":
+            self.candidates.setdefault(candidate.hash, candidate)
+            self.origins.setdefault(candidate.hash, origin)
+            self.store.add_candidate(self.run_id, candidate, origin=self.origins[candidate.hash], parent=parent)
+
+    def scores(self, candidate_hash: str, examples: Sequence[Any], split: str) -> list[float | None]:
+        results = self.evaluator.evaluate(self.candidates[candidate_hash], examples, split)
+        return [r.score for r in results]
+
+    def known_standings(self) -> dict[str, Standing]:
+        order = {h: i for i, h in enumerate(self.candidates)}
+        out = {}
+        for candidate_hash, candidate in self.candidates.items():
+            known = self.evaluator.known(candidate, "dev")
+            if known:
+                out[candidate_hash] = standing(candidate_hash, [r.score for r in known], order[candidate_hash])
+        return out
+
+    @property
+    def model_calls(self) -> int:
+        calls = self.retrying.sent
+        if self.proposer_caching is not None:
+            inner = self.proposer_caching.inner
+            calls += inner.sent if isinstance(inner, RetryingBackend) else 0
+        return calls
+
+    @property
+    def cache_hits(self) -> int:
+        return self.caching.hits + (self.proposer_caching.hits if self.proposer_caching else 0)
+
+
+def search(
+    config: SearchConfig | None = None,
+    *,
+    backend: Backend | None = None,
+    proposer_backend: Backend | None = None,
+    db: Any = None,
+    resume: str | None = None,
+    progress: Callable[[SearchProgress], None] | None = None,
+    dry_run: bool = False,
+) -> SearchResult | dict[str, Any]:
+    """Search for the prompt that scores best on dev, then prove it on test.
+
+    ``config`` describes the search (see :class:`SearchConfig`; ``SearchConfig.from_preset``
+    builds one from ``light``/``medium``/``heavy``); with ``resume=RUN_ID`` it is read
+    from the store instead. ``backend`` overrides the model named in the config (for a
+    Python backend object); ``dry_run`` returns only the estimate.
+    """
+    from promptopt.store import Store
+
+    store = db if isinstance(db, Store) else Store(db)
+    owns_store = not isinstance(db, Store)
+    if resume is not None:
+        record = store.get_run(resume)
+        if record.kind != "search":
+            raise ConfigError(f"run {resume} is a {record.kind} run, not a search; only searches can be resumed")
+        config = SearchConfig.from_dict(record.config)
+    if config is None:
+        raise ConfigError("search() needs a config or resume=RUN_ID")
+    task = get_task(config.task, config.data_dir)
+    plan = estimate(config, task)
+    if dry_run:
+        if owns_store:
+            store.close()
+        return plan
+    model_backend = backend or make_backend(config.model, batch_size=config.batch_size, **dict(config.backend_options))
+    proposer = proposer_backend
+    if proposer is None and config.proposer_model and config.proposer_model != config.model:
+        proposer = make_backend(config.proposer_model, batch_size=config.batch_size)
+    run = _Run(config, task, store, model_backend, proposer)
+    if resume is not None:
+        run.run_id = resume
+        store.finish_run(resume, "running")
+    else:
+        run.run_id = store.create_run(
+            kind="search", task=task.name, model=model_backend.model_id, config=config.to_dict(),
+            seed=config.seed, dataset_hash=task.dataset_hash,
+        )  # fmt: skip
+    started = time.perf_counter()
+    try:
+        result = _search(run, progress, plan, started)
+    except BaseException as exc:
+        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        store.finish_run(run.run_id, status, {"error": f"{type(exc).__name__}: {exc}"[:2000], "spent": run.spend.to_dict()})
+        if owns_store:
+            store.close()
+        raise
+    store.finish_run(run.run_id, "finished", result.summary())
+    if owns_store:
+        store.close()
+    return result
+
+
+def _search(run: _Run, progress: Callable[[SearchProgress], None] | None, plan: Mapping[str, Any], started: float) -> SearchResult:
+    config, task = run.config, run.task
+    dev = task.examples("dev")[: config.dev_size]
+    settings = PolicySettings(
+        n_proposals=config.n_proposals, rounds=config.rounds, paraphrases=config.paraphrases, top_k=config.top_k,
+        seed=config.seed,
+    )  # fmt: skip
+    policy = get_policy(config.policy)(config.base, run.proposer, settings)
+    run.register(config.base, "seed", None)
+
+    def report(phase: str, round_index: int, pool: int) -> None:
+        if progress is None:
+            return
+        known = run.known_standings()
+        best = rank(list(known.values()))[0].mean if known else None
+        limit = config.budget.max_calls
+        fraction = run.spend.calls / limit if limit else run.spend.calls / max(1, plan["search_calls"])
+        progress(SearchProgress(phase, round_index, pool, best, run.spend.to_dict(), min(1.0, fraction),
+                                time.perf_counter() - started))  # fmt: skip
+
+    def dev_scores(candidate_hash: str, n: int) -> list[float | None]:
+        return run.scores(candidate_hash, dev[:n], "dev")
+
+    stopped: str | None = None
+    round_index = 0
+    try:
+        while True:
+            proposals = policy.ask()
+            if not proposals:
+                break
+            for proposal in proposals:
+                run.register(proposal.candidate, proposal.origin, proposal.parent)
+            report("search", round_index, len(proposals))
+            standings = successive_halving(
+                [p.candidate.hash for p in proposals], dev_scores, len(dev),
+                start=config.race_start, eta=config.race_eta, keep=config.top_k,
+            )  # fmt: skip
+            policy.tell(standings)
+            round_index += 1
+            report("search", round_index, len(proposals))
+    except BudgetExceeded as exc:
+        stopped = exc.message
+
+    # Final: the best by dev standing get the whole dev set (outside the search budget).
+    run.evaluator.executor = run.final_executor
+    finalists = [s.candidate for s in rank(list(run.known_standings().values()))[: config.final_top]]
+    rows: list[LeaderboardRow] = []
+    for candidate_hash in finalists:
+        report("final", round_index, len(finalists))
+        run.scores(candidate_hash, dev, "dev")
+    for candidate_hash, candidate in run.candidates.items():
+        known = run.evaluator.known(candidate, "dev")
+        if not known:
+            continue
+        scored = [r.score for r in known if r.score is not None]
+        mean, low, high = mean_interval(scored)
+        tokens = sum(r.tokens_in + r.tokens_out for r in known) / len(known)
+        rows.append(LeaderboardRow(candidate, run.origins[candidate_hash], mean, low, high, len(scored), tokens))
+    full = [r for r in rows if r.candidate.hash in finalists]
+    winner_row = max(full, key=lambda r: (r.mean, r.n, -finalists.index(r.candidate.hash)))
+    rows.sort(key=lambda r: (-r.mean, -r.n))
+    winner = winner_row.candidate
+
+    # Held-out test: winner and the starting prompt on the same examples.
+    report("test", round_index, 2)
+    test_examples = task.examples("test", config.test_size)
+    base_results = run.evaluator.evaluate(config.base, test_examples, "test")
+    win_results = base_results if winner.hash == config.base.hash else run.evaluator.evaluate(winner, test_examples, "test")
+    pairs = [(b.score, w.score) for b, w in zip(base_results, win_results, strict=True) if b.score is not None and w.score is not None]
+    base_scores = [p[0] for p in pairs]
+    win_scores = [p[1] for p in pairs]
+    paired = paired_difference(base_scores, win_scores, seed=config.seed)
+    b_mean, b_low, b_high = mean_interval(base_scores)
+    w_mean, w_low, w_high = mean_interval(win_scores)
+    significant = paired["diff"] > 0 and paired["p_value"] < SIGNIFICANCE
+    test = {
+        "n": len(pairs),
+        "baseline": {"accuracy": b_mean, "ci95": [b_low, b_high]},
+        "winner": {"accuracy": w_mean, "ci95": [w_low, w_high]},
+        "difference": paired,
+    }
+    return SearchResult(
+        run_id=run.run_id,
+        winner=winner,
+        baseline=config.base,
+        leaderboard=tuple(rows),
+        test=test,
+        significant=significant,
+        spent=run.spend.to_dict(),
+        final_calls=run.final_backend.spend.calls,
+        model_calls=run.model_calls,
+        cache_hits=run.cache_hits,
+        estimate=dict(plan),
+        stopped_reason=stopped,
+        wall_s=time.perf_counter() - started,
+    )

@@ -1,0 +1,55 @@
+"""Evaluators: where candidate evaluations run. The serial one runs them in this process.
+
+An evaluator scores (candidate, examples) through the executor, writes every result to
+the store as soon as its batch is done, and remembers what it has scored in this
+process so that a candidate raced again is not asked again. It deliberately does *not*
+skip results already in the store: on resume the search replays its model calls from
+the response cache, so budgets and decisions come out exactly as in an uninterrupted
+run, and only work that was never cached costs a real call.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Callable, Sequence
+
+from promptopt.executor import Executor
+from promptopt.types import Candidate, EvalResult, Example
+
+ResultSink = Callable[[Sequence[EvalResult]], None]
+
+
+class Evaluator(ABC):
+    """Scores candidates on examples; returns results in the order of ``examples``."""
+
+    @abstractmethod
+    def evaluate(self, candidate: Candidate, examples: Sequence[Example], split: str) -> list[EvalResult]: ...
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release workers."""
+
+
+class SerialEvaluator(Evaluator):
+    """Runs evaluations one batch after another through ``executor``; ``sink`` receives
+    each finished batch (the controller stores it)."""
+
+    def __init__(self, executor: Executor, sink: ResultSink) -> None:
+        self.executor = executor
+        self.sink = sink
+        self._memo: dict[tuple[str, str, str], EvalResult] = {}
+
+    def known(self, candidate: Candidate, split: str) -> list[EvalResult]:
+        """Results already computed in this process for ``candidate`` on ``split``."""
+        return [r for (h, s, _), r in self._memo.items() if h == candidate.hash and s == split]
+
+    def evaluate(self, candidate: Candidate, examples: Sequence[Example], split: str) -> list[EvalResult]:
+        missing = [e for e in examples if (candidate.hash, split, e.id) not in self._memo]
+
+        def on_batch(batch: Sequence[EvalResult]) -> None:
+            self.sink(batch)
+            for result in batch:
+                self._memo[(result.candidate_hash, split, result.example_id)] = result
+
+        if missing:
+            self.executor.evaluate(candidate, missing, split, on_batch=on_batch)
+        return [self._memo[(candidate.hash, split, e.id)] for e in examples]

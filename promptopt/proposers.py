@@ -1,0 +1,147 @@
+"""Proposers: an LLM writes candidate texts (instructions or chain-of-thought triggers).
+
+- :meth:`Proposer.from_demos` — APE forward generation: the model sees input/output
+  demos and writes the instruction that would produce them.
+- :meth:`Proposer.paraphrase` — APE resampling: a variation that keeps the meaning.
+- :meth:`Proposer.from_history` — OPRO: the model sees earlier texts with their scores,
+  worst to best, and a few task examples, and writes one that should score higher.
+
+Every call goes through the (cached) proposer backend with a distinct ``sample_index``,
+so a resumed search gets the same proposals back from the cache.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from typing import Sequence
+
+from promptopt.backends.base import Backend
+from promptopt.tasks import Task
+from promptopt.types import Example, GenerationRequest, Message
+
+SLOTS = ("instruction", "cot_trigger")
+MAX_PROPOSAL_CHARS = 400
+
+_WHAT = {
+    "instruction": "instruction",
+    "cot_trigger": "opening sentence for a step-by-step answer",
+}
+
+
+def _example_block(task: Task, example: Example, *, with_reasoning: bool) -> str:
+    answer = example.target
+    if with_reasoning and example.solution:
+        answer = f"{example.solution.strip()}\nThe answer is {example.target}."
+    return f"Input: {task.render_input(example)}\nOutput: {answer}"
+
+
+def clean_proposal(text: str) -> str | None:
+    """The proposed text alone: no quotes, labels, markdown or chatter; ``None`` if empty."""
+    text = text.strip()
+    text = re.sub(r"^(?:sure|okay|here(?: is|'s)[^:\n]*)[:,.!]?\s*", "", text, flags=re.IGNORECASE)
+    text = re.sub(
+        r"^(?:new |improved |the )?(?:instruction|sentence|prompt|text|variation|answer)\s*[:：]\s*",
+        "",
+        text,
+        flags=re.IGNORECASE,
+    )
+    text = text.split("\n\n", 1)[0].strip()
+    text = text.strip("*`#> \t\n").strip().strip("\"'“”").strip()
+    if "<INS>" in text or not text:
+        return None
+    return text[:MAX_PROPOSAL_CHARS].strip() or None
+
+
+class Proposer:
+    """Writes candidate texts for one ``slot`` of a prompt with ``backend``."""
+
+    def __init__(
+        self, backend: Backend, task: Task, *, slot: str = "instruction", temperature: float = 0.9, seed: int = 0
+    ) -> None:
+        if slot not in SLOTS:
+            from promptopt.errors import ConfigError
+
+            raise ConfigError(f"unknown search slot {slot!r}; expected one of {', '.join(SLOTS)}")
+        self.backend = backend
+        self.task = task
+        self.slot = slot
+        self.temperature = temperature
+        self.seed = seed
+        self.calls = 0
+
+    def _ask(self, prompt: str, n: int, *, salt: int) -> list[str]:
+        requests = [
+            GenerationRequest(
+                messages=(Message("user", prompt),),
+                temperature=self.temperature,
+                max_tokens=160,
+                sample_index=salt * 1000 + i,
+            )
+            for i in range(n)
+        ]
+        self.calls += len(requests)
+        out: list[str] = []
+        for completion in self.backend.generate(requests):
+            if completion.ok:
+                cleaned = clean_proposal(completion.text)
+                if cleaned and cleaned not in out:
+                    out.append(cleaned)
+        return out
+
+    def from_demos(self, n: int, *, demos_per_prompt: int = 5, round_index: int = 0) -> list[str]:
+        """APE forward generation: ``n`` proposals, each from its own random demo subset."""
+        pool = self.task.examples("train")
+        rng = random.Random(f"{self.seed}:demos:{round_index}")
+        proposals: list[str] = []
+        for i in range(n):
+            demos = rng.sample(pool, min(demos_per_prompt, len(pool)))
+            blocks = "\n\n".join(_example_block(self.task, d, with_reasoning=self.slot == "cot_trigger") for d in demos)
+            if self.slot == "instruction":
+                prompt = (
+                    "A teacher gave a student a single instruction, then several inputs. Following the "
+                    "instruction, the student produced these outputs:\n\n"
+                    f"{blocks}\n\n"
+                    "Write the instruction the teacher most likely gave. Reply with the instruction only."
+                )
+            else:
+                prompt = (
+                    "Here are problems and careful step-by-step solutions:\n\n"
+                    f"{blocks}\n\n"
+                    "Write one short sentence that a solver could say at the start of an answer to make "
+                    "itself reason step by step and get the right answer. Reply with that sentence only."
+                )
+            for text in self._ask(prompt, 1, salt=round_index * 100 + i):
+                if text not in proposals:
+                    proposals.append(text)
+        return proposals
+
+    def paraphrase(self, text: str, n: int, *, round_index: int = 0) -> list[str]:
+        """APE resampling: ``n`` variations of ``text`` that keep its meaning."""
+        prompt = (
+            f"Rewrite the following {_WHAT[self.slot]} in different words, keeping its meaning. "
+            f"Reply with the rewritten {_WHAT[self.slot]} only.\n\n{text}"
+        )
+        return [p for p in self._ask(prompt, n, salt=10_000 + round_index) if p != text]
+
+    def from_history(
+        self, history: Sequence[tuple[str, float]], n: int, *, step: int = 0, examples: int = 3
+    ) -> list[str]:
+        """OPRO: ``n`` new texts from the scored history (shown worst to best)."""
+        ranked = sorted(history, key=lambda item: item[1])[-20:]
+        shown = "\n\n".join(f"text: {text}\nscore: {round(100 * score)}" for text, score in ranked)
+        rng = random.Random(f"{self.seed}:opro:{step}")
+        pool = self.task.examples("train")
+        samples = rng.sample(pool, min(examples, len(pool)))
+        where = "<INS>" if self.slot == "instruction" else "the start of the answer"
+        blocks = "\n\n".join(f"Input: <INS>\n{self.task.render_input(e)}\nOutput: {e.target}" for e in samples)
+        prompt = (
+            f"You are improving the {_WHAT[self.slot]} used to solve a task. Earlier versions are below with "
+            "their accuracy (0-100), from worst to best:\n\n"
+            f"{shown}\n\n"
+            f"Examples of the task (the {_WHAT[self.slot]} goes at {where}):\n\n{blocks}\n\n"
+            f"Write a new {_WHAT[self.slot]} that differs from all of the above and should score higher. "
+            f"Reply with the new {_WHAT[self.slot]} only."
+        )
+        seen = {text for text, _ in history}
+        return [p for p in self._ask(prompt, n, salt=20_000 + step) if p not in seen]

@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+import pytest
+
+from promptopt.budget import Budget
+from promptopt.controller import SearchConfig, SearchResult, search
+from promptopt.racing import full_evaluation, schedule_size, successive_halving
+from promptopt.stats import paired_difference
+from promptopt.store import Store
+from promptopt.tasks import get_task
+from promptopt.types import Candidate
+from tests.search_fakes import skill, skilled_backend
+
+
+@pytest.fixture(scope="module")
+def task():  # type: ignore[no-untyped-def]
+    return get_task("gsm-symbolic")
+
+
+def config(policy: str = "ape", **overrides: object) -> SearchConfig:
+    values = {"task": "gsm-symbolic", "model": "fake", "base": Candidate(instruction="Answer."), "policy": policy,
+              "dev_size": 40, "test_size": 120, "n_proposals": 5, "rounds": 2, "race_start": 8}  # fmt: skip
+    values.update(overrides)
+    return SearchConfig.from_preset("light", **values)
+
+
+@pytest.mark.parametrize("policy", ["ape", "opro"])
+def test_search_finds_a_better_prompt_and_proves_it_on_test(policy: str, task, db_url: str) -> None:  # type: ignore[no-untyped-def]
+    result = search(config(policy), backend=skilled_backend(task), db=db_url)
+    assert isinstance(result, SearchResult)
+    assert skill(result.winner.instruction) > skill("Answer.")
+    assert result.test["winner"]["accuracy"] > result.test["baseline"]["accuracy"]
+    assert result.significant and result.test["difference"]["p_value"] < 0.05
+    assert result.test["n"] == 120
+    store = Store(db_url)
+    run = store.get_run(result.run_id)
+    assert run.status == "finished" and run.summary and run.summary["winner"] == result.winner.hash
+    dev_rows = store.get_evaluations(result.run_id, result.winner.hash, "dev")
+    assert len(dev_rows) == 40  # the winner got the full dev set
+    assert {r.split for r in store.get_evaluations(result.run_id)} == {"dev", "test"}
+    store.close()
+
+
+def test_budget_stops_cleanly_with_best_so_far(task, db_url: str) -> None:  # type: ignore[no-untyped-def]
+    result = search(config(budget=Budget(max_calls=60)), backend=skilled_backend(task), db=db_url)
+    assert isinstance(result, SearchResult)
+    assert result.stopped_reason and "calls" in result.stopped_reason
+    assert result.spent["calls"] <= 60 + 16  # at most one batch past the limit
+    assert result.test["n"] == 120
+
+
+def test_resume_replays_from_cache_to_the_same_result(task, db_url: str) -> None:  # type: ignore[no-untyped-def]
+    first = search(config(seed=3), backend=skilled_backend(task), db=db_url)
+    assert isinstance(first, SearchResult)
+    backend = skilled_backend(task)
+    again = search(db=db_url, resume=first.run_id, backend=backend)
+    assert isinstance(again, SearchResult)
+    assert again.winner == first.winner and again.test == first.test
+    assert backend.history == [] and again.model_calls == 0  # nothing asked of the model again
+    store = Store(db_url)
+    rows = store.get_evaluations(first.run_id)
+    assert len(rows) == len({(r.candidate_hash, r.split, r.example_id) for r in rows})  # no duplicates
+    store.close()
+
+
+def test_dry_run_estimates_without_calls(task, db_url: str) -> None:  # type: ignore[no-untyped-def]
+    backend = skilled_backend(task)
+    plan = search(config(), backend=backend, db=db_url, dry_run=True)
+    assert isinstance(plan, dict) and plan["search_calls"] > 0 and plan["final_calls"] > 0
+    assert backend.history == []
+
+
+def test_successive_halving_spends_less_and_keeps_the_best() -> None:
+    truth = {f"c{i}": i / 20 for i in range(16)}
+
+    def score(candidate: str, n: int) -> list[float | None]:
+        p = truth[candidate]
+        return [1.0 if ((k * 7919 + int(p * 1000)) % 100) / 100 < p else 0.0 for k in range(n)]
+
+    asked: list[int] = []
+
+    def counting(candidate: str, n: int) -> list[float | None]:
+        asked.append(n)
+        return score(candidate, n)
+
+    raced = successive_halving(list(truth), counting, 80, start=10, keep=1)
+    full = full_evaluation(list(truth), score, 80)
+    best_raced = max(raced.values(), key=lambda s: (s.n, s.mean)).candidate
+    best_full = max(full.values(), key=lambda s: s.mean).candidate
+    assert best_raced == best_full
+    assert schedule_size(16, 80, start=10) < 16 * 80 * 0.4
+
+
+def test_paired_difference_mcnemar() -> None:
+    base = [0.0] * 50 + [1.0] * 50
+    better = [1.0] * 30 + [0.0] * 20 + [1.0] * 50
+    result = paired_difference(base, better)
+    assert result["diff"] == pytest.approx(0.3) and result["p_value"] < 0.001
+    same = paired_difference(base, base)
+    assert same["diff"] == 0 and same["p_value"] == 1.0
