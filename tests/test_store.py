@@ -187,8 +187,9 @@ def test_models_match_migrations(db_url: str) -> None:
                 opts={
                     "compare_type": True,
                     "version_table": VERSION_TABLE,
-                    "include_name": lambda name, type_, parents: type_ != "table"
-                    or (name or "").startswith("po_") and name != VERSION_TABLE,
+                    "include_name": lambda name, type_, parents: (
+                        type_ != "table" or (name or "").startswith("po_") and name != VERSION_TABLE
+                    ),
                 },
             )
             assert compare_metadata(context, Base.metadata) == []
@@ -304,7 +305,7 @@ def test_secret_looking_config_keys_are_scrubbed(store: Store) -> None:
             raw = conn.exec_driver_sql("SELECT config FROM po_runs").scalar_one()
     finally:
         engine.dispose()
-    for secret in ("sk-live", "hunter2", "s3\"", "pw-live-4"):
+    for secret in ("sk-live", "hunter2", 's3"', "pw-live-4"):
         assert secret not in raw
 
 
@@ -521,12 +522,30 @@ def _texts(draw: st.DrawFn) -> str:
     return draw(st.text(max_size=200))
 
 
+def test_bad_identifiers_are_refused_on_every_dialect(store: Store) -> None:
+    run_id = _new_run(store, CAND_A)
+    for bad in ("", "a\x00b", "x" * 256):
+        with pytest.raises(StoreError, match="example id"):
+            store.record_evaluations(run_id, [_result(CAND_A, "fine"), _result(CAND_A, bad)])
+    with pytest.raises(StoreError, match="split"):
+        store.record_evaluations(run_id, [_result(CAND_A, "q1", split="s" * 65)])
+    assert store.get_evaluations(run_id) == []
+    longest = "é" * 255  # characters, not bytes
+    assert store.record_evaluations(run_id, [_result(CAND_A, longest)]) == 1
+    assert store.evaluated_example_ids(run_id, CAND_A.hash, "dev") == {longest}
+
+
 def test_arbitrary_text_round_trips(store: Store) -> None:
     run_id = _new_run(store, CAND_A)
     counter = iter(range(10**6))
 
     @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-    @given(raw=_texts(), answer=st.one_of(st.none(), _texts()), gold=_texts(), example_id=_texts())
+    @given(
+        raw=_texts(),
+        answer=st.one_of(st.none(), _texts()),
+        gold=_texts(),
+        example_id=st.text(st.characters(exclude_characters="\x00"), max_size=200),
+    )
     def check(raw: str, answer: str | None, gold: str, example_id: str) -> None:
         example_id = f"{next(counter)}:{example_id}"[:255]
         sample = SampleResult(0, raw, answer, 0.5, tokens_in=1, tokens_out=2, latency_s=0.125)
@@ -539,7 +558,13 @@ def test_arbitrary_text_round_trips(store: Store) -> None:
 
         expected_sample = SampleResult(0, clean(raw) or "", clean(answer), 0.5, 1, 2, 0.125)
         assert stored == EvalResult(
-            CAND_A.hash, clean(example_id) or "", "dev", clean(answer), clean(gold) or "", 0.5, (expected_sample,)
+            CAND_A.hash,
+            clean(example_id) or "",
+            "dev",
+            clean(answer),
+            clean(gold) or "",
+            0.5,
+            (expected_sample,),
         )
 
     check()
@@ -765,7 +790,7 @@ def test_migrations_ship_inside_the_package() -> None:
     import promptopt.store
 
     package_dir = Path(promptopt.store.__file__).parent
-    assert store_module.MIGRATIONS_DIR == package_dir / "migrations"
+    assert package_dir / "migrations" == store_module.MIGRATIONS_DIR
     assert (package_dir / "migrations" / "env.py").is_file()
     assert (package_dir / "migrations" / "script.py.mako").is_file()
     assert (package_dir / "migrations" / "versions" / "0001_initial.py").is_file()

@@ -24,6 +24,7 @@ Conventions:
 from __future__ import annotations
 
 from datetime import datetime
+from typing import cast
 
 from sqlalchemy import (
     BigInteger,
@@ -35,6 +36,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Text,
     UniqueConstraint,
 )
@@ -178,7 +180,21 @@ class CacheEntry(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+# Typed handles on the tables for Core statements (bulk inserts skip the ORM).
+RUNS = cast(Table, Run.__table__)
+CANDIDATES = cast(Table, CandidateRow.__table__)
+RUN_CANDIDATES = cast(Table, RunCandidate.__table__)
+EVALUATIONS = cast(Table, Evaluation.__table__)
+SAMPLES = cast(Table, Sample.__table__)
+CACHE = cast(Table, CacheEntry.__table__)
+
 __all__ = [
+    "CACHE",
+    "CANDIDATES",
+    "EVALUATIONS",
+    "RUNS",
+    "RUN_CANDIDATES",
+    "SAMPLES",
     "TABLE_PREFIX",
     "VERSION_TABLE",
     "Base",

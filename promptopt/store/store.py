@@ -28,16 +28,19 @@ import sqlalchemy as sa
 from sqlalchemy import event, exc
 from sqlalchemy.engine import Connection, Engine
 
-from promptopt.errors import StoreError, SchemaVersionError
+from promptopt.errors import SchemaVersionError, StoreError
 from promptopt.store.schema import (
+    CACHE,
+    CANDIDATES,
+    EVALUATIONS,
+    EXAMPLE_ID_LENGTH,
+    ID_LENGTH,
+    RUN_CANDIDATES,
+    RUNS,
+    SAMPLES,
+    SPLIT_LENGTH,
     TABLE_PREFIX,
     VERSION_TABLE,
-    CacheEntry,
-    CandidateRow,
-    Evaluation,
-    Run,
-    RunCandidate,
-    Sample,
 )
 from promptopt.types import Candidate, Completion, EvalResult, SampleResult, canonical_json
 
@@ -106,7 +109,7 @@ def mask_url(url: str) -> str:
 
 def _url_password(url: str) -> str | None:
     try:
-        return sa.engine.make_url(_sqlalchemy_url(url)).password  # type: ignore[return-value]
+        return sa.engine.make_url(_sqlalchemy_url(url)).password
     except Exception:
         return None
 
@@ -167,6 +170,21 @@ def _text(value: str | None) -> str | None:
     if value is None or "\x00" not in value:
         return value
     return value.replace("\x00", "\ufffd")
+
+
+def _check_key(result: EvalResult) -> None:
+    """Identifiers are stored as given (never rewritten, so that resuming finds them);
+    the same limits apply on every dialect."""
+    for name, value, limit in (
+        ("candidate hash", result.candidate_hash, ID_LENGTH),
+        ("split", result.split, SPLIT_LENGTH),
+        ("example id", result.example_id, EXAMPLE_ID_LENGTH),
+    ):
+        if not isinstance(value, str) or not value or len(value) > limit or "\x00" in value:
+            raise StoreError(
+                f"cannot store the evaluation of example {result.example_id!r}: its {name} {value!r} "
+                f"must be a non-empty string of at most {limit} characters without NUL"
+            )
 
 
 def _score(value: float | None) -> float | None:
@@ -469,7 +487,7 @@ class Store:
             "finished_at": None,
             "summary": None,
         }
-        runs = Run.__table__
+        runs = RUNS
         for _attempt in range(5):
             new_id = run_id or secrets.token_hex(6)
             with self._transaction(write=True) as conn:
@@ -483,7 +501,7 @@ class Store:
 
     def get_run(self, run_id: str) -> RunRecord:
         """The run with this id; StoreError (with "did you mean") if there is none."""
-        runs = Run.__table__
+        runs = RUNS
         with self._transaction() as conn:
             row = conn.execute(sa.select(runs).where(runs.c.id == run_id)).mappings().first()
             if row is None:
@@ -492,7 +510,7 @@ class Store:
 
     def list_runs(self, limit: int = 50) -> list[RunRecord]:
         """The most recent runs first."""
-        runs = Run.__table__
+        runs = RUNS
         query = sa.select(runs).order_by(runs.c.created_at.desc(), runs.c.id.desc()).limit(limit)
         with self._transaction() as conn:
             return [_run_record(row) for row in conn.execute(query).mappings()]
@@ -508,7 +526,7 @@ class Store:
         }
         if summary is not None:
             values["summary"] = _dump_json(scrub_secrets(summary), "run summary")
-        runs = Run.__table__
+        runs = RUNS
         with self._transaction(write=True) as conn:
             updated = conn.execute(runs.update().where(runs.c.id == run_id).values(**values)).rowcount
             if not updated:
@@ -523,9 +541,9 @@ class Store:
         Idempotent: adding it again keeps the first origin and parent. ``parent`` is
         the hash of an already stored candidate. Returns the candidate's hash."""
         candidate_hash = candidate.hash
-        candidates = CandidateRow.__table__
-        links = RunCandidate.__table__
-        runs = Run.__table__
+        candidates = CANDIDATES
+        links = RUN_CANDIDATES
+        runs = RUNS
         now = _now()
         with self._transaction(write=True) as conn:
             if conn.execute(sa.select(runs.c.id).where(runs.c.id == run_id)).first() is None:
@@ -558,13 +576,15 @@ class Store:
 
     def get_candidate(self, candidate_hash: str) -> Candidate:
         """The candidate with this hash; StoreError (with "did you mean") if unknown."""
-        candidates = CandidateRow.__table__
+        candidates = CANDIDATES
         with self._transaction() as conn:
             spec = conn.execute(
                 sa.select(candidates.c.spec).where(candidates.c.hash == candidate_hash)
             ).scalar_one_or_none()
             if spec is None:
-                raise self._unknown("candidate", candidate_hash, conn, candidates.c.hash, candidates.c.created_at)
+                raise self._unknown(
+                    "candidate", candidate_hash, conn, candidates.c.hash, candidates.c.created_at
+                )
         return Candidate.from_dict(json.loads(spec))
 
     # ---------------------------------------------------------------- evaluations
@@ -576,6 +596,8 @@ class Store:
         candidate must have been added to the run with :meth:`add_candidate`."""
         if not results:
             return 0
+        for result in results:
+            _check_key(result)
         # First occurrence wins within the batch, as it does against stored rows.
         unique: dict[tuple[str, str, str], EvalResult] = {}
         for result in results:
@@ -598,7 +620,7 @@ class Store:
             }
             for r in unique.values()
         ]
-        evaluations = Evaluation.__table__
+        evaluations = EVALUATIONS
         with self._transaction(write=True) as conn:
             self._check_run_candidates(conn, run_id, {key[0] for key in unique})
             ids: dict[tuple[str, str, str], int] = {}
@@ -632,14 +654,14 @@ class Store:
                 for key, evaluation_id in ids.items()
                 for s in {s.sample_index: s for s in reversed(unique[key].samples)}.values()
             ]
-            samples = Sample.__table__
+            samples = SAMPLES
             for chunk in _chunks(sample_rows, _INSERT_CHUNK):
                 _insert_ignore(conn, samples, chunk, ["evaluation_id", "sample_index"])
         return len(ids)
 
     def _check_run_candidates(self, conn: Connection, run_id: str, hashes: set[str]) -> None:
-        links = RunCandidate.__table__
-        runs = Run.__table__
+        links = RUN_CANDIDATES
+        runs = RUNS
         if conn.execute(sa.select(runs.c.id).where(runs.c.id == run_id)).first() is None:
             raise self._unknown("run", run_id, conn, runs.c.id, runs.c.created_at)
         known: set[str] = set()
@@ -664,8 +686,8 @@ class Store:
     ) -> list[EvalResult]:
         """The run's evaluations (optionally of one candidate and/or split) with their
         samples, in the order they were recorded."""
-        evaluations = Evaluation.__table__
-        samples = Sample.__table__
+        evaluations = EVALUATIONS
+        samples = SAMPLES
         conditions = [evaluations.c.run_id == run_id]
         if candidate_hash is not None:
             conditions.append(evaluations.c.candidate_hash == candidate_hash)
@@ -713,7 +735,7 @@ class Store:
     def evaluated_example_ids(self, run_id: str, candidate_hash: str, split: str) -> set[str]:
         """Ids of the examples already recorded for this run, candidate and split
         (failed ones included): what a resumed run can skip."""
-        evaluations = Evaluation.__table__
+        evaluations = EVALUATIONS
         query = sa.select(evaluations.c.example_id).where(
             evaluations.c.run_id == run_id,
             evaluations.c.candidate_hash == candidate_hash,
@@ -727,7 +749,7 @@ class Store:
     def cache_get_many(self, keys: Sequence[str]) -> dict[str, Completion]:
         """Cached completions for those of ``keys`` that are stored, marked
         ``cached=True`` with ``latency_s=0``."""
-        cache = CacheEntry.__table__
+        cache = CACHE
         found: dict[str, Completion] = {}
         wanted = list(dict.fromkeys(keys))
         if not wanted:
@@ -764,7 +786,7 @@ class Store:
             rows[key] = {"key": key, "model": model, "response": canonical_json(response), "created_at": now}
         if not rows:
             return
-        cache = CacheEntry.__table__
+        cache = CACHE
         with self._transaction(write=True) as conn:
             for chunk in _chunks(list(rows.values()), _INSERT_CHUNK):
                 _insert_ignore(conn, cache, chunk, ["key"])
@@ -861,7 +883,7 @@ def _insert_ignore(
     if returning:
         if conn.dialect.insert_executemany_returning:
             return list(conn.execute(table.insert().returning(*returning), fresh))
-        inserted = []
+        inserted: list[Any] = []
         for row in fresh:
             inserted.extend(conn.execute(table.insert().returning(*returning), row))
         return inserted
@@ -921,7 +943,7 @@ def _version_error(url: str, current: str, head: str) -> SchemaVersionError:
     )
 
 
-def _run_record(row: Mapping[str, Any]) -> RunRecord:
+def _run_record(row: sa.RowMapping) -> RunRecord:
     created = _as_utc(row["created_at"])
     assert created is not None
     return RunRecord(
