@@ -9,9 +9,10 @@ found so far.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import yaml
 
@@ -61,7 +62,9 @@ def load_prices(model: str, path: str | Path | None = None) -> tuple[float, floa
     if entry is None:
         return 0.0, 0.0
     if not isinstance(entry, Mapping) or not {"input", "output"} <= set(entry):
-        raise ConfigError(f"{file}: the entry for {base!r} needs 'input' and 'output' prices per million tokens")
+        raise ConfigError(
+            f"{file}: the entry for {base!r} needs 'input' and 'output' prices per million tokens"
+        )
     return float(entry["input"]), float(entry["output"])
 
 
@@ -132,7 +135,9 @@ class BudgetedBackend(Backend):
         tokens_out = sum(c.tokens_out for c in completions)
         self.spend.tokens_in += tokens_in
         self.spend.tokens_out += tokens_out
-        self.spend.cost += (tokens_in * self.budget.price_in_per_mtok + tokens_out * self.budget.price_out_per_mtok) / 1e6
+        self.spend.cost += (
+            tokens_in * self.budget.price_in_per_mtok + tokens_out * self.budget.price_out_per_mtok
+        ) / 1e6
         return completions
 
     def close(self) -> None:

@@ -76,14 +76,93 @@ def _progress_display(enabled: bool, total_label: str) -> Any:
     return EvalProgressBar(total_label, enabled=enabled)
 
 
-@cli.command("eval")
-@click.option(
-    "--task",
-    "task_name",
-    required=True,
-    help="Task name (see `promptopt tasks`) or path to a task YAML file.",
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
+def _options(*decorators: Decorator) -> Decorator:
+    """Apply a group of click options (shared by `eval` and `search`) in reading order."""
+
+    def apply(function: Callable[..., Any]) -> Callable[..., Any]:
+        for decorator in reversed(decorators):
+            function = decorator(function)
+        return function
+
+    return apply
+
+
+_task_options = _options(
+    click.option(
+        "--task",
+        "task_name",
+        required=True,
+        help="Task name (see `promptopt tasks`) or path to a task YAML file.",
+    ),
+    click.option("--data-dir", type=click.Path(file_okay=False), default=None, help=DATA_HELP),
 )
-@click.option("--data-dir", type=click.Path(file_okay=False), default=None, help=DATA_HELP)
+_prompt_options = _options(
+    click.option("--instruction", default=None, help="Instruction (system message). Default: the task's own."),
+    click.option("--cot", default=None, help="Chain-of-thought trigger, e.g. \"Let's think step by step.\" Zero-shot "
+                 "CoT with --shots 0; with --shots N the demos show worked solutions (few-shot CoT)."),
+    click.option("--shots", type=click.IntRange(min=0), default=0, show_default=True, help="Number of demos from the train split."),
+    click.option("--demos", default=None, help="Comma-separated demo ids instead of --shots (e.g. train-00012,cot-0)."),
+    click.option("--answer-format", default=None, help="Line that tells the model how to state its answer. Default: the task's."),
+    click.option("--samples", type=click.IntRange(min=1), default=1, show_default=True,
+                 help="Self-consistency: sample N answers and take the majority vote."),
+    click.option("--temperature", type=click.FloatRange(min=0.0), default=None,
+                 help="Sampling temperature. Default: 0 (greedy), or 0.7 with --samples > 1."),
+    click.option("--max-new-tokens", type=click.IntRange(min=1), default=512, show_default=True,
+                 help="Most tokens generated per answer."),
+    click.option("--two-stage", is_flag=True,
+                 help="Ask a second short question for the final answer after the reasoning (Kojima et al.)."),
+)  # fmt: skip
+_model_options = _options(
+    click.option("--model", default=None, help="Model: a local model name (`promptopt models`; default "
+                 "qwen2.5-coder-1.5b), local/<path.gguf|hf_dir>, openai/<model>, or fake."),
+    click.option("--base-url", default=None, help="Endpoint of an OpenAI-compatible server (with --model openai/...). "
+                 "Default: $OPENAI_BASE_URL, else OpenAI."),
+    click.option("--api-key-env", default="OPENAI_API_KEY", show_default=True,
+                 help="Environment variable that holds the API key (keys are never stored)."),
+    click.option("--concurrency", type=click.IntRange(min=1), default=8, show_default=True,
+                 help="Requests in flight at once (API backends)."),
+    click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True,
+                 help="Requests generated as one batch."),
+    click.option("--db", default=None, help=DB_HELP),
+    click.option("--seed", type=int, default=0, show_default=True, help="Seed for every random choice (recorded with the run)."),
+    click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout."),
+    click.option("--no-progress", is_flag=True, help="Do not show the progress display."),
+)  # fmt: skip
+
+
+def _candidate_from_options(task: Any, options: dict[str, Any]) -> Any:
+    from promptopt.evaluation import make_candidate
+
+    demos = options["demos"]
+    return make_candidate(
+        task, instruction=options["instruction"], cot=options["cot"], shots=options["shots"],
+        answer_format=options["answer_format"], samples=options["samples"], temperature=options["temperature"],
+        max_tokens=options["max_new_tokens"], two_stage=options["two_stage"],
+        demo_ids=[d.strip() for d in demos.split(",") if d.strip()] if demos else None, seed=options["seed"],
+    )  # fmt: skip
+
+
+def _model_spec(model: str | None) -> str:
+    if model is not None:
+        return model
+    from promptopt.models import DEFAULT_MODEL
+
+    return DEFAULT_MODEL
+
+
+def _backend_options(options: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "base_url": options["base_url"],
+        "api_key_env": options["api_key_env"],
+        "concurrency": options["concurrency"],
+    }
+
+
+@cli.command("eval")
+@_task_options
 @click.option(
     "--split",
     type=click.Choice(["dev", "test", "train"]),
@@ -94,101 +173,14 @@ def _progress_display(enabled: bool, total_label: str) -> Any:
 @click.option(
     "--limit", type=click.IntRange(min=1), default=None, help="Score only the first N examples of the split."
 )
-@click.option("--instruction", default=None, help="Instruction (system message). Default: the task's own.")
-@click.option(
-    "--cot",
-    default=None,
-    help='Chain-of-thought trigger, e.g. "Let\'s think step by step." Zero-shot CoT '
-    "with --shots 0; with --shots N the demos show worked solutions (few-shot CoT).",
-)
-@click.option(
-    "--shots",
-    type=click.IntRange(min=0),
-    default=0,
-    show_default=True,
-    help="Number of demos from the train split.",
-)
-@click.option(
-    "--demos", default=None, help="Comma-separated demo ids instead of --shots (e.g. train-00012,cot-0)."
-)
-@click.option(
-    "--answer-format",
-    default=None,
-    help="Line that tells the model how to state its answer. Default: the task's.",
-)
-@click.option(
-    "--samples",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Self-consistency: sample N answers and take the majority vote.",
-)
-@click.option(
-    "--temperature",
-    type=click.FloatRange(min=0.0),
-    default=None,
-    help="Sampling temperature. Default: 0 (greedy), or 0.7 with --samples > 1.",
-)
-@click.option(
-    "--max-tokens",
-    type=click.IntRange(min=1),
-    default=512,
-    show_default=True,
-    help="Most tokens generated per answer.",
-)
-@click.option(
-    "--two-stage",
-    is_flag=True,
-    help="Ask a second short question for the final answer after the reasoning (Kojima et al.).",
-)
-@click.option(
-    "--model",
-    default=None,
-    help="Model: a local model name (`promptopt models`; default qwen2.5-coder-1.5b), "
-    "local/<path.gguf|hf_dir>, openai/<model>, or fake.",
-)
-@click.option(
-    "--base-url",
-    default=None,
-    help="Endpoint of an OpenAI-compatible server (with --model openai/...). Default: $OPENAI_BASE_URL or OpenAI.",
-)
-@click.option(
-    "--api-key-env",
-    default="OPENAI_API_KEY",
-    show_default=True,
-    help="Environment variable that holds the API key (keys are never stored).",
-)
-@click.option(
-    "--concurrency",
-    type=click.IntRange(min=1),
-    default=8,
-    show_default=True,
-    help="Requests in flight at once (API backends).",
-)
-@click.option(
-    "--batch-size",
-    type=click.IntRange(min=1),
-    default=16,
-    show_default=True,
-    help="Requests generated as one batch.",
-)
-@click.option("--db", default=None, help=DB_HELP)
+@_prompt_options
+@_model_options
 @click.option(
     "--no-cache",
     is_flag=True,
     help="Call the model even for requests already answered in the response cache.",
 )
-@click.option(
-    "--seed", type=int, default=0, show_default=True, help="Seed for demo choice (recorded with the run)."
-)
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
-@click.option("--no-progress", is_flag=True, help="Do not show the progress bar.")
-def eval_command(
-    task_name: str, data_dir: str | None, split: str, limit: int | None, instruction: str | None, cot: str | None,
-    shots: int, demos: str | None, answer_format: str | None, samples: int, temperature: float | None,
-    max_tokens: int, two_stage: bool, model: str | None, base_url: str | None, api_key_env: str, concurrency: int,
-    batch_size: int, db: str | None, no_cache: bool, seed: int, as_json: bool, no_progress: bool,
-) -> None:  # fmt: skip
+def eval_command(task_name: str, data_dir: str | None, split: str, limit: int | None, **options: Any) -> None:  # fmt: skip
     """Score one prompt on a task split; print accuracy with its 95% CI, tokens, calls and time.
 
     Every evaluation (raw output, parsed answer, score, tokens, latency) is stored in the
@@ -200,31 +192,23 @@ def eval_command(
           --instruction "Solve the math word problem." --cot "Let's think step by step."
     """
     from promptopt.backends import make_backend
-    from promptopt.evaluation import evaluate, make_candidate
+    from promptopt.evaluation import evaluate
     from promptopt.store import Store
     from promptopt.tasks import get_task
 
     task = get_task(task_name, data_dir)
-    candidate = make_candidate(
-        task, instruction=instruction, cot=cot, shots=shots, answer_format=answer_format, samples=samples,
-        temperature=temperature, max_tokens=max_tokens, two_stage=two_stage,
-        demo_ids=[d.strip() for d in demos.split(",") if d.strip()] if demos else None, seed=seed,
-    )  # fmt: skip
-    store = Store(db)
+    candidate = _candidate_from_options(task, options)
+    store = Store(options["db"])
     examples = len(task.examples(split, limit))
-    if model is None:
-        from promptopt.models import DEFAULT_MODEL
-
-        model = DEFAULT_MODEL
     backend = make_backend(
-        model, base_url=base_url, api_key_env=api_key_env, concurrency=concurrency, batch_size=batch_size
+        _model_spec(options["model"]), batch_size=options["batch_size"], **_backend_options(options)
     )
-    label = f"{task.name} {split}"
-    with _progress_display(not no_progress and not as_json, label) as bar:
+    as_json = options["as_json"]
+    with _progress_display(not options["no_progress"] and not as_json, f"{task.name} {split}") as bar:
         bar.start(examples)
         report = evaluate(
-            task, candidate, backend, split=split, limit=limit, db=store, cache=not no_cache,
-            batch_size=batch_size, seed=seed, progress=bar.update,
+            task, candidate, backend, split=split, limit=limit, db=store, cache=not options["no_cache"],
+            batch_size=options["batch_size"], seed=options["seed"], progress=bar.update,
         )  # fmt: skip
     backend.close()
     if as_json:
@@ -249,6 +233,240 @@ def _print_report(report: Any, db_url: str) -> None:
     echo(f"calls       {report.calls} (cache hits {report.cache_hits}, retries {report.retries})")
     echo(f"wall time   {report.wall_s:.1f} s")
     echo(f"run         {report.run_id} in {db_url}")
+
+
+@cli.command("search")
+@click.option(
+    "--task", "task_name", default=None, help="Task name (see `promptopt tasks`) or path to a task YAML file."
+)
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None, help=DATA_HELP)
+@click.option("--policy", default="ape", show_default=True, help="Search policy: ape or opro.")
+@click.option(
+    "--search",
+    "slot",
+    type=click.Choice(["instruction", "cot_trigger"]),
+    default="instruction",
+    show_default=True,
+    help="Which part of the prompt to search.",
+)
+@click.option(
+    "--budget",
+    "preset",
+    type=click.Choice(["light", "medium", "heavy"]),
+    default="light",
+    show_default=True,
+    help="Search size preset (see the README): proposals, rounds, dev and test sizes.",
+)
+@click.option(
+    "--max-calls",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Stop the search after this many LLM requests.",
+)
+@click.option(
+    "--max-tokens",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Stop the search after this many tokens (in + out).",
+)
+@click.option(
+    "--max-minutes",
+    type=click.FloatRange(min=0.0),
+    default=None,
+    help="Stop the search after this many minutes.",
+)
+@click.option(
+    "--max-cost",
+    type=click.FloatRange(min=0.0),
+    default=None,
+    help="Stop the search at this cost in USD (prices from --prices or $PROMPTOPT_PRICES).",
+)
+@click.option(
+    "--prices",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="YAML file of model prices: `openai/gpt-4o-mini: {input: 0.15, output: 0.6}` (USD per million tokens).",
+)
+@click.option(
+    "--proposals",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Override the preset: proposals in the first round.",
+)
+@click.option(
+    "--rounds",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Override the preset: resampling rounds (APE) or steps (OPRO).",
+)
+@click.option(
+    "--dev-size", type=click.IntRange(min=1), default=None, help="Override the preset: dev examples used."
+)
+@click.option(
+    "--test-size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Override the preset: held-out test examples.",
+)
+@click.option("--proposer-model", default=None, help="Model that writes proposals (default: the task model).")
+@_prompt_options
+@_model_options
+@click.option("--resume", default=None, help="Continue an interrupted search run (see `promptopt runs`).")
+@click.option("--dry-run", is_flag=True, help="Print the estimate of calls and tokens and exit.")
+def search_command(
+    task_name: str | None, data_dir: str | None, policy: str, slot: str, preset: str, max_calls: int | None,
+    max_tokens: int | None, max_minutes: float | None, max_cost: float | None, prices: str | None,
+    proposals: int | None, rounds: int | None, dev_size: int | None, test_size: int | None,
+    proposer_model: str | None, resume: str | None, dry_run: bool, **options: Any,
+) -> None:  # fmt: skip
+    """Search for the prompt that scores best on dev, and prove it on held-out test.
+
+    The starting prompt is built from the prompt options (as in `promptopt eval`); the
+    policy proposes new instructions (or chain-of-thought triggers), racing drops weak
+    ones early, the best get a full dev evaluation, and the winner and the starting
+    prompt are compared on the test split with a paired test.
+
+    \b
+    Example:
+      promptopt search --task gsm8k --data-dir ../shared/data --policy ape --budget light \\
+          --cot "Let's think step by step."
+    """
+    from promptopt.budget import Budget, load_prices
+    from promptopt.controller import SearchConfig, search
+    from promptopt.store import Store
+    from promptopt.tasks import get_task
+
+    store = Store(options["db"])
+    as_json = options["as_json"]
+    if resume is None:
+        if task_name is None:
+            raise click.UsageError("--task is required (or --resume RUN_ID)")
+        task = get_task(task_name, data_dir)
+        base = _candidate_from_options(task, options)
+        model = _model_spec(options["model"])
+        price_in, price_out = load_prices(model, prices) if (prices or max_cost is not None) else (0.0, 0.0)
+        budget = Budget(max_calls=max_calls, max_tokens=max_tokens, max_minutes=max_minutes, max_cost=max_cost,
+                        price_in_per_mtok=price_in, price_out_per_mtok=price_out)  # fmt: skip
+        from promptopt.policies import get_policy
+
+        get_policy(policy)
+        config = SearchConfig.from_preset(
+            preset, task=task_name, model=model, base=base, policy=policy, slot=slot, n_proposals=proposals,
+            rounds=rounds, dev_size=dev_size, test_size=test_size, seed=options["seed"],
+            batch_size=options["batch_size"], proposer_model=proposer_model,
+            data_dir=str(data_dir) if data_dir else None, budget=budget,
+            backend_options={k: v for k, v in _backend_options(options).items() if v is not None},
+        )  # fmt: skip
+        plan = search(config, db=store, dry_run=True)
+    else:
+        plan = search(db=store, resume=resume, dry_run=True)
+    if not as_json or dry_run:
+        _print_estimate(plan, as_json)
+    if dry_run:
+        store.close()
+        return
+    from promptopt.progress import SearchDisplay
+
+    try:
+        with SearchDisplay(enabled=not options["no_progress"] and not as_json) as display:
+            if resume is None:
+                result = search(config, db=store, progress=display.update)
+            else:
+                result = search(db=store, resume=resume, progress=display.update)
+    except KeyboardInterrupt:
+        runs = store.list_runs(limit=1)
+        run_id = resume or (runs[0].id if runs else "RUN_ID")
+        click.echo(
+            f"search interrupted; resume with:  promptopt search --resume {run_id} --db {store.display_url}",
+            err=True,
+        )
+        store.close()
+        sys.exit(130)
+    summary = result.summary()  # type: ignore[union-attr]
+    if as_json:
+        click.echo(json.dumps({**summary, "db": store.display_url}, indent=2, default=str))
+    else:
+        _print_search(result, store.display_url)
+    store.close()
+
+
+def _print_estimate(plan: Any, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps({"estimate": plan}, indent=2))
+        return
+    click.echo(
+        f"estimate: at most {plan['search_calls']} LLM calls for the search (~{plan['search_tokens']:,} tokens) "
+        f"+ {plan['final_calls']} for the final dev/test evaluation; dev {plan['dev_size']}, test {plan['test_size']}",
+        err=True,
+    )
+
+
+def _print_search(result: Any, db_url: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title="Top candidates (dev)")
+    for column in ("candidate", "origin", "dev", "95% CI", "n", "tokens/ex", "text"):
+        table.add_column(column)
+    for row in result.leaderboard[:8]:
+        # show the searched part: the trigger when that is what differs, else the instruction
+        text = row.candidate.instruction
+        if row.candidate.cot_trigger != result.baseline.cot_trigger:
+            text = row.candidate.cot_trigger
+        table.add_row(
+            row.candidate.hash[:10], row.origin, f"{row.mean:.1%}", f"{row.ci_low:.1%}–{row.ci_high:.1%}", str(row.n),
+            f"{row.tokens_per_example:.0f}", text[:70] + ("…" if len(text) > 70 else ""),
+        )  # fmt: skip
+    console.print(table)
+    test = result.test
+    diff = test["difference"]
+    echo = click.echo
+    echo(f"winner      {result.winner.hash}: {result.winner.instruction!r}"
+         + (f" + {result.winner.cot_trigger!r}" if result.winner.cot_trigger else ""))  # fmt: skip
+    echo(f"test (n={test['n']})  winner {test['winner']['accuracy']:.1%} "
+         f"(95% CI {test['winner']['ci95'][0]:.1%}–{test['winner']['ci95'][1]:.1%})  vs  starting prompt "
+         f"{test['baseline']['accuracy']:.1%} (95% CI {test['baseline']['ci95'][0]:.1%}–{test['baseline']['ci95'][1]:.1%})")  # fmt: skip
+    verdict = "significant" if result.significant else "NOT significant"
+    echo(f"difference  {diff['diff']:+.1%} (95% CI {diff['ci_low']:+.1%} to {diff['ci_high']:+.1%}), "
+         f"paired p = {diff['p_value']:.3g}: the gain is {verdict} at the 5% level")  # fmt: skip
+    spent = result.spent
+    estimate = result.estimate
+    echo(f"spent       {spent['calls']} search calls of ~{estimate['search_calls']} estimated, {spent['tokens_in'] + spent['tokens_out']:,} tokens, "
+         f"{result.final_calls} final-evaluation calls; {result.model_calls} real model calls, {result.cache_hits} cache hits")  # fmt: skip
+    if result.stopped_reason:
+        echo(f"stopped     {result.stopped_reason}; the best found so far was kept")
+    echo(f"wall time   {result.wall_s:.1f} s")
+    echo(f"run         {result.run_id} in {db_url}")
+
+
+@cli.command("runs")
+@click.option("--db", default=None, help=DB_HELP)
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=30, show_default=True, help="How many runs, newest first."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
+def runs_command(db: str | None, limit: int, as_json: bool) -> None:
+    """List runs (newest first) with their state; interrupted searches can be resumed."""
+    from promptopt.store import Store
+
+    store = Store(db)
+    runs = store.list_runs(limit=limit)
+    store.close()
+    if as_json:
+        click.echo(json.dumps([{"id": r.id, "kind": r.kind, "task": r.task, "model": r.model, "status": r.status,
+                                "created_at": r.created_at.isoformat()} for r in runs], indent=2))  # fmt: skip
+        return
+    for run in runs:
+        score = ""
+        summary = run.summary or {}
+        if "accuracy" in summary:
+            score = f"accuracy {summary['accuracy']:.1%} (n={summary.get('n')})"
+        elif "test" in summary and "winner" in summary.get("test", {}):
+            score = f"winner test {summary['test']['winner']['accuracy']:.1%}"
+        click.echo(
+            f"{run.id}  {run.created_at:%Y-%m-%d %H:%M}  {run.kind:<6} {run.status:<11} {run.task:<22} {run.model:<28} {score}"
+        )
 
 
 @cli.group("db")

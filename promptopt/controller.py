@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from promptopt.backends import Backend, CachingBackend, RetryingBackend, make_backend
 from promptopt.budget import Budget, BudgetedBackend, Spend, load_prices
@@ -133,8 +134,15 @@ class SearchResult:
             "winner_prompt": self.winner.to_dict(),
             "baseline": self.baseline.hash,
             "leaderboard": [
-                {"candidate": r.candidate.hash, "origin": r.origin, "dev": r.mean, "ci95": [r.ci_low, r.ci_high],
-                 "n": r.n, "tokens_per_example": r.tokens_per_example, "text": r.candidate.instruction}
+                {
+                    "candidate": r.candidate.hash,
+                    "origin": r.origin,
+                    "dev": r.mean,
+                    "ci95": [r.ci_low, r.ci_high],
+                    "n": r.n,
+                    "tokens_per_example": r.tokens_per_example,
+                    "text": r.candidate.instruction,
+                }
                 for r in self.leaderboard
             ],  # fmt: skip
             "test": dict(self.test),
@@ -163,7 +171,9 @@ class SearchProgress:
 def estimate(config: SearchConfig, task: Task) -> dict[str, Any]:
     """An upper bound of the calls and tokens the configured search will make."""
     dev = min(config.dev_size, len(task.examples("dev")))
-    first = schedule_size(config.n_proposals + 1, dev, start=config.race_start, eta=config.race_eta, keep=config.top_k)
+    first = schedule_size(
+        config.n_proposals + 1, dev, start=config.race_start, eta=config.race_eta, keep=config.top_k
+    )
     if config.policy == "opro":
         later_pool = config.top_k + config.n_proposals
         proposer_calls = config.rounds * config.n_proposals
@@ -171,13 +181,17 @@ def estimate(config: SearchConfig, task: Task) -> dict[str, Any]:
     else:
         later_pool = config.top_k * (1 + config.paraphrases)
         proposer_calls = config.n_proposals + config.rounds * config.top_k * config.paraphrases
-    later = config.rounds * schedule_size(later_pool, dev, start=config.race_start, eta=config.race_eta, keep=config.top_k)
+    later = config.rounds * schedule_size(
+        later_pool, dev, start=config.race_start, eta=config.race_eta, keep=config.top_k
+    )
     per_eval = config.base.samples * (2 if config.base.two_stage else 1)
     search_calls = (first + later) * per_eval + proposer_calls
     test_n = len(task.examples("test", config.test_size))
     final_calls = (config.final_top * dev + 2 * test_n) * per_eval
     sample = task.examples("dev", 5)
-    prompt_words = sum(sum(len(m.content.split()) for m in render_messages(config.base, task, e)) for e in sample)
+    prompt_words = sum(
+        sum(len(m.content.split()) for m in render_messages(config.base, task, e)) for e in sample
+    )
     tokens_in = int(1.4 * prompt_words / max(1, len(sample)))
     tokens_out = 220 if config.base.cot_mode != "none" else 40
     return {
@@ -194,7 +208,9 @@ def estimate(config: SearchConfig, task: Task) -> dict[str, Any]:
 class _Run:
     """The wiring of one search: backends, store, evaluator, policy."""
 
-    def __init__(self, config: SearchConfig, task: Task, store: Any, backend: Backend, proposer_backend: Backend | None):
+    def __init__(
+        self, config: SearchConfig, task: Task, store: Any, backend: Backend, proposer_backend: Backend | None
+    ):
         self.config = config
         self.task = task
         self.store = store
@@ -214,7 +230,11 @@ class _Run:
             proposer_budgeted = BudgetedBackend(self.proposer_caching, budget, self.spend)
         self.final_backend = BudgetedBackend(self.caching, Budget(), Spend())
         self.proposer = Proposer(
-            proposer_budgeted, task, slot=config.slot, temperature=config.proposer_temperature, seed=config.seed
+            proposer_budgeted,
+            task,
+            slot=config.slot,
+            temperature=config.proposer_temperature,
+            seed=config.seed,
         )
         self.search_executor = Executor(task, self.budgeted, batch_size=config.batch_size)
         self.final_executor = Executor(task, self.final_backend, batch_size=config.batch_size)
@@ -230,7 +250,9 @@ class _Run:
         if candidate.hash not in self.candidates or origin != "parent":
             self.candidates.setdefault(candidate.hash, candidate)
             self.origins.setdefault(candidate.hash, origin)
-            self.store.add_candidate(self.run_id, candidate, origin=self.origins[candidate.hash], parent=parent)
+            self.store.add_candidate(
+                self.run_id, candidate, origin=self.origins[candidate.hash], parent=parent
+            )
 
     def scores(self, candidate_hash: str, examples: Sequence[Any], split: str) -> list[float | None]:
         results = self.evaluator.evaluate(self.candidates[candidate_hash], examples, split)
@@ -242,7 +264,9 @@ class _Run:
         for candidate_hash, candidate in self.candidates.items():
             known = self.evaluator.known(candidate, "dev")
             if known:
-                out[candidate_hash] = standing(candidate_hash, [r.score for r in known], order[candidate_hash])
+                out[candidate_hash] = standing(
+                    candidate_hash, [r.score for r in known], order[candidate_hash]
+                )
         return out
 
     @property
@@ -282,7 +306,9 @@ def search(
     if resume is not None:
         record = store.get_run(resume)
         if record.kind != "search":
-            raise ConfigError(f"run {resume} is a {record.kind} run, not a search; only searches can be resumed")
+            raise ConfigError(
+                f"run {resume} is a {record.kind} run, not a search; only searches can be resumed"
+            )
         config = SearchConfig.from_dict(record.config)
     if config is None:
         raise ConfigError("search() needs a config or resume=RUN_ID")
@@ -292,7 +318,9 @@ def search(
         if owns_store:
             store.close()
         return plan
-    model_backend = backend or make_backend(config.model, batch_size=config.batch_size, **dict(config.backend_options))
+    model_backend = backend or make_backend(
+        config.model, batch_size=config.batch_size, **dict(config.backend_options)
+    )
     proposer = proposer_backend
     if proposer is None and config.proposer_model and config.proposer_model != config.model:
         proposer = make_backend(config.proposer_model, batch_size=config.batch_size)
@@ -310,7 +338,9 @@ def search(
         result = _search(run, progress, plan, started)
     except BaseException as exc:
         status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-        store.finish_run(run.run_id, status, {"error": f"{type(exc).__name__}: {exc}"[:2000], "spent": run.spend.to_dict()})
+        store.finish_run(
+            run.run_id, status, {"error": f"{type(exc).__name__}: {exc}"[:2000], "spent": run.spend.to_dict()}
+        )
         if owns_store:
             store.close()
         raise
@@ -320,7 +350,9 @@ def search(
     return result
 
 
-def _search(run: _Run, progress: Callable[[SearchProgress], None] | None, plan: Mapping[str, Any], started: float) -> SearchResult:
+def _search(
+    run: _Run, progress: Callable[[SearchProgress], None] | None, plan: Mapping[str, Any], started: float
+) -> SearchResult:
     config, task = run.config, run.task
     dev = task.examples("dev")[: config.dev_size]
     settings = PolicySettings(
@@ -377,7 +409,9 @@ def _search(run: _Run, progress: Callable[[SearchProgress], None] | None, plan: 
         scored = [r.score for r in known if r.score is not None]
         mean, low, high = mean_interval(scored)
         tokens = sum(r.tokens_in + r.tokens_out for r in known) / len(known)
-        rows.append(LeaderboardRow(candidate, run.origins[candidate_hash], mean, low, high, len(scored), tokens))
+        rows.append(
+            LeaderboardRow(candidate, run.origins[candidate_hash], mean, low, high, len(scored), tokens)
+        )
     full = [r for r in rows if r.candidate.hash in finalists]
     winner_row = max(full, key=lambda r: (r.mean, r.n, -finalists.index(r.candidate.hash)))
     rows.sort(key=lambda r: (-r.mean, -r.n))
@@ -387,8 +421,16 @@ def _search(run: _Run, progress: Callable[[SearchProgress], None] | None, plan: 
     report("test", round_index, 2)
     test_examples = task.examples("test", config.test_size)
     base_results = run.evaluator.evaluate(config.base, test_examples, "test")
-    win_results = base_results if winner.hash == config.base.hash else run.evaluator.evaluate(winner, test_examples, "test")
-    pairs = [(b.score, w.score) for b, w in zip(base_results, win_results, strict=True) if b.score is not None and w.score is not None]
+    win_results = (
+        base_results
+        if winner.hash == config.base.hash
+        else run.evaluator.evaluate(winner, test_examples, "test")
+    )
+    pairs = [
+        (b.score, w.score)
+        for b, w in zip(base_results, win_results, strict=True)
+        if b.score is not None and w.score is not None
+    ]
     base_scores = [p[0] for p in pairs]
     win_scores = [p[1] for p in pairs]
     paired = paired_difference(base_scores, win_scores, seed=config.seed)

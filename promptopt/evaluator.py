@@ -11,7 +11,7 @@ run, and only work that was never cached costs a real call.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from promptopt.executor import Executor
 from promptopt.types import Candidate, EvalResult, Example

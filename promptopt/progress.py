@@ -57,3 +57,51 @@ class EvalProgressBar:
     ) -> None:
         if self._progress is not None:
             self._progress.__exit__(exc_type, exc, tb)
+
+
+class SearchDisplay:
+    """Live search display: phase, round, pool size, best dev score, budget spent, ETA."""
+
+    def __init__(self, *, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self._progress: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> SearchDisplay:
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+            self._progress = Progress(
+                TextColumn("[bold]{task.fields[phase]}"),
+                BarColumn(),
+                TextColumn(
+                    "round {task.fields[round]} · pool {task.fields[pool]} · best dev {task.fields[best]}"
+                ),
+                TextColumn("· {task.fields[calls]} calls"),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                console=Console(stderr=True),
+            )
+            self._progress.__enter__()
+            self._task = self._progress.add_task(
+                "search", total=1000, phase="search", round=0, pool=0, best="–", calls=0
+            )
+        return self
+
+    def update(self, state: Any) -> None:
+        if self._progress is None:
+            return
+        best = f"{state.best_dev:.1%}" if state.best_dev is not None else "–"
+        completed = int(1000 * (state.budget_fraction or 0.0)) if state.phase == "search" else 1000
+        self._progress.update(
+            self._task, completed=completed, phase=state.phase, round=state.round, pool=state.pool, best=best,
+            calls=state.spent.get("calls", 0),
+        )  # fmt: skip
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(exc_type, exc, tb)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import random
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 from promptopt.backends.base import Backend
 from promptopt.tasks import Task
@@ -57,7 +57,13 @@ class Proposer:
     """Writes candidate texts for one ``slot`` of a prompt with ``backend``."""
 
     def __init__(
-        self, backend: Backend, task: Task, *, slot: str = "instruction", temperature: float = 0.9, seed: int = 0
+        self,
+        backend: Backend,
+        task: Task,
+        *,
+        slot: str = "instruction",
+        temperature: float = 0.9,
+        seed: int = 0,
     ) -> None:
         if slot not in SLOTS:
             from promptopt.errors import ConfigError
@@ -96,7 +102,9 @@ class Proposer:
         proposals: list[str] = []
         for i in range(n):
             demos = rng.sample(pool, min(demos_per_prompt, len(pool)))
-            blocks = "\n\n".join(_example_block(self.task, d, with_reasoning=self.slot == "cot_trigger") for d in demos)
+            blocks = "\n\n".join(
+                _example_block(self.task, d, with_reasoning=self.slot == "cot_trigger") for d in demos
+            )
             if self.slot == "instruction":
                 prompt = (
                     "A teacher gave a student a single instruction, then several inputs. Following the "
@@ -134,7 +142,9 @@ class Proposer:
         pool = self.task.examples("train")
         samples = rng.sample(pool, min(examples, len(pool)))
         where = "<INS>" if self.slot == "instruction" else "the start of the answer"
-        blocks = "\n\n".join(f"Input: <INS>\n{self.task.render_input(e)}\nOutput: {e.target}" for e in samples)
+        blocks = "\n\n".join(
+            f"Input: <INS>\n{self.task.render_input(e)}\nOutput: {e.target}" for e in samples
+        )
         prompt = (
             f"You are improving the {_WHAT[self.slot]} used to solve a task. Earlier versions are below with "
             "their accuracy (0-100), from worst to best:\n\n"

@@ -12,8 +12,8 @@ results as well as it runs live (see ``benchmarks/racing.py``).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 ScoreFn = Callable[[str, int], list[float | None]]
 """score(candidate_id, n) -> scores of that candidate on the first n dev examples."""

@@ -71,7 +71,9 @@ def paired_difference(
     else:
         observed = abs(mean)
         extreme = sum(
-            1 for _ in range(resamples) if abs(sum(d if rng.random() < 0.5 else -d for d in diffs) / n) >= observed - 1e-12
+            1
+            for _ in range(resamples)
+            if abs(sum(d if rng.random() < 0.5 else -d for d in diffs) / n) >= observed - 1e-12
         )
         p_value = (extreme + 1) / (resamples + 1)
     return {"n": n, "diff": mean, "ci_low": low, "ci_high": high, "p_value": p_value}

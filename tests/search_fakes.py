@@ -31,7 +31,11 @@ def _coin(*parts: object) -> float:
 
 
 def skilled_backend(task: Task, *, latency_s: float = 0.0) -> FakeBackend:
-    answers = {e.inputs["question"]: task.target(e) for split in ("train", "dev", "test") for e in task.examples(split)}
+    answers = {
+        e.inputs["question"]: task.target(e)
+        for split in ("train", "dev", "test")
+        for e in task.examples(split)
+    }
 
     def respond(request: GenerationRequest) -> str:
         first = request.messages[0].content if request.messages else ""

@@ -32,7 +32,9 @@ class APEPolicy(Policy):
         parents = self.best(settings.top_k)
         pool = [Proposal(parent, "parent") for parent in parents]
         for parent in parents:
-            for text in self.proposer.paraphrase(self.text_of(parent), settings.paraphrases, round_index=round_index):
+            for text in self.proposer.paraphrase(
+                self.text_of(parent), settings.paraphrases, round_index=round_index
+            ):
                 child = self.with_text(text)
                 if child.hash not in {p.candidate.hash for p in pool}:
                     pool.append(Proposal(child, "ape-resample", parent=parent.hash))

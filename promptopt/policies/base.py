@@ -15,8 +15,9 @@ from __future__ import annotations
 import dataclasses
 import difflib
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Callable, ClassVar, Mapping
+from typing import ClassVar
 
 from promptopt.errors import ConfigError
 from promptopt.proposers import Proposer
@@ -97,5 +98,7 @@ def get_policy(name: str) -> type[Policy]:
         return POLICIES[name]
     except KeyError:
         close = difflib.get_close_matches(name, list(POLICIES), n=2)
-        hint = f"did you mean {' or '.join(close)}?" if close else f"choose one of {', '.join(sorted(POLICIES))}"
+        hint = (
+            f"did you mean {' or '.join(close)}?" if close else f"choose one of {', '.join(sorted(POLICIES))}"
+        )
         raise ConfigError(f"unknown policy {name!r}", hint=hint) from None

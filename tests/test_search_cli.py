@@ -1,0 +1,134 @@
+"""The search from the command line and across processes: dry run, runs listing, and a
+search killed with SIGKILL (and stopped with SIGINT) that resumes to the same result."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from promptopt.cli import cli
+from promptopt.store import Store
+
+REPO = Path(__file__).resolve().parent.parent
+
+SCRIPT = """
+import sys
+from promptopt.controller import SearchConfig, search
+from promptopt.tasks import get_task
+from promptopt.types import Candidate
+from tests.search_fakes import skilled_backend
+db, mode = sys.argv[1], sys.argv[2]
+task = get_task("gsm-symbolic")
+backend = skilled_backend(task, latency_s=0.004)
+if mode == "new":
+    config = SearchConfig.from_preset("light", task="gsm-symbolic", model="fake", base=Candidate(instruction="Answer."),
+                                      dev_size=24, test_size=40, n_proposals=4, rounds=1, seed=5, batch_size=4)
+    result = search(config, backend=backend, db=db)
+else:
+    result = search(db=db, resume=mode, backend=backend)
+print("RESULT", result.run_id, result.winner.hash, result.test["winner"]["accuracy"], len(backend.history), flush=True)
+"""
+
+
+def run_script(db: str, mode: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-c", SCRIPT, db, mode], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})  # fmt: skip
+
+
+def finish(process: subprocess.Popen[str]) -> list[str]:
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err
+    return out.split("RESULT", 1)[1].split()
+
+
+def wait_for_rows(db: str, rows: int, timeout: float = 90.0) -> None:
+    """Poll until the search has stored ``rows`` evaluations, so the kill lands mid-work."""
+    deadline = time.monotonic() + timeout
+    path = Path(db.removeprefix("sqlite:///"))
+    while time.monotonic() < deadline:
+        if path.exists():
+            import sqlite3
+
+            try:
+                with sqlite3.connect(path, timeout=5) as conn:
+                    if conn.execute("SELECT count(*) FROM po_evaluations").fetchone()[0] >= rows:
+                        return
+            except sqlite3.OperationalError:
+                pass  # schema not created yet
+        time.sleep(0.05)
+    raise AssertionError(f"the search did not store {rows} evaluations in {timeout} s")
+
+
+def test_cli_search_dry_run_and_runs(db_url: str) -> None:
+    runner = CliRunner()
+    dry = runner.invoke(
+        cli, ["search", "--task", "gsm-symbolic", "--model", "fake", "--db", db_url, "--dry-run"]
+    )
+    assert dry.exit_code == 0 and "estimate: at most" in dry.stderr
+    assert Store(db_url).list_runs() == []
+    result = runner.invoke(cli, ["search", "--task", "gsm-symbolic", "--model", "fake", "--db", db_url, "--dev-size", "10",
+                                 "--test-size", "10", "--proposals", "2", "--rounds", "0", "--json"])  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["test"]["n"] == 10 and summary["winner"]
+    runs = runner.invoke(cli, ["runs", "--db", db_url])
+    assert summary["run_id"] in runs.stdout and "finished" in runs.stdout
+    bad = runner.invoke(
+        cli, ["search", "--task", "gsm-symbolic", "--model", "fake", "--db", db_url, "--policy", "aep"]
+    )
+    assert bad.exit_code == 2 and "did you mean ape" in bad.stderr
+
+
+@pytest.mark.slow
+def test_killed_search_resumes_to_the_same_result(tmp_path: Path) -> None:
+    reference = finish(run_script(f"sqlite:///{tmp_path / 'ref.db'}", "new"))
+    db = f"sqlite:///{tmp_path / 'killed.db'}"
+    process = run_script(db, "new")
+    wait_for_rows(db, 30)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    [run] = Store(db).list_runs()
+    assert run.status == "running"  # killed: nobody could mark it
+    stored_before = len(Store(db).get_evaluations(run.id))
+    assert stored_before > 0, "the kill should land mid-search"
+    resumed = finish(run_script(db, run.id))
+    assert resumed[1:3] == reference[1:3]  # same winner, same test accuracy
+    store = Store(db)
+    rows = store.get_evaluations(run.id)
+    assert len(rows) == len({(r.candidate_hash, r.split, r.example_id) for r in rows})
+    assert store.get_run(run.id).status == "finished"
+    calls_reference, calls_resumed = int(reference[3]), int(resumed[3])
+    assert calls_resumed < calls_reference  # the work done before the kill came from the cache
+    store.close()
+
+
+@pytest.mark.slow
+def test_sigint_stops_cleanly_and_says_how_to_resume(tmp_path: Path) -> None:
+    db = tmp_path / "int.db"
+    code = (
+        "import sys, time\n"
+        "from promptopt.cli import main\n"
+        "import promptopt.backends as b\n"
+        "from tests.search_fakes import skilled_backend\n"
+        "from promptopt.tasks import get_task\n"
+        "b.make_backend = lambda spec, **kw: skilled_backend(get_task('gsm-symbolic'), latency_s=0.01)\n"
+        "import promptopt.controller as c; c.make_backend = b.make_backend\n"
+        f"main(['search', '--task', 'gsm-symbolic', '--model', 'fake', '--db', {str(db)!r}, '--no-progress'])\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env={**os.environ, "PYTHONPATH": str(REPO)})  # fmt: skip
+    wait_for_rows(f"sqlite:///{db}", 20)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert "promptopt search --resume" in err and "Traceback" not in err
+    [run] = Store(f"sqlite:///{db}").list_runs()
+    assert run.status == "interrupted"
