@@ -500,8 +500,7 @@ def models_command(as_json: bool) -> None:
     for status in statuses:
         data = _plain(status)
         state = "installed" if data.get("installed") else "not installed"
-        marker = " (default)" if data.get("default") else ""
-        click.echo(f"{data['name']}{marker}: {state} — {data.get('description', '')}")
+        click.echo(f"{data['name']}: {state} — {data.get('description', '')}")
         if not data.get("installed") and data.get("install_command"):
             click.echo(f"    install: {data['install_command']}")
 

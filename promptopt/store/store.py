@@ -326,12 +326,7 @@ class Store:
 
     def _error(self, action: str, error: BaseException, hint: str | None = None) -> StoreError:
         """A StoreError for a database failure, with any password scrubbed out."""
-        detail = str(getattr(error, "orig", None) or error).strip().splitlines()
-        text = detail[0] if detail else type(error).__name__
-        password = _url_password(self.url)
-        if password:
-            text = text.replace(password, MASK)
-        return StoreError(f"cannot {action} database {self.display_url!r}: {text}", hint=hint)
+        return _database_error(self.url, action, error, hint)
 
     @contextlib.contextmanager
     def _transaction(self, write: bool = False) -> Iterator[Connection]:
@@ -442,12 +437,7 @@ class Store:
         except CommandError as e:
             raise StoreError(f"cannot migrate database {mask_url(url)!r}: {e}") from e
         except exc.DBAPIError as e:
-            detail = str(e.orig or e).strip().splitlines()
-            text = detail[0] if detail else type(e).__name__
-            password = _url_password(url)
-            if password:
-                text = text.replace(password, MASK)
-            raise StoreError(f"cannot migrate database {mask_url(url)!r}: {text}") from e
+            raise _database_error(url, "migrate", e) from e
         return before, after or head
 
     # ---------------------------------------------------------------- runs
@@ -919,6 +909,17 @@ def _pg_insert_ignore(
     params = {f"c{i}": [row[name] for row in rows] for i, name in enumerate(names)}
     result = conn.execute(sa.text(sql), params)
     return list(result) if returning else []
+
+
+def _database_error(url: str, action: str, error: BaseException, hint: str | None = None) -> StoreError:
+    """StoreError naming the database (password masked) and the driver's first line
+    of explanation (SQLAlchemy's own text would add the statement and its parameters)."""
+    detail = str(getattr(error, "orig", None) or error).strip().splitlines()
+    text = detail[0] if detail else type(error).__name__
+    password = _url_password(url)
+    if password:
+        text = text.replace(password, MASK)
+    return StoreError(f"cannot {action} database {mask_url(url)!r}: {text}", hint=hint)
 
 
 def _is_known_revision(revision: str) -> bool:
