@@ -40,8 +40,8 @@ HAND_WRITTEN = [
 
 def record(args: argparse.Namespace) -> None:
     from promptopt.backends import CachingBackend, RetryingBackend, make_backend
-    from promptopt.evaluator import SerialEvaluator
     from promptopt.evaluation import make_candidate
+    from promptopt.evaluator import SerialEvaluator
     from promptopt.executor import Executor
     from promptopt.proposers import Proposer
     from promptopt.store import Store
@@ -105,7 +105,9 @@ def replay(args: argparse.Namespace) -> dict[str, object]:
             rng.shuffle(order)
             asked: set[tuple[int, int]] = set()
 
-            def score(candidate: str, n: int, order: list[int] = order, asked: set[tuple[int, int]] = asked) -> list[float | None]:
+            def score(
+                candidate: str, n: int, order: list[int] = order, asked: set[tuple[int, int]] = asked
+            ) -> list[float | None]:
                 index = int(candidate)
                 for k in order[:n]:
                     asked.add((index, k))
@@ -134,14 +136,22 @@ def replay(args: argparse.Namespace) -> dict[str, object]:
     for row in rows:
         print(f"{row['start']:>5} {row['eta']:>4} {row['mean_cells']:>13.1f} {row['saving']:>7.1%} "
               f"{row['within_1pt']:>12.1%} {row['exact_best']:>11.1%}")  # fmt: skip
-    result = {"matrix": args.matrix, "candidates": n_candidates, "examples": n_examples, "best": best, "rows": rows}
+    result = {
+        "matrix": args.matrix,
+        "candidates": n_candidates,
+        "examples": n_examples,
+        "best": best,
+        "rows": rows,
+    }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "racing_replay.json").write_text(json.dumps(result, indent=1))
     return result
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     rec = sub.add_parser("record", help="score a pool of candidates on every dev example with a real model")
     rec.add_argument("--task", default="gsm8k")
@@ -149,7 +159,9 @@ def main(argv: list[str] | None = None) -> None:
     rec.add_argument("--model", default="qwen2.5-coder-0.5b")
     rec.add_argument("--candidates", type=int, default=20)
     rec.add_argument("--dev-size", type=int, default=60)
-    rec.add_argument("--cot", default=None, help="chain-of-thought trigger for every candidate (default: none)")
+    rec.add_argument(
+        "--cot", default=None, help="chain-of-thought trigger for every candidate (default: none)"
+    )
     rec.add_argument("--max-new-tokens", type=int, default=256)
     rec.add_argument("--batch-size", type=int, default=16)
     rec.add_argument("--seed", type=int, default=0)
