@@ -138,55 +138,30 @@ class Executor:
     ) -> EvalResult:
         samples = []
         for index, completion in enumerate(completions):
-            if completion.ok:
-                # Two-stage output ends with the short answer; extract from there first.
-                parsed = self.task.extract(completion.text)
-                samples.append(
-                    SampleResult(
-                        sample_index=index,
-                        raw_output=completion.text,
-                        parsed_answer=parsed,
-                        score=self.task.score(parsed, example),
-                        tokens_in=completion.tokens_in,
-                        tokens_out=completion.tokens_out,
-                        latency_s=completion.latency_s,
-                        cached=completion.cached,
-                    )
+            parsed = self.task.extract(completion.text) if completion.ok else None
+            samples.append(
+                SampleResult(
+                    sample_index=index,
+                    raw_output=completion.text,
+                    parsed_answer=parsed,
+                    score=self.task.score(parsed, example) if completion.ok else None,
+                    tokens_in=completion.tokens_in,
+                    tokens_out=completion.tokens_out,
+                    latency_s=completion.latency_s,
+                    cached=completion.cached and completion.ok,
+                    error=completion.error,
                 )
-            else:
-                samples.append(
-                    SampleResult(
-                        sample_index=index,
-                        raw_output=completion.text,
-                        parsed_answer=None,
-                        score=None,
-                        tokens_in=completion.tokens_in,
-                        tokens_out=completion.tokens_out,
-                        latency_s=completion.latency_s,
-                        cached=False,
-                        error=completion.error,
-                    )
-                )
-        good = [s for s in samples if s.error is None]
-        gold = self.task.target(example)
-        if not good:
-            return EvalResult(
-                candidate_hash=candidate.hash,
-                example_id=example.id,
-                split=split,
-                answer=None,
-                gold=gold,
-                score=None,
-                samples=tuple(samples),
-                error=samples[0].error if samples else "no samples",
             )
-        answer = majority_vote([s.parsed_answer for s in good])
+        good = [s for s in samples if s.error is None]
+        answer = majority_vote([s.parsed_answer for s in good]) if good else None
         return EvalResult(
             candidate_hash=candidate.hash,
             example_id=example.id,
             split=split,
             answer=answer,
-            gold=gold,
-            score=self.task.score(answer, example),
+            gold=self.task.target(example),
+            # every sample failed: a failure, not a wrong answer
+            score=self.task.score(answer, example) if good else None,
             samples=tuple(samples),
+            error=None if good else (samples[0].error if samples else "no samples"),
         )
