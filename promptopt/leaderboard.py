@@ -1,0 +1,529 @@
+"""The leaderboard: every candidate of every run, ranked by its dev score, straight from SQL.
+
+One aggregate query over ``po_evaluations`` (grouped by run and candidate, with the dev
+and test splits pivoted by conditional aggregation) does the work in the database; Python
+only turns the top ``K`` rows into Wilson intervals, costs and text. The query filters
+evaluation rows by run id first, so the ``(run_id, candidate_hash, split, example_id)``
+index of the table serves both the filter and the grouping.
+
+``show(store, ref)`` gathers everything known about one run or one candidate: the full
+rendered prompt, its demos and its per-example results.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from promptopt.errors import ConfigError, StoreError
+from promptopt.stats import wilson_interval
+from promptopt.store import RunRecord, Store
+from promptopt.store.schema import CANDIDATES, EVALUATIONS, RUN_CANDIDATES, RUNS, SAMPLES
+from promptopt.types import Candidate, EvalResult
+
+__all__ = [
+    "CandidateDetails",
+    "LeaderboardEntry",
+    "RunDetails",
+    "SplitScore",
+    "best_by_calls",
+    "candidate_scores",
+    "leaderboard",
+    "resolve",
+    "show",
+]
+
+SPLITS_SHOWN = ("dev", "test")
+
+
+@dataclass(frozen=True)
+class SplitScore:
+    """A candidate's score on one split of one run. ``n`` counts scored examples (failures
+    excluded, counted in ``n_failed``); ``ci_low``/``ci_high`` is the 95% Wilson interval."""
+
+    accuracy: float
+    ci_low: float
+    ci_high: float
+    n: int
+    n_failed: int
+
+    @property
+    def n_examples(self) -> int:
+        """Examples evaluated, failed ones included (dev evaluations are a prefix of dev)."""
+        return self.n + self.n_failed
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "accuracy": self.accuracy,
+            "ci95": [self.ci_low, self.ci_high],
+            "n": self.n,
+            "n_failed": self.n_failed,
+        }
+
+
+def _split_score(correct: float | None, scored: int, total: int) -> SplitScore | None:
+    if not total:
+        return None
+    successes = float(correct or 0.0)
+    accuracy = successes / scored if scored else 0.0
+    low, high = wilson_interval(successes, scored)
+    return SplitScore(accuracy, low, high, int(scored), int(total - scored))
+
+
+@dataclass(frozen=True)
+class LeaderboardEntry:
+    """One candidate in one run. ``cost_per_example`` is ``None`` when no price is known
+    for the model (``--prices`` / ``$PROMPTOPT_PRICES``)."""
+
+    rank: int
+    run_id: str
+    candidate: str
+    task: str
+    model: str
+    kind: str
+    policy: str
+    origin: str
+    dev: SplitScore | None
+    test: SplitScore | None
+    tokens_in_per_example: float
+    tokens_out_per_example: float
+    cost_per_example: float | None
+    evaluations: int
+    run_created_at: datetime
+    spec: Candidate = field(repr=False)
+
+    @property
+    def tokens_per_example(self) -> float:
+        return self.tokens_in_per_example + self.tokens_out_per_example
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {
+            "rank": self.rank,
+            "run_id": self.run_id,
+            "candidate": self.candidate,
+            "task": self.task,
+            "model": self.model,
+            "kind": self.kind,
+            "policy": self.policy,
+            "origin": self.origin,
+            "dev": self.dev.to_dict() if self.dev else None,
+            "test": self.test.to_dict() if self.test else None,
+            "tokens_per_example": self.tokens_per_example,
+            "tokens_in_per_example": self.tokens_in_per_example,
+            "tokens_out_per_example": self.tokens_out_per_example,
+            "cost_per_example": self.cost_per_example,
+            "evaluations": self.evaluations,
+            "run_created_at": self.run_created_at.isoformat(),
+            "prompt": self.spec.to_dict(),
+        }
+        return data
+
+
+def _aggregate(run_filter: sa.ColumnElement[bool] | None) -> sa.Subquery:
+    """Per (run, candidate): scored count, evaluated count and score sum on dev and on
+    test, plus token sums over every split: one GROUP BY over the evaluations."""
+    e = EVALUATIONS
+    columns: list[Any] = [e.c.run_id, e.c.candidate_hash]
+    for split in SPLITS_SHOWN:
+        in_split = e.c.split == split
+        columns += [
+            sa.func.count(sa.case((sa.and_(in_split, e.c.score.is_not(None)), 1))).label(f"{split}_scored"),
+            sa.func.count(sa.case((in_split, 1))).label(f"{split}_total"),
+            sa.func.sum(sa.case((in_split, e.c.score))).label(f"{split}_correct"),
+        ]
+    columns += [
+        sa.func.count().label("evaluations"),
+        sa.func.sum(e.c.tokens_in).label("tokens_in"),
+        sa.func.sum(e.c.tokens_out).label("tokens_out"),
+    ]
+    query = sa.select(*columns).group_by(e.c.run_id, e.c.candidate_hash)
+    if run_filter is not None:
+        query = query.where(run_filter)
+    return query.subquery("per_candidate")
+
+
+def _policy(run: Mapping[str, Any]) -> str:
+    if run["kind"] != "search":
+        return str(run["kind"])
+    try:
+        config = json.loads(run["config"])
+    except (TypeError, ValueError):
+        return "search"
+    return str(config.get("policy", "search"))
+
+
+def leaderboard(
+    store: Store,
+    *,
+    task: str | None = None,
+    model: str | None = None,
+    run: str | None = None,
+    top: int | None = 20,
+    min_dev_n: int = 0,
+    prices: str | Path | None = None,
+) -> list[LeaderboardEntry]:
+    """Candidates across runs, best dev accuracy first (ties: more dev examples first);
+    candidates never scored on dev come last. Filters: ``task`` and ``model`` (exact
+    names as stored), ``run`` (a run id), ``min_dev_n`` (at least that many scored dev
+    examples). ``top=None`` returns every row. Prices for the cost column come from
+    ``prices`` (a YAML file) or ``$PROMPTOPT_PRICES``."""
+    from promptopt.budget import load_prices
+
+    if top is not None and top < 1:
+        raise ConfigError(f"top must be at least 1, got {top}")
+    runs = RUNS
+    run_conditions: list[sa.ColumnElement[bool]] = []
+    if task is not None:
+        run_conditions.append(runs.c.task == task)
+    if model is not None:
+        run_conditions.append(runs.c.model == model)
+    if run is not None:
+        run_conditions.append(runs.c.id == run)
+    run_filter = (
+        EVALUATIONS.c.run_id.in_(sa.select(runs.c.id).where(*run_conditions)) if run_conditions else None
+    )
+    if run is not None and not (task or model):
+        run_filter = EVALUATIONS.c.run_id == run
+    per = _aggregate(run_filter)
+    dev_mean = sa.cast(per.c.dev_correct, sa.Float) / sa.func.nullif(per.c.dev_scored, 0)
+    links = RUN_CANDIDATES
+    query = (
+        sa.select(
+            per,
+            runs.c.task,
+            runs.c.model,
+            runs.c.kind,
+            runs.c.config,
+            runs.c.created_at,
+            links.c.origin,
+            CANDIDATES.c.spec,
+        )
+        .join(runs, runs.c.id == per.c.run_id)
+        .join(
+            links,
+            sa.and_(links.c.run_id == per.c.run_id, links.c.candidate_hash == per.c.candidate_hash),
+        )
+        .join(CANDIDATES, CANDIDATES.c.hash == per.c.candidate_hash)
+        .order_by(
+            sa.case((per.c.dev_scored == 0, 1), else_=0),
+            dev_mean.desc(),
+            per.c.dev_scored.desc(),
+            runs.c.created_at.desc(),
+            per.c.candidate_hash,
+        )
+    )
+    if min_dev_n > 0:
+        query = query.where(per.c.dev_scored >= min_dev_n)
+    if top is not None:
+        query = query.limit(top)
+    with store.engine.connect() as conn:
+        rows = conn.execute(query).mappings().all()
+    if run is not None and not rows:
+        store.get_run(run)  # an unknown run id gets the store's "did you mean" message
+    price_cache: dict[str, tuple[float, float]] = {}
+    entries = []
+    for rank, row in enumerate(rows, start=1):
+        evaluations = int(row["evaluations"])
+        tokens_in = float(row["tokens_in"] or 0) / evaluations
+        tokens_out = float(row["tokens_out"] or 0) / evaluations
+        if row["model"] not in price_cache:
+            price_cache[row["model"]] = load_prices(row["model"], prices)
+        price_in, price_out = price_cache[row["model"]]
+        cost = (
+            (tokens_in * price_in + tokens_out * price_out) / 1e6 if (price_in or price_out) else None
+        )
+        created = row["created_at"]
+        if isinstance(created, datetime) and created.tzinfo is None:
+            from datetime import timezone
+
+            created = created.replace(tzinfo=timezone.utc)
+        entries.append(
+            LeaderboardEntry(
+                rank=rank,
+                run_id=row["run_id"],
+                candidate=row["candidate_hash"],
+                task=row["task"],
+                model=row["model"],
+                kind=row["kind"],
+                policy=_policy(row),
+                origin=row["origin"],
+                dev=_split_score(row["dev_correct"], row["dev_scored"], row["dev_total"]),
+                test=_split_score(row["test_correct"], row["test_scored"], row["test_total"]),
+                tokens_in_per_example=tokens_in,
+                tokens_out_per_example=tokens_out,
+                cost_per_example=cost,
+                evaluations=evaluations,
+                run_created_at=created,
+                spec=Candidate.from_dict(json.loads(row["spec"])),
+            )
+        )
+    return entries
+
+
+def candidate_scores(store: Store, run_id: str, candidate_hash: str) -> dict[str, SplitScore | None]:
+    """``{"dev": SplitScore | None, "test": SplitScore | None}`` of one candidate in one run."""
+    e = EVALUATIONS
+    per = _aggregate(sa.and_(e.c.run_id == run_id, e.c.candidate_hash == candidate_hash))
+    with store.engine.connect() as conn:
+        row = conn.execute(sa.select(per)).mappings().first()
+    if row is None:
+        return {split: None for split in SPLITS_SHOWN}
+    return {
+        split: _split_score(row[f"{split}_correct"], row[f"{split}_scored"], row[f"{split}_total"])
+        for split in SPLITS_SHOWN
+    }
+
+
+def best_by_calls(store: Store, run_id: str, *, min_n: int = 1) -> list[tuple[int, float]]:
+    """The best dev accuracy known so far against the model requests spent, for one run:
+    ``[(requests, best_accuracy), ...]``, a point each time the best changes. Requests
+    are the stored samples of the run's evaluations (dev and test) in the order they were
+    recorded; a candidate counts once it has ``min_n`` scored dev examples."""
+    e = EVALUATIONS
+    samples = sa.select(SAMPLES.c.evaluation_id, sa.func.count().label("requests")).group_by(
+        SAMPLES.c.evaluation_id
+    )
+    samples_sq = samples.where(
+        SAMPLES.c.evaluation_id.in_(sa.select(e.c.id).where(e.c.run_id == run_id))
+    ).subquery()
+    query = (
+        sa.select(e.c.candidate_hash, e.c.split, e.c.score, sa.func.coalesce(samples_sq.c.requests, 1))
+        .select_from(e.outerjoin(samples_sq, samples_sq.c.evaluation_id == e.c.id))
+        .where(e.c.run_id == run_id)
+        .order_by(e.c.id)
+    )
+    with store.engine.connect() as conn:
+        rows = conn.execute(query).all()
+    tally: dict[str, list[float]] = {}
+    spent = 0
+    best: float | None = None
+    points: list[tuple[int, float]] = []
+    for candidate_hash, split, score, requests in rows:
+        spent += int(requests)
+        if split != "dev" or score is None:
+            continue
+        correct_n = tally.setdefault(candidate_hash, [0.0, 0.0])
+        correct_n[0] += float(score)
+        correct_n[1] += 1
+        if correct_n[1] >= min_n:
+            mean = correct_n[0] / correct_n[1]
+            if best is None or mean > best:
+                best = mean
+                points.append((spent, mean))
+    if points and points[-1][0] != spent and best is not None:
+        points.append((spent, best))
+    return points
+
+
+# --------------------------------------------------------------------------- show
+
+
+@dataclass(frozen=True)
+class CandidateDetails:
+    """Everything about one candidate in one run."""
+
+    run: RunRecord
+    candidate: Candidate
+    origin: str
+    parent: str | None
+    scores: dict[str, SplitScore | None]
+    messages: tuple[dict[str, str], ...] | None  # rendered with {field} placeholders
+    demos: tuple[dict[str, Any], ...]
+    results: tuple[EvalResult, ...]
+    other_runs: tuple[str, ...]
+    render_error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run.id,
+            "task": self.run.task,
+            "model": self.run.model,
+            "candidate": self.candidate.hash,
+            "prompt": self.candidate.to_dict(),
+            "origin": self.origin,
+            "parent": self.parent,
+            "scores": {k: v.to_dict() if v else None for k, v in self.scores.items()},
+            "messages": list(self.messages) if self.messages is not None else None,
+            "render_error": self.render_error,
+            "demos": list(self.demos),
+            "results": [_result_dict(r) for r in self.results],
+            "other_runs": list(self.other_runs),
+        }
+
+
+@dataclass(frozen=True)
+class RunDetails:
+    """A run with its leaderboard and its best (winning) candidate in detail."""
+
+    run: RunRecord
+    entries: tuple[LeaderboardEntry, ...]
+    best: CandidateDetails | None
+
+    def to_dict(self) -> dict[str, Any]:
+        run = asdict(self.run)
+        run["created_at"] = self.run.created_at.isoformat()
+        run["finished_at"] = self.run.finished_at.isoformat() if self.run.finished_at else None
+        return {
+            "run": run,
+            "leaderboard": [e.to_dict() for e in self.entries],
+            "best": self.best.to_dict() if self.best else None,
+        }
+
+
+def _result_dict(result: EvalResult) -> dict[str, Any]:
+    return {
+        "example_id": result.example_id,
+        "split": result.split,
+        "answer": result.answer,
+        "gold": result.gold,
+        "score": result.score,
+        "error": result.error,
+        "tokens_in": result.tokens_in,
+        "tokens_out": result.tokens_out,
+        "outputs": [s.raw_output for s in result.samples],
+    }
+
+
+def resolve(store: Store, ref: str) -> tuple[str, str]:
+    """What ``ref`` names: ``("run", run_id)`` or ``("candidate", candidate_hash)``. A
+    full id or a unique prefix of a run id or a candidate hash is accepted."""
+    ref = ref.strip()
+    if not ref:
+        raise ConfigError("name a run id or a candidate hash")
+    escaped = ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    with store.engine.connect() as conn:
+        runs = list(
+            conn.execute(
+                sa.select(RUNS.c.id).where(RUNS.c.id.like(escaped, escape="\\")).order_by(RUNS.c.id).limit(6)
+            ).scalars()
+        )
+        hashes = list(
+            conn.execute(
+                sa.select(CANDIDATES.c.hash)
+                .where(CANDIDATES.c.hash.like(escaped, escape="\\"))
+                .order_by(CANDIDATES.c.hash)
+                .limit(6)
+            ).scalars()
+        )
+    if ref in runs:
+        return "run", ref
+    if ref in hashes:
+        return "candidate", ref
+    matches = [("run", r) for r in runs] + [("candidate", h) for h in hashes]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise StoreError(
+            f"no run or candidate {ref!r} in {store.display_url!r}",
+            hint="`promptopt runs` lists runs; `promptopt leaderboard` lists candidates",
+        )
+    shown = ", ".join(f"{kind} {value}" for kind, value in matches[:5])
+    raise ConfigError(f"{ref!r} is ambiguous: it starts {shown}; give more characters")
+
+
+def best_run_for_candidate(store: Store, candidate_hash: str) -> tuple[str, list[str]]:
+    """The run where ``candidate_hash`` has the most dev evaluations (then the newest),
+    and every run it appears in."""
+    e = EVALUATIONS
+    links = RUN_CANDIDATES
+    dev_n = (
+        sa.select(sa.func.count())
+        .where(e.c.run_id == links.c.run_id, e.c.candidate_hash == links.c.candidate_hash, e.c.split == "dev")
+        .scalar_subquery()
+    )
+    query = (
+        sa.select(links.c.run_id)
+        .join(RUNS, RUNS.c.id == links.c.run_id)
+        .where(links.c.candidate_hash == candidate_hash)
+        .order_by(dev_n.desc(), RUNS.c.created_at.desc())
+    )
+    with store.engine.connect() as conn:
+        run_ids = list(conn.execute(query).scalars())
+    if not run_ids:
+        raise StoreError(f"candidate {candidate_hash} is not part of any run in {store.display_url!r}")
+    return run_ids[0], run_ids
+
+
+def run_candidate(run: RunRecord) -> str | None:
+    """The candidate a finished run stands for: a search's winner, an eval's prompt."""
+    summary = run.summary or {}
+    if run.kind == "search":
+        winner = summary.get("winner")
+        return str(winner) if run.status == "finished" and winner else None
+    if run.status != "finished":
+        return None
+    spec = run.config.get("candidate")
+    return Candidate.from_dict(spec).hash if isinstance(spec, Mapping) else summary.get("candidate")
+
+
+def candidate_details(
+    store: Store,
+    run_id: str,
+    candidate_hash: str,
+    *,
+    data_dir: str | Path | None = None,
+    task: Any = None,
+    results: bool = True,
+) -> CandidateDetails:
+    """One candidate in one run: scores, the full prompt rendered with ``{field}``
+    placeholders (needs the task's data for demos), its demos and per-example results."""
+    from promptopt.export import load_run_task, placeholder_messages
+
+    run = store.get_run(run_id)
+    candidate = store.get_candidate(candidate_hash)
+    with store.engine.connect() as conn:
+        link = conn.execute(
+            sa.select(RUN_CANDIDATES.c.origin, RUN_CANDIDATES.c.parent_hash).where(
+                RUN_CANDIDATES.c.run_id == run_id, RUN_CANDIDATES.c.candidate_hash == candidate_hash
+            )
+        ).first()
+    if link is None:
+        raise StoreError(f"candidate {candidate_hash} is not part of run {run_id}")
+    _, all_runs = best_run_for_candidate(store, candidate_hash)
+    messages: tuple[dict[str, str], ...] | None = None
+    demos: tuple[dict[str, Any], ...] = ()
+    render_error = None
+    try:
+        task_obj = task if task is not None else load_run_task(run, data_dir)
+        messages = tuple(placeholder_messages(candidate, task_obj))
+        demos = tuple(task_obj.demo(d).to_dict() for d in candidate.demo_ids)
+    except Exception as exc:  # the task or its data may be unavailable here; say why
+        from promptopt.errors import PromptOptError
+
+        if not isinstance(exc, PromptOptError):
+            raise
+        render_error = exc.message
+    return CandidateDetails(
+        run=run,
+        candidate=candidate,
+        origin=link.origin,
+        parent=link.parent_hash,
+        scores=candidate_scores(store, run_id, candidate_hash),
+        messages=messages,
+        demos=demos,
+        results=tuple(store.get_evaluations(run_id, candidate_hash)) if results else (),
+        other_runs=tuple(r for r in all_runs if r != run_id),
+        render_error=render_error,
+    )
+
+
+def show(
+    store: Store, ref: str, *, data_dir: str | Path | None = None, top: int = 10
+) -> RunDetails | CandidateDetails:
+    """Details of a run (its leaderboard and best candidate) or of a candidate (in the
+    run where it was evaluated most on dev)."""
+    kind, value = resolve(store, ref)
+    if kind == "candidate":
+        run_id, _ = best_run_for_candidate(store, value)
+        return candidate_details(store, run_id, value, data_dir=data_dir)
+    run = store.get_run(value)
+    entries = tuple(leaderboard(store, run=value, top=top))
+    best_hash = run_candidate(run) or (entries[0].candidate if entries else None)
+    best = candidate_details(store, value, best_hash, data_dir=data_dir) if best_hash else None
+    return RunDetails(run=run, entries=entries, best=best)
