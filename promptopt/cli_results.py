@@ -1,0 +1,180 @@
+"""Commands over stored results: ``leaderboard``, ``show``, ``export``, ``report``.
+
+Thin like the rest of the CLI: parse options, call one library function
+(:mod:`promptopt.leaderboard`, :mod:`promptopt.export`, :mod:`promptopt.report`), print.
+A :class:`~promptopt.errors.PromptOptError` propagates to the command group, which prints
+it and exits with code 2. Registered in :mod:`promptopt.cli` with ``cli.add_command``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+DB_HELP = "Database URL (SQLAlchemy) or SQLite file path. Default: $PROMPTOPT_DB, else ./promptopt.db."
+DATA_HELP = "Folder with the task data, needed to write out demos (default: the run's, else $PROMPTOPT_DATA_DIR)."
+
+
+def _pct(score: Any) -> str:
+    return "–" if score is None else f"{score.accuracy:.1%}"
+
+
+def _ci(score: Any) -> str:
+    return "–" if score is None else f"{score.ci_low:.1%}–{score.ci_high:.1%}"
+
+
+def _short(text: str, width: int = 60) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+@click.command("leaderboard")
+@click.option("--task", default=None, help="Only runs of this task (name as stored, e.g. gsm8k).")
+@click.option("--model", default=None, help="Only runs on this model (as stored, e.g. fake, openai/gpt-4o-mini).")
+@click.option("--run", "run_id", default=None, help="Only this run.")
+@click.option("--top", type=click.IntRange(min=1), default=20, show_default=True, help="How many rows.")
+@click.option("--min-n", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Only candidates with at least this many scored dev examples.")  # fmt: skip
+@click.option("--prices", type=click.Path(dir_okay=False), default=None,
+              help="YAML file of model prices (USD per million tokens) for the cost column; default $PROMPTOPT_PRICES.")  # fmt: skip
+@click.option("--db", default=None, help=DB_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
+def leaderboard_command(
+    task: str | None, model: str | None, run_id: str | None, top: int, min_n: int, prices: str | None,
+    db: str | None, as_json: bool,
+) -> None:  # fmt: skip
+    """Candidates across runs, best dev accuracy first, with 95% CI and n, test score
+    where measured, tokens and cost per example, policy, origin and run."""
+    from promptopt.leaderboard import leaderboard
+    from promptopt.store import Store
+
+    with Store(db) as store:
+        entries = leaderboard(store, task=task, model=model, run=run_id, top=top, min_dev_n=min_n, prices=prices)
+    if as_json:
+        click.echo(json.dumps([e.to_dict() for e in entries], indent=2))
+        return
+    if not entries:
+        click.echo("no evaluated candidates" + (" match the filters" if task or model or run_id else ""))
+        return
+    # Plain aligned columns (pipes and narrow terminals alike); task and model become
+    # columns only when the rows differ in them.
+    tasks, models = {e.task for e in entries}, {e.model for e in entries}
+    click.echo("leaderboard (dev)" + "".join(f" · {next(iter(v))}" for v in (tasks, models) if len(v) == 1))
+    header = ["#", "candidate", "run"] + (["task"] if len(tasks) > 1 else []) + (["model"] if len(models) > 1 else [])
+    header += ["policy/origin", "dev", "95% CI", "n", "test", "n", "tok/ex", "cost/ex", "instruction"]
+    rows = [header]
+    for e in entries:
+        cost = "–" if e.cost_per_example is None else f"${e.cost_per_example:.5f}"
+        row = [str(e.rank), e.candidate[:10], e.run_id]
+        row += ([e.task] if len(tasks) > 1 else []) + ([e.model] if len(models) > 1 else [])
+        row += [
+            f"{e.policy}/{e.origin}", _pct(e.dev), _ci(e.dev), str(e.dev.n) if e.dev else "–", _pct(e.test),
+            str(e.test.n) if e.test else "–", f"{e.tokens_per_example:.0f}", cost, _short(e.spec.instruction, 60),
+        ]
+        rows.append(row)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header) - 1)]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1])
+
+
+@click.command("show")
+@click.argument("ref", metavar="RUN|CANDIDATE")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None, help=DATA_HELP)
+@click.option("--examples", type=click.IntRange(min=0), default=20, show_default=True,
+              help="Per-example results to print (0: none; --json prints all).")  # fmt: skip
+@click.option("--db", default=None, help=DB_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print everything as JSON.")
+def show_command(ref: str, data_dir: str | None, examples: int, db: str | None, as_json: bool) -> None:
+    """Details of a run (its leaderboard and winning prompt) or of a candidate (full
+    rendered prompt, demos, per-example results). A unique prefix of an id is enough."""
+    from promptopt.leaderboard import CandidateDetails, show
+    from promptopt.store import Store
+
+    with Store(db) as store:
+        details = show(store, ref, data_dir=data_dir)
+    if as_json:
+        click.echo(json.dumps(details.to_dict(), indent=2, default=str))
+        return
+    if isinstance(details, CandidateDetails):
+        _print_candidate(details, examples)
+        return
+    run = details.run
+    click.echo(f"run {run.id}: {run.kind} · {run.status} · task {run.task} · model {run.model}")
+    click.echo(f"started {run.created_at:%Y-%m-%d %H:%M:%S} UTC · dataset {run.dataset_hash} · promptopt {run.promptopt_version}")
+    for e in details.entries:
+        click.echo(f"  {e.rank:>2}. {e.candidate}  {e.origin:<14} dev {_pct(e.dev)} ({_ci(e.dev)}, "
+                   f"n={e.dev.n if e.dev else 0})  test {_pct(e.test)}  {_short(e.spec.instruction)}")  # fmt: skip
+    if details.best is not None:
+        click.echo("")
+        _print_candidate(details.best, examples)
+
+
+def _print_candidate(details: Any, examples: int) -> None:
+    echo = click.echo
+    c = details.candidate
+    echo(f"candidate {c.hash} in run {details.run.id} ({details.run.task}, {details.run.model}); origin {details.origin}"
+         + (f", parent {details.parent}" if details.parent else ""))  # fmt: skip
+    for split, score in details.scores.items():
+        if score is not None:
+            echo(f"  {split:<5} {score.accuracy:.1%} (95% CI {score.ci_low:.1%}–{score.ci_high:.1%}, n={score.n}, "
+                 f"{score.n_failed} failed)")  # fmt: skip
+    echo(f"  cot {c.cot_mode}, samples {c.samples}, temperature {c.temperature}, max tokens {c.max_tokens}, "
+         f"two-stage {'on' if c.two_stage else 'off'}, demos {len(c.demo_ids)}")  # fmt: skip
+    if details.other_runs:
+        echo(f"  also in runs: {', '.join(details.other_runs)}")
+    echo("")
+    if details.messages is None:
+        echo(f"(prompt not rendered: {details.render_error})")
+        echo(json.dumps(c.to_dict(), indent=2))
+    else:
+        for message in details.messages:
+            echo(f"── {message['role']} " + "─" * 40)
+            echo(message["content"])
+    shown = details.results[:examples]
+    if shown:
+        echo("")
+        echo(f"per-example results ({len(shown)} of {len(details.results)}):")
+        for r in shown:
+            mark = "✓" if r.score == 1.0 else ("!" if r.score is None else "✗")
+            echo(f"  {mark} {r.split:<5} {r.example_id:<20} answer {r.answer!s:<12} gold {r.gold!s:<12}"
+                 + (f" error: {r.error}" if r.error else ""))  # fmt: skip
+
+
+@click.command("export")
+@click.argument("ref", metavar="RUN|CANDIDATE")
+@click.option("--format", "fmt", type=click.Choice(["yaml", "json", "openai", "jinja", "dspy"]), default="yaml",
+              show_default=True, help="yaml/json: the promptopt export (promptopt.load reads it); openai: the chat "
+              "request body; jinja: a template of the messages; dspy: a DSPy program state (.json).")  # fmt: skip
+@click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False), help="File to write.")
+@click.option("--task", "task_name", default=None, help="Task name or YAML path, if the run's task cannot be found by its name.")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None, help=DATA_HELP)
+@click.option("--db", default=None, help=DB_HELP)
+def export_command(
+    ref: str, fmt: str, output: str, task_name: str | None, data_dir: str | None, db: str | None
+) -> None:
+    """Export the prompt of a finished run (a search's winner, an eval's prompt) or of a
+    candidate: complete as it was scored, with its provenance, and never a secret."""
+    from promptopt.export import export
+
+    result = export(db, ref, fmt, output, data_dir=data_dir, task=task_name)
+    click.echo(f"wrote {result.path} ({result.format}): candidate {result.candidate} of run {result.run_id}")
+
+
+@click.command("report")
+@click.argument("run_id", metavar="RUN")
+@click.option("-o", "--output", "output", default="report.html", show_default=True,
+              type=click.Path(dir_okay=False), help="HTML file to write.")  # fmt: skip
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None, help=DATA_HELP)
+@click.option("--db", default=None, help=DB_HELP)
+def report_command(run_id: str, output: str, data_dir: str | None, db: str | None) -> None:
+    """Write one self-contained HTML page about a run: leaderboard, best score against
+    requests spent, CI bars, the accuracy/tokens Pareto plot and the winning prompt."""
+    from promptopt.report import write_report
+
+    result = write_report(db, run_id, output, data_dir=data_dir)
+    click.echo(f"wrote {result.path}: run {result.run_id}, {result.candidates} candidates")
+
+
+COMMANDS = (leaderboard_command, show_command, export_command, report_command)
