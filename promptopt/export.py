@@ -234,7 +234,7 @@ def build_document(
     document: dict[str, Any] = {
         "format": EXPORT_FORMAT,
         "format_version": EXPORT_VERSION,
-        "model": mask_url(run.model),
+        "model": _safe_model(run.model),
         "prompt": {
             "system": candidate.instruction,
             "user_template": task_obj.spec.template,
@@ -284,6 +284,16 @@ def build_document(
     }
     document["fingerprint"] = _fingerprint(document)
     return document
+
+
+def _safe_model(model: str) -> str:
+    """The model name without credentials: ``openai/<model>@<host>`` keeps the host only
+    (anything like ``user:password@`` before it is dropped), URL passwords are masked."""
+    name, at, host = model.partition("@")
+    if at:
+        host = host.rsplit("@", 1)[-1]
+        return mask_url(f"{name}@{host}")
+    return mask_url(model)
 
 
 def _score_dict(score: Any) -> dict[str, Any] | None:
