@@ -45,7 +45,10 @@ def generate(store, runs: int, candidates: int, rows: int, seed: int) -> dict[st
         run_id = store.create_run(kind="search", task=task, model=model, config={"policy": "ape", "task": task},
                                   seed=run_index, dataset_hash="bench")  # fmt: skip
         run_ids.append(run_id)
-        cands = [Candidate(instruction=f"Instruction {run_index}-{i}: solve it carefully.") for i in range(candidates)]
+        cands = [
+            Candidate(instruction=f"Instruction {run_index}-{i}: solve it carefully.")
+            for i in range(candidates)
+        ]
         evaluations = []
         for index, candidate in enumerate(cands):
             skill = rng.uniform(0.55, 0.9)
@@ -72,7 +75,11 @@ def generate(store, runs: int, candidates: int, rows: int, seed: int) -> dict[st
             for start in range(0, len(evaluations), 20_000):
                 conn.execute(EVALUATIONS.insert(), evaluations[start : start + 20_000])
         store.finish_run(run_id, "finished", {"winner": cands[0].hash})
-    return {"run_ids": run_ids, "insert_s": time.perf_counter() - started, "rows": per_candidate * runs * candidates}
+    return {
+        "run_ids": run_ids,
+        "insert_s": time.perf_counter() - started,
+        "rows": per_candidate * runs * candidates,
+    }
 
 
 def timed(function, repeats: int) -> dict[str, float]:  # type: ignore[no-untyped-def]
@@ -91,7 +98,9 @@ def timed(function, repeats: int) -> dict[str, float]:  # type: ignore[no-untype
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--candidates", type=int, default=50, help="candidates per run")
@@ -130,7 +139,9 @@ def main() -> None:
           f"{store.display_url.split(':', 1)[0]}; inserted in {generated['insert_s']:.1f} s")  # fmt: skip
     print(f"{'query':<26} {'median':>9} {'min':>9} {'max':>9}   (n={args.repeats} after a warm-up)")
     for name, r in results.items():
-        print(f"{name:<26} {r['median_s'] * 1000:>7.0f}ms {r['min_s'] * 1000:>7.0f}ms {r['max_s'] * 1000:>7.0f}ms")
+        print(
+            f"{name:<26} {r['median_s'] * 1000:>7.0f}ms {r['min_s'] * 1000:>7.0f}ms {r['max_s'] * 1000:>7.0f}ms"
+        )
     out = {
         "benchmark": "leaderboard_scale",
         "rows": generated["rows"], "runs": args.runs, "candidates_per_run": args.candidates,

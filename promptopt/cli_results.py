@@ -14,7 +14,9 @@ from typing import Any
 import click
 
 DB_HELP = "Database URL (SQLAlchemy) or SQLite file path. Default: $PROMPTOPT_DB, else ./promptopt.db."
-DATA_HELP = "Folder with the task data, needed to write out demos (default: the run's, else $PROMPTOPT_DATA_DIR)."
+DATA_HELP = (
+    "Folder with the task data, needed to write out demos (default: the run's, else $PROMPTOPT_DATA_DIR)."
+)
 
 
 def _pct(score: Any) -> str:
@@ -32,7 +34,9 @@ def _short(text: str, width: int = 60) -> str:
 
 @click.command("leaderboard")
 @click.option("--task", default=None, help="Only runs of this task (name as stored, e.g. gsm8k).")
-@click.option("--model", default=None, help="Only runs on this model (as stored, e.g. fake, openai/gpt-4o-mini).")
+@click.option(
+    "--model", default=None, help="Only runs on this model (as stored, e.g. fake, openai/gpt-4o-mini)."
+)
 @click.option("--run", "run_id", default=None, help="Only this run.")
 @click.option("--top", type=click.IntRange(min=1), default=20, show_default=True, help="How many rows.")
 @click.option("--min-n", type=click.IntRange(min=0), default=0, show_default=True,
@@ -51,7 +55,9 @@ def leaderboard_command(
     from promptopt.store import Store
 
     with Store(db) as store:
-        entries = leaderboard(store, task=task, model=model, run=run_id, top=top, min_dev_n=min_n, prices=prices)
+        entries = leaderboard(
+            store, task=task, model=model, run=run_id, top=top, min_dev_n=min_n, prices=prices
+        )
     if as_json:
         click.echo(json.dumps([e.to_dict() for e in entries], indent=2))
         return
@@ -62,7 +68,11 @@ def leaderboard_command(
     # columns only when the rows differ in them.
     tasks, models = {e.task for e in entries}, {e.model for e in entries}
     click.echo("leaderboard (dev)" + "".join(f" · {next(iter(v))}" for v in (tasks, models) if len(v) == 1))
-    header = ["#", "candidate", "run"] + (["task"] if len(tasks) > 1 else []) + (["model"] if len(models) > 1 else [])
+    header = (
+        ["#", "candidate", "run"]
+        + (["task"] if len(tasks) > 1 else [])
+        + (["model"] if len(models) > 1 else [])
+    )
     header += ["policy/origin", "dev", "95% CI", "n", "test", "n", "tok/ex", "cost/ex", "instruction"]
     rows = [header]
     for e in entries:
@@ -70,13 +80,22 @@ def leaderboard_command(
         row = [str(e.rank), e.candidate[:10], e.run_id]
         row += ([e.task] if len(tasks) > 1 else []) + ([e.model] if len(models) > 1 else [])
         row += [
-            f"{e.policy}/{e.origin}", _pct(e.dev), _ci(e.dev), str(e.dev.n) if e.dev else "–", _pct(e.test),
-            str(e.test.n) if e.test else "–", f"{e.tokens_per_example:.0f}", cost, _short(e.spec.instruction, 60),
+            f"{e.policy}/{e.origin}",
+            _pct(e.dev),
+            _ci(e.dev),
+            str(e.dev.n) if e.dev else "–",
+            _pct(e.test),
+            str(e.test.n) if e.test else "–",
+            f"{e.tokens_per_example:.0f}",
+            cost,
+            _short(e.spec.instruction, 60),
         ]
         rows.append(row)
     widths = [max(len(r[i]) for r in rows) for i in range(len(header) - 1)]
     for row in rows:
-        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1])
+        click.echo(
+            "  ".join(cell.ljust(w) for cell, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1]
+        )
 
 
 @click.command("show")
@@ -102,7 +121,9 @@ def show_command(ref: str, data_dir: str | None, examples: int, db: str | None, 
         return
     run = details.run
     click.echo(f"run {run.id}: {run.kind} · {run.status} · task {run.task} · model {run.model}")
-    click.echo(f"started {run.created_at:%Y-%m-%d %H:%M:%S} UTC · dataset {run.dataset_hash} · promptopt {run.promptopt_version}")
+    click.echo(
+        f"started {run.created_at:%Y-%m-%d %H:%M:%S} UTC · dataset {run.dataset_hash} · promptopt {run.promptopt_version}"
+    )
     for e in details.entries:
         click.echo(f"  {e.rank:>2}. {e.candidate}  {e.origin:<14} dev {_pct(e.dev)} ({_ci(e.dev)}, "
                    f"n={e.dev.n if e.dev else 0})  test {_pct(e.test)}  {_short(e.spec.instruction)}")  # fmt: skip
@@ -147,8 +168,15 @@ def _print_candidate(details: Any, examples: int) -> None:
 @click.option("--format", "fmt", type=click.Choice(["yaml", "json", "openai", "jinja", "dspy"]), default="yaml",
               show_default=True, help="yaml/json: the promptopt export (promptopt.load reads it); openai: the chat "
               "request body; jinja: a template of the messages; dspy: a DSPy program state (.json).")  # fmt: skip
-@click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False), help="File to write.")
-@click.option("--task", "task_name", default=None, help="Task name or YAML path, if the run's task cannot be found by its name.")
+@click.option(
+    "-o", "--output", "output", required=True, type=click.Path(dir_okay=False), help="File to write."
+)
+@click.option(
+    "--task",
+    "task_name",
+    default=None,
+    help="Task name or YAML path, if the run's task cannot be found by its name.",
+)
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None, help=DATA_HELP)
 @click.option("--db", default=None, help=DB_HELP)
 def export_command(

@@ -100,18 +100,20 @@ class PromptTask(Task):
 
     def with_data(self, data: Task) -> PromptTask:
         """The same prompt task, with ``data``'s examples for evaluation."""
-        return PromptTask(self.spec, list(self._demos.values()), self._extractor, self._stored_dataset_hash, data)
+        return PromptTask(
+            self.spec, list(self._demos.values()), self._extractor, self._stored_dataset_hash, data
+        )
 
     @property
-    def extractor_name(self) -> str:  # type: ignore[override]
+    def extractor_name(self) -> str:
         return self._extractor
 
     @property
-    def _demo_index(self) -> dict[str, Example]:  # type: ignore[override]
+    def _demo_index(self) -> dict[str, Example]:
         return self._demos
 
     @property
-    def cot_demos(self) -> list[Example]:  # type: ignore[override]
+    def cot_demos(self) -> list[Example]:
         return []
 
     def examples(self, split: str, limit: int | None = None) -> list[Example]:
@@ -123,7 +125,7 @@ class PromptTask(Task):
         return self._data.examples(split, limit)
 
     @cached_property
-    def dataset_hash(self) -> str:  # type: ignore[override]
+    def dataset_hash(self) -> str:
         if self._data is not None:
             return self._data.dataset_hash
         return self._stored_dataset_hash or ""
@@ -191,7 +193,9 @@ def _pick(store: Store, ref: str) -> tuple[RunRecord, str]:
             if run.kind == "search"
             else "export a finished run, or a candidate by hash (`promptopt leaderboard`)"
         )
-        raise ConfigError(f"run {run.id} ({run.kind}, {run.status}) has no finished candidate to export", hint=hint)
+        raise ConfigError(
+            f"run {run.id} ({run.kind}, {run.status}) has no finished candidate to export", hint=hint
+        )
     return run, candidate_hash
 
 
@@ -243,7 +247,8 @@ def build_document(
             "cot_mode": candidate.cot_mode,
             "cot_trigger": candidate.cot_trigger,
             "demos": [
-                {"id": d.id, "inputs": dict(d.inputs), "target": d.target, "solution": d.solution} for d in demos
+                {"id": d.id, "inputs": dict(d.inputs), "target": d.target, "solution": d.solution}
+                for d in demos
             ],
         },
         "extraction": {
@@ -430,7 +435,12 @@ class LoadedPrompt:
             if dev.get("n_examples"):
                 limit = int(dev["n_examples"])
         return evaluate(
-            self.task.with_data(data), self.candidate, backend or self.model, split=split, limit=limit, **kwargs
+            self.task.with_data(data),
+            self.candidate,
+            backend or self.model,
+            split=split,
+            limit=limit,
+            **kwargs,
         )
 
 
@@ -480,7 +490,9 @@ def load_document(data: Any, where: str = "prompt file", path: Path | None = Non
     answer_format = _need(data, "prompt.answer_format", str, where)
     cot_mode = _need(data, "prompt.cot_mode", str, where)
     if cot_mode not in COT_MODES:
-        raise ConfigError(f"{where}: field 'prompt.cot_mode' must be one of {', '.join(COT_MODES)}, got {cot_mode!r}")
+        raise ConfigError(
+            f"{where}: field 'prompt.cot_mode' must be one of {', '.join(COT_MODES)}, got {cot_mode!r}"
+        )
     cot_trigger = _need(data, "prompt.cot_trigger", str, where)
     raw_demos = _need(data, "prompt.demos", list, where)
     extractor = _need(data, "extraction.extractor", str, where)
@@ -527,7 +539,7 @@ def load_document(data: Any, where: str = "prompt file", path: Path | None = Non
                           f"{exc.message}") from None  # fmt: skip
     try:
         candidate = Candidate(
-            instruction=system, demo_ids=tuple(d.id for d in demos), cot_mode=cot_mode,  # type: ignore[arg-type]
+            instruction=system, demo_ids=tuple(d.id for d in demos), cot_mode=cot_mode,
             cot_trigger=cot_trigger, answer_format=answer_format, samples=samples,
             temperature=float(temperature), max_tokens=max_tokens, two_stage=two_stage,
         )  # fmt: skip
@@ -652,7 +664,9 @@ def _openai(prompt: LoadedPrompt) -> dict[str, Any]:
         },
         "answer": {
             "extractor": prompt.task.extractor_name,
-            "vote": "majority over the extracted answers of the n samples" if prompt.candidate.samples > 1 else None,
+            "vote": "majority over the extracted answers of the n samples"
+            if prompt.candidate.samples > 1
+            else None,
         },
     }
     if prompt.candidate.two_stage:
@@ -703,7 +717,9 @@ def _jinja(prompt: LoadedPrompt) -> str:
             parts.append(_jinja_literal(message["content"][position:]))
         expression = " ~ ".join(parts)
         comma = "," if index < len(messages) - 1 else ""
-        lines.append(f'  {{"role": {json.dumps(message["role"])}, "content": {{{{ ({expression}) | tojson }}}}}}{comma}')
+        lines.append(
+            f'  {{"role": {json.dumps(message["role"])}, "content": {{{{ ({expression}) | tojson }}}}}}{comma}'
+        )
     lines.append("]")
     return "\n".join(lines) + "\n"
 
@@ -730,7 +746,8 @@ def _dspy(prompt: LoadedPrompt) -> dict[str, Any]:
         "train": [],
         "demos": demos,
         "signature": {
-            "instructions": candidate.instruction.strip() or f"Given the fields {', '.join(inputs)}, produce the answer.",
+            "instructions": candidate.instruction.strip()
+            or f"Given the fields {', '.join(inputs)}, produce the answer.",
             "fields": [{"prefix": _dspy_prefix(n), "description": "${" + n + "}"} for n in inputs + outputs],
         },
         "lm": None,

@@ -148,7 +148,7 @@ def _aggregate(run_filter: sa.ColumnElement[bool] | None) -> sa.Subquery:
     return query.subquery("per_candidate")
 
 
-def _policy(run: Mapping[str, Any]) -> str:
+def _policy(run: Any) -> str:
     if run["kind"] != "search":
         return str(run["kind"])
     try:
@@ -185,7 +185,7 @@ def leaderboard(
         run_conditions.append(runs.c.model == model)
     if run is not None:
         run_conditions.append(runs.c.id == run)
-    run_filter = (
+    run_filter: sa.ColumnElement[bool] | None = (
         EVALUATIONS.c.run_id.in_(sa.select(runs.c.id).where(*run_conditions)) if run_conditions else None
     )
     if run is not None and not (task or model):
@@ -235,9 +235,7 @@ def leaderboard(
         if row["model"] not in price_cache:
             price_cache[row["model"]] = load_prices(row["model"], prices)
         price_in, price_out = price_cache[row["model"]]
-        cost = (
-            (tokens_in * price_in + tokens_out * price_out) / 1e6 if (price_in or price_out) else None
-        )
+        cost = (tokens_in * price_in + tokens_out * price_out) / 1e6 if (price_in or price_out) else None
         created = row["created_at"]
         if isinstance(created, datetime) and created.tzinfo is None:
             from datetime import timezone

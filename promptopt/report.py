@@ -93,8 +93,12 @@ class _Axes:
         for tick in (0.0, 0.25, 0.5, 0.75, 1.0):
             value = self.y0 + tick * (self.y1 - self.y0)
             y = self.y(value)
-            parts.append(f'<line class="grid" x1="{MARGIN["left"]}" y1="{y:.1f}" x2="{WIDTH - MARGIN["right"]}" y2="{y:.1f}"/>')
-            parts.append(f'<text class="tick" x="{MARGIN["left"] - 6}" y="{y + 4:.1f}" text-anchor="end">{value:.0%}</text>')
+            parts.append(
+                f'<line class="grid" x1="{MARGIN["left"]}" y1="{y:.1f}" x2="{WIDTH - MARGIN["right"]}" y2="{y:.1f}"/>'
+            )
+            parts.append(
+                f'<text class="tick" x="{MARGIN["left"] - 6}" y="{y + 4:.1f}" text-anchor="end">{value:.0%}</text>'
+            )
         for value in x_ticks:
             x = self.x(value)
             parts.append(
@@ -126,7 +130,11 @@ def _svg(name: str, title: str, body: str) -> str:
 
 
 def _empty_plot(name: str, title: str, message: str) -> str:
-    return _svg(name, title, f'<text class="label" x="{WIDTH / 2}" y="{HEIGHT / 2}" text-anchor="middle">{_e(message)}</text>')
+    return _svg(
+        name,
+        title,
+        f'<text class="label" x="{WIDTH / 2}" y="{HEIGHT / 2}" text-anchor="middle">{_e(message)}</text>',
+    )
 
 
 def _progress_plot(points: Sequence[tuple[int, float]]) -> str:
@@ -164,11 +172,19 @@ def _ci_plot(entries: Sequence[LeaderboardEntry], winner: str | None) -> str:
     def x(value: float) -> float:
         return left + value * (right - left)
 
-    parts = [f'<line class="axis" x1="{left}" y1="{height - MARGIN["bottom"]}" x2="{right}" y2="{height - MARGIN["bottom"]}"/>']
+    parts = [
+        f'<line class="axis" x1="{left}" y1="{height - MARGIN["bottom"]}" x2="{right}" y2="{height - MARGIN["bottom"]}"/>'
+    ]
     for tick in (0.0, 0.25, 0.5, 0.75, 1.0):
-        parts.append(f'<line class="grid" x1="{x(tick):.1f}" y1="{MARGIN["top"]}" x2="{x(tick):.1f}" y2="{height - MARGIN["bottom"]}"/>')
-        parts.append(f'<text class="tick" x="{x(tick):.1f}" y="{height - MARGIN["bottom"] + 16}" text-anchor="middle">{tick:.0%}</text>')
-    parts.append(f'<text class="label" x="{(left + right) / 2:.0f}" y="{height - 6}" text-anchor="middle">dev accuracy (95% Wilson interval)</text>')
+        parts.append(
+            f'<line class="grid" x1="{x(tick):.1f}" y1="{MARGIN["top"]}" x2="{x(tick):.1f}" y2="{height - MARGIN["bottom"]}"/>'
+        )
+        parts.append(
+            f'<text class="tick" x="{x(tick):.1f}" y="{height - MARGIN["bottom"] + 16}" text-anchor="middle">{tick:.0%}</text>'
+        )
+    parts.append(
+        f'<text class="label" x="{(left + right) / 2:.0f}" y="{height - 6}" text-anchor="middle">dev accuracy (95% Wilson interval)</text>'
+    )
     for index, entry in enumerate(rows):
         assert entry.dev is not None
         y = MARGIN["top"] + row_h * index + row_h / 2
@@ -231,7 +247,7 @@ def _leaderboard_table(entries: Sequence[LeaderboardEntry], winner: str | None) 
         rows.append(
             f"<tr{css}><td>{entry.rank}</td><td><code>{_e(entry.candidate)}</code></td><td>{_e(entry.origin)}</td>"
             f"{_score_cell(entry.dev)}{_score_cell(entry.test)}<td>{entry.tokens_per_example:.0f}</td>"
-            f"<td>{cost}</td><td class=\"text\">{_e(text)}</td></tr>"
+            f'<td>{cost}</td><td class="text">{_e(text)}</td></tr>'
         )
     return f'<table id="leaderboard"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
 
@@ -274,7 +290,9 @@ code{font:12px ui-monospace,Menlo,Consolas,monospace}
 """
 
 
-def render_report(store: Store, run_id: str, *, data_dir: str | Path | None = None, top: int | None = None) -> str:
+def render_report(
+    store: Store, run_id: str, *, data_dir: str | Path | None = None, top: int | None = None
+) -> str:
     """The report page of run ``run_id`` as one HTML string."""
     run = store.get_run(run_id)
     entries = leaderboard(store, run=run.id, top=top)
@@ -290,15 +308,27 @@ def render_report(store: Store, run_id: str, *, data_dir: str | Path | None = No
     if details.scores.get("dev"):
         dev = details.scores["dev"]
         assert dev is not None
-        cards.append(("winner dev", _pct(dev.accuracy), f"95% CI {_pct(dev.ci_low)}–{_pct(dev.ci_high)}, n={dev.n}"))
+        cards.append(
+            ("winner dev", _pct(dev.accuracy), f"95% CI {_pct(dev.ci_low)}–{_pct(dev.ci_high)}, n={dev.n}")
+        )
     if test and "winner" in test:
         w, b = test["winner"], test["baseline"]
-        cards.append(("winner test", _pct(w["accuracy"]), f"95% CI {_pct(w['ci95'][0])}–{_pct(w['ci95'][1])}, n={test.get('n')}"))
-        cards.append(("starting prompt test", _pct(b["accuracy"]), f"95% CI {_pct(b['ci95'][0])}–{_pct(b['ci95'][1])}"))
+        cards.append(
+            (
+                "winner test",
+                _pct(w["accuracy"]),
+                f"95% CI {_pct(w['ci95'][0])}–{_pct(w['ci95'][1])}, n={test.get('n')}",
+            )
+        )
+        cards.append(
+            ("starting prompt test", _pct(b["accuracy"]), f"95% CI {_pct(b['ci95'][0])}–{_pct(b['ci95'][1])}")
+        )
         diff = test.get("difference", {})
         if diff:
             verdict = "significant" if summary.get("significant") else "not significant"
-            cards.append(("difference", f"{diff['diff']:+.1%}", f"p = {diff['p_value']:.3g}, {verdict} at 5%"))
+            cards.append(
+                ("difference", f"{diff['diff']:+.1%}", f"p = {diff['p_value']:.3g}, {verdict} at 5%")
+            )
     elif details.scores.get("test"):
         t = details.scores["test"]
         assert t is not None
@@ -317,18 +347,18 @@ def render_report(store: Store, run_id: str, *, data_dir: str | Path | None = No
         + f" · dataset {_e(run.dataset_hash)} · promptopt {_e(run.promptopt_version)}"
     )
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         # No script may run and nothing may load, whatever ends up in the page.
         "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; img-src data:\">"
         f"<title>promptopt report {_e(run.id)}</title><style>{CSS}</style></head><body>"
-        f"<h1>promptopt report: {_e(run.task)}</h1><div class=\"meta\">{meta}</div>"
+        f'<h1>promptopt report: {_e(run.task)}</h1><div class="meta">{meta}</div>'
         f'<div class="cards">{cards_html}</div>'
         '<h2>Search</h2><div class="plots">'
         f"{_progress_plot(progress)}{_pareto_plot(entries, winner)}</div>"
         f"<h2>Candidates on dev</h2>{_ci_plot(entries, winner)}"
         f"<h2>Leaderboard</h2>{_leaderboard_table(entries, winner)}"
         f"<h2>Winning prompt</h2>{_prompt_section(details)}"
-        "<p class=\"meta\">Requests are the stored model samples of this run's evaluations, in the order they "
+        '<p class="meta">Requests are the stored model samples of this run\'s evaluations, in the order they '
         "were recorded (proposer calls are not included). Input fields are shown as {field} placeholders.</p>"
         "</body></html>\n"
     )

@@ -72,7 +72,10 @@ def test_yaml_export_is_complete_and_loads_to_the_scored_prompt(
     assert data["prompt"]["cot_trigger"] == "Let's think." and data["prompt"]["answer_format"]
     assert [d["id"] for d in data["prompt"]["demos"]] == list(result.winner.demo_ids)
     demo = task.demo(result.winner.demo_ids[0])
-    assert data["prompt"]["demos"][0]["solution"] == demo.solution and data["prompt"]["demos"][0]["target"] == demo.target
+    assert (
+        data["prompt"]["demos"][0]["solution"] == demo.solution
+        and data["prompt"]["demos"][0]["target"] == demo.target
+    )
     assert data["extraction"]["extractor"] == "number" and data["sampling"]["samples"] == 1
     provenance = data["provenance"]
     assert provenance["run_id"] == result.run_id and provenance["promptopt_version"] == promptopt.__version__
@@ -109,7 +112,9 @@ def test_parity_dev_score_reproduced_exactly_from_the_cache(
     assert again.accuracy == stored.accuracy and again.n == 16 and again.calls == 0
 
 
-def test_parity_through_the_cli_eval_prompt_file(searched: tuple[str, SearchResult], prompt_file: Path) -> None:
+def test_parity_through_the_cli_eval_prompt_file(
+    searched: tuple[str, SearchResult], prompt_file: Path
+) -> None:
     from promptopt.cli import cli
 
     runner = CliRunner()
@@ -127,12 +132,17 @@ def test_parity_through_the_cli_eval_prompt_file(searched: tuple[str, SearchResu
     assert summary["calls"] == 0 and summary["candidate"] == result.winner.hash
 
 
-def test_json_export_loads_the_same(searched: tuple[str, SearchResult], prompt_file: Path, tmp_path: Path) -> None:
+def test_json_export_loads_the_same(
+    searched: tuple[str, SearchResult], prompt_file: Path, tmp_path: Path
+) -> None:
     db, result = searched
     path = tmp_path / "p.json"
     export(db, result.winner.hash, "json", path)  # by candidate hash this time
     from_json, from_yaml = load(path), load(prompt_file)
-    assert from_json.candidate == from_yaml.candidate and from_json.document["fingerprint"] == from_yaml.document["fingerprint"]
+    assert (
+        from_json.candidate == from_yaml.candidate
+        and from_json.document["fingerprint"] == from_yaml.document["fingerprint"]
+    )
     assert from_json.messages(question="Q?") == from_yaml.messages(question="Q?")
 
 
@@ -145,7 +155,10 @@ def test_openai_format_is_the_request_a_service_sends(
     data = json.loads(path.read_text())
     request = data["request"]
     assert set(request) == {"model", "messages", "temperature", "max_tokens"}
-    assert data["input_fields"] == ["question"] and data["placeholders"]["message"] == len(request["messages"]) - 1
+    assert (
+        data["input_fields"] == ["question"]
+        and data["placeholders"]["message"] == len(request["messages"]) - 1
+    )
     question = 'What is {x}? "quoted" and {question} twice'
     filled = [dict(m) for m in request["messages"]]
     filled[-1]["content"] = filled[-1]["content"].replace("{question}", question)
@@ -163,8 +176,10 @@ def test_jinja_template_renders_the_same_messages(task: Task, tmp_path: Path) ->
     export(db, report.run_id, "jinja", tmp_path / "p.jinja")
     export(db, report.run_id, "yaml", tmp_path / "p.yaml")
     template = jinja2.Environment(autoescape=False).from_string((tmp_path / "p.jinja").read_text())
-    for question in ("How many {{ apples }}?", "A <b>bold</b> \"question\"\nwith two lines"):
-        assert json.loads(template.render(question=question)) == load(tmp_path / "p.yaml").messages(question=question)
+    for question in ("How many {{ apples }}?", 'A <b>bold</b> "question"\nwith two lines'):
+        assert json.loads(template.render(question=question)) == load(tmp_path / "p.yaml").messages(
+            question=question
+        )
 
 
 def _dspy_python() -> str | None:
@@ -194,7 +209,9 @@ def test_dspy_state_loads_in_dspy(searched: tuple[str, SearchResult], task: Task
     python = _dspy_python()
     if python is None:
         if os.environ.get("CI"):
-            pytest.fail("dspy is not installed (pip install 'promptopt[dspy]') and PROMPTOPT_DSPY_PYTHON is unset")
+            pytest.fail(
+                "dspy is not installed (pip install 'promptopt[dspy]') and PROMPTOPT_DSPY_PYTHON is unset"
+            )
         pytest.skip("dspy not installed; set PROMPTOPT_DSPY_PYTHON to a python that has it")
     db, result = searched
     path = tmp_path / "program.json"
@@ -233,7 +250,8 @@ def test_run_uses_the_executor_with_self_consistency_and_two_stage(task: Task, t
     assert len(backend.history) == 6  # 3 samples, each with its two-stage follow-up
     assert {r.temperature for r in backend.history[:3]} == {0.7}
     assert backend.history[0].messages == tuple(
-        promptopt.Message(**m) for m in loaded.messages(question="What is 3 + 4?")  # type: ignore[arg-type]
+        promptopt.Message(**m)
+        for m in loaded.messages(question="What is 3 + 4?")  # type: ignore[arg-type]
     )
     with pytest.raises(ConfigError, match="missing input field"):
         loaded.messages()

@@ -68,7 +68,9 @@ def filled(task: Task, tmp_path_factory: pytest.TempPathFactory) -> dict[str, ob
     return {"db": db, "search": result, "eval": evaluation}
 
 
-def _independent(store: Store, run_id: str, candidate_hash: str, split: str) -> tuple[float, float, float, int, int]:
+def _independent(
+    store: Store, run_id: str, candidate_hash: str, split: str
+) -> tuple[float, float, float, int, int]:
     rows = store.get_evaluations(run_id, candidate_hash, split)
     scored = [r.score for r in rows if r.score is not None]
     low, high = wilson_interval(sum(scored), len(scored))
@@ -101,7 +103,9 @@ def test_leaderboard_matches_the_stored_rows_and_ranks_by_dev(filled: dict[str, 
         with_test = {e.candidate for e in search_rows if e.test is not None}
         assert with_test == {result.winner.hash, result.baseline.hash}
         winner = next(e for e in search_rows if e.candidate == result.winner.hash)
-        assert winner.test is not None and winner.test.accuracy == pytest.approx(result.test["winner"]["accuracy"])
+        assert winner.test is not None and winner.test.accuracy == pytest.approx(
+            result.test["winner"]["accuracy"]
+        )
         assert winner.origin != "seed" and winner.rank == 1
 
 
@@ -167,9 +171,9 @@ def test_show_run_and_candidate(filled: dict[str, object], task: Task) -> None:
         expected = [m.to_dict() for m in render_messages(result.winner, task, example)]
         assert candidate.messages is not None
         # The rendered prompt is the real one with {question} where the input goes.
-        assert [m["content"].replace("{question}", example.inputs["question"]) for m in candidate.messages] == [
-            m["content"] for m in expected
-        ]
+        assert [
+            m["content"].replace("{question}", example.inputs["question"]) for m in candidate.messages
+        ] == [m["content"] for m in expected]
         assert [d["id"] for d in candidate.demos] == list(result.winner.demo_ids)
         assert candidate.demos[0]["solution"]
         assert len(candidate.results) == len(store.get_evaluations(result.run_id, result.winner.hash))

@@ -37,7 +37,9 @@ def reported(task: Task, tmp_path_factory: pytest.TempPathFactory) -> tuple[str,
     folder = tmp_path_factory.mktemp("report")
     db = f"sqlite:///{folder / 'r.db'}"
     result = run_search(task, db, instruction=INJECTED)
-    evaluation = promptopt.evaluate(task, Candidate(instruction=INJECTED), "fake", split="dev", limit=4, db=db)
+    evaluation = promptopt.evaluate(
+        task, Candidate(instruction=INJECTED), "fake", split="dev", limit=4, db=db
+    )
     write_report(db, result.run_id, folder / "search.html")
     write_report(db, evaluation.run_id, folder / "eval.html")
     return db, result, evaluation.run_id, folder
@@ -47,7 +49,7 @@ def test_page_is_self_contained_and_escaped(reported: tuple[str, SearchResult, s
     _, result, _, folder = reported
     for name in ("search.html", "eval.html"):
         page = (folder / name).read_text()
-        assert "<script" not in page.lower() and "onerror=\"" not in page
+        assert "<script" not in page.lower() and 'onerror="' not in page
         assert "&lt;script&gt;document.title=" in page
         assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)  # nothing loads from the network
         assert "default-src 'none'" in page
@@ -72,7 +74,9 @@ def test_bad_input(reported: tuple[str, SearchResult, str, Path], tmp_path: Path
         empty = store.create_run(kind="eval", task=TASK, model="fake", config={})
         with pytest.raises(ConfigError, match="no evaluations"):
             render_report(store, empty)
-    out = CliRunner().invoke(results_cli(), ["report", result.run_id, "-o", str(tmp_path / "cli.html"), "--db", db])
+    out = CliRunner().invoke(
+        results_cli(), ["report", result.run_id, "-o", str(tmp_path / "cli.html"), "--db", db]
+    )
     assert out.exit_code == 0, out.output
     assert (tmp_path / "cli.html").read_text().startswith("<!DOCTYPE html>")
 
