@@ -228,7 +228,6 @@ class _Run:
         else:
             self.proposer_caching = CachingBackend(RetryingBackend(proposer_backend), store)
             proposer_budgeted = BudgetedBackend(self.proposer_caching, budget, self.spend)
-        self.final_backend = BudgetedBackend(self.caching, Budget(), Spend())
         self.proposer = Proposer(
             proposer_budgeted,
             task,
@@ -237,7 +236,6 @@ class _Run:
             seed=config.seed,
         )
         self.search_executor = Executor(task, self.budgeted, batch_size=config.batch_size)
-        self.final_executor = Executor(task, self.final_backend, batch_size=config.batch_size)
         self.run_id = ""
         self.evaluator = SerialEvaluator(self.search_executor, self._store_results)
         self.candidates: dict[str, Candidate] = {config.base.hash: config.base}
@@ -372,8 +370,10 @@ def _search(
         progress(SearchProgress(phase, round_index, pool, best, run.spend.to_dict(), min(1.0, fraction),
                                 time.perf_counter() - started))  # fmt: skip
 
-    def dev_scores(candidate_hash: str, n: int) -> list[float | None]:
-        return run.scores(candidate_hash, dev[:n], "dev")
+    def dev_scores(candidates: Sequence[str], n: int) -> dict[str, list[float | None]]:
+        jobs = [(run.candidates[c], dev[:n]) for c in candidates]
+        results = run.evaluator.evaluate_many(jobs, "dev")
+        return {c: [r.score for r in rs] for c, rs in zip(candidates, results, strict=True)}
 
     stopped: str | None = None
     round_index = 0
@@ -386,8 +386,8 @@ def _search(
                 run.register(proposal.candidate, proposal.origin, proposal.parent)
             report("search", round_index, len(proposals))
             standings = successive_halving(
-                [p.candidate.hash for p in proposals], dev_scores, len(dev),
-                start=config.race_start, eta=config.race_eta, keep=config.top_k,
+                [p.candidate.hash for p in proposals], None, len(dev), score_many=dev_scores,
+                start=config.race_start, eta=config.race_eta, keep=config.top_k, prune=policy.should_prune,
             )  # fmt: skip
             policy.tell(standings)
             round_index += 1
@@ -395,13 +395,14 @@ def _search(
     except BudgetExceeded as exc:
         stopped = exc.message
 
-    # Final: the best by dev standing get the whole dev set (outside the search budget).
-    run.evaluator.executor = run.final_executor
+    # Final: the best by dev standing get the whole dev set (outside the search budget,
+    # so that the reported scores are always complete; its size is in the estimate).
+    search_calls = run.spend.calls
+    run.budgeted.budget = Budget()
     finalists = [s.candidate for s in rank(list(run.known_standings().values()))[: config.final_top]]
     rows: list[LeaderboardRow] = []
-    for candidate_hash in finalists:
-        report("final", round_index, len(finalists))
-        run.scores(candidate_hash, dev, "dev")
+    report("final", round_index, len(finalists))
+    run.evaluator.evaluate_many([(run.candidates[c], dev) for c in finalists], "dev")
     for candidate_hash, candidate in run.candidates.items():
         known = run.evaluator.known(candidate, "dev")
         if not known:
@@ -450,8 +451,8 @@ def _search(
         leaderboard=tuple(rows),
         test=test,
         significant=significant,
-        spent=run.spend.to_dict(),
-        final_calls=run.final_backend.spend.calls,
+        spent={**run.spend.to_dict(), "calls": search_calls},
+        final_calls=run.spend.calls - search_calls,
         model_calls=run.model_calls,
         cache_hits=run.cache_hits,
         estimate=dict(plan),

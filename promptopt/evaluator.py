@@ -25,6 +25,13 @@ class Evaluator(ABC):
     @abstractmethod
     def evaluate(self, candidate: Candidate, examples: Sequence[Example], split: str) -> list[EvalResult]: ...
 
+    def evaluate_many(
+        self, jobs: Sequence[tuple[Candidate, Sequence[Example]]], split: str
+    ) -> list[list[EvalResult]]:
+        """Several candidates at once (one racing stage). Serial by default; a parallel
+        evaluator overrides this. Results come back in the order of ``jobs``."""
+        return [self.evaluate(candidate, examples, split) for candidate, examples in jobs]
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release workers."""
 

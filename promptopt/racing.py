@@ -12,7 +12,7 @@ results as well as it runs live (see ``benchmarks/racing.py``).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 ScoreFn = Callable[[str, int], list[float | None]]
@@ -29,6 +29,13 @@ class Standing:
     order: int  # position in the pool; breaks ties deterministically
 
 
+BatchScoreFn = Callable[[Sequence[str], int], Mapping[str, list[float | None]]]
+"""score_many(candidate_ids, n) -> {candidate_id: scores on the first n dev examples}; a
+parallel evaluator runs the candidates of one stage at the same time."""
+PruneFn = Callable[[Standing], bool]
+"""prune(standing) -> True to drop the candidate now (e.g. an Optuna pruner's verdict)."""
+
+
 def standing(candidate: str, scores: Sequence[float | None], order: int) -> Standing:
     valid = [s for s in scores if s is not None]
     return Standing(candidate, sum(valid) / len(valid) if valid else 0.0, len(valid), order)
@@ -40,17 +47,39 @@ def rank(standings: Sequence[Standing]) -> list[Standing]:
 
 
 def successive_halving(
-    pool: Sequence[str], score: ScoreFn, dev_size: int, *, start: int = 10, eta: float = 2.0, keep: int = 1
+    pool: Sequence[str],
+    score: ScoreFn | None,
+    dev_size: int,
+    *,
+    start: int = 10,
+    eta: float = 2.0,
+    keep: int = 1,
+    score_many: BatchScoreFn | None = None,
+    prune: PruneFn | None = None,
 ) -> dict[str, Standing]:
     """Race ``pool``; returns every candidate's standing at the point it was dropped
-    (survivors: on the most examples reached)."""
+    (survivors: on the most examples reached). Give ``score`` (one candidate at a time)
+    or ``score_many`` (a whole stage at once). ``prune`` may drop a candidate after any
+    stage in addition to the halving (never the last one alive)."""
+    if score_many is None:
+        if score is None:
+            raise ValueError("successive_halving needs score or score_many")
+        single = score
+
+        def score_many(candidates: Sequence[str], n: int) -> Mapping[str, list[float | None]]:
+            return {c: single(c, n) for c in candidates}
+
     alive = list(dict.fromkeys(pool))
     order = {c: i for i, c in enumerate(alive)}
     results: dict[str, Standing] = {}
     n = min(max(1, start), dev_size)
     while alive:
+        stage = score_many(alive, n)
         for candidate in alive:
-            results[candidate] = standing(candidate, score(candidate, n), order[candidate])
+            results[candidate] = standing(candidate, stage[candidate], order[candidate])
+        if prune is not None:
+            kept = [c for c in alive if not prune(results[c])]
+            alive = kept or [rank([results[c] for c in alive])[0].candidate]
         if len(alive) <= keep or n >= dev_size:
             break
         survivors = max(keep, math.ceil(len(alive) / eta))

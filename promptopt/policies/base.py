@@ -62,6 +62,11 @@ class Policy(ABC):
             if previous is None or standing.n >= previous.n:
                 self.standings[candidate] = standing
 
+    def should_prune(self, standing: Standing) -> bool:
+        """Called after every racing stage; True drops the candidate at once (on top of
+        successive halving). Policies with their own pruner (Optuna) override this."""
+        return False
+
     def with_text(self, text: str) -> Candidate:
         """The base candidate with the searched slot replaced by ``text``."""
         slot = self.proposer.slot
