@@ -21,12 +21,15 @@ except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0+unknown"
 
 if TYPE_CHECKING:
+    from promptopt.controller import SearchConfig, search
     from promptopt.evaluation import EvalReport, evaluate, make_candidate
+    from promptopt.export import load
     from promptopt.tasks import Task, get_task, list_tasks
 
 __all__ = [
     "Candidate", "Completion", "EvalReport", "EvalResult", "Example", "GenerationRequest", "Message",
-    "PromptOptError", "Task", "evaluate", "get_task", "list_tasks", "make_candidate", "__version__",
+    "PromptOptError", "SearchConfig", "Task", "evaluate", "get_task", "list_tasks", "load", "make_candidate",
+    "search", "__version__",
 ]  # fmt: skip
 
 _LAZY = {
@@ -36,6 +39,9 @@ _LAZY = {
     "get_task": "promptopt.tasks",
     "list_tasks": "promptopt.tasks",
     "Task": "promptopt.tasks",
+    "load": "promptopt.export",
+    "search": "promptopt.controller",
+    "SearchConfig": "promptopt.controller",
 }
 
 

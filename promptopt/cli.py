@@ -145,6 +145,22 @@ def _candidate_from_options(task: Any, options: dict[str, Any]) -> Any:
     )  # fmt: skip
 
 
+_PROMPT_OPTION_NAMES = ("instruction", "cot", "shots", "demos", "answer_format", "samples", "temperature",
+                        "max_new_tokens", "two_stage")  # fmt: skip
+
+
+def _refuse_prompt_options(ctx: click.Context, because: str) -> None:
+    given = [
+        "--" + name.replace("_", "-")
+        for name in _PROMPT_OPTION_NAMES
+        if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
+    ]
+    if given:
+        raise click.UsageError(
+            f"{', '.join(given)} cannot be combined with {because}: the file holds the whole prompt"
+        )
+
+
 def _model_spec(model: str | None) -> str:
     if model is not None:
         return model
@@ -162,7 +178,10 @@ def _backend_options(options: dict[str, Any]) -> dict[str, Any]:
 
 
 @cli.command("eval")
-@_task_options
+@click.option(
+    "--task", "task_name", default=None, help="Task name (see `promptopt tasks`) or path to a task YAML file."
+)
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None, help=DATA_HELP)
 @click.option(
     "--split",
     type=click.Choice(["dev", "test", "train"]),
@@ -173,6 +192,13 @@ def _backend_options(options: dict[str, Any]) -> dict[str, Any]:
 @click.option(
     "--limit", type=click.IntRange(min=1), default=None, help="Score only the first N examples of the split."
 )
+@click.option(
+    "--prompt-file",
+    type=click.Path(dir_okay=False, exists=True),
+    default=None,
+    help="Evaluate an exported prompt (yaml/json from `promptopt export`) instead of the prompt options; "
+    "on dev it reproduces the stored dev score (same model, cache on).",
+)
 @_prompt_options
 @_model_options
 @click.option(
@@ -180,7 +206,9 @@ def _backend_options(options: dict[str, Any]) -> dict[str, Any]:
     is_flag=True,
     help="Call the model even for requests already answered in the response cache.",
 )
-def eval_command(task_name: str, data_dir: str | None, split: str, limit: int | None, **options: Any) -> None:  # fmt: skip
+def eval_command(
+    task_name: str | None, data_dir: str | None, split: str, limit: int | None, prompt_file: str | None, **options: Any
+) -> None:  # fmt: skip
     """Score one prompt on a task split; print accuracy with its 95% CI, tokens, calls and time.
 
     Every evaluation (raw output, parsed answer, score, tokens, latency) is stored in the
@@ -196,20 +224,33 @@ def eval_command(task_name: str, data_dir: str | None, split: str, limit: int | 
     from promptopt.store import Store
     from promptopt.tasks import get_task
 
-    task = get_task(task_name, data_dir)
-    candidate = _candidate_from_options(task, options)
+    as_json = options["as_json"]
+    if prompt_file is not None:
+        _refuse_prompt_options(click.get_current_context(), "--prompt-file")
+        from promptopt.export import load
+
+        loaded = load(prompt_file)
+        task = get_task(task_name or loaded.task.name, data_dir)
+        if split == "dev" and limit is None:
+            limit = (loaded.provenance.get("dev") or {}).get("n_examples")
+        model = options["model"] or loaded.model
+    else:
+        if task_name is None:
+            raise click.UsageError("--task is required (or --prompt-file)")
+        task = get_task(task_name, data_dir)
+        candidate = _candidate_from_options(task, options)
+        model = _model_spec(options["model"])
     store = Store(options["db"])
     examples = len(task.examples(split, limit))
-    backend = make_backend(
-        _model_spec(options["model"]), batch_size=options["batch_size"], **_backend_options(options)
-    )
-    as_json = options["as_json"]
+    backend = make_backend(model, batch_size=options["batch_size"], **_backend_options(options))
+    settings = {"split": split, "limit": limit, "db": store, "cache": not options["no_cache"],
+                "batch_size": options["batch_size"], "seed": options["seed"]}  # fmt: skip
     with _progress_display(not options["no_progress"] and not as_json, f"{task.name} {split}") as bar:
         bar.start(examples)
-        report = evaluate(
-            task, candidate, backend, split=split, limit=limit, db=store, cache=not options["no_cache"],
-            batch_size=options["batch_size"], seed=options["seed"], progress=bar.update,
-        )  # fmt: skip
+        if prompt_file is not None:
+            report = loaded.evaluate(task, backend=backend, progress=bar.update, **settings)
+        else:
+            report = evaluate(task, candidate, backend, progress=bar.update, **settings)
     backend.close()
     if as_json:
         click.echo(json.dumps({**report.summary(), "db": store.display_url}, indent=2))
@@ -511,6 +552,16 @@ def _plain(value: Any) -> dict[str, Any]:
     if is_dataclass(value) and not isinstance(value, type):
         return asdict(value)
     return dict(value)
+
+
+def _register_result_commands() -> None:
+    from promptopt.cli_results import COMMANDS
+
+    for command in COMMANDS:
+        cli.add_command(command)
+
+
+_register_result_commands()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -118,10 +118,6 @@ def test_parity_through_the_cli_eval_prompt_file(
     from promptopt.cli import cli
 
     runner = CliRunner()
-    if "--prompt-file" not in runner.invoke(cli, ["eval", "--help"]).output:
-        if os.environ.get("CI"):
-            pytest.fail("promptopt eval has no --prompt-file option")
-        pytest.skip("promptopt eval --prompt-file is not wired into cli.py yet")
     db, result = searched
     out = runner.invoke(cli, ["eval", "--prompt-file", str(prompt_file), "--task", TASK, "--split", "dev",
                               "--model", "fake", "--db", db, "--json", "--no-progress"])  # fmt: skip
