@@ -18,10 +18,21 @@ ANSWER_SENTENCE = "The answer is {answer}."
 def demo_answer(candidate: Candidate, demo: Example) -> str:
     """The assistant turn of a demo: reasoning (few-shot CoT) and the answer sentence."""
     final = ANSWER_SENTENCE.format(answer=demo.target)
-    if candidate.cot_mode == "few_shot" and demo.solution:
+    solution = candidate.solution_for(demo.id) or demo.solution
+    if candidate.cot_mode == "few_shot" and solution:
         lead = f"{candidate.cot_trigger.strip()}\n" if candidate.cot_trigger.strip() else ""
-        return f"{lead}{demo.solution.strip()}\n{final}"
+        return f"{lead}{solution.strip()}\n{final}"
     return final
+
+
+def demos_for(candidate: Candidate, task: Task, example: Example) -> list[Example]:
+    """The demos shown before ``example``: the fixed ``demo_ids``, or the most similar
+    items of the demo pool when ``similar_demos`` is set."""
+    if candidate.similar_demos > 0:
+        from promptopt.similarity import nearest_demos
+
+        return nearest_demos(task, example, candidate.similar_demos)
+    return [task.demo(demo_id) for demo_id in candidate.demo_ids]
 
 
 def question_turn(candidate: Candidate, task: Task, example: Example) -> str:
@@ -38,8 +49,7 @@ def render_messages(candidate: Candidate, task: Task, example: Example) -> tuple
     messages: list[Message] = []
     if candidate.instruction.strip():
         messages.append(Message("system", candidate.instruction.strip()))
-    for demo_id in candidate.demo_ids:
-        demo = task.demo(demo_id)
+    for demo in demos_for(candidate, task, example):
         messages.append(Message("user", task.render_input(demo)))
         messages.append(Message("assistant", demo_answer(candidate, demo)))
     messages.append(Message("user", question_turn(candidate, task, example)))
@@ -51,8 +61,7 @@ def render_text(candidate: Candidate, task: Task, example: Example) -> str:
     blocks: list[str] = []
     if candidate.instruction.strip():
         blocks.append(candidate.instruction.strip())
-    for demo_id in candidate.demo_ids:
-        demo = task.demo(demo_id)
+    for demo in demos_for(candidate, task, example):
         blocks.append(f"{task.render_input(demo)}\nAnswer: {demo_answer(candidate, demo)}")
     blocks.append(f"{question_turn(candidate, task, example)}\nAnswer:")
     return "\n\n".join(blocks)

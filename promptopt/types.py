@@ -59,6 +59,11 @@ class Example:
         }
 
 
+# Fields added after the first release: omitted from to_dict() (and so from the hash)
+# while they hold their default, so that stored candidates keep their identity.
+_OPTIONAL_WHEN_DEFAULT = ("similar_demos", "demo_solutions")
+
+
 @dataclass(frozen=True)
 class Candidate:
     """A complete prompt configuration: everything that decides what the model sees
@@ -74,6 +79,12 @@ class Candidate:
     ``samples`` > 1 means self-consistency: that many samples at ``temperature``,
     majority vote over the extracted answers. ``two_stage`` asks a second, short
     question ("Therefore, the answer is") after the reasoning, as in Kojima et al.
+
+    ``similar_demos`` > 0 picks that many demos *per question*, the most similar items
+    of the demo pool (sentence embeddings; :mod:`promptopt.similarity`), instead of
+    ``demo_ids``. ``demo_solutions`` replaces the worked solution of the named demos
+    (bootstrapped demos: the model's own correct solutions), as ``(demo_id, text)`` pairs.
+    Both are left out of the hash while unused, so older candidates keep their identity.
     """
 
     instruction: str = ""
@@ -85,11 +96,17 @@ class Candidate:
     temperature: float = 0.0
     max_tokens: int = 512
     two_stage: bool = False
+    similar_demos: int = 0
+    demo_solutions: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         # Accept lists from YAML/JSON but keep the value hashable and immutable.
         if not isinstance(self.demo_ids, tuple):
             object.__setattr__(self, "demo_ids", tuple(self.demo_ids))
+        solutions = self.demo_solutions
+        if isinstance(solutions, Mapping):
+            solutions = tuple(sorted(solutions.items()))
+        object.__setattr__(self, "demo_solutions", tuple(tuple(pair) for pair in solutions))
         if self.cot_mode not in COT_MODES:
             from promptopt.errors import ConfigError
 
@@ -104,7 +121,18 @@ class Candidate:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["demo_ids"] = list(self.demo_ids)
+        data["demo_solutions"] = [list(pair) for pair in self.demo_solutions]
+        for optional in _OPTIONAL_WHEN_DEFAULT:
+            if data[optional] in (0, [], ()):
+                del data[optional]
         return data
+
+    def solution_for(self, demo_id: str) -> str | None:
+        """This candidate's worked solution for a demo, when it overrides the data's."""
+        for key, text in self.demo_solutions:
+            if key == demo_id:
+                return text
+        return None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Candidate:

@@ -175,3 +175,21 @@ def test_retry_gives_up_after_max_attempts() -> None:
     backend = RetryingBackend(inner, max_attempts=3, sleep=lambda s: None)
     [result] = backend.generate([GenerationRequest(messages=(Message("user", "x"),))])
     assert not result.ok and len(inner.history) == 3
+
+
+def test_candidate_hash_ignores_unused_new_fields() -> None:
+    plain = Candidate(instruction="Solve.", demo_ids=("a",))
+    assert "similar_demos" not in plain.to_dict() and "demo_solutions" not in plain.to_dict()
+    # a stored identity must not change when fields are added to Candidate
+    assert plain.hash == "0fdfcbd4dd1ef46c"
+    boot = Candidate(instruction="Solve.", demo_ids=("a",), demo_solutions={"a": "my own working"})
+    assert boot.hash != plain.hash and boot.solution_for("a") == "my own working"
+    assert Candidate.from_dict(boot.to_dict()) == boot
+
+
+def test_bootstrapped_solution_replaces_the_datas(task) -> None:  # type: ignore[no-untyped-def]
+    demo = task.examples("train", limit=1)[0]
+    candidate = Candidate(cot_mode="few_shot", demo_ids=(demo.id,), demo_solutions={demo.id: "Model's own steps."})
+    messages = render_messages(candidate, task, task.examples("test", limit=1)[0])
+    assert messages[1].content == task.render_input(demo)
+    assert messages[2].content.startswith("Model's own steps.")
