@@ -191,5 +191,5 @@ def test_bootstrapped_solution_replaces_the_datas(task) -> None:  # type: ignore
     demo = task.examples("train", limit=1)[0]
     candidate = Candidate(cot_mode="few_shot", demo_ids=(demo.id,), demo_solutions={demo.id: "Model's own steps."})
     messages = render_messages(candidate, task, task.examples("test", limit=1)[0])
-    assert messages[1].content == task.render_input(demo)
-    assert messages[2].content.startswith("Model's own steps.")
+    assert messages[0].content == task.render_input(demo)
+    assert messages[1].content.startswith("Model's own steps.")
