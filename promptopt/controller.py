@@ -32,6 +32,7 @@ from promptopt.policies import PolicySettings, get_policy
 from promptopt.prompt import render_messages
 from promptopt.proposers import Proposer
 from promptopt.racing import Standing, rank, schedule_size, standing, successive_halving
+from promptopt.spaces import SearchSpace, list_spaces, load_space
 from promptopt.stats import mean_interval, paired_difference
 from promptopt.tasks import Task, get_task
 from promptopt.types import Candidate, EvalResult
@@ -74,6 +75,11 @@ class SearchConfig:
     data_dir: str | None = None
     budget: Budget = field(default_factory=Budget)
     backend_options: Mapping[str, Any] = field(default_factory=dict)
+    # Policies over a search space (tpe, reinforce, random): a space name, a YAML path, or
+    # the parsed space (what is stored with the run, so a resume does not need the file).
+    # None: the space named after the task if there is one, else ``default``.
+    space: str | Mapping[str, Any] | None = None
+    cost_penalty: float = 0.0
 
     @classmethod
     def from_preset(cls, preset: str, **overrides: Any) -> SearchConfig:
@@ -87,6 +93,8 @@ class SearchConfig:
         data["base"] = self.base.to_dict()
         data["budget"] = self.budget.to_dict()
         data["backend_options"] = dict(self.backend_options)
+        if isinstance(self.space, Mapping):
+            data["space"] = dict(self.space)
         return data
 
     @classmethod
@@ -107,6 +115,7 @@ class LeaderboardRow:
     ci_high: float
     n: int
     tokens_per_example: float
+    pareto: bool = False  # on the front of dev accuracy against tokens per example
 
 
 @dataclass(frozen=True)
@@ -126,6 +135,7 @@ class SearchResult:
     estimate: Mapping[str, Any]
     stopped_reason: str | None
     wall_s: float
+    policy_state: Mapping[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -141,6 +151,7 @@ class SearchResult:
                     "ci95": [r.ci_low, r.ci_high],
                     "n": r.n,
                     "tokens_per_example": r.tokens_per_example,
+                    "pareto": r.pareto,
                     "text": r.candidate.instruction,
                 }
                 for r in self.leaderboard
@@ -154,7 +165,14 @@ class SearchResult:
             "estimate": dict(self.estimate),
             "stopped_reason": self.stopped_reason,
             "wall_s": self.wall_s,
+            "pareto_front": [r.candidate.hash for r in self.pareto_front],
+            "policy_state": dict(self.policy_state),
         }
+
+    @property
+    def pareto_front(self) -> list[LeaderboardRow]:
+        """Rows no other row beats on both dev accuracy and tokens per example, cheapest first."""
+        return sorted((r for r in self.leaderboard if r.pareto), key=lambda r: r.tokens_per_example)
 
 
 @dataclass(frozen=True)
@@ -174,6 +192,8 @@ def estimate(config: SearchConfig, task: Task) -> dict[str, Any]:
     first = schedule_size(
         config.n_proposals + 1, dev, start=config.race_start, eta=config.race_eta, keep=config.top_k
     )
+    if _needs_space(config.policy):
+        return _space_estimate(config, task)
     if config.policy == "opro":
         later_pool = config.top_k + config.n_proposals
         proposer_calls = config.rounds * config.n_proposals
@@ -203,6 +223,72 @@ def estimate(config: SearchConfig, task: Task) -> dict[str, Any]:
         "dev_size": dev,
         "test_size": test_n,
     }
+
+
+def _needs_space(policy: str) -> bool:
+    return bool(getattr(get_policy(policy), "needs_space", False))
+
+
+def resolve_space(config: SearchConfig, task: Task) -> SearchSpace:
+    """The search space of a run: the configured one, else the task's own, else ``default``."""
+    if config.space is not None:
+        return load_space(config.space)
+    known = list_spaces()
+    return load_space(task.name if task.name in known else "default")
+
+
+def _space_estimate(config: SearchConfig, task: Task) -> dict[str, Any]:
+    """Upper bound for the space policies: ``rounds + 1`` races of ``n_proposals`` points
+    (plus the starting prompt), each point at the space's most expensive sampling, plus
+    the proposer filling every pool slot and the bootstrapping of demos."""
+    space = resolve_space(config, task)
+    dev = min(config.dev_size, len(task.examples("dev")))
+    races = sum(
+        schedule_size(config.n_proposals + (1 if r == 0 else 0), dev, start=config.race_start,
+                      eta=config.race_eta, keep=config.top_k)
+        for r in range(config.rounds + 1)
+    )  # fmt: skip
+    samples = max([config.base.samples, *(int(v) for v in space["samples"].options())] if "samples" in space else [config.base.samples])
+    two_stage = config.base.two_stage or ("two_stage" in space and True in space["two_stage"].choices)
+    per_eval = samples * (2 if two_stage else 1)
+    proposer_calls = 2 * space["instruction"].grow if "instruction" in space else 0
+    boot = 0
+    if "demo_selection" in space and "bootstrapped" in space["demo_selection"].choices and "n_demos" in space:
+        most = int(space["n_demos"].options()[-1])
+        boot = max(4 * most, most + 8)
+    search_calls = races * per_eval + proposer_calls + boot
+    test_n = len(task.examples("test", config.test_size))
+    final_calls = (config.final_top * dev + test_n) * per_eval + test_n * config.base.samples * (2 if config.base.two_stage else 1)
+    sample = task.examples("dev", 5)
+    prompt_words = sum(sum(len(m.content.split()) for m in render_messages(config.base, task, e)) for e in sample)
+    tokens_in = int(1.4 * prompt_words / max(1, len(sample))) + 120 * (int(space["n_demos"].options()[-1]) if "n_demos" in space else 0)
+    tokens_out = 220
+    return {
+        "search_calls": search_calls,
+        "final_calls": final_calls,
+        "search_tokens": search_calls * (tokens_in + tokens_out),
+        "tokens_in_per_call": tokens_in,
+        "tokens_out_per_call": tokens_out,
+        "dev_size": dev,
+        "test_size": test_n,
+        "space": space.name,
+    }
+
+
+def mark_pareto(rows: Sequence[LeaderboardRow]) -> list[LeaderboardRow]:
+    """``rows`` with ``pareto`` set on those no other row beats on accuracy and tokens.
+
+    Only rows scored on at least half as many dev examples as the best-measured one take
+    part: a candidate dropped by the race after 8 examples has too wide an interval to be
+    called a good trade."""
+    from promptopt.report import pareto_front
+
+    if not rows:
+        return []
+    enough = max(r.n for r in rows) / 2
+    eligible = [i for i, r in enumerate(rows) if r.n >= enough]
+    front = {eligible[j] for j in pareto_front([(rows[i].tokens_per_example, rows[i].mean) for i in eligible])}
+    return [dataclasses.replace(r, pareto=i in front) for i, r in enumerate(rows)]
 
 
 class _Run:
@@ -311,6 +397,9 @@ def search(
     if config is None:
         raise ConfigError("search() needs a config or resume=RUN_ID")
     task = get_task(config.task, config.data_dir)
+    if _needs_space(config.policy) and not isinstance(config.space, Mapping):
+        # Store the parsed space with the run: a resume must not depend on the file.
+        config = dataclasses.replace(config, space=resolve_space(config, task).to_dict())
     plan = estimate(config, task)
     if dry_run:
         if owns_store:
@@ -353,9 +442,11 @@ def _search(
 ) -> SearchResult:
     config, task = run.config, run.task
     dev = task.examples("dev")[: config.dev_size]
+    space = resolve_space(config, task) if _needs_space(config.policy) else None
     settings = PolicySettings(
         n_proposals=config.n_proposals, rounds=config.rounds, paraphrases=config.paraphrases, top_k=config.top_k,
-        seed=config.seed,
+        seed=config.seed, space=space, task=task, backend=run.budgeted, run_id=run.run_id,
+        store_url=run.store.url, race_start=config.race_start, cost_penalty=config.cost_penalty,
     )  # fmt: skip
     policy = get_policy(config.policy)(config.base, run.proposer, settings)
     run.register(config.base, "seed", None)
@@ -416,6 +507,7 @@ def _search(
     full = [r for r in rows if r.candidate.hash in finalists]
     winner_row = max(full, key=lambda r: (r.mean, r.n, -finalists.index(r.candidate.hash)))
     rows.sort(key=lambda r: (-r.mean, -r.n))
+    rows = mark_pareto(rows)
     winner = winner_row.candidate
 
     # Held-out test: winner and the starting prompt on the same examples.
@@ -458,4 +550,5 @@ def _search(
         estimate=dict(plan),
         stopped_reason=stopped,
         wall_s=time.perf_counter() - started,
+        policy_state=policy.describe(),
     )

@@ -15,14 +15,19 @@ from __future__ import annotations
 import dataclasses
 import difflib
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from promptopt.errors import ConfigError
 from promptopt.proposers import Proposer
 from promptopt.racing import Standing, rank
 from promptopt.types import Candidate
+
+if TYPE_CHECKING:
+    from promptopt.backends.base import Backend
+    from promptopt.spaces import DemoSolutions, Dimension, Point, SearchSpace
+    from promptopt.tasks import Task
 
 
 @dataclass(frozen=True)
@@ -41,10 +46,19 @@ class PolicySettings:
     paraphrases: int = 3
     top_k: int = 2
     seed: int = 0
+    # What the policies over a search space (tpe, reinforce, random) need besides:
+    space: SearchSpace | None = None
+    task: Task | None = None
+    backend: Backend | None = None  # the task model (cached, budgeted): bootstrapped demos
+    run_id: str = ""
+    store_url: str | None = None  # the Optuna study lives in the same database
+    race_start: int = 8
+    cost_penalty: float = 0.0  # reward = score - cost_penalty * (calls per example - 1)
 
 
 class Policy(ABC):
     name: ClassVar[str]
+    needs_space: ClassVar[bool] = False
 
     def __init__(self, base: Candidate, proposer: Proposer, settings: PolicySettings) -> None:
         self.base = base
@@ -67,6 +81,10 @@ class Policy(ABC):
         successive halving). Policies with their own pruner (Optuna) override this."""
         return False
 
+    def describe(self) -> dict[str, Any]:
+        """What the policy learned, for the run summary (empty when nothing to say)."""
+        return {}
+
     def with_text(self, text: str) -> Candidate:
         """The base candidate with the searched slot replaced by ``text``."""
         slot = self.proposer.slot
@@ -82,6 +100,167 @@ class Policy(ABC):
 
     def best(self, k: int) -> list[Candidate]:
         return [self.candidates[s.candidate] for s in rank(list(self.standings.values()))[:k]]
+
+
+class SpacePolicy(Policy):
+    """A policy over a declarative :class:`~promptopt.spaces.SearchSpace`.
+
+    Each round it proposes ``n_proposals`` points of the space (round 0 adds the starting
+    prompt), for ``rounds + 1`` rounds; subclasses decide how points are chosen
+    (:meth:`next_points`) and what they learn from the race (:meth:`learn`).
+
+    The instruction is an index into a pool of fixed capacity: the starting prompt's
+    instruction, the space's seeds, then ``grow.max`` slots that the proposer fills the
+    first time a point picks them (APE forward generation or OPRO from the history), so
+    the pool grows during the search while the categories a sampler sees never change.
+    Bootstrapped demos are computed once, on first use, through the task backend.
+    """
+
+    needs_space = True
+
+    def __init__(self, base: Candidate, proposer: Proposer, settings: PolicySettings) -> None:
+        super().__init__(base, proposer, settings)
+        if settings.space is None:
+            raise ConfigError(f"policy {self.name!r} needs a search space (--space NAME|FILE)")
+        self.space: SearchSpace = settings.space
+        self._round = 0
+        self.pool: list[str] = []
+        self.capacity = 1
+        self.proposer_kind = "ape"
+        if "instruction" in self.space:
+            dim = self.space["instruction"]
+            seeds = ([base.instruction] if dim.include_base else []) + list(dim.choices)
+            self.pool = list(dict.fromkeys(seeds))
+            self.capacity = len(self.pool) + dim.grow
+            self.proposer_kind = dim.proposer
+        else:
+            self.pool = [base.instruction]
+        self.slot_origin: dict[int, str] = {i: "seed" for i in range(len(self.pool))}
+        self.points: dict[str, Point] = {}
+        self._batch: list[tuple[str, Point]] = []
+        self._bootstrapped: DemoSolutions | None = None
+        self._demo_ids: tuple[list[str], list[str]] | None = None
+
+    # -- what subclasses implement
+    @abstractmethod
+    def next_points(self, n: int) -> list[Point]:
+        """``n`` points of the space to try next."""
+
+    @abstractmethod
+    def learn(self, batch: Sequence[tuple[Point, Standing]]) -> None:
+        """What the last race said about each point proposed for it."""
+
+    # -- the ask/tell loop
+    def ask(self) -> list[Proposal]:
+        if self._round > self.settings.rounds:
+            return []
+        round_index = self._round
+        self._round += 1
+        proposals = [Proposal(self.base, "seed")] if round_index == 0 else []
+        seen = {p.candidate.hash for p in proposals}
+        self._batch = []
+        for point in self.next_points(self.settings.n_proposals):
+            candidate = self.materialize(point)
+            self._batch.append((candidate.hash, point))
+            self.points.setdefault(candidate.hash, point)
+            if candidate.hash not in seen:
+                seen.add(candidate.hash)
+                proposals.append(Proposal(candidate, self.name))
+        return proposals
+
+    def tell(self, standings: Mapping[str, Standing]) -> None:
+        super().tell(standings)
+        batch = [(point, standings[h]) for h, point in self._batch if h in standings]
+        self._batch = []
+        if batch:
+            self.learn(batch)
+
+    def reward(self, point: Point, standing: Standing) -> float:
+        """Minibatch score, minus the cost penalty per extra call per example."""
+        if not self.settings.cost_penalty:
+            return standing.mean
+        samples = int(point.get("samples", self.base.samples))
+        calls = samples * (2 if point.get("two_stage", self.base.two_stage) else 1)
+        return standing.mean - self.settings.cost_penalty * (calls - 1)
+
+    # -- points -> candidates
+    def options(self, dimension: Dimension) -> list[Any]:
+        """The discrete choices of a dimension (pool slots for the instruction)."""
+        if dimension.kind == "pool":
+            return list(range(self.capacity))
+        return dimension.options()
+
+    def instruction(self, index: int) -> str:
+        """The text of pool slot ``index``, asking the proposer to fill empty slots."""
+        while len(self.pool) <= index:
+            slot = len(self.pool)
+            texts: list[str] = []
+            if self.proposer_kind == "opro":
+                history = [(self.candidates[h].instruction, s.mean) for h, s in self.standings.items()]
+                texts = self.proposer.from_history(
+                    history or [(self.base.instruction, 0.0)], 1, step=1000 + slot
+                )
+            else:
+                texts = self.proposer.from_demos(1, round_index=1000 + slot)
+            fresh = [t for t in texts if t not in self.pool]
+            if not fresh:  # a repeated proposal: vary the best instruction instead
+                best = self.best(1)
+                source = best[0].instruction if best else self.pool[0]
+                fresh = [
+                    t
+                    for t in self.proposer.paraphrase(source, 1, round_index=1000 + slot)
+                    if t not in self.pool
+                ]
+            self.pool.append(fresh[0] if fresh else self.pool[0])
+            self.slot_origin[slot] = self.proposer_kind if fresh else "duplicate"
+        return self.pool[index]
+
+    def bootstrapped(self, k: int) -> DemoSolutions:
+        if self._bootstrapped is None:
+            from promptopt.bootstrap import bootstrap_demos
+
+            task, backend = self.settings.task, self.settings.backend
+            if task is None or backend is None:
+                raise ConfigError("bootstrapped demos need the task and its model")
+            most = max(k, int(self.space["n_demos"].options()[-1]) if "n_demos" in self.space else k)
+            self._bootstrapped = bootstrap_demos(
+                task, backend, k=most, seed=self.settings.seed, instruction=self.base.instruction or None,
+                answer_format=self.base.answer_format or None,
+            ).demos  # fmt: skip
+        return self._bootstrapped
+
+    def materialize(self, point: Point) -> Candidate:
+        from promptopt.spaces import build_candidate
+
+        if "instruction" in point:
+            self.instruction(int(point["instruction"]))
+        task = self.settings.task
+        if self._demo_ids is None:
+            self._demo_ids = (
+                ([e.id for e in task.examples("train")], [e.id for e in task.cot_demos]) if task else ([], [])
+            )
+        pool_ids, fixed = self._demo_ids
+        candidate = build_candidate(
+            self.space, point, self.base, pool=self.pool, demo_pool_ids=pool_ids, fixed_demo_ids=fixed,
+            bootstrapped=self.bootstrapped if task is not None else None,
+        )  # fmt: skip
+        self.candidates[candidate.hash] = candidate
+        return candidate
+
+    def describe_point(self, point: Point) -> dict[str, Any]:
+        from promptopt.spaces import describe_point
+
+        return describe_point(self.space, point, self.pool)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "space": self.space.name,
+            "instruction_pool": [
+                {"slot": i, "origin": self.slot_origin.get(i, "seed"), "text": text}
+                for i, text in enumerate(self.pool)
+            ],
+            "pool_capacity": self.capacity,
+        }
 
 
 POLICIES: dict[str, type[Policy]] = {}

@@ -1,0 +1,78 @@
+"""Bootstrapped demos (as in DSPy's BootstrapFewShot): the model's own correct worked
+solutions on demo-pool items become the worked solutions of few-shot demos.
+
+The model answers demo-pool items (train minus dev, in a seeded order) with a zero-shot
+chain-of-thought prompt; an answer that scores 1.0 is kept, with its final "The answer
+is N." sentence removed (the demo's assistant turn adds it back). Items are asked in
+batches until ``k`` solutions are found or ``max_tries`` items have been tried. Every
+call goes through the backend it is given — in a search, the cached and budgeted one —
+so a resumed search gets the same solutions back from the response cache.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass
+
+from promptopt.backends.base import Backend
+from promptopt.executor import Executor
+from promptopt.spaces import DemoSolutions
+from promptopt.tasks import Task
+from promptopt.types import Candidate
+
+DEFAULT_TRIGGER = "Let's think step by step."
+_FINAL = re.compile(r"(?:\n|^|(?<=[.!?])\s)[^\n]*(?:the answer is|####)[^\n]*\s*$", re.IGNORECASE)
+
+
+def solution_text(output: str) -> str:
+    """A model's worked solution without its final answer line."""
+    text = output.strip()
+    stripped = _FINAL.sub("", text).strip()
+    return stripped or text
+
+
+@dataclass(frozen=True)
+class BootstrapReport:
+    demos: DemoSolutions
+    tried: int
+    correct: int
+
+
+def bootstrap_demos(
+    task: Task,
+    backend: Backend,
+    *,
+    k: int,
+    seed: int = 0,
+    instruction: str | None = None,
+    cot_trigger: str = DEFAULT_TRIGGER,
+    answer_format: str | None = None,
+    max_tries: int | None = None,
+    batch_size: int = 8,
+    max_tokens: int = 512,
+) -> BootstrapReport:
+    """Up to ``k`` demos whose worked solutions the model wrote itself and got right."""
+    pool = task.examples("train")
+    order = list(range(len(pool)))
+    random.Random(f"bootstrap:{seed}").shuffle(order)
+    limit = min(len(pool), max_tries if max_tries is not None else max(4 * k, k + 8))
+    prompt = Candidate(
+        instruction=task.spec.instruction if instruction is None else instruction,
+        cot_mode="zero_shot",
+        cot_trigger=cot_trigger,
+        answer_format=task.spec.answer_format if answer_format is None else answer_format,
+        max_tokens=max_tokens,
+    )
+    executor = Executor(task, backend, batch_size=batch_size)
+    ids: list[str] = []
+    solutions: list[tuple[str, str]] = []
+    tried = 0
+    while len(ids) < k and tried < limit:
+        chunk = [pool[i] for i in order[tried : min(limit, tried + max(1, batch_size))]]
+        tried += len(chunk)
+        for example, result in zip(chunk, executor.evaluate(prompt, chunk, "train"), strict=True):
+            if result.score == 1.0 and result.samples and len(ids) < k:
+                ids.append(example.id)
+                solutions.append((example.id, solution_text(result.samples[0].raw_output)))
+    return BootstrapReport(DemoSolutions(tuple(ids), tuple(solutions)), tried, len(ids))
