@@ -281,7 +281,28 @@ def _print_report(report: Any, db_url: str) -> None:
     "--task", "task_name", default=None, help="Task name (see `promptopt tasks`) or path to a task YAML file."
 )
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None, help=DATA_HELP)
-@click.option("--policy", default="ape", show_default=True, help="Search policy: ape or opro.")
+@click.option(
+    "--policy",
+    default="ape",
+    show_default=True,
+    help="Search policy: ape or opro (instruction search); tpe (Optuna, Bayesian), reinforce (RL) or "
+    "random over a search space (--space).",
+)
+@click.option(
+    "--space",
+    "space",
+    default=None,
+    metavar="FILE|NAME",
+    help="Search space for tpe/reinforce/random: a YAML file or a name (built-in: default, gsm8k; or "
+    "./search_spaces/NAME.yaml). Default: the task's own space if there is one, else default.",
+)
+@click.option(
+    "--cost-penalty",
+    type=click.FloatRange(min=0.0),
+    default=0.0,
+    show_default=True,
+    help="reinforce/tpe: reward = dev score - this x (calls per example - 1), to favour cheaper prompts.",
+)
 @click.option(
     "--search",
     "slot",
@@ -355,7 +376,8 @@ def _print_report(report: Any, db_url: str) -> None:
 @click.option("--resume", default=None, help="Continue an interrupted search run (see `promptopt runs`).")
 @click.option("--dry-run", is_flag=True, help="Print the estimate of calls and tokens and exit.")
 def search_command(
-    task_name: str | None, data_dir: str | None, policy: str, slot: str, preset: str, max_calls: int | None,
+    task_name: str | None, data_dir: str | None, policy: str, space: str | None, cost_penalty: float, slot: str,
+    preset: str, max_calls: int | None,
     max_tokens: int | None, max_minutes: float | None, max_cost: float | None, prices: str | None,
     proposals: int | None, rounds: int | None, dev_size: int | None, test_size: int | None,
     proposer_model: str | None, resume: str | None, dry_run: bool, **options: Any,
@@ -390,13 +412,15 @@ def search_command(
                         price_in_per_mtok=price_in, price_out_per_mtok=price_out)  # fmt: skip
         from promptopt.policies import get_policy
 
-        get_policy(policy)
+        if space is not None and not getattr(get_policy(policy), "needs_space", False):
+            raise click.UsageError(f"--space is for the tpe, reinforce and random policies, not {policy}")
         config = SearchConfig.from_preset(
             preset, task=task_name, model=model, base=base, policy=policy, slot=slot, n_proposals=proposals,
             rounds=rounds, dev_size=dev_size, test_size=test_size, seed=options["seed"],
             batch_size=options["batch_size"], proposer_model=proposer_model,
             data_dir=str(data_dir) if data_dir else None, budget=budget,
             backend_options={k: v for k, v in _backend_options(options).items() if v is not None},
+            space=space, cost_penalty=cost_penalty,
         )  # fmt: skip
         plan = search(config, db=store, dry_run=True)
     else:
@@ -428,6 +452,9 @@ def search_command(
         click.echo(json.dumps({**summary, "db": store.display_url}, indent=2, default=str))
     else:
         _print_search(result, store.display_url)
+        from promptopt.cli_spaces import print_policy_state
+
+        print_policy_state(result)
     store.close()
 
 
@@ -562,6 +589,16 @@ def _register_result_commands() -> None:
 
 
 _register_result_commands()
+
+
+def _register_space_commands() -> None:
+    from promptopt.cli_spaces import COMMANDS
+
+    for command in COMMANDS:
+        cli.add_command(command)
+
+
+_register_space_commands()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -350,6 +350,7 @@ class _Problems:
         self.source = source
         self.lines = lines
         self.items: list[str] = []
+        self._lines: list[int] = []
 
     def add(self, path: Sequence[str | int], message: str) -> None:
         keys = tuple(str(p) for p in path)
@@ -361,6 +362,13 @@ class _Problems:
         where = f"{self.source}:{line}" if line is not None else self.source
         shown = ".".join(f"[{k}]" if k.isdigit() else k for k in keys).replace(".[", "[")
         self.items.append(f"{where}: {shown}: {message}" if shown else f"{where}: {message}")
+        self._lines.append(line or 0)
+
+    def sorted(self) -> list[str]:
+        """Problems in the order of the file (stable for problems on one line)."""
+        return [
+            item for _, item in sorted(zip(self._lines, self.items, strict=True), key=lambda pair: pair[0])
+        ]
 
 
 def _describe(value: Any) -> str:
@@ -434,7 +442,7 @@ def parse_space(
             dims[dimension.name] = dimension
     _check_conditions(raw_dims, dims, problems)
     if problems.items:
-        return None, problems.items
+        return None, problems.sorted()
     ordered = _dependency_order(dims)
     return SearchSpace(str(name), tuple(ordered), str(description or ""), source), []
 
@@ -545,8 +553,10 @@ def _parse_dimension(name: str, spec: Any, problems: _Problems) -> Dimension | N
 
 
 def _check_conditions(raw: Mapping[str, Any], dims: dict[str, Dimension], problems: _Problems) -> None:
-    for name, dimension in list(dims.items()):
-        spec = raw.get(name)
+    # Every dimension's conditions are checked, even one whose own fields have problems,
+    # so that a single run of `promptopt validate` lists them all.
+    for raw_name, spec in raw.items():
+        name = str(raw_name)
         when = spec.get("when") if isinstance(spec, Mapping) else None
         if when is None:
             continue
@@ -572,7 +582,8 @@ def _check_conditions(raw: Mapping[str, Any], dims: dict[str, Dimension], proble
             condition = _parse_condition(str(parent), expected, parent_dim, here, problems)
             if condition is not None:
                 conditions.append(condition)
-        dims[name] = dataclasses.replace(dimension, when=tuple(conditions))
+        if name in dims:
+            dims[name] = dataclasses.replace(dims[name], when=tuple(conditions))
     # cycles
     state: dict[str, int] = {}
 
