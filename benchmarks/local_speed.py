@@ -32,7 +32,7 @@ sys.path.insert(0, str(HERE.parent))
 
 from promptopt.types import GenerationRequest, Message  # noqa: E402
 
-ZERO_SHOT_SYSTEM = "Solve the math word problem. Think step by step, then end with \"The answer is N.\""
+ZERO_SHOT_SYSTEM = 'Solve the math word problem. Think step by step, then end with "The answer is N."'
 FEW_SHOT_SYSTEM = (
     "Solve grade-school math word problems. Reason step by step like the examples, "
     'then end with "The answer is N."'
@@ -122,7 +122,10 @@ def run_worker(args: argparse.Namespace) -> dict[str, Any]:
                 wall = time.perf_counter() - t0
                 out = sum(c.tokens_out for c in completions)
                 runs.append({"wall_s": wall, "tokens_out": out, "tok_s": out / wall})
-                print(f"  {args.worker} batch {batch} run {repeat}: {out} tokens in {wall:.1f}s = {out / wall:.1f} tok/s", flush=True)
+                print(
+                    f"  {args.worker} batch {batch} run {repeat}: {out} tokens in {wall:.1f}s = {out / wall:.1f} tok/s",
+                    flush=True,
+                )
             rates = [r["tok_s"] for r in runs]
             throughput.append(
                 {
@@ -141,7 +144,8 @@ def run_worker(args: argparse.Namespace) -> dict[str, Any]:
         questions = test[200 : 200 + args.eval_questions]
         requests = [
             GenerationRequest(
-                (Message("system", ZERO_SHOT_SYSTEM), Message("user", q["question"])), max_tokens=args.eval_max_tokens
+                (Message("system", ZERO_SHOT_SYSTEM), Message("user", q["question"])),
+                max_tokens=args.eval_max_tokens,
             )
             for q in questions
         ]
@@ -205,15 +209,21 @@ def run_worker(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--models", default="qwen2.5-coder-1.5b,qwen2.5-coder-0.5b")
     parser.add_argument("--batch-sizes", default="1,4,8,16,32", type=lambda s: [int(x) for x in s.split(",")])
-    parser.add_argument("--new-tokens", type=int, default=24, help="max_tokens per request in the throughput runs")
+    parser.add_argument(
+        "--new-tokens", type=int, default=24, help="max_tokens per request in the throughput runs"
+    )
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--data-dir", default=str(HERE.parent.parent / "shared" / "data"))
     parser.add_argument("--skip-throughput", action="store_true")
-    parser.add_argument("--eval-questions", type=int, default=0, help="real-evaluation run: zero-shot CoT questions")
+    parser.add_argument(
+        "--eval-questions", type=int, default=0, help="real-evaluation run: zero-shot CoT questions"
+    )
     parser.add_argument("--eval-batch", type=int, default=16)
     parser.add_argument("--eval-max-tokens", type=int, default=256)
     parser.add_argument("--prefix-questions", type=int, default=8, help="0 skips the prefix-reuse comparison")
@@ -246,7 +256,9 @@ def main() -> None:
     print(f"{'model':<20} {'batch':>5} {'tok/s median':>13} {'min-max':>13}")
     for r in results:
         for t in r["throughput"]:
-            print(f"{r['model']:<20} {t['batch']:>5} {t['tok_s_median']:>13.1f} {t['tok_s_min']:>6.1f}-{t['tok_s_max']:<6.1f}")
+            print(
+                f"{r['model']:<20} {t['batch']:>5} {t['tok_s_median']:>13.1f} {t['tok_s_min']:>6.1f}-{t['tok_s_max']:<6.1f}"
+            )
     print()
     for r in results:
         d = r["describe"]
@@ -256,7 +268,9 @@ def main() -> None:
         )
         if "eval" in r:
             e = r["eval"]
-            print(f"  eval ({e['questions']} q, batch {e['batch']}, max {e['max_tokens']}): {e['tok_s']:.1f} tok/s, {e['finished_by_stop']} stopped early")
+            print(
+                f"  eval ({e['questions']} q, batch {e['batch']}, max {e['max_tokens']}): {e['tok_s']:.1f} tok/s, {e['finished_by_stop']} stopped early"
+            )
         if "prefix" in r:
             p = r["prefix"]
             print(

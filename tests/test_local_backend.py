@@ -170,7 +170,9 @@ def test_stop_string_truncates_the_text(backend: TransformersBackend) -> None:
 @pytest.mark.model
 @needs_model
 def test_sampling_is_seeded_by_request(backend: TransformersBackend) -> None:
-    requests = [ask("Invent a name for a cat.", temperature=1.0, max_tokens=8, sample_index=i) for i in range(3)]
+    requests = [
+        ask("Invent a name for a cat.", temperature=1.0, max_tokens=8, sample_index=i) for i in range(3)
+    ]
     first = backend.generate(requests)
     again = backend.generate(requests)
     assert [c.text for c in first] == [c.text for c in again]

@@ -30,7 +30,9 @@ def make_part_packages(root: Path, prefix: str, payloads: list[bytes]) -> tuple[
         # Importing the package must not be needed: make importing it fail loudly.
         (package / "__init__.py").write_text("raise ImportError('part packages are never imported')\n")
         (package / "data" / f"part{i:02d}.bin").write_bytes(payload)
-        files.append(PackagedFile(f"{prefix.replace('_', '-')}{i}", "1.0", f"{prefix}{i}", f"data/part{i:02d}.bin"))
+        files.append(
+            PackagedFile(f"{prefix.replace('_', '-')}{i}", "1.0", f"{prefix}{i}", f"data/part{i:02d}.bin")
+        )
     return tuple(files)
 
 
@@ -43,7 +45,9 @@ def fake_site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return site
 
 
-def register(monkeypatch: pytest.MonkeyPatch, files: tuple[PackagedFile, ...], payload: bytes, **overrides: object) -> ModelSpec:
+def register(
+    monkeypatch: pytest.MonkeyPatch, files: tuple[PackagedFile, ...], payload: bytes, **overrides: object
+) -> ModelSpec:
     fields: dict[str, object] = {
         "name": "fake-model",
         "description": "a fake model for tests",
@@ -60,7 +64,9 @@ def register(monkeypatch: pytest.MonkeyPatch, files: tuple[PackagedFile, ...], p
     return spec
 
 
-def test_assembles_parts_in_order_and_verifies(fake_site: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_assembles_parts_in_order_and_verifies(
+    fake_site: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     files = make_part_packages(fake_site, "fake_model_part", PART_BYTES)
     register(monkeypatch, files, b"".join(PART_BYTES))
 
