@@ -72,9 +72,11 @@ def pool_backend(
         )  # fmt: skip
     from promptopt.pool.backend import ensure_ray, import_ray
 
-    ensure_ray(ray_address, num_cpus)
+    started = ensure_ray(ray_address, num_cpus)
     cpus = model_cpus or max(1, int(import_ray().available_resources().get("CPU", 1)))
-    return RayBackend.wrapping(
+    backend = RayBackend.wrapping(
         factory, workers=workers, ray_address=ray_address, batching=Batching(batch_size, max_wait_ms),
         worker_cpus=cpus, num_cpus=num_cpus, chunk_size=batch_size, max_in_flight=max(64, 4 * batch_size),
     )  # fmt: skip
+    backend.owns_ray = backend.owns_ray or started
+    return backend

@@ -24,7 +24,7 @@ from typing import Any
 
 from promptopt.backends.base import Backend
 from promptopt.pool.http import AsyncChatClient, ChatEndpoint
-from promptopt.pool.ratelimit import RateLimit, estimate_tokens, limiter_actor
+from promptopt.pool.ratelimit import estimate_tokens
 from promptopt.types import Completion, GenerationRequest
 
 BackendSource = Backend | Callable[[], Backend]
@@ -67,10 +67,8 @@ class Batching:
 class _Limited:
     """Asks the provider's limiter before sending and reports what the provider said."""
 
-    def _init_limiter(self, provider: str | None, limit: RateLimit | None) -> None:
-        self._limiter = (
-            limiter_actor(provider, limit) if provider and limit is not None and not limit.unlimited else None
-        )
+    def _init_limiter(self, limiter: Any | None) -> None:
+        self._limiter = limiter  # the provider's limiter actor (owned by the driver), or None
 
     async def _admit(self, requests: Sequence[GenerationRequest]) -> int:
         if self._limiter is None:
@@ -99,12 +97,11 @@ class BackendWorker(_Limited):
         self,
         source: BackendSource,
         batching: Batching | None = None,
-        provider: str | None = None,
-        limit: RateLimit | None = None,
+        limiter: Any | None = None,
     ) -> None:
         self.backend: Backend = source if isinstance(source, Backend) else source()
         self.batching = batching
-        self._init_limiter(provider, limit)
+        self._init_limiter(limiter)
         self._queue: list[tuple[list[GenerationRequest], asyncio.Future[list[Completion]], float]] = []
         self._queued = 0
         self._arrived: asyncio.Event | None = None
@@ -187,11 +184,9 @@ class BackendWorker(_Limited):
 class ChatWorker(_Limited):
     """Many OpenAI-compatible requests in flight from one event loop."""
 
-    def __init__(
-        self, endpoint: ChatEndpoint, provider: str | None = None, limit: RateLimit | None = None
-    ) -> None:
+    def __init__(self, endpoint: ChatEndpoint, limiter: Any | None = None) -> None:
         self.endpoint = endpoint
-        self._init_limiter(provider, limit)
+        self._init_limiter(limiter)
         self._client: AsyncChatClient | None = None
         self.completed = 0
         self.started = time.monotonic()

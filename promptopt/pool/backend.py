@@ -28,7 +28,7 @@ from promptopt.backends.base import Backend
 from promptopt.errors import ConfigError, MissingDependencyError, PromptOptError
 from promptopt.pool.actors import BackendSource, BackendWorker, Batching, ChatWorker, ShippedBackend
 from promptopt.pool.http import ChatEndpoint
-from promptopt.pool.ratelimit import NAMESPACE, RateLimit
+from promptopt.pool.ratelimit import NAMESPACE, RateLimit, limiter_actor
 from promptopt.types import Completion, GenerationRequest
 
 #: Seconds over which ``throughput_rps`` is measured.
@@ -161,7 +161,8 @@ class RayBackend(Backend):
         if chunk_size < 1 or max_in_flight < 1 or max_attempts < 1:
             raise ConfigError("chunk_size, max_in_flight and max_attempts must be at least 1")
         self._ray = import_ray()
-        self._owns_ray = ensure_ray(ray_address, num_cpus)
+        #: Shut Ray down on close: this pool started it (set by the constructors).
+        self.owns_ray = ensure_ray(ray_address, num_cpus)
         self._spawn = spawn
         self.chunk_size = chunk_size
         self.max_in_flight = max_in_flight
@@ -206,22 +207,23 @@ class RayBackend(Backend):
         in each worker (use this for a local model: it is loaded in the worker, not here).
         With ``batching`` use ``workers=1``: one model actor batches for everyone."""
         ray = import_ray()
-        ensure_ray(ray_address, num_cpus)
+        started = ensure_ray(ray_address, num_cpus)
         remote = ray.remote(BackendWorker).options(
             max_restarts=restarts, max_concurrency=max_concurrency, num_cpus=worker_cpus
         )
         provider = provider or (source.model_id if isinstance(source, Backend) else None)
         source = _shippable(source)
-        if rate_limit is not None and not rate_limit.unlimited and provider is None:
-            raise ConfigError("a rate limit needs a provider name to share it by (provider=...)")
+        limiter = _limiter(provider, rate_limit)
 
         def spawn() -> Any:
-            return remote.remote(source, batching, provider, rate_limit)
+            return remote.remote(source, batching, limiter)
 
-        return cls(
+        backend = cls(
             spawn, workers=workers, ray_address=ray_address, num_cpus=num_cpus, chunk_size=chunk_size,
             max_in_flight=max_in_flight,
         )  # fmt: skip
+        backend.owns_ray = backend.owns_ray or started
+        return backend
 
     @classmethod
     def openai(
@@ -252,21 +254,23 @@ class RayBackend(Backend):
         resolved = (base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL).rstrip("/")
         endpoint = ChatEndpoint(model, resolved, api_key_env, timeout, max_connections=concurrency)
         ray = import_ray()
-        ensure_ray(ray_address, num_cpus)
+        started = ensure_ray(ray_address, num_cpus)
         options: dict[str, Any] = {"max_restarts": restarts, "max_concurrency": concurrency, "num_cpus": 0}
         key = os.environ.get(api_key_env)
         if key:  # workers on other nodes do not see this process's environment
             options["runtime_env"] = {"env_vars": {api_key_env: key}}
         remote = ray.remote(ChatWorker).options(**options)
+        limiter = _limiter(model_id, rate_limit)
 
         def spawn() -> Any:
-            return remote.remote(endpoint, model_id, rate_limit)
+            return remote.remote(endpoint, limiter)
 
-        return cls(
+        backend = cls(
             spawn, workers=workers, ray_address=ray_address, num_cpus=num_cpus, chunk_size=chunk_size,
-            max_in_flight=workers * concurrency, model_id=model_id,
-            description={**description, "pool": "ray", "workers": workers},
+            max_in_flight=workers * concurrency, model_id=model_id, description=description,
         )  # fmt: skip
+        backend.owns_ray = backend.owns_ray or started
+        return backend
 
     # -- Backend interface -------------------------------------------------------------
 
@@ -344,7 +348,7 @@ class RayBackend(Backend):
         for slot in self._slots:
             with contextlib.suppress(Exception):
                 ray.kill(slot.actor)
-        if self._owns_ray and ray.is_initialized():
+        if self.owns_ray and ray.is_initialized():
             ray.shutdown()
 
     # -- pool bookkeeping ----------------------------------------------------------------
@@ -442,3 +446,13 @@ def _shippable(source: BackendSource) -> BackendSource:
         hint="build it in the workers instead: promptopt.pool.pool_backend(model, workers=...) or "
         "RayBackend.wrapping(<a function that builds the backend>)",
     )
+
+
+def _limiter(provider: str | None, limit: RateLimit | None) -> Any | None:
+    """The provider's limiter actor, owned by this driver so that it outlives any worker
+    (a worker that dies and restarts keeps using it)."""
+    if limit is None or limit.unlimited:
+        return None
+    if provider is None:
+        raise ConfigError("a rate limit needs a provider name to share it by (provider=...)")
+    return limiter_actor(provider, limit)
