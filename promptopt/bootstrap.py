@@ -12,7 +12,6 @@ so a resumed search gets the same solutions back from the response cache.
 from __future__ import annotations
 
 import random
-import re
 from dataclasses import dataclass
 
 from promptopt.backends.base import Backend
@@ -22,14 +21,17 @@ from promptopt.tasks import Task
 from promptopt.types import Candidate
 
 DEFAULT_TRIGGER = "Let's think step by step."
-_FINAL = re.compile(r"(?:\n|^|(?<=[.!?])\s)[^\n]*(?:the answer is|####)[^\n]*\s*$", re.IGNORECASE)
+_FINAL_MARKERS = ("the answer is", "####")
 
 
 def solution_text(output: str) -> str:
-    """A model's worked solution without its final answer line."""
+    """A model's worked solution without its final answer sentence (the demo's assistant
+    turn adds "The answer is N." back)."""
     text = output.strip()
-    stripped = _FINAL.sub("", text).strip()
-    return stripped or text
+    lowered = text.lower()
+    cut = max(lowered.rfind(marker) for marker in _FINAL_MARKERS)
+    head = text[:cut].rstrip() if cut >= 0 else text
+    return head or text
 
 
 @dataclass(frozen=True)

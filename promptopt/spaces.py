@@ -715,8 +715,8 @@ def build_candidate(
     ):
         if field_name in values:
             changes[field_name] = values[field_name]
-    if "temperature" in changes:
-        changes["temperature"] = float(changes["temperature"])
+    if "temperature" in changes:  # Optuna's stepped floats carry binary noise (0.9000000000000001)
+        changes["temperature"] = round(float(changes["temperature"]), 6)
     if changes.get("cot_mode") == "none":
         changes["cot_trigger"] = ""
     if "n_demos" in values:

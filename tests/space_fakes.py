@@ -55,8 +55,9 @@ def space_backend(task: Task) -> FakeBackend:
         if last.startswith("Rewrite the following"):
             original = last.rsplit("\n\n", 1)[-1]
             return f"{original} Check your work."
-        question = next((q for q in answers if q in last), None)
-        if question is None:
+        first_block = last.split("\n\n", 1)[0]
+        question = first_block.removeprefix("Question: ")
+        if question not in answers:
             return "I do not know."
         p = request_skill(request)
         key = "|".join(m.content for m in request.messages)
