@@ -248,7 +248,11 @@ def _space_estimate(config: SearchConfig, task: Task) -> dict[str, Any]:
                       eta=config.race_eta, keep=config.top_k)
         for r in range(config.rounds + 1)
     )  # fmt: skip
-    samples = max([config.base.samples, *(int(v) for v in space["samples"].options())] if "samples" in space else [config.base.samples])
+    samples = max(
+        [config.base.samples, *(int(v) for v in space["samples"].options())]
+        if "samples" in space
+        else [config.base.samples]
+    )
     two_stage = config.base.two_stage or ("two_stage" in space and True in space["two_stage"].choices)
     per_eval = samples * (2 if two_stage else 1)
     proposer_calls = 2 * space["instruction"].grow if "instruction" in space else 0
@@ -258,10 +262,16 @@ def _space_estimate(config: SearchConfig, task: Task) -> dict[str, Any]:
         boot = max(4 * most, most + 8)
     search_calls = races * per_eval + proposer_calls + boot
     test_n = len(task.examples("test", config.test_size))
-    final_calls = (config.final_top * dev + test_n) * per_eval + test_n * config.base.samples * (2 if config.base.two_stage else 1)
+    final_calls = (config.final_top * dev + test_n) * per_eval + test_n * config.base.samples * (
+        2 if config.base.two_stage else 1
+    )
     sample = task.examples("dev", 5)
-    prompt_words = sum(sum(len(m.content.split()) for m in render_messages(config.base, task, e)) for e in sample)
-    tokens_in = int(1.4 * prompt_words / max(1, len(sample))) + 120 * (int(space["n_demos"].options()[-1]) if "n_demos" in space else 0)
+    prompt_words = sum(
+        sum(len(m.content.split()) for m in render_messages(config.base, task, e)) for e in sample
+    )
+    tokens_in = int(1.4 * prompt_words / max(1, len(sample))) + 120 * (
+        int(space["n_demos"].options()[-1]) if "n_demos" in space else 0
+    )
     tokens_out = 220
     return {
         "search_calls": search_calls,
@@ -287,7 +297,9 @@ def mark_pareto(rows: Sequence[LeaderboardRow]) -> list[LeaderboardRow]:
         return []
     enough = max(r.n for r in rows) / 2
     eligible = [i for i, r in enumerate(rows) if r.n >= enough]
-    front = {eligible[j] for j in pareto_front([(rows[i].tokens_per_example, rows[i].mean) for i in eligible])}
+    front = {
+        eligible[j] for j in pareto_front([(rows[i].tokens_per_example, rows[i].mean) for i in eligible])
+    }
     return [dataclasses.replace(r, pareto=i in front) for i, r in enumerate(rows)]
 
 
@@ -397,8 +409,9 @@ def search(
     if config is None:
         raise ConfigError("search() needs a config or resume=RUN_ID")
     task = get_task(config.task, config.data_dir)
-    if _needs_space(config.policy) and not isinstance(config.space, Mapping):
-        # Store the parsed space with the run: a resume must not depend on the file.
+    if _needs_space(config.policy):
+        # Store the parsed space (with its sampling order) with the run: a resume must not
+        # depend on the file, nor on the key order of the stored JSON.
         config = dataclasses.replace(config, space=resolve_space(config, task).to_dict())
     plan = estimate(config, task)
     if dry_run:

@@ -73,7 +73,9 @@ DIMENSIONS: dict[str, _Rule] = {
     "two_stage": _Rule(("categorical",), "bool", doc="two-stage answer extraction"),
     "max_tokens": _Rule(("integer", "categorical"), "int", minimum=1, doc="most tokens per answer"),
 }
-_TOP_KEYS = {"name", "version", "description", "dimensions"}
+# ``order`` (optional): the order dimensions are sampled in, parents first; by default the
+# file's order. Written by ``to_dict`` because a run's stored copy is JSON with sorted keys.
+_TOP_KEYS = {"name", "version", "description", "dimensions", "order"}
 _DIM_KEYS = {
     "categorical": {"type", "choices", "when", "default", "doc"},
     "integer": {"type", "low", "high", "step", "when", "default", "doc"},
@@ -240,6 +242,7 @@ class SearchSpace:
             "version": SPACE_VERSION,
             "description": self.description,
             "dimensions": {d.name: d.to_dict() for d in self.dimensions},
+            "order": list(self.names),
         }
 
 
@@ -441,6 +444,12 @@ def parse_space(
         if dimension is not None:
             dims[dimension.name] = dimension
     _check_conditions(raw_dims, dims, problems)
+    order = data.get("order")
+    if order is not None:
+        if not isinstance(order, list) or sorted(map(str, order)) != sorted(raw_dims):
+            problems.add(("order",), "expected a list naming every dimension once")
+        else:
+            dims = {str(name): dims[str(name)] for name in order if str(name) in dims}
     if problems.items:
         return None, problems.sorted()
     ordered = _dependency_order(dims)

@@ -1,0 +1,206 @@
+"""The space policies (tpe, reinforce, random) on a fake whose space has a clearly best
+region: seeded reproducibility, conditional dimensions, learning, and the Optuna study
+living in promptopt's own database."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from statistics import mean
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from promptopt.controller import SearchConfig, SearchResult, search
+from promptopt.policies import PolicySettings, get_policy
+from promptopt.proposers import Proposer
+from promptopt.racing import successive_halving
+from promptopt.spaces import SearchSpace, load_space
+from promptopt.store import Store
+from promptopt.tasks import get_task
+from promptopt.types import Candidate
+from tests.space_fakes import ANSWER_IS, prompt_skill, space_backend
+
+optuna = pytest.importorskip("optuna")
+
+SPACE = {
+    "name": "fake",
+    "dimensions": {
+        "instruction": {"type": "pool", "seeds": ["Solve it.", "Work carefully and check the result."],
+                        "grow": {"proposer": "ape", "max": 2}},
+        "cot_mode": {"type": "categorical", "choices": ["none", "zero_shot"]},
+        "cot_trigger": {"type": "categorical", "choices": ["Let's think step by step.", "Go."],
+                        "when": {"cot_mode": ["zero_shot"]}},
+        "n_demos": {"type": "integer", "low": 0, "high": 8},
+        "demo_selection": {"type": "categorical", "choices": ["random", "fixed"], "when": {"n_demos": {"min": 1}}},
+        "answer_format": {"type": "categorical",
+                          "choices": [f'End with "{ANSWER_IS} N."', "Reply with a number.", "Be brief."]},
+        "samples": {"type": "categorical", "choices": [1, 3, 5]},
+        "temperature": {"type": "float", "low": 0.5, "high": 1.0, "step": 0.25, "when": {"samples": [3, 5]}},
+    },
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def task():  # type: ignore[no-untyped-def]
+    return get_task("gsm-symbolic")
+
+
+@pytest.fixture(scope="module")
+def space() -> SearchSpace:
+    return load_space(SPACE)
+
+
+def skill_of(candidate: Candidate) -> float:
+    reasons = candidate.cot_mode != "none" and "step by step" in candidate.cot_trigger
+    return prompt_skill(reasons=reasons, n_demos=len(candidate.demo_ids), answer_is=ANSWER_IS in candidate.answer_format,
+                        instruction=candidate.instruction)  # fmt: skip
+
+
+def flip(*parts: object) -> float:
+    return int.from_bytes(hashlib.sha256("|".join(map(str, parts)).encode()).digest()[:4], "big") / 2**32
+
+
+def drive(
+    name: str, task: Any, space: SearchSpace, *, seed: int, rounds: int = 5, n: int = 6, dev: int = 32
+) -> tuple[Any, list[str]]:
+    """The controller's loop without the executor: racing on coin flips whose odds are the
+    candidate's skill. Returns the policy and the candidates in the order it proposed them."""
+    settings = PolicySettings(
+        n_proposals=n, rounds=rounds, top_k=2, seed=seed, space=space, task=task, race_start=8
+    )
+    policy = get_policy(name)(
+        Candidate(instruction="Answer."), Proposer(space_backend(task), task, seed=seed), settings
+    )
+    order: list[str] = []
+    while proposals := policy.ask():
+        candidates = {p.candidate.hash: p.candidate for p in proposals}
+        order += list(candidates)
+
+        def score(h: str, k: int) -> list[float | None]:
+            p = skill_of(candidates[h])
+            return [1.0 if flip(h, i) < p else 0.0 for i in range(k)]
+
+        policy.tell(
+            successive_halving(list(candidates), score, dev, start=8, keep=2, prune=policy.should_prune)
+        )
+    return policy, order
+
+
+@pytest.mark.parametrize("name", ["tpe", "reinforce", "random"])
+def test_same_seed_same_sequence_of_candidates(name: str, task, space: SearchSpace) -> None:  # type: ignore[no-untyped-def]
+    _, first = drive(name, task, space, seed=1, rounds=2)
+    _, again = drive(name, task, space, seed=1, rounds=2)
+    _, other = drive(name, task, space, seed=2, rounds=2)
+    assert first == again and len(first) >= 10
+    assert other != first
+
+
+@pytest.mark.parametrize("name", ["tpe", "reinforce", "random"])
+def test_conditional_dimensions_are_respected(name: str, task, space: SearchSpace) -> None:  # type: ignore[no-untyped-def]
+    policy, _ = drive(name, task, space, seed=0, rounds=2)
+    points = list(policy.points.values())
+    assert len(points) >= 10
+    for point in points:
+        assert ("cot_trigger" in point) == (point["cot_mode"] == "zero_shot")
+        assert ("demo_selection" in point) == (point["n_demos"] >= 1)
+        assert ("temperature" in point) == (point["samples"] in (3, 5))
+    for candidate_hash, point in policy.points.items():
+        candidate = policy.candidates[candidate_hash]
+        assert candidate.cot_trigger == ("" if point["cot_mode"] == "none" else point["cot_trigger"])
+        assert candidate.temperature == (point.get("temperature", 0.0))
+        assert len(candidate.demo_ids) == point["n_demos"]
+    # the pool grew on demand, through the proposer
+    assert len(policy.pool) > 3 and policy.pool[:3] == [
+        "Answer.",
+        "Solve it.",
+        "Work carefully and check the result.",
+    ]
+
+
+def test_tpe_finds_the_good_region_better_than_random(task, space: SearchSpace) -> None:  # type: ignore[no-untyped-def]
+    def best_true_skill(name: str, seed: int) -> float:
+        policy, _ = drive(name, task, space, seed=seed, rounds=6)
+        best = policy.best(1)[0]
+        return skill_of(best)
+
+    tpe = [best_true_skill("tpe", s) for s in range(4)]
+    rnd = [best_true_skill("random", s) for s in range(4)]
+    assert mean(tpe) > mean(rnd) + 0.03, (tpe, rnd)
+
+
+def test_reinforce_shifts_towards_rewarded_choices(task, space: SearchSpace) -> None:  # type: ignore[no-untyped-def]
+    policy, _ = drive("reinforce", task, space, seed=0, rounds=8)
+    probs = {
+        name: dict(zip(policy.choices[name], policy.probabilities(name), strict=True))
+        for name in policy.choices
+    }
+    assert probs["cot_mode"]["zero_shot"] > 0.6
+    assert probs["cot_trigger"]["Let's think step by step."] > 0.6
+    assert probs["answer_format"][f'End with "{ANSWER_IS} N."'] > 0.45  # from 1/3
+    preferred = policy.describe()["preferred"]
+    assert preferred["cot_mode"] == "zero_shot"
+
+
+def config(policy: str, **overrides: object) -> SearchConfig:
+    values = {"task": "gsm-symbolic", "model": "fake", "base": Candidate(instruction="Answer."), "policy": policy,
+              "space": SPACE, "dev_size": 24, "test_size": 40, "n_proposals": 5, "rounds": 2, "race_start": 8}  # fmt: skip
+    values.update(overrides)
+    return SearchConfig.from_preset("light", **values)
+
+
+def test_tpe_study_lives_in_the_same_database(task, db_url: str) -> None:  # type: ignore[no-untyped-def]
+    result = search(config("tpe"), backend=space_backend(task), db=db_url)
+    assert isinstance(result, SearchResult)
+    study = optuna.load_study(study_name=f"promptopt-{result.run_id}", storage=db_url)
+    trials = study.get_trials()
+    assert len(trials) == 15 and all(t.state.is_finished() for t in trials)
+    assert all(t.intermediate_values for t in trials)  # racing stages were reported
+    assert study.best_trial.user_attrs["candidate"] in {r.candidate.hash for r in result.leaderboard}
+    tables = set(sa.inspect(sa.create_engine(db_url)).get_table_names())
+    assert {
+        "po_runs",
+        "po_evaluations",
+        "po_alembic_version",
+        "studies",
+        "trials",
+        "alembic_version",
+    } <= tables
+    with Store(db_url) as store:  # promptopt still opens its database, and the summary says what TPE found
+        summary = store.get_run(result.run_id).summary
+    assert summary is not None and summary["policy_state"]["study"] == study.study_name
+    assert summary["policy_state"]["best_trial"]["value"] == study.best_value
+    assert summary["pareto_front"] and set(summary["pareto_front"]) <= {
+        r["candidate"] for r in summary["leaderboard"]
+    }
+
+
+def test_tpe_resume_replays_the_same_search_from_cache(task, db_url: str) -> None:  # type: ignore[no-untyped-def]
+    first = search(config("tpe", seed=4), backend=space_backend(task), db=db_url)
+    assert isinstance(first, SearchResult)
+    backend = space_backend(task)
+    again = search(db=db_url, resume=first.run_id, backend=backend)
+    assert isinstance(again, SearchResult)
+    assert again.winner == first.winner and again.test == first.test
+    assert backend.history == []  # every call answered from the cache
+    assert len(optuna.study.get_all_study_names(db_url)) == 1  # the replay replaced the study
+
+
+def test_reinforce_distribution_is_stored_with_the_run(task, db_url: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    result = search(config("reinforce", rounds=3, cost_penalty=0.05), backend=space_backend(task), db=db_url)
+    assert isinstance(result, SearchResult)
+    with Store(db_url) as store:
+        run = store.get_run(result.run_id)
+    state = run.summary["policy_state"]  # type: ignore[index]
+    assert state["updates"] == 4 and set(state["distribution"]) == set(SPACE["dimensions"])  # type: ignore[arg-type]
+    for rows in state["distribution"].values():
+        assert abs(sum(r["p"] for r in rows) - 1) < 1e-3
+    assert run.config["space"]["name"] == "fake" and run.config["cost_penalty"] == 0.05
+
+
+def test_space_policies_refuse_to_run_without_a_space(task) -> None:  # type: ignore[no-untyped-def]
+    from promptopt.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="needs a search space"):
+        get_policy("random")(Candidate(), Proposer(space_backend(task), task), PolicySettings())
