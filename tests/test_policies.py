@@ -78,7 +78,7 @@ def drive(
         candidates = {p.candidate.hash: p.candidate for p in proposals}
         order += list(candidates)
 
-        def score(h: str, k: int) -> list[float | None]:
+        def score(h: str, k: int, candidates: dict[str, Candidate] = candidates) -> list[float | None]:
             p = skill_of(candidates[h])
             return [1.0 if flip(h, i) < p else 0.0 for i in range(k)]
 
