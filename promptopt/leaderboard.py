@@ -97,6 +97,9 @@ class LeaderboardEntry:
     evaluations: int
     run_created_at: datetime
     spec: Candidate = field(repr=False)
+    # On the Pareto front of dev accuracy against tokens per example, among the rows
+    # returned for the same task and model: no other row is as good for fewer tokens.
+    pareto: bool = False
 
     @property
     def tokens_per_example(self) -> float:
@@ -121,6 +124,7 @@ class LeaderboardEntry:
             "evaluations": self.evaluations,
             "run_created_at": self.run_created_at.isoformat(),
             "prompt": self.spec.to_dict(),
+            "pareto": self.pareto,
         }
         return data
 
@@ -261,7 +265,26 @@ def leaderboard(
                 spec=Candidate.from_dict(json.loads(row["spec"])),
             )
         )
-    return entries
+    return mark_pareto(entries)
+
+
+def mark_pareto(entries: list[LeaderboardEntry]) -> list[LeaderboardEntry]:
+    """Set ``pareto`` on the entries no other entry of the same task and model beats:
+    higher-or-equal dev accuracy for fewer-or-equal tokens per example (and better in one).
+    Self-consistency buys accuracy with calls; the front shows which trades are worth it."""
+    from dataclasses import replace
+
+    from promptopt.report import pareto_front
+
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, entry in enumerate(entries):
+        if entry.dev is not None and entry.dev.n > 0:
+            groups.setdefault((entry.task, entry.model), []).append(i)
+    front: set[int] = set()
+    for members in groups.values():
+        points = [(entries[i].tokens_per_example, entries[i].dev.accuracy) for i in members]  # type: ignore[union-attr]
+        front.update(members[j] for j in pareto_front(points))
+    return [replace(e, pareto=True) if i in front else e for i, e in enumerate(entries)]
 
 
 def candidate_scores(store: Store, run_id: str, candidate_hash: str) -> dict[str, SplitScore | None]:

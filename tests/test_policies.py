@@ -13,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from promptopt.controller import SearchConfig, SearchResult, search
+from promptopt.leaderboard import leaderboard
 from promptopt.policies import PolicySettings, get_policy
 from promptopt.proposers import Proposer
 from promptopt.racing import successive_halving
@@ -169,6 +170,12 @@ def test_tpe_study_lives_in_the_same_database(task, db_url: str) -> None:  # typ
     } <= tables
     with Store(db_url) as store:  # promptopt still opens its database, and the summary says what TPE found
         summary = store.get_run(result.run_id).summary
+        entries = leaderboard(store, run=result.run_id, top=None)
+    front = [e for e in entries if e.pareto]
+    assert front and len(front) < len(entries)
+    for e in front:  # nobody is at least as accurate for fewer tokens
+        assert not any(o.dev.accuracy >= e.dev.accuracy and o.tokens_per_example < e.tokens_per_example
+                       for o in entries if o.dev)  # fmt: skip
     assert summary is not None and summary["policy_state"]["study"] == study.study_name
     assert summary["policy_state"]["best_trial"]["value"] == study.best_value
     assert summary["pareto_front"] and set(summary["pareto_front"]) <= {
