@@ -237,6 +237,23 @@ def test_rate_limiter_holds_a_burst_to_the_rate_across_workers() -> None:
     assert (46 - 7) / 20 - 0.06 <= span <= (46 - 7) / 20 + 0.5, span  # at the rate, not slower
 
 
+def test_server_never_sees_more_than_workers_times_concurrency() -> None:
+    from promptopt.testing.openai_server import FakeOpenAIServer
+
+    with FakeOpenAIServer(latency_s=0.05) as server:
+        pool = RayBackend.openai(
+            "fake-model", base_url=server.base_url, api_key_env="PROMPTOPT_TEST_NO_KEY", workers=2,
+            concurrency=3, chunk_size=2,
+        )  # fmt: skip
+        try:
+            out = pool.generate(_requests(36))
+        finally:
+            pool.close()
+        assert server.max_in_flight == 6  # the driver's backlog waits in the workers, not at the server
+    assert [c.text for c in out] == [f"q {i}" for i in range(36)]  # the fake server echoes, in order
+    assert all(0.05 <= c.latency_s < 0.5 for c in out)  # the round trip, not the wait for a slot
+
+
 @pytest.mark.slow
 def test_retry_after_pauses_every_worker() -> None:
     from promptopt.testing.openai_server import FakeOpenAIServer, FaultPlan

@@ -240,10 +240,15 @@ class RayBackend(Backend):
         restarts: int = 2,
         num_cpus: int | None = None,
         chunk_size: int = 8,
+        backlog: float = 2.0,
     ) -> RayBackend:
         """An OpenAI-compatible endpoint served by ``workers`` async actors, each with up
         to ``concurrency`` requests in flight, all under one cluster-wide ``rate_limit``.
-        ``model_id`` is the one :class:`OpenAIBackend` would use, so caches are shared."""
+        ``model_id`` is the one :class:`OpenAIBackend` would use, so caches are shared.
+
+        The driver hands the workers ``backlog`` times what they may send at once, so that
+        a worker starts its next request the moment one returns, without waiting for a
+        round trip to the driver; the server never sees more than ``workers × concurrency``."""
         import os
 
         from promptopt.backends.openai_backend import BASE_URL_ENV, DEFAULT_BASE_URL, OpenAIBackend
@@ -255,7 +260,11 @@ class RayBackend(Backend):
         endpoint = ChatEndpoint(model, resolved, api_key_env, timeout, max_connections=concurrency)
         ray = import_ray()
         started = ensure_ray(ray_address, num_cpus)
-        options: dict[str, Any] = {"max_restarts": restarts, "max_concurrency": concurrency, "num_cpus": 0}
+        options: dict[str, Any] = {
+            "max_restarts": restarts,
+            "max_concurrency": 1000,  # chunk calls waiting on the event loop are cheap
+            "num_cpus": 0,
+        }
         key = os.environ.get(api_key_env)
         if key:  # workers on other nodes do not see this process's environment
             options["runtime_env"] = {"env_vars": {api_key_env: key}}
@@ -267,7 +276,7 @@ class RayBackend(Backend):
 
         backend = cls(
             spawn, workers=workers, ray_address=ray_address, num_cpus=num_cpus, chunk_size=chunk_size,
-            max_in_flight=workers * concurrency, model_id=model_id, description=description,
+            max_in_flight=max(1, int(backlog * workers * concurrency)), model_id=model_id, description=description,
         )  # fmt: skip
         backend.owns_ray = backend.owns_ray or started
         return backend
