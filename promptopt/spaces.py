@@ -737,9 +737,9 @@ def build_candidate(
                 changes["similar_demos"] = k
             elif selection == "bootstrapped" and bootstrapped is not None:
                 found = bootstrapped(k)
-                ids = found.demo_ids[:k]
-                changes["demo_ids"] = ids
-                changes["demo_solutions"] = tuple(p for p in found.solutions if p[0] in ids)
+                chosen = found.demo_ids[:k]
+                changes["demo_ids"] = chosen
+                changes["demo_solutions"] = tuple(p for p in found.solutions if p[0] in chosen)
             elif selection == "fixed":
                 ordered = list(dict.fromkeys([*fixed_demo_ids, *demo_pool_ids]))
                 changes["demo_ids"] = tuple(ordered[:k])

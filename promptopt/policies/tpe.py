@@ -21,6 +21,7 @@ study of its interrupted attempt and replays it: with the same seed and the same
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import warnings
 from collections.abc import Sequence
@@ -119,10 +120,10 @@ class TPEPolicy(SpacePolicy):
 
     def next_points(self, n: int) -> list[Point]:
         self._pending = []
-        points = []
+        points: list[Point] = []
         for _ in range(n):
             trial = self.study.ask()
-            points.append(self.space.sample(lambda d, t=trial: self._suggest(t, d)))
+            points.append(self.space.sample(functools.partial(self._suggest, trial)))
             self._pending.append(trial)
         return points
 
