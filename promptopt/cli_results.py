@@ -50,7 +50,9 @@ def leaderboard_command(
     db: str | None, as_json: bool,
 ) -> None:  # fmt: skip
     """Candidates across runs, best dev accuracy first, with 95% CI and n, test score
-    where measured, tokens and cost per example, policy, origin and run."""
+    where measured, tokens and cost per example, policy, origin and run. A `*` under
+    pareto marks the accuracy/cost Pareto front: no other candidate of the same task and
+    model is both more accurate and cheaper (tokens per example)."""
     from promptopt.leaderboard import leaderboard
     from promptopt.store import Store
 
@@ -73,7 +75,7 @@ def leaderboard_command(
         + (["task"] if len(tasks) > 1 else [])
         + (["model"] if len(models) > 1 else [])
     )
-    header += ["policy/origin", "dev", "95% CI", "n", "test", "n", "tok/ex", "cost/ex", "instruction"]
+    header += ["policy/origin", "dev", "95% CI", "n", "test", "n", "tok/ex", "cost/ex", "pareto", "instruction"]
     rows = [header]
     for e in entries:
         cost = "–" if e.cost_per_example is None else f"${e.cost_per_example:.5f}"
@@ -88,6 +90,7 @@ def leaderboard_command(
             str(e.test.n) if e.test else "–",
             f"{e.tokens_per_example:.0f}",
             cost,
+            "*" if e.pareto else "",
             _short(e.spec.instruction, 60),
         ]
         rows.append(row)
