@@ -502,6 +502,10 @@ def _print_search(result: Any, db_url: str) -> None:
     estimate = result.estimate
     echo(f"spent       {spent['calls']} search calls of ~{estimate['search_calls']} estimated, {spent['tokens_in'] + spent['tokens_out']:,} tokens, "
          f"{result.final_calls} final-evaluation calls; {result.model_calls} real model calls, {result.cache_hits} cache hits")  # fmt: skip
+    faults = result.faults
+    if faults.get("faults_met") or faults.get("failed_evaluations"):
+        echo(f"faults      {faults['faults_met']} failed requests met, {faults['retries']} retried; "
+             f"{faults['failed_evaluations']} evaluations stored as failures (excluded from scores)")  # fmt: skip
     if result.stopped_reason:
         echo(f"stopped     {result.stopped_reason}; the best found so far was kept")
     echo(f"wall time   {result.wall_s:.1f} s")

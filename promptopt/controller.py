@@ -136,6 +136,7 @@ class SearchResult:
     stopped_reason: str | None
     wall_s: float
     policy_state: Mapping[str, Any] = field(default_factory=dict)
+    faults: Mapping[str, int] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -162,6 +163,7 @@ class SearchResult:
             "final_calls": self.final_calls,
             "model_calls": self.model_calls,
             "cache_hits": self.cache_hits,
+            "faults": dict(self.faults),
             "estimate": dict(self.estimate),
             "stopped_reason": self.stopped_reason,
             "wall_s": self.wall_s,
@@ -373,6 +375,25 @@ class _Run:
             calls += inner.sent if isinstance(inner, RetryingBackend) else 0
         return calls
 
+    def faults(self) -> dict[str, int]:
+        """Failed requests met (each attempt counts), re-sent requests, and evaluations
+        stored as failures (every sample failed; excluded from scores)."""
+        retrying = [self.retrying]
+        if self.proposer_caching is not None and isinstance(self.proposer_caching.inner, RetryingBackend):
+            retrying.append(self.proposer_caching.inner)
+        failed = sum(
+            1
+            for candidate in self.candidates.values()
+            for split in ("dev", "test")
+            for result in self.evaluator.known(candidate, split)
+            if result.score is None
+        )
+        return {
+            "faults_met": sum(r.faults_seen for r in retrying),
+            "retries": sum(r.retries for r in retrying),
+            "failed_evaluations": failed,
+        }
+
     @property
     def cache_hits(self) -> int:
         return self.caching.hits + (self.proposer_caching.hits if self.proposer_caching else 0)
@@ -564,4 +585,5 @@ def _search(
         stopped_reason=stopped,
         wall_s=time.perf_counter() - started,
         policy_state=policy.describe(),
+        faults=run.faults(),
     )

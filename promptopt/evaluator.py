@@ -25,6 +25,10 @@ class Evaluator(ABC):
     @abstractmethod
     def evaluate(self, candidate: Candidate, examples: Sequence[Example], split: str) -> list[EvalResult]: ...
 
+    def known(self, candidate: Candidate, split: str) -> list[EvalResult]:
+        """Results already computed in this process for ``candidate`` on ``split``."""
+        return []
+
     def evaluate_many(
         self, jobs: Sequence[tuple[Candidate, Sequence[Example]]], split: str
     ) -> list[list[EvalResult]]:

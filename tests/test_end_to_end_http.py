@@ -20,7 +20,9 @@ SECRET = "sk-test-DO-NOT-STORE-0123456789"
 
 def solver() -> Any:
     task = get_task("gsm-symbolic")
-    answers = {e.inputs["question"]: task.target(e) for e in task.examples("test")}
+    answers = {
+        e.inputs["question"]: task.target(e) for split in ("dev", "test") for e in task.examples(split)
+    }
 
     def respond(request: dict[str, Any]) -> str:
         last = request["messages"][-1]["content"]
@@ -70,3 +72,32 @@ def test_server_that_always_fails_gives_failures_not_wrong_answers(tmp_path: Pat
     rows = store.get_evaluations(summary["run_id"])
     assert all(r.score is None and r.error for r in rows)
     store.close()
+
+
+def test_search_at_20_percent_faults_completes_and_counts_them(tmp_path: Path) -> None:
+    from promptopt.backends.openai_backend import OpenAIBackend
+    from promptopt.controller import SearchConfig, SearchResult, search
+    from promptopt.types import Candidate
+
+    plan = FaultPlan(rates={"rate_limit": 0.05, "server_error": 0.05, "unavailable": 0.05, "malformed_json": 0.05},
+                     seed=11, retry_after="0")  # fmt: skip
+    respond = solver()
+
+    def answer_or_propose(request: dict[str, Any]) -> str:
+        last = request["messages"][-1]["content"]
+        if last.startswith(("A teacher gave", "Rewrite the following")):
+            return "Solve the problem."
+        return respond(request)
+
+    with FakeOpenAIServer(answer_or_propose, faults=plan) as server:
+        backend = OpenAIBackend("fake-model", base_url=server.base_url, concurrency=8)
+        config = SearchConfig.from_preset("light", task="gsm-symbolic", model="openai/fake-model",
+                                          base=Candidate(instruction="Answer."), dev_size=12, test_size=20,
+                                          n_proposals=2, rounds=0, race_start=6)  # fmt: skip
+        result = search(config, backend=backend, db=f"sqlite:///{tmp_path / 's.db'}")
+        injected = sum(server.fault_counts.values())
+    assert isinstance(result, SearchResult)
+    assert injected > 0 and result.faults["faults_met"] == injected
+    assert result.faults["retries"] >= injected - result.faults["failed_evaluations"]
+    assert result.test["n"] + result.faults["failed_evaluations"] >= 20
+    assert result.test["winner"]["accuracy"] == 1.0  # faults were retried, not scored as wrong answers
