@@ -439,6 +439,7 @@ class FaultReport:
     seed: int
     requests_received: int
     faults_injected: int
+    kinds_injected: int
     injected_by_kind: dict[str, int]
     faults_met: int
     retries: int
@@ -456,6 +457,7 @@ class FaultReport:
         return (
             self.completed
             and self.faults_injected > 0
+            and self.kinds_injected == len(self.kinds)
             and self.faults_met == self.faults_injected
             and self.failed_rows_in_store == self.failed_evaluations
             and self.wrong_answers_in_store == 0
@@ -478,10 +480,13 @@ def faulty_server_search(
     client_timeout_s: float = 0.5,
     api_key_env: str = "OPENAI_API_KEY",
     api_key: str | None = None,
+    every_kind_first: bool = True,
+    batch_size: int = 16,
 ) -> FaultReport:
     """A search over real HTTP against a server failing ``rate`` of the requests, the rate
     spread evenly over ``kinds``; timeouts come from ``delay`` faults longer than the client's
-    ``client_timeout_s``."""
+    ``client_timeout_s``. With ``every_kind_first`` the first requests meet each kind once
+    (in order), so that a short search still meets every kind; the rates decide after that."""
     from promptopt.backends.openai_backend import OpenAIBackend
     from promptopt.controller import SearchConfig, SearchResult, search
     from promptopt.store import Store
@@ -489,7 +494,7 @@ def faulty_server_search(
     from promptopt.types import Candidate
 
     plan = FaultPlan(rates={kind: rate / len(kinds) for kind in kinds}, seed=seed, retry_after="0",
-                     delay_s=client_timeout_s * 4)  # fmt: skip
+                     delay_s=client_timeout_s * 4, script=list(kinds) if every_kind_first else ())  # fmt: skip
     tmp = tempfile.TemporaryDirectory(prefix="promptopt-faults-") if db is None else None
     url = db or f"sqlite:///{Path(tmp.name) / 'faults.db'}"  # type: ignore[union-attr]
     started = time.perf_counter()
@@ -500,7 +505,7 @@ def faulty_server_search(
             config = SearchConfig.from_preset(
                 "light", task="gsm-symbolic", model="openai/fake-model", base=Candidate(instruction="Answer."),
                 dev_size=dev_size, test_size=test_size, n_proposals=n_proposals, rounds=rounds,
-                race_start=min(8, dev_size), seed=seed,
+                race_start=min(8, dev_size), seed=seed, batch_size=batch_size,
             )  # fmt: skip
             result = search(config, backend=backend, db=url)
             backend.close()
@@ -516,6 +521,7 @@ def faulty_server_search(
             seed=seed,
             requests_received=received,
             faults_injected=sum(injected.values()),
+            kinds_injected=len(injected),
             injected_by_kind=dict(sorted(injected.items())),
             faults_met=int(result.faults.get("faults_met", 0)),
             retries=int(result.faults.get("retries", 0)),
