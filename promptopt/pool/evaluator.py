@@ -62,7 +62,9 @@ class RayEvaluator(Evaluator):
         self.sink = sink
         self.pool = _attach_pool(executor, workers=workers, ray_address=ray_address, num_cpus=num_cpus)
         self.lock = self.pool.driver_lock
-        self._memo: dict[tuple[str, str, str], EvalResult] = {}
+        # (candidate hash, split) -> example id -> result: known() is asked for every
+        # candidate after every stage, so it must not scan everything scored so far.
+        self._memo: dict[tuple[str, str], dict[str, EvalResult]] = {}
         self._threads = ThreadPoolExecutor(
             max_workers=parallel_candidates, thread_name_prefix="promptopt-eval"
         )
@@ -75,7 +77,7 @@ class RayEvaluator(Evaluator):
     def known(self, candidate: Candidate, split: str) -> list[EvalResult]:
         """Results already computed in this process for ``candidate`` on ``split``."""
         with self.lock:
-            return [r for (h, s, _), r in self._memo.items() if h == candidate.hash and s == split]
+            return list(self._memo.get((candidate.hash, split), {}).values())
 
     def evaluate(self, candidate: Candidate, examples: Sequence[Example], split: str) -> list[EvalResult]:
         with self.lock:
@@ -141,18 +143,19 @@ class RayEvaluator(Evaluator):
 
     def _evaluate(self, candidate: Candidate, examples: Sequence[Example], split: str) -> list[EvalResult]:
         """Under the driver lock: the serial evaluator's logic."""
-        missing = [e for e in examples if (candidate.hash, split, e.id) not in self._memo]
+        memo = self._memo.setdefault((candidate.hash, split), {})
+        missing = [e for e in examples if e.id not in memo]
 
         def on_batch(batch: Sequence[EvalResult]) -> None:
             self.sink(batch)
             for result in batch:
-                self._memo[(result.candidate_hash, split, result.example_id)] = result
+                self._memo.setdefault((result.candidate_hash, split), {})[result.example_id] = result
             if self._cancelled.is_set():
                 raise _Cancelled("evaluation interrupted")
 
         if missing:
             self.executor.evaluate(candidate, missing, split, on_batch=on_batch)
-        return [self._memo[(candidate.hash, split, e.id)] for e in examples]
+        return [memo[e.id] for e in examples]
 
 
 class _Pick:
