@@ -46,7 +46,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -118,7 +117,9 @@ def child_env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
 
 
-def start_child(db: str, mode: str, log: Path, latency: float, config: dict[str, Any]) -> subprocess.Popen[str]:
+def start_child(
+    db: str, mode: str, log: Path, latency: float, config: dict[str, Any]
+) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-c", CHILD, db, mode, str(log), str(latency), json.dumps(config)],
         cwd=REPO,
@@ -304,7 +305,9 @@ def _kill_and_resume(
     from promptopt.store import Store
 
     rng = random.Random(seed)
-    reference, reference_db, reference_keys, reference_wall = reference_run(work, latency=latency, config=config)
+    reference, reference_db, reference_keys, reference_wall = reference_run(
+        work, latency=latency, config=config
+    )
     if len(set(reference_keys)) != len(reference_keys):
         raise AssertionError("the uninterrupted run sent a request twice; the cache should prevent that")
     total = len(reference_keys)
@@ -340,7 +343,9 @@ def _kill_and_resume(
             time.sleep(rng.uniform(0.05, 2.5))
         if process.poll() is not None:
             out, err = process.communicate()
-            raise RuntimeError(f"process {index} ended before its kill (exit {process.returncode}):\n{err[-2000:]}")
+            raise RuntimeError(
+                f"process {index} ended before its kill (exit {process.returncode}):\n{err[-2000:]}"
+            )
         process.send_signal(signal.SIGKILL)
         process.communicate()
         sent = read_log(log)
@@ -379,7 +384,9 @@ def _kill_and_resume(
     reference_rows = stored_rows(reference_db)
     raw_total, raw_distinct = raw_row_count(db)
     lost = sum(1 for snap in snapshots for key in snap if key not in final_rows)
-    changed = sum(1 for snap in snapshots for key, value in snap.items() if final_rows.get(key, value) != value)
+    changed = sum(
+        1 for snap in snapshots for key, value in snap.items() if final_rows.get(key, value) != value
+    )
     changed += sum(1 for key, value in final_rows.items() if reference_rows.get(key) != value)
     lost += sum(1 for key in reference_rows if key not in final_rows)
     return KillReport(
@@ -547,7 +554,9 @@ def print_kills(report: KillReport) -> None:
           f"{report.latency_s * 1000:g} ms per call")  # fmt: skip
     print(f"{'#':>3} {'kind':<9} {'calls sent':>10} {'rows stored':>11} {'in flight':>9} {'repeated':>8}")
     for r in report.records:
-        print(f"{r.index:>3} {r.kind:<9} {r.process_calls:>10} {r.rows_before:>11} {r.in_flight:>9} {r.repeated:>8}")
+        print(
+            f"{r.index:>3} {r.kind:<9} {r.process_calls:>10} {r.rows_before:>11} {r.in_flight:>9} {r.repeated:>8}"
+        )
     print(f"{'kills':<6} {'rows':>11} {'lost':>5} {'dup':>4} {'calls':>12} {'repeated':>8} {'in flight':>9} "
           f"{'identical?':>10}")  # fmt: skip
     rows = f"{report.rows}/{report.reference_rows}"
@@ -560,7 +569,9 @@ def print_kills(report: KillReport) -> None:
 
 
 def print_faults(report: FaultReport) -> None:
-    print(f"\nfaulty server: {report.rate:.0%} of requests fail, over {len(report.kinds)} kinds, seed {report.seed}")
+    print(
+        f"\nfaulty server: {report.rate:.0%} of requests fail, over {len(report.kinds)} kinds, seed {report.seed}"
+    )
     print(f"{'requests':>8} {'injected':>8} {'met':>5} {'retried':>7} {'failed rows':>11} {'wrong':>5} "
           f"{'rows':>5} {'completed':>9}")  # fmt: skip
     print(f"{report.requests_received:>8} {report.faults_injected:>8} {report.faults_met:>5} {report.retries:>7} "

@@ -46,7 +46,9 @@ SMALL_SEARCH = {**DEFAULT_CONFIG, "dev_size": 16, "test_size": 16, "n_proposals"
 def test_three_sigkills_lose_nothing_and_repeat_only_calls_in_flight(tmp_path: Path) -> None:
     report = kill_and_resume(3, seed=2, latency=0.004, config=SMALL_SEARCH, workdir=tmp_path)
     assert report.kills == 3 and report.processes == 4
-    assert all(r.rows_before > 0 for r in report.records if r.kind == "progress"), "kills must land mid-search"
+    assert all(r.rows_before > 0 for r in report.records if r.kind == "progress"), (
+        "kills must land mid-search"
+    )
     assert report.duplicated_rows == 0 and report.lost_rows == 0 and report.changed_rows == 0
     assert report.rows == report.reference_rows > 0
     assert report.identical_leaderboard and report.identical_store_leaderboard
@@ -154,7 +156,7 @@ def test_search_survives_20_percent_faults_of_every_kind(tmp_path: Path) -> None
     assert report.faults_met == report.faults_injected  # each one seen by the client, none slipped through
     # Bounded retries: at most 3 re-sends per request; only failures are re-sent.
     assert report.retries <= report.faults_met
-    assert report.requests_received == report.faults_injected + (report.requests_received - report.faults_injected)
+    assert report.requests_received > report.faults_injected
     # Failures are stored as failures, never as wrong answers (the server's model is always right).
     assert report.wrong_answers_in_store == 0
     assert report.failed_rows_in_store == report.failed_evaluations
@@ -288,7 +290,9 @@ def test_no_pickle_in_promptopt() -> None:
         text = path.read_text()
         assert not UNPICKLE.search(text), f"{name} deserialises a pickle (or could)"
         for match in PICKLE_IMPORT.finditer(text):
-            assert ALLOWED_PICKLE_IMPORTS.get(name) == match.group(0).strip(), f"{name}: {match.group(0).strip()}"
-            assert re.findall(r"cloudpickle\.(\w+)", text) and set(re.findall(r"cloudpickle\.(\w+)", text)) == {
-                "dumps"
-            }
+            assert ALLOWED_PICKLE_IMPORTS.get(name) == match.group(0).strip(), (
+                f"{name}: {match.group(0).strip()}"
+            )
+            assert re.findall(r"cloudpickle\.(\w+)", text) and set(
+                re.findall(r"cloudpickle\.(\w+)", text)
+            ) == {"dumps"}
