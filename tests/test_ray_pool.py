@@ -73,7 +73,12 @@ def test_missing_ray_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
 
 # -- a real local Ray ---------------------------------------------------------------------------
 
-ray = pytest.importorskip("ray")
+try:
+    import ray
+except ImportError:
+    if os.environ.get("CI"):  # CI installs the ray extra: a missing Ray is a failure there
+        raise
+    pytest.skip("ray is not installed (pip install 'promptopt[ray]')", allow_module_level=True)
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -188,6 +188,12 @@ def _attach_pool(
         parent, node = node, inner
     if isinstance(node, RayBackend):
         return node
+    if type(node).__name__ in ("TransformersBackend", "OpenAIBackend"):
+        # A model loaded here would be copied to every worker; a client holds connections.
+        raise ConfigError(
+            f"the {type(node).__name__} was built in this process; a Ray pool builds it in its workers",
+            hint="build the model backend with promptopt.pool.pool_backend(model, workers=...)",
+        )
     pool = RayBackend.wrapping(node, workers=workers, ray_address=ray_address, num_cpus=num_cpus)
     if parent is None:
         executor.backend = pool
