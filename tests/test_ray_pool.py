@@ -350,3 +350,22 @@ def test_model_actor_batches_concurrent_calls_together() -> None:
     for k in range(4):
         assert answers[k] == reference.generate(_requests(4, f"caller {k}"))
     assert stats["batched_requests"] == 16 and stats["batches"] <= 2  # 4 calls, 1 or 2 batches
+
+
+def test_pool_backend_by_model_spec_and_clear_refusals(task: Task) -> None:
+    from promptopt.backends import make_backend
+    from promptopt.backends.openai_backend import OpenAIBackend
+    from promptopt.errors import ConfigError
+    from promptopt.pool import pool_backend
+
+    pool = pool_backend("fake", workers=1)
+    try:
+        assert pool.model_id == "fake" and pool.describe()["workers"] == 1
+        assert pool.generate(_requests(5)) == make_backend("fake").generate(_requests(5))
+    finally:
+        pool.close()
+    client = OpenAIBackend("m", base_url="http://127.0.0.1:9/v1", api_key_env="PROMPTOPT_TEST_NO_KEY")
+    with pytest.raises(ConfigError) as info:
+        RayEvaluator(Executor(task, RetryingBackend(client)), lambda batch: None, workers=1)
+    assert "pool_backend" in str(info.value)
+    client.close()
