@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import re
 import statistics
@@ -143,7 +144,11 @@ def bench_evaluator_throughput(base_url: str, repeats: int, latency_s: float) ->
                 candidates = [Candidate(instruction=f"Variant {repeat}-{k}: solve it.") for k in range(16)]
                 for candidate in candidates:
                     store.add_candidate(run_id, candidate, origin="bench", parent=None)
-                evaluator = RayEvaluator(executor, lambda b: store.record_evaluations(run_id, b))  # noqa: B023
+
+                def sink(batch: Any, store: Any = store, run_id: str = run_id) -> None:
+                    store.record_evaluations(run_id, batch)
+
+                evaluator = RayEvaluator(executor, sink)
                 started = time.perf_counter()
                 evaluator.evaluate_many([(c, dev) for c in candidates], "dev")
                 if repeat:
@@ -415,7 +420,7 @@ def main() -> None:
     sys.path.insert(0, str(HERE.parent))
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="warning")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
     parts = args.parts.split(",")
     result: dict[str, Any] = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "cpus": os.cpu_count(),
                               "ray": ray.__version__, "load_before": load()}  # fmt: skip

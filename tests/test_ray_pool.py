@@ -9,6 +9,7 @@ concurrent calls together.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -85,7 +86,7 @@ except ImportError:
 def local_ray() -> Iterator[None]:
     started = not ray.is_initialized()
     if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="warning")
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
     yield
     if started:
         ray.shutdown()

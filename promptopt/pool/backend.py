@@ -17,6 +17,7 @@ fails comes back as a retryable failed :class:`Completion`, as the Backend contr
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
 from collections import deque
@@ -57,7 +58,7 @@ def ensure_ray(address: str | None, num_cpus: int | None = None) -> bool:
     options: dict[str, Any] = {
         "namespace": NAMESPACE,
         "include_dashboard": False,
-        "logging_level": "warning",
+        "logging_level": logging.WARNING,
         "log_to_driver": False,
     }
     if address is None:
