@@ -13,7 +13,6 @@ Ray itself is imported only when a pool is built.
 from __future__ import annotations
 
 import functools
-from typing import Any
 
 from promptopt.pool.actors import Batching
 from promptopt.pool.backend import PoolStats, RayBackend
@@ -45,7 +44,6 @@ def pool_backend(
     max_wait_ms: float = 20.0,
     model_cpus: int | None = None,
     num_cpus: int | None = None,
-    **_ignored: Any,
 ) -> RayBackend:
     """The model ``spec`` served by Ray actors.
 
