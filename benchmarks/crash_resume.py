@@ -599,7 +599,9 @@ def main(argv: list[str] | None = None) -> int:
         out["kills"] = kills.to_dict()
         ok &= kills.ok
     if args.what in ("faults", "all"):
-        faults = faulty_server_search(rate=args.rate, seed=args.fault_seed)
+        faults = faulty_server_search(
+            rate=args.rate, seed=args.fault_seed, dev_size=24, test_size=40, n_proposals=4, rounds=1
+        )
         print_faults(faults)
         out["faults"] = faults.to_dict()
         ok &= faults.ok
