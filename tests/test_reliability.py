@@ -4,6 +4,7 @@ artefact. The long versions with the README figures are in benchmarks/crash_resu
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -172,16 +173,25 @@ OTHER_SECRET = "sk-env-default-" + "Xy9" * 12
 XSS = '<script>alert("planted")</script>'
 
 
-def _respond(request: dict[str, Any]) -> str:
+@functools.cache
+def _answers() -> dict[str, str]:
     task = get_task("gsm-symbolic")
+    return {
+        e.inputs["question"]: task.target(e)
+        for split in ("train", "dev", "test")
+        for e in task.examples(split)
+    }
+
+
+def _respond(request: dict[str, Any]) -> str:
     last = request["messages"][-1]["content"]
-    for split in ("train", "dev", "test"):
-        for example in task.examples(split):
-            if example.inputs["question"] in last:
-                return f"{XSS} The answer is {task.target(example)}."
-    return f"Instruction: Solve it {XSS} carefully."
+    question = next((q for q in _answers() if q in last), None)
+    if question is None:  # a proposer request
+        return f"Instruction: Solve it {XSS} carefully."
+    return f"{XSS} The answer is {_answers()[question]}."
 
 
+@pytest.mark.slow
 def test_api_keys_never_reach_the_database_exports_report_or_logs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
