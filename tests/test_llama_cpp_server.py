@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -75,7 +76,15 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         deadline = time.monotonic() + 180
         while True:
             if process.poll() is not None:
-                pytest.fail(f"llama_cpp.server exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+                why = (
+                    " (SIGILL: llama.cpp was built for instructions this CPU cannot run; rebuild it "
+                    "with GGML_NATIVE=OFF and only the instruction sets /proc/cpuinfo lists)"
+                    if process.returncode == -signal.SIGILL
+                    else ""
+                )
+                pytest.fail(
+                    f"llama_cpp.server exited with {process.returncode}{why}:\n{log.read_text()[-3000:]}"
+                )
             try:
                 models = _get(f"{base_url}/models")
                 break
