@@ -373,6 +373,17 @@ def _print_report(report: Any, db_url: str) -> None:
 @click.option("--proposer-model", default=None, help="Model that writes proposals (default: the task model).")
 @_prompt_options
 @_model_options
+@click.option(
+    "--workers",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Evaluate the candidates of each racing stage concurrently on a Ray pool of N model workers "
+    "(0: serial, in this process). Worth it for API models; see the README.",
+)
+@click.option(
+    "--ray-address", default=None, help="Join a Ray cluster (auto or ray://host:port) instead of a local Ray."
+)
 @click.option("--resume", default=None, help="Continue an interrupted search run (see `promptopt runs`).")
 @click.option("--dry-run", is_flag=True, help="Print the estimate of calls and tokens and exit.")
 def search_command(
@@ -380,7 +391,8 @@ def search_command(
     preset: str, max_calls: int | None,
     max_tokens: int | None, max_minutes: float | None, max_cost: float | None, prices: str | None,
     proposals: int | None, rounds: int | None, dev_size: int | None, test_size: int | None,
-    proposer_model: str | None, resume: str | None, dry_run: bool, **options: Any,
+    proposer_model: str | None, workers: int, ray_address: str | None, resume: str | None, dry_run: bool,
+    **options: Any,
 ) -> None:  # fmt: skip
     """Search for the prompt that scores best on dev, and prove it on held-out test.
 
@@ -420,7 +432,7 @@ def search_command(
             batch_size=options["batch_size"], proposer_model=proposer_model,
             data_dir=str(data_dir) if data_dir else None, budget=budget,
             backend_options={k: v for k, v in _backend_options(options).items() if v is not None},
-            space=space, cost_penalty=cost_penalty,
+            space=space, cost_penalty=cost_penalty, workers=workers, ray_address=ray_address,
         )  # fmt: skip
         plan = search(config, db=store, dry_run=True)
     else:

@@ -26,7 +26,6 @@ from typing import Any
 from promptopt.backends import Backend, CachingBackend, RetryingBackend, make_backend
 from promptopt.budget import Budget, BudgetedBackend, Spend, load_prices
 from promptopt.errors import BudgetExceeded, ConfigError
-from promptopt.evaluator import SerialEvaluator
 from promptopt.executor import Executor
 from promptopt.policies import PolicySettings, get_policy
 from promptopt.prompt import render_messages
@@ -80,6 +79,8 @@ class SearchConfig:
     # None: the space named after the task if there is one, else ``default``.
     space: str | Mapping[str, Any] | None = None
     cost_penalty: float = 0.0
+    workers: int = 0  # 0: the serial evaluator; N: a Ray pool of N model workers
+    ray_address: str | None = None  # "auto" or "ray://host:port" to join a cluster
 
     @classmethod
     def from_preset(cls, preset: str, **overrides: Any) -> SearchConfig:
@@ -186,6 +187,7 @@ class SearchProgress:
     spent: Mapping[str, Any]
     budget_fraction: float | None
     elapsed_s: float
+    pool_stats: Mapping[str, Any] | None = None  # Ray pool: workers, in_flight, throughput_rps, ...
 
 
 def estimate(config: SearchConfig, task: Task) -> dict[str, Any]:
@@ -314,7 +316,12 @@ class _Run:
         self.config = config
         self.task = task
         self.store = store
-        self.retrying = RetryingBackend(backend)
+        from promptopt.pool import RayBackend
+
+        # Under the Ray pool, a retry's backoff must release the driver lock (else it
+        # stalls every candidate in flight); serially it is a plain sleep.
+        sleep = backend.driver_lock.sleep if isinstance(backend, RayBackend) else time.sleep
+        self.retrying = RetryingBackend(backend, sleep=sleep)
         self.caching = CachingBackend(self.retrying, store)
         budget = config.budget
         if budget.max_cost is not None and not (budget.price_in_per_mtok or budget.price_out_per_mtok):
@@ -337,7 +344,11 @@ class _Run:
         )
         self.search_executor = Executor(task, self.budgeted, batch_size=config.batch_size)
         self.run_id = ""
-        self.evaluator = SerialEvaluator(self.search_executor, self._store_results)
+        from promptopt.pool import make_evaluator
+
+        self.evaluator = make_evaluator(
+            self.search_executor, self._store_results, workers=config.workers, ray_address=config.ray_address
+        )
         self.candidates: dict[str, Candidate] = {config.base.hash: config.base}
         self.origins: dict[str, str] = {config.base.hash: "seed"}
 
@@ -439,9 +450,18 @@ def search(
         if owns_store:
             store.close()
         return plan
-    model_backend = backend or make_backend(
-        config.model, batch_size=config.batch_size, **dict(config.backend_options)
-    )
+    model_backend: Backend
+    if backend is None and (config.workers or config.ray_address):
+        from promptopt.pool import pool_backend
+
+        model_backend = pool_backend(
+            config.model, workers=max(1, config.workers), ray_address=config.ray_address,
+            batch_size=config.batch_size, **dict(config.backend_options),
+        )  # fmt: skip
+    else:
+        model_backend = backend or make_backend(
+            config.model, batch_size=config.batch_size, **dict(config.backend_options)
+        )
     proposer = proposer_backend
     if proposer is None and config.proposer_model and config.proposer_model != config.model:
         proposer = make_backend(config.proposer_model, batch_size=config.batch_size)
@@ -465,6 +485,8 @@ def search(
         if owns_store:
             store.close()
         raise
+    finally:
+        run.evaluator.close()
     store.finish_run(run.run_id, "finished", result.summary())
     if owns_store:
         store.close()
@@ -492,8 +514,9 @@ def _search(
         best = rank(list(known.values()))[0].mean if known else None
         limit = config.budget.max_calls
         fraction = run.spend.calls / limit if limit else run.spend.calls / max(1, plan["search_calls"])
+        stats = getattr(run.evaluator, "stats", None)
         progress(SearchProgress(phase, round_index, pool, best, run.spend.to_dict(), min(1.0, fraction),
-                                time.perf_counter() - started))  # fmt: skip
+                                time.perf_counter() - started, stats() if callable(stats) else None))  # fmt: skip
 
     def dev_scores(candidates: Sequence[str], n: int) -> dict[str, list[float | None]]:
         jobs = [(run.candidates[c], dev[:n]) for c in candidates]

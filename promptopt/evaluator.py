@@ -47,20 +47,22 @@ class SerialEvaluator(Evaluator):
     def __init__(self, executor: Executor, sink: ResultSink) -> None:
         self.executor = executor
         self.sink = sink
-        self._memo: dict[tuple[str, str, str], EvalResult] = {}
+        # (candidate hash, split) -> example id -> result
+        self._memo: dict[tuple[str, str], dict[str, EvalResult]] = {}
 
     def known(self, candidate: Candidate, split: str) -> list[EvalResult]:
         """Results already computed in this process for ``candidate`` on ``split``."""
-        return [r for (h, s, _), r in self._memo.items() if h == candidate.hash and s == split]
+        return list(self._memo.get((candidate.hash, split), {}).values())
 
     def evaluate(self, candidate: Candidate, examples: Sequence[Example], split: str) -> list[EvalResult]:
-        missing = [e for e in examples if (candidate.hash, split, e.id) not in self._memo]
+        done = self._memo.setdefault((candidate.hash, split), {})
+        missing = [e for e in examples if e.id not in done]
 
         def on_batch(batch: Sequence[EvalResult]) -> None:
             self.sink(batch)
             for result in batch:
-                self._memo[(result.candidate_hash, split, result.example_id)] = result
+                self._memo.setdefault((result.candidate_hash, split), {})[result.example_id] = result
 
         if missing:
             self.executor.evaluate(candidate, missing, split, on_batch=on_batch)
-        return [self._memo[(candidate.hash, split, e.id)] for e in examples]
+        return [done[e.id] for e in examples]

@@ -78,7 +78,7 @@ class SearchDisplay:
                 TextColumn(
                     "round {task.fields[round]} · pool {task.fields[pool]} · best dev {task.fields[best]}"
                 ),
-                TextColumn("· {task.fields[calls]} calls"),
+                TextColumn("· {task.fields[calls]} calls{task.fields[workers]}"),
                 TimeElapsedColumn(),
                 TextColumn("ETA"),
                 TimeRemainingColumn(),
@@ -86,7 +86,7 @@ class SearchDisplay:
             )
             self._progress.__enter__()
             self._task = self._progress.add_task(
-                "search", total=1000, phase="search", round=0, pool=0, best="–", calls=0
+                "search", total=1000, phase="search", round=0, pool=0, best="–", calls=0, workers=""
             )
         return self
 
@@ -95,9 +95,16 @@ class SearchDisplay:
             return
         best = f"{state.best_dev:.1%}" if state.best_dev is not None else "–"
         completed = int(1000 * (state.budget_fraction or 0.0)) if state.phase == "search" else 1000
+        workers = ""
+        stats = getattr(state, "pool_stats", None)
+        if stats:
+            workers = (
+                f" · workers {stats.get('workers', 0)} · {stats.get('in_flight', 0)} in flight"
+                f" · {stats.get('throughput_rps', 0.0):.0f} req/s"
+            )
         self._progress.update(
             self._task, completed=completed, phase=state.phase, round=state.round, pool=state.pool, best=best,
-            calls=state.spent.get("calls", 0),
+            calls=state.spent.get("calls", 0), workers=workers,
         )  # fmt: skip
 
     def __exit__(

@@ -11,6 +11,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
+from functools import cached_property
 from typing import Any, Literal
 
 Role = Literal["system", "user", "assistant"]
@@ -147,9 +148,10 @@ class Candidate:
             )
         return cls(**dict(data))
 
-    @property
+    @cached_property
     def hash(self) -> str:
-        """Stable identity of this prompt in the store, the cache and the leaderboard."""
+        """Stable identity of this prompt in the store, the cache and the leaderboard.
+        Computed once per value (it is read on every stored row and memo lookup)."""
         return content_hash(self.to_dict())
 
 

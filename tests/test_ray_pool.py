@@ -9,6 +9,7 @@ concurrent calls together.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import signal
@@ -177,7 +178,6 @@ def test_serial_and_ray_evaluators_store_identical_results(task: Task, tmp_path:
 def test_search_through_the_pool_ends_as_a_serial_search(
     task: Task, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from promptopt import controller
     from promptopt.controller import SearchConfig, SearchResult, search
     from tests.search_fakes import skilled_backend
 
@@ -188,17 +188,19 @@ def test_search_through_the_pool_ends_as_a_serial_search(
     serial = search(config, backend=skilled_backend(task), db=f"sqlite:///{tmp_path / 's.db'}")
 
     made: list[Evaluator] = []
+    import promptopt.pool
 
-    def ray_evaluator(executor: Executor, sink: Any) -> Evaluator:  # what _Run will call
-        made.append(make_evaluator(executor, sink, workers=2))
+    real_make = promptopt.pool.make_evaluator
+
+    def recording(executor: Executor, sink: Any, **options: Any) -> Evaluator:  # what _Run calls
+        made.append(real_make(executor, sink, **options))
         return made[-1]
 
-    monkeypatch.setattr(controller, "SerialEvaluator", ray_evaluator)
-    pooled = search(config, backend=skilled_backend(task), db=f"sqlite:///{tmp_path / 'r.db'}")
-    for evaluator in made:
-        evaluator.close()
+    monkeypatch.setattr(promptopt.pool, "make_evaluator", recording)
+    pooled_config = dataclasses.replace(config, workers=2)
+    pooled = search(pooled_config, backend=skilled_backend(task), db=f"sqlite:///{tmp_path / 'r.db'}")
     assert isinstance(serial, SearchResult) and isinstance(pooled, SearchResult)
-    assert isinstance(made[0], RayEvaluator)
+    assert len(made) == 1 and isinstance(made[0], RayEvaluator)
     assert pooled.winner == serial.winner and pooled.test == serial.test
     assert [(r.candidate, r.mean, r.n) for r in pooled.leaderboard] == [
         (r.candidate, r.mean, r.n) for r in serial.leaderboard
