@@ -202,48 +202,28 @@ def _search_config(task_name: str) -> Any:
 
 
 def bench_overhead(repeats: int, dspy_python: Path | None) -> dict[str, Any]:
-    from promptopt import controller
+    import dataclasses
+
     from promptopt.controller import search
-    from promptopt.pool import make_evaluator
     from promptopt.store import Store
     from promptopt.tasks import get_task
 
     task = get_task("gsm-symbolic")
     config = _search_config(task.name)
     out: dict[str, Any] = {"load_before": load()}
-    original = controller.SerialEvaluator
-    modes = ("serial", "serial, Candidate.hash memoized", "ray", "ray, Candidate.hash memoized")
-    for mode in modes:
+    modes = {"serial": config, "ray": dataclasses.replace(config, workers=2)}
+    for mode, mode_config in modes.items():
         per_eval, evaluations = [], 0
-        made: list[Any] = []
-        memoized = mode.endswith("memoized")
-        if memoized:  # the fix proposed for promptopt/types.py, applied here for the measurement only
-            _memoize_candidate_hash(True)
-        if mode.startswith("ray"):
-
-            def ray_evaluator(executor: Any, sink: Any, made: list[Any] = made) -> Any:  # what _Run calls
-                made.append(make_evaluator(executor, sink, workers=2))
-                return made[-1]
-
-            controller.SerialEvaluator = ray_evaluator  # type: ignore[assignment,misc]
-        try:
-            for _ in range(repeats + 1):  # the first is a warm-up (imports, task loading)
-                with tempfile.TemporaryDirectory() as tmp, Store(f"sqlite:///{tmp}/bench.db") as store:
-                    # the database is created (migrations) before the clock starts: a one-off per file
-                    started = time.perf_counter()
-                    result = search(config, backend=_bench_model(task), db=store)
-                    wall = time.perf_counter() - started
-                    evaluations = len(store.get_evaluations(result.run_id))  # type: ignore[union-attr]
-                    per_eval.append(wall / evaluations * 1000)
-                for evaluator in made:
-                    evaluator.close()
-                made.clear()
-        finally:
-            controller.SerialEvaluator = original  # type: ignore[misc]
-            if memoized:
-                _memoize_candidate_hash(False)
+        for _ in range(repeats + 1):  # the first is a warm-up (imports, task loading, Ray start)
+            with tempfile.TemporaryDirectory() as tmp, Store(f"sqlite:///{tmp}/bench.db") as store:
+                # the database is created (migrations) before the clock starts: a one-off per file
+                started = time.perf_counter()
+                result = search(mode_config, backend=_bench_model(task), db=store)
+                wall = time.perf_counter() - started
+                evaluations = len(store.get_evaluations(result.run_id))  # type: ignore[union-attr]
+                per_eval.append(wall / evaluations * 1000)
         out[mode] = {"ms_per_evaluation": summary(per_eval[1:]), "evaluations": evaluations}
-        print(f"  promptopt search, {mode:<32}: {_ms(out[mode]['ms_per_evaluation'])} per evaluation "
+        print(f"  promptopt search, {mode:<8}: {_ms(out[mode]['ms_per_evaluation'])} per evaluation "
               f"({evaluations} evaluations)", flush=True)  # fmt: skip
     if dspy_python is None:
         print("  DSPy: no DSPy interpreter found (--dspy-python); comparison skipped")
@@ -274,27 +254,6 @@ def bench_overhead(repeats: int, dspy_python: Path | None) -> dict[str, Any]:
         print(f"    DSPy ms / promptopt ms ({mode}): {ratio:.2f}")
     out["load_after"] = load()
     return out
-
-
-_PLAIN_HASH: Any = None
-
-
-def _memoize_candidate_hash(on: bool) -> None:
-    """Candidate.hash recomputes a sha256 of the whole prompt on every access, and the
-    evaluator's ``known()`` reads it once per stored result; memoizing it (a frozen
-    dataclass may cache in its ``__dict__``) is the fix this measures."""
-    import functools
-
-    from promptopt.types import Candidate
-
-    global _PLAIN_HASH
-    if on:
-        _PLAIN_HASH = Candidate.__dict__["hash"]
-        cached = functools.cached_property(_PLAIN_HASH.fget)
-        cached.__set_name__(Candidate, "hash")
-        Candidate.hash = cached  # type: ignore[assignment,method-assign]
-    else:
-        Candidate.hash = _PLAIN_HASH  # type: ignore[method-assign]
 
 
 def _ms(s: dict[str, float]) -> str:
