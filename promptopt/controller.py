@@ -190,6 +190,20 @@ class SearchProgress:
     pool_stats: Mapping[str, Any] | None = None  # Ray pool: workers, in_flight, throughput_rps, ...
 
 
+def _plan(
+    search_calls: int, final_calls: int, tokens_in: int, tokens_out: int, dev: int, test_n: int
+) -> dict[str, Any]:
+    return {
+        "search_calls": search_calls,
+        "final_calls": final_calls,
+        "search_tokens": search_calls * (tokens_in + tokens_out),
+        "tokens_in_per_call": tokens_in,
+        "tokens_out_per_call": tokens_out,
+        "dev_size": dev,
+        "test_size": test_n,
+    }
+
+
 def estimate(config: SearchConfig, task: Task) -> dict[str, Any]:
     """An upper bound of the calls and tokens the configured search will make."""
     dev = min(config.dev_size, len(task.examples("dev")))
@@ -218,15 +232,7 @@ def estimate(config: SearchConfig, task: Task) -> dict[str, Any]:
     )
     tokens_in = int(1.4 * prompt_words / max(1, len(sample)))
     tokens_out = 220 if config.base.cot_mode != "none" else 40
-    return {
-        "search_calls": search_calls,
-        "final_calls": final_calls,
-        "search_tokens": search_calls * (tokens_in + tokens_out),
-        "tokens_in_per_call": tokens_in,
-        "tokens_out_per_call": tokens_out,
-        "dev_size": dev,
-        "test_size": test_n,
-    }
+    return _plan(search_calls, final_calls, tokens_in, tokens_out, dev, test_n)
 
 
 def _needs_space(policy: str) -> bool:
@@ -277,16 +283,7 @@ def _space_estimate(config: SearchConfig, task: Task) -> dict[str, Any]:
         int(space["n_demos"].options()[-1]) if "n_demos" in space else 0
     )
     tokens_out = 220
-    return {
-        "search_calls": search_calls,
-        "final_calls": final_calls,
-        "search_tokens": search_calls * (tokens_in + tokens_out),
-        "tokens_in_per_call": tokens_in,
-        "tokens_out_per_call": tokens_out,
-        "dev_size": dev,
-        "test_size": test_n,
-        "space": space.name,
-    }
+    return {**_plan(search_calls, final_calls, tokens_in, tokens_out, dev, test_n), "space": space.name}
 
 
 def mark_pareto(rows: Sequence[LeaderboardRow]) -> list[LeaderboardRow]:

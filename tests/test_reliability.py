@@ -7,9 +7,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import os
 import re
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -64,24 +62,8 @@ def test_three_sigkills_lose_nothing_and_repeat_only_calls_in_flight(tmp_path: P
 # ------------------------------------------------------------------- two writers, one database
 
 
-def _fresh_pg_database() -> Iterator[str]:
-    url = os.environ.get(PG_URL_ENV)
-    if not url:
-        message = f"needs {PG_URL_ENV} (export {PG_URL_ENV}=$(bash .ci/postgres.sh | tail -1))"
-        if os.environ.get("PROMPTOPT_REQUIRE_PG") == "1":
-            pytest.fail(f"PROMPTOPT_REQUIRE_PG=1 but this test {message}")
-        pytest.skip(message)
-    base = sa.engine.make_url(url)
-    name = f"po_reliability_{secrets.token_hex(6)}"
-    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        yield base.set(database=name).render_as_string(hide_password=False)
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        admin.dispose()
+# A database of its own per test (created, then dropped), as the store suite does.
+from tests.test_store import _fresh_pg_database  # noqa: E402
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
