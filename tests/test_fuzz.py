@@ -1,5 +1,6 @@
 """Property-based fuzzing of what users hand promptopt: dataset files (JSONL, CSV, BBH
-JSON), task YAML and prompt templates, driven through the real CLI.
+JSON), task YAML, search-space YAML, prompt templates and export files, driven through
+the real CLI.
 
 Every input must end in exit code 0 (it was valid) or 2 with a one-paragraph message —
 never a traceback — and a failed run must never leave a half-written database (every
@@ -152,6 +153,55 @@ def test_fuzz_prompt_options(instruction: str, answer_format: str, cot: str | No
         if cot is not None:
             args += ["--cot", cot]
         run_cli("prompt options", args, folder)
+
+
+space_keys = st.sampled_from(["name", "version", "description", "dimensions", "order", "extra"])
+dimension_names = st.sampled_from(["instruction", "cot_mode", "cot_trigger", "n_demos", "demo_selection",
+                                   "samples", "temperature", "answer_format", "colour"])  # fmt: skip
+dimension_bodies = st.dictionaries(
+    st.sampled_from(["type", "choices", "low", "high", "when", "seeds", "grow", "step", "log"]),
+    values,
+    max_size=4,
+)
+
+
+@FUZZ
+@given(document=st.one_of(
+    st.dictionaries(space_keys, st.one_of(values, st.dictionaries(dimension_names, dimension_bodies, max_size=4)),
+                    max_size=5),
+    text,
+))  # fmt: skip
+def test_fuzz_search_space_yaml(document: object) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        path = folder / "space.yaml"
+        path.write_text(document if isinstance(document, str) else yaml.safe_dump(document), encoding="utf-8")
+        TRIED["search-space yaml"] += 1
+        result = CliRunner().invoke(cli, ["validate", str(path)], catch_exceptions=True)
+        output = (result.stdout or "") + (result.stderr or "")
+        assert result.exit_code in (0, 2), f"exit {result.exit_code}\n{output}\n{result.exception!r}"
+        assert "Traceback" not in output, output
+        OUTCOMES[f"search-space yaml: exit {result.exit_code}"] += 1
+
+
+export_keys = st.sampled_from(["format", "format_version", "prompt", "task", "model", "extraction", "sampling",
+                               "provenance", "fingerprint"])  # fmt: skip
+
+
+@FUZZ
+@given(document=st.one_of(
+    st.dictionaries(export_keys, st.one_of(values, st.dictionaries(field_names, values, max_size=3)), max_size=6)
+    .map(lambda d: {"format": "promptopt-prompt", "format_version": 1, **d}),
+    st.dictionaries(export_keys, values, max_size=5),
+    text,
+))  # fmt: skip
+def test_fuzz_export_files(document: object) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        path = folder / "prompt.yaml"
+        path.write_text(document if isinstance(document, str) else yaml.safe_dump(document), encoding="utf-8")
+        run_cli("export file", ["eval", "--prompt-file", str(path), "--task", "gsm-symbolic", "--limit", "1",
+                                "--model", "fake", "--no-progress"], folder)  # fmt: skip
 
 
 @pytest.fixture(scope="module", autouse=True)
