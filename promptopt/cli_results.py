@@ -75,7 +75,18 @@ def leaderboard_command(
         + (["task"] if len(tasks) > 1 else [])
         + (["model"] if len(models) > 1 else [])
     )
-    header += ["policy/origin", "dev", "95% CI", "n", "test", "n", "tok/ex", "cost/ex", "pareto", "instruction"]
+    header += [
+        "policy/origin",
+        "dev",
+        "95% CI",
+        "n",
+        "test",
+        "n",
+        "tok/ex",
+        "cost/ex",
+        "pareto",
+        "instruction",
+    ]
     rows = [header]
     for e in entries:
         cost = "–" if e.cost_per_example is None else f"${e.cost_per_example:.5f}"

@@ -155,5 +155,7 @@ def test_cli_tasks_lists_builtins() -> None:
 def test_cli_prompt_file_refuses_prompt_options(tmp_path: Path, db_url: str) -> None:
     prompt = tmp_path / "p.yaml"
     prompt.write_text("format: promptopt-prompt\n")
-    code, out, err = run_cli("eval", "--prompt-file", str(prompt), "--instruction", "x", "--model", "fake", "--db", db_url)
+    code, out, err = run_cli(
+        "eval", "--prompt-file", str(prompt), "--instruction", "x", "--model", "fake", "--db", db_url
+    )
     assert code == 2 and "--instruction cannot be combined with --prompt-file" in err + out

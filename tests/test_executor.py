@@ -189,7 +189,9 @@ def test_candidate_hash_ignores_unused_new_fields() -> None:
 
 def test_bootstrapped_solution_replaces_the_datas(task) -> None:  # type: ignore[no-untyped-def]
     demo = task.examples("train", limit=1)[0]
-    candidate = Candidate(cot_mode="few_shot", demo_ids=(demo.id,), demo_solutions={demo.id: "Model's own steps."})
+    candidate = Candidate(
+        cot_mode="few_shot", demo_ids=(demo.id,), demo_solutions={demo.id: "Model's own steps."}
+    )
     messages = render_messages(candidate, task, task.examples("test", limit=1)[0])
     assert messages[0].content == task.render_input(demo)
     assert messages[1].content.startswith("Model's own steps.")
