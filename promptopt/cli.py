@@ -434,7 +434,7 @@ def search_command(
             backend_options={k: v for k, v in _backend_options(options).items() if v is not None},
             space=space, cost_penalty=cost_penalty, workers=workers, ray_address=ray_address,
         )  # fmt: skip
-        plan = search(config, db=store, dry_run=True)
+        plan = search(config, db=store, dry_run=True, task=task)
     else:
         plan = search(db=store, resume=resume, dry_run=True)
     if not as_json or dry_run:
@@ -447,7 +447,7 @@ def search_command(
     try:
         with SearchDisplay(enabled=not options["no_progress"] and not as_json) as display:
             if resume is None:
-                result = search(config, db=store, progress=display.update)
+                result = search(config, db=store, progress=display.update, task=task)
             else:
                 result = search(db=store, resume=resume, progress=display.update)
     except KeyboardInterrupt:

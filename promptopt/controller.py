@@ -416,13 +416,16 @@ def search(
     resume: str | None = None,
     progress: Callable[[SearchProgress], None] | None = None,
     dry_run: bool = False,
+    task: Task | None = None,
 ) -> SearchResult | dict[str, Any]:
     """Search for the prompt that scores best on dev, then prove it on test.
 
     ``config`` describes the search (see :class:`SearchConfig`; ``SearchConfig.from_preset``
     builds one from ``light``/``medium``/``heavy``); with ``resume=RUN_ID`` it is read
     from the store instead. ``backend`` overrides the model named in the config (for a
-    Python backend object); ``dry_run`` returns only the estimate.
+    Python backend object); ``dry_run`` returns only the estimate. ``task`` is the task
+    of ``config.task`` when the caller has already loaded it (loading a generated task
+    such as gsm-symbolic takes seconds, so the CLI loads it once).
     """
     from promptopt.store import Store
 
@@ -437,7 +440,8 @@ def search(
         config = SearchConfig.from_dict(record.config)
     if config is None:
         raise ConfigError("search() needs a config or resume=RUN_ID")
-    task = get_task(config.task, config.data_dir)
+    if task is None:
+        task = get_task(config.task, config.data_dir)
     if _needs_space(config.policy):
         # Store the parsed space (with its sampling order) with the run: a resume must not
         # depend on the file, nor on the key order of the stored JSON.

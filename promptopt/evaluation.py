@@ -223,24 +223,23 @@ def evaluate(
     )
     store.add_candidate(run_id, candidate, origin="user")
     started = time.perf_counter()
-    tally = {"done": 0, "scored": 0}
-    correct = [0.0]
+    done, scored, correct = 0, 0, 0.0
 
     def on_batch(batch: Sequence[EvalResult]) -> None:
+        nonlocal done, scored, correct
         store.record_evaluations(run_id, batch)
-        tally["done"] += len(batch)
-        tally["scored"] += sum(1 for r in batch if r.score is not None)
-        correct[0] += sum(r.score or 0.0 for r in batch)
+        done += len(batch)
+        scored += sum(1 for r in batch if r.score is not None)
+        correct += sum(r.score or 0.0 for r in batch)
         if progress is not None:
-            elapsed = time.perf_counter() - started
-            progress(EvalProgress(tally["done"], len(examples), correct[0], tally["scored"], elapsed))
+            progress(EvalProgress(done, len(examples), correct, scored, time.perf_counter() - started))
 
     try:
         results = executor.evaluate(candidate, examples, split, on_batch=on_batch)
     except BaseException as exc:
         status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
         store.finish_run(
-            run_id, status, {"error": f"{type(exc).__name__}: {exc}"[:2000], "examples_done": tally["done"]}
+            run_id, status, {"error": f"{type(exc).__name__}: {exc}"[:2000], "examples_done": done}
         )
         if owns_store:
             store.close()
