@@ -1,10 +1,16 @@
 """The space policies (tpe, reinforce, random) on a fake whose space has a clearly best
 region: seeded reproducibility, conditional dimensions, learning, and the Optuna study
-living in promptopt's own database."""
+living in promptopt's own database (SQLite and PostgreSQL: see tests/test_store.py for
+PROMPTOPT_TEST_PG_URL and PROMPTOPT_REQUIRE_PG)."""
 
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from statistics import mean
 from typing import Any
@@ -22,6 +28,7 @@ from promptopt.store import Store
 from promptopt.tasks import get_task
 from promptopt.types import Candidate
 from tests.space_fakes import ANSWER_IS, prompt_skill, space_backend
+from tests.test_store import _fresh_pg_database
 
 optuna = pytest.importorskip("optuna")
 
@@ -151,24 +158,92 @@ def config(policy: str, **overrides: object) -> SearchConfig:
     return SearchConfig.from_preset("light", **values)
 
 
-def test_tpe_study_lives_in_the_same_database(task, db_url: str) -> None:  # type: ignore[no-untyped-def]
-    result = search(config("tpe"), backend=space_backend(task), db=db_url)
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def shared_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """promptopt's database, which the Optuna study shares: a SQLite file or a fresh
+    PostgreSQL database (created, then dropped, as the store suite does)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'shared.db'}"
+    else:
+        yield from _fresh_pg_database()
+
+
+READ_STUDIES = """
+import json, sys
+import optuna
+url = sys.argv[1]
+out = {}
+for name in optuna.study.get_all_study_names(url):
+    study = optuna.load_study(study_name=name, storage=url)
+    out[name] = {"user_attrs": study.user_attrs, "trials": [
+        {"state": t.state.name, "value": t.value, "steps": sorted(t.intermediate_values),
+         "candidate": t.user_attrs.get("candidate")} for t in study.get_trials()]}
+print(json.dumps(out))
+"""
+
+
+def studies_seen_by_another_process(url: str) -> dict[str, Any]:
+    """What optuna-dashboard would see: the studies read through Optuna's own storage in a
+    fresh process, knowing nothing but the URL."""
+    done = subprocess.run(
+        [sys.executable, "-c", READ_STUDIES, url], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)  # type: ignore[no-any-return]
+
+
+def open_connections(url: str) -> int:
+    """Other sessions connected to this PostgreSQL database."""
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            return int(conn.exec_driver_sql(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            ).scalar_one())  # fmt: skip
+    finally:
+        engine.dispose()
+
+
+def test_tpe_study_lives_in_the_same_database(task, shared_db: str) -> None:  # type: ignore[no-untyped-def]
+    result = search(config("tpe"), backend=space_backend(task), db=shared_db)
     assert isinstance(result, SearchResult)
-    study = optuna.load_study(study_name=f"promptopt-{result.run_id}", storage=db_url)
-    trials = study.get_trials()
-    assert len(trials) == 15 and all(t.state.is_finished() for t in trials)
-    assert all(t.intermediate_values for t in trials)  # racing stages were reported
+    if shared_db.startswith("postgresql"):
+        # the policy disposed of Optuna's connection pool: nothing is left waiting for the GC
+        assert open_connections(shared_db) == 0
+    name = f"promptopt-{result.run_id}"
+    seen = studies_seen_by_another_process(shared_db)
+    assert list(seen) == [name] and seen[name]["user_attrs"] == {
+        "promptopt_run": result.run_id,
+        "space": "fake",
+    }
+    trials = seen[name]["trials"]
+    reported = result.policy_state["trials"]
+    assert len(trials) == sum(reported.values()) == 15
+    states = {state: sum(1 for t in trials if t["state"] == state) for state in ("COMPLETE", "PRUNED")}
+    assert states == {"COMPLETE": reported.get("complete", 0), "PRUNED": reported.get("pruned", 0)}
+    assert states["PRUNED"] >= 1  # the median pruner stopped a trial, at a racing stage it was told
+    assert all(t["steps"] and t["steps"][0] == 8 for t in trials)  # racing stages were reported (step = n)
+    storage = optuna.storages.RDBStorage(shared_db)  # a fresh storage object in this process, too
+    study = optuna.load_study(study_name=name, storage=storage)
     assert study.best_trial.user_attrs["candidate"] in {r.candidate.hash for r in result.leaderboard}
-    tables = set(sa.inspect(sa.create_engine(db_url)).get_table_names())
+    engine = sa.create_engine(shared_db)
+    tables = set(sa.inspect(engine).get_table_names())
+    with engine.connect() as conn:  # each side has its own version table
+        versions = (conn.exec_driver_sql("SELECT version_num FROM po_alembic_version").scalar_one(),
+                    conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar_one())  # fmt: skip
+    engine.dispose()
+    storage.engine.dispose()
     assert {
         "po_runs",
         "po_evaluations",
         "po_alembic_version",
         "studies",
         "trials",
+        "trial_intermediate_values",
         "alembic_version",
     } <= tables
-    with Store(db_url) as store:  # promptopt still opens its database, and the summary says what TPE found
+    assert versions[0] == "0001" and versions[1] != versions[0]
+    with Store(shared_db) as store:  # promptopt still opens its database, and the summary says what TPE found
         summary = store.get_run(result.run_id).summary
         entries = leaderboard(store, run=result.run_id, top=None)
     front = [e for e in entries if e.pareto]
@@ -176,22 +251,58 @@ def test_tpe_study_lives_in_the_same_database(task, db_url: str) -> None:  # typ
     for e in front:  # nobody is at least as accurate for fewer tokens
         assert not any(o.dev.accuracy >= e.dev.accuracy and o.tokens_per_example < e.tokens_per_example
                        for o in entries if o.dev)  # fmt: skip
-    assert summary is not None and summary["policy_state"]["study"] == study.study_name
+    assert summary is not None and summary["policy_state"]["study"] == name
     assert summary["policy_state"]["best_trial"]["value"] == study.best_value
     assert summary["pareto_front"] and set(summary["pareto_front"]) <= {
         r["candidate"] for r in summary["leaderboard"]
     }
 
 
-def test_tpe_resume_replays_the_same_search_from_cache(task, db_url: str) -> None:  # type: ignore[no-untyped-def]
-    first = search(config("tpe", seed=4), backend=space_backend(task), db=db_url)
-    assert isinstance(first, SearchResult)
+def test_tpe_studies_of_two_runs_and_a_resume_share_one_database(task, shared_db: str) -> None:  # type: ignore[no-untyped-def]
+    first = search(config("tpe", seed=4), backend=space_backend(task), db=shared_db)
+    other = search(config("tpe", seed=5), backend=space_backend(task), db=shared_db)
+    assert isinstance(first, SearchResult) and isinstance(other, SearchResult)
+    before = studies_seen_by_another_process(shared_db)
+    names = {f"promptopt-{first.run_id}", f"promptopt-{other.run_id}"}
+    assert set(before) == names  # two runs, two studies, each tied to its own run
+    for run in (first, other):
+        study = before[f"promptopt-{run.run_id}"]
+        assert study["user_attrs"]["promptopt_run"] == run.run_id
+        assert len(study["trials"]) == sum(run.policy_state["trials"].values()) == 15
+    assert before[f"promptopt-{first.run_id}"] != before[f"promptopt-{other.run_id}"]
+
     backend = space_backend(task)
-    again = search(db=db_url, resume=first.run_id, backend=backend)
+    again = search(db=shared_db, resume=first.run_id, backend=backend)
     assert isinstance(again, SearchResult)
     assert again.winner == first.winner and again.test == first.test
     assert backend.history == []  # every call answered from the cache
-    assert len(optuna.study.get_all_study_names(db_url)) == 1  # the replay replaced the study
+    after = studies_seen_by_another_process(shared_db)
+    assert set(after) == names  # the replay replaced its own study, and only that one
+    assert after == before  # ... with the same trials, and left the other run's study alone
+
+
+def test_tpe_leaves_optuna_log_level_as_it_found_it(task, space: SearchSpace) -> None:  # type: ignore[no-untyped-def]
+    records: list[logging.LogRecord] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = Collect(logging.DEBUG)
+    logger = logging.getLogger("optuna")
+    previous = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.INFO)
+    logger.addHandler(handler)
+    try:
+        policy, _ = drive("tpe", task, space, seed=0, rounds=2)
+        assert optuna.logging.get_verbosity() == optuna.logging.INFO  # the caller's level, back
+        assert len(policy.study.trials) >= 10
+        assert not [r for r in records if r.levelno < logging.WARNING]  # but no trial was logged
+        optuna.create_study()  # and Optuna itself still logs at the caller's level
+        assert any(r.levelno == logging.INFO for r in records)
+    finally:
+        logger.removeHandler(handler)
+        optuna.logging.set_verbosity(previous)
 
 
 def test_reinforce_distribution_is_stored_with_the_run(task, db_url: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

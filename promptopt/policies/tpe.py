@@ -15,7 +15,14 @@ The study is stored in the *same database* as the run, through Optuna's RDB stor
 (its tables sit beside promptopt's ``po_`` tables), named ``promptopt-<run id>``, so
 ``optuna-dashboard <db-url>`` shows the search while it runs. A resumed run deletes the
 study of its interrupted attempt and replays it: with the same seed and the same scores
-(from the response cache) the sampler makes the same choices.
+(from the response cache) the sampler makes the same choices. The storage's connection
+pool is disposed when the policy is closed or dropped, so no idle connection to the
+database outlives the search (SQLAlchemy engines sit in reference cycles: left to the
+garbage collector, a PostgreSQL connection stays open for an unpredictable time).
+
+Optuna logs every trial at INFO level and the search has its own progress display, so
+the policy lowers Optuna's (process-wide) log level to WARNING only while it calls
+Optuna, and puts back whatever level the caller had.
 """
 
 from __future__ import annotations
@@ -24,7 +31,8 @@ import contextlib
 import functools
 import os
 import warnings
-from collections.abc import Sequence
+import weakref
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from promptopt.errors import MissingDependencyError
@@ -69,6 +77,17 @@ def open_storage(store_url: str) -> Any:
     return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
 
 
+@contextlib.contextmanager
+def quiet_optuna(optuna: Any) -> Iterator[None]:
+    """Optuna's log level at least WARNING inside, the caller's own level restored after."""
+    previous = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(max(previous, optuna.logging.WARNING))
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(previous)
+
+
 @register_policy("tpe")
 class TPEPolicy(SpacePolicy):
     """Optuna TPE over the space, with intermediate values and a median pruner."""
@@ -77,8 +96,6 @@ class TPEPolicy(SpacePolicy):
         super().__init__(base, proposer, settings)
         optuna = _optuna()
         self.optuna = optuna
-        # Optuna logs every trial at INFO level; the search has its own progress display.
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
         n = max(1, settings.n_proposals)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -89,22 +106,30 @@ class TPEPolicy(SpacePolicy):
         # race (successive halving already judges that one).
         pruner = optuna.pruners.MedianPruner(n_startup_trials=n, n_warmup_steps=settings.race_start)
         name = study_name(settings.run_id or "unsaved")
-        if settings.store_url:
-            storage: Any = open_storage(settings.store_url)
-            with contextlib.suppress(KeyError):  # the study of an interrupted attempt
-                optuna.delete_study(study_name=name, storage=storage)
-        else:
-            storage = optuna.storages.InMemoryStorage()
-        self.storage = storage
-        self.study = optuna.create_study(
-            study_name=name, storage=storage, sampler=sampler, pruner=pruner, direction="maximize"
-        )
-        self.study.set_user_attr("promptopt_run", settings.run_id)
-        self.study.set_user_attr("space", self.space.name)
+        self._close: Any = None
+        with quiet_optuna(optuna):
+            if settings.store_url:
+                storage: Any = open_storage(settings.store_url)
+                self._close = weakref.finalize(self, storage.engine.dispose)
+                with contextlib.suppress(KeyError):  # the study of an interrupted attempt
+                    optuna.delete_study(study_name=name, storage=storage)
+            else:
+                storage = optuna.storages.InMemoryStorage()
+            self.storage = storage
+            self.study = optuna.create_study(
+                study_name=name, storage=storage, sampler=sampler, pruner=pruner, direction="maximize"
+            )
+            self.study.set_user_attr("promptopt_run", settings.run_id)
+            self.study.set_user_attr("space", self.space.name)
         self._trials: dict[str, list[Any]] = {}
         self._pruned: dict[int, int] = {}  # trial number -> step it was pruned at
         self._told: set[int] = set()
         self._pending: list[Any] = []
+
+    def close(self) -> None:
+        """Dispose of the storage's connection pool (also done when the policy is dropped)."""
+        if self._close is not None:
+            self._close()
 
     def _suggest(self, trial: Any, dimension: Dimension) -> Any:
         if dimension.kind in ("categorical", "pool"):
@@ -121,10 +146,11 @@ class TPEPolicy(SpacePolicy):
     def next_points(self, n: int) -> list[Point]:
         self._pending = []
         points: list[Point] = []
-        for _ in range(n):
-            trial = self.study.ask()
-            points.append(self.space.sample(functools.partial(self._suggest, trial)))
-            self._pending.append(trial)
+        with quiet_optuna(self.optuna):
+            for _ in range(n):
+                trial = self.study.ask()
+                points.append(self.space.sample(functools.partial(self._suggest, trial)))
+                self._pending.append(trial)
         return points
 
     def ask(self) -> list[Any]:
@@ -143,26 +169,28 @@ class TPEPolicy(SpacePolicy):
         if not trials:
             return False
         prune = False
-        for trial in trials:
-            trial.report(standing.mean, step=standing.n)
-            if trial.number not in self._pruned and trial.should_prune():
-                self._pruned[trial.number] = standing.n
-            prune = prune or trial.number in self._pruned
+        with quiet_optuna(self.optuna):
+            for trial in trials:
+                trial.report(standing.mean, step=standing.n)
+                if trial.number not in self._pruned and trial.should_prune():
+                    self._pruned[trial.number] = standing.n
+                prune = prune or trial.number in self._pruned
         return prune
 
     def learn(self, batch: Sequence[tuple[Point, Standing]]) -> None:
         told = self._told
-        for _, standing in batch:
-            for trial in self._trials.get(standing.candidate, []):
-                if trial.number in told:
-                    continue
-                told.add(trial.number)
-                trial.set_user_attr("dev_n", standing.n)
-                pruned_at = self._pruned.get(trial.number)
-                if pruned_at is not None and standing.n <= pruned_at:
-                    self.study.tell(trial, state=self.optuna.trial.TrialState.PRUNED)
-                else:
-                    self.study.tell(trial, self.reward(self.points.get(standing.candidate, {}), standing))
+        with quiet_optuna(self.optuna):
+            for _, standing in batch:
+                for trial in self._trials.get(standing.candidate, []):
+                    if trial.number in told:
+                        continue
+                    told.add(trial.number)
+                    trial.set_user_attr("dev_n", standing.n)
+                    pruned_at = self._pruned.get(trial.number)
+                    if pruned_at is not None and standing.n <= pruned_at:
+                        self.study.tell(trial, state=self.optuna.trial.TrialState.PRUNED)
+                    else:
+                        self.study.tell(trial, self.reward(self.points.get(standing.candidate, {}), standing))
 
     def describe(self) -> dict[str, Any]:
         states: dict[str, int] = {}
