@@ -1,0 +1,335 @@
+"""DSPy interop (issue #8): the LM adapter, the dspy-* policies, import of saved predictors,
+and DSPy's network and disk habits kept in check.
+
+dspy pins older openai/huggingface_hub releases than promptopt's main venv has, so the
+tests that need it run their code in a Python that has it: this one if dspy imports here,
+else ``$PROMPTOPT_DSPY_PYTHON`` (CI's ``.venv-dspy``). Without either they skip, unless
+``PROMPTOPT_REQUIRE_DSPY=1`` (set by CI), where they fail. Every dspy subprocess runs
+with a fresh HOME, with ``socket.connect`` refusing any non-loopback address, and the
+tests check that no connection was tried and no file was written outside promptopt's
+cache directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from promptopt.dspy_interop import candidate_from_dspy, candidate_from_state
+from promptopt.errors import ConfigError
+from promptopt.evaluation import evaluate
+from promptopt.export import export
+from promptopt.tasks import Task, get_task
+from promptopt.types import Candidate
+
+REPO = Path(__file__).resolve().parent.parent
+
+# Replies like a model that follows DSPy's ChatAdapter format (and promptopt's own):
+# it adds the two numbers, but gets every question whose sum is a multiple of 3 wrong
+# unless the prompt shows demos, so demo sets found by DSPy can matter.
+FAKE_MODEL = """
+import re
+from promptopt.backends import FakeBackend
+
+def respond(request):
+    last = request.messages[-1].content
+    found = re.search(r"What is (\\d+) plus (\\d+)", last)
+    if not found:
+        return "[[ ## answer ## ]]\\n0\\n\\n[[ ## completed ## ]]"
+    total = int(found[1]) + int(found[2])
+    answer = total if (total % 3 or len(request.messages) > 2) else total + 1
+    if "[[ ## " in request.messages[0].content:
+        return f"[[ ## reasoning ## ]]\\nAdd them.\\n\\n[[ ## answer ## ]]\\n{answer}\\n\\n[[ ## completed ## ]]"
+    return f"Adding. The answer is {answer}."
+
+def fake_model():
+    return FakeBackend(respond)
+"""
+
+# Runs first in every dspy subprocess: refuse and record any connection off loopback.
+GUARD = """
+import json as _json, os as _os, socket as _socket
+_attempts = []
+_real_connect = _socket.socket.connect
+def _guarded_connect(self, address):
+    host = address[0] if isinstance(address, tuple) else str(address)
+    if self.family in (_socket.AF_INET, _socket.AF_INET6) and host not in ("127.0.0.1", "::1", "localhost"):
+        _attempts.append(str(address))
+        raise OSError("test: network access refused: %r" % (address,))
+    return _real_connect(self, address)
+_socket.socket.connect = _guarded_connect
+import atexit as _atexit
+_atexit.register(lambda: open(_os.environ["GUARD_LOG"], "w").write(_json.dumps(_attempts)))
+"""
+
+
+def _write_task(folder: Path) -> Path:
+    rows = [
+        {"question": f"What is {a} plus {b}?", "answer": str(a + b)}
+        for a in range(1, 10)
+        for b in range(1, 5)
+    ]
+    (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:28]))
+    (folder / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[28:]))
+    path = folder / "tiny-add.yaml"
+    path.write_text(
+        textwrap.dedent("""\
+        name: tiny-add
+        version: 1
+        source: {type: records, files: {train: train.jsonl, test: test.jsonl}, target_field: answer}
+        input_fields: [question]
+        template: "Question: {question}"
+        extractor: number
+        dev: {size: 8, seed: 0}
+        """)
+    )
+    return path
+
+
+@pytest.fixture()
+def task_file(tmp_path: Path) -> Path:
+    folder = tmp_path / "task"
+    folder.mkdir()
+    return _write_task(folder)
+
+
+@pytest.fixture()
+def task(task_file: Path) -> Task:
+    return get_task(str(task_file))
+
+
+def dspy_python() -> str:
+    try:
+        import dspy  # noqa: F401
+
+        return sys.executable
+    except ImportError:
+        pass
+    python = os.environ.get("PROMPTOPT_DSPY_PYTHON")
+    if python:
+        return python
+    reason = "dspy is not installed here and PROMPTOPT_DSPY_PYTHON is unset (pip install 'promptopt[dspy]')"
+    if os.environ.get("PROMPTOPT_REQUIRE_DSPY") == "1":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+def run_dspy(script: str, tmp_path: Path, *args: str) -> dict:
+    """Run ``script`` in the dspy Python with a fresh HOME and the network guard; return
+    the JSON it prints last. Asserts no connection was tried and nothing was written to
+    HOME outside promptopt's cache directory."""
+    python = dspy_python()
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    guard_log = tmp_path / "guard.json"
+    source = tmp_path / "script.py"
+    source.write_text(GUARD + FAKE_MODEL + textwrap.dedent(script))
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(home),
+        "GUARD_LOG": str(guard_log),
+        "PYTHONPATH": str(REPO),
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    out = subprocess.run([python, str(source), *args], capture_output=True, text=True, timeout=300, env=env,
+                         cwd=tmp_path)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-4000:]
+    assert json.loads(guard_log.read_text()) == [], "a connection off loopback was attempted"
+    written = [p.relative_to(home).as_posix() for p in home.rglob("*") if p.is_file()]
+    outside = [p for p in written if not p.startswith(".cache/promptopt/")]
+    assert outside == [], f"files written outside promptopt's cache: {outside}"
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# --------------------------------------------------------------------------- no dspy needed
+
+
+def test_registering_the_policies_does_not_import_dspy() -> None:
+    code = "import sys, promptopt.policies as p; print(sorted(p.POLICIES)); print('dspy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    names, imported = out.stdout.strip().splitlines()
+    assert {"dspy-mipro", "dspy-copro", "dspy-bootstrap"} <= set(json.loads(names.replace("'", '"')))
+    assert imported == "False"
+
+
+def test_export_to_dspy_then_import_gives_back_the_candidate(task: Task, tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'e.db'}"
+    demos = tuple(e.id for e in task.examples("train")[:3])
+    for candidate in (
+        Candidate(instruction="Add the numbers.", demo_ids=demos, cot_mode="few_shot", cot_trigger="Go.",
+                  answer_format=task.spec.answer_format, samples=3, temperature=0.5),
+        Candidate(instruction="Add.", demo_ids=demos[:1], answer_format=""),
+        Candidate(answer_format=task.spec.answer_format),  # empty instruction: DSPy's default text comes back as ""
+    ):  # fmt: skip
+        report = evaluate(task, candidate, "fake", split="dev", limit=2, db=db)
+        path = tmp_path / f"{candidate.hash}.json"
+        export(db, report.run_id, "dspy", path, task=task)
+        imported = candidate_from_dspy(path, task)
+        assert imported == candidate and imported.hash == candidate.hash
+
+
+def test_import_names_demos_outside_the_pool(task: Task) -> None:
+    state = {
+        "signature": {"instructions": "Add.", "fields": [{"prefix": "Question:"}, {"prefix": "Answer:"}]},
+        "demos": [{"question": "What is 100 plus 1?", "answer": "101"},
+                  {"question": task.examples("train")[0].inputs["question"], "answer": "2"}],
+    }  # fmt: skip
+    with pytest.raises(ConfigError, match=r"demo\(s\) 0 are not in task tiny-add"):
+        candidate_from_state(state, task)
+    kept = candidate_from_state(state, task, strict=False)
+    assert kept.demo_ids == (task.examples("train")[0].id,) and kept.cot_mode == "none"
+    with pytest.raises(ConfigError, match="name the task"):
+        candidate_from_state(state)
+    with pytest.raises(ConfigError, match="one DSPy predictor"):
+        candidate_from_state({"a": state, "b": state}, task)
+
+
+def test_import_reports_a_file_that_is_not_a_program(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(ConfigError, match=r"bad\.json:1: not a DSPy program state"):
+        candidate_from_dspy(bad)
+
+
+# --------------------------------------------------------------------------- with dspy
+
+ADAPTER = """
+import sys, json
+from promptopt.backends import CachingBackend
+from promptopt.dspy_interop import PromptOptLM, import_dspy
+from promptopt.errors import BackendError
+from promptopt.store import Store
+from promptopt.types import Completion
+dspy = import_dspy()
+fake = fake_model()
+lm = PromptOptLM(CachingBackend(fake, Store(sys.argv[1])))
+with dspy.context(lm=lm):
+    first = dspy.ChainOfThought("question -> answer")(question="What is 2 plus 2?")
+    again = dspy.ChainOfThought("question -> answer")(question="What is 2 plus 2?")
+    samples = lm("What is 3 plus 4?", n=3, temperature=0.7)
+    rollout = lm("What is 3 plus 4?", n=2, temperature=0.7, rollout_id=5)
+    fake.enqueue(Completion(text="", error="server fell over"))
+    try:
+        lm("What is 1 plus 1?", n=1, temperature=0.9)
+        failure = None
+    except BackendError as exc:
+        failure = str(exc)
+print(json.dumps({
+    "answer": first.answer, "reasoning": first.reasoning, "again": again.answer,
+    "system": fake.history[0].messages[0].content, "user": fake.history[0].messages[-1].content,
+    "calls_to_model": len(fake.history), "samples": samples,
+    "indices": [r.sample_index for r in fake.history[1:6]], "temperatures": [r.temperature for r in fake.history[1:4]],
+    "usage": {"calls": lm.usage.calls, "requests": lm.usage.requests, "cache_hits": lm.usage.cache_hits,
+              "tokens_in": lm.usage.tokens_in, "tokens_out": lm.usage.tokens_out},
+    "failure": failure,
+}))
+"""
+
+
+def test_adapter_passes_dspy_calls_through_the_promptopt_backend(tmp_path: Path) -> None:
+    out = run_dspy(ADAPTER, tmp_path, f"sqlite:///{tmp_path / 'cache.db'}")
+    assert out["answer"] == "4" and out["reasoning"] == "Add them."
+    assert "[[ ## question ## ]]" in out["user"] and "What is 2 plus 2?" in out["user"]
+    assert "`reasoning`" in out["system"]  # DSPy's ChatAdapter wrote the prompt
+    # the second identical call came from promptopt's response cache, not the model
+    assert out["again"] == "4" and out["usage"]["cache_hits"] == 1
+    assert len(out["samples"]) == 3 and out["indices"] == [0, 1, 2, 12, 13]  # rollout 5 -> (5+1)*2
+    assert out["temperatures"] == [0.7, 0.7, 0.7]
+    assert out["calls_to_model"] == 1 + 3 + 2 + 1
+    assert out["usage"]["calls"] == 5 and out["usage"]["requests"] == 8 and out["usage"]["tokens_out"] > 0
+    assert out["failure"] and "server fell over" in out["failure"]
+
+
+BOOTSTRAP = """
+import sys, json
+from promptopt.budget import Budget
+from promptopt.controller import SearchConfig, search
+from promptopt.tasks import get_task
+from promptopt.types import Candidate
+task = get_task(sys.argv[1])
+config = SearchConfig.from_preset(
+    "light", task=sys.argv[1], model="fake", policy="dspy-bootstrap",
+    base=Candidate(instruction="Add the numbers.", answer_format=task.spec.answer_format),
+    n_proposals=3, rounds=0, dev_size=8, test_size=8, race_start=4, budget=Budget(max_calls=int(sys.argv[3])),
+)
+result = search(config, backend=fake_model(), db=sys.argv[2], task=task)
+print(json.dumps({"run": result.run_id, "spent": result.spent["calls"], "policy_state": dict(result.policy_state),
+                  "rows": [[r.origin, r.candidate.hash, r.n, list(r.candidate.demo_ids)] for r in result.leaderboard]}))
+"""
+
+
+def test_dspy_bootstrap_search_records_every_evaluated_program(task_file: Path, tmp_path: Path) -> None:
+    from promptopt.leaderboard import leaderboard
+    from promptopt.store import Store
+
+    db = f"sqlite:///{tmp_path / 'search.db'}"
+    out = run_dspy(BOOTSTRAP, tmp_path, str(task_file), db, "400")
+    state = out["policy_state"]
+    assert state["optimizer"] == "BootstrapFewShotWithRandomSearch" and state["stopped"] is None
+    evaluated = {p["candidate"] for p in state["dspy_programs"]}
+    assert len(evaluated) >= 3 and all(p["dspy_score"] is not None for p in state["dspy_programs"])
+    rows = {row[1]: row for row in out["rows"]}
+    # every program DSPy evaluated was scored by promptopt on dev and is on the leaderboard
+    assert evaluated <= set(rows)
+    dspy_rows = [r for r in out["rows"] if r[0].startswith("dspy-bootstrap")]
+    assert len(dspy_rows) >= 2 and any(r[3] for r in dspy_rows)  # demo sets found by DSPy
+    assert out["spent"] <= 400
+    store = Store(db)
+    try:
+        stored = {e.candidate: e for e in leaderboard(store, run=out["run"], top=None)}
+        for candidate_hash in evaluated:
+            dev = stored[candidate_hash].dev
+            assert dev is not None and dev.n >= 4
+        assert sum(1 for e in stored.values() if e.origin.startswith("dspy-bootstrap")) >= 2
+    finally:
+        store.close()
+
+
+def test_dspy_share_of_the_call_limit_stops_dspy_and_leaves_room_for_the_race(
+    task_file: Path, tmp_path: Path
+) -> None:
+    out = run_dspy(BOOTSTRAP, tmp_path, str(task_file), f"sqlite:///{tmp_path / 's.db'}", "40")
+    state = out["policy_state"]
+    assert state["stopped"] and "budget spent" in state["stopped"]
+    assert state["dspy_requests"] <= 20 + 1  # half the limit (plus the call that found it spent)
+    assert len(out["rows"]) >= 2  # the race still scored what DSPy evaluated
+
+
+SAVE = """
+import sys, json
+from promptopt.dspy_interop import import_dspy, program_from_candidate
+from promptopt.tasks import get_task
+from promptopt.types import Candidate
+dspy = import_dspy()
+task = get_task(sys.argv[1])
+demos = [e.id for e in task.examples("train")[2:4]]
+candidate = Candidate(instruction="Add both numbers.", demo_ids=demos, cot_mode="few_shot",
+                      demo_solutions=[(demos[0], "Two and one.")])
+program = program_from_candidate(candidate, task)
+program.save(sys.argv[2])
+plain = dspy.Predict("question -> answer")
+plain.demos = [dspy.Example(question=task.examples("train")[5].inputs["question"], answer="x")]
+plain.save(sys.argv[3])
+print(json.dumps(candidate.to_dict()))
+"""
+
+
+def test_a_predictor_saved_by_dspy_imports_as_a_starting_candidate(
+    task_file: Path, task: Task, tmp_path: Path
+) -> None:
+    cot, plain = tmp_path / "cot.json", tmp_path / "plain.json"
+    original = Candidate.from_dict(run_dspy(SAVE, tmp_path, str(task_file), str(cot), str(plain)))
+    imported = candidate_from_dspy(cot, task)
+    assert imported.instruction == "Add both numbers." and imported.cot_mode == "few_shot"
+    assert imported.demo_ids == original.demo_ids
+    assert imported.demo_solutions == original.demo_solutions
+    simple = candidate_from_dspy(plain, task)
+    assert simple.cot_mode == "none" and simple.instruction == ""  # DSPy's default instruction
+    assert simple.demo_ids == (task.examples("train")[5].id,)
