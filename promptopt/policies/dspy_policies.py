@@ -27,17 +27,19 @@ backends batch on their own, and one thread keeps a run reproducible from its se
 from __future__ import annotations
 
 import contextlib
+import logging
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from promptopt.budget import Budget, BudgetedBackend
-from promptopt.errors import BudgetExceeded, ConfigError
+from promptopt.errors import BudgetExceeded, ConfigError, PromptOptError
 from promptopt.policies.base import Policy, PolicySettings, Proposal, register_policy
 from promptopt.proposers import Proposer
 from promptopt.types import Candidate, Example
 
+logger = logging.getLogger(__name__)
 DEFAULT_DEV_SIZE = 30  # the light preset's, when the settings do not say
 
 
@@ -153,9 +155,16 @@ class DSPyPolicy(Policy):
                 compiled = self.compile(student, trainset, valset, self.metric(by_id))
             except Exception as exc:
                 # DSPy wraps or swallows per-example errors; the adapter knows if the budget ended it.
-                if self.lm.budget_exceeded is None and not isinstance(exc, BudgetExceeded):
-                    raise
-                self.stopped = (self.lm.budget_exceeded or exc).message  # type: ignore[union-attr]
+                if self.lm.budget_exceeded is not None or isinstance(exc, BudgetExceeded):
+                    self.stopped = (self.lm.budget_exceeded or exc).message  # type: ignore[union-attr]
+                    return
+                # Another failure inside DSPy (e.g. the model broke DSPy's output format in
+                # a proposal step): keep what was evaluated, say so; nothing evaluated is an error.
+                reason = f"{self.optimizer} (DSPy) failed: {type(exc).__name__}: {exc}"[:500]
+                if not self.evaluated:
+                    raise PromptOptError(reason, hint="the run summary has no DSPy program to race") from exc
+                logger.warning("%s; racing the %d programs it evaluated", reason, len(self.evaluated))
+                self.stopped = reason
                 return
         if self.lm.budget_exceeded is not None:  # DSPy went on without the failed calls
             self.stopped = self.lm.budget_exceeded.message
