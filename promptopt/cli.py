@@ -114,6 +114,9 @@ _prompt_options = _options(
                  help="Most tokens generated per answer."),
     click.option("--two-stage", is_flag=True,
                  help="Ask a second short question for the final answer after the reasoning (Kojima et al.)."),
+    click.option("--from-dspy", "from_dspy", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+                 help="Start from a DSPy predictor saved with program.save(FILE) (or `export --format dspy`): its "
+                 "instruction, demos and chain of thought; the other prompt options fill in the rest."),
 )  # fmt: skip
 _model_options = _options(
     click.option("--model", default=None, help="Model: a local model name (`promptopt models`; default "
@@ -137,16 +140,30 @@ def _candidate_from_options(task: Any, options: dict[str, Any]) -> Any:
     from promptopt.evaluation import make_candidate
 
     demos = options["demos"]
-    return make_candidate(
+    from_dspy = options.get("from_dspy")
+    if from_dspy is not None:
+        ctx = click.get_current_context()
+        given = [f"--{name}" for name in ("shots", "demos")
+                 if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE]  # fmt: skip
+        if given:
+            raise click.UsageError(
+                f"{', '.join(given)} cannot be combined with --from-dspy: the demos are the program's"
+            )
+    candidate = make_candidate(
         task, instruction=options["instruction"], cot=options["cot"], shots=options["shots"],
         answer_format=options["answer_format"], samples=options["samples"], temperature=options["temperature"],
         max_tokens=options["max_new_tokens"], two_stage=options["two_stage"],
         demo_ids=[d.strip() for d in demos.split(",") if d.strip()] if demos else None, seed=options["seed"],
     )  # fmt: skip
+    if from_dspy is None:
+        return candidate
+    from promptopt.dspy_interop import candidate_from_dspy
+
+    return candidate_from_dspy(from_dspy, task, base=candidate)
 
 
 _PROMPT_OPTION_NAMES = ("instruction", "cot", "shots", "demos", "answer_format", "samples", "temperature",
-                        "max_new_tokens", "two_stage")  # fmt: skip
+                        "max_new_tokens", "two_stage", "from_dspy")  # fmt: skip
 
 
 def _refuse_prompt_options(ctx: click.Context, because: str) -> None:

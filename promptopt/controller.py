@@ -27,14 +27,14 @@ from promptopt.backends import Backend, CachingBackend, RetryingBackend, make_ba
 from promptopt.budget import Budget, BudgetedBackend, Spend, load_prices
 from promptopt.errors import BudgetExceeded, ConfigError
 from promptopt.executor import Executor
-from promptopt.policies import PolicySettings, get_policy
+from promptopt.policies import Policy, PolicySettings, get_policy
 from promptopt.prompt import render_messages
 from promptopt.proposers import Proposer
 from promptopt.racing import Standing, rank, schedule_size, standing, successive_halving
 from promptopt.spaces import SearchSpace, list_spaces, load_space
 from promptopt.stats import mean_interval, paired_difference
 from promptopt.tasks import Task, get_task
-from promptopt.types import Candidate, EvalResult
+from promptopt.types import Candidate, EvalResult, Example
 
 PRESETS: dict[str, dict[str, Any]] = {
     # proposals in round 0, resampling rounds (APE) or steps (OPRO), dev and test sizes.
@@ -190,9 +190,10 @@ class SearchProgress:
     pool_stats: Mapping[str, Any] | None = None  # Ray pool: workers, in_flight, throughput_rps, ...
 
 
-def _plan(
+def estimate_plan(
     search_calls: int, final_calls: int, tokens_in: int, tokens_out: int, dev: int, test_n: int
 ) -> dict[str, Any]:
+    """The estimate's dict (what ``--dry-run`` prints) from its parts."""
     return {
         "search_calls": search_calls,
         "final_calls": final_calls,
@@ -205,13 +206,35 @@ def _plan(
 
 
 def estimate(config: SearchConfig, task: Task) -> dict[str, Any]:
-    """An upper bound of the calls and tokens the configured search will make."""
+    """An upper bound of the calls and tokens the configured search will make: the
+    policy's own estimate (:meth:`~promptopt.policies.Policy.estimate`)."""
+    return get_policy(config.policy).estimate(config, task)
+
+
+def final_calls(config: SearchConfig, task: Task) -> int:
+    """Calls of the final evaluation (outside the search budget): the ``final_top`` best
+    on the whole dev set, then the winner and the starting prompt on test."""
+    dev = min(config.dev_size, len(task.examples("dev")))
+    test_n = len(task.examples("test", config.test_size))
+    per_eval = config.base.samples * (2 if config.base.two_stage else 1)
+    return (config.final_top * dev + 2 * test_n) * per_eval
+
+
+def prompt_tokens(config: SearchConfig, task: Task) -> int:
+    """Tokens in the starting prompt, estimated from words on a few dev examples."""
+    sample = task.examples("dev", 5)
+    words = sum(sum(len(m.content.split()) for m in render_messages(config.base, task, e)) for e in sample)
+    return int(1.4 * words / max(1, len(sample)))
+
+
+def instruction_estimate(config: SearchConfig, task: Task) -> dict[str, Any]:
+    """The estimate of the instruction policies (APE, OPRO): a first race of the
+    proposals and the starting prompt, then ``rounds`` races of the kept candidates and
+    their variants, plus the proposer's calls."""
     dev = min(config.dev_size, len(task.examples("dev")))
     first = schedule_size(
         config.n_proposals + 1, dev, start=config.race_start, eta=config.race_eta, keep=config.top_k
     )
-    if _needs_space(config.policy):
-        return _space_estimate(config, task)
     if config.policy == "opro":
         later_pool = config.top_k + config.n_proposals
         proposer_calls = config.rounds * config.n_proposals
@@ -225,14 +248,10 @@ def estimate(config: SearchConfig, task: Task) -> dict[str, Any]:
     per_eval = config.base.samples * (2 if config.base.two_stage else 1)
     search_calls = (first + later) * per_eval + proposer_calls
     test_n = len(task.examples("test", config.test_size))
-    final_calls = (config.final_top * dev + 2 * test_n) * per_eval
-    sample = task.examples("dev", 5)
-    prompt_words = sum(
-        sum(len(m.content.split()) for m in render_messages(config.base, task, e)) for e in sample
-    )
-    tokens_in = int(1.4 * prompt_words / max(1, len(sample)))
     tokens_out = 220 if config.base.cot_mode != "none" else 40
-    return _plan(search_calls, final_calls, tokens_in, tokens_out, dev, test_n)
+    return estimate_plan(
+        search_calls, final_calls(config, task), prompt_tokens(config, task), tokens_out, dev, test_n
+    )
 
 
 def _needs_space(policy: str) -> bool:
@@ -247,7 +266,7 @@ def resolve_space(config: SearchConfig, task: Task) -> SearchSpace:
     return load_space(task.name if task.name in known else "default")
 
 
-def _space_estimate(config: SearchConfig, task: Task) -> dict[str, Any]:
+def space_estimate(config: SearchConfig, task: Task) -> dict[str, Any]:
     """Upper bound for the space policies: ``rounds + 1`` races of ``n_proposals`` points
     (plus the starting prompt), each point at the space's most expensive sampling, plus
     the proposer filling every pool slot and the bootstrapping of demos."""
@@ -272,18 +291,14 @@ def _space_estimate(config: SearchConfig, task: Task) -> dict[str, Any]:
         boot = max(4 * most, most + 8)
     search_calls = races * per_eval + proposer_calls + boot
     test_n = len(task.examples("test", config.test_size))
-    final_calls = (config.final_top * dev + test_n) * per_eval + test_n * config.base.samples * (
+    final = (config.final_top * dev + test_n) * per_eval + test_n * config.base.samples * (
         2 if config.base.two_stage else 1
     )
-    sample = task.examples("dev", 5)
-    prompt_words = sum(
-        sum(len(m.content.split()) for m in render_messages(config.base, task, e)) for e in sample
-    )
-    tokens_in = int(1.4 * prompt_words / max(1, len(sample))) + 120 * (
+    tokens_in = prompt_tokens(config, task) + 120 * (
         int(space["n_demos"].options()[-1]) if "n_demos" in space else 0
     )
     tokens_out = 220
-    return {**_plan(search_calls, final_calls, tokens_in, tokens_out, dev, test_n), "space": space.name}
+    return {**estimate_plan(search_calls, final, tokens_in, tokens_out, dev, test_n), "space": space.name}
 
 
 def mark_pareto(rows: Sequence[LeaderboardRow]) -> list[LeaderboardRow]:
@@ -504,8 +519,26 @@ def _search(
         n_proposals=config.n_proposals, rounds=config.rounds, paraphrases=config.paraphrases, top_k=config.top_k,
         seed=config.seed, space=space, task=task, backend=run.budgeted, run_id=run.run_id,
         store_url=run.store.url, race_start=config.race_start, cost_penalty=config.cost_penalty,
+        dev_size=config.dev_size,
     )  # fmt: skip
     policy = get_policy(config.policy)(config.base, run.proposer, settings)
+    try:
+        return _run_policy(run, policy, dev, progress, plan, started)
+    finally:
+        # However the search ends (done, budget, error, interrupt): the policy's
+        # resources (tpe: the Optuna storage's connection pool) are released.
+        policy.close()
+
+
+def _run_policy(
+    run: _Run,
+    policy: Policy,
+    dev: Sequence[Example],
+    progress: Callable[[SearchProgress], None] | None,
+    plan: Mapping[str, Any],
+    started: float,
+) -> SearchResult:
+    config, task = run.config, run.task
     run.register(config.base, "seed", None)
 
     def report(phase: str, round_index: int, pool: int) -> None:

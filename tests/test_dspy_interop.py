@@ -20,7 +20,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from promptopt.cli import cli
 from promptopt.dspy_interop import candidate_from_dspy, candidate_from_state
 from promptopt.errors import ConfigError
 from promptopt.evaluation import evaluate
@@ -30,26 +32,11 @@ from promptopt.types import Candidate
 
 REPO = Path(__file__).resolve().parent.parent
 
-# Replies like a model that follows DSPy's ChatAdapter format (and promptopt's own):
-# it adds the two numbers, but gets every question whose sum is a multiple of 3 wrong
-# unless the prompt shows demos, so demo sets found by DSPy can matter.
+# The scripted model (tests/dspy_fakes.py): it answers DSPy's ChatAdapter prompts (task
+# and instruction proposals) and promptopt's own; it gets every question whose sum is a
+# multiple of 3 wrong unless the prompt shows demos or says "carefully".
 FAKE_MODEL = """
-import re
-from promptopt.backends import FakeBackend
-
-def respond(request):
-    last = request.messages[-1].content
-    found = re.search(r"What is (\\d+) plus (\\d+)", last)
-    if not found:
-        return "[[ ## answer ## ]]\\n0\\n\\n[[ ## completed ## ]]"
-    total = int(found[1]) + int(found[2])
-    answer = total if (total % 3 or len(request.messages) > 2) else total + 1
-    if "[[ ## " in request.messages[0].content:
-        return f"[[ ## reasoning ## ]]\\nAdd them.\\n\\n[[ ## answer ## ]]\\n{answer}\\n\\n[[ ## completed ## ]]"
-    return f"Adding. The answer is {answer}."
-
-def fake_model():
-    return FakeBackend(respond)
+from tests.dspy_fakes import fake_model
 """
 
 # Runs first in every dspy subprocess: refuse and record any connection off loopback.
@@ -198,6 +185,91 @@ def test_import_reports_a_file_that_is_not_a_program(tmp_path: Path) -> None:
         candidate_from_dspy(bad)
 
 
+def test_cli_starts_eval_and_search_from_a_dspy_program(task_file: Path, task: Task, tmp_path: Path) -> None:
+    runner = CliRunner()
+    db = f"sqlite:///{tmp_path / 'cli.db'}"
+    demo = task.examples("train")[3]
+    saved = tmp_path / "saved.json"  # what dspy.Predict("question -> answer").save() writes
+    saved.write_text(json.dumps({
+        "traces": [], "train": [],
+        "demos": [{"augmented": True, "question": demo.inputs["question"], "answer": demo.target}],
+        "signature": {"instructions": "Add both numbers.",
+                      "fields": [{"prefix": "Question:", "description": "${question}"},
+                                 {"prefix": "Answer:", "description": "${answer}"}]},
+        "lm": None, "metadata": {"dependency_versions": {"python": "3.11", "dspy": "3.4.1"}},
+    }))  # fmt: skip
+    common = ["--task", str(task_file), "--model", "fake", "--db", db, "--json", "--no-progress"]
+    result = runner.invoke(cli, ["eval", *common, "--split", "dev", "--limit", "2", "--from-dspy", str(saved),
+                                 "--samples", "3"])  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    expected = candidate_from_dspy(
+        saved, task, base=Candidate(instruction=task.spec.instruction, answer_format=task.spec.answer_format,
+                                    samples=3, temperature=0.7),
+    )  # fmt: skip
+    assert expected.instruction == "Add both numbers." and expected.demo_ids == (demo.id,)
+    assert expected.samples == 3  # the other prompt options fill in what DSPy has not
+    run_id = json.loads(result.stdout)["run_id"]
+    assert json.loads(result.stdout)["candidate"] == expected.hash
+
+    # promptopt's own export of that run comes back as the same starting prompt of a search
+    exported = tmp_path / "exported.json"
+    assert runner.invoke(cli, ["export", run_id, "--format", "dspy", "-o", str(exported), "--db", db,
+                               "--task", str(task_file)]).exit_code == 0  # fmt: skip
+    search = runner.invoke(cli, ["search", *common, "--policy", "ape", "--from-dspy", str(exported), "--dev-size",
+                                 "4", "--test-size", "4", "--proposals", "1", "--rounds", "0"])  # fmt: skip
+    assert search.exit_code == 0, search.stderr
+    assert json.loads(search.stdout)["baseline"] == expected.hash
+
+    # a bad file is one message naming it, and exit code 2
+    (tmp_path / "bad.json").write_text("{not json")
+    outside = tmp_path / "outside.json"
+    outside.write_text(
+        json.dumps({"signature": {"instructions": "x"}, "demos": [{"question": "What is 99 plus 99?"}]})
+    )
+    for name, problem in (("missing.json", "cannot read the DSPy program"), ("bad.json", "not a DSPy program state"),
+                          ("outside.json", "are not in task tiny-add's demo pool")):  # fmt: skip
+        for command in ("eval", "search"):
+            bad = runner.invoke(cli, [command, *common, "--from-dspy", str(tmp_path / name)])
+            assert bad.exit_code == 2 and name in bad.stderr and problem in bad.stderr, bad.stderr
+            assert "Traceback" not in bad.stderr
+    mixed = runner.invoke(cli, ["eval", *common, "--from-dspy", str(saved), "--shots", "2"])
+    assert mixed.exit_code == 2 and "--shots cannot be combined with --from-dspy" in mixed.stderr
+
+
+def test_dry_run_of_a_dspy_policy_is_its_own_estimate(task_file: Path, task: Task, tmp_path: Path) -> None:
+    from promptopt.budget import Budget
+    from promptopt.controller import SearchConfig, search
+
+    def plan(policy: str, max_calls: int | None = None) -> dict:
+        config = SearchConfig.from_preset(
+            "light", task=str(task_file), model="fake", policy=policy, base=Candidate(instruction="Add."),
+            n_proposals=3, rounds=1, dev_size=8, test_size=8, race_start=4, budget=Budget(max_calls=max_calls),
+        )  # fmt: skip
+        out = search(config, db=f"sqlite:///{tmp_path / 'plan.db'}", dry_run=True, task=task)
+        assert isinstance(out, dict)
+        return out
+
+    ape, boot, copro = plan("ape"), plan("dspy-bootstrap"), plan("dspy-copro")
+    assert "dspy_calls" not in ape and boot["search_calls"] != ape["search_calls"]
+    train = len(task.examples("train"))
+    # bootstrap: 3 random sets + 3 baselines scored on 8 dev, 4 bootstraps over the trainset, x2 for DSPy's JSON retry
+    assert boot["dspy_calls"] == 2 * (6 * 8 + 4 * train) and boot["dspy_programs"] == 6
+    assert boot["search_calls"] == boot["dspy_calls"] + boot["race_calls"]
+    # COPRO: breadth 3, depth 2: 6 programs on 8 dev, 2 + 3 proposals
+    assert copro["dspy_calls"] == 2 * (6 * 8 + 5) and copro["dspy_programs"] == 6
+    assert boot["final_calls"] == ape["final_calls"]  # the final evaluation is the same for every policy
+    # under a call limit, DSPy's part is its share (half) plus at most one call's overshoot
+    assert plan("dspy-bootstrap", max_calls=60)["dspy_calls"] == 30
+    assert plan("dspy-copro", max_calls=60)["dspy_calls"] == 30 - 1 + 3
+    assert plan("dspy-mipro-matched", max_calls=60)["dspy_calls"] <= 30
+    cli_plan = CliRunner().invoke(cli, ["search", "--task", str(task_file), "--model", "fake", "--dry-run", "--json",
+                                        "--policy", "dspy-mipro", "--db", f"sqlite:///{tmp_path / 'c.db'}"])  # fmt: skip
+    assert cli_plan.exit_code == 0, cli_plan.stderr
+    assert (
+        json.loads(cli_plan.stdout)["estimate"]["dspy_programs"] == 1 + 10
+    )  # default program + light's 10 trials
+
+
 # --------------------------------------------------------------------------- with dspy
 
 ADAPTER = """
@@ -247,22 +319,33 @@ def test_adapter_passes_dspy_calls_through_the_promptopt_backend(tmp_path: Path)
     assert out["failure"] and "server fell over" in out["failure"]
 
 
-BOOTSTRAP = """
+SEARCH = """
 import sys, json
 from promptopt.budget import Budget
 from promptopt.controller import SearchConfig, search
 from promptopt.tasks import get_task
 from promptopt.types import Candidate
-task = get_task(sys.argv[1])
+task_file, db, max_calls, policy, dev_size, proposals, rounds = sys.argv[1:8]
+task = get_task(task_file)
 config = SearchConfig.from_preset(
-    "light", task=sys.argv[1], model="fake", policy="dspy-bootstrap",
+    "light", task=task_file, model="fake", policy=policy,
     base=Candidate(instruction="Add the numbers.", answer_format=task.spec.answer_format),
-    n_proposals=3, rounds=0, dev_size=8, test_size=8, race_start=4, budget=Budget(max_calls=int(sys.argv[3])),
+    n_proposals=int(proposals), rounds=int(rounds), dev_size=int(dev_size), test_size=8, race_start=4,
+    budget=Budget(max_calls=int(max_calls) if max_calls != "none" else None),
 )
-result = search(config, backend=fake_model(), db=sys.argv[2], task=task)
-print(json.dumps({"run": result.run_id, "spent": result.spent["calls"], "policy_state": dict(result.policy_state),
-                  "rows": [[r.origin, r.candidate.hash, r.n, list(r.candidate.demo_ids)] for r in result.leaderboard]}))
+result = search(config, backend=fake_model(), db=db, task=task)
+print(json.dumps({"run": result.run_id, "spent": result.spent["calls"], "final_calls": result.final_calls,
+                  "estimate": dict(result.estimate), "policy_state": dict(result.policy_state),
+                  "rows": [[r.origin, r.candidate.hash, r.n, list(r.candidate.demo_ids), r.candidate.instruction]
+                           for r in result.leaderboard]}))
 """
+
+
+def run_search(tmp_path: Path, task_file: Path, policy: str = "dspy-bootstrap", max_calls: int | None = 400,
+               dev_size: int = 8, proposals: int = 3, rounds: int = 0, db: str | None = None) -> dict:  # fmt: skip
+    db = db or f"sqlite:///{tmp_path / 'search.db'}"
+    return run_dspy(SEARCH, tmp_path, str(task_file), db, str(max_calls or "none"), policy, str(dev_size),
+                    str(proposals), str(rounds))  # fmt: skip
 
 
 def test_dspy_bootstrap_search_records_every_evaluated_program(task_file: Path, tmp_path: Path) -> None:
@@ -270,7 +353,7 @@ def test_dspy_bootstrap_search_records_every_evaluated_program(task_file: Path, 
     from promptopt.store import Store
 
     db = f"sqlite:///{tmp_path / 'search.db'}"
-    out = run_dspy(BOOTSTRAP, tmp_path, str(task_file), db, "400")
+    out = run_search(tmp_path, task_file, db=db)
     state = out["policy_state"]
     assert state["optimizer"] == "BootstrapFewShotWithRandomSearch" and state["stopped"] is None
     evaluated = {p["candidate"] for p in state["dspy_programs"]}
@@ -295,7 +378,7 @@ def test_dspy_bootstrap_search_records_every_evaluated_program(task_file: Path, 
 def test_dspy_share_of_the_call_limit_stops_dspy_and_leaves_room_for_the_race(
     task_file: Path, tmp_path: Path
 ) -> None:
-    out = run_dspy(BOOTSTRAP, tmp_path, str(task_file), f"sqlite:///{tmp_path / 's.db'}", "40")
+    out = run_search(tmp_path, task_file, max_calls=40)
     state = out["policy_state"]
     assert state["stopped"] and "budget spent" in state["stopped"]
     assert state["dspy_requests"] <= 20 + 1  # half the limit (plus the call that found it spent)

@@ -26,6 +26,7 @@ from promptopt.types import Candidate
 
 if TYPE_CHECKING:
     from promptopt.backends.base import Backend
+    from promptopt.controller import SearchConfig
     from promptopt.spaces import DemoSolutions, Dimension, Point, SearchSpace
     from promptopt.tasks import Task
 
@@ -54,6 +55,7 @@ class PolicySettings:
     store_url: str | None = None  # the Optuna study lives in the same database
     race_start: int = 8
     cost_penalty: float = 0.0  # reward = score - cost_penalty * (calls per example - 1)
+    dev_size: int | None = None  # dev examples the controller races on (None: not said)
 
 
 class Policy(ABC):
@@ -84,6 +86,21 @@ class Policy(ABC):
     def describe(self) -> dict[str, Any]:
         """What the policy learned, for the run summary (empty when nothing to say)."""
         return {}
+
+    def close(self) -> None:
+        """Release what the policy holds (connections, files). The controller calls it
+        once when the search ends, however it ends, after :meth:`describe`."""
+        return None
+
+    @classmethod
+    def estimate(cls, config: SearchConfig, task: Task) -> dict[str, Any]:
+        """An upper bound of the calls and tokens a search with this policy makes
+        (``promptopt search --dry-run``), as the dict of
+        :func:`promptopt.controller.instruction_estimate`. The default is that one: APE's
+        and OPRO's propose-then-race rounds; a policy that spends differently says so."""
+        from promptopt.controller import instruction_estimate
+
+        return instruction_estimate(config, task)
 
     def with_text(self, text: str) -> Candidate:
         """The base candidate with the searched slot replaced by ``text``."""
@@ -251,6 +268,12 @@ class SpacePolicy(Policy):
         from promptopt.spaces import describe_point
 
         return describe_point(self.space, point, self.pool)
+
+    @classmethod
+    def estimate(cls, config: SearchConfig, task: Task) -> dict[str, Any]:
+        from promptopt.controller import space_estimate
+
+        return space_estimate(config, task)
 
     def describe(self) -> dict[str, Any]:
         return {

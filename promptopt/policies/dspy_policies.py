@@ -27,11 +27,13 @@ backends batch on their own, and one thread keeps a run reproducible from its se
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
+import math
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from promptopt.budget import Budget, BudgetedBackend
 from promptopt.errors import BudgetExceeded, ConfigError, PromptOptError
@@ -39,8 +41,46 @@ from promptopt.policies.base import Policy, PolicySettings, Proposal, register_p
 from promptopt.proposers import Proposer
 from promptopt.types import Candidate, Example
 
+if TYPE_CHECKING:
+    from promptopt.controller import SearchConfig
+    from promptopt.tasks import Task
+
 logger = logging.getLogger(__name__)
 DEFAULT_DEV_SIZE = 30  # the light preset's, when the settings do not say
+# DSPy's ChatAdapter retries a reply it cannot parse once, with its JSONAdapter: a DSPy
+# prediction is at most two LM calls.
+CALLS_PER_PREDICTION = 2
+# Rough prompt overhead of DSPy's ChatAdapter (field list, structure, markers) and of
+# one demo, in tokens, for the estimate's token figures.
+ADAPTER_TOKENS = 150
+DEMO_TOKENS = 120
+
+
+@dataclass(frozen=True)
+class DSPyCost:
+    """What one DSPy optimizer run can spend at most, before the share of the call limit.
+
+    ``predictions``: single-sample DSPy predictions (task answers and proposer calls);
+    ``sampled``: requests of the calls that ask for ``n`` samples at once (COPRO's
+    proposals); ``largest_call``: the most requests one LM call makes (how far a call
+    that starts just under the share can go past it); ``programs``: the most programs
+    it evaluates, i.e. the pool the controller races afterwards; ``demos``: the most
+    demos in one of its prompts."""
+
+    predictions: int
+    sampled: int = 0
+    largest_call: int = 1
+    programs: int = 1
+    demos: int = 0
+
+    @property
+    def calls(self) -> int:
+        return CALLS_PER_PREDICTION * (self.predictions + self.sampled)
+
+
+def dspy_share_of(max_calls: int | None, share: float) -> int | None:
+    """The calls DSPy may make under a call limit (``None``: no limit)."""
+    return None if max_calls is None else max(1, int(max_calls * share))
 
 
 @dataclass(frozen=True)
@@ -59,6 +99,8 @@ class DSPyPolicy(Policy):
 
     optimizer: ClassVar[str] = ""
     dspy_share: float = 0.5
+    max_bootstrapped_demos: int = 4
+    max_labeled_demos: int = 4
 
     def __init__(self, base: Candidate, proposer: Proposer, settings: PolicySettings) -> None:
         super().__init__(base, proposer, settings)
@@ -73,6 +115,7 @@ class DSPyPolicy(Policy):
         self.dspy_choice: Candidate | None = None
         self.stopped: str | None = None
         self.lm: Any = None
+        self.dspy_limit: int | None = None  # the calls DSPy may make (its share of a call limit)
         self._ran = False
 
     # -- what each optimizer does
@@ -81,7 +124,7 @@ class DSPyPolicy(Policy):
 
     # -- data and metric
     def dev_size(self) -> int:
-        return int(getattr(self.settings, "dev_size", None) or DEFAULT_DEV_SIZE)
+        return int(self.settings.dev_size or DEFAULT_DEV_SIZE)
 
     def datasets(self) -> tuple[list[Any], list[Any], dict[str, Example]]:
         from promptopt.dspy_interop import dspy_example
@@ -106,8 +149,46 @@ class DSPyPolicy(Policy):
         backend = self.backend
         if isinstance(backend, BudgetedBackend) and backend.budget.max_calls is not None:
             left = max(0, backend.budget.max_calls - backend.spend.calls)
-            return BudgetedBackend(backend, Budget(max_calls=max(1, int(left * self.dspy_share))))
+            self.dspy_limit = dspy_share_of(left, self.dspy_share)
+            return BudgetedBackend(backend, Budget(max_calls=self.dspy_limit))
         return backend
+
+    # -- the dry-run estimate
+    @classmethod
+    def cost(cls, n_proposals: int, rounds: int, dev: int, train: int, limit: int | None) -> DSPyCost:
+        """The most this optimizer spends on ``dev`` valset and ``train`` trainset examples
+        (``limit``: DSPy's share of a call limit, for optimizers sized by it)."""
+        raise NotImplementedError
+
+    @classmethod
+    def estimate(cls, config: SearchConfig, task: Task) -> dict[str, Any]:
+        """DSPy's calls — at most its optimizer's worst case (every bootstrapping attempt
+        failing, every reply parsed only on the JSON retry), and at most its share of a
+        call limit plus one call's overshoot — then the race of every program it may
+        evaluate (plus the starting prompt and DSPy's pick) on dev."""
+        from promptopt.controller import estimate_plan, final_calls, prompt_tokens
+        from promptopt.racing import schedule_size
+
+        dev = min(config.dev_size, len(task.examples("dev")))
+        train = len(task.examples("train"))
+        limit = dspy_share_of(config.budget.max_calls, cls.dspy_share)
+        cost = cls.cost(config.n_proposals, config.rounds, dev, train, limit)
+        dspy_calls = cost.calls if limit is None else min(cost.calls, limit - 1 + cost.largest_call)
+        per_eval = config.base.samples * (2 if config.base.two_stage else 1)
+        race_calls = per_eval * schedule_size(
+            cost.programs + 2, dev, start=config.race_start, eta=config.race_eta, keep=config.top_k
+        )
+        tokens_in = (
+            prompt_tokens(config, task)
+            + ADAPTER_TOKENS
+            + DEMO_TOKENS * max(cost.demos, len(config.base.demo_ids))
+        )
+        tokens_out = 220 if config.base.cot_mode != "none" else 40
+        test_n = len(task.examples("test", config.test_size))
+        plan = estimate_plan(
+            dspy_calls + race_calls, final_calls(config, task), tokens_in, tokens_out, dev, test_n
+        )
+        return {**plan, "dspy_calls": dspy_calls, "race_calls": race_calls, "dspy_programs": cost.programs}
 
     # -- recording what DSPy evaluates
     def recorder(self) -> Any:
@@ -213,8 +294,16 @@ class DSPyBootstrapPolicy(DSPyPolicy):
     zero-shot, labeled-only and unshuffled baselines), each scored on dev."""
 
     optimizer = "BootstrapFewShotWithRandomSearch"
-    max_bootstrapped_demos = 4
-    max_labeled_demos = 4
+
+    @classmethod
+    def cost(cls, n_proposals: int, rounds: int, dev: int, train: int, limit: int | None) -> DSPyCost:
+        # zero-shot, labeled-only, unshuffled and n random sets, each scored on dev; all
+        # but the first two bootstrap by walking the trainset until enough demos pass.
+        n = max(1, n_proposals)
+        return DSPyCost(
+            predictions=(n + 3) * dev + (n + 1) * train, programs=n + 3,
+            demos=cls.max_bootstrapped_demos + cls.max_labeled_demos,
+        )  # fmt: skip
 
     def compile(self, student: Any, trainset: list[Any], valset: list[Any], metric: Any) -> Any:
         optimizer = self.dspy.BootstrapFewShotWithRandomSearch(
@@ -232,30 +321,140 @@ class DSPyCOPROPolicy(DSPyPolicy):
 
     optimizer = "COPRO"
 
-    def compile(self, student: Any, trainset: list[Any], valset: list[Any], metric: Any) -> Any:
-        optimizer = self.dspy.COPRO(
-            metric=metric, breadth=max(2, self.settings.n_proposals), depth=max(1, self.settings.rounds + 1),
-            init_temperature=1.4,
+    @staticmethod
+    def shape(n_proposals: int, rounds: int) -> tuple[int, int]:
+        """COPRO's breadth and depth."""
+        return max(2, n_proposals), max(1, rounds + 1)
+
+    @classmethod
+    def cost(cls, n_proposals: int, rounds: int, dev: int, train: int, limit: int | None) -> DSPyCost:
+        # one call for breadth-1 proposals, then per depth: breadth programs scored on dev
+        # and (but the last) one call for breadth new proposals.
+        breadth, depth = cls.shape(n_proposals, rounds)
+        return DSPyCost(
+            predictions=depth * breadth * dev, sampled=breadth - 1 + (depth - 1) * breadth,
+            largest_call=breadth, programs=depth * breadth,
         )  # fmt: skip
+
+    def compile(self, student: Any, trainset: list[Any], valset: list[Any], metric: Any) -> Any:
+        breadth, depth = self.shape(self.settings.n_proposals, self.settings.rounds)
+        optimizer = self.dspy.COPRO(metric=metric, breadth=breadth, depth=depth, init_temperature=1.4)
         return optimizer.compile(
             student, trainset=valset, eval_kwargs={"num_threads": 1, "display_progress": False}
         )
 
 
+@dataclass(frozen=True)
+class MIPROSizes:
+    """How big a MIPROv2 run is: instruction and demo-set candidates, trials, the valset
+    it scores on, and whether trials score a minibatch (of ``minibatch_size``) with a
+    full evaluation every ``full_eval_steps`` trials."""
+
+    instruction_candidates: int
+    demo_sets: int
+    trials: int
+    valset: int
+    minibatch: bool
+    minibatch_size: int = 35
+    full_eval_steps: int = 5
+
+
+# MIPROv2's auto presets (dspy/teleprompt/mipro_optimizer_v2.py, AUTO_RUN_SETTINGS) and
+# the valset size above which it scores trials on minibatches.
+MIPRO_AUTO = {"light": (6, 100), "medium": (12, 300), "heavy": (18, 1000)}
+MIPRO_MIN_MINIBATCH = 50
+
+
 @register_policy("dspy-mipro")
 class DSPyMIPROPolicy(DSPyPolicy):
     """MIPROv2 with ``auto="light"`` (DSPy's own sizing of candidates and trials); the
-    search's call limit caps it (see the module docstring)."""
+    search's call limit caps it (see the module docstring). With ``auto = None``
+    (``dspy-mipro-matched``) it is sized by the search instead: see :meth:`sizes`."""
 
     optimizer = "MIPROv2"
     auto: str | None = "light"
+    sized: MIPROSizes | None = None  # the sizes of the run, once compiled
+
+    @staticmethod
+    def trials_rule(candidates: int) -> int:
+        """MIPROv2's own number of trials for ``candidates`` (one predictor, with demos)."""
+        return int(max(2 * 2 * math.log2(max(1, candidates)), 1.5 * candidates))
+
+    @classmethod
+    def sizes(cls, n_proposals: int, dev: int, train: int, limit: int | None) -> MIPROSizes:
+        """With ``auto``: DSPy's preset (``n`` demo sets, ``n // 2`` instructions, its
+        trial rule; valset at most the preset's). Without: ``n_proposals`` of each; the
+        trials are what ``limit`` (DSPy's share of the call limit) pays for after the
+        default program's evaluation, the bootstrapping (assumed to need twice
+        ``max_bootstrapped_demos`` attempts per demo set) and the proposals — at least
+        one; without a limit, DSPy's trial rule."""
+        if cls.auto is not None:
+            n, val_size = MIPRO_AUTO[cls.auto]
+            valset = min(dev, val_size)
+            return MIPROSizes(n // 2, n, cls.trials_rule(n), valset, valset > MIPRO_MIN_MINIBATCH)
+        n = max(2, n_proposals)
+        minibatch = dev > MIPRO_MIN_MINIBATCH
+        sizes = MIPROSizes(n, n, cls.trials_rule(n), dev, minibatch)
+        if limit is None:
+            return sizes
+        fixed = (
+            dev
+            + max(0, n - 2) * min(train, 2 * cls.max_bootstrapped_demos)
+            + cls.proposal_predictions(n, train)
+        )
+        per_trial = (sizes.minibatch_size + dev / sizes.full_eval_steps) if minibatch else dev
+        trials = max(1, int((limit - fixed) // per_trial))
+        return MIPROSizes(n, n, trials, dev, minibatch)
+
+    @staticmethod
+    def proposal_predictions(instructions: int, train: int) -> int:
+        """The grounded proposer: a dataset summary (one call per 10 train examples, at
+        most 10, and a summary), then per instruction a program description, a module
+        description and the instruction."""
+        return 2 + min(9, max(0, math.ceil(train / 10) - 1)) + 3 * instructions
+
+    @classmethod
+    def cost(cls, n_proposals: int, rounds: int, dev: int, train: int, limit: int | None) -> DSPyCost:
+        size = cls.sizes(n_proposals, dev, train, limit)
+        full_evals = (size.trials // (size.full_eval_steps + 1) + 1) if size.minibatch else 0
+        per_trial = size.minibatch_size if size.minibatch else size.valset
+        evaluations = size.valset * (1 + full_evals) + size.trials * per_trial
+        bootstrap = max(0, size.demo_sets - 2) * train  # the n sets but zero-shot and labeled-only
+        return DSPyCost(
+            predictions=evaluations + bootstrap + cls.proposal_predictions(size.instruction_candidates, train),
+            programs=1 + size.trials + full_evals,
+            demos=cls.max_bootstrapped_demos + cls.max_labeled_demos,
+        )  # fmt: skip
 
     def compile(self, student: Any, trainset: list[Any], valset: list[Any], metric: Any) -> Any:
+        options: dict[str, Any] = {}
+        sizes = self.sizes(self.settings.n_proposals, len(valset), len(trainset), self.dspy_limit)
+        if self.auto is None:
+            options = {"num_trials": sizes.trials, "minibatch": sizes.minibatch,
+                       "minibatch_size": min(sizes.minibatch_size, len(valset))}  # fmt: skip
+        self.sized = sizes
         optimizer = self.dspy.MIPROv2(
             metric=metric, auto=self.auto, num_threads=1, seed=self.settings.seed, verbose=False,
-            track_stats=False, max_bootstrapped_demos=4, max_labeled_demos=4,
+            track_stats=False, max_bootstrapped_demos=self.max_bootstrapped_demos,
+            max_labeled_demos=self.max_labeled_demos,
+            num_candidates=None if self.auto is not None else sizes.instruction_candidates,
         )  # fmt: skip
-        return optimizer.compile(student, trainset=trainset, valset=valset)
+        return optimizer.compile(student, trainset=trainset, valset=valset, **options)
+
+    def describe(self) -> dict[str, Any]:
+        data = super().describe()
+        if self.sized is not None:
+            data["mipro"] = {"auto": self.auto, **dataclasses.asdict(self.sized)}
+        return data
+
+
+@register_policy("dspy-mipro-matched")
+class DSPyMIPROMatchedPolicy(DSPyMIPROPolicy):
+    """MIPROv2 sized by the search rather than by ``auto="light"``: ``--proposals``
+    instruction and demo-set candidates, and as many trials as DSPy's share of
+    ``--max-calls`` pays for (DSPy's own trial rule without a call limit)."""
+
+    auto = None
 
 
 def with_options(cls: type[DSPyPolicy], **options: Any) -> type[DSPyPolicy]:
@@ -271,7 +470,10 @@ def with_options(cls: type[DSPyPolicy], **options: Any) -> type[DSPyPolicy]:
 __all__ = [
     "DSPyBootstrapPolicy",
     "DSPyCOPROPolicy",
+    "DSPyMIPROMatchedPolicy",
     "DSPyMIPROPolicy",
+    "DSPyCost",
+    "MIPROSizes",
     "DSPyPolicy",
     "EvaluatedProgram",
     "with_options",
