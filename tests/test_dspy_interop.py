@@ -29,6 +29,7 @@ from promptopt.evaluation import evaluate
 from promptopt.export import export
 from promptopt.tasks import Task, get_task
 from promptopt.types import Candidate
+from tests.dspy_fakes import INSTRUCTIONS
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -348,14 +349,43 @@ def run_search(tmp_path: Path, task_file: Path, policy: str = "dspy-bootstrap", 
                     str(proposals), str(rounds))  # fmt: skip
 
 
-def test_dspy_bootstrap_search_records_every_evaluated_program(task_file: Path, tmp_path: Path) -> None:
+def assert_within_estimate(out: dict) -> None:
+    """The run spent no more than its dry-run estimate said, part by part."""
+    estimate, state = out["estimate"], out["policy_state"]
+    assert state["dspy_requests"] <= estimate["dspy_calls"]
+    assert len(state["dspy_programs"]) <= estimate["dspy_programs"]
+    assert out["spent"] <= estimate["search_calls"] and out["final_calls"] <= estimate["final_calls"]
+
+
+def assert_on_the_leaderboard(out: dict, db: str, origin: str) -> set[str]:
+    """Every program DSPy evaluated was raced by promptopt on dev and is stored on the
+    leaderboard; returns their hashes."""
     from promptopt.leaderboard import leaderboard
     from promptopt.store import Store
 
+    evaluated = {p["candidate"] for p in out["policy_state"]["dspy_programs"]}
+    assert evaluated <= {row[1] for row in out["rows"]}
+    store = Store(db)
+    try:
+        stored = {e.candidate: e for e in leaderboard(store, run=out["run"], top=None)}
+        for candidate_hash in evaluated:
+            dev = stored[candidate_hash].dev
+            assert dev is not None and dev.n >= 4
+        assert sum(1 for e in stored.values() if e.origin.startswith(origin)) >= 2
+    finally:
+        store.close()
+    return evaluated
+
+
+def test_dspy_bootstrap_search_records_every_evaluated_program(task_file: Path, tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'search.db'}"
-    out = run_search(tmp_path, task_file, db=db)
+    out = run_search(tmp_path, task_file, db=db, dev_size=6)
     state = out["policy_state"]
     assert state["optimizer"] == "BootstrapFewShotWithRandomSearch" and state["stopped"] is None
+    # DSPy's valset is the search's dev set: --dev-size 6 of the task's 8
+    assert {p["n"] for p in state["dspy_programs"]} == {6}
+    assert_within_estimate(out)
+    assert_on_the_leaderboard(out, db, "dspy-bootstrap")
     evaluated = {p["candidate"] for p in state["dspy_programs"]}
     assert len(evaluated) >= 3 and all(p["dspy_score"] is not None for p in state["dspy_programs"])
     rows = {row[1]: row for row in out["rows"]}
@@ -364,15 +394,55 @@ def test_dspy_bootstrap_search_records_every_evaluated_program(task_file: Path, 
     dspy_rows = [r for r in out["rows"] if r[0].startswith("dspy-bootstrap")]
     assert len(dspy_rows) >= 2 and any(r[3] for r in dspy_rows)  # demo sets found by DSPy
     assert out["spent"] <= 400
-    store = Store(db)
-    try:
-        stored = {e.candidate: e for e in leaderboard(store, run=out["run"], top=None)}
-        for candidate_hash in evaluated:
-            dev = stored[candidate_hash].dev
-            assert dev is not None and dev.n >= 4
-        assert sum(1 for e in stored.values() if e.origin.startswith("dspy-bootstrap")) >= 2
-    finally:
-        store.close()
+
+
+def test_dspy_copro_search_runs_end_to_end(task_file: Path, tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'copro.db'}"
+    out = run_search(tmp_path, task_file, policy="dspy-copro", db=db, max_calls=None, proposals=3, rounds=1)
+    state = out["policy_state"]
+    assert state["optimizer"] == "COPRO" and state["stopped"] is None
+    assert len(state["dspy_programs"]) == 6 and {p["n"] for p in state["dspy_programs"]} == {
+        8
+    }  # breadth 3 x depth 2
+    assert_within_estimate(out)
+    assert_on_the_leaderboard(out, db, "dspy-copro")
+    # the instructions COPRO's proposer wrote (in DSPy's field format) are candidates
+    instructions = {row[4] for row in out["rows"] if row[0].startswith("dspy-copro")}
+    assert len(instructions) >= 3 and instructions <= set(INSTRUCTIONS) | {"Add the numbers."}
+    # the fake is right on every question when asked to add "carefully": DSPy's pick says so
+    best = next(row for row in out["rows"] if row[0] == "dspy-copro-best")
+    assert "carefully" in best[4]
+
+
+def test_dspy_mipro_light_search_runs_end_to_end(task_file: Path, tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'mipro.db'}"
+    out = run_search(tmp_path, task_file, policy="dspy-mipro", db=db, max_calls=None)
+    state = out["policy_state"]
+    assert state["optimizer"] == "MIPROv2" and state["stopped"] is None
+    # light: 6 demo sets, 3 instructions, 10 trials, all on the 8 dev examples (no minibatch under 50)
+    assert state["mipro"] == {"auto": "light", "instruction_candidates": 3, "demo_sets": 6, "trials": 10,
+                              "valset": 8, "minibatch": False, "minibatch_size": 35, "full_eval_steps": 5}  # fmt: skip
+    assert len(state["dspy_programs"]) == 1 + 10 and {p["n"] for p in state["dspy_programs"]} == {8}
+    assert_within_estimate(out)
+    assert_on_the_leaderboard(out, db, "dspy-mipro")
+    proposed = {row[4] for row in out["rows"]} - {"Add the numbers."}
+    assert proposed and proposed <= set(INSTRUCTIONS)  # instructions from MIPRO's grounded proposer
+    assert any(row[3] for row in out["rows"] if row[0].startswith("dspy-mipro"))  # and its demo sets
+
+
+def test_dspy_mipro_matched_is_sized_by_the_call_limit(task_file: Path, tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'matched.db'}"
+    out = run_search(tmp_path, task_file, policy="dspy-mipro-matched", db=db, max_calls=120)
+    state = out["policy_state"]
+    sizes = state["mipro"]
+    assert sizes["auto"] is None and sizes["instruction_candidates"] == sizes["demo_sets"] == 3
+    # DSPy's share is 60 calls: 8 for the default program, 8 bootstrapping, 12 proposing, then 8 per trial
+    assert sizes["trials"] == (60 - 8 - 8 - 12) // 8
+    assert state["stopped"] is None and state["dspy_requests"] <= 60
+    assert len(state["dspy_programs"]) == 1 + sizes["trials"]
+    assert_within_estimate(out)
+    assert_on_the_leaderboard(out, db, "dspy-mipro-matched")
+    assert out["spent"] <= 120
 
 
 def test_dspy_share_of_the_call_limit_stops_dspy_and_leaves_room_for_the_race(

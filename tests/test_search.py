@@ -4,10 +4,12 @@ import pytest
 
 from promptopt.budget import Budget
 from promptopt.controller import SearchConfig, SearchResult, search
+from promptopt.policies import POLICIES, Policy, PolicySettings, Proposal
+from promptopt.proposers import Proposer
 from promptopt.racing import full_evaluation, schedule_size, successive_halving
 from promptopt.stats import paired_difference
 from promptopt.store import Store
-from promptopt.tasks import get_task
+from promptopt.tasks import Task, get_task
 from promptopt.types import Candidate
 from tests.search_fakes import skill, skilled_backend
 
@@ -68,6 +70,61 @@ def test_dry_run_estimates_without_calls(task, db_url: str) -> None:  # type: ig
     plan = search(config(), backend=backend, db=db_url, dry_run=True)
     assert isinstance(plan, dict) and plan["search_calls"] > 0 and plan["final_calls"] > 0
     assert backend.history == []
+
+
+class Recording(Policy):
+    """Proposes one pool (the starting prompt and one variant); records what the
+    controller did with it. ``fail`` makes ``ask`` raise, ``tell`` is where it fails."""
+
+    name = "recording"
+    events: list[str] = []
+    fail: str | None = None
+    seen_settings: PolicySettings | None = None
+
+    def __init__(self, base: Candidate, proposer: Proposer, settings: PolicySettings) -> None:
+        super().__init__(base, proposer, settings)
+        type(self).seen_settings = settings
+        self.asked = False
+
+    def ask(self) -> list[Proposal]:
+        if self.fail == "ask":
+            raise RuntimeError("the policy broke")
+        if self.asked:
+            return []
+        self.asked = True
+        return [
+            Proposal(self.base, "seed"),
+            Proposal(self.with_text("Solve it step by step carefully."), "recording"),
+        ]
+
+    def describe(self) -> dict[str, object]:
+        self.events.append("describe")
+        return {}
+
+    def close(self) -> None:
+        self.events.append("close")
+
+
+@pytest.mark.parametrize("how", ["finished", "budget", "error"])
+def test_the_policy_is_closed_however_the_search_ends(
+    how: str, task: Task, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(POLICIES, "recording", Recording)
+    monkeypatch.setattr(Recording, "events", [])
+    monkeypatch.setattr(Recording, "fail", "ask" if how == "error" else None)
+    budget = Budget(max_calls=4) if how == "budget" else Budget()
+    run = config("recording", dev_size=12, test_size=12, budget=budget)
+    if how == "error":
+        with pytest.raises(RuntimeError, match="the policy broke"):
+            search(run, backend=skilled_backend(task), db=db_url)
+        assert Recording.events == ["close"]
+        assert Store(db_url).list_runs()[0].status == "failed"
+        return
+    result = search(run, backend=skilled_backend(task), db=db_url)
+    assert isinstance(result, SearchResult)
+    assert (result.stopped_reason is not None) == (how == "budget")
+    assert Recording.events == ["describe", "close"]  # closed once, after the run summary was taken
+    assert Recording.seen_settings is not None and Recording.seen_settings.dev_size == 12
 
 
 def test_successive_halving_spends_less_and_keeps_the_best() -> None:
