@@ -303,7 +303,8 @@ def _print_report(report: Any, db_url: str) -> None:
     default="ape",
     show_default=True,
     help="Search policy: ape or opro (instruction search); tpe (Optuna, Bayesian), reinforce (RL) or "
-    "random over a search space (--space).",
+    "random over a search space (--space); dspy-mipro, dspy-mipro-matched, dspy-copro or dspy-bootstrap "
+    "(DSPy's optimizers, needs dspy).",
 )
 @click.option(
     "--space",

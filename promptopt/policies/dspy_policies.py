@@ -22,6 +22,11 @@ DSPy may spend at most ``dspy_share`` (default half) of it, so that the race of 
 found still fits; when its share (or the budget) runs out, DSPy stops and the programs
 evaluated so far are proposed. DSPy runs single-threaded (``num_threads=1``): promptopt
 backends batch on their own, and one thread keeps a run reproducible from its seed.
+
+Each policy states what it can spend (:meth:`DSPyPolicy.cost`, from DSPy's own loops), so
+``--dry-run`` reports DSPy's calls and the race of what it evaluates instead of APE's
+figures. ``dspy-mipro-matched`` is MIPROv2 sized by the search's call limit rather than
+by ``auto="light"``.
 """
 
 from __future__ import annotations
