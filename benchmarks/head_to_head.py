@@ -1,0 +1,681 @@
+"""Head-to-head against DSPy (issue #8), ``benchmarks/head_to_head.py``: promptopt's
+policies against DSPy's MIPROv2 and the fixed baselines, on one task, one model and one
+cap on LLM calls.
+
+    python benchmarks/head_to_head.py --model fake                        # seconds, checks the program
+    nice python benchmarks/head_to_head.py --data-dir ../shared/data --model qwen2.5-coder-1.5b \\
+        --max-calls 600 --dev-size 30 --test-limit 200 --resume             # many hours on 2 cores
+
+What runs, and how it is counted:
+
+- **Task.** GSM8K: dev is drawn from train (the task's own seeded dev split; the search
+  uses its first ``--dev-size``), the held-out test is the first ``--test-limit`` test
+  items, the same for every entry. With ``--model fake`` the task is a tiny addition task
+  written under the results folder and the model is the scripted fake of
+  ``tests/dspy_fakes.py`` (it speaks promptopt's format and DSPy's), so every entry,
+  DSPy's included, runs end to end in seconds; its numbers say nothing about real models.
+- **Entries.** ``--policies``: ``random``, ``ape``, ``opro``, ``tpe``, ``reinforce`` and
+  ``dspy-mipro`` (MIPROv2 ``auto="light"``) and/or ``dspy-mipro-matched`` (MIPROv2 sized by
+  the call cap); each runs ``promptopt.search()`` from zero-shot CoT with
+  ``Budget(max_calls=--max-calls)`` and ``--rounds`` high enough that the cap, not the
+  rounds, ends it (the dspy-* policies spend at most half the cap inside DSPy, the rest
+  races what DSPy found). ``--baselines``: the fixed prompts of ``benchmarks/baselines.py``
+  (plain instruction, zero-shot CoT, 8-shot CoT), imported from there.
+- **Calls.** "search" is what the cap limits (requests, cache hits included: every policy
+  has a fresh store, so the only hits are its own repeats); "select" is the full-dev
+  evaluation of the best three after the search (outside the cap, the same rule for
+  every policy); "calls to find" is their sum, the number the verdict compares; "test" is
+  the held-out evaluation of the winner (requests; the real model calls are in the JSON).
+  Tokens are reported the same way (search, select, test).
+- **Stores.** Each policy's search has its own SQLite file
+  (``<out-dir>/<model>-<task>/<entry>.db``, deleted before a fresh start), so no policy is
+  answered from another's response cache. The baselines and every winner's test
+  evaluation share one cache (``test-cache.db`` in the same folder): a prompt that two
+  entries share is evaluated on test once; the JSON says how many test requests were
+  cache hits.
+- **Statistics.** Accuracy with a 95% Wilson interval (``promptopt.stats.mean_interval``);
+  differences on the same test items with ``promptopt.stats.paired_difference`` (paired
+  bootstrap interval, McNemar's exact p), significant below ``promptopt.controller.SIGNIFICANCE``.
+  The verdict: does a promptopt policy beat dspy-mipro's held-out accuracy with no more
+  calls to find its prompt, significantly?
+
+**Crash safety and resume.** Each entry runs in its own subprocess (``--worker NAME``), so a
+crash loses only that entry. Each finished entry is appended at once to
+``<out-dir>/<model>-<task>.jsonl``; ``--resume`` skips entries already there with status
+ok (and refuses a file written with other settings) and continues an unfinished policy
+search from its store (``promptopt.search(resume=RUN_ID)``: it replays its calls from its
+own cache, so the cap stops it where an uninterrupted run would stop; its wall time then
+covers the resumed part only, marked ``resumed``). Without ``--resume`` an existing file is
+refused; ``--fresh`` deletes it and the entries' stores first. At the end a summary with
+every row, the comparisons and the verdict is written to
+``<out-dir>/head_to_head-<model>-<time>.json``.
+
+**DSPy lives in its own venv.** The dspy-* workers run with ``--dspy-python`` (default
+``$PROMPTOPT_DSPY_PYTHON``, else ``.venv-dspy/bin/python``), the others with this Python.
+For a real model that venv needs torch and the model as well; install (once, CPU torch
+from this machine's disk, pinned)::
+
+    .venv-dspy/bin/pip install torch==2.13.0
+    .venv-dspy/bin/pip install -e '.[local,dspy,search,model-qwen1_5b]'
+    .venv-dspy/bin/python -c 'import promptopt.backends.local'
+
+Without a usable dspy Python the dspy-* entries are skipped with the reason printed (and
+recorded), and the verdict says there is nothing to compare with.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from benchmarks.baselines import BASELINES  # noqa: E402  (the fixed prompts, defined once)
+
+RESULTS = REPO / "benchmarks" / "results" / "head_to_head"
+PROMPTOPT_POLICIES = ("random", "ape", "opro", "tpe", "reinforce")
+DSPY_POLICIES = ("dspy-mipro", "dspy-mipro-matched")
+SPACE_POLICIES = ("random", "tpe", "reinforce")
+START = "zero-shot CoT"  # every search starts from this baseline's prompt
+# Settings that change results: a resumed file must have been written with the same.
+RESULT_SETTINGS = (
+    "task", "model", "max_calls", "dev_size", "test_limit", "seed", "max_new_tokens",
+    "preset", "proposals", "rounds", "race_start", "space",
+)  # fmt: skip
+
+# The fake's space: the test suite's kind of space, without "similar" demos (those need
+# the embedding model) so that the fake run needs nothing beyond the dev install.
+FAKE_SPACE: dict[str, Any] = {
+    "name": "head-to-head-fake",
+    "dimensions": {
+        "instruction": {"type": "pool", "include_base": True,
+                        "seeds": ["Add the numbers.", "Add the two numbers carefully."],
+                        "grow": {"proposer": "ape", "max": 2}},
+        "cot_mode": {"type": "categorical", "choices": ["none", "zero_shot", "few_shot"]},
+        "cot_trigger": {"type": "categorical", "choices": ["Let's think step by step.", "Go."],
+                        "when": {"cot_mode": ["zero_shot", "few_shot"]}},
+        "n_demos": {"type": "integer", "low": 0, "high": 4},
+        "demo_selection": {"type": "categorical", "choices": ["random", "fixed"], "when": {"n_demos": {"min": 1}}},
+        "samples": {"type": "categorical", "choices": [1, 3]},
+        "temperature": {"type": "float", "low": 0.5, "high": 1.0, "step": 0.25, "when": {"samples": [3]}},
+    },
+}  # fmt: skip
+
+
+# --------------------------------------------------------------------------- arguments
+
+
+def _split(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _slug(name: str) -> str:
+    return name.lower().replace(" ", "-").replace("/", "_")
+
+
+BASELINE_BY_SLUG = {_slug(name): name for name in BASELINES}
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", default="qwen2.5-coder-1.5b", help="a model spec, or fake")
+    parser.add_argument("--task", default=None, help="default: gsm8k (fake: a tiny addition task)")
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--policies", default="random,ape,opro,tpe,reinforce,dspy-mipro",
+                        help=f"comma-separated: {', '.join(PROMPTOPT_POLICIES + DSPY_POLICIES)}")  # fmt: skip
+    parser.add_argument("--baselines", default=",".join(BASELINE_BY_SLUG),
+                        help=f"comma-separated: {', '.join(BASELINE_BY_SLUG)} (empty: none)")  # fmt: skip
+    parser.add_argument("--max-calls", type=int, default=600, help="the cap on each search's LLM requests")
+    parser.add_argument("--dev-size", type=int, default=30)
+    parser.add_argument("--test-limit", type=int, default=200, help="the first N test items")
+    parser.add_argument("--preset", default="light", choices=["light", "medium", "heavy"])
+    parser.add_argument(
+        "--proposals", type=int, default=6, help="proposals per round (and MIPRO-matched's pool)"
+    )
+    parser.add_argument("--rounds", type=int, default=12, help="high, so that the cap ends each search")
+    parser.add_argument("--race-start", type=int, default=8)
+    parser.add_argument("--space", default=None, help="space of random/tpe/reinforce (default: the task's)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-new-tokens", type=int, default=400)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--dspy-python", default=None,
+                        help="Python with dspy (default: $PROMPTOPT_DSPY_PYTHON, else .venv-dspy/bin/python)")  # fmt: skip
+    parser.add_argument("--out-dir", default=str(RESULTS))
+    parser.add_argument(
+        "--resume", action="store_true", help="skip entries already done; continue unfinished"
+    )
+    parser.add_argument("--fresh", action="store_true", help="delete earlier results of these settings first")
+    parser.add_argument("--dry-run", action="store_true", help="print each search's estimate; run nothing")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--result-file", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    args.fake = args.model == "fake"
+    if args.task is None:
+        args.task = "tiny-add" if args.fake else "gsm8k"
+    policies = _split(args.policies)
+    unknown = [p for p in policies if p not in PROMPTOPT_POLICIES + DSPY_POLICIES]
+    if unknown:
+        parser.error(
+            f"unknown policies {unknown}; expected some of {', '.join(PROMPTOPT_POLICIES + DSPY_POLICIES)}"
+        )
+    baselines = []
+    for name in _split(args.baselines):
+        key = BASELINE_BY_SLUG.get(_slug(name))
+        if key is None:
+            parser.error(f"unknown baseline {name!r}; expected some of {', '.join(BASELINE_BY_SLUG)}")
+        baselines.append(key)
+    args.entries = baselines + policies
+    if args.dspy_python is None:
+        args.dspy_python = os.environ.get("PROMPTOPT_DSPY_PYTHON") or str(
+            REPO / ".venv-dspy" / "bin" / "python"
+        )
+    args.out_dir = Path(args.out_dir)
+    return args
+
+
+def settings(args: argparse.Namespace) -> dict[str, Any]:
+    return {key: getattr(args, key) for key in RESULT_SETTINGS}
+
+
+def work_dir(args: argparse.Namespace) -> Path:
+    return args.out_dir / f"{_slug(args.model)}-{_slug(args.task)}"
+
+
+def jsonl_path(args: argparse.Namespace) -> Path:
+    return args.out_dir / f"{_slug(args.model)}-{_slug(args.task)}.jsonl"
+
+
+def kind_of(name: str) -> str:
+    if name in BASELINES:
+        return "baseline"
+    return "dspy" if name.startswith("dspy-") else "promptopt"
+
+
+# --------------------------------------------------------------------------- the fake
+
+
+def write_fake_task(folder: Path) -> Path:
+    """A tiny addition task the scripted DSPy fake answers (sums that are multiples of 3
+    come out wrong unless the prompt shows demos or says "carefully")."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = [
+        {"question": f"What is {a} plus {b}?", "answer": str(a + b), "solution": f"{a} plus {b} is {a + b}."}
+        for a in range(1, 13)
+        for b in range(1, 10)
+    ]
+    (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:68]))
+    (folder / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[68:]))
+    path = folder / "tiny-add.yaml"
+    path.write_text(
+        textwrap.dedent("""\
+        name: tiny-add
+        version: 1
+        source: {type: records, files: {train: train.jsonl, test: test.jsonl},
+                 target_field: answer, solution_field: solution}
+        input_fields: [question]
+        template: "Question: {question}"
+        instruction: Add the numbers.
+        answer_format: 'End your answer with "The answer is N."'
+        extractor: number
+        dev: {size: 16, seed: 0}
+        """)
+    )
+    return path
+
+
+def task_ref(args: argparse.Namespace) -> str:
+    """What ``get_task`` and the search config are given: a name, or the fake task's file."""
+    if args.fake and args.task == "tiny-add":
+        return str(write_fake_task(work_dir(args) / "fake-task"))
+    return str(args.task)
+
+
+def fake_backend() -> Any:
+    """The scripted DSPy fake if the checkout's tests are importable, else promptopt's own."""
+    try:
+        from tests.dspy_fakes import fake_model
+
+        return fake_model()
+    except ImportError:
+        from promptopt.backends import FakeBackend
+
+        return FakeBackend()
+
+
+# --------------------------------------------------------------------------- worker
+
+
+def start_prompt(task: Any, args: argparse.Namespace, name: str = START) -> Any:
+    from promptopt.evaluation import make_candidate
+
+    return make_candidate(task, max_tokens=args.max_new_tokens, **BASELINES[name])  # type: ignore[arg-type]
+
+
+def describe_prompt(candidate: Any) -> str:
+    parts = [repr(candidate.instruction[:80])]
+    if candidate.cot_mode != "none":
+        parts.append(f"{candidate.cot_mode} {candidate.cot_trigger[:40]!r}")
+    if candidate.demo_ids:
+        parts.append(f"{len(candidate.demo_ids)} demos")
+    if candidate.samples > 1:
+        parts.append(f"{candidate.samples} samples @ {candidate.temperature:g}")
+    return ", ".join(parts)
+
+
+def test_evaluation(task: Any, candidate: Any, backend: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """The held-out evaluation every entry gets, through the shared test cache."""
+    import promptopt
+
+    db = f"sqlite:///{work_dir(args) / 'test-cache.db'}"
+    report = promptopt.evaluate(task, candidate, backend, split="test", limit=args.test_limit, db=db,
+                                batch_size=args.batch_size, seed=args.seed)  # fmt: skip
+    return {
+        "n": report.n,
+        "n_failed": report.n_failed,
+        "accuracy": report.accuracy,
+        "ci95": [report.ci_low, report.ci_high],
+        "requests": sum(len(r.samples) for r in report.results),
+        "model_calls": report.calls,
+        "cache_hits": report.cache_hits,
+        "tokens_in": report.tokens_in,
+        "tokens_out": report.tokens_out,
+        "wall_s": report.wall_s,
+        "run_id": report.run_id,
+        "scores": {r.example_id: r.score for r in report.results},
+    }
+
+
+def unfinished_search(db: str) -> str | None:
+    from promptopt.store import Store
+
+    with Store(db) as store:
+        runs = [r for r in store.list_runs() if r.kind == "search" and r.status != "finished"]
+    return runs[0].id if runs else None
+
+
+def search_config(name: str, task: Any, args: argparse.Namespace) -> Any:
+    """The search of policy ``name``. ``test_size=0``: the held-out evaluation is done
+    afterwards, the same way for every entry, through the shared test cache."""
+    from promptopt.budget import Budget
+    from promptopt.controller import SearchConfig
+
+    space: Any = None
+    if name in SPACE_POLICIES:
+        space = FAKE_SPACE if args.fake and args.space is None else args.space
+    return SearchConfig.from_preset(
+        args.preset, task=task_ref(args), data_dir=args.data_dir, model=args.model, base=start_prompt(task, args),
+        policy=name, dev_size=args.dev_size, test_size=0, seed=args.seed, batch_size=args.batch_size,
+        n_proposals=args.proposals, rounds=args.rounds, race_start=args.race_start,
+        budget=Budget(max_calls=args.max_calls), space=space,
+    )  # fmt: skip
+
+
+def run_search(name: str, task: Any, backend: Any, args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+    from promptopt.controller import SearchProgress, SearchResult, search
+
+    db_path = work_dir(args) / f"{_slug(name)}.db"
+    db = f"sqlite:///{db_path}"
+    resume = unfinished_search(db) if args.resume and db_path.exists() else None
+    if resume is None:
+        for leftover in db_path.parent.glob(db_path.name + "*"):  # the db and its -wal/-shm
+            leftover.unlink()
+    config = search_config(name, task, args)
+    at_selection: dict[str, Any] = {}
+
+    def progress(p: SearchProgress) -> None:
+        if p.phase == "final" and not at_selection:
+            at_selection.update(p.spent)  # what the search spent before the full-dev selection
+        best = "–" if p.best_dev is None else f"{p.best_dev:.3f}"
+        print(f"  [{name}] {p.phase} round {p.round}: pool {p.pool}, best dev {best}, "
+              f"{p.spent['calls']} calls, {p.elapsed_s:.0f} s", file=sys.stderr, flush=True)  # fmt: skip
+
+    if resume:
+        print(f"  [{name}] resuming search {resume} from {db_path}", file=sys.stderr, flush=True)
+    result = search(
+        None if resume else config, backend=backend, db=db, resume=resume, progress=progress, task=task
+    )
+    assert isinstance(result, SearchResult)
+    spent = result.spent
+    search_in = at_selection.get("tokens_in", spent["tokens_in"])
+    search_out = at_selection.get("tokens_out", spent["tokens_out"])
+    winner_row = next((r for r in result.leaderboard if r.candidate.hash == result.winner.hash), None)
+    state = result.policy_state
+    info = {
+        "run_id": result.run_id,
+        "db": str(db_path),
+        "resumed": resume is not None,
+        "calls": spent["calls"],
+        "selection_calls": result.final_calls,
+        "calls_to_find": spent["calls"] + result.final_calls,
+        "model_calls": result.model_calls,
+        "cache_hits": result.cache_hits,
+        "tokens_in": search_in,
+        "tokens_out": search_out,
+        "selection_tokens_in": spent["tokens_in"] - search_in,
+        "selection_tokens_out": spent["tokens_out"] - search_out,
+        "winner_dev": winner_row.mean if winner_row else None,
+        "winner_dev_ci95": [winner_row.ci_low, winner_row.ci_high] if winner_row else None,
+        "winner_dev_n": winner_row.n if winner_row else None,
+        "winner_origin": winner_row.origin if winner_row else None,
+        "candidates": len(result.leaderboard),
+        "stopped": result.stopped_reason,
+        "estimate": {k: v for k, v in result.estimate.items() if isinstance(v, int | float | str)},
+        "wall_s": result.wall_s,
+        "faults": dict(result.faults),
+        "policy_state": {k: state[k] for k in ("mipro", "preferred", "best_trial") if k in state},
+    }
+    return result.winner, info
+
+
+def run_worker(args: argparse.Namespace) -> dict[str, Any]:
+    from promptopt.backends import make_backend
+    from promptopt.tasks import get_task
+
+    name = args.worker
+    started = time.perf_counter()
+    load_start = os.getloadavg()
+    work_dir(args).mkdir(parents=True, exist_ok=True)
+    task = get_task(task_ref(args), args.data_dir)
+    backend = fake_backend() if args.fake else make_backend(args.model, batch_size=args.batch_size)
+    search_info: dict[str, Any] | None = None
+    if name in BASELINES:
+        prompt = start_prompt(task, args, name)
+    else:
+        prompt, search_info = run_search(name, task, backend, args)
+    print(f"  [{name}] test evaluation: {describe_prompt(prompt)}", file=sys.stderr, flush=True)
+    test = test_evaluation(task, prompt, backend, args)
+    versions = {"python": platform.python_version(), "executable": sys.executable}
+    if kind_of(name) == "dspy":
+        from importlib.metadata import version
+
+        versions["dspy"] = version("dspy")
+    return {
+        "name": name,
+        "kind": kind_of(name),
+        "status": "ok",
+        "settings": settings(args),
+        "model_id": backend.model_id,
+        "prompt": prompt.to_dict(),
+        "prompt_hash": prompt.hash,
+        "prompt_summary": describe_prompt(prompt),
+        "search": search_info,
+        "test": test,
+        "wall_s": time.perf_counter() - started,
+        "load_avg": [load_start[0], os.getloadavg()[0]],
+        "versions": versions,
+    }
+
+
+# --------------------------------------------------------------------------- driver
+
+
+def worker_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+def dspy_problem(args: argparse.Namespace) -> str | None:
+    """Why the dspy-* workers cannot run, or None."""
+    python = args.dspy_python
+    if not Path(python).exists():
+        return (
+            f"no dspy Python at {python} (--dspy-python, $PROMPTOPT_DSPY_PYTHON; install: see the docstring)"
+        )
+    needs = "import dspy, promptopt" + (
+        "; from tests.dspy_fakes import fake_model" if args.fake else "; import promptopt.backends.local"
+    )
+    probe = subprocess.run([python, "-c", needs], capture_output=True, text=True, env=worker_env(), cwd=REPO,
+                           check=False)  # fmt: skip
+    if probe.returncode != 0:
+        last = (probe.stderr.strip().splitlines() or ["?"])[-1]
+        return f"{python} cannot run the dspy workers ({needs!r}: {last})"
+    return None
+
+
+def run_entry(args: argparse.Namespace, name: str) -> dict[str, Any]:
+    python = sys.executable
+    base = {"name": name, "kind": kind_of(name), "settings": settings(args)}
+    if kind_of(name) == "dspy":
+        problem = dspy_problem(args)
+        if problem:
+            print(f"  {name}: skipped: {problem}", flush=True)
+            return {**base, "status": "skipped", "reason": problem}
+        python = args.dspy_python
+    result_file = work_dir(args) / f"{_slug(name)}.result.json"
+    result_file.unlink(missing_ok=True)
+    command = [
+        python,
+        str(Path(__file__).resolve()),
+        *args.argv,
+        "--worker",
+        name,
+        "--result-file",
+        str(result_file),
+    ]
+    started = time.perf_counter()
+    process = subprocess.run(command, env=worker_env(), cwd=REPO, check=False)
+    if process.returncode != 0 or not result_file.is_file():
+        reason = f"worker exited with {process.returncode} after {time.perf_counter() - started:.0f} s (its output is above)"
+        print(f"  {name}: failed: {reason}", flush=True)
+        return {**base, "status": "failed", "reason": reason}
+    row: dict[str, Any] = json.loads(result_file.read_text())
+    result_file.unlink()
+    return row
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def latest_rows(rows: Sequence[Mapping[str, Any]], entries: Sequence[str]) -> list[Mapping[str, Any]]:
+    """The last row of each entry, in the order of ``entries``."""
+    last = {row["name"]: row for row in rows}
+    return [last[name] for name in entries if name in last]
+
+
+# --------------------------------------------------------------------------- report
+
+
+def paired(reference: Mapping[str, Any], other: Mapping[str, Any], seed: int) -> dict[str, float]:
+    """``other`` minus ``reference`` on the test items both scored (promptopt's paired test)."""
+    from promptopt.stats import paired_difference
+
+    a_scores, b_scores = reference["test"]["scores"], other["test"]["scores"]
+    common = [i for i in a_scores if i in b_scores and a_scores[i] is not None and b_scores[i] is not None]
+    return paired_difference([a_scores[i] for i in common], [b_scores[i] for i in common], seed=seed)
+
+
+def calls_to_find(row: Mapping[str, Any]) -> int:
+    return int(row["search"]["calls_to_find"]) if row.get("search") else 0
+
+
+def verdicts(rows: Sequence[Mapping[str, Any]], seed: int) -> tuple[list[dict[str, Any]], list[str]]:
+    """Every promptopt policy against every DSPy entry that finished; and the verdict lines."""
+    from promptopt.controller import SIGNIFICANCE
+
+    ok = [r for r in rows if r.get("status") == "ok"]
+    ours = [r for r in ok if r["kind"] == "promptopt"]
+    theirs = [r for r in ok if r["kind"] == "dspy"]
+    comparisons: list[dict[str, Any]] = []
+    lines: list[str] = []
+    if not theirs:
+        missing = [r for r in rows if r["kind"] == "dspy"]
+        why = "; ".join(f"{r['name']}: {r.get('reason', r.get('status'))}" for r in missing) or "none was run"
+        return [], [f"VERDICT: no DSPy result to compare with ({why})."]
+    if not ours:
+        return [], ["VERDICT: no promptopt policy finished; nothing to compare."]
+    for dspy_row in theirs:
+        budget = calls_to_find(dspy_row)
+        rivals = []
+        for row in ours:
+            diff = paired(dspy_row, row, seed)
+            entry = {
+                "dspy": dspy_row["name"], "policy": row["name"], "paired": diff,
+                "policy_calls": calls_to_find(row), "dspy_calls": budget,
+                "no_more_calls": calls_to_find(row) <= budget,
+                "significant": diff["diff"] > 0 and diff["p_value"] < SIGNIFICANCE,
+            }  # fmt: skip
+            comparisons.append(entry)
+            rivals.append((row, entry))
+        eligible = [(r, e) for r, e in rivals if e["no_more_calls"]]
+        over = [f"{r['name']} ({e['policy_calls']})" for r, e in rivals if not e["no_more_calls"]]
+        acc = dspy_row["test"]["accuracy"]
+        head = f"VERDICT vs {dspy_row['name']} (test {acc:.1%}, {budget} calls to find):"
+        tail = f" Excluded for spending more calls: {', '.join(over)}." if over else ""
+        if not eligible:
+            lines.append(f"{head} NO — every promptopt policy spent more calls.{tail}")
+            continue
+        row, best = max(eligible, key=lambda pair: (pair[1]["significant"], pair[1]["paired"]["diff"]))
+        d = best["paired"]
+        facts = (f"{row['name']} {row['test']['accuracy']:.1%}, {d['diff'] * 100:+.1f} points "
+                 f"[{d['ci_low'] * 100:+.1f}, {d['ci_high'] * 100:+.1f}], McNemar p={d['p_value']:.3g}, "
+                 f"n={d['n']}, {best['policy_calls']} calls")  # fmt: skip
+        if best["significant"]:
+            lines.append(f"{head} YES — {facts}: significant at the 5% level.{tail}")
+        elif d["diff"] > 0:
+            lines.append(f"{head} NOT SHOWN — best is {facts}: higher, but not significant at 5%.{tail}")
+        else:
+            lines.append(f"{head} NO — best is {facts}: not higher.{tail}")
+    return comparisons, lines
+
+
+def print_table(rows: Sequence[Mapping[str, Any]], args: argparse.Namespace) -> None:
+    ok = [r for r in rows if r.get("status") == "ok"]
+    # Differences against DSPy's result, else against the starting prompt, else the first baseline.
+    reference = (next((r for r in ok if r["kind"] == "dspy"), None) or next((r for r in ok if r["name"] == START), None)
+                 or next((r for r in ok if r["kind"] == "baseline"), None))  # fmt: skip
+    print()
+    print(f"{args.task} · {args.model} · max {args.max_calls} calls per search · dev {args.dev_size} (from train) · "
+          f"test: first {args.test_limit} · seed {args.seed} · accuracy with 95% CI")  # fmt: skip
+    ref_name = reference["name"] if reference else "–"
+    header = ["entry", "test acc", "95% CI", f"Δ vs {ref_name} (p)", "calls search+select", "tokens search+select",
+              "test req (hits)", "test tokens", "wall s search/test", "winning prompt"]  # fmt: skip
+    table = []
+    for r in rows:
+        if r.get("status") != "ok":
+            table.append(
+                [r["name"], r.get("status", "?"), "", "", "", "", "", "", "", r.get("reason", "")[:100]]
+            )
+            continue
+        t, s = r["test"], r.get("search")
+        delta = "–"
+        if reference is not None and reference is not r:
+            d = paired(reference, r, args.seed)
+            delta = f"{d['diff'] * 100:+.1f} ({d['p_value']:.2g})"
+        if s:
+            calls = f"{s['calls']}+{s['selection_calls']}"
+            tokens = (
+                f"{s['tokens_in'] + s['tokens_out']}+{s['selection_tokens_in'] + s['selection_tokens_out']}"
+            )
+            wall = f"{s['wall_s']:.0f}/{t['wall_s']:.0f}"
+        else:
+            calls, tokens, wall = "–", "–", f"–/{t['wall_s']:.0f}"
+        table.append([
+            r["name"], f"{t['accuracy']:.1%}", f"{t['ci95'][0]:.1%}–{t['ci95'][1]:.1%}", delta, calls, tokens,
+            f"{t['requests']} ({t['cache_hits']})", str(t["tokens_in"] + t["tokens_out"]), wall, r["prompt_summary"],
+        ])  # fmt: skip
+    widths = [max(len(h), *(len(row[i]) for row in table)) if table else len(h) for i, h in enumerate(header)]
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip())
+    for row in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    print(f"Δ: points of test accuracy against {ref_name} on the same items (paired bootstrap, McNemar p); "
+          "calls: requests, cache hits included; select = full-dev evaluation of the best three after the search")  # fmt: skip
+
+
+def dry_run(args: argparse.Namespace) -> int:
+    """Each search's own upper-bound estimate (promptopt's ``--dry-run``), nothing run."""
+    from promptopt.controller import search
+    from promptopt.tasks import get_task
+
+    task = get_task(task_ref(args), args.data_dir)
+    print(f"{args.task} · {args.model} · max {args.max_calls} calls per search · dev {args.dev_size} · "
+          f"test {args.test_limit} per entry · upper bounds from each policy's estimate")  # fmt: skip
+    print(
+        f"{'entry':<20} {'search calls':>12} {'under the cap':>13} {'select calls':>12} {'tokens/call in+out':>19}"
+    )
+    for name in args.entries:
+        if name in BASELINES:
+            print(f"{name:<20} {'–':>12} {'–':>13} {'–':>12} {'–':>19}")
+            continue
+        plan = search(search_config(name, task, args), db="sqlite://", dry_run=True, task=task)
+        assert isinstance(plan, dict)
+        capped = min(plan["search_calls"], args.max_calls + args.batch_size)  # the last batch may overshoot
+        tokens = f"{plan['tokens_in_per_call']}+{plan['tokens_out_per_call']}"
+        print(f"{name:<20} {plan['search_calls']:>12} {capped:>13} {plan['final_calls']:>12} {tokens:>19}")
+    print(f"plus {min(args.test_limit, len(task.examples('test')))} test requests per entry (× samples); "
+          "'under the cap': at most --max-calls plus one batch")  # fmt: skip
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.worker:
+        row = run_worker(args)
+        Path(args.result_file).write_text(json.dumps(row))
+        return 0
+    if args.dry_run:
+        return dry_run(args)
+    path = jsonl_path(args)
+    if args.fresh:
+        path.unlink(missing_ok=True)
+        shutil.rmtree(work_dir(args), ignore_errors=True)
+    earlier = read_rows(path)
+    if earlier and not args.resume:
+        print(f"{path} already has {len(earlier)} entries: pass --resume to continue it, or --fresh to start over",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    wrong = [r["name"] for r in earlier if r.get("settings") != settings(args)]
+    if wrong:
+        print(f"{path} was written with other settings ({', '.join(wrong)}): use the same flags, "
+              "another --out-dir, or --fresh", file=sys.stderr)  # fmt: skip
+        return 2
+    work_dir(args).mkdir(parents=True, exist_ok=True)
+    done = {r["name"] for r in earlier if r.get("status") == "ok"}
+    for name in args.entries:
+        if name in done:
+            print(f"== {name}: already in {path.name}, skipped (--resume)", flush=True)
+            continue
+        print(f"== {name}", flush=True)
+        row = run_entry(args, name)
+        with path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(row) + "\n")
+    rows = latest_rows(read_rows(path), args.entries)
+    print_table(rows, args)
+    comparisons, lines = verdicts(rows, args.seed)
+    print()
+    for line in lines:
+        print(line)
+    summary = args.out_dir / f"head_to_head-{_slug(args.model)}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    record = {
+        "command": " ".join(["python", "benchmarks/head_to_head.py", *args.argv]),
+        "settings": settings(args),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "rows": rows,
+        "comparisons": comparisons,
+        "verdict": lines,
+    }
+    summary.write_text(json.dumps(record, indent=1, default=str))
+    print(f"wrote {summary} (entries: {path})")
+    failed = [r["name"] for r in rows if r.get("status") == "failed"]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

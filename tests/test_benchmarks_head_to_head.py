@@ -1,0 +1,113 @@
+"""benchmarks/head_to_head.py (issue #8): the program runs end to end on the fake model,
+writes one JSON line per entry as it finishes, resumes, and its verdict follows the
+paired test. No dspy here: the dspy-* entries need the dspy venv and are covered by
+tests/test_dspy_interop.py."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+PROGRAM = REPO / "benchmarks" / "head_to_head.py"
+TINY = ["--model", "fake", "--policies", "random,ape", "--baselines", "zero-shot-cot", "--max-calls", "60",
+        "--dev-size", "8", "--test-limit", "12", "--rounds", "3"]  # fmt: skip
+
+
+def load_program() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("head_to_head", PROGRAM)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(PROGRAM), *TINY, "--out-dir", str(tmp_path / "out"), *extra],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)  # fmt: skip
+
+
+@pytest.mark.slow
+def test_fake_run_writes_every_entry_prints_the_table_and_resumes(tmp_path: Path) -> None:
+    first = run(tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    out = tmp_path / "out"
+    rows = [json.loads(line) for line in (out / "fake-tiny-add.jsonl").read_text().splitlines()]
+    assert [r["name"] for r in rows] == ["zero-shot CoT", "random", "ape"]
+    for row in rows:
+        assert row["status"] == "ok"
+        assert row["settings"]["max_calls"] == 60 and row["settings"]["test_limit"] == 12
+        test = row["test"]
+        assert test["n"] == 12 and len(test["scores"]) == 12
+        assert 0.0 <= test["ci95"][0] <= test["accuracy"] <= test["ci95"][1] <= 1.0
+        for key in ("requests", "model_calls", "cache_hits", "tokens_in", "tokens_out", "wall_s"):
+            assert key in test
+        assert row["prompt"]["instruction"] and row["prompt_summary"]
+    assert rows[0]["search"] is None  # a baseline does not search
+    for row in rows[1:]:
+        search = row["search"]
+        # the cap holds, give or take the last batch of the search
+        assert 0 < search["calls"] <= 60 + 16
+        assert search["calls_to_find"] == search["calls"] + search["selection_calls"]
+        assert search["tokens_in"] > 0 and search["wall_s"] >= 0
+        assert (
+            Path(search["db"]).name == f"{row['name']}.db" and Path(search["db"]).is_file()
+        )  # its own store
+
+    assert "entry" in first.stdout and "test acc" in first.stdout and "Δ vs zero-shot CoT" in first.stdout
+    for name in ("zero-shot CoT", "random", "ape"):
+        assert any(line.startswith(name) for line in first.stdout.splitlines()), name
+    assert "VERDICT: no DSPy result to compare with (none was run)." in first.stdout
+    summaries = list(out.glob("head_to_head-fake-*.json"))
+    assert len(summaries) == 1
+    summary = json.loads(summaries[0].read_text())
+    assert [r["name"] for r in summary["rows"]] == ["zero-shot CoT", "random", "ape"]
+    assert summary["verdict"] and summary["comparisons"] == []
+
+    refused = run(tmp_path)  # the file exists: an accidental rerun must not mix two runs
+    assert refused.returncode == 2 and "--resume" in refused.stderr
+    other = run(tmp_path, "--resume", "--test-limit", "10")
+    assert other.returncode == 2 and "other settings" in other.stderr
+    resumed = run(tmp_path, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert resumed.stdout.count("skipped (--resume)") == 3
+    assert len((out / "fake-tiny-add.jsonl").read_text().splitlines()) == 3
+
+
+def row(name: str, kind: str, scores: list[float], calls: int) -> dict[str, Any]:
+    return {
+        "name": name, "kind": kind, "status": "ok",
+        "test": {"accuracy": sum(scores) / len(scores), "scores": {f"t{i}": s for i, s in enumerate(scores)}},
+        "search": {"calls_to_find": calls},
+    }  # fmt: skip
+
+
+def test_verdict_needs_higher_test_accuracy_significantly_and_no_more_calls() -> None:
+    program = load_program()
+    dspy = row("dspy-mipro", "dspy", [1.0] * 20 + [0.0] * 20, calls=500)
+    better = [1.0] * 20 + [1.0] * 15 + [0.0] * 5  # 15 more right, none lost: McNemar p < 0.001
+    slightly = [1.0] * 20 + [1.0] * 2 + [0.0] * 18  # 2 more right: not significant
+
+    comparisons, lines = program.verdicts([dspy, row("tpe", "promptopt", better, calls=480)], seed=0)
+    assert len(lines) == 1 and "YES" in lines[0] and "tpe" in lines[0], lines
+    assert comparisons[0]["significant"] and comparisons[0]["paired"]["diff"] == pytest.approx(15 / 40)
+
+    _, lines = program.verdicts([dspy, row("tpe", "promptopt", better, calls=501)], seed=0)
+    assert "NO — every promptopt policy spent more calls" in lines[0] and "tpe (501)" in lines[0]
+
+    _, lines = program.verdicts([dspy, row("ape", "promptopt", slightly, calls=400)], seed=0)
+    assert "NOT SHOWN" in lines[0] and "not significant" in lines[0]
+
+    _, lines = program.verdicts([dspy, row("ape", "promptopt", [0.0] * 40, calls=400)], seed=0)
+    assert lines[0].startswith("VERDICT vs dspy-mipro") and "NO — best is ape" in lines[0]
+
+    skipped = {"name": "dspy-mipro", "kind": "dspy", "status": "skipped", "reason": "no dspy Python at /x"}
+    _, lines = program.verdicts([skipped, row("ape", "promptopt", better, calls=1)], seed=0)
+    assert lines == ["VERDICT: no DSPy result to compare with (dspy-mipro: no dspy Python at /x)."]
