@@ -89,16 +89,24 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
+def current_rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def run_worker(args: argparse.Namespace) -> dict[str, Any]:
     from promptopt.backends.local import TransformersBackend
 
     train, test = load_gsm8k(Path(args.data_dir))
     result: dict[str, Any] = {"model": args.worker, "load_avg_start": os.getloadavg()}
     max_batch = max(args.batch_sizes)
-    backend = TransformersBackend(args.worker, batch_size=max_batch, threads=args.threads)
+    backend = TransformersBackend(args.worker, batch_size=max_batch, threads=args.threads, dtype=args.dtype)
     started = time.perf_counter()
     backend.load()
     result["load_s"] = time.perf_counter() - started
+    result["rss_after_load_mb"] = current_rss_mb()  # steady state; the peak includes conversion
     result["describe"] = backend.describe()
 
     throughput = []
@@ -199,6 +207,9 @@ def run_worker(args: argparse.Namespace) -> dict[str, Any]:
             "speedup_cold": timings["recompute"] / timings["reuse"],
             "speedup_warm": timings["recompute"] / timings["reuse_warm"],
             "identical_outputs": outputs["recompute"] == outputs["reuse"],
+            "identical_count": sum(
+                a == b for a, b in zip(outputs["recompute"], outputs["reuse"], strict=True)
+            ),
         }
     result["peak_rss_mb"] = peak_rss_mb()
     result["load_avg_end"] = os.getloadavg()
@@ -230,6 +241,9 @@ def main() -> None:
     parser.add_argument("--prefix-batch", type=int, default=8)
     parser.add_argument("--prefix-max-tokens", type=int, default=24)
     parser.add_argument("--shots", type=int, default=8)
+    parser.add_argument(
+        "--dtype", default="auto", choices=["auto", "int8", "float32", "bfloat16"], help="the backend's dtype"
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -264,6 +278,7 @@ def main() -> None:
         d = r["describe"]
         print(
             f"{r['model']}: load {r['load_s']:.1f}s ({'converted-weights cache' if d.get('loaded_from_cache') else 'from GGUF, first time'}), "
+            f"dtype {d.get('dtype')}, RSS after load {r.get('rss_after_load_mb', float('nan')):.0f} MB, "
             f"peak RSS {r['peak_rss_mb']:.0f} MB, load avg {r['load_avg_start'][0]:.2f} -> {r['load_avg_end'][0]:.2f}"
         )
         if "eval" in r:
@@ -276,7 +291,8 @@ def main() -> None:
             print(
                 f"  prefix reuse ({p['shots']}-shot CoT, {p['prompt_tokens_first']} prompt tokens, {p['questions']} q): "
                 f"recompute {p['recompute_s']:.1f}s, reuse {p['reuse_cold_s']:.1f}s cold / {p['reuse_warm_s']:.1f}s warm "
-                f"-> {p['speedup_cold']:.1f}x / {p['speedup_warm']:.1f}x, identical outputs: {p['identical_outputs']}"
+                f"-> {p['speedup_cold']:.1f}x / {p['speedup_warm']:.1f}x, "
+                f"identical outputs: {p.get('identical_count', '?')}/{p['questions']}"
             )
     out_dir = HERE / "results"
     out_dir.mkdir(exist_ok=True)
