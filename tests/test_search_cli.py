@@ -132,3 +132,29 @@ def test_sigint_stops_cleanly_and_says_how_to_resume(tmp_path: Path) -> None:
     assert "promptopt search --resume" in err and "Traceback" not in err
     [run] = Store(f"sqlite:///{db}").list_runs()
     assert run.status == "interrupted"
+
+
+def test_dtype_is_for_local_models_only(tmp_path: Path) -> None:
+    from promptopt.backends import make_backend
+
+    runner = CliRunner()
+    db_url = f"sqlite:///{tmp_path / 'po.db'}"
+    bad = runner.invoke(
+        cli,
+        [
+            "eval",
+            "--task",
+            "gsm-symbolic",
+            "--model",
+            "fake",
+            "--dtype",
+            "int8",
+            "--db",
+            db_url,
+            "--limit",
+            "2",
+        ],
+    )
+    assert bad.exit_code == 2 and "--dtype int8 applies to local models" in bad.stderr
+    assert make_backend("smollm2-135m", dtype="float32").dtype == "float32"  # type: ignore[attr-defined]
+    assert make_backend("smollm2-135m", dtype="int8").model_id.endswith(":int8")

@@ -26,9 +26,14 @@ def make_backend(
     api_key_env: str = "OPENAI_API_KEY",
     concurrency: int = 8,
     batch_size: int = 16,
+    dtype: str = "auto",
 ) -> Backend:
-    """Build the backend a model spec names (see the module docstring)."""
+    """Build the backend a model spec names (see the module docstring). ``dtype`` applies to
+    local models only (see :class:`~promptopt.backends.local.TransformersBackend`)."""
     spec = spec.strip()
+    is_local = not (spec == "fake" or spec.startswith(("fake/", "openai/")))
+    if dtype != "auto" and not is_local:
+        raise ConfigError(f"--dtype {dtype} applies to local models, not {spec!r}")
     if spec == "fake" or spec.startswith("fake/"):
         return FakeBackend(model=spec)
     if spec.startswith("openai/"):
@@ -49,7 +54,7 @@ def make_backend(
     ):
         from promptopt.backends.local import TransformersBackend
 
-        return TransformersBackend(local, batch_size=batch_size)
+        return TransformersBackend(local, batch_size=batch_size, dtype=dtype)
     raise ConfigError(
         f"unknown model {spec!r}",
         hint="use fake, openai/<model>, local/<name-or-path>, a .gguf file, or one of: "

@@ -44,6 +44,7 @@ def pool_backend(
     max_wait_ms: float = 20.0,
     model_cpus: int | None = None,
     num_cpus: int | None = None,
+    dtype: str = "auto",
 ) -> RayBackend:
     """The model ``spec`` served by Ray actors.
 
@@ -51,7 +52,8 @@ def pool_backend(
       flight each, sharing one ``rate_limit`` per provider across the cluster;
     - a local model: ``workers`` model actors (use 1 per machine), each loading the model
       once and batching concurrent requests dynamically (``batch_size`` requests or
-      ``max_wait_ms``), with ``model_cpus`` CPUs (default: all of the local Ray's);
+      ``max_wait_ms``), with ``model_cpus`` CPUs (default: all of the local Ray's) and the
+      weights in ``dtype``;
     - ``fake``: ``workers`` plain workers (tests, benchmarks).
     """
     from promptopt.backends import make_backend
@@ -62,7 +64,7 @@ def pool_backend(
             spec[len("openai/") :], base_url=base_url, api_key_env=api_key_env, workers=workers,
             concurrency=concurrency, rate_limit=rate_limit, ray_address=ray_address, num_cpus=num_cpus,
         )  # fmt: skip
-    factory = functools.partial(make_backend, spec, batch_size=batch_size)
+    factory = functools.partial(make_backend, spec, batch_size=batch_size, dtype=dtype)
     if spec == "fake" or spec.startswith("fake/"):
         return RayBackend.wrapping(
             factory, workers=workers, ray_address=ray_address, rate_limit=rate_limit, provider=spec,
