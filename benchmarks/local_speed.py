@@ -216,6 +216,45 @@ def run_worker(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+# --------------------------------------------------------------------------- kernels
+
+
+def run_kernels(rows: list[int], repeats: int) -> list[dict[str, Any]]:
+    """GOPS of one MLP-sized linear layer (1536 -> 8960, the 1.5B model's up projection)
+    per path and batch rows: the ceiling each dtype's decode step can reach on this CPU."""
+    import torch
+
+    from promptopt.backends.local import _make_int8_linear_class, _make_packed_linear_class
+
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(1536, 8960, bias=False)
+    paths = {
+        "int8 (row-wise, fbgemm)": _make_int8_linear_class()(linear),
+        "float32 (oneDNN packed)": _make_packed_linear_class()(linear, 16),
+        "float32 (default)": linear,
+    }
+    out = []
+    with torch.inference_mode():
+        for m in rows:
+            x = torch.randn(m, 1536)
+            row: dict[str, Any] = {"rows": m}
+            for name, layer in paths.items():
+                layer(x)
+                times = []
+                for _ in range(repeats):
+                    t0 = time.perf_counter()
+                    layer(x)
+                    times.append(time.perf_counter() - t0)
+                row[name] = 2 * m * 1536 * 8960 / statistics.median(times) / 1e9
+            out.append(row)
+            print(
+                "  "
+                + "  ".join(f"{k}: {v:.0f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
+                flush=True,
+            )
+    return out
+
+
 # --------------------------------------------------------------------------- driver
 
 
@@ -245,8 +284,18 @@ def main() -> None:
         "--dtype", default="auto", choices=["auto", "int8", "float32", "bfloat16"], help="the backend's dtype"
     )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--kernels", action="store_true", help="only the matmul kernels: GOPS per dtype path and batch rows"
+    )
     args = parser.parse_args()
 
+    if args.kernels:
+        rows = run_kernels([1, 4, 16, 32, 128, 512], repeats=max(5, args.repeats))
+        print(f"\n{'rows':>5} " + " ".join(f"{k:>25}" for k in rows[0] if k != "rows") + "   (GOPS, median)")
+        for row in rows:
+            print(f"{row['rows']:>5} " + " ".join(f"{v:>25.0f}" for k, v in row.items() if k != "rows"))
+        print(f"load average {os.getloadavg()[0]:.2f}")
+        return
     if args.worker:
         print("RESULT " + json.dumps(run_worker(args)), flush=True)
         return
