@@ -180,6 +180,7 @@ def evaluate(
     cache: bool = True,
     max_attempts: int = 4,
     batch_size: int = 16,
+    chunk_size: int | None = None,
     seed: int = 0,
     progress: ProgressCallback | None = None,
 ) -> EvalReport:
@@ -190,6 +191,9 @@ def evaluate(
     :class:`Backend` or a model spec (default: the default local model); ``db`` a
     ``Store``, a SQLAlchemy URL or ``None`` (``$PROMPTOPT_DB``, else ``./promptopt.db``).
     Identical requests are answered from the response cache unless ``cache=False``.
+    ``chunk_size`` requests (default ``4 * batch_size``) go to the backend per call, which
+    keeps a local model's running batch of ``batch_size`` rows full (see
+    :class:`~promptopt.executor.Executor`); results are stored after each call.
     """
     task_obj = task if isinstance(task, Task) else get_task(task, data_dir)
     candidate = _as_candidate(prompt, task_obj)
@@ -204,7 +208,7 @@ def evaluate(
     retrying = RetryingBackend(inner, max_attempts=max_attempts)
     caching = CachingBackend(retrying, store) if cache else None
     wrapped: Backend = caching or retrying
-    executor = Executor(task_obj, wrapped, batch_size=batch_size)
+    executor = Executor(task_obj, wrapped, batch_size=batch_size, chunk_size=chunk_size or 4 * batch_size)
     run_id = store.create_run(
         kind="eval",
         task=task_obj.name,
@@ -216,6 +220,7 @@ def evaluate(
             "task_version": task_obj.spec.version,
             "backend": inner.describe(),
             "batch_size": batch_size,
+            "chunk_size": executor.chunk_size,
             "cache": cache,
         },
         seed=seed,

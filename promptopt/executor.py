@@ -41,13 +41,20 @@ class Executor:
     """Scores one candidate on a list of examples through a backend.
 
     ``batch_size`` is the number of requests sent to the backend at once; an example's
-    self-consistency samples always travel in the same batch.
+    self-consistency samples always travel in the same batch. ``chunk_size`` (default:
+    ``batch_size``) sends more than that in one call: a local backend decodes
+    ``batch_size`` rows at a time and refills finished rows from the rest of the call, so
+    its batch stays full instead of draining to one long answer at the end of each call.
+    Results are handed to ``on_batch`` (stored) once per call.
     """
 
-    def __init__(self, task: Task, backend: Backend, *, batch_size: int = 16) -> None:
+    def __init__(
+        self, task: Task, backend: Backend, *, batch_size: int = 16, chunk_size: int | None = None
+    ) -> None:
         self.task = task
         self.backend = backend
         self.batch_size = max(1, batch_size)
+        self.chunk_size = max(self.batch_size, chunk_size or self.batch_size)
 
     def requests_for(self, candidate: Candidate, example: Example) -> list[GenerationRequest]:
         messages = render_messages(candidate, self.task, example)
@@ -71,7 +78,7 @@ class Executor:
     ) -> list[EvalResult]:
         """Evaluate ``candidate`` on ``examples``; ``on_batch`` is called with each batch
         of finished results (to store them and move a progress bar) before the next."""
-        per_batch = max(1, self.batch_size // candidate.samples)
+        per_batch = max(1, self.chunk_size // candidate.samples)
         results: list[EvalResult] = []
         for start in range(0, len(examples), per_batch):
             chunk = examples[start : start + per_batch]

@@ -72,6 +72,7 @@ def test_failed_run_is_marked_and_keeps_stored_rows(db_url: str) -> None:
             split="test",
             limit=10,
             batch_size=2,
+            chunk_size=2,
             db=db_url,
         )
     store = Store(db_url)
@@ -159,3 +160,20 @@ def test_cli_prompt_file_refuses_prompt_options(tmp_path: Path, db_url: str) -> 
         "eval", "--prompt-file", str(prompt), "--instruction", "x", "--model", "fake", "--db", db_url
     )
     assert code == 2 and "--instruction cannot be combined with --prompt-file" in err + out
+
+
+def test_backend_gets_chunks_of_four_batches_by_default(db_url: str) -> None:
+    """A local backend refills its running batch from the rest of a call, so evaluate()
+    hands it 4 x batch_size requests per call (and stores results after each)."""
+    calls: list[int] = []
+
+    class Counting(FakeBackend):
+        def generate(self, requests):  # type: ignore[no-untyped-def]
+            calls.append(len(requests))
+            return super().generate(requests)
+
+    report = promptopt.evaluate(
+        task=promptopt.get_task("gsm-symbolic"), prompt="x", backend=Counting(lambda r: "The answer is 1."),
+        split="test", limit=10, batch_size=2, db=db_url,
+    )  # fmt: skip
+    assert calls == [8, 2] and report.n == 10
