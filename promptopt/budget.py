@@ -97,8 +97,9 @@ class Spend:
 class BudgetedBackend(Backend):
     """Charges every real call to ``spend`` and refuses calls once ``budget`` is spent.
 
-    A batch is let through whole when the budget is not yet exhausted, so the last batch
-    may overshoot ``max_calls`` by at most one batch."""
+    A batch is let through whole when the budget is not yet exhausted; the executor sizes
+    batches by :meth:`remaining_calls`, so ``max_calls`` is overshot by at most one
+    example's self-consistency samples (token, time and cost limits by one batch)."""
 
     def __init__(self, inner: Backend, budget: Budget, spend: Spend | None = None) -> None:
         self.inner = inner
@@ -111,6 +112,13 @@ class BudgetedBackend(Backend):
 
     def describe(self) -> dict[str, object]:
         return self.inner.describe()
+
+    def remaining_calls(self) -> int | None:
+        """Calls left under ``max_calls`` (``None``: no call limit). The executor sizes its
+        backend calls by it, so a call cap is overshot by at most one example's samples."""
+        if self.budget.max_calls is None:
+            return None
+        return max(0, self.budget.max_calls - self.spend.calls)
 
     def exhausted(self) -> str | None:
         """Which limit is spent, or ``None``."""

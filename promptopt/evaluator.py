@@ -55,8 +55,22 @@ class SerialEvaluator(Evaluator):
         return list(self._memo.get((candidate.hash, split), {}).values())
 
     def evaluate(self, candidate: Candidate, examples: Sequence[Example], split: str) -> list[EvalResult]:
-        done = self._memo.setdefault((candidate.hash, split), {})
-        missing = [e for e in examples if e.id not in done]
+        return self.evaluate_many([(candidate, examples)], split)[0]
+
+    def evaluate_many(
+        self, jobs: Sequence[tuple[Candidate, Sequence[Example]]], split: str
+    ) -> list[list[EvalResult]]:
+        """All jobs' missing (candidate, example) pairs go through the executor together,
+        so one racing stage fills the backend's batches across candidates."""
+        missing: list[tuple[Candidate, Example]] = []
+        seen: set[tuple[str, str]] = set()
+        for candidate, examples in jobs:
+            done = self._memo.setdefault((candidate.hash, split), {})
+            for example in examples:
+                key = (candidate.hash, example.id)
+                if example.id not in done and key not in seen:
+                    seen.add(key)
+                    missing.append((candidate, example))
 
         def on_batch(batch: Sequence[EvalResult]) -> None:
             self.sink(batch)
@@ -64,5 +78,5 @@ class SerialEvaluator(Evaluator):
                 self._memo.setdefault((result.candidate_hash, split), {})[result.example_id] = result
 
         if missing:
-            self.executor.evaluate(candidate, missing, split, on_batch=on_batch)
-        return [done[e.id] for e in examples]
+            self.executor.evaluate_pairs(missing, split, on_batch=on_batch)
+        return [[self._memo[(c.hash, split)][e.id] for e in examples] for c, examples in jobs]

@@ -78,30 +78,70 @@ class Executor:
     ) -> list[EvalResult]:
         """Evaluate ``candidate`` on ``examples``; ``on_batch`` is called with each batch
         of finished results (to store them and move a progress bar) before the next."""
-        per_batch = max(1, self.chunk_size // candidate.samples)
+        return self.evaluate_pairs([(candidate, example) for example in examples], split, on_batch=on_batch)
+
+    def evaluate_pairs(
+        self,
+        pairs: Sequence[tuple[Candidate, Example]],
+        split: str,
+        *,
+        on_batch: BatchCallback | None = None,
+    ) -> list[EvalResult]:
+        """Evaluate (candidate, example) pairs of any mix of candidates, ``chunk_size``
+        requests per backend call (an example's samples stay together, at least one pair
+        per call), results in the order of ``pairs``. Several candidates' short racing
+        minibatches thus share one batch of a local model instead of each draining it."""
         results: list[EvalResult] = []
-        for start in range(0, len(examples), per_batch):
-            chunk = examples[start : start + per_batch]
-            batch = self._evaluate_chunk(candidate, chunk, split)
-            results.extend(batch)
-            if on_batch is not None:
-                on_batch(batch)
+        index = 0
+        while index < len(pairs):
+            limit = self._request_limit()
+            chunk: list[tuple[Candidate, Example]] = []
+            size = 0
+            while index < len(pairs) and (not chunk or size + pairs[index][0].samples <= limit):
+                chunk.append(pairs[index])
+                size += pairs[index][0].samples
+                index += 1
+            results.extend(self._run_chunk(chunk, split, on_batch))
         return results
 
-    def _evaluate_chunk(self, candidate: Candidate, chunk: Sequence[Example], split: str) -> list[EvalResult]:
-        requests = [r for example in chunk for r in self.requests_for(candidate, example)]
+    def _request_limit(self) -> int:
+        """``chunk_size``, or fewer when a call budget has less left (a budgeted backend
+        refuses the next call once it is spent, so a cap is overshot by one example)."""
+        remaining = getattr(self.backend, "remaining_calls", None)
+        left = remaining() if callable(remaining) else None
+        return self.chunk_size if left is None else max(1, min(self.chunk_size, left))
+
+    def _run_chunk(
+        self, chunk: list[tuple[Candidate, Example]], split: str, on_batch: BatchCallback | None
+    ) -> list[EvalResult]:
+        batch = self._evaluate_chunk(chunk, split)
+        if on_batch is not None:
+            on_batch(batch)
+        return batch
+
+    def _evaluate_chunk(self, chunk: Sequence[tuple[Candidate, Example]], split: str) -> list[EvalResult]:
+        spans: list[tuple[int, int]] = []
+        requests: list[GenerationRequest] = []
+        for candidate, example in chunk:
+            own = self.requests_for(candidate, example)
+            spans.append((len(requests), len(requests) + len(own)))
+            requests.extend(own)
         completions = self.backend.generate(requests)
         if len(completions) != len(requests):
             raise RuntimeError(
                 f"backend {self.backend.model_id} returned {len(completions)} completions for {len(requests)} requests"
             )
-        if candidate.two_stage:
-            completions = self._second_stage(requests, completions)
-        results = []
-        for index, example in enumerate(chunk):
-            own = completions[index * candidate.samples : (index + 1) * candidate.samples]
-            results.append(self._score(candidate, example, split, own))
-        return results
+        staged = [
+            i for (c, _), (lo, hi) in zip(chunk, spans, strict=True) if c.two_stage for i in range(lo, hi)
+        ]
+        if staged:
+            seconds = self._second_stage([requests[i] for i in staged], [completions[i] for i in staged])
+            for i, merged in zip(staged, seconds, strict=True):
+                completions[i] = merged
+        return [
+            self._score(candidate, example, split, completions[lo:hi])
+            for (candidate, example), (lo, hi) in zip(chunk, spans, strict=True)
+        ]
 
     def _second_stage(self, requests: list[GenerationRequest], firsts: list[Completion]) -> list[Completion]:
         """Ask for the bare answer after each successful reasoning; merge both calls."""

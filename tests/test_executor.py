@@ -195,3 +195,39 @@ def test_bootstrapped_solution_replaces_the_datas(task) -> None:  # type: ignore
     messages = render_messages(candidate, task, task.examples("test", limit=1)[0])
     assert messages[0].content == task.render_input(demo)
     assert messages[1].content.startswith("Model's own steps.")
+
+
+def test_one_racing_stage_shares_backend_calls_across_candidates(task) -> None:  # type: ignore[no-untyped-def]
+    from promptopt.evaluator import SerialEvaluator
+
+    calls: list[int] = []
+
+    class Counting(FakeBackend):
+        def generate(self, requests):  # type: ignore[no-untyped-def]
+            calls.append(len(requests))
+            return super().generate(requests)
+
+    examples = task.examples("test", limit=3)
+    staged = make_candidate(task, cot="Let's think step by step.", two_stage=True)
+    plain = [make_candidate(task, instruction=f"Solve it ({i}).") for i in range(2)]
+    jobs = [(c, examples) for c in (*plain, staged)]
+    stored: list[int] = []
+    together = SerialEvaluator(Executor(task, Counting(), batch_size=16), lambda b: stored.append(len(b)))
+    results = together.evaluate_many([*jobs, (plain[0], examples[:2])], "test")
+    # 9 first-stage requests in one call, then the staged candidate's 3 follow-ups
+    assert calls == [9, 3] and stored == [9]
+    alone = [Executor(task, FakeBackend()).evaluate(c, examples, "test") for c, _ in jobs]
+    assert [[r.answer for r in rs] for rs in results[:3]] == [[r.answer for r in rs] for rs in alone]
+    assert [r.example_id for r in results[3]] == [e.id for e in examples[:2]]
+
+
+def test_a_call_budget_sizes_the_backend_calls(task) -> None:  # type: ignore[no-untyped-def]
+    from promptopt.budget import Budget, BudgetedBackend, BudgetExceeded
+
+    inner = FakeBackend()
+    budgeted = BudgetedBackend(inner, Budget(max_calls=5))
+    with pytest.raises(BudgetExceeded):
+        Executor(task, budgeted, batch_size=16).evaluate(
+            make_candidate(task), task.examples("test", limit=10), "test"
+        )
+    assert len(inner.history) == 5 and budgeted.spend.calls == 5  # not a whole batch of 10
