@@ -1,7 +1,8 @@
 """Budgets: calls, tokens, minutes and cost, enforced as a backend wrapper.
 
-The wrapper sits *inside* the response cache, so cache hits are free and only real
-model calls are charged. When a limit is reached, the next call raises
+The search controller puts the wrapper *outside* the response cache: every logical
+request is charged, cache hits included, so a resumed run (answered from the cache)
+spends exactly what the uninterrupted run did. When a limit is reached, the next call raises
 :class:`BudgetExceeded`; the controller catches it and finishes with the best prompt
 found so far.
 """
