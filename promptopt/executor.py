@@ -107,8 +107,7 @@ class Executor:
     def _request_limit(self) -> int:
         """``chunk_size``, or fewer when a call budget has less left (a budgeted backend
         refuses the next call once it is spent, so a cap is overshot by one example)."""
-        remaining = getattr(self.backend, "remaining_calls", None)
-        left = remaining() if callable(remaining) else None
+        left = self.backend.remaining_calls()
         return self.chunk_size if left is None else max(1, min(self.chunk_size, left))
 
     def _run_chunk(

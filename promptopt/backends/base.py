@@ -39,6 +39,11 @@ class Backend(ABC):
         """Facts worth storing with a run (no secrets)."""
         return {"model": self.model_id, "backend": type(self).__name__}
 
+    def remaining_calls(self) -> int | None:
+        """Requests this backend will still accept before refusing (a call budget), or
+        ``None`` for no such limit; the executor sizes its calls by it."""
+        return None
+
     def close(self) -> None:  # noqa: B027 - an optional hook, a no-op by default
         """Release resources (connections, model weights). Idempotent."""
 

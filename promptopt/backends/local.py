@@ -144,11 +144,17 @@ def _pack_linears(model: Any, batch_hint: int) -> int:
                 return 0
     except RuntimeError:
         return 0
+    return _replace_linears(model, lambda linear: packed_cls(linear, batch_hint))
+
+
+def _replace_linears(model: Any, convert: Any) -> int:
+    """Swap every plain ``nn.Linear`` in ``model`` for ``convert(linear)``; returns how many."""
+    torch = _import_torch()
     replaced = 0
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if type(child) is torch.nn.Linear:
-                setattr(parent, name, packed_cls(child, batch_hint))
+                setattr(parent, name, convert(child))
                 replaced += 1
     return replaced
 
@@ -212,15 +218,7 @@ def _int8_available() -> bool:
 
 def _quantize_linears(model: Any) -> int:
     """Replace every ``nn.Linear`` with a row-wise int8 one; returns how many."""
-    torch = _import_torch()
-    int8_cls = _make_int8_linear_class()
-    replaced = 0
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if type(child) is torch.nn.Linear:
-                setattr(parent, name, int8_cls(child))
-                replaced += 1
-    return replaced
+    return _replace_linears(model, _make_int8_linear_class())
 
 
 # --------------------------------------------------------------------------- key/value buffers
