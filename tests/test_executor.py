@@ -197,6 +197,22 @@ def test_bootstrapped_solution_replaces_the_datas(task) -> None:  # type: ignore
     assert messages[1].content.startswith("Model's own steps.")
 
 
+def test_demo_turns_show_the_answer_format_like_the_question(task) -> None:  # type: ignore[no-untyped-def]
+    from promptopt.prompt import render_text
+
+    demos = task.examples("train", limit=2)
+    fmt = 'End your answer with "The answer is N."'
+    candidate = Candidate(
+        instruction="Solve.", cot_mode="few_shot", demo_ids=tuple(d.id for d in demos), answer_format=fmt
+    )
+    question = task.examples("test", limit=1)[0]
+    messages = render_messages(candidate, task, question)
+    users = [m.content for m in messages if m.role == "user"]
+    assert users == [f"{task.render_input(d)}\n\n{fmt}" for d in [*demos, question]]
+    text = render_text(candidate, task, question)
+    assert text.count(fmt) == 3 and text.index(fmt) < text.index(task.render_input(demos[1]))
+
+
 def test_one_racing_stage_shares_backend_calls_across_candidates(task) -> None:  # type: ignore[no-untyped-def]
     from promptopt.evaluator import SerialEvaluator
 
