@@ -127,6 +127,19 @@ def test_conditional_dimensions_are_respected(name: str, task, space: SearchSpac
     ]
 
 
+def test_random_does_not_propose_a_prompt_raced_already(task) -> None:  # type: ignore[no-untyped-def]
+    small = load_space({"name": "small", "dimensions": {
+        "cot_mode": {"type": "categorical", "choices": ["none", "zero_shot"]},
+        "answer_format": {"type": "categorical", "choices": [f'End with "{ANSWER_IS} N."', "Be brief.", "Say it."]},
+    }})  # fmt: skip
+    for seed in range(3):
+        # 3 rounds of 2 proposals over a space of 6 prompts: all 6, each once
+        policy, order = drive("random", task, small, seed=seed, rounds=2, n=2)
+        base = Candidate(instruction="Answer.").hash
+        proposed = [h for h in order if h != base]
+        assert len(proposed) == 6 and len(set(proposed)) == 6, (seed, proposed)
+
+
 def test_tpe_finds_the_good_region_better_than_random(task, space: SearchSpace) -> None:  # type: ignore[no-untyped-def]
     def best_true_skill(name: str, seed: int) -> float:
         policy, _ = drive(name, task, space, seed=seed, rounds=6)

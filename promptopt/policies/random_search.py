@@ -16,7 +16,10 @@ from promptopt.types import Candidate
 
 @register_policy("random")
 class RandomSearchPolicy(SpacePolicy):
-    """Uniform over every active dimension (pool slots included); learns nothing."""
+    """Uniform over every active dimension (pool slots included); learns nothing. A point
+    whose prompt was raced already is drawn again (uniform over what is left, nearly)."""
+
+    redraw_repeats = True
 
     def __init__(self, base: Candidate, proposer: Proposer, settings: PolicySettings) -> None:
         super().__init__(base, proposer, settings)
