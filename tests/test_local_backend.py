@@ -132,13 +132,25 @@ def test_batch_with_prefix_reuse_equals_one_by_one_full_recompute(
     batched = backend.generate(requests)
     single = [reference.generate([r])[0] for r in requests]
 
+    # Again with finished rows kept in the batch until it empties (no compaction but at
+    # refills): their slots are still computed and must not leak into anyone's output.
+    backend.close()
+    compactions = backend.stats["compactions"]
+    backend.compact_fraction = 1.0
+    try:
+        lingering = backend.generate(requests)
+    finally:
+        backend.compact_fraction = 0.25
+    assert backend.stats["compactions"] - compactions <= 2  # only when rows joined
+
     assert backend.stats["prefix_tokens_reused"] > reused_before  # the prefix path really ran
-    if backend.dtype == "float32":
-        assert [c.text for c in batched] == [c.text for c in single]
-        assert [c.tokens_out for c in batched] == [c.tokens_out for c in single]
-        assert [c.finish_reason for c in batched] == [c.finish_reason for c in single]
-    else:
-        _assert_nearly_identical([c.text for c in batched], [c.text for c in single])
+    for got in (batched, lingering):
+        if backend.dtype == "float32":
+            assert [c.text for c in got] == [c.text for c in single]
+            assert [c.tokens_out for c in got] == [c.tokens_out for c in single]
+            assert [c.finish_reason for c in got] == [c.finish_reason for c in single]
+        else:
+            _assert_nearly_identical([c.text for c in got], [c.text for c in single])
 
 
 def _assert_nearly_identical(got: list[str], want: list[str]) -> None:

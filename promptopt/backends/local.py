@@ -422,11 +422,15 @@ class TransformersBackend(Backend):
         self._loaded: _Loaded | None = None
         self._prefixes: OrderedDict[tuple[int, ...], _Prefix] = OrderedDict()
         self._lock = threading.Lock()
+        # Finished rows are dropped from the running batch (a copy of its key/value
+        # buffer) once this fraction of it has finished, or when new rows join.
+        self.compact_fraction = 0.25
         self.stats: dict[str, float] = {
             "prefix_tokens_computed": 0,
             "prefix_tokens_reused": 0,
             "prefill_tokens": 0,
             "decode_steps": 0,
+            "compactions": 0,
         }
 
     # ----------------------------------------------------------------- identity
@@ -791,7 +795,12 @@ class TransformersBackend(Backend):
     # ----------------------------------------------------------------- running batch
 
     def _run_group(self, loaded: _Loaded, prefix: _Prefix | None, queue: list[_Row]) -> None:
-        """Decode every row of one prefix group as a running batch, refilled as rows finish."""
+        """Decode every row of one prefix group as a running batch, refilled as rows finish.
+
+        A finished row stays in the batch (computed, its tokens ignored) until
+        ``compact_fraction`` of the batch has finished or new rows join: dropping it at once
+        would copy the whole key/value buffer for every finished row, which with a long
+        few-shot prefix cost several decode steps' time each."""
         torch = _import_torch()
         p = len(prefix.tokens) if prefix is not None else 0
         waiting = list(queue)
@@ -800,15 +809,27 @@ class TransformersBackend(Backend):
         mask = torch.zeros(0, 0, dtype=torch.long)
         refill_at = max(1, self.batch_size // 4)
         while waiting or running:
-            free = self.batch_size - len(running)
-            if waiting and (not running or free >= min(refill_at, len(waiting))):
+            keep = [i for i, row in enumerate(running) if row.finish is None]
+            free = self.batch_size - len(keep)
+            refill = bool(waiting) and (not keep or free >= min(refill_at, len(waiting)))
+            finished = len(running) - len(keep)
+            if finished and (refill or not keep or finished >= max(1, int(len(running) * self.compact_fraction))):
+                if keep:
+                    assert layers is not None
+                    layers, mask = self._select(layers, mask, keep)
+                    self.stats["compactions"] += 1
+                else:
+                    layers, mask = None, mask[:0]
+                running = [running[i] for i in keep]
+            if refill:
                 joining, waiting = waiting[:free], waiting[free:]
                 new_layers, new_mask, survivors = self._prefill(loaded, prefix, joining)
                 if survivors:
                     layers, mask = self._merge(layers, mask, new_layers, new_mask, p)
                     running = running + survivors
                 continue
-            layers, mask, running = self._decode_step(loaded, layers, mask, running)
+            if running:
+                layers, mask = self._decode_step(loaded, layers, mask, running)
 
     def _prefill(
         self, loaded: _Loaded, prefix: _Prefix | None, rows: list[_Row]
@@ -926,9 +947,8 @@ class TransformersBackend(Backend):
         ]
         return self._buffers(merged, extra=_HEADROOM), torch.cat([mask, new_mask], 0)
 
-    def _decode_step(
-        self, loaded: _Loaded, layers: Any, mask: Any, rows: list[_Row]
-    ) -> tuple[list[Any] | None, Any, list[_Row]]:
+    def _decode_step(self, loaded: _Loaded, layers: Any, mask: Any, rows: list[_Row]) -> tuple[list[Any], Any]:
+        """One token for every row; rows already finished are computed but ignored."""
         torch = _import_torch()
         ids = torch.tensor([[row.generated[-1]] for row in rows], dtype=torch.long)
         mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], 1)
@@ -943,18 +963,15 @@ class TransformersBackend(Backend):
         )
         self.stats["decode_steps"] += 1
         self._choose(loaded, out.logits[:, -1, :], rows)
-        keep = [i for i, row in enumerate(rows) if row.finish is None]
-        if not keep:
-            return None, mask[:0], []
-        if len(keep) < len(rows):
-            layers, mask = self._select(layers, mask, keep)
-        return layers, mask, [rows[i] for i in keep]
+        return layers, mask
 
     def _choose(self, loaded: _Loaded, logits: Any, rows: list[_Row]) -> None:
         """Pick each row's next token, then apply EOS, stop strings and max_tokens."""
         torch = _import_torch()
         greedy = logits.argmax(-1).tolist()
         for i, row in enumerate(rows):
+            if row.finish is not None:  # finished earlier, still in the batch
+                continue
             request = row.request
             if request.temperature > 0:
                 if row.generator is None:
