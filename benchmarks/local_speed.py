@@ -255,6 +255,29 @@ def run_kernels(rows: list[int], repeats: int) -> list[dict[str, Any]]:
     return out
 
 
+def run_bandwidth(repeats: int, gib: float = 1.0) -> dict[str, float]:
+    """Memory read and copy bandwidth (GB/s, median): a one-stream decode step reads every
+    weight once, so read bandwidth / weight bytes bounds batch-1 tokens/s."""
+    import torch
+
+    n = int(gib * 2**30) // 4
+    src = torch.ones(n, dtype=torch.float32)
+    dst = torch.empty_like(src)
+    reads, copies = [], []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        src.sum()
+        reads.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        dst.copy_(src)
+        copies.append(time.perf_counter() - t0)
+    size = n * 4
+    return {
+        "read_gbs": size / statistics.median(reads) / 1e9,
+        "copy_gbs": 2 * size / statistics.median(copies) / 1e9,  # read + write
+    }
+
+
 # --------------------------------------------------------------------------- driver
 
 
@@ -285,7 +308,9 @@ def main() -> None:
     )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument(
-        "--kernels", action="store_true", help="only the matmul kernels: GOPS per dtype path and batch rows"
+        "--kernels",
+        action="store_true",
+        help="only the matmul kernels (GOPS per dtype path and batch rows) and memory bandwidth",
     )
     args = parser.parse_args()
 
@@ -294,6 +319,8 @@ def main() -> None:
         print(f"\n{'rows':>5} " + " ".join(f"{k:>25}" for k in rows[0] if k != "rows") + "   (GOPS, median)")
         for row in rows:
             print(f"{row['rows']:>5} " + " ".join(f"{v:>25.0f}" for k, v in row.items() if k != "rows"))
+        bandwidth = run_bandwidth(max(5, args.repeats))
+        print(f"memory: read {bandwidth['read_gbs']:.1f} GB/s, copy (read + write) {bandwidth['copy_gbs']:.1f} GB/s")
         print(f"load average {os.getloadavg()[0]:.2f}")
         return
     if args.worker:
