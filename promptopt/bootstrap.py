@@ -66,7 +66,7 @@ def bootstrap_demos(
         answer_format=task.spec.answer_format if answer_format is None else answer_format,
         max_tokens=max_tokens,
     )
-    executor = Executor(task, backend, batch_size=batch_size, chunk_size=4 * batch_size)
+    executor = Executor(task, backend, batch_size=batch_size)
     ids: list[str] = []
     solutions: list[tuple[str, str]] = []
     tried = 0

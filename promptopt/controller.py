@@ -354,11 +354,7 @@ class _Run:
             temperature=config.proposer_temperature,
             seed=config.seed,
         )
-        # Four batches of requests per backend call, as evaluate() does, so a local model's
-        # running batch refills instead of draining to one long answer at the end of each call.
-        self.search_executor = Executor(
-            task, self.budgeted, batch_size=config.batch_size, chunk_size=4 * config.batch_size
-        )
+        self.search_executor = Executor(task, self.budgeted, batch_size=config.batch_size)
         self.run_id = ""
         from promptopt.pool import make_evaluator
 
