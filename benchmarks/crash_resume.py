@@ -37,6 +37,7 @@ Prints a table and writes JSON to benchmarks/results/.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -145,6 +146,16 @@ def read_log(path: Path) -> list[str]:
 
 def db_path(db: str) -> Path:
     return Path(db.removeprefix("sqlite:///"))
+
+
+def _row_count(db: str) -> int:
+    """Evaluation rows stored so far, read without the store's engine (cheap to poll)."""
+    path = db.removeprefix("sqlite:///")
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)) as conn:
+            return int(conn.execute("SELECT count(*) FROM po_evaluations").fetchone()[0])
+    except sqlite3.Error:  # not created yet, or busy: try again
+        return 0
 
 
 def stored_rows(db: str) -> dict[tuple[str, str, str], tuple[Any, ...]]:
@@ -339,6 +350,11 @@ def _kill_and_resume(
                     break
                 time.sleep(0.005)
             time.sleep(rng.uniform(0, 2 * latency))
+            # ... and mid-search: after this process stored a row of its own (on a loaded
+            # machine the target can be reached well before the first batch is stored).
+            stored_before = len(snapshots[-1]) if snapshots else 0
+            while _row_count(db) <= stored_before and process.poll() is None:
+                time.sleep(0.02)
         else:
             time.sleep(rng.uniform(0.05, 2.5))
         if process.poll() is not None:

@@ -254,10 +254,13 @@ def test_server_never_sees_more_than_workers_times_concurrency() -> None:
             concurrency=3, chunk_size=2,
         )  # fmt: skip
         try:
+            assert len(pool.worker_pids()) == 2  # both workers up before the burst
             out = pool.generate(_requests(36))
         finally:
             pool.close()
-        assert server.max_in_flight == 6  # the driver's backlog waits in the workers, not at the server
+        # The driver's backlog waits in the workers, not at the server: never more than
+        # 2 x 3 at once, and more than one worker's 3 (a loaded machine may not reach 6).
+        assert 3 < server.max_in_flight <= 6, server.max_in_flight
     assert [c.text for c in out] == [f"q {i}" for i in range(36)]  # the fake server echoes, in order
     assert all(0.05 <= c.latency_s < 0.5 for c in out)  # the round trip, not the wait for a slot
 
