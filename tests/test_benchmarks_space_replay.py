@@ -3,7 +3,7 @@ replaying the real controller over it from the response cache alone."""
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
 import random
 from pathlib import Path
@@ -21,8 +21,6 @@ from promptopt.types import Candidate, GenerationRequest, Message
 
 pytest.importorskip("optuna")
 
-REPO = Path(__file__).resolve().parent.parent
-PROGRAM = REPO / "benchmarks" / "space_replay.py"
 TASK = "gsm-symbolic"  # generated offline: no data directory needed
 ANSWER = 'End your answer with "The answer is N." where N is the final number.'  # the task's own
 # 2 instructions × 2 CoT modes × (0 demos, or 1 fixed demo in 2 orders) × 2 answer formats = 24
@@ -46,17 +44,9 @@ DEV = 6
 REPLAY = ["--seeds", "2", "--max-calls", "60", "--n-proposals", "3", "--rounds", "6", "--race-start", "2"]
 
 
-def load_program() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("space_replay", PROGRAM)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def program() -> ModuleType:
-    return load_program()
+    return importlib.import_module("benchmarks.space_replay")  # as tests/test_reliability.py does
 
 
 @pytest.fixture(scope="module")
