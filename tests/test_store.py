@@ -222,6 +222,30 @@ def test_concurrent_first_open_creates_the_schema_once(db_url: str) -> None:
     assert _scalar(db_url, f"SELECT COUNT(*) FROM {VERSION_TABLE}") == 1
 
 
+def test_many_concurrent_first_opens_of_new_sqlite_files_never_fail(tmp_path: Path) -> None:
+    # Switching a new file to WAL needs an exclusive lock, and SQLite refuses a
+    # competing opener at once instead of waiting out the busy timeout; this used to
+    # fail about one round in a hundred ("database is locked"), so run many rounds.
+    errors: list[BaseException] = []
+
+    def open_store(url: str) -> None:
+        try:
+            Store(url).close()
+        except BaseException as e:  # collected and asserted below
+            errors.append(e)
+
+    for round_ in range(40):
+        url = f"sqlite:///{tmp_path / f'round{round_}.db'}"
+        threads = [threading.Thread(target=open_store, args=(url,)) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == [], f"round {round_}"
+        assert _scalar(url, f"SELECT COUNT(*) FROM {VERSION_TABLE}") == 1
+        assert _scalar(url, "PRAGMA journal_mode") == "wal"
+
+
 # --------------------------------------------------------------------------- runs
 
 
