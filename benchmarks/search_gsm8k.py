@@ -96,7 +96,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{r['policy']:<7} {b['accuracy']:>6.1%} ({b['ci95'][0]:.0%}–{b['ci95'][1]:.0%}) "
               f"{w['accuracy']:>8.1%} ({w['ci95'][0]:.0%}–{w['ci95'][1]:.0%}) {d['diff']:>+7.1%} {d['p_value']:>8.3g} "
               f"{r['search_calls'] + r['final_calls']:>6} {r['wall_s']:>7.0f}  {text!r}")  # fmt: skip
-    out = RESULTS / "search_gsm8k.json"
+    # one file per model, policies and slot, so that running APE and OPRO one after the
+    # other (as the README does) keeps both results
+    model = args.model.replace("/", "_")
+    out = RESULTS / f"search_gsm8k-{model}-{'-'.join(args.policies)}-{args.slot}.json"
     out.write_text(json.dumps({"args": vars(args), "rows": rows}, indent=1))
     print(f"written {out}")
     return 0
