@@ -29,7 +29,7 @@ from promptopt.errors import BudgetExceeded, ConfigError
 from promptopt.executor import Executor
 from promptopt.policies import Policy, PolicySettings, get_policy
 from promptopt.prompt import render_messages
-from promptopt.proposers import Proposer
+from promptopt.proposers import DEMO_ATTEMPTS, Proposer
 from promptopt.racing import Standing, rank, schedule_size, standing, successive_halving
 from promptopt.spaces import SearchSpace, list_spaces, load_space
 from promptopt.stats import mean_interval, paired_difference
@@ -241,7 +241,9 @@ def instruction_estimate(config: SearchConfig, task: Task) -> dict[str, Any]:
         first = schedule_size(1, dev, start=config.race_start, eta=config.race_eta, keep=config.top_k)
     else:
         later_pool = config.top_k * (1 + config.paraphrases)
-        proposer_calls = config.n_proposals + config.rounds * config.top_k * config.paraphrases
+        proposer_calls = (
+            DEMO_ATTEMPTS * config.n_proposals + config.rounds * config.top_k * config.paraphrases
+        )
     later = config.rounds * schedule_size(
         later_pool, dev, start=config.race_start, eta=config.race_eta, keep=config.top_k
     )

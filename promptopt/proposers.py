@@ -22,6 +22,7 @@ from promptopt.types import Example, GenerationRequest, Message
 
 SLOTS = ("instruction", "cot_trigger")
 MAX_PROPOSAL_CHARS = 400
+DEMO_ATTEMPTS = 2  # forward-generation calls per wanted proposal, at most
 
 _WHAT = {
     "instruction": "instruction",
@@ -36,10 +37,29 @@ def _example_block(task: Task, example: Example, *, with_reasoning: bool) -> str
     return f"Input: {task.render_input(example)}\nOutput: {answer}"
 
 
+_PREAMBLE = re.compile(
+    r"^(?:sure|okay|ok|certainly|of course|absolutely|great|here(?: is|'s| are)[^:\n]*)[:,.!]?\s*",
+    flags=re.IGNORECASE,
+)
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+_CAPITALIZED = re.compile(r"\b[A-Z][a-z]+\b")
+_SENTENCE_START = re.compile(r"(?:^|[.!?:;\n]\s*|\"\s*)$")
+
+
 def clean_proposal(text: str) -> str | None:
-    """The proposed text alone: no quotes, labels, markdown or chatter; ``None`` if empty."""
+    """The proposed text alone: no quotes, labels, markdown or chatter; ``None`` if empty.
+
+    Small chat models often open with a line of chatter that ends in a colon ("Certainly!
+    Below is a new instruction that should score higher:") and put the text after it;
+    such lead-in lines are dropped when something follows them."""
     text = text.strip()
-    text = re.sub(r"^(?:sure|okay|here(?: is|'s)[^:\n]*)[:,.!]?\s*", "", text, flags=re.IGNORECASE)
+    lines = [line for line in text.splitlines()]
+    while len(lines) > 1 and lines[0].strip().endswith(":") and any(x.strip() for x in lines[1:]):
+        lines = lines[1:]
+        while lines and not lines[0].strip():
+            lines = lines[1:]
+    text = "\n".join(lines).strip()
+    text = _PREAMBLE.sub("", text)
     text = re.sub(
         r"^(?:new |improved |the )?(?:instruction|sentence|prompt|text|variation|answer)\s*[:：]\s*",
         "",
@@ -47,10 +67,33 @@ def clean_proposal(text: str) -> str | None:
         flags=re.IGNORECASE,
     )
     text = text.split("\n\n", 1)[0].strip()
+    if "<INS>" in text:  # a copy of the meta-prompt's placeholder, not a proposal
+        return None
     text = text.strip("*`#> \t\n").strip().strip("\"'“”").strip()
-    if "<INS>" in text or not text:
+    if not text:
         return None
     return text[:MAX_PROPOSAL_CHARS].strip() or None
+
+
+def _names(source: str) -> set[str]:
+    """Capitalized words inside a sentence of ``source``: the names of its people and places."""
+    return {
+        m.group() for m in _CAPITALIZED.finditer(source) if not _SENTENCE_START.search(source[: m.start()])
+    }
+
+
+def mentions_examples(text: str, inputs: Sequence[str]) -> bool:
+    """True if ``text`` names a number or a proper name from the example ``inputs``: it is
+    about those examples (a solution of one, "calculate what Daria still owes") rather
+    than an instruction for the task, and could not help on other items."""
+    source = "\n".join(inputs)
+    numbers = set(_NUMBER.findall(source))
+    if any(n in numbers for n in _NUMBER.findall(text)):
+        return True
+    capitalized_there = set(_CAPITALIZED.findall(source))
+    # a name used inside one of the examples' sentences, or one the proposal itself uses
+    # inside a sentence ("find the hours Iggy runs") where the examples also have it
+    return bool(set(_CAPITALIZED.findall(text)) & _names(source) or _names(text) & capitalized_there)
 
 
 class Proposer:
@@ -75,8 +118,9 @@ class Proposer:
         self.temperature = temperature
         self.seed = seed
         self.calls = 0
+        self.rejected = 0  # proposals dropped because they were about the shown examples
 
-    def _ask(self, prompt: str, n: int, *, salt: int) -> list[str]:
+    def _ask(self, prompt: str, n: int, *, salt: int, shown: Sequence[str] = ()) -> list[str]:
         requests = [
             GenerationRequest(
                 messages=(Message("user", prompt),),
@@ -91,16 +135,23 @@ class Proposer:
         for completion in self.backend.generate(requests):
             if completion.ok:
                 cleaned = clean_proposal(completion.text)
+                if cleaned and shown and mentions_examples(cleaned, shown):
+                    self.rejected += 1
+                    continue
                 if cleaned and cleaned not in out:
                     out.append(cleaned)
         return out
 
     def from_demos(self, n: int, *, demos_per_prompt: int = 5, round_index: int = 0) -> list[str]:
-        """APE forward generation: ``n`` proposals, each from its own random demo subset."""
+        """APE forward generation: ``n`` proposals, each from its own random demo subset.
+        A proposal that is dropped (about its demos, empty, a repeat) is replaced by a
+        fresh draw, up to ``DEMO_ATTEMPTS`` × ``n`` calls in all."""
         pool = self.task.examples("train")
         rng = random.Random(f"{self.seed}:demos:{round_index}")
         proposals: list[str] = []
-        for i in range(n):
+        for i in range(DEMO_ATTEMPTS * n):
+            if len(proposals) >= n:
+                break
             demos = rng.sample(pool, min(demos_per_prompt, len(pool)))
             blocks = "\n\n".join(
                 _example_block(self.task, d, with_reasoning=self.slot == "cot_trigger") for d in demos
@@ -119,7 +170,8 @@ class Proposer:
                     "Write one short sentence that a solver could say at the start of an answer to make "
                     "itself reason step by step and get the right answer. Reply with that sentence only."
                 )
-            for text in self._ask(prompt, 1, salt=round_index * 100 + i):
+            shown = [self.task.render_input(d) for d in demos]
+            for text in self._ask(prompt, 1, salt=round_index * 100 + i, shown=shown):
                 if text not in proposals:
                     proposals.append(text)
         return proposals
@@ -154,4 +206,5 @@ class Proposer:
             f"Reply with the new {_WHAT[self.slot]} only."
         )
         seen = {text for text, _ in history}
-        return [p for p in self._ask(prompt, n, salt=20_000 + step) if p not in seen]
+        shown = [self.task.render_input(e) for e in samples]
+        return [p for p in self._ask(prompt, n, salt=20_000 + step, shown=shown) if p not in seen]

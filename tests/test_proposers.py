@@ -1,0 +1,82 @@
+"""The proposers' text handling: what a small chat model writes around a proposal is
+cut away, and proposals about the shown examples rather than the task are dropped."""
+
+from __future__ import annotations
+
+import re
+
+from promptopt.backends.fake import FakeBackend
+from promptopt.proposers import Proposer, clean_proposal, mentions_examples
+from promptopt.tasks import get_task
+
+DARIA = (
+    "Daria wants to go to a concert by her favorite band. She wants to buy tickets for her "
+    "and for three of her friends. One ticket cost is $90. How much money does Daria need "
+    "if she currently has only $189?"
+)
+IGGY = "Iggy is training for a marathon. On Monday, he runs 3 miles. His pace is 1 mile in 10 minutes."
+
+
+def test_a_lead_in_line_ending_in_a_colon_is_dropped() -> None:
+    text = (
+        "Certainly! Below is a new instruction that should score higher, ensuring it is "
+        "distinct from the previous examples:\n\nRead the problem twice, then solve it."
+    )
+    assert clean_proposal(text) == "Read the problem twice, then solve it."
+    assert clean_proposal("Here is the instruction:\nSolve it carefully.") == "Solve it carefully."
+    assert clean_proposal('Sure! "Work it out step by step."') == "Work it out step by step."
+
+
+def test_a_lone_colon_line_is_kept_and_labels_are_stripped() -> None:
+    assert clean_proposal("Solve the following problem:") == "Solve the following problem:"
+    assert clean_proposal("Instruction: Add the numbers.\n\nThat should work.") == "Add the numbers."
+    assert clean_proposal("   ") is None
+    assert clean_proposal("Write it as <INS>") is None
+
+
+def test_proposals_naming_an_example_are_recognized() -> None:
+    shown = [DARIA, IGGY]
+    # names used inside a sentence, and numbers, of the shown examples
+    assert mentions_examples("Calculate how much money Daria still needs.", shown)
+    assert mentions_examples("Find the total hours Iggy spends running.", shown)
+    assert mentions_examples("Work out the cost of tickets at $90 each.", shown)
+    assert mentions_examples("Convert 10 minutes per mile into hours.", shown)
+    # general instructions pass, including capitalized words that open sentences there
+    assert not mentions_examples("Solve the math word problem.", shown)
+    assert not mentions_examples("How much is left? One step at a time, compute it.", shown)
+    assert not mentions_examples("She should show her work and state the final number.", shown)
+    assert not mentions_examples("Count the miles, then give 1 number.", [DARIA])
+
+
+def test_the_proposer_drops_proposals_about_the_demos_and_counts_them() -> None:
+    task = get_task("gsm-symbolic")
+
+    def reply(request):  # the first proposal is general; the others quote a number of their demos
+        if request.sample_index == 0:
+            return "Add the numbers."
+        demos = request.messages[-1].content.split("Write the instruction")[0]
+        number = re.findall(r"\d+", demos.split("Input:", 1)[1])[0]
+        return f"Compute {number} plus one."
+
+    proposer = Proposer(FakeBackend(reply), task, seed=0)
+    texts = proposer.from_demos(3)
+    # the two dropped proposals are replaced by fresh draws, up to twice the calls asked for
+    assert texts == ["Add the numbers."]
+    assert proposer.rejected == 5
+    assert proposer.calls == 6
+
+
+def test_dropped_proposals_are_redrawn_until_enough_are_kept() -> None:
+    task = get_task("gsm-symbolic")
+    replies = iter(["Compute 1 plus 1.", "Add them.", "Add them.", "Multiply them.", "Subtract."])
+
+    def reply(request):  # the first quotes a number of its demos, the third repeats the second
+        text = next(replies)
+        if text.startswith("Compute"):
+            demos = request.messages[-1].content.split("Write the instruction")[0]
+            text = f"Compute {re.findall(r'[0-9]+', demos.split('Input:', 1)[1])[0]} plus one."
+        return text
+
+    proposer = Proposer(FakeBackend(reply), task, seed=0)
+    assert proposer.from_demos(2) == ["Add them.", "Multiply them."]
+    assert proposer.calls == 4 and proposer.rejected == 1
