@@ -53,11 +53,11 @@ def clean_proposal(text: str) -> str | None:
     Below is a new instruction that should score higher:") and put the text after it;
     such lead-in lines are dropped when something follows them."""
     text = text.strip()
-    lines = [line for line in text.splitlines()]
+    lines = text.splitlines()
     while len(lines) > 1 and lines[0].strip().endswith(":") and any(x.strip() for x in lines[1:]):
-        lines = lines[1:]
-        while lines and not lines[0].strip():
-            lines = lines[1:]
+        lines.pop(0)
+        while not lines[0].strip():  # a non-blank line follows, checked above
+            lines.pop(0)
     text = "\n".join(lines).strip()
     text = _PREAMBLE.sub("", text)
     text = re.sub(
@@ -194,8 +194,9 @@ class Proposer:
         pool = self.task.examples("train")
         samples = rng.sample(pool, min(examples, len(pool)))
         where = "<INS>" if self.slot == "instruction" else "the start of the answer"
+        inputs = [self.task.render_input(e) for e in samples]
         blocks = "\n\n".join(
-            f"Input: <INS>\n{self.task.render_input(e)}\nOutput: {e.target}" for e in samples
+            f"Input: <INS>\n{text}\nOutput: {e.target}" for text, e in zip(inputs, samples, strict=True)
         )
         prompt = (
             f"You are improving the {_WHAT[self.slot]} used to solve a task. Earlier versions are below with "
@@ -206,5 +207,4 @@ class Proposer:
             f"Reply with the new {_WHAT[self.slot]} only."
         )
         seen = {text for text, _ in history}
-        shown = [self.task.render_input(e) for e in samples]
-        return [p for p in self._ask(prompt, n, salt=20_000 + step, shown=shown) if p not in seen]
+        return [p for p in self._ask(prompt, n, salt=20_000 + step, shown=inputs) if p not in seen]

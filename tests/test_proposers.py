@@ -48,15 +48,17 @@ def test_proposals_naming_an_example_are_recognized() -> None:
     assert not mentions_examples("Count the miles, then give 1 number.", [DARIA])
 
 
+def _quoting_its_demos(request) -> str:
+    """A proposal that quotes a number of the demos shown in ``request``."""
+    demos = request.messages[-1].content.split("Write the instruction")[0]
+    return f"Compute {re.findall(r'[0-9]+', demos.split('Input:', 1)[1])[0]} plus one."
+
+
 def test_the_proposer_drops_proposals_about_the_demos_and_counts_them() -> None:
     task = get_task("gsm-symbolic")
 
     def reply(request):  # the first proposal is general; the others quote a number of their demos
-        if request.sample_index == 0:
-            return "Add the numbers."
-        demos = request.messages[-1].content.split("Write the instruction")[0]
-        number = re.findall(r"\d+", demos.split("Input:", 1)[1])[0]
-        return f"Compute {number} plus one."
+        return "Add the numbers." if request.sample_index == 0 else _quoting_its_demos(request)
 
     proposer = Proposer(FakeBackend(reply), task, seed=0)
     texts = proposer.from_demos(3)
@@ -72,10 +74,7 @@ def test_dropped_proposals_are_redrawn_until_enough_are_kept() -> None:
 
     def reply(request):  # the first quotes a number of its demos, the third repeats the second
         text = next(replies)
-        if text.startswith("Compute"):
-            demos = request.messages[-1].content.split("Write the instruction")[0]
-            text = f"Compute {re.findall(r'[0-9]+', demos.split('Input:', 1)[1])[0]} plus one."
-        return text
+        return _quoting_its_demos(request) if text.startswith("Compute") else text
 
     proposer = Proposer(FakeBackend(reply), task, seed=0)
     assert proposer.from_demos(2) == ["Add them.", "Multiply them."]
