@@ -45,6 +45,13 @@ PRESETS: dict[str, dict[str, Any]] = {
     "heavy": {"n_proposals": 24, "rounds": 4, "paraphrases": 4, "top_k": 4, "dev_size": 200, "race_start": 20,
               "final_top": 5, "test_size": None},
 }  # fmt: skip
+# Where a policy spends a preset's proposals differently. OPRO learns from the scores of its
+# own proposals, so it gets several small steps (the paper's loop) instead of one big one:
+# light 4 steps x 2 (8 proposals, APE's light writes 6 + 2 x 2), medium 6 x 4, heavy 8 x 8.
+POLICY_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "opro": {"light": {"n_proposals": 2, "rounds": 4}, "medium": {"n_proposals": 4, "rounds": 6},
+             "heavy": {"n_proposals": 8, "rounds": 8}},
+}  # fmt: skip
 SIGNIFICANCE = 0.05
 
 
@@ -86,7 +93,8 @@ class SearchConfig:
     def from_preset(cls, preset: str, **overrides: Any) -> SearchConfig:
         if preset not in PRESETS:
             raise ConfigError(f"unknown budget preset {preset!r}; expected one of {', '.join(PRESETS)}")
-        values = {**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
+        by_policy = POLICY_PRESETS.get(overrides.get("policy") or "", {}).get(preset, {})
+        values = {**PRESETS[preset], **by_policy, **{k: v for k, v in overrides.items() if v is not None}}
         return cls(preset=preset, **values)
 
     def to_dict(self) -> dict[str, Any]:

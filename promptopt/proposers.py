@@ -41,6 +41,14 @@ _PREAMBLE = re.compile(
     r"^(?:sure|okay|ok|certainly|of course|absolutely|great|here(?: is|'s| are)[^:\n]*)[:,.!]?\s*",
     flags=re.IGNORECASE,
 )
+# "Instruction:", "New prompt:", "**Instruction:**", and labels of up to two words before "instruction",
+# "prompt", "variation" or "paraphrase" ("Teacher's instruction:", "Revised prompt:"),
+# where a text follows them
+_LABEL = re.compile(
+    r"^[*_#>\s]*(?:(?:new |improved |the )?(?:sentence|text|answer)|(?:[\w'’]+\s+){0,2}"
+    r"(?:instruction|prompt|variation|paraphrase)s?)[*_]*\s*[:：][*_]*\s*(?=\S)",
+    flags=re.IGNORECASE,
+)
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 _CAPITALIZED = re.compile(r"\b[A-Z][a-z]+\b")
 _SENTENCE_START = re.compile(r"(?:^|[.!?:;\n]\s*|\"\s*)$")
@@ -60,12 +68,7 @@ def clean_proposal(text: str) -> str | None:
             lines.pop(0)
     text = "\n".join(lines).strip()
     text = _PREAMBLE.sub("", text)
-    text = re.sub(
-        r"^(?:new |improved |the )?(?:instruction|sentence|prompt|text|variation|answer)\s*[:：]\s*",
-        "",
-        text,
-        flags=re.IGNORECASE,
-    )
+    text = _LABEL.sub("", text)
     text = text.split("\n\n", 1)[0].strip()
     if "<INS>" in text:  # a copy of the meta-prompt's placeholder, not a proposal
         return None

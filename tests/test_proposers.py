@@ -30,6 +30,12 @@ def test_a_lead_in_line_ending_in_a_colon_is_dropped() -> None:
 def test_a_lone_colon_line_is_kept_and_labels_are_stripped() -> None:
     assert clean_proposal("Solve the following problem:") == "Solve the following problem:"
     assert clean_proposal("Instruction: Add the numbers.\n\nThat should work.") == "Add the numbers."
+    assert clean_proposal("Teacher's instruction: Add the numbers.") == "Add the numbers."
+    assert clean_proposal("**Revised prompt:** Add the numbers.") == "Add the numbers."
+    assert clean_proposal("New sentence: Add them.") == "Add them."
+    assert clean_proposal("**Instruction**: Add them.") == "Add them."
+    assert clean_proposal("Solve the problem: add the numbers.") == "Solve the problem: add the numbers."
+    assert clean_proposal("Follow this instruction:") == "Follow this instruction:"
     assert clean_proposal("   ") is None
     assert clean_proposal("Write it as <INS>") is None
 

@@ -72,6 +72,22 @@ def test_dry_run_estimates_without_calls(task, db_url: str) -> None:  # type: ig
     assert backend.history == []
 
 
+def test_opro_spends_a_preset_in_several_small_steps(task, db_url: str) -> None:  # type: ignore[no-untyped-def]
+    base = {"task": "gsm-symbolic", "model": "fake", "base": Candidate(instruction="Answer.")}
+    opro, ape = (
+        SearchConfig.from_preset("light", policy="opro", **base),
+        SearchConfig.from_preset("light", **base),
+    )
+    assert (opro.n_proposals, opro.rounds) == (2, 4) and (ape.n_proposals, ape.rounds) == (6, 1)
+    assert SearchConfig.from_preset("light", policy="opro", rounds=2, **base).rounds == 2  # an option wins
+    backend = skilled_backend(task)
+    result = search(SearchConfig.from_preset("light", policy="opro", dev_size=24, test_size=20, **base),
+                     backend=backend, db=db_url)  # fmt: skip
+    assert isinstance(result, SearchResult)
+    steps = [r for r in backend.history if "<INS>" in r.messages[-1].content]  # OPRO's meta-prompts
+    assert len(steps) == 4 * 2  # four steps of two proposals
+
+
 class Recording(Policy):
     """Proposes one pool (the starting prompt and one variant); records what the
     controller did with it. ``fail`` makes ``ask`` raise, ``tell`` is where it fails."""
