@@ -32,7 +32,9 @@ What runs, and how it is counted:
   answered from another's response cache. The baselines and every winner's test
   evaluation share one cache (``test-cache.db`` in the same folder): a prompt that two
   entries share is evaluated on test once; the JSON says how many test requests were
-  cache hits.
+  cache hits. ``--test-cache URL`` names another database for it: the one
+  ``benchmarks/baselines.py`` wrote (same model, prompts and ``--max-new-tokens``) answers
+  the baselines' test items from what that run stored.
 - **Statistics.** Accuracy with a 95% Wilson interval (``promptopt.stats.mean_interval``);
   differences on the same test items with ``promptopt.stats.paired_difference`` (paired
   bootstrap interval, McNemar's exact p), significant below ``promptopt.controller.SIGNIFICANCE``.
@@ -154,6 +156,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--dspy-python", default=None,
                         help="Python with dspy (default: $PROMPTOPT_DSPY_PYTHON, else .venv-dspy/bin/python)")  # fmt: skip
     parser.add_argument("--out-dir", default=str(RESULTS))
+    parser.add_argument(
+        "--test-cache",
+        default=None,
+        help="database URL of the shared test cache (default: test-cache.db in the results folder); "
+        "point it at benchmarks/baselines.py's --db to reuse the baselines' stored test answers",
+    )
     parser.add_argument(
         "--resume", action="store_true", help="skip entries already done; continue unfinished"
     )
@@ -280,7 +288,7 @@ def test_evaluation(task: Any, candidate: Any, backend: Any, args: argparse.Name
     """The held-out evaluation every entry gets, through the shared test cache."""
     import promptopt
 
-    db = f"sqlite:///{work_dir(args) / 'test-cache.db'}"
+    db = args.test_cache or f"sqlite:///{work_dir(args) / 'test-cache.db'}"
     report = promptopt.evaluate(task, candidate, backend, split="test", limit=args.test_limit, db=db,
                                 batch_size=args.batch_size, seed=args.seed)  # fmt: skip
     return {

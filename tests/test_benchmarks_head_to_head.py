@@ -81,6 +81,22 @@ def test_fake_run_writes_every_entry_prints_the_table_and_resumes(tmp_path: Path
     assert len((out / "fake-tiny-add.jsonl").read_text().splitlines()) == 3
 
 
+@pytest.mark.slow
+def test_a_named_test_cache_answers_the_baselines_stored_there(tmp_path: Path) -> None:
+    cache = f"sqlite:///{tmp_path / 'baselines.db'}"
+    only_baseline = ["--policies", "", "--test-cache", cache]
+    first = run(tmp_path, *only_baseline)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert (tmp_path / "baselines.db").is_file() and not list((tmp_path / "out").rglob("test-cache.db"))
+    again = run(tmp_path, *only_baseline, "--out-dir", str(tmp_path / "other"))
+    assert again.returncode == 0, again.stderr[-3000:]
+    (test,) = [
+        json.loads(line)["test"]
+        for line in (tmp_path / "other" / "fake-tiny-add.jsonl").read_text().splitlines()
+    ]
+    assert test["model_calls"] == 0 and test["cache_hits"] == test["requests"] == 12
+
+
 def row(name: str, kind: str, scores: list[float], calls: int) -> dict[str, Any]:
     return {
         "name": name, "kind": kind, "status": "ok",
