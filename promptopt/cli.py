@@ -375,7 +375,7 @@ def _print_report(report: Any, db_url: str) -> None:
     "--proposals",
     type=click.IntRange(min=1),
     default=None,
-    help="Override the preset: proposals in the first round.",
+    help="Override the preset: proposals in the first round (APE) or per step (OPRO).",
 )
 @click.option(
     "--rounds",
