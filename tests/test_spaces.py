@@ -53,6 +53,25 @@ def test_builtin_spaces_load_from_the_package() -> None:
         assert all(names.index(p) < names.index(dimension.name) for p in dimension.parents)
 
 
+@pytest.mark.parametrize(
+    "path", sorted((Path(__file__).parent.parent / "search_spaces").glob("*.yaml")), ids=str
+)
+def test_the_spaces_shipped_in_search_spaces_are_valid(path: Path) -> None:
+    space = load_space(str(path))
+    assert space.name == path.stem and space.dimensions
+
+
+def test_the_cpu_space_is_gsm8k_without_self_consistency() -> None:
+    cpu, full = (
+        load_space(str(Path(__file__).parent.parent / "search_spaces" / "gsm8k-cpu.yaml")),
+        load_space("gsm8k"),
+    )
+    assert cpu["samples"].choices == (1,) and "temperature" not in cpu.names
+    assert [n for n in full.names if n not in ("samples", "temperature")] == [
+        n for n in cpu.names if n != "samples"
+    ]
+
+
 def test_a_mapping_round_trips(tmp_path: Path) -> None:
     space = load_space(write(tmp_path, GOOD))
     again = load_space(space.to_dict())
