@@ -4,7 +4,9 @@ cap on LLM calls.
 
     python benchmarks/head_to_head.py --model fake                        # seconds, checks the program
     nice python benchmarks/head_to_head.py --data-dir ../shared/data --model qwen2.5-coder-1.5b \\
-        --max-calls 600 --dev-size 30 --test-limit 200 --resume             # many hours on 2 cores
+        --max-calls 600 --dev-size 30 --test-limit 200 --resume \\
+        --test-cache sqlite:///benchmarks/results/baselines-int8.db \\
+        --space search_spaces/gsm8k-cpu.yaml                                # many hours on 2 cores
 
 What runs, and how it is counted:
 
