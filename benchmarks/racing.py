@@ -138,13 +138,23 @@ def replay(args: argparse.Namespace) -> dict[str, object]:
               f"{row['within_1pt']:>12.1%} {row['exact_best']:>11.1%}")  # fmt: skip
     result = {
         "matrix": args.matrix,
+        "settings": {
+            "seeds": args.seeds,
+            "starts": args.starts,
+            "eta": args.eta,
+            "keep": args.keep,
+            "final_top": args.final_top,
+        },
         "candidates": n_candidates,
         "examples": n_examples,
         "best": best,
         "rows": rows,
     }
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "racing_replay.json").write_text(json.dumps(result, indent=1))
+    # one file per matrix and race settings, so a run with other options keeps the earlier one
+    name = f"racing_replay-{Path(args.matrix).stem}-eta{args.eta:g}-keep{args.keep}-top{args.final_top}.json"
+    (RESULTS / name).write_text(json.dumps(result, indent=1))
+    print(f"wrote {RESULTS / name}")
     return result
 
 
