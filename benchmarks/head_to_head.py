@@ -656,6 +656,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{path} was written with other settings ({', '.join(wrong)}): use the same flags, "
               "another --out-dir, or --fresh", file=sys.stderr)  # fmt: skip
         return 2
+    if args.test_cache:  # a bad URL is reported here once, not as a traceback in every worker
+        from promptopt.errors import StoreError
+        from promptopt.store import Store
+
+        try:
+            Store(args.test_cache).close()
+        except StoreError as exc:
+            print(f"error: --test-cache: {exc}", file=sys.stderr)
+            return 2
     work_dir(args).mkdir(parents=True, exist_ok=True)
     done = {r["name"] for r in earlier if r.get("status") == "ok"}
     for name in args.entries:

@@ -97,6 +97,12 @@ def test_a_named_test_cache_answers_the_baselines_stored_there(tmp_path: Path) -
     assert test["model_calls"] == 0 and test["cache_hits"] == test["requests"] == 12
 
 
+def test_a_bad_test_cache_url_is_refused_before_any_entry_runs(tmp_path: Path) -> None:
+    bad = run(tmp_path, "--policies", "", "--test-cache", "nosuchscheme://x")
+    assert bad.returncode == 2 and "--test-cache" in bad.stderr and "nosuchscheme" in bad.stderr
+    assert "Traceback" not in bad.stderr and not (tmp_path / "out" / "fake-tiny-add.jsonl").exists()
+
+
 def row(name: str, kind: str, scores: list[float], calls: int) -> dict[str, Any]:
     return {
         "name": name, "kind": kind, "status": "ok",
