@@ -41,9 +41,9 @@ _PREAMBLE = re.compile(
     r"^(?:sure|okay|ok|certainly|of course|absolutely|great|here(?: is|'s| are)[^:\n]*)[:,.!]?\s*",
     flags=re.IGNORECASE,
 )
-# "Instruction:", "New prompt:", "**Instruction:**", and labels of up to two words before "instruction",
-# "prompt", "variation" or "paraphrase" ("Teacher's instruction:", "Revised prompt:"),
-# where a text follows them
+# A label where a text follows it: "Instruction:", "New prompt:", "**Instruction:**", and up
+# to two words before "instruction", "prompt", "variation" or "paraphrase" ("Teacher's
+# instruction:", "Revised prompt:")
 _LABEL = re.compile(
     r"^[*_#>\s]*(?:(?:new |improved |the )?(?:sentence|text|answer)|(?:[\w'’]+\s+){0,2}"
     r"(?:instruction|prompt|variation|paraphrase)s?)[*_]*\s*[:：][*_]*\s*(?=\S)",

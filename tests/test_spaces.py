@@ -14,6 +14,7 @@ from promptopt.errors import ConfigError
 from promptopt.spaces import SpaceError, build_candidate, check_file, list_spaces, load_space, parse_space
 from promptopt.types import Candidate
 
+SHIPPED = Path(__file__).resolve().parent.parent / "search_spaces"  # the spaces the repository ships
 GOOD = """\
 name: tiny
 dimensions:
@@ -53,9 +54,7 @@ def test_builtin_spaces_load_from_the_package() -> None:
         assert all(names.index(p) < names.index(dimension.name) for p in dimension.parents)
 
 
-@pytest.mark.parametrize(
-    "path", sorted((Path(__file__).parent.parent / "search_spaces").glob("*.yaml")), ids=str
-)
+@pytest.mark.parametrize("path", sorted(SHIPPED.glob("*.yaml")), ids=str)
 def test_the_spaces_shipped_in_search_spaces_are_valid(path: Path) -> None:
     space = load_space(str(path))
     assert space.name == path.stem and space.dimensions
@@ -63,7 +62,7 @@ def test_the_spaces_shipped_in_search_spaces_are_valid(path: Path) -> None:
 
 def test_the_cpu_space_is_gsm8k_without_self_consistency() -> None:
     cpu, full = (
-        load_space(str(Path(__file__).parent.parent / "search_spaces" / "gsm8k-cpu.yaml")),
+        load_space(str(SHIPPED / "gsm8k-cpu.yaml")),
         load_space("gsm8k"),
     )
     assert cpu["samples"].choices == (1,) and "temperature" not in cpu.names
