@@ -14,6 +14,10 @@ fills the first time a policy picks them. Policies see the pool as indices into 
 of fixed length, as DSPy's MIPROv2 does, so a Bayesian sampler's categories never change
 while the pool grows during the search.
 
+A file may start from another: ``extends: gsm8k`` (a name, or a path relative to the
+file) inherits its dimensions; each dimension the file lists replaces the inherited one,
+``null`` removes one, and new ones are added after.
+
 Built-in spaces ship inside the package (``promptopt/search_spaces/*.yaml``) so that they
 travel with the wheel; ``load_space(NAME)`` also looks in ``./search_spaces/`` and in the
 folders of ``$PROMPTOPT_SPACE_PATH`` first, so a user's file of the same name wins.
@@ -75,7 +79,7 @@ DIMENSIONS: dict[str, _Rule] = {
 }
 # ``order`` (optional): the order dimensions are sampled in, parents first; by default the
 # file's order. Written by ``to_dict`` because a run's stored copy is JSON with sorted keys.
-_TOP_KEYS = {"name", "version", "description", "dimensions", "order"}
+_TOP_KEYS = {"name", "version", "description", "dimensions", "order", "extends"}
 _DIM_KEYS = {
     "categorical": {"type", "choices", "when", "default", "doc"},
     "integer": {"type", "low", "high", "step", "when", "default", "doc"},
@@ -309,12 +313,23 @@ def load_space(ref: str | Path | Mapping[str, Any] | SearchSpace) -> SearchSpace
 
 
 def check_file(path: Path) -> tuple[SearchSpace | None, list[str]]:
-    """Parse and validate one file; returns the space (if valid) and every problem."""
+    """Parse and validate one file (and the spaces it ``extends``); returns the space (if
+    valid) and every problem."""
+    data, lines, problems = _read_space(path, ())
+    if problems:
+        return None, problems
+    return parse_space(data, source=path.name, lines=lines)
+
+
+def _read_space(path: Path, chain: tuple[Path, ...]) -> tuple[Any, dict[tuple[str, ...], int], list[str]]:
+    """The YAML document of ``path`` with its ``extends`` resolved (recursively), the line
+    of each path in it, and the problems found on the way (reading, YAML, inheritance).
+    ``chain``: the files that extend this one, to catch a cycle."""
     label = path.name
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
-        return None, [f"{label}: cannot read: {e.strerror or e}"]
+        return None, {}, [f"{label}: cannot read: {e.strerror or e}"]
     try:
         data = yaml.safe_load(text)
         lines = _line_map(text)
@@ -322,8 +337,97 @@ def check_file(path: Path) -> tuple[SearchSpace | None, list[str]]:
         mark = getattr(e, "problem_mark", None)
         where = f"{label}:{mark.line + 1}" if mark is not None else label
         problem = getattr(e, "problem", None) or str(e)
-        return None, [f"{where}: not valid YAML: {problem}"]
-    return parse_space(data, source=label, lines=lines)
+        return None, {}, [f"{where}: not valid YAML: {problem}"]
+    if isinstance(data, Mapping) and "extends" in data:
+        return _inherit(data, lines, label, path, chain)
+    return data, lines, []
+
+
+def _parent_file(ref: str, path: Path | None, chain: tuple[Path, ...]) -> Path:
+    """The file that ``extends: ref`` names, for the file ``path`` (None: a mapping). A
+    path is relative to the extending file's folder; a name is looked up like
+    ``--space NAME``, skipping the files of the chain, so that
+    ``search_spaces/gsm8k.yaml`` may extend the built-in ``gsm8k``."""
+    here = path.parent if path is not None else Path.cwd()
+    seen = {p.resolve() for p in chain} | ({path.resolve()} if path is not None else set())
+    if Path(ref).suffix in (".yaml", ".yml") or os.sep in ref or "/" in ref:
+        target = Path(ref).expanduser()
+        target = target if target.is_absolute() else here / target
+        if not target.is_file():
+            raise ConfigError(f"search space file {str(target)!r} not found")
+        return target
+    known: list[str] = []
+    for folder in _search_dirs():
+        for candidate in sorted(folder.glob("*.yaml")) if folder.is_dir() else []:
+            known.append(candidate.stem)
+            if candidate.stem == ref and candidate.resolve() not in seen:
+                return candidate
+    close = difflib.get_close_matches(ref, sorted(set(known) - {ref}), n=2)
+    hint = f"; did you mean {' or '.join(close)}?" if close else ""
+    raise ConfigError(f"unknown search space {ref!r}{hint}")
+
+
+def _inherit(
+    data: Mapping[str, Any],
+    lines: dict[tuple[str, ...], int],
+    label: str,
+    path: Path | None,
+    chain: tuple[Path, ...],
+) -> tuple[Any, dict[tuple[str, ...], int], list[str]]:
+    """``data`` on top of the space it ``extends``: a dimension it lists replaces the
+    inherited one of that name in place (``null`` removes it), new ones come after,
+    and ``description`` is inherited unless given. ``name`` is never inherited (it
+    defaults to the file's name), nor is ``order``."""
+    problems = _Problems(label, lines)
+    ref = data["extends"]
+    if not isinstance(ref, str) or not ref.strip():
+        problems.add(("extends",), f"expected the name or path of a search space, got {_describe(ref)}")
+        return None, {}, problems.items
+    try:
+        parent_path = _parent_file(ref.strip(), path, chain)
+    except ConfigError as e:
+        problems.add(("extends",), e.message)
+        return None, {}, problems.items
+    trail = chain + ((path,) if path is not None else ())
+    if parent_path.resolve() in {p.resolve() for p in trail}:
+        names = " -> ".join(p.name for p in (*trail, parent_path))
+        problems.add(("extends",), f"spaces extend each other in a cycle: {names}")
+        return None, {}, problems.items
+    parent, parent_lines, parent_problems = _read_space(parent_path, trail)
+    if not parent_problems:
+        parent_problems = parse_space(parent, source=parent_path.name, lines=parent_lines)[1]
+    if parent_problems:
+        problems.add(("extends",), f"the space it extends ({parent_path.name}) has problems:")
+        return None, {}, problems.items + [f"  {p}" for p in parent_problems]
+    own = data.get("dimensions", {})
+    if not isinstance(own, Mapping):
+        problems.add(
+            ("dimensions",), f"expected a mapping of dimensions to add or replace, got {_describe(own)}"
+        )
+        return None, {}, problems.items
+    dims = dict(parent["dimensions"])
+    inherited = set(dims)
+    for name, spec in own.items():
+        if spec is not None:
+            dims[name] = spec
+            inherited.discard(name)
+        elif name in dims:
+            del dims[name]
+        else:
+            problems.add(
+                ("dimensions", str(name)),
+                f"null removes an inherited dimension, but {parent_path.name} has no dimension {name!r}",
+            )
+    if problems.items:
+        return None, {}, problems.sorted()
+    merged = {k: v for k, v in data.items() if k not in ("extends", "dimensions")}
+    merged.setdefault("description", parent.get("description", ""))
+    merged["dimensions"] = dims
+    at = lines.get(("extends",), 1)
+    merged_lines = dict(lines)
+    for name in inherited:  # a problem in an inherited dimension points at ``extends``
+        merged_lines[("dimensions", str(name))] = at
+    return merged, merged_lines, []
 
 
 def _line_map(text: str) -> dict[tuple[str, ...], int]:
@@ -408,6 +512,10 @@ def parse_space(
     data: Any, *, source: str = "<mapping>", lines: Mapping[tuple[str, ...], int] | None = None
 ) -> tuple[SearchSpace | None, list[str]]:
     """Validate a parsed YAML document; returns the space (None if invalid) and all problems."""
+    if isinstance(data, Mapping) and "extends" in data:  # a mapping; a file's is resolved on reading
+        data, lines, inherited = _inherit(data, dict(lines or {}), source, None, ())
+        if inherited:
+            return None, inherited
     problems = _Problems(source, lines or {})
     if not isinstance(data, Mapping):
         problems.add((), f"expected a mapping with 'name' and 'dimensions', got {_describe(data)}")

@@ -3,6 +3,7 @@ the mapping from a point of the space to a Candidate."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -86,6 +87,84 @@ def test_a_user_file_in_search_spaces_overrides_a_builtin(
     assert load_space("gsm8k").name == "mine"
     with pytest.raises(ConfigError, match="did you mean gsm8k"):
         load_space("gsm8kk")
+
+
+def test_a_space_extends_another_replacing_removing_and_adding_dimensions(tmp_path: Path) -> None:
+    write(tmp_path, GOOD, "tiny.yaml")
+    child = write(tmp_path, """\
+# a comment, then the parent
+extends: tiny.yaml
+dimensions:
+  n_demos: {type: integer, low: 0, high: 2}
+  temperature: null
+  samples: {type: categorical, choices: [1]}
+  answer_format: {type: categorical, choices: ["", "The answer is N."]}
+""", "child.yaml")  # fmt: skip
+    space = load_space(str(child))
+    parent = load_space(str(tmp_path / "tiny.yaml"))
+    assert space.name == "child"  # the name is the file's, never inherited
+    assert space.names == ("cot_mode", "cot_trigger", "n_demos", "demo_selection", "samples", "answer_format")
+    assert space["n_demos"].high == 2 and space["samples"].choices == (1,)
+    assert (
+        space["cot_trigger"] == parent["cot_trigger"] and space["demo_selection"] == parent["demo_selection"]
+    )
+    assert load_space(space.to_dict()) == dataclasses.replace(
+        space, source="<mapping>"
+    )  # stored runs need no parent
+
+
+def test_extends_by_name_skips_the_extending_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "search_spaces").mkdir()
+    write(tmp_path / "search_spaces", "extends: gsm8k\ndimensions:\n  n_demos: {type: integer, low: 0, high: 2}\n",
+          "gsm8k.yaml")  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    mine, builtin = (
+        load_space("gsm8k"),
+        load_space(str(Path(__file__).parent.parent / "promptopt/search_spaces/gsm8k.yaml")),
+    )
+    assert mine["n_demos"].high == 2 and builtin["n_demos"].high == 8
+    assert mine.description == builtin.description  # inherited
+    assert [n for n in mine.names] == [n for n in builtin.names]
+
+
+def test_the_cpu_space_extends_gsm8k() -> None:
+    text = (SHIPPED / "gsm8k-cpu.yaml").read_text(encoding="utf-8")
+    assert "extends: gsm8k" in text and "seeds:" not in text  # inherited, not copied
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ({"a.yaml": "extends: nosuchspace\n"}, "a.yaml:1: extends: unknown search space 'nosuchspace'"),
+        ({"a.yaml": "extends: b.yaml\n", "b.yaml": "extends: a.yaml\n"},
+         "b.yaml:1: extends: spaces extend each other in a cycle: a.yaml -> b.yaml -> a.yaml"),
+        ({"a.yaml": "name: a\nextends: [gsm8k]\n"}, "a.yaml:2: extends: expected the name or path of a search space"),
+        ({"a.yaml": "extends: gsm8k\ndimensions:\n  colour: null\n"},
+         "a.yaml:3: dimensions.colour: null removes an inherited dimension, but gsm8k.yaml has no dimension 'colour'"),
+        ({"a.yaml": "extends: b.yaml\n", "b.yaml": "name: b\ndimensions:\n  n_demos: {type: integer, low: 5, high: 2}\n"},
+         "a.yaml:1: extends: the space it extends"),
+        ({"a.yaml": "extends: gsm8k\ndimensions:\n  samples: null\n"},
+         "a.yaml:1: dimensions.temperature.when.samples: depends on 'samples', which is not a dimension"),
+    ],
+)  # fmt: skip
+def test_extends_mistakes_are_clear(tmp_path: Path, files: dict[str, str], message: str) -> None:
+    for name, text in files.items():
+        write(tmp_path, text, name)
+    space, problems = check_file(tmp_path / "a.yaml")
+    assert space is None and any(p.strip().startswith(message) for p in problems), problems
+
+
+def test_a_broken_parent_lists_its_own_problems(tmp_path: Path) -> None:
+    write(tmp_path, "name: b\ndimensions:\n  n_demos: {type: integer, low: 5, high: 2}\n", "b.yaml")
+    _, problems = check_file(write(tmp_path, "extends: b.yaml\n", "a.yaml"))
+    assert any("b.yaml:3: dimensions.n_demos.high: must not be below low (5)" in p for p in problems), (
+        problems
+    )
+
+
+def test_a_mapping_may_extend_a_named_space() -> None:
+    space = load_space({"extends": "gsm8k", "name": "mine", "dimensions": {"samples": {"type": "categorical", "choices": [1]}, "temperature": None}})  # fmt: skip
+    assert space.name == "mine" and "temperature" not in space and space["samples"].choices == (1,)
 
 
 def test_bad_yaml_names_the_line(tmp_path: Path) -> None:
@@ -202,6 +281,8 @@ def test_validate_command_exit_codes(tmp_path: Path) -> None:
     assert good.exit_code == 0, good.output
     assert "valid search space 'tiny' with 6 dimensions" in good.output and "when cot_mode" in good.output
     assert runner.invoke(cli, ["validate", "gsm8k"]).exit_code == 0
+    cpu = runner.invoke(cli, ["validate", str(SHIPPED / "gsm8k-cpu.yaml")])
+    assert cpu.exit_code == 0 and "valid search space 'gsm8k-cpu'" in cpu.output, cpu.output
     bad = runner.invoke(
         cli, ["validate", str(write(tmp_path, GOOD.replace("low: 0,", "low: none,"), "bad.yaml"))]
     )
