@@ -23,6 +23,16 @@ What runs, and how it is counted:
   rounds, ends it (the dspy-* policies spend at most half the cap inside DSPy, the rest
   races what DSPy found). ``--baselines``: the fixed prompts of ``benchmarks/baselines.py``
   (plain instruction, zero-shot CoT, 8-shot CoT), imported from there.
+- **Matching the calls.** MIPROv2 ``auto="light"`` sizes itself and may stop well under
+  the cap, and the verdict asks for no more calls than DSPy's. ``--match-calls dspy-mipro``
+  (run it after that entry has finished) caps every promptopt search at dspy-mipro's
+  calls to find minus the most a full-dev selection can add (``final_top`` × dev, 90 for
+  light at dev 30), so no promptopt entry can spend more than DSPy did (short of a
+  self-consistency overshoot of one example, which the verdict would show). A matched
+  search keeps its policy's earlier store, so the requests an earlier (uncapped) search
+  of the same policy and seed made are answered from its cache — counted as calls all
+  the same, so the cap binds as in a cold run; the row says ``warm_cache`` and its wall
+  time is not a cold run's. Its row is appended; the table takes the last row of each entry.
 - **Calls.** "search" is what the cap limits (requests, cache hits included: every policy
   has a fresh store, so the only hits are its own repeats); "select" is the full-dev
   evaluation of the best three after the search (outside the cap, the same rule for
@@ -149,6 +159,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--proposals", type=int, default=6, help="proposals per round (and MIPRO-matched's pool)"
     )
+    parser.add_argument(
+        "--match-calls", default=None, metavar="ENTRY",
+        help="cap each promptopt search at ENTRY's calls to find (e.g. dspy-mipro) minus the most its "
+        "full-dev selection can add, so that none can spend more; ENTRY must finish first",
+    )  # fmt: skip
     parser.add_argument("--rounds", type=int, default=12, help="high, so that the cap ends each search")
     parser.add_argument("--race-start", type=int, default=8)
     parser.add_argument("--space", default=None, help="space of random/tpe/reinforce (default: the task's)")
@@ -170,6 +185,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--fresh", action="store_true", help="delete earlier results of these settings first")
     parser.add_argument("--dry-run", action="store_true", help="print each search's estimate; run nothing")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--search-cap", type=int, help=argparse.SUPPRESS)  # the worker's cap (--match-calls)
     parser.add_argument("--result-file", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
@@ -189,6 +205,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
             parser.error(f"unknown baseline {name!r}; expected some of {', '.join(BASELINE_BY_SLUG)}")
         baselines.append(key)
     args.entries = baselines + policies
+    if args.match_calls is not None and args.match_calls not in DSPY_POLICIES + PROMPTOPT_POLICIES:
+        parser.error(f"--match-calls {args.match_calls!r}: not an entry; expected one of "
+                     f"{', '.join(DSPY_POLICIES + PROMPTOPT_POLICIES)}")  # fmt: skip
     if args.dspy_python is None:
         args.dspy_python = os.environ.get("PROMPTOPT_DSPY_PYTHON") or str(
             REPO / ".venv-dspy" / "bin" / "python"
@@ -309,12 +328,49 @@ def test_evaluation(task: Any, candidate: Any, backend: Any, args: argparse.Name
     }
 
 
-def unfinished_search(db: str) -> str | None:
+def unfinished_search(db: str, cap: int) -> str | None:
+    """The unfinished search in ``db`` that was started with this call cap, if any."""
     from promptopt.store import Store
 
     with Store(db) as store:
-        runs = [r for r in store.list_runs() if r.kind == "search" and r.status != "finished"]
+        runs = [
+            r for r in store.list_runs()
+            if r.kind == "search" and r.status != "finished" and (r.config.get("budget") or {}).get("max_calls") == cap
+        ]  # fmt: skip
     return runs[0].id if runs else None
+
+
+def search_cap(args: argparse.Namespace) -> int:
+    """The call cap of this worker's search: ``--max-calls``, or the matched cap."""
+    return int(args.search_cap if args.search_cap is not None else args.max_calls)
+
+
+def selection_reserve(args: argparse.Namespace) -> int:
+    """The most a search's full-dev selection can add to its calls (the best
+    ``final_top`` on all of dev, one request each per example)."""
+    from promptopt.controller import PRESETS
+
+    return int(PRESETS[args.preset]["final_top"]) * args.dev_size
+
+
+def matched_cap(args: argparse.Namespace, rows: Sequence[Mapping[str, Any]]) -> tuple[int | None, str]:
+    """The cap of the promptopt searches under ``--match-calls``, or None and why not."""
+    ref = next((r for r in reversed(rows) if r["name"] == args.match_calls), None)
+    if ref is None or ref.get("status") != "ok" or not ref.get("search"):
+        return None, f"--match-calls {args.match_calls}: it has no finished result yet (run it first)"
+    cap = min(args.max_calls, calls_to_find(ref) - selection_reserve(args))
+    if cap <= 0:
+        return (
+            None,
+            f"--match-calls {args.match_calls}: its {calls_to_find(ref)} calls leave no room for a search",
+        )
+    return cap, (f"capped at {cap} calls: {args.match_calls}'s {calls_to_find(ref)} calls to find "
+                 f"minus {selection_reserve(args)} for the full-dev selection")  # fmt: skip
+
+
+def row_cap(row: Mapping[str, Any]) -> int:
+    """The call cap a finished promptopt row was searched with."""
+    return int((row.get("search") or {}).get("cap") or row["settings"]["max_calls"])
 
 
 def search_config(name: str, task: Any, args: argparse.Namespace) -> Any:
@@ -330,7 +386,7 @@ def search_config(name: str, task: Any, args: argparse.Namespace) -> Any:
         args.preset, task=task_ref(args), data_dir=args.data_dir, model=args.model, base=start_prompt(task, args),
         policy=name, dev_size=args.dev_size, test_size=0, seed=args.seed, batch_size=args.batch_size,
         n_proposals=args.proposals, rounds=args.rounds, race_start=args.race_start,
-        budget=Budget(max_calls=args.max_calls), space=space,
+        budget=Budget(max_calls=search_cap(args)), space=space,
     )  # fmt: skip
 
 
@@ -339,10 +395,15 @@ def run_search(name: str, task: Any, backend: Any, args: argparse.Namespace) -> 
 
     db_path = work_dir(args) / f"{_slug(name)}.db"
     db = f"sqlite:///{db_path}"
-    resume = unfinished_search(db) if args.resume and db_path.exists() else None
-    if resume is None:
+    cap = search_cap(args)
+    resume = unfinished_search(db, cap) if args.resume and db_path.exists() else None
+    warm = resume is None and args.search_cap is not None and db_path.exists()
+    if resume is None and not warm:
         for leftover in db_path.parent.glob(db_path.name + "*"):  # the db and its -wal/-shm
             leftover.unlink()
+    if warm:  # a matched search keeps the store of this policy's earlier search (another cap)
+        print(f"  [{name}] new search with cap {cap} in {db_path}: its response cache answers the "
+              "requests the earlier search made (counted as calls all the same)", file=sys.stderr, flush=True)  # fmt: skip
     config = search_config(name, task, args)
     at_selection: dict[str, Any] = {}
 
@@ -368,6 +429,9 @@ def run_search(name: str, task: Any, backend: Any, args: argparse.Namespace) -> 
         "run_id": result.run_id,
         "db": str(db_path),
         "resumed": resume is not None,
+        "cap": cap,
+        "matched_to": args.match_calls if args.search_cap is not None else None,
+        "warm_cache": warm,
         "calls": spent["calls"],
         "selection_calls": result.final_calls,
         "calls_to_find": spent["calls"] + result.final_calls,
@@ -457,9 +521,10 @@ def dspy_problem(args: argparse.Namespace) -> str | None:
     return None
 
 
-def run_entry(args: argparse.Namespace, name: str) -> dict[str, Any]:
+def run_entry(args: argparse.Namespace, name: str, cap: int | None = None) -> dict[str, Any]:
     python = sys.executable
     base = {"name": name, "kind": kind_of(name), "settings": settings(args)}
+    extra = [] if cap is None else ["--search-cap", str(cap)]
     if kind_of(name) == "dspy":
         problem = dspy_problem(args)
         if problem:
@@ -476,6 +541,7 @@ def run_entry(args: argparse.Namespace, name: str) -> dict[str, Any]:
         name,
         "--result-file",
         str(result_file),
+        *extra,
     ]
     started = time.perf_counter()
     process = subprocess.run(command, env=worker_env(), cwd=REPO, check=False)
@@ -574,6 +640,11 @@ def print_table(rows: Sequence[Mapping[str, Any]], args: argparse.Namespace) -> 
     print()
     print(f"{args.task} · {args.model} · max {args.max_calls} calls per search · dev {args.dev_size} (from train) · "
           f"test: first {args.test_limit} · seed {args.seed} · accuracy with 95% CI")  # fmt: skip
+    matched = sorted({(row_cap(r), r["search"].get("matched_to")) for r in ok
+                      if r["kind"] == "promptopt" and row_cap(r) != args.max_calls}, key=str)  # fmt: skip
+    for cap, to in matched:
+        names = [r["name"] for r in ok if r["kind"] == "promptopt" and row_cap(r) == cap]
+        print(f"searches capped at {cap} calls (--match-calls {to}): {', '.join(names)}")
     ref_name = reference["name"] if reference else "–"
     header = ["entry", "test acc", "95% CI", f"Δ vs {ref_name} (p)", "calls search+select", "tokens search+select",
               "test req (hits)", "test tokens", "wall s search/test", "winning prompt"]  # fmt: skip
@@ -666,13 +737,26 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: --test-cache: {exc}", file=sys.stderr)
             return 2
     work_dir(args).mkdir(parents=True, exist_ok=True)
-    done = {r["name"] for r in earlier if r.get("status") == "ok"}
+    rows_so_far = list(earlier)
     for name in args.entries:
-        if name in done:
+        cap: int | None = None
+        if args.match_calls and kind_of(name) == "promptopt" and name != args.match_calls:
+            cap, why = matched_cap(args, rows_so_far)
+            if cap is None:
+                print(f"== {name}: not run: {why}", file=sys.stderr, flush=True)
+                continue
+            print(f"== {name}: {why}", flush=True)
+        last = next((r for r in reversed(rows_so_far) if r["name"] == name), None)
+        if (
+            last is not None
+            and last.get("status") == "ok"
+            and (kind_of(name) != "promptopt" or row_cap(last) == (cap or args.max_calls))
+        ):
             print(f"== {name}: already in {path.name}, skipped (--resume)", flush=True)
             continue
         print(f"== {name}", flush=True)
-        row = run_entry(args, name)
+        row = run_entry(args, name, cap)
+        rows_so_far.append(row)
         with path.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(row) + "\n")
     rows = latest_rows(read_rows(path), args.entries)

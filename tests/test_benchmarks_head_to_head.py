@@ -97,6 +97,37 @@ def test_a_named_test_cache_answers_the_baselines_stored_there(tmp_path: Path) -
     assert test["model_calls"] == 0 and test["cache_hits"] == test["requests"] == 12
 
 
+@pytest.mark.slow
+def test_match_calls_caps_the_searches_at_the_reference_minus_the_selection(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    early = run(tmp_path, "--policies", "ape", "--match-calls", "random")
+    assert (
+        early.returncode == 0
+        and "ape: not run: --match-calls random: it has no finished result yet" in early.stderr
+    )
+    first = run(tmp_path, "--resume")  # both at the plain cap (60)
+    assert first.returncode == 0, first.stderr[-3000:]
+    rows = [json.loads(line) for line in (out / "fake-tiny-add.jsonl").read_text().splitlines()]
+    reference = next(r for r in rows if r["name"] == "random")
+    cap = min(60, reference["search"]["calls_to_find"] - 3 * 8)  # light: the best 3 on all 8 dev items
+    matched = run(tmp_path, "--resume", "--match-calls", "random")
+    assert matched.returncode == 0, matched.stderr[-3000:]
+    assert f"== ape: capped at {cap} calls: random's" in matched.stdout
+    assert "== random: already in" in matched.stdout  # the reference is not capped by itself
+    rows = [json.loads(line) for line in (out / "fake-tiny-add.jsonl").read_text().splitlines()]
+    ape = rows[-1]
+    assert ape["name"] == "ape" and len([r for r in rows if r["name"] == "ape"]) == 2
+    search = ape["search"]
+    assert search["cap"] == cap and search["matched_to"] == "random" and search["warm_cache"]
+    assert search["calls"] <= cap and search["calls_to_find"] <= reference["search"]["calls_to_find"], (
+        search,
+        reference["search"],
+    )
+    assert search["cache_hits"] > 0  # the earlier ape search's answers, kept in its store
+    again = run(tmp_path, "--resume", "--match-calls", "random")
+    assert again.returncode == 0 and again.stdout.count("skipped (--resume)") == 3
+
+
 def test_a_bad_test_cache_url_is_refused_before_any_entry_runs(tmp_path: Path) -> None:
     bad = run(tmp_path, "--policies", "", "--test-cache", "nosuchscheme://x")
     assert bad.returncode == 2 and "--test-cache" in bad.stderr and "nosuchscheme" in bad.stderr
