@@ -170,6 +170,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-new-tokens", type=int, default=400)
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--dspy-threads", type=int, default=1,
+                        help="threads of DSPy's evaluations, joined into batches (see promptopt search --dspy-threads)")  # fmt: skip
     parser.add_argument("--dspy-python", default=None,
                         help="Python with dspy (default: $PROMPTOPT_DSPY_PYTHON, else .venv-dspy/bin/python)")  # fmt: skip
     parser.add_argument("--out-dir", default=str(RESULTS))
@@ -386,7 +388,7 @@ def search_config(name: str, task: Any, args: argparse.Namespace) -> Any:
         args.preset, task=task_ref(args), data_dir=args.data_dir, model=args.model, base=start_prompt(task, args),
         policy=name, dev_size=args.dev_size, test_size=0, seed=args.seed, batch_size=args.batch_size,
         n_proposals=args.proposals, rounds=args.rounds, race_start=args.race_start,
-        budget=Budget(max_calls=search_cap(args)), space=space,
+        budget=Budget(max_calls=search_cap(args)), space=space, dspy_threads=args.dspy_threads,
     )  # fmt: skip
 
 
@@ -432,6 +434,7 @@ def run_search(name: str, task: Any, backend: Any, args: argparse.Namespace) -> 
         "cap": cap,
         "matched_to": args.match_calls if args.search_cap is not None else None,
         "warm_cache": warm,
+        "dspy_threads": args.dspy_threads if kind_of(name) == "dspy" else None,
         "calls": spent["calls"],
         "selection_calls": result.final_calls,
         "calls_to_find": spent["calls"] + result.final_calls,

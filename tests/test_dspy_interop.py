@@ -326,16 +326,21 @@ from promptopt.budget import Budget
 from promptopt.controller import SearchConfig, search
 from promptopt.tasks import get_task
 from promptopt.types import Candidate
-task_file, db, max_calls, policy, dev_size, proposals, rounds = sys.argv[1:8]
+task_file, db, max_calls, policy, dev_size, proposals, rounds, threads = sys.argv[1:9]
 task = get_task(task_file)
+model = fake_model()
+model_calls = []  # the size of each call the model got
+answer = model.generate
+model.generate = lambda requests: (model_calls.append(len(requests)), answer(requests))[1]
 config = SearchConfig.from_preset(
     "light", task=task_file, model="fake", policy=policy,
     base=Candidate(instruction="Add the numbers.", answer_format=task.spec.answer_format),
     n_proposals=int(proposals), rounds=int(rounds), dev_size=int(dev_size), test_size=8, race_start=4,
-    budget=Budget(max_calls=int(max_calls) if max_calls != "none" else None),
+    budget=Budget(max_calls=int(max_calls) if max_calls != "none" else None), dspy_threads=int(threads),
 )
-result = search(config, backend=fake_model(), db=db, task=task)
+result = search(config, backend=model, db=db, task=task)
 print(json.dumps({"run": result.run_id, "spent": result.spent["calls"], "final_calls": result.final_calls,
+                  "model_calls": model_calls,
                   "estimate": dict(result.estimate), "policy_state": dict(result.policy_state),
                   "rows": [[r.origin, r.candidate.hash, r.n, list(r.candidate.demo_ids), r.candidate.instruction]
                            for r in result.leaderboard]}))
@@ -343,10 +348,11 @@ print(json.dumps({"run": result.run_id, "spent": result.spent["calls"], "final_c
 
 
 def run_search(tmp_path: Path, task_file: Path, policy: str = "dspy-bootstrap", max_calls: int | None = 400,
-               dev_size: int = 8, proposals: int = 3, rounds: int = 0, db: str | None = None) -> dict:  # fmt: skip
+               dev_size: int = 8, proposals: int = 3, rounds: int = 0, db: str | None = None,
+               threads: int = 1) -> dict:  # fmt: skip
     db = db or f"sqlite:///{tmp_path / 'search.db'}"
     return run_dspy(SEARCH, tmp_path, str(task_file), db, str(max_calls or "none"), policy, str(dev_size),
-                    str(proposals), str(rounds))  # fmt: skip
+                    str(proposals), str(rounds), str(threads))  # fmt: skip
 
 
 def assert_within_estimate(out: dict) -> None:
@@ -428,6 +434,21 @@ def test_dspy_mipro_light_search_runs_end_to_end(task_file: Path, tmp_path: Path
     proposed = {row[4] for row in out["rows"]} - {"Add the numbers."}
     assert proposed and proposed <= set(INSTRUCTIONS)  # instructions from MIPRO's grounded proposer
     assert any(row[3] for row in out["rows"] if row[0].startswith("dspy-mipro"))  # and its demo sets
+
+
+def test_dspy_threads_join_dspy_requests_into_batches_with_the_same_results(
+    task_file: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "one").mkdir(), (tmp_path / "four").mkdir()
+    one = run_search(tmp_path / "one", task_file, policy="dspy-mipro", max_calls=None)
+    four = run_search(tmp_path / "four", task_file, policy="dspy-mipro", max_calls=None, threads=4)
+    assert (one["policy_state"]["dspy_threads"], four["policy_state"]["dspy_threads"]) == (1, 4)
+    # the same programs, the same DSPy scores, the same race and leaderboard
+    assert one["policy_state"]["dspy_programs"] == four["policy_state"]["dspy_programs"]
+    assert one["rows"] == four["rows"] and sum(one["model_calls"]) == sum(four["model_calls"])
+    # ... in fewer, larger model calls: DSPy's evaluations of 8 dev items came 4 at a time
+    assert len(four["model_calls"]) < len(one["model_calls"]), (one["model_calls"], four["model_calls"])
+    assert four["model_calls"].count(4) >= one["model_calls"].count(4) + 10
 
 
 def test_dspy_mipro_matched_is_sized_by_the_call_limit(task_file: Path, tmp_path: Path) -> None:

@@ -85,6 +85,9 @@ def test_cli_search_dry_run_and_runs(db_url: str) -> None:
         cli, ["search", "--task", "gsm-symbolic", "--model", "fake", "--db", db_url, "--policy", "aep"]
     )
     assert bad.exit_code == 2 and "did you mean ape" in bad.stderr
+    threads = runner.invoke(cli, ["search", "--task", "gsm-symbolic", "--model", "fake", "--db", db_url,
+                                  "--dspy-threads", "4", "--dry-run"])  # fmt: skip
+    assert threads.exit_code == 2 and "--dspy-threads is for the dspy-* policies, not ape" in threads.stderr
 
 
 @pytest.mark.slow

@@ -58,6 +58,7 @@ class PolicySettings:
     race_start: int = 8
     cost_penalty: float = 0.0  # reward = score - cost_penalty * (calls per example - 1)
     dev_size: int | None = None  # dev examples the controller races on (None: not said)
+    dspy_threads: int = 1  # dspy-* policies: threads of DSPy's evaluations (joined into batches)
 
 
 class Policy(ABC):

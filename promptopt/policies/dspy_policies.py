@@ -20,8 +20,16 @@ DSPy's valset is promptopt's dev set (the first ``dev_size`` items) and its trai
 demo pool, so both select on dev and never see test. When the search has a call limit,
 DSPy may spend at most ``dspy_share`` (default half) of it, so that the race of what it
 found still fits; when its share (or the budget) runs out, DSPy stops and the programs
-evaluated so far are proposed. DSPy runs single-threaded (``num_threads=1``): promptopt
-backends batch on their own, and one thread keeps a run reproducible from its seed.
+evaluated so far are proposed.
+
+DSPy calls its LM one request at a time per thread. By default it runs single-threaded
+(``num_threads=1``), which keeps a run reproducible from its seed to the last call but
+sends the backend batches of one. With ``dspy_threads`` = N (``--dspy-threads``), DSPy's
+evaluations run in N threads and a :class:`~promptopt.backends.coalesce.CoalescingBackend`
+joins their concurrent requests into one backend call, so a local model answers them as
+one batch. Answers do not depend on the grouping; what does is which examples DSPy gets
+answered before a call limit is spent, so a rerun (or resume) may differ at the limit.
+Bootstrapping and instruction proposal stay sequential in DSPy whatever N is.
 
 Each policy states what it can spend (:meth:`DSPyPolicy.cost`, from DSPy's own loops), so
 ``--dry-run`` reports DSPy's calls and the race of what it evaluates instead of APE's
@@ -121,6 +129,7 @@ class DSPyPolicy(Policy):
         self.stopped: str | None = None
         self.lm: Any = None
         self.dspy_limit: int | None = None  # the calls DSPy may make (its share of a call limit)
+        self.threads = max(1, int(settings.dspy_threads))
         self._ran = False
 
     # -- what each optimizer does
@@ -233,7 +242,12 @@ class DSPyPolicy(Policy):
 
         dspy = self.dspy
         trainset, valset, by_id = self.datasets()
-        self.lm = PromptOptLM(self.dspy_backend())
+        backend = self.dspy_backend()
+        if self.threads > 1:  # DSPy's threads call one request each: join them into batches
+            from promptopt.backends.coalesce import CoalescingBackend
+
+            backend = CoalescingBackend(backend)
+        self.lm = PromptOptLM(backend)
         student = program_from_candidate(self.base, self.task)
         # DSPy's optimizers print their progress; stdout belongs to promptopt (--json).
         with dspy.context(lm=self.lm, callbacks=[self.recorder()]), contextlib.redirect_stdout(sys.stderr):
@@ -289,6 +303,7 @@ class DSPyPolicy(Policy):
             ],
             "dspy_calls": usage.calls if usage else 0,
             "dspy_requests": usage.requests if usage else 0,
+            "dspy_threads": self.threads,
             "stopped": self.stopped,
         }
 
@@ -314,7 +329,7 @@ class DSPyBootstrapPolicy(DSPyPolicy):
         optimizer = self.dspy.BootstrapFewShotWithRandomSearch(
             metric=metric, max_bootstrapped_demos=self.max_bootstrapped_demos,
             max_labeled_demos=self.max_labeled_demos, num_candidate_programs=max(1, self.settings.n_proposals),
-            num_threads=1,
+            num_threads=self.threads,
         )  # fmt: skip
         return optimizer.compile(student, trainset=trainset, valset=valset)
 
@@ -345,7 +360,7 @@ class DSPyCOPROPolicy(DSPyPolicy):
         breadth, depth = self.shape(self.settings.n_proposals, self.settings.rounds)
         optimizer = self.dspy.COPRO(metric=metric, breadth=breadth, depth=depth, init_temperature=1.4)
         return optimizer.compile(
-            student, trainset=valset, eval_kwargs={"num_threads": 1, "display_progress": False}
+            student, trainset=valset, eval_kwargs={"num_threads": self.threads, "display_progress": False}
         )
 
 
@@ -439,7 +454,7 @@ class DSPyMIPROPolicy(DSPyPolicy):
                        "minibatch_size": min(sizes.minibatch_size, len(valset))}  # fmt: skip
         self.sized = sizes
         optimizer = self.dspy.MIPROv2(
-            metric=metric, auto=self.auto, num_threads=1, seed=self.settings.seed, verbose=False,
+            metric=metric, auto=self.auto, num_threads=self.threads, seed=self.settings.seed, verbose=False,
             track_stats=False, max_bootstrapped_demos=self.max_bootstrapped_demos,
             max_labeled_demos=self.max_labeled_demos,
             num_candidates=None if self.auto is not None else sizes.instruction_candidates,
