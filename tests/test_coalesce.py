@@ -82,3 +82,13 @@ def test_a_failure_of_the_backend_reaches_every_caller_of_the_group() -> None:
     assert all(isinstance(r, RuntimeError) and "fell over" in str(r) for r in results)
     with pytest.raises(RuntimeError):
         backend.generate([request("alone")])
+
+
+def test_an_identical_request_waiting_already_is_asked_once() -> None:
+    inner = Recording()
+    backend = CoalescingBackend(inner, window_s=0.05)
+    results = in_threads(6, lambda i: [c.text for c in backend.generate([request(f"q{i % 2}")])])
+    assert results[0] == results[2] == results[4] and results[1] == results[3] == results[5]
+    assert sum(inner.calls) == 2 and backend.duplicates == 4
+    again = backend.generate([request("q0")])  # no longer waiting: asked again
+    assert [c.text for c in again] == results[0] and sum(inner.calls) == 3

@@ -5,9 +5,13 @@ faster than 30 one at a time. Code that calls a backend one request per thread (
 ``Evaluate`` with ``num_threads`` > 1, through :class:`~promptopt.dspy_interop.lm.PromptOptLM`)
 would never fill a batch. :class:`CoalescingBackend` sits in front of such a backend:
 
-- a caller's requests wait (at most ``window_s``) for the callers arriving at the same
-  time, then all of them go to the inner backend in one ``generate`` call, and each
-  caller gets its own completions back, in order;
+- a caller's requests wait for the callers arriving at the same time (until none has
+  arrived for ``window_s``, at most ``max_wait_s``), then all of them go to the inner
+  backend in one ``generate`` call, and each caller gets its own completions back, in
+  order;
+- a caller asking exactly what another caller is already waiting for (DSPy resubmits an
+  example it thinks is a straggler) waits for that answer instead of asking again, so
+  the duplicate is neither computed nor counted;
 - one inner call runs at a time; callers that arrive meanwhile form the next group;
 - if the inner backend has a call limit (``remaining_calls()``, as
   :class:`~promptopt.budget.BudgetedBackend` has), a group takes only the callers that
@@ -41,13 +45,17 @@ class _Ticket:
 class CoalescingBackend(Backend):
     """``inner`` answering the requests of concurrent callers together (see the module)."""
 
-    def __init__(self, inner: Backend, *, window_s: float = 0.05) -> None:
+    def __init__(self, inner: Backend, *, window_s: float = 0.05, max_wait_s: float = 1.0) -> None:
         self.inner = inner
         self.window_s = window_s
+        self.max_wait_s = max_wait_s
         self._pending: list[_Ticket] = []
-        self._lock = threading.Lock()  # guards _pending
+        self._waiting: dict[tuple[GenerationRequest, ...], _Ticket] = {}  # pending or running
+        self._arrived = 0.0  # when the last caller arrived
+        self._lock = threading.Lock()  # guards _pending, _waiting, _arrived
         self._turn = threading.Lock()  # one inner call at a time
         self.groups = 0  # inner calls made (for tests and reports)
+        self.duplicates = 0  # callers answered by another caller's identical request
 
     @property
     def model_id(self) -> str:
@@ -63,19 +71,37 @@ class CoalescingBackend(Backend):
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Completion]:
         if not requests:
             return []
-        ticket = _Ticket(requests)
+        key = tuple(requests)
         with self._lock:
-            self._pending.append(ticket)
+            ticket = self._waiting.get(key)
+            if ticket is not None:
+                self.duplicates += 1
+            else:
+                ticket = _Ticket(requests)
+                self._waiting[key] = ticket
+                self._pending.append(ticket)
+                self._arrived = time.monotonic()
         while not ticket.done.is_set():
             with self._turn:
                 if ticket.done.is_set():
                     break
-                time.sleep(self.window_s)  # let the callers of this moment join
+                self._gather()
                 self._serve(self._take())
         if ticket.error is not None:
             raise ticket.error
         assert ticket.result is not None
         return ticket.result
+
+    def _gather(self) -> None:
+        """Wait while callers keep arriving (``window_s`` of quiet, ``max_wait_s`` at most)."""
+        started = time.monotonic()
+        while True:
+            with self._lock:
+                quiet = time.monotonic() - self._arrived
+            left = min(self.window_s - quiet, self.max_wait_s - (time.monotonic() - started))
+            if left <= 0:
+                return
+            time.sleep(left)
 
     def _take(self) -> list[_Ticket]:
         """The next group: pending callers in arrival order, within a call limit."""
@@ -100,7 +126,7 @@ class CoalescingBackend(Backend):
         except BaseException as exc:  # every caller of the group sees the failure
             for ticket in group:
                 ticket.error = exc
-                ticket.done.set()
+            self._finish(group)
             return
         finally:
             self.groups += 1
@@ -108,6 +134,13 @@ class CoalescingBackend(Backend):
         for ticket in group:
             ticket.result = completions[at : at + len(ticket.requests)]
             at += len(ticket.requests)
+        self._finish(group)
+
+    def _finish(self, group: list[_Ticket]) -> None:
+        with self._lock:  # a later identical request asks again (the cache below may answer it)
+            for ticket in group:
+                self._waiting.pop(tuple(ticket.requests), None)
+        for ticket in group:
             ticket.done.set()
 
     def close(self) -> None:
