@@ -408,10 +408,13 @@ def run_search(name: str, task: Any, backend: Any, args: argparse.Namespace) -> 
               "requests the earlier search made (counted as calls all the same)", file=sys.stderr, flush=True)  # fmt: skip
     config = search_config(name, task, args)
     at_selection: dict[str, Any] = {}
+    trace: list[list[Any]] = []  # [calls, best dev so far, phase] at each progress report
 
     def progress(p: SearchProgress) -> None:
         if p.phase == "final" and not at_selection:
             at_selection.update(p.spent)  # what the search spent before the full-dev selection
+        if p.best_dev is not None and p.phase in ("search", "final"):
+            trace.append([p.spent["calls"], round(p.best_dev, 4), p.phase])
         best = "–" if p.best_dev is None else f"{p.best_dev:.3f}"
         print(f"  [{name}] {p.phase} round {p.round}: pool {p.pool}, best dev {best}, "
               f"{p.spent['calls']} calls, {p.elapsed_s:.0f} s", file=sys.stderr, flush=True)  # fmt: skip
@@ -438,6 +441,7 @@ def run_search(name: str, task: Any, backend: Any, args: argparse.Namespace) -> 
         "calls": spent["calls"],
         "selection_calls": result.final_calls,
         "calls_to_find": spent["calls"] + result.final_calls,
+        "trace": trace,
         "model_calls": result.model_calls,
         "cache_hits": result.cache_hits,
         "tokens_in": search_in,
@@ -683,6 +687,40 @@ def print_table(rows: Sequence[Mapping[str, Any]], args: argparse.Namespace) -> 
           "calls: requests, cache hits included; select = full-dev evaluation of the best three after the search")  # fmt: skip
 
 
+def plot_traces(rows: Sequence[Mapping[str, Any]], args: argparse.Namespace, path: Path) -> bool:
+    """Best dev score so far against calls spent, one step line per search that recorded
+    its progress; False (with a message) without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no plot (pip install matplotlib, or '.[dev]')", file=sys.stderr)
+        return False
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
+    for row in rows:
+        trace = (row.get("search") or {}).get("trace") or []
+        if row.get("status") != "ok" or not trace:
+            continue
+        calls = [point[0] for point in trace]
+        best = [point[1] for point in trace]
+        test = row["test"]["accuracy"]
+        ax.step(calls, best, where="post", linewidth=1.6, label=f"{row['name']} (winner's test {test:.1%})")
+    ax.set_xlabel("LLM calls spent (requests, cache hits included; then the full-dev selection)")
+    ax.set_ylabel("best dev score so far (leader's mean)")
+    ax.set_title(
+        f"{args.task} · {args.model} · dev {args.dev_size} · one run per policy, seed {args.seed}", fontsize=9
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return True
+
+
 def dry_run(args: argparse.Namespace) -> int:
     """Each search's own upper-bound estimate (promptopt's ``--dry-run``), nothing run."""
     from promptopt.controller import search
@@ -779,6 +817,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     summary.write_text(json.dumps(record, indent=1, default=str))
     print(f"wrote {summary} (entries: {path})")
+    if any((r.get("search") or {}).get("trace") for r in rows):
+        picture = args.out_dir / f"head_to_head-{_slug(args.model)}-{args.task}.png"
+        if plot_traces(rows, args, picture):
+            print(f"wrote {picture}")
     failed = [r["name"] for r in rows if r.get("status") == "failed"]
     return 1 if failed else 0
 

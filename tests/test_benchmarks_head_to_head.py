@@ -65,6 +65,13 @@ def test_fake_run_writes_every_entry_prints_the_table_and_resumes(tmp_path: Path
     for name in ("zero-shot CoT", "random", "ape"):
         assert any(line.startswith(name) for line in first.stdout.splitlines()), name
     assert "VERDICT: no DSPy result to compare with (none was run)." in first.stdout
+    for row in rows[1:]:  # best dev so far against calls, as the search reported it
+        trace = row["search"]["trace"]
+        assert trace and all(0.0 <= best <= 1.0 for _, best, _ in trace)
+        assert [c for c, _, _ in trace] == sorted(c for c, _, _ in trace) and trace[-1][0] <= row["search"][
+            "calls_to_find"
+        ]
+    assert (out / "head_to_head-fake-tiny-add.png").stat().st_size > 10_000
     summaries = list(out.glob("head_to_head-fake-*.json"))
     assert len(summaries) == 1
     summary = json.loads(summaries[0].read_text())
