@@ -28,9 +28,10 @@ What runs, and how it is counted:
   (run it after that entry has finished) caps every promptopt search at dspy-mipro's
   calls to find minus the most a full-dev selection can add (``final_top`` × dev, 90 for
   light at dev 30), so no promptopt entry can spend more than DSPy did (short of a
-  self-consistency overshoot of one example, which the verdict would show). A matched
-  search keeps its policy's earlier store, so the requests an earlier (uncapped) search
-  of the same policy and seed made are answered from its cache — counted as calls all
+  self-consistency overshoot of one example, which the verdict would show). With
+  ``--resume``, a search whose cap or ``--dspy-threads`` changed starts anew in its
+  policy's store, so the requests an earlier search of the same policy and seed made are
+  answered from its cache — counted as calls all
   the same, so the cap binds as in a cold run; the row says ``warm_cache`` and its wall
   time is not a cold run's. Its row is appended; the table takes the last row of each entry.
 - **Calls.** "search" is what the cap limits (requests, cache hits included: every policy
@@ -330,15 +331,20 @@ def test_evaluation(task: Any, candidate: Any, backend: Any, args: argparse.Name
     }
 
 
-def unfinished_search(db: str, cap: int) -> str | None:
-    """The unfinished search in ``db`` that was started with this call cap, if any."""
+def unfinished_search(db: str, config: Any) -> str | None:
+    """The unfinished search in ``db`` started with the call cap and DSPy threads of
+    ``config`` (a resume continues with its stored configuration), if any."""
     from promptopt.store import Store
+
+    def same(stored: Mapping[str, Any]) -> bool:
+        return (stored.get("budget") or {}).get("max_calls") == config.budget.max_calls and stored.get(
+            "dspy_threads", 1
+        ) == config.dspy_threads
 
     with Store(db) as store:
         runs = [
-            r for r in store.list_runs()
-            if r.kind == "search" and r.status != "finished" and (r.config.get("budget") or {}).get("max_calls") == cap
-        ]  # fmt: skip
+            r for r in store.list_runs() if r.kind == "search" and r.status != "finished" and same(r.config)
+        ]
     return runs[0].id if runs else None
 
 
@@ -398,15 +404,17 @@ def run_search(name: str, task: Any, backend: Any, args: argparse.Namespace) -> 
     db_path = work_dir(args) / f"{_slug(name)}.db"
     db = f"sqlite:///{db_path}"
     cap = search_cap(args)
-    resume = unfinished_search(db, cap) if args.resume and db_path.exists() else None
-    warm = resume is None and args.search_cap is not None and db_path.exists()
+    config = search_config(name, task, args)
+    resume = unfinished_search(db, config) if args.resume and db_path.exists() else None
+    # --resume keeps the store even when its search had another cap or DSPy threads: the
+    # new search's repeated requests are answered by its cache (and counted all the same).
+    warm = resume is None and args.resume and db_path.exists()
     if resume is None and not warm:
         for leftover in db_path.parent.glob(db_path.name + "*"):  # the db and its -wal/-shm
             leftover.unlink()
-    if warm:  # a matched search keeps the store of this policy's earlier search (another cap)
-        print(f"  [{name}] new search with cap {cap} in {db_path}: its response cache answers the "
-              "requests the earlier search made (counted as calls all the same)", file=sys.stderr, flush=True)  # fmt: skip
-    config = search_config(name, task, args)
+    if warm:
+        print(f"  [{name}] new search (cap {cap}) in {db_path}: its response cache answers the "
+              "requests an earlier search there made (counted as calls all the same)", file=sys.stderr, flush=True)  # fmt: skip
     at_selection: dict[str, Any] = {}
     trace: list[list[Any]] = []  # [calls, best dev so far, phase] at each progress report
 
