@@ -31,9 +31,9 @@ What runs, and how it is counted:
   self-consistency overshoot of one example, which the verdict would show). With
   ``--resume``, a search whose cap or ``--dspy-threads`` changed starts anew in its
   policy's store, so the requests an earlier search of the same policy and seed made are
-  answered from its cache — counted as calls all
-  the same, so the cap binds as in a cold run; the row says ``warm_cache`` and its wall
-  time is not a cold run's. Its row is appended; the table takes the last row of each entry.
+  answered from its cache — counted as calls all the same, so the cap binds as in a cold
+  run; the row says ``warm_cache`` and its wall time is not a cold run's. Its row is
+  appended; the table takes the last row of each entry.
 - **Calls.** "search" is what the cap limits (requests, cache hits included: every policy
   has a fresh store, so the only hits are its own repeats); "select" is the full-dev
   evaluation of the best three after the search (outside the cap, the same rule for
