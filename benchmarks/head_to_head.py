@@ -35,13 +35,14 @@ What runs, and how it is counted:
   run; the row says ``warm_cache`` and its wall time is not a cold run's. Its row is
   appended; the table takes the last row of each entry.
 - **Calls.** "search" is what the cap limits (requests, cache hits included: every policy
-  has a fresh store, so the only hits are its own repeats); "select" is the full-dev
+  has a store of its own, so the only hits are its own repeats or, after a ``--resume``
+  with a new cap, its earlier search's requests); "select" is the full-dev
   evaluation of the best three after the search (outside the cap, the same rule for
   every policy); "calls to find" is their sum, the number the verdict compares; "test" is
   the held-out evaluation of the winner (requests; the real model calls are in the JSON).
   Tokens are reported the same way (search, select, test).
 - **Stores.** Each policy's search has its own SQLite file
-  (``<out-dir>/<model>-<task>/<entry>.db``, deleted before a fresh start), so no policy is
+  (``<out-dir>/<model>-<task>/<entry>.db``, deleted before a start without ``--resume``), so no policy is
   answered from another's response cache. The baselines and every winner's test
   evaluation share one cache (``test-cache.db`` in the same folder): a prompt that two
   entries share is evaluated on test once; the JSON says how many test requests were
