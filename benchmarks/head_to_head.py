@@ -174,6 +174,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--dspy-threads", type=int, default=1,
                         help="threads of DSPy's evaluations, joined into batches (see promptopt search --dspy-threads)")  # fmt: skip
+    parser.add_argument("--dspy-share", type=float, default=None,
+                        help="share of the cap DSPy's optimizer may spend (default: the policy's, half)")  # fmt: skip
     parser.add_argument("--dspy-python", default=None,
                         help="Python with dspy (default: $PROMPTOPT_DSPY_PYTHON, else .venv-dspy/bin/python)")  # fmt: skip
     parser.add_argument("--out-dir", default=str(RESULTS))
@@ -338,9 +340,11 @@ def unfinished_search(db: str, config: Any) -> str | None:
     from promptopt.store import Store
 
     def same(stored: Mapping[str, Any]) -> bool:
-        return (stored.get("budget") or {}).get("max_calls") == config.budget.max_calls and stored.get(
-            "dspy_threads", 1
-        ) == config.dspy_threads
+        return (
+            (stored.get("budget") or {}).get("max_calls") == config.budget.max_calls
+            and stored.get("dspy_threads", 1) == config.dspy_threads
+            and stored.get("dspy_share") == config.dspy_share
+        )
 
     with Store(db) as store:
         runs = [
@@ -396,6 +400,7 @@ def search_config(name: str, task: Any, args: argparse.Namespace) -> Any:
         policy=name, dev_size=args.dev_size, test_size=0, seed=args.seed, batch_size=args.batch_size,
         n_proposals=args.proposals, rounds=args.rounds, race_start=args.race_start,
         budget=Budget(max_calls=search_cap(args)), space=space, dspy_threads=args.dspy_threads,
+        dspy_share=args.dspy_share,
     )  # fmt: skip
 
 
@@ -447,6 +452,7 @@ def run_search(name: str, task: Any, backend: Any, args: argparse.Namespace) -> 
         "matched_to": args.match_calls if args.search_cap is not None else None,
         "warm_cache": warm,
         "dspy_threads": args.dspy_threads if kind_of(name) == "dspy" else None,
+        "dspy_share": args.dspy_share if kind_of(name) == "dspy" else None,
         "calls": spent["calls"],
         "selection_calls": result.final_calls,
         "calls_to_find": spent["calls"] + result.final_calls,

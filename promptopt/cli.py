@@ -335,6 +335,13 @@ def _print_report(report: Any, db_url: str) -> None:
     "depends on timing, so a rerun or resume may differ there.",
 )
 @click.option(
+    "--dspy-share",
+    type=click.FloatRange(min=0.0, max=1.0, min_open=True),
+    default=None,
+    help="dspy-* policies: the share of --max-calls DSPy's optimizer may spend; the rest races the programs "
+    "it evaluated. Default: half.",
+)
+@click.option(
     "--search",
     "slot",
     type=click.Choice(["instruction", "cot_trigger"]),
@@ -419,7 +426,7 @@ def _print_report(report: Any, db_url: str) -> None:
 @click.option("--dry-run", is_flag=True, help="Print the estimate of calls and tokens and exit.")
 def search_command(
     task_name: str | None, data_dir: str | None, policy: str, space: str | None, cost_penalty: float,
-    dspy_threads: int, slot: str,
+    dspy_threads: int, dspy_share: float | None, slot: str,
     preset: str, max_calls: int | None,
     max_tokens: int | None, max_minutes: float | None, max_cost: float | None, prices: str | None,
     proposals: int | None, rounds: int | None, dev_size: int | None, test_size: int | None,
@@ -465,10 +472,11 @@ def search_command(
             data_dir=str(data_dir) if data_dir else None, budget=budget,
             backend_options={k: v for k, v in _backend_options(options).items() if v is not None},
             space=space, cost_penalty=cost_penalty, workers=workers, ray_address=ray_address,
-            dspy_threads=dspy_threads,
+            dspy_threads=dspy_threads, dspy_share=dspy_share,
         )  # fmt: skip
-        if dspy_threads > 1 and not policy.startswith("dspy-"):
-            raise click.UsageError(f"--dspy-threads is for the dspy-* policies, not {policy}")
+        for flag, given in (("--dspy-threads", dspy_threads > 1), ("--dspy-share", dspy_share is not None)):
+            if given and not policy.startswith("dspy-"):
+                raise click.UsageError(f"{flag} is for the dspy-* policies, not {policy}")
         plan = search(config, db=store, dry_run=True, task=task)
     else:
         plan = search(db=store, resume=resume, dry_run=True)

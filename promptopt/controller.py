@@ -89,6 +89,9 @@ class SearchConfig:
     workers: int = 0  # 0: the serial evaluator; N: a Ray pool of N model workers
     ray_address: str | None = None  # "auto" or "ray://host:port" to join a cluster
     dspy_threads: int = 1  # dspy-* policies: DSPy's evaluation threads, their requests joined in batches
+    dspy_share: float | None = (
+        None  # dspy-* policies: DSPy's share of a call limit (None: the policy's, half)
+    )
 
     @classmethod
     def from_preset(cls, preset: str, **overrides: Any) -> SearchConfig:
@@ -530,7 +533,7 @@ def _search(
         n_proposals=config.n_proposals, rounds=config.rounds, paraphrases=config.paraphrases, top_k=config.top_k,
         seed=config.seed, space=space, task=task, backend=run.budgeted, run_id=run.run_id,
         store_url=run.store.url, race_start=config.race_start, cost_penalty=config.cost_penalty,
-        dev_size=config.dev_size, dspy_threads=config.dspy_threads,
+        dev_size=config.dev_size, dspy_threads=config.dspy_threads, dspy_share=config.dspy_share,
     )  # fmt: skip
     policy = get_policy(config.policy)(config.base, run.proposer, settings)
     try:

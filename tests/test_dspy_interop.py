@@ -326,7 +326,7 @@ from promptopt.budget import Budget
 from promptopt.controller import SearchConfig, search
 from promptopt.tasks import get_task
 from promptopt.types import Candidate
-task_file, db, max_calls, policy, dev_size, proposals, rounds, threads = sys.argv[1:9]
+task_file, db, max_calls, policy, dev_size, proposals, rounds, threads, share = sys.argv[1:10]
 task = get_task(task_file)
 model = fake_model()
 model_calls = []  # the size of each call the model got
@@ -337,6 +337,7 @@ config = SearchConfig.from_preset(
     base=Candidate(instruction="Add the numbers.", answer_format=task.spec.answer_format),
     n_proposals=int(proposals), rounds=int(rounds), dev_size=int(dev_size), test_size=8, race_start=4,
     budget=Budget(max_calls=int(max_calls) if max_calls != "none" else None), dspy_threads=int(threads),
+    dspy_share=None if share == "none" else float(share),
 )
 result = search(config, backend=model, db=db, task=task)
 print(json.dumps({"run": result.run_id, "spent": result.spent["calls"], "final_calls": result.final_calls,
@@ -349,10 +350,10 @@ print(json.dumps({"run": result.run_id, "spent": result.spent["calls"], "final_c
 
 def run_search(tmp_path: Path, task_file: Path, policy: str = "dspy-bootstrap", max_calls: int | None = 400,
                dev_size: int = 8, proposals: int = 3, rounds: int = 0, db: str | None = None,
-               threads: int = 1) -> dict:  # fmt: skip
+               threads: int = 1, share: float | None = None) -> dict:  # fmt: skip
     db = db or f"sqlite:///{tmp_path / 'search.db'}"
     return run_dspy(SEARCH, tmp_path, str(task_file), db, str(max_calls or "none"), policy, str(dev_size),
-                    str(proposals), str(rounds), str(threads))  # fmt: skip
+                    str(proposals), str(rounds), str(threads), str(share or "none"))  # fmt: skip
 
 
 def assert_within_estimate(out: dict) -> None:
@@ -474,6 +475,11 @@ def test_dspy_share_of_the_call_limit_stops_dspy_and_leaves_room_for_the_race(
     assert state["stopped"] and "budget spent" in state["stopped"]
     assert state["dspy_requests"] <= 20 + 1  # half the limit (plus the call that found it spent)
     assert len(out["rows"]) >= 2  # the race still scored what DSPy evaluated
+    assert (state["dspy_share"], state["dspy_limit"]) == (0.5, 20)
+    wider = run_search(tmp_path, task_file, max_calls=40, share=0.75, db=f"sqlite:///{tmp_path / 'wider.db'}")
+    state = wider["policy_state"]
+    assert (state["dspy_share"], state["dspy_limit"]) == (0.75, 30)
+    assert 21 < state["dspy_requests"] <= 30 + 1 and "budget spent" in state["stopped"]
 
 
 SAVE = """

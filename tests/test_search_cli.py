@@ -88,6 +88,9 @@ def test_cli_search_dry_run_and_runs(db_url: str) -> None:
     threads = runner.invoke(cli, ["search", "--task", "gsm-symbolic", "--model", "fake", "--db", db_url,
                                   "--dspy-threads", "4", "--dry-run"])  # fmt: skip
     assert threads.exit_code == 2 and "--dspy-threads is for the dspy-* policies, not ape" in threads.stderr
+    share = runner.invoke(cli, ["search", "--task", "gsm-symbolic", "--model", "fake", "--db", db_url,
+                                "--dspy-share", "0.7", "--dry-run"])  # fmt: skip
+    assert share.exit_code == 2 and "--dspy-share is for the dspy-* policies, not ape" in share.stderr
 
 
 @pytest.mark.slow

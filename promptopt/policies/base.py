@@ -59,6 +59,7 @@ class PolicySettings:
     cost_penalty: float = 0.0  # reward = score - cost_penalty * (calls per example - 1)
     dev_size: int | None = None  # dev examples the controller races on (None: not said)
     dspy_threads: int = 1  # dspy-* policies: threads of DSPy's evaluations (joined into batches)
+    dspy_share: float | None = None  # dspy-* policies: DSPy's share of a call limit (None: the policy's)
 
 
 class Policy(ABC):

@@ -18,8 +18,8 @@ the run summary (``policy_state.dspy_programs``).
 
 DSPy's valset is promptopt's dev set (the first ``dev_size`` items) and its trainset the
 demo pool, so both select on dev and never see test. When the search has a call limit,
-DSPy may spend at most ``dspy_share`` (default half) of it, so that the race of what it
-found still fits; when its share (or the budget) runs out, DSPy stops and the programs
+DSPy may spend at most ``dspy_share`` (default half; ``--dspy-share``) of it, so that the
+race of what it found still fits; when its share (or the budget) runs out, DSPy stops and the programs
 evaluated so far are proposed.
 
 DSPy calls its LM one request at a time per thread. By default it runs single-threaded
@@ -130,7 +130,17 @@ class DSPyPolicy(Policy):
         self.lm: Any = None
         self.dspy_limit: int | None = None  # the calls DSPy may make (its share of a call limit)
         self.threads = max(1, int(settings.dspy_threads))
+        self.dspy_share = self.share(settings.dspy_share)
         self._ran = False
+
+    @classmethod
+    def share(cls, configured: float | None) -> float:
+        """DSPy's share of a call limit: the configured one (``--dspy-share``), else the policy's."""
+        if configured is None:
+            return cls.dspy_share
+        if not 0.0 < configured <= 1.0:
+            raise ConfigError(f"dspy share {configured!r} must be above 0 and at most 1")
+        return float(configured)
 
     # -- what each optimizer does
     def compile(self, student: Any, trainset: list[Any], valset: list[Any], metric: Any) -> Any:
@@ -185,7 +195,7 @@ class DSPyPolicy(Policy):
 
         dev = min(config.dev_size, len(task.examples("dev")))
         train = len(task.examples("train"))
-        limit = dspy_share_of(config.budget.max_calls, cls.dspy_share)
+        limit = dspy_share_of(config.budget.max_calls, cls.share(config.dspy_share))
         cost = cls.cost(config.n_proposals, config.rounds, dev, train, limit)
         dspy_calls = cost.calls if limit is None else min(cost.calls, limit - 1 + cost.largest_call)
         per_eval = config.base.samples * (2 if config.base.two_stage else 1)
@@ -304,6 +314,8 @@ class DSPyPolicy(Policy):
             "dspy_calls": usage.calls if usage else 0,
             "dspy_requests": usage.requests if usage else 0,
             "dspy_threads": self.threads,
+            "dspy_share": self.dspy_share,
+            "dspy_limit": self.dspy_limit,
             "stopped": self.stopped,
         }
 
