@@ -98,6 +98,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from benchmarks.baselines import BASELINES  # noqa: E402  (the fixed prompts, defined once)
+from benchmarks.plotting import figure, save  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results" / "head_to_head"
 PROMPTOPT_POLICIES = ("random", "ape", "opro", "tpe", "reinforce")
@@ -705,15 +706,10 @@ def print_table(rows: Sequence[Mapping[str, Any]], args: argparse.Namespace) -> 
 def plot_traces(rows: Sequence[Mapping[str, Any]], args: argparse.Namespace, path: Path) -> bool:
     """Best dev score so far against calls spent, one step line per search that recorded
     its progress; False (with a message) without matplotlib."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib is not installed: no plot (pip install matplotlib, or '.[dev]')", file=sys.stderr)
+    opened = figure("; the JSON is written anyway")
+    if opened is None:
         return False
-    fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
+    fig, ax = opened
     for row in rows:
         trace = (row.get("search") or {}).get("trace") or []
         if row.get("status") != "ok" or not trace:
@@ -727,12 +723,7 @@ def plot_traces(rows: Sequence[Mapping[str, Any]], args: argparse.Namespace, pat
     ax.set_title(
         f"{args.task} · {args.model} · dev {args.dev_size} · one run per policy, seed {args.seed}", fontsize=9
     )
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
+    save(fig, ax, path)
     return True
 
 

@@ -79,6 +79,7 @@ APE_LABEL = "ape (instruction only)"
 if str(REPO) not in sys.path:  # `tests.space_fakes` for --model fake
     sys.path.insert(0, str(REPO))
 
+from benchmarks.plotting import figure, save  # noqa: E402
 from promptopt.backends import Backend, CachingBackend, RetryingBackend  # noqa: E402
 from promptopt.errors import BackendError, ConfigError  # noqa: E402
 from promptopt.types import Candidate, Completion, GenerationRequest  # noqa: E402
@@ -637,17 +638,11 @@ def format_table(summary: dict[str, Any], table: dict[str, Any]) -> str:
 
 def plot(summary: dict[str, Any], table: dict[str, Any], info: dict[str, Any], path: Path) -> bool:
     """Mean ± sd curves per policy against calls; False (with a message) without matplotlib."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib is not installed: no plot (pip install matplotlib, or '.[dev]'); the JSON is "
-              "written anyway", file=sys.stderr)  # fmt: skip
+    opened = figure("; the JSON is written anyway")
+    if opened is None:
         return False
+    fig, ax = opened
     xs = summary["xs"]
-    fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
     for policy, curve in summary["curves"].items():
         mean = curve["mean"]
         sd = curve["sd"]
@@ -666,12 +661,7 @@ def plot(summary: dict[str, Any], table: dict[str, Any], info: dict[str, Any], p
     ax.set_ylabel(f"table dev score of the search's best (n={table['dev_size']})")
     ax.set_title(f"{table['task']} · {table['model']} · {info['seeds']} seeds · max {info['max_calls']} calls "
                  f"· {len(table['candidates'])} candidates (mean ± sd)", fontsize=9)  # fmt: skip
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
+    save(fig, ax, path)
     return True
 
 

@@ -34,7 +34,7 @@ import difflib
 import math
 import os
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -264,20 +264,30 @@ def _search_dirs() -> list[Path]:
     return dirs
 
 
+def _space_files() -> Iterator[Path]:
+    """Every space file, user folders first, then the built-in ones (a name may recur)."""
+    for folder in _search_dirs():
+        if folder.is_dir():
+            yield from sorted(folder.glob("*.yaml"))
+
+
+def _is_path(ref: str) -> bool:
+    """Whether ``ref`` names a file rather than a space."""
+    return Path(ref).suffix in (".yaml", ".yml") or os.sep in ref
+
+
 def list_spaces() -> dict[str, Path]:
     """Space names and their files: user folders first, then the built-in ones."""
     found: dict[str, Path] = {}
-    for folder in _search_dirs():
-        if folder.is_dir():
-            for path in sorted(folder.glob("*.yaml")):
-                found.setdefault(path.stem, path)
+    for path in _space_files():
+        found.setdefault(path.stem, path)
     return found
 
 
 def resolve_space(ref: str) -> Path:
     """The file for ``ref``: a path to a YAML file, or a space name (see :func:`list_spaces`)."""
     path = Path(ref).expanduser()
-    if path.suffix in (".yaml", ".yml") or os.sep in ref:
+    if _is_path(ref):
         if not path.is_file():
             raise ConfigError(f"search space file {ref!r} not found")
         return path
@@ -350,19 +360,17 @@ def _parent_file(ref: str, path: Path | None, chain: tuple[Path, ...]) -> Path:
     ``search_spaces/gsm8k.yaml`` may extend the built-in ``gsm8k``."""
     here = path.parent if path is not None else Path.cwd()
     seen = {p.resolve() for p in chain} | ({path.resolve()} if path is not None else set())
-    if Path(ref).suffix in (".yaml", ".yml") or os.sep in ref or "/" in ref:
+    if _is_path(ref):
         target = Path(ref).expanduser()
         target = target if target.is_absolute() else here / target
         if not target.is_file():
             raise ConfigError(f"search space file {str(target)!r} not found")
         return target
-    known: list[str] = []
-    for folder in _search_dirs():
-        for candidate in sorted(folder.glob("*.yaml")) if folder.is_dir() else []:
-            known.append(candidate.stem)
-            if candidate.stem == ref and candidate.resolve() not in seen:
-                return candidate
-    close = difflib.get_close_matches(ref, sorted(set(known) - {ref}), n=2)
+    files = list(_space_files())
+    for candidate in files:
+        if candidate.stem == ref and candidate.resolve() not in seen:
+            return candidate
+    close = difflib.get_close_matches(ref, sorted({f.stem for f in files} - {ref}), n=2)
     hint = f"; did you mean {' or '.join(close)}?" if close else ""
     raise ConfigError(f"unknown search space {ref!r}{hint}")
 
