@@ -36,7 +36,7 @@ from promptopt.types import Completion, GenerationRequest
 
 class _Ticket:
     def __init__(self, requests: Sequence[GenerationRequest]) -> None:
-        self.requests = list(requests)
+        self.requests = tuple(requests)  # also its key among the callers waiting
         self.done = threading.Event()
         self.result: list[Completion] | None = None
         self.error: BaseException | None = None
@@ -139,7 +139,7 @@ class CoalescingBackend(Backend):
     def _finish(self, group: list[_Ticket]) -> None:
         with self._lock:  # a later identical request asks again (the cache below may answer it)
             for ticket in group:
-                self._waiting.pop(tuple(ticket.requests), None)
+                self._waiting.pop(ticket.requests, None)
         for ticket in group:
             ticket.done.set()
 
