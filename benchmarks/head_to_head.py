@@ -212,6 +212,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
             parser.error(f"unknown baseline {name!r}; expected some of {', '.join(BASELINE_BY_SLUG)}")
         baselines.append(key)
     args.entries = baselines + policies
+    if args.dspy_threads < 1:
+        parser.error(f"--dspy-threads {args.dspy_threads}: must be at least 1")
+    if args.dspy_share is not None and not 0.0 < args.dspy_share <= 1.0:
+        parser.error(f"--dspy-share {args.dspy_share}: must be above 0 and at most 1")
     if args.match_calls is not None and args.match_calls not in DSPY_POLICIES + PROMPTOPT_POLICIES:
         parser.error(f"--match-calls {args.match_calls!r}: not an entry; expected one of "
                      f"{', '.join(DSPY_POLICIES + PROMPTOPT_POLICIES)}")  # fmt: skip

@@ -135,6 +135,20 @@ def test_match_calls_caps_the_searches_at_the_reference_minus_the_selection(tmp_
     assert again.returncode == 0 and again.stdout.count("skipped (--resume)") == 3
 
 
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--dspy-share", "2"], "--dspy-share 2.0: must be above 0 and at most 1"),
+        (["--dspy-threads", "0"], "--dspy-threads 0: must be at least 1"),
+        (["--match-calls", "dspy-miprov"], "--match-calls 'dspy-miprov': not an entry"),
+    ],
+)
+def test_bad_dspy_options_are_refused_up_front(tmp_path: Path, flags: list[str], message: str) -> None:
+    bad = run(tmp_path, *flags)
+    assert bad.returncode == 2 and message in bad.stderr and "Traceback" not in bad.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_bad_test_cache_url_is_refused_before_any_entry_runs(tmp_path: Path) -> None:
     bad = run(tmp_path, "--policies", "", "--test-cache", "nosuchscheme://x")
     assert bad.returncode == 2 and "--test-cache" in bad.stderr and "nosuchscheme" in bad.stderr
