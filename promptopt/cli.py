@@ -522,6 +522,8 @@ def _print_estimate(plan: Any, as_json: bool) -> None:
         f"+ {plan['final_calls']} for the final dev/test evaluation; dev {plan['dev_size']}, test {plan['test_size']}",
         err=True,
     )
+    if plan.get("note"):
+        click.echo(f"note: {plan['note']}", err=True)
 
 
 def _print_search(result: Any, db_url: str) -> None:

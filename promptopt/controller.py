@@ -219,8 +219,21 @@ def estimate_plan(
 
 def estimate(config: SearchConfig, task: Task) -> dict[str, Any]:
     """An upper bound of the calls and tokens the configured search will make: the
-    policy's own estimate (:meth:`~promptopt.policies.Policy.estimate`)."""
-    return get_policy(config.policy).estimate(config, task)
+    policy's own estimate (:meth:`~promptopt.policies.Policy.estimate`).
+
+    When the rounds end the search before ``--max-calls`` can, the plan carries a
+    ``note`` saying so: a user who set a call budget expects it to be spent, but the
+    presets size the search by rounds (light gives the space policies two rounds)."""
+    policy = get_policy(config.policy)
+    plan = policy.estimate(config, task)
+    limit = config.budget.max_calls
+    if limit is not None and policy.sized_by_rounds and plan["search_calls"] < limit:
+        plan["note"] = (
+            f"with {config.rounds} rounds and {config.n_proposals} proposals this search makes at most "
+            f"{plan['search_calls']} calls, under --max-calls {limit}: its rounds end it first; "
+            "raise --rounds (or --proposals) to spend the budget"
+        )
+    return plan
 
 
 def final_calls(config: SearchConfig, task: Task) -> int:

@@ -72,6 +72,23 @@ def test_dry_run_estimates_without_calls(task, db_url: str) -> None:  # type: ig
     assert backend.history == []
 
 
+def test_estimate_says_when_the_rounds_end_the_search_before_the_call_limit(task, db_url: str) -> None:  # type: ignore[no-untyped-def]
+    plan = search(config(budget=Budget(max_calls=5000)), db=db_url, dry_run=True)
+    assert isinstance(plan, dict)
+    assert f"at most {plan['search_calls']} calls, under --max-calls 5000" in plan["note"]
+    assert "raise --rounds" in plan["note"]
+    # The note is true: the run ends by its rounds, under its estimate, with no limit hit.
+    result = search(config(budget=Budget(max_calls=5000)), backend=skilled_backend(task), db=db_url)
+    assert isinstance(result, SearchResult)
+    assert result.stopped_reason is None and result.spent["calls"] <= plan["search_calls"]
+    assert result.estimate["note"] == plan["note"]
+    # No note when the limit binds, or without a limit.
+    tight = search(config(budget=Budget(max_calls=60)), db=db_url, dry_run=True)
+    assert isinstance(tight, dict) and "note" not in tight
+    unlimited = search(config(), db=db_url, dry_run=True)
+    assert isinstance(unlimited, dict) and "note" not in unlimited
+
+
 def test_opro_spends_a_preset_in_several_small_steps(task, db_url: str) -> None:  # type: ignore[no-untyped-def]
     base = {"task": "gsm-symbolic", "model": "fake", "base": Candidate(instruction="Answer.")}
     opro, ape = (

@@ -73,6 +73,13 @@ def test_cli_search_dry_run_and_runs(db_url: str) -> None:
         cli, ["search", "--task", "gsm-symbolic", "--model", "fake", "--db", db_url, "--dry-run"]
     )
     assert dry.exit_code == 0 and "estimate: at most" in dry.stderr
+    assert "note:" not in dry.stderr
+    generous = runner.invoke(cli, ["search", "--task", "gsm-symbolic", "--model", "fake", "--db", db_url,
+                                   "--policy", "tpe", "--max-calls", "100000", "--dry-run"])  # fmt: skip
+    assert generous.exit_code == 0, generous.stderr
+    assert (
+        "note: with 1 rounds and 6 proposals" in generous.stderr and "--max-calls 100000" in generous.stderr
+    )
     assert Store(db_url).list_runs() == []
     result = runner.invoke(cli, ["search", "--task", "gsm-symbolic", "--model", "fake", "--db", db_url, "--dev-size", "10",
                                  "--test-size", "10", "--proposals", "2", "--rounds", "0", "--json"])  # fmt: skip

@@ -96,6 +96,10 @@ class Policy(ABC):
         once when the search ends, however it ends, after :meth:`describe`."""
         return None
 
+    # Whether ``rounds`` and ``n_proposals`` size the search (so that the estimate is an
+    # upper bound they decide); DSPy's optimizers size themselves.
+    sized_by_rounds: ClassVar[bool] = True
+
     @classmethod
     def estimate(cls, config: SearchConfig, task: Task) -> dict[str, Any]:
         """An upper bound of the calls and tokens a search with this policy makes

@@ -111,6 +111,7 @@ class DSPyPolicy(Policy):
     """Runs one DSPy optimizer on the task, then proposes every program it evaluated."""
 
     optimizer: ClassVar[str] = ""
+    sized_by_rounds: ClassVar[bool] = False
     dspy_share: float = 0.5
     max_bootstrapped_demos: int = 4
     max_labeled_demos: int = 4
