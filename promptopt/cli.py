@@ -391,13 +391,15 @@ def _print_report(report: Any, db_url: str) -> None:
     "--proposals",
     type=click.IntRange(min=1),
     default=None,
-    help="Override the preset: proposals in the first round (APE) or per step (OPRO).",
+    help="Override the preset: proposals in the first round (APE), per step (OPRO) or per round "
+    "(tpe, reinforce, random).",
 )
 @click.option(
     "--rounds",
     type=click.IntRange(min=0),
     default=None,
-    help="Override the preset: resampling rounds (APE) or steps (OPRO).",
+    help="Override the preset: resampling rounds (APE), steps (OPRO) or rounds after the first "
+    "(tpe, reinforce, random; light gives them 1).",
 )
 @click.option(
     "--dev-size", type=click.IntRange(min=1), default=None, help="Override the preset: dev examples used."
