@@ -167,7 +167,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="cap each promptopt search at ENTRY's calls to find (e.g. dspy-mipro) minus the most its "
         "full-dev selection can add, so that none can spend more; ENTRY must finish first",
     )  # fmt: skip
-    parser.add_argument("--rounds", type=int, default=40, help="high, so that the cap ends each search")
+    parser.add_argument("--rounds", type=int, default=12, help="high, so that the cap ends each search")
     parser.add_argument("--race-start", type=int, default=8)
     parser.add_argument("--space", default=None, help="space of random/tpe/reinforce (default: the task's)")
     parser.add_argument("--seed", type=int, default=0)
