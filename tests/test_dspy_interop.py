@@ -434,6 +434,9 @@ def test_dspy_mipro_light_search_runs_end_to_end(task_file: Path, tmp_path: Path
     assert_on_the_leaderboard(out, db, "dspy-mipro")
     proposed = {row[4] for row in out["rows"]} - {"Add the numbers."}
     assert proposed and proposed <= set(INSTRUCTIONS)  # instructions from MIPRO's grounded proposer
+    # DSPy's pick as DSPy dumped it: its instruction is the dspy-mipro-best candidate's
+    best = next(row for row in out["rows"] if row[0] == "dspy-mipro-best")
+    assert best[1] == state["dspy_best"] and best[4] in json.dumps(state["dspy_best_state"])
     assert any(row[3] for row in out["rows"] if row[0].startswith("dspy-mipro"))  # and its demo sets
 
 

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import math
 import sys
@@ -127,6 +128,7 @@ class DSPyPolicy(Policy):
         self.backend = settings.backend
         self.evaluated: list[EvaluatedProgram] = []
         self.dspy_choice: Candidate | None = None
+        self.dspy_state: dict[str, Any] | None = None
         self.stopped: str | None = None
         self.lm: Any = None
         self.dspy_limit: int | None = None  # the calls DSPy may make (its share of a call limit)
@@ -279,9 +281,12 @@ class DSPyPolicy(Policy):
                 return
         if self.lm.budget_exceeded is not None:  # DSPy went on without the failed calls
             self.stopped = self.lm.budget_exceeded.message
-        self.dspy_choice = candidate_from_state(
-            compiled.dump_state(), self.task, base=self.base, strict=False
-        )
+        state = compiled.dump_state()
+        # DSPy's own program, kept as DSPy dumped it: the candidate above is its promptopt
+        # rendering, which does not send DSPy's exact requests; this can be loaded back
+        # with ``program.load_state`` to score DSPy's pick in DSPy's own format.
+        self.dspy_state = json.loads(json.dumps(state, default=str))
+        self.dspy_choice = candidate_from_state(state, self.task, base=self.base, strict=False)
 
     # -- the ask/tell loop
     def ask(self) -> list[Proposal]:
@@ -308,6 +313,7 @@ class DSPyPolicy(Policy):
             "optimizer": self.optimizer,
             "dspy_version": getattr(self.dspy, "__version__", None),
             "dspy_best": self.dspy_choice.hash if self.dspy_choice is not None else None,
+            "dspy_best_state": self.dspy_state,
             "dspy_programs": [
                 {"candidate": e.candidate.hash, "dspy_score": e.dspy_score, "n": e.n, "error": e.error}
                 for e in self.evaluated
