@@ -89,9 +89,8 @@ class SearchConfig:
     workers: int = 0  # 0: the serial evaluator; N: a Ray pool of N model workers
     ray_address: str | None = None  # "auto" or "ray://host:port" to join a cluster
     dspy_threads: int = 1  # dspy-* policies: DSPy's evaluation threads, their requests joined in batches
-    dspy_share: float | None = (
-        None  # dspy-* policies: DSPy's share of a call limit (None: the policy's, half)
-    )
+    # dspy-* policies: DSPy's share of a call limit (None: the policy's, half)
+    dspy_share: float | None = None
 
     @classmethod
     def from_preset(cls, preset: str, **overrides: Any) -> SearchConfig:

@@ -282,9 +282,10 @@ class DSPyPolicy(Policy):
         if self.lm.budget_exceeded is not None:  # DSPy went on without the failed calls
             self.stopped = self.lm.budget_exceeded.message
         state = compiled.dump_state()
-        # DSPy's own program, kept as DSPy dumped it: the candidate above is its promptopt
-        # rendering, which does not send DSPy's exact requests; this can be loaded back
-        # with ``program.load_state`` to score DSPy's pick in DSPy's own format.
+        # DSPy's own program, kept as DSPy dumped it (made JSON-safe for the run summary):
+        # its candidate below is the promptopt rendering, which does not send DSPy's exact
+        # requests; the state loads back with ``program.load_state`` to score DSPy's pick
+        # in DSPy's own format.
         self.dspy_state = json.loads(json.dumps(state, default=str))
         self.dspy_choice = candidate_from_state(state, self.task, base=self.base, strict=False)
 
