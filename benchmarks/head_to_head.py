@@ -102,7 +102,9 @@ from benchmarks.plotting import figure, save  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results" / "head_to_head"
 PROMPTOPT_POLICIES = ("random", "ape", "opro", "tpe", "reinforce")
-DSPY_POLICIES = ("dspy-mipro", "dspy-mipro-matched")
+NATIVE = "dspy-mipro-native"  # MIPROv2's own pick, tested in DSPy's own format
+NATIVE_SOURCE = "dspy-mipro"  # the finished entry whose pick it tests
+DSPY_POLICIES = ("dspy-mipro", "dspy-mipro-matched", NATIVE)
 SPACE_POLICIES = ("random", "tpe", "reinforce")
 START = "zero-shot CoT"  # every search starts from this baseline's prompt
 # Settings that change results: a resumed file must have been written with the same.
@@ -151,7 +153,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--model", default="qwen2.5-coder-1.5b", help="a model spec, or fake")
     parser.add_argument("--task", default=None, help="default: gsm8k (fake: a tiny addition task)")
     parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--policies", default="random,ape,opro,tpe,reinforce,dspy-mipro",
+    parser.add_argument("--policies", default=f"random,ape,opro,tpe,reinforce,dspy-mipro,{NATIVE}",
                         help=f"comma-separated: {', '.join(PROMPTOPT_POLICIES + DSPY_POLICIES)}")  # fmt: skip
     parser.add_argument("--baselines", default=",".join(BASELINE_BY_SLUG),
                         help=f"comma-separated: {', '.join(BASELINE_BY_SLUG)} (empty: none)")  # fmt: skip
@@ -205,6 +207,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error(
             f"unknown policies {unknown}; expected some of {', '.join(PROMPTOPT_POLICIES + DSPY_POLICIES)}"
         )
+    if NATIVE in policies and NATIVE_SOURCE in policies[policies.index(NATIVE) :]:
+        policies.remove(NATIVE)  # it tests the pick of its source: after it
+        policies.insert(policies.index(NATIVE_SOURCE) + 1, NATIVE)
     baselines = []
     for name in _split(args.baselines):
         key = BASELINE_BY_SLUG.get(_slug(name))
@@ -482,6 +487,157 @@ def run_search(name: str, task: Any, backend: Any, args: argparse.Namespace) -> 
     return result.winner, info
 
 
+def source_row(args: argparse.Namespace) -> Mapping[str, Any] | None:
+    """The last finished row of the entry whose pick ``dspy-mipro-native`` tests."""
+    rows = [r for r in read_rows(jsonl_path(args)) if r["name"] == NATIVE_SOURCE and r.get("status") == "ok"]
+    return rows[-1] if rows and rows[-1].get("search") else None
+
+
+def replay_dspy(
+    run: Any, db_path: Path, task: Any, model_id: str, args: argparse.Namespace
+) -> dict[str, Any]:
+    """The DSPy part of a finished search stored before its summary kept DSPy's program:
+    the search again, from its stored configuration, in a copy of its store, with a
+    model that refuses every request, so that DSPy's optimizer, answered from the cache,
+    makes the same choices and yields its compiled program (``policy_state``). A search
+    whose DSPy part a call limit cut mid-trial under several threads may not replay (the
+    threads decided which requests got through): it ends with the requests it missed."""
+    import dataclasses
+    import tempfile
+
+    from promptopt.backends.base import Backend
+    from promptopt.controller import SearchConfig, search
+    from promptopt.errors import BackendError
+
+    class CacheOnly(Backend):
+        refused = 0
+
+        @property
+        def model_id(self) -> str:
+            return model_id
+
+        def generate(self, requests: Sequence[Any]) -> list[Any]:
+            CacheOnly.refused += len(requests)
+            raise BackendError(f"{len(requests)} requests not in the cache of {db_path}", retryable=False)
+
+    config = dataclasses.replace(SearchConfig.from_dict(run.config), data_dir=args.data_dir)
+    print(f"  [{NATIVE}] search {run.id} kept no DSPy program: replaying it from its cache", file=sys.stderr,
+          flush=True)  # fmt: skip
+    with tempfile.TemporaryDirectory() as scratch:
+        copy = Path(scratch) / db_path.name
+        shutil.copyfile(db_path, copy)  # the stored search is finished: no -wal to carry
+        result = search(config, backend=CacheOnly(), db=f"sqlite:///{copy}", task=task)
+    if CacheOnly.refused:
+        raise SystemExit(f"{NATIVE}: replaying search {run.id} of {db_path} missed its cache on "
+                         f"{CacheOnly.refused} requests: its DSPy program cannot be rebuilt")  # fmt: skip
+    state = dict(result.policy_state)
+    state["dspy_wall_s"] = None  # the replay's time is not the search's
+    return state
+
+
+def run_native(
+    task: Any, backend: Any, args: argparse.Namespace
+) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    """MIPROv2's pick (its compiled program, exactly as DSPy dumped it) evaluated on the
+    held-out test items by ``dspy.Evaluate``, in DSPy's own format, through promptopt's
+    backend and the shared test cache: what a DSPy user who deploys MIPROv2's program
+    gets. Its calls to find are DSPy's requests in the source search (no race, no
+    selection). Returns the prompt as a candidate (promptopt's rendering, for the
+    table), the search facts and the test facts."""
+    import contextlib
+
+    from promptopt.backends import CachingBackend, RetryingBackend
+    from promptopt.backends.coalesce import CoalescingBackend
+    from promptopt.dspy_interop import candidate_from_state, dspy_example, import_dspy, program_from_candidate
+    from promptopt.dspy_interop.lm import PromptOptLM
+    from promptopt.stats import mean_interval
+    from promptopt.store import Store
+    from promptopt.types import Candidate
+
+    source = source_row(args)
+    if source is None:
+        raise SystemExit(f"{NATIVE}: {NATIVE_SOURCE} has no finished result yet (run it first)")
+    db_path, run_id = Path(source["search"]["db"]), source["search"]["run_id"]
+    with Store(f"sqlite:///{db_path}") as store:
+        run = store.get_run(run_id)
+    state = dict((run.summary or {}).get("policy_state") or {})
+    replayed = state.get("dspy_best_state") is None or "dspy_tokens_in" not in state
+    if replayed:
+        state = replay_dspy(run, db_path, task, backend.model_id, args)
+    program_state = state["dspy_best_state"]
+    base = Candidate.from_dict(run.config["base"])
+    dspy = import_dspy()
+    program = program_from_candidate(base, task)
+    program.load_state(program_state)
+    examples = task.examples("test", args.test_limit)
+    by_id = {e.id: e for e in examples}
+
+    def metric(example: Any, prediction: Any, trace: Any = None, *rest: Any, **kwargs: Any) -> float:
+        answer = getattr(prediction, "answer", None)
+        return task.score(
+            task.extract(str(answer)) if answer is not None else None, by_id[example.promptopt_id]
+        )
+
+    db = args.test_cache or f"sqlite:///{work_dir(args) / 'test-cache.db'}"
+    print(f"  [{NATIVE}] test evaluation of {NATIVE_SOURCE}'s pick ({state.get('dspy_best')}) in DSPy's format, "
+          f"{args.dspy_threads} threads", file=sys.stderr, flush=True)  # fmt: skip
+    started = time.perf_counter()
+    with Store(db) as store:
+        caching = CachingBackend(RetryingBackend(backend), store)
+        inner = CoalescingBackend(caching) if args.dspy_threads > 1 else caching
+        lm = PromptOptLM(inner)
+        evaluator = dspy.Evaluate(devset=[dspy_example(e, task) for e in examples], metric=metric,
+                                  num_threads=args.dspy_threads, display_progress=True,
+                                  max_errors=len(examples) + 1, failure_score=0.0)  # fmt: skip
+        # DSPy prints its progress; stdout belongs to the driver's table.
+        with dspy.context(lm=lm), contextlib.redirect_stdout(sys.stderr):
+            outcome = evaluator(program)
+        inner.close()
+    usage = lm.usage
+    scores = {ex.promptopt_id: float(score) for ex, _, score in outcome.results}
+    failed = sum(1 for _, prediction, _ in outcome.results if getattr(prediction, "answer", None) is None)
+    mean, low, high = mean_interval(list(scores.values()))
+    test = {
+        "n": len(scores),
+        "n_failed": failed,  # no answer (a failed call or an unparsable reply): scored 0, as DSPy does
+        "accuracy": mean,
+        "ci95": [low, high],
+        "dspy_score": float(outcome.score),  # DSPy's own figure (percent), the same accuracy
+        "requests": usage.requests,
+        "model_calls": usage.requests - usage.cache_hits,
+        "cache_hits": usage.cache_hits,
+        "tokens_in": usage.tokens_in,
+        "tokens_out": usage.tokens_out,
+        "wall_s": time.perf_counter() - started,
+        "run_id": None,
+        "scores": scores,
+    }
+    calls = int(state["dspy_requests"])
+    search_info = {
+        "source": NATIVE_SOURCE,
+        "source_run_id": run_id,
+        "db": str(db_path),
+        "replayed": replayed,
+        "cap": source["search"].get("cap"),
+        "matched_to": None,
+        "dspy_threads": args.dspy_threads,
+        "calls": calls,
+        "selection_calls": 0,
+        "calls_to_find": calls,
+        "trace": [],
+        "tokens_in": int(state["dspy_tokens_in"]),
+        "tokens_out": int(state["dspy_tokens_out"]),
+        "selection_tokens_in": 0,
+        "selection_tokens_out": 0,
+        "wall_s": state.get("dspy_wall_s"),
+        "dspy_best": state.get("dspy_best"),
+        "dspy_program": program_state,
+        "policy_state": {k: state[k] for k in ("mipro",) if k in state},
+    }
+    prompt = candidate_from_state(program_state, task, base=base, strict=False)
+    return prompt, search_info, test
+
+
 def run_worker(args: argparse.Namespace) -> dict[str, Any]:
     from promptopt.backends import make_backend
     from promptopt.tasks import get_task
@@ -493,12 +649,17 @@ def run_worker(args: argparse.Namespace) -> dict[str, Any]:
     task = get_task(task_ref(args), args.data_dir)
     backend = fake_backend() if args.fake else make_backend(args.model, batch_size=args.batch_size)
     search_info: dict[str, Any] | None = None
-    if name in BASELINES:
-        prompt = start_prompt(task, args, name)
+    summary_prefix = ""
+    if name == NATIVE:
+        prompt, search_info, test = run_native(task, backend, args)
+        summary_prefix = "DSPy's format: "
     else:
-        prompt, search_info = run_search(name, task, backend, args)
-    print(f"  [{name}] test evaluation: {describe_prompt(prompt)}", file=sys.stderr, flush=True)
-    test = test_evaluation(task, prompt, backend, args)
+        if name in BASELINES:
+            prompt = start_prompt(task, args, name)
+        else:
+            prompt, search_info = run_search(name, task, backend, args)
+        print(f"  [{name}] test evaluation: {describe_prompt(prompt)}", file=sys.stderr, flush=True)
+        test = test_evaluation(task, prompt, backend, args)
     versions = {"python": platform.python_version(), "executable": sys.executable}
     if kind_of(name) == "dspy":
         from importlib.metadata import version
@@ -512,7 +673,7 @@ def run_worker(args: argparse.Namespace) -> dict[str, Any]:
         "model_id": backend.model_id,
         "prompt": prompt.to_dict(),
         "prompt_hash": prompt.hash,
-        "prompt_summary": describe_prompt(prompt),
+        "prompt_summary": summary_prefix + describe_prompt(prompt),
         "search": search_info,
         "test": test,
         "wall_s": time.perf_counter() - started,
@@ -692,7 +853,7 @@ def print_table(rows: Sequence[Mapping[str, Any]], args: argparse.Namespace) -> 
             tokens = (
                 f"{s['tokens_in'] + s['tokens_out']}+{s['selection_tokens_in'] + s['selection_tokens_out']}"
             )
-            wall = f"{s['wall_s']:.0f}/{t['wall_s']:.0f}"
+            wall = f"{'–' if s['wall_s'] is None else format(s['wall_s'], '.0f')}/{t['wall_s']:.0f}"
         else:
             calls, tokens, wall = "–", "–", f"–/{t['wall_s']:.0f}"
         table.append([
@@ -743,7 +904,7 @@ def dry_run(args: argparse.Namespace) -> int:
         f"{'entry':<20} {'search calls':>12} {'under the cap':>13} {'select calls':>12} {'tokens/call in+out':>19}"
     )
     for name in args.entries:
-        if name in BASELINES:
+        if name in BASELINES or name == NATIVE:  # no search of its own
             print(f"{name:<20} {'–':>12} {'–':>13} {'–':>12} {'–':>19}")
             continue
         plan = search(search_config(name, task, args), db="sqlite://", dry_run=True, task=task)
@@ -797,11 +958,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"== {name}: not run: {why}", file=sys.stderr, flush=True)
                 continue
             print(f"== {name}: {why}", flush=True)
+        if name == NATIVE:
+            source = next((r for r in reversed(rows_so_far) if r["name"] == NATIVE_SOURCE), None)
+            if source is None or source.get("status") != "ok" or not source.get("search"):
+                print(f"== {name}: not run: {NATIVE_SOURCE} has no finished result yet (run it first)",
+                      file=sys.stderr, flush=True)  # fmt: skip
+                continue
         last = next((r for r in reversed(rows_so_far) if r["name"] == name), None)
         if (
             last is not None
             and last.get("status") == "ok"
             and (kind_of(name) != "promptopt" or row_cap(last) == (cap or args.max_calls))
+            and (name != NATIVE or last["search"]["source_run_id"] == source["search"]["run_id"])
         ):
             print(f"== {name}: already in {path.name}, skipped (--resume)", flush=True)
             continue

@@ -45,6 +45,7 @@ import json
 import logging
 import math
 import sys
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -132,6 +133,7 @@ class DSPyPolicy(Policy):
         self.stopped: str | None = None
         self.lm: Any = None
         self.dspy_limit: int | None = None  # the calls DSPy may make (its share of a call limit)
+        self.dspy_wall_s: float | None = None  # time inside DSPy's optimizer
         self.threads = max(1, int(settings.dspy_threads))
         self.dspy_share = self.share(settings.dspy_share)
         self._ran = False
@@ -262,11 +264,13 @@ class DSPyPolicy(Policy):
             backend = CoalescingBackend(backend)
         self.lm = PromptOptLM(backend)
         student = program_from_candidate(self.base, self.task)
+        started = time.perf_counter()
         # DSPy's optimizers print their progress; stdout belongs to promptopt (--json).
         with dspy.context(lm=self.lm, callbacks=[self.recorder()]), contextlib.redirect_stdout(sys.stderr):
             try:
                 compiled = self.compile(student, trainset, valset, self.metric(by_id))
             except Exception as exc:
+                self.dspy_wall_s = time.perf_counter() - started
                 # DSPy wraps or swallows per-example errors; the adapter knows if the budget ended it.
                 if self.lm.budget_exceeded is not None or isinstance(exc, BudgetExceeded):
                     self.stopped = (self.lm.budget_exceeded or exc).message  # type: ignore[union-attr]
@@ -279,6 +283,7 @@ class DSPyPolicy(Policy):
                 logger.warning("%s; racing the %d programs it evaluated", reason, len(self.evaluated))
                 self.stopped = reason
                 return
+        self.dspy_wall_s = time.perf_counter() - started
         if self.lm.budget_exceeded is not None:  # DSPy went on without the failed calls
             self.stopped = self.lm.budget_exceeded.message
         state = compiled.dump_state()
@@ -321,6 +326,9 @@ class DSPyPolicy(Policy):
             ],
             "dspy_calls": usage.calls if usage else 0,
             "dspy_requests": usage.requests if usage else 0,
+            "dspy_tokens_in": usage.tokens_in if usage else 0,
+            "dspy_tokens_out": usage.tokens_out if usage else 0,
+            "dspy_wall_s": self.dspy_wall_s,
             "dspy_threads": self.threads,
             "dspy_share": self.dspy_share,
             "dspy_limit": self.dspy_limit,
