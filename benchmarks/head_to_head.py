@@ -18,7 +18,10 @@ What runs, and how it is counted:
   DSPy's included, runs end to end in seconds; its numbers say nothing about real models.
 - **Entries.** ``--policies``: ``random``, ``ape``, ``opro``, ``tpe``, ``reinforce`` and
   ``dspy-mipro`` (MIPROv2 ``auto="light"``) and/or ``dspy-mipro-matched`` (MIPROv2 sized by
-  the call cap); each runs ``promptopt.search()`` from zero-shot CoT with
+  the call cap), and ``dspy-mipro-native``: dspy-mipro's compiled program, exactly as DSPy
+  dumped it, scored on test by ``dspy.Evaluate`` in DSPy's own format (what a DSPy user
+  deploys; its calls to find are DSPy's requests in that search, see ``run_native``).
+  Each search runs ``promptopt.search()`` from zero-shot CoT with
   ``Budget(max_calls=--max-calls)`` and ``--rounds`` high enough that the cap, not the
   rounds, ends it (the dspy-* policies spend at most half the cap inside DSPy, the rest
   races what DSPy found). ``--baselines``: the fixed prompts of ``benchmarks/baselines.py``
