@@ -502,9 +502,10 @@ def replay_dspy(
     """The DSPy part of a finished search stored before its summary kept DSPy's program:
     the search again, from its stored configuration, in a copy of its store, with a
     model that refuses every request, so that DSPy's optimizer, answered from the cache,
-    makes the same choices and yields its compiled program (``policy_state``). A search
-    whose DSPy part a call limit cut mid-trial under several threads may not replay (the
-    threads decided which requests got through): it ends with the requests it missed."""
+    makes the same choices and yields its compiled program (``policy_state``). The replay
+    must repeat DSPy's requests and scores as stored, else it ends with what differed: a
+    search whose DSPy part a call limit cut mid-trial under several threads may not (the
+    threads decided which requests got through)."""
     import dataclasses
     import tempfile
 
@@ -530,10 +531,21 @@ def replay_dspy(
         copy = Path(scratch) / db_path.name
         shutil.copyfile(db_path, copy)  # the stored search is finished: no -wal to carry
         result = search(config, backend=CacheOnly(), db=f"sqlite:///{copy}", task=task)
-    if CacheOnly.refused:
-        raise SystemExit(f"{NATIVE}: replaying search {run.id} of {db_path} missed its cache on "
-                         f"{CacheOnly.refused} requests: its DSPy program cannot be rebuilt")  # fmt: skip
     state = dict(result.policy_state)
+    stored = (run.summary or {}).get("policy_state") or {}
+
+    def trials(s: Mapping[str, Any]) -> list[Any]:
+        return [(p["dspy_score"], p["n"]) for p in s.get("dspy_programs", [])]
+
+    # DSPy's part must replay as it ran (the race after it may not: a candidate rendered by
+    # a newer promptopt asks for requests the old race never sent, refused here).
+    if state.get("dspy_requests") != stored.get("dspy_requests") or trials(state) != trials(stored):
+        raise SystemExit(
+            f"{NATIVE}: replaying search {run.id} of {db_path} did not repeat DSPy's part "
+            f"({state.get('dspy_requests')} requests, scores {trials(state)}; stored: "
+            f"{stored.get('dspy_requests')}, {trials(stored)}; {CacheOnly.refused} requests were not "
+            "in its cache): its DSPy program cannot be rebuilt"
+        )
     state["dspy_wall_s"] = None  # the replay's time is not the search's
     return state
 

@@ -24,7 +24,8 @@ ANSWER_SENTENCE = "The answer is {answer}."
 def demo_answer(candidate: Candidate, demo: Example) -> str:
     """The assistant turn of a demo: reasoning (few-shot CoT) and the answer sentence."""
     final = ANSWER_SENTENCE.format(answer=demo.target)
-    solution = candidate.solution_for(demo.id) or demo.solution
+    own = candidate.solution_for(demo.id)
+    solution = demo.solution if own is None else own
     if candidate.cot_mode == "few_shot" and solution:
         lead = f"{candidate.cot_trigger.strip()}\n" if candidate.cot_trigger.strip() else ""
         return f"{lead}{solution.strip()}\n{final}"

@@ -84,7 +84,9 @@ class Candidate:
     ``similar_demos`` > 0 picks that many demos *per question*, the most similar items
     of the demo pool (sentence embeddings; :mod:`promptopt.similarity`), instead of
     ``demo_ids``. ``demo_solutions`` replaces the worked solution of the named demos
-    (bootstrapped demos: the model's own correct solutions), as ``(demo_id, text)`` pairs.
+    (bootstrapped demos: the model's own correct solutions), as ``(demo_id, text)`` pairs;
+    an empty text shows that demo with its answer only, no worked solution (a DSPy
+    "labelled" demo in a chain-of-thought program).
     Both are left out of the hash while unused, so older candidates keep their identity.
     """
 
@@ -129,7 +131,8 @@ class Candidate:
         return data
 
     def solution_for(self, demo_id: str) -> str | None:
-        """This candidate's worked solution for a demo, when it overrides the data's."""
+        """This candidate's worked solution for a demo, when it overrides the data's
+        (``""``: none, the answer only); None when it does not."""
         for key, text in self.demo_solutions:
             if key == demo_id:
                 return text

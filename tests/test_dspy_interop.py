@@ -520,6 +520,72 @@ def test_a_predictor_saved_by_dspy_imports_as_a_starting_candidate(
     assert simple.demo_ids == (task.examples("train")[5].id,)
 
 
+ROUND_TRIP = """
+import json, sys
+import dspy
+from promptopt.dspy_interop import candidate_from_state, program_from_candidate
+from promptopt.tasks import get_task
+task = get_task(sys.argv[1])
+train = task.examples("train")
+program = dspy.ChainOfThought("question -> answer")
+program.predict.signature = program.predict.signature.with_instructions("Add both numbers.")
+# as MIPROv2 compiles it: bootstrapped demos (the model's own reasoning), then a labelled one
+program.predict.demos = [
+    dspy.Example(augmented=True, question=train[0].inputs["question"], reasoning="My own sum.",
+                 answer=task.target(train[0])),
+    dspy.Example(augmented=True, question=train[1].inputs["question"], reasoning=train[1].solution,
+                 answer=task.target(train[1])),
+    dspy.Example(question=train[2].inputs["question"], answer=task.target(train[2]), promptopt_id=train[2].id),
+]
+state = program.dump_state()
+candidate = candidate_from_state(state, task)
+rebuilt = program_from_candidate(candidate, task)
+def sent(p):
+    predictor = p.predict
+    return dspy.ChatAdapter().format(predictor.signature, predictor.demos, {"question": "What is 7 plus 7?"})
+print(json.dumps({"candidate": candidate.to_dict(), "same": sent(rebuilt) == sent(program),
+                  "labelled_first": "not supplied" in sent(rebuilt)[1]["content"]}))
+"""
+
+
+def test_a_dspy_program_with_labelled_demos_is_rebuilt_from_its_candidate(tmp_path: Path) -> None:
+    """A compiled ChainOfThought's demos: a bootstrapped one's reasoning becomes its
+    solution; a labelled one (no reasoning) keeps none although the data has one, so the
+    rebuilt program sends DSPy's exact messages (DSPy shows a labelled demo first, its
+    reasoning "not supplied") and promptopt's own prompt shows that demo's answer only."""
+    from promptopt.prompt import render_messages
+
+    folder = tmp_path / "solved"
+    folder.mkdir()
+    task_file = _write_task(folder)  # the same task, with worked solutions
+    for split in ("train", "test"):
+        rows = [json.loads(line) for line in (folder / f"{split}.jsonl").read_text().splitlines()]
+        (folder / f"{split}.jsonl").write_text(
+            "".join(
+                json.dumps({**r, "solution": f"{r['question'][8:-1]} makes {r['answer']}."}) + "\n"
+                for r in rows
+            )
+        )
+    task_file.write_text(
+        task_file.read_text().replace(
+            "target_field: answer}", "target_field: answer, solution_field: solution}"
+        )
+    )
+    task = get_task(str(task_file))
+    assert task.examples("train")[1].solution
+    out = run_dspy(ROUND_TRIP, tmp_path, str(task_file))
+    assert out["same"] and out["labelled_first"]
+    candidate = Candidate.from_dict(out["candidate"])
+    train = task.examples("train")
+    assert candidate.demo_ids == tuple(e.id for e in train[:3]) and candidate.cot_mode == "few_shot"
+    assert candidate.demo_solutions == ((train[0].id, "My own sum."), (train[2].id, ""))
+    shown = [
+        m.content for m in render_messages(candidate, task, task.examples("dev")[0]) if m.role == "assistant"
+    ]
+    assert shown[0].startswith("My own sum.") and train[1].solution.strip() in shown[1]
+    assert shown[2] == f"The answer is {task.target(train[2])}."
+
+
 @pytest.mark.slow
 def test_head_to_head_tests_miprov2s_own_pick_in_dspys_format(tmp_path: Path) -> None:
     """benchmarks/head_to_head.py's dspy-mipro-native entry: dspy-mipro's compiled program,

@@ -195,6 +195,10 @@ def test_bootstrapped_solution_replaces_the_datas(task) -> None:  # type: ignore
     messages = render_messages(candidate, task, task.examples("test", limit=1)[0])
     assert messages[0].content == task.render_input(demo)
     assert messages[1].content.startswith("Model's own steps.")
+    assert demo.solution  # an empty solution: that demo shows its answer only (DSPy's labelled demos)
+    labelled = Candidate(cot_mode="few_shot", demo_ids=(demo.id,), demo_solutions={demo.id: ""})
+    messages = render_messages(labelled, task, task.examples("test", limit=1)[0])
+    assert messages[1].content == f"The answer is {demo.target}."
 
 
 def test_demo_turns_show_the_answer_format_like_the_question(task) -> None:  # type: ignore[no-untyped-def]

@@ -6,7 +6,9 @@ parts: the instruction (the signature's ``instructions``) and the demos. Demos b
 ``demo_ids`` of the task's demo pool (matched by the ``promptopt_id`` promptopt puts in
 the examples it hands DSPy, else by identical input fields); a bootstrapped demo's
 reasoning becomes that demo's worked solution (``demo_solutions``) when it differs from
-the data's. A ``ChainOfThought`` program is few-shot chain of thought when it has demos,
+the data's, and a demo without reasoning in a chain-of-thought program (DSPy's labelled
+demos) keeps none (an empty solution: the answer only), so that the program rebuilt from
+the candidate sends DSPy's requests again. A ``ChainOfThought`` program is few-shot chain of thought when it has demos,
 else zero-shot. The parts DSPy does not have — answer-format line, trigger, samples,
 temperature — come from ``base`` (or, for a file promptopt exported, from the export's
 own record of them, so export then import gives back the same candidate).
@@ -125,9 +127,12 @@ def candidate_from_state(
                 continue
             demo_ids.append(demo_id)
             reasoning = demo.get(REASONING_FIELD)
+            reasoning = reasoning.strip() if isinstance(reasoning, str) else ""
             own = (task.demo(demo_id).solution or "").strip()
-            if cot and isinstance(reasoning, str) and reasoning.strip() and reasoning.strip() != own:
-                solutions.append((demo_id, reasoning.strip()))
+            if cot and reasoning != own:
+                # a bootstrapped demo's reasoning; or none ("") for a labelled demo, which
+                # DSPy shows with its answer only (and before the others)
+                solutions.append((demo_id, reasoning))
         if missing and strict:
             raise ConfigError(
                 f"{where}: demo(s) {', '.join(map(str, missing))} are not in task {task.name}'s demo pool",
@@ -198,7 +203,8 @@ def program_from_candidate(candidate: Candidate, task: Task, *, chain_of_thought
     for demo_id in candidate.demo_ids:
         demo = task.demo(demo_id)
         entry = dspy_example(demo, task)
-        solution = candidate.solution_for(demo_id) or demo.solution
+        own = candidate.solution_for(demo_id)
+        solution = demo.solution if own is None else own
         if cot and solution:
             entry = entry.copy(**{REASONING_FIELD: solution})
         demos.append(entry)
