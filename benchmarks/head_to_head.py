@@ -506,12 +506,14 @@ def replay_dspy(
     must repeat DSPy's requests and scores as stored, else it ends with what differed: a
     search whose DSPy part a call limit cut mid-trial under several threads may not (the
     threads decided which requests got through)."""
+    import contextlib
     import dataclasses
+    import sqlite3
     import tempfile
 
     from promptopt.backends.base import Backend
     from promptopt.controller import SearchConfig, search
-    from promptopt.errors import BackendError
+    from promptopt.types import Completion
 
     class CacheOnly(Backend):
         refused = 0
@@ -522,14 +524,19 @@ def replay_dspy(
 
         def generate(self, requests: Sequence[Any]) -> list[Any]:
             CacheOnly.refused += len(requests)
-            raise BackendError(f"{len(requests)} requests not in the cache of {db_path}", retryable=False)
+            return [Completion(text="", error=f"not in the cache of {db_path}") for _ in requests]
 
     config = dataclasses.replace(SearchConfig.from_dict(run.config), data_dir=args.data_dir)
     print(f"  [{NATIVE}] search {run.id} kept no DSPy program: replaying it from its cache", file=sys.stderr,
           flush=True)  # fmt: skip
     with tempfile.TemporaryDirectory() as scratch:
         copy = Path(scratch) / db_path.name
-        shutil.copyfile(db_path, copy)  # the stored search is finished: no -wal to carry
+        # SQLite's backup, not a file copy: what is still in the store's -wal comes along
+        with (
+            contextlib.closing(sqlite3.connect(db_path)) as source,
+            contextlib.closing(sqlite3.connect(copy)) as into,
+        ):
+            source.backup(into)
         result = search(config, backend=CacheOnly(), db=f"sqlite:///{copy}", task=task)
     state = dict(result.policy_state)
     stored = (run.summary or {}).get("policy_state") or {}
@@ -546,6 +553,9 @@ def replay_dspy(
             f"{stored.get('dspy_requests')}, {trials(stored)}; {CacheOnly.refused} requests were not "
             "in its cache): its DSPy program cannot be rebuilt"
         )
+    if CacheOnly.refused:
+        print(f"  [{NATIVE}] replayed DSPy's part as stored; {CacheOnly.refused} later requests (the race) "
+              "were not in the cache and are not needed", file=sys.stderr, flush=True)  # fmt: skip
     state["dspy_wall_s"] = None  # the replay's time is not the search's
     return state
 

@@ -643,9 +643,15 @@ def test_head_to_head_tests_miprov2s_own_pick_in_dspys_format(tmp_path: Path) ->
         conn.execute(
             "UPDATE po_runs SET summary = ? WHERE id = ?", (json.dumps(summary), mipro["search"]["run_id"])
         )
+        # and the race's answers are gone (as when a newer promptopt renders a candidate
+        # otherwise): only DSPy's part must replay. This connection stays open, its
+        # changes in the store's -wal: the replay's copy of the store must carry them.
+        raced = conn.execute("DELETE FROM po_cache WHERE response NOT LIKE '%[[ ##%'").rowcount
+    assert raced > 0
     (out / "fake-tiny-add.jsonl").write_text("".join(json.dumps(r) + "\n" for r in first[:2]))
     replay = run("--policies", "dspy-mipro,dspy-mipro-native", "--resume")
     assert "kept no DSPy program: replaying it from its cache" in replay.stderr
+    assert "later requests (the race) were not in the cache and are not needed" in replay.stderr
     again = rows()[-1]
     assert again["search"]["replayed"] and again["search"]["wall_s"] is None
     for key in ("dspy_program", "calls", "tokens_in", "tokens_out"):
