@@ -1,7 +1,9 @@
 """Export a found prompt to production, and load it back: ``promptopt.load(path)``.
 
 An export is the complete prompt *as it was scored*: the system instruction, the task's
-user template, every demo written out in full, the chain-of-thought trigger, the
+user template, every demo written out in full (with the worked solution it is shown
+with: a bootstrapped demo's own, and ``prompt.demo_solutions`` says which those are), the
+chain-of-thought trigger, the
 answer-format line, the answer-extraction rule, the sampling parameters and the model,
 plus provenance (dev/test scores with 95% intervals, task and dataset hash, run id,
 promptopt version, date). It never holds a secret: no backend configuration is copied,
@@ -246,8 +248,14 @@ def build_document(
             "answer_format": candidate.answer_format,
             "cot_mode": candidate.cot_mode,
             "cot_trigger": candidate.cot_trigger,
+            # each demo's worked solution as shown: the candidate's own where it has one
             "demos": [
-                {"id": d.id, "inputs": dict(d.inputs), "target": d.target, "solution": d.solution}
+                {
+                    "id": d.id,
+                    "inputs": dict(d.inputs),
+                    "target": d.target,
+                    "solution": _shown_solution(candidate, d),
+                }
                 for d in demos
             ],
         },
@@ -287,8 +295,15 @@ def build_document(
             }
         ),
     }
+    if candidate.demo_solutions:  # which solutions are the candidate's own (bootstrapped), for its identity
+        document["prompt"]["demo_solutions"] = [list(pair) for pair in candidate.demo_solutions]
     document["fingerprint"] = _fingerprint(document)
     return document
+
+
+def _shown_solution(candidate: Candidate, demo: Example) -> str | None:
+    own = candidate.solution_for(demo.id)
+    return demo.solution if own is None else own
 
 
 def _safe_model(model: str) -> str:
@@ -528,6 +543,18 @@ def load_document(data: Any, where: str = "prompt file", path: Path | None = Non
                 solution=solution,
             )
         )
+    own = data["prompt"].get("demo_solutions", [])
+    if not isinstance(own, list) or not all(
+        isinstance(p, list) and len(p) == 2 and all(isinstance(x, str) for x in p) for p in own
+    ):
+        raise ConfigError(
+            f"{where}: field 'prompt.demo_solutions' must be a list of [demo id, solution] pairs"
+        )
+    unknown = [p[0] for p in own if p[0] not in {d.id for d in demos}]
+    if unknown:
+        raise ConfigError(
+            f"{where}: field 'prompt.demo_solutions' names demos not in prompt.demos: {unknown}"
+        )
     try:
         from promptopt import template as templating
         from promptopt.tasks import extract as extraction
@@ -542,6 +569,7 @@ def load_document(data: Any, where: str = "prompt file", path: Path | None = Non
             instruction=system, demo_ids=tuple(d.id for d in demos), cot_mode=cot_mode,
             cot_trigger=cot_trigger, answer_format=answer_format, samples=samples,
             temperature=float(temperature), max_tokens=max_tokens, two_stage=two_stage,
+            demo_solutions=tuple((p[0], p[1]) for p in own),
         )  # fmt: skip
     except PromptOptError as exc:
         raise ConfigError(f"{where}: {exc.message}") from None
@@ -736,9 +764,12 @@ def _dspy(prompt: LoadedPrompt) -> dict[str, Any]:
     demos = []
     for demo_id in candidate.demo_ids:
         demo = prompt.task.demo(demo_id)
-        entry: dict[str, Any] = {"augmented": True, **{k: demo.inputs[k] for k in inputs if k in demo.inputs}}
-        if cot and demo.solution:
-            entry["reasoning"] = demo.solution
+        solution = _shown_solution(candidate, demo)  # "" for none
+        # a chain-of-thought demo without a solution is DSPy's labelled demo (not augmented)
+        entry: dict[str, Any] = {"augmented": True} if solution or not cot else {}
+        entry.update({k: demo.inputs[k] for k in inputs if k in demo.inputs})
+        if cot and solution:
+            entry["reasoning"] = solution
         entry["answer"] = demo.target
         demos.append(entry)
     predict = {

@@ -155,6 +155,7 @@ def test_export_to_dspy_then_import_gives_back_the_candidate(task: Task, tmp_pat
         Candidate(instruction="Add the numbers.", demo_ids=demos, cot_mode="few_shot", cot_trigger="Go.",
                   answer_format=task.spec.answer_format, samples=3, temperature=0.5),
         Candidate(instruction="Add.", demo_ids=demos[:1], answer_format=""),
+        Candidate(instruction="Add them.", demo_ids=demos[:2], cot_mode="few_shot", demo_solutions={demos[1]: "Mine."}),
         Candidate(answer_format=task.spec.answer_format),  # empty instruction: DSPy's default text comes back as ""
     ):  # fmt: skip
         report = evaluate(task, candidate, "fake", split="dev", limit=2, db=db)

@@ -349,3 +349,34 @@ def test_no_secret_is_ever_exported(task: Task, tmp_path: Path, monkeypatch: pyt
         assert SECRET not in path.read_text(), fmt
     document = build_document(Store(db), run_id)
     assert "api_key" not in json.dumps(document)
+
+
+def test_bootstrapped_and_answer_only_demos_are_exported_as_shown(task: Task, tmp_path: Path) -> None:
+    """A candidate's own worked solutions (bootstrapped demos; "" for answer only) are the
+    ones written out, in every format, and the file loads back to the same candidate."""
+    demos = task.examples("train", limit=3)
+    assert all(d.solution for d in demos)
+    candidate = Candidate(instruction="Solve.", demo_ids=tuple(d.id for d in demos), cot_mode="few_shot",
+                          answer_format=task.spec.answer_format,
+                          demo_solutions={demos[0].id: "My own working.", demos[2].id: ""})  # fmt: skip
+    db = f"sqlite:///{tmp_path / 'b.db'}"
+    report = promptopt.evaluate(task, candidate, "fake", split="dev", limit=2, db=db)
+    export(db, report.run_id, "yaml", tmp_path / "p.yaml")
+    export(db, report.run_id, "dspy", tmp_path / "p.json")
+    document = yaml.safe_load((tmp_path / "p.yaml").read_text())
+    assert [d["solution"] for d in document["prompt"]["demos"]] == ["My own working.", demos[1].solution, ""]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PromptEditedWarning)
+        loaded = load(tmp_path / "p.yaml")
+    assert loaded.candidate == candidate and not loaded.edited
+    example = task.examples("dev", limit=1)[0]
+    assert loaded.messages(**example.inputs) == [
+        {"role": m.role, "content": m.content} for m in render_messages(candidate, task, example)
+    ]
+    dspy_demos = json.loads((tmp_path / "p.json").read_text())["predict"]["demos"]
+    assert [d.get("reasoning") for d in dspy_demos] == ["My own working.", demos[1].solution, None]
+    assert [d.get("augmented") for d in dspy_demos] == [True, True, None]  # DSPy's labelled demo
+    broken = dict(document, prompt={**document["prompt"], "demo_solutions": [["nope", "x"]]})
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(broken))
+    with pytest.raises(ConfigError, match=r"bad\.yaml: field 'prompt\.demo_solutions' names demos not in"):
+        load(tmp_path / "bad.yaml")
