@@ -512,7 +512,7 @@ def replay_dspy(
     import tempfile
 
     from promptopt.backends.base import Backend
-    from promptopt.controller import SearchConfig, search
+    from promptopt.controller import SearchConfig, SearchResult, search
     from promptopt.types import Completion
 
     class CacheOnly(Backend):
@@ -538,6 +538,7 @@ def replay_dspy(
         ):
             source.backup(into)
         result = search(config, backend=CacheOnly(), db=f"sqlite:///{copy}", task=task)
+    assert isinstance(result, SearchResult)
     state = dict(result.policy_state)
     stored = (run.summary or {}).get("policy_state") or {}
 
@@ -983,18 +984,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"== {name}: not run: {why}", file=sys.stderr, flush=True)
                 continue
             print(f"== {name}: {why}", flush=True)
+        source_run = None  # the dspy-mipro search whose pick dspy-mipro-native tests
         if name == NATIVE:
             source = next((r for r in reversed(rows_so_far) if r["name"] == NATIVE_SOURCE), None)
             if source is None or source.get("status") != "ok" or not source.get("search"):
                 print(f"== {name}: not run: {NATIVE_SOURCE} has no finished result yet (run it first)",
                       file=sys.stderr, flush=True)  # fmt: skip
                 continue
+            source_run = source["search"]["run_id"]
         last = next((r for r in reversed(rows_so_far) if r["name"] == name), None)
         if (
             last is not None
             and last.get("status") == "ok"
             and (kind_of(name) != "promptopt" or row_cap(last) == (cap or args.max_calls))
-            and (name != NATIVE or last["search"]["source_run_id"] == source["search"]["run_id"])
+            and (name != NATIVE or last["search"]["source_run_id"] == source_run)
         ):
             print(f"== {name}: already in {path.name}, skipped (--resume)", flush=True)
             continue
