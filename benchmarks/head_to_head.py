@@ -587,10 +587,13 @@ def run_native(
     with Store(f"sqlite:///{db_path}") as store:
         run = store.get_run(run_id)
     state = dict((run.summary or {}).get("policy_state") or {})
-    replayed = state.get("dspy_best_state") is None or "dspy_tokens_in" not in state
+    replayed = "dspy_best_state" not in state or "dspy_tokens_in" not in state  # stored before these were
     if replayed:
         state = replay_dspy(run, db_path, task, backend.model_id, args)
     program_state = state["dspy_best_state"]
+    if program_state is None:
+        raise SystemExit(f"{NATIVE}: {NATIVE_SOURCE}'s DSPy part stopped before it compiled a program "
+                         f"({state.get('stopped')}): there is no pick to test")  # fmt: skip
     base = Candidate.from_dict(run.config["base"])
     dspy = import_dspy()
     program = program_from_candidate(base, task)
@@ -628,7 +631,7 @@ def run_native(
         "n_failed": failed,  # no answer (a failed call or an unparsable reply): scored 0, as DSPy does
         "accuracy": mean,
         "ci95": [low, high],
-        "dspy_score": float(outcome.score),  # DSPy's own figure (percent), the same accuracy
+        "dspy_score": float(outcome.score),  # DSPy's own figure: the same accuracy, in percent, rounded
         "requests": usage.requests,
         "model_calls": usage.requests - usage.cache_hits,
         "cache_hits": usage.cache_hits,
@@ -986,8 +989,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"== {name}: {why}", flush=True)
         source_run = None  # the dspy-mipro search whose pick dspy-mipro-native tests
         if name == NATIVE:
-            source = next((r for r in reversed(rows_so_far) if r["name"] == NATIVE_SOURCE), None)
-            if source is None or source.get("status") != "ok" or not source.get("search"):
+            source = next((r for r in reversed(rows_so_far) if r["name"] == NATIVE_SOURCE
+                           and r.get("status") == "ok" and r.get("search")), None)  # fmt: skip
+            if source is None:  # (the worker's source_row picks the same)
                 print(f"== {name}: not run: {NATIVE_SOURCE} has no finished result yet (run it first)",
                       file=sys.stderr, flush=True)  # fmt: skip
                 continue

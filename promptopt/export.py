@@ -2,7 +2,7 @@
 
 An export is the complete prompt *as it was scored*: the system instruction, the task's
 user template, every demo written out in full (with the worked solution it is shown
-with: a bootstrapped demo's own, and ``prompt.demo_solutions`` says which those are), the
+with: a bootstrapped demo's own, and ``prompt.own_solutions`` lists which those are), the
 chain-of-thought trigger, the
 answer-format line, the answer-extraction rule, the sampling parameters and the model,
 plus provenance (dev/test scores with 95% intervals, task and dataset hash, run id,
@@ -42,7 +42,7 @@ from typing import Any
 
 from promptopt.errors import ConfigError, PromptOptError, TaskError, TemplateError
 from promptopt.executor import TWO_STAGE_MAX_TOKENS, Executor
-from promptopt.prompt import render_messages
+from promptopt.prompt import demo_solution, render_messages
 from promptopt.store import RunRecord, Store, mask_url, scrub_secrets
 from promptopt.tasks import Task, TaskSpec, get_task
 from promptopt.types import COT_MODES, Candidate, EvalResult, Example, content_hash
@@ -254,7 +254,7 @@ def build_document(
                     "id": d.id,
                     "inputs": dict(d.inputs),
                     "target": d.target,
-                    "solution": _shown_solution(candidate, d),
+                    "solution": demo_solution(candidate, d),
                 }
                 for d in demos
             ],
@@ -295,15 +295,10 @@ def build_document(
             }
         ),
     }
-    if candidate.demo_solutions:  # which solutions are the candidate's own (bootstrapped), for its identity
-        document["prompt"]["demo_solutions"] = [list(pair) for pair in candidate.demo_solutions]
+    if candidate.demo_solutions:  # the demos whose solution is the candidate's own, for its identity
+        document["prompt"]["own_solutions"] = [demo_id for demo_id, _ in candidate.demo_solutions]
     document["fingerprint"] = _fingerprint(document)
     return document
-
-
-def _shown_solution(candidate: Candidate, demo: Example) -> str | None:
-    own = candidate.solution_for(demo.id)
-    return demo.solution if own is None else own
 
 
 def _safe_model(model: str) -> str:
@@ -543,18 +538,13 @@ def load_document(data: Any, where: str = "prompt file", path: Path | None = Non
                 solution=solution,
             )
         )
-    own = data["prompt"].get("demo_solutions", [])
-    if not isinstance(own, list) or not all(
-        isinstance(p, list) and len(p) == 2 and all(isinstance(x, str) for x in p) for p in own
-    ):
-        raise ConfigError(
-            f"{where}: field 'prompt.demo_solutions' must be a list of [demo id, solution] pairs"
-        )
-    unknown = [p[0] for p in own if p[0] not in {d.id for d in demos}]
+    own = data["prompt"].get("own_solutions", [])
+    if not isinstance(own, list) or not all(isinstance(demo_id, str) for demo_id in own):
+        raise ConfigError(f"{where}: field 'prompt.own_solutions' must be a list of demo ids")
+    shown = {d.id: d.solution or "" for d in demos}
+    unknown = [demo_id for demo_id in own if demo_id not in shown]
     if unknown:
-        raise ConfigError(
-            f"{where}: field 'prompt.demo_solutions' names demos not in prompt.demos: {unknown}"
-        )
+        raise ConfigError(f"{where}: field 'prompt.own_solutions' names demos not in prompt.demos: {unknown}")
     try:
         from promptopt import template as templating
         from promptopt.tasks import extract as extraction
@@ -569,7 +559,7 @@ def load_document(data: Any, where: str = "prompt file", path: Path | None = Non
             instruction=system, demo_ids=tuple(d.id for d in demos), cot_mode=cot_mode,
             cot_trigger=cot_trigger, answer_format=answer_format, samples=samples,
             temperature=float(temperature), max_tokens=max_tokens, two_stage=two_stage,
-            demo_solutions=tuple((p[0], p[1]) for p in own),
+            demo_solutions=tuple((demo_id, shown[demo_id]) for demo_id in own),
         )  # fmt: skip
     except PromptOptError as exc:
         raise ConfigError(f"{where}: {exc.message}") from None
@@ -764,7 +754,7 @@ def _dspy(prompt: LoadedPrompt) -> dict[str, Any]:
     demos = []
     for demo_id in candidate.demo_ids:
         demo = prompt.task.demo(demo_id)
-        solution = _shown_solution(candidate, demo)  # "" for none
+        solution = demo_solution(candidate, demo)  # "" for none
         # a chain-of-thought demo without a solution is DSPy's labelled demo (not augmented)
         entry: dict[str, Any] = {"augmented": True} if solution or not cot else {}
         entry.update({k: demo.inputs[k] for k in inputs if k in demo.inputs})

@@ -495,6 +495,7 @@ def candidate_details(
     """One candidate in one run: scores, the full prompt rendered with ``{field}``
     placeholders (needs the task's data for demos), its demos and per-example results."""
     from promptopt.export import load_run_task, placeholder_messages
+    from promptopt.prompt import demo_solution
 
     run = store.get_run(run_id)
     candidate = store.get_candidate(candidate_hash)
@@ -513,7 +514,10 @@ def candidate_details(
     try:
         task_obj = task if task is not None else load_run_task(run, data_dir)
         messages = tuple(placeholder_messages(candidate, task_obj))
-        demos = tuple(task_obj.demo(d).to_dict() for d in candidate.demo_ids)
+        demos = tuple(
+            {**task_obj.demo(d).to_dict(), "solution": demo_solution(candidate, task_obj.demo(d))}
+            for d in candidate.demo_ids
+        )
     except Exception as exc:  # the task or its data may be unavailable here; say why
         from promptopt.errors import PromptOptError
 

@@ -21,11 +21,17 @@ from promptopt.types import Candidate, Example, Message
 ANSWER_SENTENCE = "The answer is {answer}."
 
 
+def demo_solution(candidate: Candidate, demo: Example) -> str | None:
+    """A demo's worked solution under ``candidate``: its own (a bootstrapped one, or ""
+    for the answer only) where it has one, else the data's. Shown in few-shot CoT."""
+    own = candidate.solution_for(demo.id)
+    return demo.solution if own is None else own
+
+
 def demo_answer(candidate: Candidate, demo: Example) -> str:
     """The assistant turn of a demo: reasoning (few-shot CoT) and the answer sentence."""
     final = ANSWER_SENTENCE.format(answer=demo.target)
-    own = candidate.solution_for(demo.id)
-    solution = demo.solution if own is None else own
+    solution = demo_solution(candidate, demo)
     if candidate.cot_mode == "few_shot" and solution:
         lead = f"{candidate.cot_trigger.strip()}\n" if candidate.cot_trigger.strip() else ""
         return f"{lead}{solution.strip()}\n{final}"

@@ -26,7 +26,7 @@ from promptopt.export import (
     export,
     load,
 )
-from promptopt.leaderboard import candidate_scores
+from promptopt.leaderboard import candidate_details, candidate_scores
 from promptopt.prompt import render_messages
 from promptopt.store import Store
 from promptopt.tasks import Task, get_task
@@ -353,7 +353,8 @@ def test_no_secret_is_ever_exported(task: Task, tmp_path: Path, monkeypatch: pyt
 
 def test_bootstrapped_and_answer_only_demos_are_exported_as_shown(task: Task, tmp_path: Path) -> None:
     """A candidate's own worked solutions (bootstrapped demos; "" for answer only) are the
-    ones written out, in every format, and the file loads back to the same candidate."""
+    ones written out (yaml and dspy here), and the file loads back to the same candidate;
+    an edited solution is what a loaded prompt then shows."""
     demos = task.examples("train", limit=3)
     assert all(d.solution for d in demos)
     candidate = Candidate(instruction="Solve.", demo_ids=tuple(d.id for d in demos), cot_mode="few_shot",
@@ -376,7 +377,16 @@ def test_bootstrapped_and_answer_only_demos_are_exported_as_shown(task: Task, tm
     dspy_demos = json.loads((tmp_path / "p.json").read_text())["predict"]["demos"]
     assert [d.get("reasoning") for d in dspy_demos] == ["My own working.", demos[1].solution, None]
     assert [d.get("augmented") for d in dspy_demos] == [True, True, None]  # DSPy's labelled demo
-    broken = dict(document, prompt={**document["prompt"], "demo_solutions": [["nope", "x"]]})
+    assert document["prompt"]["own_solutions"] == [demos[0].id, demos[2].id]
+    with Store(db) as store:  # `promptopt show` lists the demos with the same solutions
+        details = candidate_details(store, report.run_id, candidate.hash, task=task)
+    assert [d["solution"] for d in details.demos] == ["My own working.", demos[1].solution, ""]
+    document["prompt"]["demos"][0]["solution"] = "Edited working."
+    (tmp_path / "edited.yaml").write_text(yaml.safe_dump(document))
+    with pytest.warns(PromptEditedWarning):
+        edited = load(tmp_path / "edited.yaml")
+    assert edited.messages(**example.inputs)[2]["content"].startswith("Edited working.")
+    broken = dict(document, prompt={**document["prompt"], "own_solutions": ["nope"]})
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(broken))
-    with pytest.raises(ConfigError, match=r"bad\.yaml: field 'prompt\.demo_solutions' names demos not in"):
+    with pytest.raises(ConfigError, match=r"bad\.yaml: field 'prompt\.own_solutions' names demos not in"):
         load(tmp_path / "bad.yaml")

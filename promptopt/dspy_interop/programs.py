@@ -192,6 +192,7 @@ def program_from_candidate(candidate: Candidate, task: Task, *, chain_of_thought
     thought (else ``dspy.Predict``) over the task's signature, with its instruction and
     demos (worked solutions as the demos' reasoning)."""
     from promptopt.dspy_interop._env import import_dspy
+    from promptopt.prompt import demo_solution
 
     dspy = import_dspy()
     cot = candidate.cot_mode != "none" if chain_of_thought is None else chain_of_thought
@@ -203,8 +204,7 @@ def program_from_candidate(candidate: Candidate, task: Task, *, chain_of_thought
     for demo_id in candidate.demo_ids:
         demo = task.demo(demo_id)
         entry = dspy_example(demo, task)
-        own = candidate.solution_for(demo_id)
-        solution = demo.solution if own is None else own
+        solution = demo_solution(candidate, demo)
         if cot and solution:
             entry = entry.copy(**{REASONING_FIELD: solution})
         demos.append(entry)
