@@ -225,6 +225,14 @@ def build_document(
             f"{run.id} used ({run.dataset_hash}), so its demos cannot be written out as they were scored",
             hint="point --data-dir at the data the run used",
         )
+    if candidate.similar_demos:
+        raise ConfigError(
+            f"candidate {candidate_hash} of run {run.id} picks its {candidate.similar_demos} demos per "
+            "question (the demo-pool items most similar to it): an export is one fixed prompt and "
+            "cannot carry that choice",
+            hint="export a candidate with fixed demos (promptopt leaderboard --run RUN lists them), or use this "
+            "one through the Python API with the task's demo pool",
+        )
     demos = [task_obj.demo(demo_id) for demo_id in candidate.demo_ids]
     scores = candidate_scores(store, run.id, candidate_hash)
     with store.engine.connect() as conn:

@@ -328,6 +328,21 @@ def test_export_refuses_runs_without_a_finished_candidate(task: Task, tmp_path: 
     assert out.exit_code == 2 and "no finished candidate" in out.output
 
 
+def test_export_refuses_a_candidate_that_picks_demos_per_question(
+    task: Task, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import promptopt.similarity
+
+    # the nearest demos without the embedding model: the export must refuse before any is picked
+    monkeypatch.setattr(promptopt.similarity, "nearest_demos", lambda task, example, k: task.demo_pool()[:k])
+    db = f"sqlite:///{tmp_path / 's.db'}"
+    candidate = Candidate(instruction="Solve.", similar_demos=2, answer_format=task.spec.answer_format)
+    report = promptopt.evaluate(task, candidate, "fake", split="dev", limit=2, db=db)
+    with pytest.raises(ConfigError, match="picks its 2 demos per question") as info:
+        export(db, report.run_id, "yaml", tmp_path / "s.yaml")
+    assert info.value.hint and "fixed demos" in info.value.hint and not (tmp_path / "s.yaml").exists()
+
+
 def test_no_secret_is_ever_exported(task: Task, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     db = f"sqlite:///{tmp_path / 's.db'}"
