@@ -490,10 +490,10 @@ def run_search(name: str, task: Any, backend: Any, args: argparse.Namespace) -> 
     return result.winner, info
 
 
-def source_row(args: argparse.Namespace) -> Mapping[str, Any] | None:
+def source_row(rows: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
     """The last finished row of the entry whose pick ``dspy-mipro-native`` tests."""
-    rows = [r for r in read_rows(jsonl_path(args)) if r["name"] == NATIVE_SOURCE and r.get("status") == "ok"]
-    return rows[-1] if rows and rows[-1].get("search") else None
+    finished = [r for r in rows if r["name"] == NATIVE_SOURCE and r.get("status") == "ok" and r.get("search")]
+    return finished[-1] if finished else None
 
 
 def replay_dspy(
@@ -574,13 +574,19 @@ def run_native(
 
     from promptopt.backends import CachingBackend, RetryingBackend
     from promptopt.backends.coalesce import CoalescingBackend
-    from promptopt.dspy_interop import candidate_from_state, dspy_example, import_dspy, program_from_candidate
+    from promptopt.dspy_interop import (
+        answer_metric,
+        candidate_from_state,
+        dspy_example,
+        import_dspy,
+        program_from_candidate,
+    )
     from promptopt.dspy_interop.lm import PromptOptLM
     from promptopt.stats import mean_interval
     from promptopt.store import Store
     from promptopt.types import Candidate
 
-    source = source_row(args)
+    source = source_row(read_rows(jsonl_path(args)))
     if source is None:
         raise SystemExit(f"{NATIVE}: {NATIVE_SOURCE} has no finished result yet (run it first)")
     db_path, run_id = Path(source["search"]["db"]), source["search"]["run_id"]
@@ -599,13 +605,7 @@ def run_native(
     program = program_from_candidate(base, task)
     program.load_state(program_state)
     examples = task.examples("test", args.test_limit)
-    by_id = {e.id: e for e in examples}
-
-    def metric(example: Any, prediction: Any, trace: Any = None, *rest: Any, **kwargs: Any) -> float:
-        answer = getattr(prediction, "answer", None)
-        return task.score(
-            task.extract(str(answer)) if answer is not None else None, by_id[example.promptopt_id]
-        )
+    metric = answer_metric(task, {e.id: e for e in examples})
 
     db = args.test_cache or f"sqlite:///{work_dir(args) / 'test-cache.db'}"
     print(f"  [{NATIVE}] test evaluation of {NATIVE_SOURCE}'s pick ({state.get('dspy_best')}) in DSPy's format, "
@@ -989,9 +989,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"== {name}: {why}", flush=True)
         source_run = None  # the dspy-mipro search whose pick dspy-mipro-native tests
         if name == NATIVE:
-            source = next((r for r in reversed(rows_so_far) if r["name"] == NATIVE_SOURCE
-                           and r.get("status") == "ok" and r.get("search")), None)  # fmt: skip
-            if source is None:  # (the worker's source_row picks the same)
+            source = source_row(rows_so_far)
+            if source is None:
                 print(f"== {name}: not run: {NATIVE_SOURCE} has no finished result yet (run it first)",
                       file=sys.stderr, flush=True)  # fmt: skip
                 continue

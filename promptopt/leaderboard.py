@@ -514,10 +514,8 @@ def candidate_details(
     try:
         task_obj = task if task is not None else load_run_task(run, data_dir)
         messages = tuple(placeholder_messages(candidate, task_obj))
-        demos = tuple(
-            {**task_obj.demo(d).to_dict(), "solution": demo_solution(candidate, task_obj.demo(d))}
-            for d in candidate.demo_ids
-        )
+        shown = [task_obj.demo(d) for d in candidate.demo_ids]
+        demos = tuple({**d.to_dict(), "solution": demo_solution(candidate, d)} for d in shown)
     except Exception as exc:  # the task or its data may be unavailable here; say why
         from promptopt.errors import PromptOptError
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from promptopt.dspy_interop._env import import_dspy, quiet_environment
 from promptopt.dspy_interop.programs import (
+    answer_metric,
     candidate_from_dspy,
     candidate_from_state,
     dspy_example,
@@ -26,6 +27,7 @@ from promptopt.dspy_interop.programs import (
 
 __all__ = [
     "PromptOptLM",
+    "answer_metric",
     "candidate_from_dspy",
     "candidate_from_state",
     "dspy_example",

@@ -8,8 +8,8 @@ the examples it hands DSPy, else by identical input fields); a bootstrapped demo
 reasoning becomes that demo's worked solution (``demo_solutions``) when it differs from
 the data's, and a demo without reasoning in a chain-of-thought program (DSPy's labelled
 demos) keeps none (an empty solution: the answer only), so that the program rebuilt from
-the candidate sends DSPy's requests again. A ``ChainOfThought`` program is few-shot chain of thought when it has demos,
-else zero-shot. The parts DSPy does not have — answer-format line, trigger, samples,
+the candidate sends DSPy's requests again. A ``ChainOfThought`` program is few-shot chain
+of thought when it has demos, else zero-shot. The parts DSPy does not have — answer-format line, trigger, samples,
 temperature — come from ``base`` (or, for a file promptopt exported, from the export's
 own record of them, so export then import gives back the same candidate).
 
@@ -185,6 +185,20 @@ def dspy_example(example: Example, task: Task) -> Any:
     return dspy.Example(**values, **{ANSWER_FIELD: task.target(example), ID_FIELD: example.id}).with_inputs(
         *task.spec.input_fields
     )
+
+
+def answer_metric(task: Task, by_id: Mapping[str, Example]) -> Any:
+    """A DSPy metric (``metric(example, prediction, trace=None)``) that scores a
+    prediction's answer the task's way: extracted, then compared with the promptopt
+    example that ``example.promptopt_id`` names in ``by_id``."""
+
+    def score(example: Any, prediction: Any, trace: Any = None, *args: Any, **kwargs: Any) -> float:
+        answer = getattr(prediction, ANSWER_FIELD, None)
+        return task.score(
+            task.extract(str(answer)) if answer is not None else None, by_id[example.promptopt_id]
+        )
+
+    return score
 
 
 def program_from_candidate(candidate: Candidate, task: Task, *, chain_of_thought: bool | None = None) -> Any:

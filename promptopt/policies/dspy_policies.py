@@ -164,14 +164,9 @@ class DSPyPolicy(Policy):
         return [dspy_example(e, self.task) for e in train], [dspy_example(e, self.task) for e in dev], by_id
 
     def metric(self, by_id: Mapping[str, Example]) -> Any:
-        task = self.task
+        from promptopt.dspy_interop import answer_metric
 
-        def score(example: Any, prediction: Any, trace: Any = None, *args: Any, **kwargs: Any) -> float:
-            item = by_id[example.promptopt_id]
-            answer = getattr(prediction, "answer", None)
-            return task.score(task.extract(str(answer)) if answer is not None else None, item)
-
-        return score
+        return answer_metric(self.task, by_id)
 
     def dspy_backend(self) -> Any:
         """The task backend, capped at ``dspy_share`` of what is left of a call limit."""
