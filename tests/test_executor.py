@@ -177,6 +177,50 @@ def test_retry_gives_up_after_max_attempts() -> None:
     assert not result.ok and len(inner.history) == 3
 
 
+def test_retry_reports_a_success_at_once_and_a_failure_after_its_retries() -> None:
+    inner = FakeBackend()
+    inner.enqueue("The answer is 1.", Completion(text="", error="503", retryable=True),
+                  Completion(text="", error="bad request", retryable=False), "The answer is 2.")  # fmt: skip
+    backend = RetryingBackend(inner, max_attempts=3, sleep=lambda s: None)
+    requests = [GenerationRequest(messages=(Message("user", str(i)),)) for i in range(3)]
+    reported: list[tuple[int, str, int]] = []  # (index, text or error, requests sent so far)
+    results = backend.generate_each(
+        requests, lambda i, c: reported.append((i, c.text or c.error or "", len(inner.history)))
+    )
+    # 0 succeeds first time and is reported while 1 and 2 are still to be sent; 1 succeeds
+    # on its retry; 2 cannot be retried and is reported only at the end, as a failure.
+    assert reported == [(0, "The answer is 1.", 1), (1, "The answer is 2.", 4), (2, "bad request", 4)]
+    assert [c.ok for c in results] == [True, True, False]
+
+
+def test_cache_stores_answers_as_the_backend_reports_them(db_url: str) -> None:
+    store = Store(db_url)
+    requests = [GenerationRequest(messages=(Message("user", str(i)),)) for i in range(5)]
+    stored_when_answered: list[int] = []
+
+    def respond(request: GenerationRequest) -> str:
+        stored_when_answered.append(len(store.cache_get_many(keys)))
+        return "The answer is 3."
+
+    inner = FakeBackend(respond)
+    keys = [r.cache_key(inner.model_id) for r in requests]
+    CachingBackend(RetryingBackend(inner), store, flush_every_s=0).generate(requests)
+    assert stored_when_answered == [0, 1, 2, 3, 4]  # each earlier answer already in the store
+    assert len(store.cache_get_many(keys)) == 5
+    # A subclass that overrides generate() still sees every request through the wrappers.
+    calls: list[int] = []
+
+    class Counting(FakeBackend):
+        def generate(self, requests):  # type: ignore[no-untyped-def]
+            calls.append(len(requests))
+            return super().generate(requests)
+
+    more = [GenerationRequest(messages=(Message("user", f"new {i}"),)) for i in range(3)]
+    assert all(c.ok for c in CachingBackend(RetryingBackend(Counting()), store).generate(more))
+    assert calls == [3]
+    store.close()
+
+
 def test_candidate_hash_ignores_unused_new_fields() -> None:
     plain = Candidate(instruction="Solve.", demo_ids=("a",))
     assert "similar_demos" not in plain.to_dict() and "demo_solutions" not in plain.to_dict()

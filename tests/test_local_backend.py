@@ -221,6 +221,24 @@ def test_a_bad_request_fails_alone(backend: TransformersBackend) -> None:
     assert not bad.ok and "max_tokens" in (bad.error or "")
 
 
+@pytest.mark.model
+@needs_model
+def test_generate_each_reports_each_request_as_it_finishes(backend: TransformersBackend) -> None:
+    requests = [
+        ask("Write a long story about a dragon.", max_tokens=40),
+        ask("Name a primary color.", max_tokens=2),
+        ask("x", max_tokens=0),  # invalid: reported at once, before any decoding
+        ask("Who wrote Romeo and Juliet?", max_tokens=5),
+    ]
+    reported: list[tuple[int, str]] = []
+    results = backend.generate_each(requests, lambda index, c: reported.append((index, c.text)))
+    # Each exactly once, in the order they finished: the invalid one before any decoding,
+    # then by length; the caller's order would be 0, 1, 2, 3.
+    assert [i for i, _ in reported] == [2, 1, 3, 0]
+    assert dict(reported) == {i: c.text for i, c in enumerate(results)}
+    assert [c.text for c in results] == [c.text for c in backend.generate(requests)]
+
+
 def test_auto_dtype_is_int8_on_x86_without_fast_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
     import promptopt.backends.local as local
 

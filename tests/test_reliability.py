@@ -8,6 +8,9 @@ import functools
 import json
 import logging
 import re
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +28,7 @@ from benchmarks.crash_resume import (
     kill_and_resume,
     start_child,
 )
+from promptopt.backends import CachingBackend, FakeBackend
 from promptopt.cli import cli
 from promptopt.errors import TemplateError
 from promptopt.leaderboard import leaderboard
@@ -32,6 +36,7 @@ from promptopt.store import Store
 from promptopt.tasks import get_task
 from promptopt.template import placeholders
 from promptopt.testing.openai_server import FakeOpenAIServer
+from promptopt.types import GenerationRequest, Message
 
 REPO = Path(__file__).resolve().parent.parent
 PG_URL_ENV = "PROMPTOPT_TEST_PG_URL"
@@ -57,6 +62,49 @@ def test_three_sigkills_lose_nothing_and_repeat_only_calls_in_flight(tmp_path: P
     # In flight means at most one batch of the killed process (batch_size 4).
     assert all(r.in_flight <= SMALL_SEARCH["batch_size"] for r in report.records)
     assert report.ok
+
+
+_LONG_BATCH = """
+import sys
+from promptopt.backends import CachingBackend, FakeBackend, RetryingBackend
+from promptopt.store import Store
+from promptopt.types import GenerationRequest, Message
+requests = [GenerationRequest(messages=(Message("user", f"q {i}"),)) for i in range(200)]
+chain = CachingBackend(RetryingBackend(FakeBackend(latency_s=0.05)), Store(sys.argv[1]), flush_every_s=0.2)
+chain.generate(requests)  # one long batch, killed long before it ends
+"""
+
+
+def test_a_kill_in_the_middle_of_a_long_batch_keeps_the_answers_made_so_far(tmp_path: Path) -> None:
+    db_url = f"sqlite:///{tmp_path / 'cache.db'}"
+    child = subprocess.Popen([sys.executable, "-c", _LONG_BATCH, db_url], cwd=REPO)
+    store = None
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # until the child has stored at least 20 answers
+            time.sleep(0.2)
+            assert child.poll() is None, "the child ended before it was killed"
+            try:
+                with sa.create_engine(db_url).connect() as conn:
+                    if conn.execute(sa.text("SELECT count(*) FROM po_cache")).scalar_one() >= 20:
+                        break
+            except sa.exc.OperationalError:  # the store is not created yet
+                continue
+        child.kill()  # SIGKILL: no finally, no flush
+        child.wait(timeout=30)
+        requests = [GenerationRequest(messages=(Message("user", f"q {i}"),)) for i in range(200)]
+        store = Store(db_url)
+        inner = FakeBackend()
+        again = CachingBackend(inner, store).generate(requests)
+    finally:
+        if child.poll() is None:
+            child.kill()
+        if store is not None:
+            store.close()
+    kept = 200 - len(inner.history)
+    assert 20 <= kept < 200, kept  # the answers made before the kill are not asked again
+    assert all(c.cached for c in again[:kept]) and not any(c.cached for c in again[kept:])
+    assert [c.text for c in again] == [c.text for c in FakeBackend().generate(requests)]
 
 
 # ------------------------------------------------------------------- two writers, one database

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from promptopt.types import Completion, GenerationRequest
+
+OnResult = Callable[[int, Completion], None]
+"""Called with (position of the request, its completion) once that completion is final."""
 
 
 class Backend(ABC):
@@ -35,6 +38,24 @@ class Backend(ABC):
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Completion]:
         """Answer every request; see the class docstring for the contract."""
 
+    def generate_each(
+        self, requests: Sequence[GenerationRequest], on_result: OnResult | None
+    ) -> list[Completion]:
+        """``generate(requests)``, also calling ``on_result(index, completion)`` once for
+        every request as soon as its completion is final.
+
+        The default reports them all after ``generate`` returns. Backends that finish
+        requests one at a time (the local model's running batch, the Ray pool's chunks)
+        report each as it finishes, so that a wrapper (the response cache) keeps it even
+        if the process is killed before the whole batch is done. Such a backend keeps to
+        this default for a subclass that overrides ``generate`` (see
+        :func:`overrides_generate`), so that the override still sees every request."""
+        results = self.generate(requests)
+        if on_result is not None:
+            for index, completion in enumerate(results):
+                on_result(index, completion)
+        return results
+
     def describe(self) -> dict[str, object]:
         """Facts worth storing with a run (no secrets)."""
         return {"model": self.model_id, "backend": type(self).__name__}
@@ -52,3 +73,9 @@ class Backend(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def overrides_generate(backend: Backend, cls: type[Backend]) -> bool:
+    """Whether ``backend``'s class, a subclass of ``cls``, has its own ``generate``: then
+    ``cls``'s streaming ``generate_each`` must not bypass it."""
+    return type(backend).generate is not cls.generate

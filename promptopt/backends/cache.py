@@ -3,6 +3,7 @@ the store, without calling the model again."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -19,11 +20,17 @@ class CacheStore(Protocol):
 class CachingBackend(Backend):
     """Answers from ``store`` when it holds the request (keyed by model, messages,
     sampling parameters and sample index), else from ``inner``; successful new answers
-    are stored. Failures are never cached. ``hits`` and ``misses`` count requests."""
+    are stored. Failures are never cached. ``hits`` and ``misses`` count requests.
 
-    def __init__(self, inner: Backend, store: CacheStore) -> None:
+    New answers are stored as the inner backend reports them final
+    (:meth:`Backend.generate_each`), at most ``flush_every_s`` seconds apart, and the rest
+    when the batch ends: a process killed in the middle of a long batch loses only the
+    answers of its last few seconds, not the whole batch."""
+
+    def __init__(self, inner: Backend, store: CacheStore, *, flush_every_s: float = 2.0) -> None:
         self.inner = inner
         self.store = store
+        self.flush_every_s = flush_every_s
         self.hits = 0
         self.misses = 0
 
@@ -46,13 +53,36 @@ class CachingBackend(Backend):
             for index in missing:
                 unique.setdefault(keys[index], index)
             order = list(unique.values())
-            answers = self.inner.generate([requests[i] for i in order])
+            answers = self._generate_and_store(model, [requests[i] for i in order], [keys[i] for i in order])
             by_key = {keys[i]: answer for i, answer in zip(order, answers, strict=True)}
-            self.store.cache_put_many([(key, model, c) for key, c in by_key.items() if c.ok])
             fresh = {i: by_key[keys[i]] for i in missing}
         self.hits += len(requests) - len(missing)
         self.misses += len(missing)
         return [fresh[i] if i in fresh else found[keys[i]] for i in range(len(requests))]
+
+    def _generate_and_store(
+        self, model: str, requests: list[GenerationRequest], keys: list[str]
+    ) -> list[Completion]:
+        unsaved: list[tuple[str, str, Completion]] = []
+        last = time.monotonic()
+
+        def save() -> None:
+            nonlocal last
+            if unsaved:
+                self.store.cache_put_many(unsaved)
+                unsaved.clear()
+            last = time.monotonic()
+
+        def keep(index: int, completion: Completion) -> None:
+            if completion.ok:
+                unsaved.append((keys[index], model, completion))
+                if time.monotonic() - last >= self.flush_every_s:
+                    save()
+
+        try:
+            return self.inner.generate_each(requests, keep)
+        finally:
+            save()  # also when interrupted: what was answered is kept
 
     def close(self) -> None:
         self.inner.close()

@@ -14,7 +14,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 
-from promptopt.backends.base import Backend
+from promptopt.backends.base import Backend, OnResult, overrides_generate
 from promptopt.types import Completion, GenerationRequest
 
 Responder = Callable[[GenerationRequest], "str | Completion"]
@@ -58,35 +58,50 @@ class FakeBackend(Backend):
         return f"Let me see. The answer is {digest[0] % 10}."
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Completion]:
-        completions = []
+        return self._generate_each(requests, None)
+
+    def generate_each(
+        self, requests: Sequence[GenerationRequest], on_result: OnResult | None
+    ) -> list[Completion]:
+        """Answers one request after another, reporting each as it is answered."""
+        if overrides_generate(self, FakeBackend):
+            return super().generate_each(requests, on_result)
+        return self._generate_each(requests, on_result)
+
+    def _generate_each(
+        self, requests: Sequence[GenerationRequest], on_result: OnResult | None
+    ) -> list[Completion]:
+        completions: list[Completion] = []
         for request in requests:
-            with self._lock:
-                self.history.append(request)
-                queued = self._queue.popleft() if self._queue else None
-            if self._latency_s:
-                time.sleep(self._latency_s)
-            reply: str | Completion
-            if queued is not None:
-                reply = queued
-            elif self._responder is not None:
-                reply = self._responder(request)
-            else:
-                reply = self.default_reply(request)
-            if isinstance(reply, Completion):
-                completions.append(reply)
-                continue
-            prompt_tokens = sum(count_tokens(m.content) for m in request.messages)
-            words = reply.split()
-            finish = "stop"
-            if len(words) > request.max_tokens:
-                reply, finish = " ".join(words[: request.max_tokens]), "length"
-            completions.append(
-                Completion(
-                    text=reply,
-                    tokens_in=prompt_tokens,
-                    tokens_out=count_tokens(reply),
-                    finish_reason=finish,
-                    latency_s=self._latency_s,
-                )
-            )
+            completions.append(self._answer(request))
+            if on_result is not None:
+                on_result(len(completions) - 1, completions[-1])
         return completions
+
+    def _answer(self, request: GenerationRequest) -> Completion:
+        with self._lock:
+            self.history.append(request)
+            queued = self._queue.popleft() if self._queue else None
+        if self._latency_s:
+            time.sleep(self._latency_s)
+        reply: str | Completion
+        if queued is not None:
+            reply = queued
+        elif self._responder is not None:
+            reply = self._responder(request)
+        else:
+            reply = self.default_reply(request)
+        if isinstance(reply, Completion):
+            return reply
+        prompt_tokens = sum(count_tokens(m.content) for m in request.messages)
+        words = reply.split()
+        finish = "stop"
+        if len(words) > request.max_tokens:
+            reply, finish = " ".join(words[: request.max_tokens]), "length"
+        return Completion(
+            text=reply,
+            tokens_in=prompt_tokens,
+            tokens_out=count_tokens(reply),
+            finish_reason=finish,
+            latency_s=self._latency_s,
+        )

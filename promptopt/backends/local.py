@@ -44,12 +44,12 @@ import threading
 import time
 import warnings
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from promptopt.backends.base import Backend
+from promptopt.backends.base import Backend, OnResult, overrides_generate
 from promptopt.errors import MissingDependencyError, ModelError
 from promptopt.models import DEFAULT_MODEL, ResolvedModel, cache_dir, resolve_model, sha256_file
 from promptopt.types import Completion, GenerationRequest
@@ -422,6 +422,7 @@ class TransformersBackend(Backend):
         self._loaded: _Loaded | None = None
         self._prefixes: OrderedDict[tuple[int, ...], _Prefix] = OrderedDict()
         self._lock = threading.Lock()
+        self._row_finished: Callable[[_Row], None] | None = None  # set while generate_each runs
         # Finished rows are dropped from the running batch (a copy of its key/value
         # buffer) once this fraction of it has finished, or when new rows join.
         self.compact_fraction = 0.25
@@ -660,6 +661,15 @@ class TransformersBackend(Backend):
     # ----------------------------------------------------------------- generation
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Completion]:
+        return self._generate_each(requests, None)
+
+    def generate_each(self, requests: Sequence[GenerationRequest], on_result: OnResult | None) -> list[Completion]:
+        """Reports each request as its row of the running batch finishes."""
+        if overrides_generate(self, TransformersBackend):
+            return super().generate_each(requests, on_result)
+        return self._generate_each(requests, on_result)
+
+    def _generate_each(self, requests: Sequence[GenerationRequest], on_result: OnResult | None) -> list[Completion]:
         if not requests:
             return []
         self.load()
@@ -686,33 +696,42 @@ class TransformersBackend(Backend):
                     f"model's context of {loaded.max_positions} tokens"
                 )
             if error is not None:
-                results[index] = Completion(text="", error=error, finish_reason="error")
+                failed = results[index] = Completion(text="", error=error, finish_reason="error")
+                if on_result is not None:
+                    on_result(index, failed)
                 continue
             rows.append(_Row(index, request, prompt, prompt, 0.0))
 
+        def finished(row: _Row, completion: Completion | None = None) -> None:
+            if results[row.index] is not None:
+                return
+            done = results[row.index] = completion or Completion(
+                text=row.text,
+                tokens_in=len(row.prompt),
+                tokens_out=len(row.generated),
+                finish_reason=row.finish or "length",
+                latency_s=(row.ended or time.perf_counter()) - row.started,
+            )
+            if on_result is not None:
+                on_result(row.index, done)
+
         with self._lock, torch.inference_mode():
-            for prefix, members in self._plan(loaded, rows):
-                try:
-                    self._run_group(loaded, prefix, members)
-                except (RuntimeError, MemoryError) as exc:
+            self._row_finished = finished
+            try:
+                for prefix, members in self._plan(loaded, rows):
+                    try:
+                        self._run_group(loaded, prefix, members)
+                    except (RuntimeError, MemoryError) as exc:
+                        failure = f"generation failed: {type(exc).__name__}: {exc}"
+                        for row in members:
+                            if row.finish is None:
+                                row.finish = "error"
+                                finished(row, Completion(text="", error=failure, finish_reason="error",
+                                                         tokens_in=len(row.prompt)))  # fmt: skip
                     for row in members:
-                        if results[row.index] is None and row.finish is None:
-                            row.finish = "error"
-                            results[row.index] = Completion(
-                                text="",
-                                error=f"generation failed: {type(exc).__name__}: {exc}",
-                                finish_reason="error",
-                                tokens_in=len(row.prompt),
-                            )
-                for row in members:
-                    if results[row.index] is None:
-                        results[row.index] = Completion(
-                            text=row.text,
-                            tokens_in=len(row.prompt),
-                            tokens_out=len(row.generated),
-                            finish_reason=row.finish or "length",
-                            latency_s=(row.ended or time.perf_counter()) - row.started,
-                        )
+                        finished(row)
+            finally:
+                self._row_finished = None
         return [r if r is not None else Completion(text="", error="not generated") for r in results]
 
     @staticmethod
@@ -999,6 +1018,8 @@ class TransformersBackend(Backend):
         for row in rows:
             if row.finish is not None and not row.ended:
                 row.ended = now
+                if self._row_finished is not None:
+                    self._row_finished(row)
 
     @staticmethod
     def _decode(loaded: _Loaded, ids: list[int]) -> str:

@@ -6,7 +6,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 
-from promptopt.backends.base import Backend
+from promptopt.backends.base import Backend, OnResult, overrides_generate
 from promptopt.types import Completion, GenerationRequest
 
 
@@ -55,8 +55,26 @@ class RetryingBackend(Backend):
         return min(self.max_delay, backoff * (0.5 + self._jitter.random()))
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Completion]:
+        return self._generate_each(requests, None)
+
+    def generate_each(
+        self, requests: Sequence[GenerationRequest], on_result: OnResult | None
+    ) -> list[Completion]:
+        if overrides_generate(self, RetryingBackend):
+            return super().generate_each(requests, on_result)
+        return self._generate_each(requests, on_result)
+
+    def _generate_each(
+        self, requests: Sequence[GenerationRequest], on_result: OnResult | None
+    ) -> list[Completion]:
+        # A success is final at once (it is never re-sent) and is reported as it arrives;
+        # a failure only once its retries are over.
+        def success(index: int, completion: Completion) -> None:
+            if on_result is not None and completion.ok:
+                on_result(index, completion)
+
         self.sent += len(requests)
-        results = list(self.inner.generate(requests))
+        results = list(self.inner.generate_each(requests, success))
         self.faults_seen += sum(1 for c in results if not c.ok)
         for attempt in range(self.max_attempts - 1):
             pending = [i for i, c in enumerate(results) if not c.ok and c.retryable]
@@ -65,11 +83,20 @@ class RetryingBackend(Backend):
             self._sleep(self.delay_for(attempt, [results[i] for i in pending]))
             self.retries += len(pending)
             self.sent += len(pending)
-            again = self.inner.generate([requests[i] for i in pending])
+            again = self.inner.generate_each([requests[i] for i in pending], _shifted(success, pending))
             self.faults_seen += sum(1 for c in again if not c.ok)
             for index, completion in zip(pending, again, strict=True):
                 results[index] = completion
+        if on_result is not None:
+            for index, completion in enumerate(results):
+                if not completion.ok:
+                    on_result(index, completion)
         return results
 
     def close(self) -> None:
         self.inner.close()
+
+
+def _shifted(on_result: OnResult, positions: list[int]) -> OnResult:
+    """Report a sub-batch's answer under its position in the whole batch."""
+    return lambda index, completion: on_result(positions[index], completion)

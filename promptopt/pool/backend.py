@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from promptopt.backends.base import Backend
+from promptopt.backends.base import Backend, OnResult, overrides_generate
 from promptopt.errors import ConfigError, MissingDependencyError, PromptOptError
 from promptopt.pool.actors import BackendSource, BackendWorker, Batching, ChatWorker, ShippedBackend
 from promptopt.pool.http import ChatEndpoint
@@ -292,6 +292,19 @@ class RayBackend(Backend):
         return {**self._description, "pool": "ray", "workers": len(self._slots)}
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Completion]:
+        return self._generate_each(requests, None)
+
+    def generate_each(
+        self, requests: Sequence[GenerationRequest], on_result: OnResult | None
+    ) -> list[Completion]:
+        """Reports each chunk's answers as its worker returns them."""
+        if overrides_generate(self, RayBackend):
+            return super().generate_each(requests, on_result)
+        return self._generate_each(requests, on_result)
+
+    def _generate_each(
+        self, requests: Sequence[GenerationRequest], on_result: OnResult | None
+    ) -> list[Completion]:
         if self._closed:
             raise PromptOptError("the Ray pool is closed")
         requests = list(requests)
@@ -333,6 +346,7 @@ class RayBackend(Backend):
                         else:
                             failure = _worker_failure(exc, attempt)
                             results[offset : offset + size] = [failure] * size
+                            _report(on_result, offset, [failure] * size)
                         continue
                     except ray.exceptions.RayTaskError as exc:
                         cause = getattr(exc, "cause", None)
@@ -340,6 +354,7 @@ class RayBackend(Backend):
                     slot.failures = 0
                     results[offset : offset + size] = answers
                     self._count_done(size)
+                    _report(on_result, offset, answers)
         except BaseException:
             for ref, (_, _, slot, size) in pending.items():
                 slot.outstanding -= size
@@ -466,3 +481,9 @@ def _limiter(provider: str | None, limit: RateLimit | None) -> Any | None:
     if provider is None:
         raise ConfigError("a rate limit needs a provider name to share it by (provider=...)")
     return limiter_actor(provider, limit)
+
+
+def _report(on_result: OnResult | None, offset: int, answers: Sequence[Completion]) -> None:
+    if on_result is not None:
+        for i, answer in enumerate(answers):
+            on_result(offset + i, answer)
