@@ -49,6 +49,18 @@ _LABEL = re.compile(
     r"(?:instruction|prompt|variation|paraphrase)s?)[*_]*\s*[:：][*_]*\s*(?=\S)",
     flags=re.IGNORECASE,
 )
+# The meta-prompts mark where the instruction goes with <INS>; models often copy the mark
+# around their answer ("<INS>Solve it.</INS>", "<INS: Solve it.").
+_TAGGED = re.compile(r"<INS>\s*(.*?)\s*</INS>", flags=re.IGNORECASE | re.DOTALL)
+_OPEN_TAG = re.compile(r"^\s*<INS>?\s*[:：]?\s*", flags=re.IGNORECASE)
+# A closing remark on the proposal's expected score ("The score for this new instruction is 90.")
+_SCORE_LINE = re.compile(
+    r"^\W*(?:the\s+)?(?:(?:expected|new|estimated)\s+)?(?:score|accuracy)\b.*\d", re.IGNORECASE
+)
+_LETTER = re.compile(r"[^\W\d_]")
+# A copy of the meta-prompt's example format (a made-up question and its output)
+_QUESTION_LINE = re.compile(r"^\W*(?:input|question)\s*:", re.IGNORECASE | re.MULTILINE)
+_OUTPUT_LINE = re.compile(r"^\W*(?:output|answer)\s*:", re.IGNORECASE | re.MULTILINE)
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 _CAPITALIZED = re.compile(r"\b[A-Z][a-z]+\b")
 _SENTENCE_START = re.compile(r"(?:^|[.!?:;\n]\s*|\"\s*)$")
@@ -59,9 +71,21 @@ def clean_proposal(text: str) -> str | None:
 
     Small chat models often open with a line of chatter that ends in a colon ("Certainly!
     Below is a new instruction that should score higher:") and put the text after it;
-    such lead-in lines are dropped when something follows them."""
+    such lead-in lines are dropped when something follows them. A proposal wrapped in
+    the meta-prompt's ``<INS>`` mark is taken from inside it; a closing line about its
+    expected score is dropped. A text without a letter (``---``) or a copy of the example
+    format (a question line and an output line) is no proposal."""
     text = text.strip()
-    lines = text.splitlines()
+    tagged = _TAGGED.search(text)
+    if tagged:
+        text = tagged.group(1)
+    elif _OPEN_TAG.match(text) and _OPEN_TAG.sub("", text, count=1).strip():
+        text = _OPEN_TAG.sub("", text, count=1)
+    if _QUESTION_LINE.search(text) and _OUTPUT_LINE.search(text):
+        return None
+    lines = text.strip().splitlines()
+    while len(lines) > 1 and _SCORE_LINE.match(lines[-1].strip()):
+        lines.pop()
     while len(lines) > 1 and lines[0].strip().endswith(":") and any(x.strip() for x in lines[1:]):
         lines.pop(0)
         while not lines[0].strip():  # a non-blank line follows, checked above
@@ -73,7 +97,7 @@ def clean_proposal(text: str) -> str | None:
     if "<INS>" in text:  # a copy of the meta-prompt's placeholder, not a proposal
         return None
     text = text.strip("*`#> \t\n").strip().strip("\"'“”").strip()
-    if not text:
+    if not _LETTER.search(text):
         return None
     return text[:MAX_PROPOSAL_CHARS].strip() or None
 

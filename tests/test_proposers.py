@@ -38,6 +38,17 @@ def test_a_lone_colon_line_is_kept_and_labels_are_stripped() -> None:
     assert clean_proposal("Follow this instruction:") == "Follow this instruction:"
     assert clean_proposal("   ") is None
     assert clean_proposal("Write it as <INS>") is None
+    # The meta-prompt's <INS> mark copied around the proposal (seen with qwen2.5-coder-1.5b)
+    assert clean_proposal("<INS>Solve it in steps.</INS>\nThis differs from the others by ...") == (
+        "Solve it in steps."
+    )
+    assert clean_proposal("<INS>\nSolve it in steps.\n</INS>") == "Solve it in steps."
+    assert clean_proposal("<INS: Solve it in steps.\nThe score for this new instruction is 90.") == (
+        "Solve it in steps."
+    )
+    assert clean_proposal("text: Solve it in steps.\nscore: 75") == "Solve it in steps."
+    assert clean_proposal("<INS>\nQuestion: Ann has 3 pens. How many?\nOutput: 3\n</INS>") is None
+    assert clean_proposal("---") is None and clean_proposal("<INS></INS>") is None
 
 
 def test_proposals_naming_an_example_are_recognized() -> None:
