@@ -82,6 +82,10 @@ class LoggedFake(Backend):
         return fake.model_id
 
     def generate(self, requests):
+        return self.generate_each(requests, None)
+
+    def generate_each(self, requests, on_results):
+        # each answer reported as it is made, as the local model and the Ray pool do
         out = []
         for request in requests:
             os.write(log, (request.cache_key(fake.model_id) + "\n").encode())
@@ -89,6 +93,8 @@ class LoggedFake(Backend):
             if latency:
                 time.sleep(latency)
             out.extend(fake.generate([request]))
+            if on_results is not None:
+                on_results([(len(out) - 1, out[-1])])
         return out
 
 

@@ -178,14 +178,15 @@ def test_retry_gives_up_after_max_attempts() -> None:
 
 
 def test_retry_reports_a_success_at_once_and_a_failure_after_its_retries() -> None:
-    inner = FakeBackend()
+    inner = FakeBackend(latency_s=0.001)  # answers one at a time, each reported as it comes
     inner.enqueue("The answer is 1.", Completion(text="", error="503", retryable=True),
                   Completion(text="", error="bad request", retryable=False), "The answer is 2.")  # fmt: skip
     backend = RetryingBackend(inner, max_attempts=3, sleep=lambda s: None)
     requests = [GenerationRequest(messages=(Message("user", str(i)),)) for i in range(3)]
     reported: list[tuple[int, str, int]] = []  # (index, text or error, requests sent so far)
     results = backend.generate_each(
-        requests, lambda i, c: reported.append((i, c.text or c.error or "", len(inner.history)))
+        requests,
+        lambda done: reported.extend((i, c.text or c.error or "", len(inner.history)) for i, c in done),
     )
     # 0 succeeds first time and is reported while 1 and 2 are still to be sent; 1 succeeds
     # on its retry; 2 cannot be retried and is reported only at the end, as a failure.
@@ -202,9 +203,9 @@ def test_cache_stores_answers_as_the_backend_reports_them(db_url: str) -> None:
         stored_when_answered.append(len(store.cache_get_many(keys)))
         return "The answer is 3."
 
-    inner = FakeBackend(respond)
+    inner = FakeBackend(respond, latency_s=0.001)
     keys = [r.cache_key(inner.model_id) for r in requests]
-    CachingBackend(RetryingBackend(inner), store, flush_every_s=0).generate(requests)
+    CachingBackend(RetryingBackend(inner), store).generate(requests)
     assert stored_when_answered == [0, 1, 2, 3, 4]  # each earlier answer already in the store
     assert len(store.cache_get_many(keys)) == 5
     # A subclass that overrides generate() still sees every request through the wrappers.

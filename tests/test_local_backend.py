@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from promptopt.backends.local import TransformersBackend, _group_by_prefix
-from promptopt.types import GenerationRequest, Message
+from promptopt.types import Completion, GenerationRequest, Message
 
 MODEL = "smollm2-135m"
 
@@ -230,12 +230,21 @@ def test_generate_each_reports_each_request_as_it_finishes(backend: Transformers
         ask("x", max_tokens=0),  # invalid: reported at once, before any decoding
         ask("Who wrote Romeo and Juliet?", max_tokens=5),
     ]
-    reported: list[tuple[int, str]] = []
-    results = backend.generate_each(requests, lambda index, c: reported.append((index, c.text)))
-    # Each exactly once, in the order they finished: the invalid one before any decoding,
-    # then by length; the caller's order would be 0, 1, 2, 3.
-    assert [i for i, _ in reported] == [2, 1, 3, 0]
-    assert dict(reported) == {i: c.text for i, c in enumerate(results)}
+    reports: list[list[int]] = []
+    texts: dict[int, str] = {}
+
+    def on_results(done: list[tuple[int, Completion]]) -> None:
+        reports.append([i for i, _ in done])
+        texts.update((i, c.text) for i, c in done)
+
+    results = backend.generate_each(requests, on_results)
+    # Each exactly once, as they finished: the invalid one before any decoding, the
+    # 2-token answer in a report before the 40-token one's (one report would be the
+    # caller's order, all at the end).
+    order = [i for report in reports for i in report]
+    assert sorted(order) == [0, 1, 2, 3] and reports[0] == [2]
+    assert len(reports) >= 3 and order.index(1) < order.index(0)
+    assert texts == {i: c.text for i, c in enumerate(results)}
     assert [c.text for c in results] == [c.text for c in backend.generate(requests)]
 
 

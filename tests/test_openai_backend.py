@@ -341,6 +341,19 @@ def test_concurrency_bounds_requests_in_flight() -> None:
     assert srv.max_in_flight == 2  # two batches from two threads share one bound
 
 
+def test_generate_each_reports_answers_as_they_come_back() -> None:
+    with FakeOpenAIServer(latency_s=0.05) as srv, backend_for(srv, concurrency=2) as backend:
+        reports: list[tuple[list[int], int]] = []  # (indices, requests the server had received)
+        results = backend.generate_each(
+            [ask(f"q {i}") for i in range(6)],
+            lambda done: reports.append(([i for i, _ in done], srv.chat_request_count)),
+        )
+    order = [i for indices, _ in reports for i in indices]
+    assert sorted(order) == list(range(6)) and len(reports) >= 3  # two at a time, not at the end
+    assert reports[0][1] < 6  # the first answers were reported before the last request went out
+    assert [c.text for c in results] == [f"q {i}" for i in range(6)]  # in order, the server echoes
+
+
 def test_batch_order_is_preserved_when_replies_finish_out_of_order() -> None:
     def slow_for_early_items(request: dict[str, Any]) -> str:
         index = int(request["messages"][-1]["content"])

@@ -70,7 +70,7 @@ from promptopt.backends import CachingBackend, FakeBackend, RetryingBackend
 from promptopt.store import Store
 from promptopt.types import GenerationRequest, Message
 requests = [GenerationRequest(messages=(Message("user", f"q {i}"),)) for i in range(200)]
-chain = CachingBackend(RetryingBackend(FakeBackend(latency_s=0.05)), Store(sys.argv[1]), flush_every_s=0.2)
+chain = CachingBackend(RetryingBackend(FakeBackend(latency_s=0.05)), Store(sys.argv[1]))
 chain.generate(requests)  # one long batch, killed long before it ends
 """
 
@@ -79,13 +79,14 @@ def test_a_kill_in_the_middle_of_a_long_batch_keeps_the_answers_made_so_far(tmp_
     db_url = f"sqlite:///{tmp_path / 'cache.db'}"
     child = subprocess.Popen([sys.executable, "-c", _LONG_BATCH, db_url], cwd=REPO)
     store = None
+    engine = sa.create_engine(db_url)
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:  # until the child has stored at least 20 answers
             time.sleep(0.2)
             assert child.poll() is None, "the child ended before it was killed"
             try:
-                with sa.create_engine(db_url).connect() as conn:
+                with engine.connect() as conn:
                     if conn.execute(sa.text("SELECT count(*) FROM po_cache")).scalar_one() >= 20:
                         break
             except sa.exc.OperationalError:  # the store is not created yet
@@ -101,6 +102,7 @@ def test_a_kill_in_the_middle_of_a_long_batch_keeps_the_answers_made_so_far(tmp_
             child.kill()
         if store is not None:
             store.close()
+        engine.dispose()
     kept = 200 - len(inner.history)
     assert 20 <= kept < 200, kept  # the answers made before the kill are not asked again
     assert all(c.cached for c in again[:kept]) and not any(c.cached for c in again[kept:])

@@ -7,8 +7,8 @@ from collections.abc import Callable, Sequence
 
 from promptopt.types import Completion, GenerationRequest
 
-OnResult = Callable[[int, Completion], None]
-"""Called with (position of the request, its completion) once that completion is final."""
+OnResults = Callable[[list[tuple[int, Completion]]], None]
+"""Called with ``(position of the request, its completion)`` pairs, each once final."""
 
 
 class Backend(ABC):
@@ -39,21 +39,23 @@ class Backend(ABC):
         """Answer every request; see the class docstring for the contract."""
 
     def generate_each(
-        self, requests: Sequence[GenerationRequest], on_result: OnResult | None
+        self, requests: Sequence[GenerationRequest], on_results: OnResults | None
     ) -> list[Completion]:
-        """``generate(requests)``, also calling ``on_result(index, completion)`` once for
-        every request as soon as its completion is final.
+        """``generate(requests)``, also calling ``on_results`` with ``(index,
+        completion)`` pairs as completions become final: every request exactly once,
+        from the caller's thread, in as many calls as the backend finishes groups.
 
-        The default reports them all after ``generate`` returns. Backends that finish
-        requests one at a time (the local model's running batch, the Ray pool's chunks)
-        report each as it finishes, so that a wrapper (the response cache) keeps it even
-        if the process is killed before the whole batch is done. Such a backend keeps to
-        this default for a subclass that overrides ``generate`` (see
-        :func:`overrides_generate`), so that the override still sees every request."""
+        The default reports them all in one call after ``generate`` returns. Backends
+        that finish requests over time report each group as it finishes (the local
+        model: the rows a decoding step ended; the Ray pool: a worker's chunk; the
+        OpenAI backend: the requests answered since the last report), so that a wrapper
+        (the response cache) keeps them even if the process is killed before the whole
+        batch is done. Such a backend keeps to this default for a subclass that
+        overrides ``generate`` (see :func:`overrides_generate`), so that the override
+        still sees every request."""
         results = self.generate(requests)
-        if on_result is not None:
-            for index, completion in enumerate(results):
-                on_result(index, completion)
+        if on_results is not None and results:
+            on_results(list(enumerate(results)))
         return results
 
     def describe(self) -> dict[str, object]:

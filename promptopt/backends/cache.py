@@ -3,7 +3,6 @@ the store, without calling the model again."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -23,14 +22,13 @@ class CachingBackend(Backend):
     are stored. Failures are never cached. ``hits`` and ``misses`` count requests.
 
     New answers are stored as the inner backend reports them final
-    (:meth:`Backend.generate_each`), at most ``flush_every_s`` seconds apart, and the rest
-    when the batch ends: a process killed in the middle of a long batch loses only the
-    answers of its last few seconds, not the whole batch."""
+    (:meth:`Backend.generate_each`), one write per report: a process killed in the
+    middle of a long batch loses only the answers still being made, not the whole
+    batch."""
 
-    def __init__(self, inner: Backend, store: CacheStore, *, flush_every_s: float = 2.0) -> None:
+    def __init__(self, inner: Backend, store: CacheStore) -> None:
         self.inner = inner
         self.store = store
-        self.flush_every_s = flush_every_s
         self.hits = 0
         self.misses = 0
 
@@ -63,26 +61,12 @@ class CachingBackend(Backend):
     def _generate_and_store(
         self, model: str, requests: list[GenerationRequest], keys: list[str]
     ) -> list[Completion]:
-        unsaved: list[tuple[str, str, Completion]] = []
-        last = time.monotonic()
+        def keep(finished: list[tuple[int, Completion]]) -> None:
+            answers = [(keys[index], model, c) for index, c in finished if c.ok]
+            if answers:
+                self.store.cache_put_many(answers)
 
-        def save() -> None:
-            nonlocal last
-            if unsaved:
-                self.store.cache_put_many(unsaved)
-                unsaved.clear()
-            last = time.monotonic()
-
-        def keep(index: int, completion: Completion) -> None:
-            if completion.ok:
-                unsaved.append((keys[index], model, completion))
-                if time.monotonic() - last >= self.flush_every_s:
-                    save()
-
-        try:
-            return self.inner.generate_each(requests, keep)
-        finally:
-            save()  # also when interrupted: what was answered is kept
+        return self.inner.generate_each(requests, keep)
 
     def close(self) -> None:
         self.inner.close()

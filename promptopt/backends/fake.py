@@ -14,7 +14,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 
-from promptopt.backends.base import Backend, OnResult, overrides_generate
+from promptopt.backends.base import Backend, OnResults, overrides_generate
 from promptopt.types import Completion, GenerationRequest
 
 Responder = Callable[[GenerationRequest], "str | Completion"]
@@ -61,21 +61,24 @@ class FakeBackend(Backend):
         return self._generate_each(requests, None)
 
     def generate_each(
-        self, requests: Sequence[GenerationRequest], on_result: OnResult | None
+        self, requests: Sequence[GenerationRequest], on_results: OnResults | None
     ) -> list[Completion]:
-        """Answers one request after another, reporting each as it is answered."""
+        """With a ``latency_s``, reports each request as it is answered; without, the
+        whole batch at once (it takes no time)."""
         if overrides_generate(self, FakeBackend):
-            return super().generate_each(requests, on_result)
-        return self._generate_each(requests, on_result)
+            return super().generate_each(requests, on_results)
+        return self._generate_each(requests, on_results)
 
     def _generate_each(
-        self, requests: Sequence[GenerationRequest], on_result: OnResult | None
+        self, requests: Sequence[GenerationRequest], on_results: OnResults | None
     ) -> list[Completion]:
         completions: list[Completion] = []
         for request in requests:
             completions.append(self._answer(request))
-            if on_result is not None:
-                on_result(len(completions) - 1, completions[-1])
+            if on_results is not None and self._latency_s:
+                on_results([(len(completions) - 1, completions[-1])])
+        if on_results is not None and not self._latency_s and completions:
+            on_results(list(enumerate(completions)))
         return completions
 
     def _answer(self, request: GenerationRequest) -> Completion:

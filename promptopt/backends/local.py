@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from promptopt.backends.base import Backend, OnResult, overrides_generate
+from promptopt.backends.base import Backend, OnResults, overrides_generate
 from promptopt.errors import MissingDependencyError, ModelError
 from promptopt.models import DEFAULT_MODEL, ResolvedModel, cache_dir, resolve_model, sha256_file
 from promptopt.types import Completion, GenerationRequest
@@ -422,7 +422,7 @@ class TransformersBackend(Backend):
         self._loaded: _Loaded | None = None
         self._prefixes: OrderedDict[tuple[int, ...], _Prefix] = OrderedDict()
         self._lock = threading.Lock()
-        self._row_finished: Callable[[_Row], None] | None = None  # set while generate_each runs
+        self._rows_finished: Callable[[list[_Row]], None] | None = None  # set while generating
         # Finished rows are dropped from the running batch (a copy of its key/value
         # buffer) once this fraction of it has finished, or when new rows join.
         self.compact_fraction = 0.25
@@ -663,13 +663,13 @@ class TransformersBackend(Backend):
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Completion]:
         return self._generate_each(requests, None)
 
-    def generate_each(self, requests: Sequence[GenerationRequest], on_result: OnResult | None) -> list[Completion]:
-        """Reports each request as its row of the running batch finishes."""
+    def generate_each(self, requests: Sequence[GenerationRequest], on_results: OnResults | None) -> list[Completion]:
+        """Reports the rows of the running batch that each decoding step ends."""
         if overrides_generate(self, TransformersBackend):
-            return super().generate_each(requests, on_result)
-        return self._generate_each(requests, on_result)
+            return super().generate_each(requests, on_results)
+        return self._generate_each(requests, on_results)
 
-    def _generate_each(self, requests: Sequence[GenerationRequest], on_result: OnResult | None) -> list[Completion]:
+    def _generate_each(self, requests: Sequence[GenerationRequest], on_results: OnResults | None) -> list[Completion]:
         if not requests:
             return []
         self.load()
@@ -678,6 +678,7 @@ class TransformersBackend(Backend):
         torch = _import_torch()
         results: list[Completion | None] = [None] * len(requests)
         rows: list[_Row] = []
+        invalid: list[tuple[int, Completion]] = []
         for index, request in enumerate(requests):
             error = self._validate(request)
             prompt: list[int] = []
@@ -697,41 +698,46 @@ class TransformersBackend(Backend):
                 )
             if error is not None:
                 failed = results[index] = Completion(text="", error=error, finish_reason="error")
-                if on_result is not None:
-                    on_result(index, failed)
+                invalid.append((index, failed))
                 continue
             rows.append(_Row(index, request, prompt, prompt, 0.0))
+        if on_results is not None and invalid:
+            on_results(invalid)
 
-        def finished(row: _Row, completion: Completion | None = None) -> None:
-            if results[row.index] is not None:
-                return
-            done = results[row.index] = completion or Completion(
-                text=row.text,
-                tokens_in=len(row.prompt),
-                tokens_out=len(row.generated),
-                finish_reason=row.finish or "length",
-                latency_s=(row.ended or time.perf_counter()) - row.started,
-            )
-            if on_result is not None:
-                on_result(row.index, done)
+        def finished(ended: list[_Row], failure: str | None = None) -> None:
+            report: list[tuple[int, Completion]] = []
+            for row in ended:
+                if results[row.index] is not None:
+                    continue
+                if failure is not None:
+                    done = Completion(text="", error=failure, finish_reason="error", tokens_in=len(row.prompt))
+                else:
+                    done = Completion(
+                        text=row.text,
+                        tokens_in=len(row.prompt),
+                        tokens_out=len(row.generated),
+                        finish_reason=row.finish or "length",
+                        latency_s=(row.ended or time.perf_counter()) - row.started,
+                    )
+                results[row.index] = done
+                report.append((row.index, done))
+            if on_results is not None and report:
+                on_results(report)
 
         with self._lock, torch.inference_mode():
-            self._row_finished = finished
+            self._rows_finished = finished
             try:
                 for prefix, members in self._plan(loaded, rows):
                     try:
                         self._run_group(loaded, prefix, members)
                     except (RuntimeError, MemoryError) as exc:
-                        failure = f"generation failed: {type(exc).__name__}: {exc}"
-                        for row in members:
-                            if row.finish is None:
-                                row.finish = "error"
-                                finished(row, Completion(text="", error=failure, finish_reason="error",
-                                                         tokens_in=len(row.prompt)))  # fmt: skip
-                    for row in members:
-                        finished(row)
+                        unfinished = [row for row in members if row.finish is None]
+                        for row in unfinished:
+                            row.finish = "error"
+                        finished(unfinished, f"generation failed: {type(exc).__name__}: {exc}")
+                    finished(members)
             finally:
-                self._row_finished = None
+                self._rows_finished = None
         return [r if r is not None else Completion(text="", error="not generated") for r in results]
 
     @staticmethod
@@ -1015,11 +1021,11 @@ class TransformersBackend(Backend):
             if len(row.generated) >= request.max_tokens:
                 row.finish = "length"
         now = time.perf_counter()
-        for row in rows:
-            if row.finish is not None and not row.ended:
-                row.ended = now
-                if self._row_finished is not None:
-                    self._row_finished(row)
+        ended = [row for row in rows if row.finish is not None and not row.ended]
+        for row in ended:
+            row.ended = now
+        if ended and self._rows_finished is not None:
+            self._rows_finished(ended)
 
     @staticmethod
     def _decode(loaded: _Loaded, ids: list[int]) -> str:

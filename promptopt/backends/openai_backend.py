@@ -20,12 +20,12 @@ import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from promptopt.backends.base import Backend
+from promptopt.backends.base import Backend, OnResults, overrides_generate
 from promptopt.errors import BackendError, ConfigError, MissingDependencyError
 from promptopt.types import Completion, GenerationRequest
 
@@ -136,11 +136,43 @@ class OpenAIBackend(Backend):
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Completion]:
         """One completion per request, in order; requests run concurrently."""
+        return self._generate_each(requests, None)
+
+    def generate_each(
+        self, requests: Sequence[GenerationRequest], on_results: OnResults | None
+    ) -> list[Completion]:
+        """Reports the answers that came back since the last report, from the caller's
+        thread."""
+        if overrides_generate(self, OpenAIBackend):
+            return super().generate_each(requests, on_results)
+        return self._generate_each(requests, on_results)
+
+    def _generate_each(
+        self, requests: Sequence[GenerationRequest], on_results: OnResults | None
+    ) -> list[Completion]:
         if not requests:
             return []
         # Even a single request goes through the pool: it is what bounds the requests
         # in flight when several threads share this backend.
-        return list(self._get_pool().map(self._generate_one, requests))
+        pool = self._get_pool()
+        position: dict[Future[Completion], int] = {}
+        try:
+            for index, request in enumerate(requests):
+                position[pool.submit(self._generate_one, request)] = index
+            results: list[Completion | None] = [None] * len(requests)
+            waiting = set(position)
+            while waiting:
+                done, waiting = wait(waiting, return_when=FIRST_COMPLETED)
+                answered = sorted((position[f], f.result()) for f in done)
+                for index, completion in answered:
+                    results[index] = completion
+                if on_results is not None:
+                    on_results(answered)
+        finally:
+            for future in position:
+                future.cancel()  # only those not started yet: after an error or an interrupt
+        assert all(r is not None for r in results)
+        return results  # type: ignore[return-value]
 
     def close(self) -> None:
         with self._pool_lock:

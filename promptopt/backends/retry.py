@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import random
 import time
 from collections.abc import Callable, Sequence
 
-from promptopt.backends.base import Backend, OnResult, overrides_generate
+from promptopt.backends.base import Backend, OnResults, overrides_generate
 from promptopt.types import Completion, GenerationRequest
 
 
@@ -58,23 +59,24 @@ class RetryingBackend(Backend):
         return self._generate_each(requests, None)
 
     def generate_each(
-        self, requests: Sequence[GenerationRequest], on_result: OnResult | None
+        self, requests: Sequence[GenerationRequest], on_results: OnResults | None
     ) -> list[Completion]:
         if overrides_generate(self, RetryingBackend):
-            return super().generate_each(requests, on_result)
-        return self._generate_each(requests, on_result)
+            return super().generate_each(requests, on_results)
+        return self._generate_each(requests, on_results)
 
     def _generate_each(
-        self, requests: Sequence[GenerationRequest], on_result: OnResult | None
+        self, requests: Sequence[GenerationRequest], on_results: OnResults | None
     ) -> list[Completion]:
         # A success is final at once (it is never re-sent) and is reported as it arrives;
         # a failure only once its retries are over.
-        def success(index: int, completion: Completion) -> None:
-            if on_result is not None and completion.ok:
-                on_result(index, completion)
+        def successes(finished: list[tuple[int, Completion]], positions: Sequence[int] | None = None) -> None:
+            ok = [(i if positions is None else positions[i], c) for i, c in finished if c.ok]
+            if on_results is not None and ok:
+                on_results(ok)
 
         self.sent += len(requests)
-        results = list(self.inner.generate_each(requests, success))
+        results = list(self.inner.generate_each(requests, successes))
         self.faults_seen += sum(1 for c in results if not c.ok)
         for attempt in range(self.max_attempts - 1):
             pending = [i for i, c in enumerate(results) if not c.ok and c.retryable]
@@ -83,20 +85,16 @@ class RetryingBackend(Backend):
             self._sleep(self.delay_for(attempt, [results[i] for i in pending]))
             self.retries += len(pending)
             self.sent += len(pending)
-            again = self.inner.generate_each([requests[i] for i in pending], _shifted(success, pending))
+            again = self.inner.generate_each(
+                [requests[i] for i in pending], functools.partial(successes, positions=pending)
+            )
             self.faults_seen += sum(1 for c in again if not c.ok)
             for index, completion in zip(pending, again, strict=True):
                 results[index] = completion
-        if on_result is not None:
-            for index, completion in enumerate(results):
-                if not completion.ok:
-                    on_result(index, completion)
+        failures = [(i, c) for i, c in enumerate(results) if not c.ok]
+        if on_results is not None and failures:
+            on_results(failures)
         return results
 
     def close(self) -> None:
         self.inner.close()
-
-
-def _shifted(on_result: OnResult, positions: list[int]) -> OnResult:
-    """Report a sub-batch's answer under its position in the whole batch."""
-    return lambda index, completion: on_result(positions[index], completion)

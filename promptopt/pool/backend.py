@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from promptopt.backends.base import Backend, OnResult, overrides_generate
+from promptopt.backends.base import Backend, OnResults, overrides_generate
 from promptopt.errors import ConfigError, MissingDependencyError, PromptOptError
 from promptopt.pool.actors import BackendSource, BackendWorker, Batching, ChatWorker, ShippedBackend
 from promptopt.pool.http import ChatEndpoint
@@ -295,15 +295,15 @@ class RayBackend(Backend):
         return self._generate_each(requests, None)
 
     def generate_each(
-        self, requests: Sequence[GenerationRequest], on_result: OnResult | None
+        self, requests: Sequence[GenerationRequest], on_results: OnResults | None
     ) -> list[Completion]:
         """Reports each chunk's answers as its worker returns them."""
         if overrides_generate(self, RayBackend):
-            return super().generate_each(requests, on_result)
-        return self._generate_each(requests, on_result)
+            return super().generate_each(requests, on_results)
+        return self._generate_each(requests, on_results)
 
     def _generate_each(
-        self, requests: Sequence[GenerationRequest], on_result: OnResult | None
+        self, requests: Sequence[GenerationRequest], on_results: OnResults | None
     ) -> list[Completion]:
         if self._closed:
             raise PromptOptError("the Ray pool is closed")
@@ -346,7 +346,7 @@ class RayBackend(Backend):
                         else:
                             failure = _worker_failure(exc, attempt)
                             results[offset : offset + size] = [failure] * size
-                            _report(on_result, offset, [failure] * size)
+                            _report(on_results, offset, [failure] * size)
                         continue
                     except ray.exceptions.RayTaskError as exc:
                         cause = getattr(exc, "cause", None)
@@ -354,7 +354,7 @@ class RayBackend(Backend):
                     slot.failures = 0
                     results[offset : offset + size] = answers
                     self._count_done(size)
-                    _report(on_result, offset, answers)
+                    _report(on_results, offset, answers)
         except BaseException:
             for ref, (_, _, slot, size) in pending.items():
                 slot.outstanding -= size
@@ -483,7 +483,6 @@ def _limiter(provider: str | None, limit: RateLimit | None) -> Any | None:
     return limiter_actor(provider, limit)
 
 
-def _report(on_result: OnResult | None, offset: int, answers: Sequence[Completion]) -> None:
-    if on_result is not None:
-        for i, answer in enumerate(answers):
-            on_result(offset + i, answer)
+def _report(on_results: OnResults | None, offset: int, answers: Sequence[Completion]) -> None:
+    if on_results is not None and answers:
+        on_results([(offset + i, answer) for i, answer in enumerate(answers)])
