@@ -50,17 +50,25 @@ _LABEL = re.compile(
     flags=re.IGNORECASE,
 )
 # The meta-prompts mark where the instruction goes with <INS>; models often copy the mark
-# around their answer ("<INS>Solve it.</INS>", "<INS: Solve it.").
-_TAGGED = re.compile(r"<INS>\s*(.*?)\s*</INS>", flags=re.IGNORECASE | re.DOTALL)
-_OPEN_TAG = re.compile(r"^\s*<INS>?\s*[:：]?\s*", flags=re.IGNORECASE)
+# (or an <instruction> tag) around their answer ("<INS>Solve it.</INS>", "<INS: Solve it.").
+_TAG = r"(INS|instructions?|prompt)"
+_TAGGED = re.compile(rf"<{_TAG}>\s*(.*?)\s*</\1>", flags=re.IGNORECASE | re.DOTALL)
+_OPEN_TAG = re.compile(rf"^\s*<{_TAG}(?:>|(?=\s*[:：]))\s*[:：]?\s*", flags=re.IGNORECASE)
 # A closing remark on the proposal's expected score ("The score for this new instruction is 90.")
 _SCORE_LINE = re.compile(
-    r"^\W*(?:the\s+)?(?:(?:expected|new|estimated)\s+)?(?:score|accuracy)\b.*\d", re.IGNORECASE
+    r"^\W*(?:the\s+)?(?:(?:expected|new|estimated|predicted)\s+)?(?:score|accuracy)\b[^\n]*?"
+    r"(?:\b(?:is|of|would be|will be)\s*|[:=]\s*)\d+(?:\.\d+)?\s*%?\W*$",
+    re.IGNORECASE,
 )
 _LETTER = re.compile(r"[^\W\d_]")
 # A copy of the meta-prompt's example format (a made-up question and its output)
 _QUESTION_LINE = re.compile(r"^\W*(?:input|question)\s*:", re.IGNORECASE | re.MULTILINE)
-_OUTPUT_LINE = re.compile(r"^\W*(?:output|answer)\s*:", re.IGNORECASE | re.MULTILINE)
+_OUTPUT_LINE = re.compile(r"^\W*(?:output|answer)\s*:\s*\S*\d", re.IGNORECASE | re.MULTILINE)
+# What is left when a label's text was cut away ("New instruction:")
+_BARE_LABEL = re.compile(
+    r"(?:the\s+)?(?:new|improved|revised|updated|better)\s+(?:instruction|prompt|text|variation)s?\s*[:：]",
+    re.IGNORECASE,
+)
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 _CAPITALIZED = re.compile(r"\b[A-Z][a-z]+\b")
 _SENTENCE_START = re.compile(r"(?:^|[.!?:;\n]\s*|\"\s*)$")
@@ -78,7 +86,7 @@ def clean_proposal(text: str) -> str | None:
     text = text.strip()
     tagged = _TAGGED.search(text)
     if tagged:
-        text = tagged.group(1)
+        text = tagged.group(2)
     elif _OPEN_TAG.match(text) and _OPEN_TAG.sub("", text, count=1).strip():
         text = _OPEN_TAG.sub("", text, count=1)
     if _QUESTION_LINE.search(text) and _OUTPUT_LINE.search(text):
@@ -97,7 +105,7 @@ def clean_proposal(text: str) -> str | None:
     if "<INS>" in text:  # a copy of the meta-prompt's placeholder, not a proposal
         return None
     text = text.strip("*`#> \t\n").strip().strip("\"'“”").strip()
-    if not _LETTER.search(text):
+    if not _LETTER.search(text) or _BARE_LABEL.fullmatch(text):
         return None
     return text[:MAX_PROPOSAL_CHARS].strip() or None
 

@@ -49,6 +49,20 @@ def test_a_lone_colon_line_is_kept_and_labels_are_stripped() -> None:
     assert clean_proposal("text: Solve it in steps.\nscore: 75") == "Solve it in steps."
     assert clean_proposal("<INS>\nQuestion: Ann has 3 pens. How many?\nOutput: 3\n</INS>") is None
     assert clean_proposal("---") is None and clean_proposal("<INS></INS>") is None
+    assert clean_proposal("New instruction:\nThe score for this instruction is 90.") is None
+    # ... and what must survive those rules
+    assert clean_proposal("<instruction>Solve it in steps.</instruction>") == "Solve it in steps."
+    assert clean_proposal("<Instructions> Solve it in steps.") == "Solve it in steps."
+    for kept in (
+        "<INSERT> is not a tag we use.",
+        "<INStep> Solve it.",
+        "Solve the problem step by step.\nAccuracy matters: double-check all 3 steps.",
+        "Read the question.\nScore each option from 1 to 10 and pick the best.",
+    ):
+        assert clean_proposal(kept) == kept, kept
+    # an answer format, not a copied example (its lead-in line goes, as any such line does)
+    answer_format = "Format your reply as:\nQuestion: restate the problem\nAnswer: the final number only"
+    assert clean_proposal(answer_format) == "Question: restate the problem\nAnswer: the final number only"
 
 
 def test_proposals_naming_an_example_are_recognized() -> None:
