@@ -233,20 +233,22 @@ def test_rate_limiter_holds_a_burst_to_the_rate_across_workers() -> None:
             concurrency=16, rate_limit=limit, chunk_size=2,
         )  # fmt: skip
         try:
+            started = time.monotonic()  # the server stamps arrivals with the same clock
             out = pool.generate(_requests(46))
         finally:
             pool.close()
         arrivals = sorted(r.received_at for r in server.chat_requests)
     assert all(c.ok for c in out) and len(arrivals) == 46
-    # Booked in chunks of 2, the bucket lets 7 through at once, then 20 a second: any window
-    # of w seconds holds at most 7 + 20 w arrivals. Counted per window, not from the first
-    # arrival, so one request that a loaded machine delays cannot make the rest look early;
-    # the + 1 allows such a late one to land among its successors.
-    for w in (0.25, 0.5, 1.0, 2.0):
-        most = max(sum(1 for t in arrivals if s <= t < s + w) for s in arrivals)
-        assert most <= 7 + 20 * w + 1, (w, most, arrivals)
-    span = arrivals[-1] - arrivals[0]
-    assert span <= (46 - 7) / 20 + 0.5, span  # at the rate, not slower
+    # Booked in chunks of 2, the bucket lets 7 through at once, then 20 a second: the n-th
+    # request cannot arrive before (n - 7) / 20 s after the start. Measured from the start
+    # rather than from the first arrival, a loaded machine can only make requests late,
+    # never early. Without a limiter all 46 arrive within 0.2 s.
+    early = [t - started - max(0, n - 7) / 20 for n, t in enumerate(arrivals)]
+    assert min(early) > -0.05, early
+    span = arrivals[-1] - started
+    # Not far slower than the rate (1.95 s unloaded): generous, as a loaded machine (the
+    # suite beside a benchmark) stretched it to 6.2 s; a limiter off by a unit would take 39 s.
+    assert span <= 10, span
 
 
 def test_server_never_sees_more_than_workers_times_concurrency() -> None:
