@@ -23,9 +23,11 @@ ANSWER_SENTENCE = "The answer is {answer}."
 
 def demo_solution(candidate: Candidate, demo: Example) -> str | None:
     """A demo's worked solution under ``candidate``: its own (a bootstrapped one, or ""
-    for the answer only) where it has one, else the data's. Shown in few-shot CoT."""
+    for the answer only) where it has one, else the data's. Shown in few-shot CoT. A
+    solution of only whitespace is "": the demo shows its answer only."""
     own = candidate.solution_for(demo.id)
-    return demo.solution if own is None else own
+    solution = demo.solution if own is None else own
+    return "" if solution is not None and not solution.strip() else solution
 
 
 def demo_answer(candidate: Candidate, demo: Example) -> str:

@@ -181,6 +181,13 @@ def test_import_names_demos_outside_the_pool(task: Task) -> None:
         candidate_from_state({"a": state, "b": state}, task)
 
 
+def test_a_candidate_with_per_question_demos_is_no_dspy_program(task: Task) -> None:
+    from promptopt.dspy_interop.programs import program_from_candidate
+
+    with pytest.raises(ConfigError, match="picks its 2 demos per question"):
+        program_from_candidate(Candidate(instruction="Add.", similar_demos=2), task)
+
+
 def test_import_reports_a_file_that_is_not_a_program(tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")

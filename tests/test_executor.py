@@ -219,6 +219,13 @@ def test_cache_stores_answers_as_the_backend_reports_them(db_url: str) -> None:
     more = [GenerationRequest(messages=(Message("user", f"new {i}"),)) for i in range(3)]
     assert all(c.ok for c in CachingBackend(RetryingBackend(Counting()), store).generate(more))
     assert calls == [3]
+    # ... and so does a generate() set on the instance (as tests patch one in)
+    patched = FakeBackend(latency_s=0.001)
+    plain = patched.generate
+    patched.generate = lambda requests: (calls.append(len(requests)), plain(requests))[1]  # type: ignore[method-assign]
+    latest = [GenerationRequest(messages=(Message("user", f"newer {i}"),)) for i in range(2)]
+    assert all(c.ok for c in CachingBackend(RetryingBackend(patched), store).generate(latest))
+    assert calls == [3, 2]
     store.close()
 
 
@@ -243,6 +250,11 @@ def test_bootstrapped_solution_replaces_the_datas(task) -> None:  # type: ignore
     assert demo.solution  # an empty solution: that demo shows its answer only (DSPy's labelled demos)
     labelled = Candidate(cot_mode="few_shot", demo_ids=(demo.id,), demo_solutions={demo.id: ""})
     messages = render_messages(labelled, task, task.examples("test", limit=1)[0])
+    assert messages[1].content == f"The answer is {demo.target}."
+    # a solution of whitespace only is no solution either: the answer alone, no lone trigger
+    blank = Candidate(cot_mode="few_shot", cot_trigger="Let's think.", demo_ids=(demo.id,),
+                      demo_solutions={demo.id: " \n "})  # fmt: skip
+    messages = render_messages(blank, task, task.examples("test", limit=1)[0])
     assert messages[1].content == f"The answer is {demo.target}."
 
 

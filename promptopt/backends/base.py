@@ -78,6 +78,7 @@ class Backend(ABC):
 
 
 def overrides_generate(backend: Backend, cls: type[Backend]) -> bool:
-    """Whether ``backend``'s class, a subclass of ``cls``, has its own ``generate``: then
-    ``cls``'s streaming ``generate_each`` must not bypass it."""
-    return type(backend).generate is not cls.generate
+    """Whether ``backend`` (an instance of ``cls``) has a ``generate`` of its own, from a
+    subclass or set on the instance: then ``cls``'s streaming ``generate_each`` must not
+    bypass it."""
+    return getattr(backend.generate, "__func__", None) is not cls.generate

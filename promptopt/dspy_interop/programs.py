@@ -208,6 +208,13 @@ def program_from_candidate(candidate: Candidate, task: Task, *, chain_of_thought
     from promptopt.dspy_interop._env import import_dspy
     from promptopt.prompt import demo_solution
 
+    if candidate.similar_demos:
+        raise ConfigError(
+            f"candidate {candidate.hash} picks its {candidate.similar_demos} demos per question (the "
+            "demo-pool items most similar to it): a DSPy program holds fixed demos and cannot carry that choice",
+            hint="start from a candidate with fixed demos (demo_ids)",
+        )
+
     dspy = import_dspy()
     cot = candidate.cot_mode != "none" if chain_of_thought is None else chain_of_thought
     signature = dspy.Signature(signature_text(task))
