@@ -663,13 +663,17 @@ class TransformersBackend(Backend):
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Completion]:
         return self._generate_each(requests, None)
 
-    def generate_each(self, requests: Sequence[GenerationRequest], on_results: OnResults | None) -> list[Completion]:
+    def generate_each(
+        self, requests: Sequence[GenerationRequest], on_results: OnResults | None
+    ) -> list[Completion]:
         """Reports the rows of the running batch that each decoding step ends."""
         if overrides_generate(self, TransformersBackend):
             return super().generate_each(requests, on_results)
         return self._generate_each(requests, on_results)
 
-    def _generate_each(self, requests: Sequence[GenerationRequest], on_results: OnResults | None) -> list[Completion]:
+    def _generate_each(
+        self, requests: Sequence[GenerationRequest], on_results: OnResults | None
+    ) -> list[Completion]:
         if not requests:
             return []
         self.load()
@@ -710,7 +714,9 @@ class TransformersBackend(Backend):
                 if results[row.index] is not None:
                     continue
                 if failure is not None:
-                    done = Completion(text="", error=failure, finish_reason="error", tokens_in=len(row.prompt))
+                    done = Completion(
+                        text="", error=failure, finish_reason="error", tokens_in=len(row.prompt)
+                    )
                 else:
                     done = Completion(
                         text=row.text,
@@ -838,7 +844,9 @@ class TransformersBackend(Backend):
             free = self.batch_size - len(keep)
             refill = bool(waiting) and (not keep or free >= min(refill_at, len(waiting)))
             finished = len(running) - len(keep)
-            if finished and (refill or not keep or finished >= max(1, int(len(running) * self.compact_fraction))):
+            if finished and (
+                refill or not keep or finished >= max(1, int(len(running) * self.compact_fraction))
+            ):
                 if keep:
                     assert layers is not None
                     layers, mask = self._select(layers, mask, keep)
@@ -972,7 +980,9 @@ class TransformersBackend(Backend):
         ]
         return self._buffers(merged, extra=_HEADROOM), torch.cat([mask, new_mask], 0)
 
-    def _decode_step(self, loaded: _Loaded, layers: Any, mask: Any, rows: list[_Row]) -> tuple[list[Any], Any]:
+    def _decode_step(
+        self, loaded: _Loaded, layers: Any, mask: Any, rows: list[_Row]
+    ) -> tuple[list[Any], Any]:
         """One token for every row; rows already finished are computed but ignored."""
         torch = _import_torch()
         ids = torch.tensor([[row.generated[-1]] for row in rows], dtype=torch.long)
