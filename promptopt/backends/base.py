@@ -50,9 +50,7 @@ class Backend(ABC):
         model: the rows a decoding step ended; the Ray pool: a worker's chunk; the
         OpenAI backend: the requests answered since the last report), so that a wrapper
         (the response cache) keeps them even if the process is killed before the whole
-        batch is done. Such a backend keeps to this default for a subclass that
-        overrides ``generate`` (see :func:`overrides_generate`), so that the override
-        still sees every request."""
+        batch is done (see :class:`StreamingBackend`)."""
         results = self.generate(requests)
         if on_results is not None and results:
             on_results(list(enumerate(results)))
@@ -77,8 +75,26 @@ class Backend(ABC):
         self.close()
 
 
-def overrides_generate(backend: Backend, cls: type[Backend]) -> bool:
-    """Whether ``backend`` (an instance of ``cls``) has a ``generate`` of its own, from a
-    subclass or set on the instance: then ``cls``'s streaming ``generate_each`` must not
-    bypass it."""
-    return getattr(backend.generate, "__func__", None) is not cls.generate
+class StreamingBackend(Backend):
+    """A backend that finishes requests over time and reports each group as it goes.
+    It implements ``_generate_each``; ``generate`` and ``generate_each`` both call it. A
+    subclass, or an instance, with a ``generate`` of its own keeps the default
+    ``generate_each`` (which calls that ``generate``), so that its override still sees
+    every request."""
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[Completion]:
+        return self._generate_each(requests, None)
+
+    def generate_each(
+        self, requests: Sequence[GenerationRequest], on_results: OnResults | None
+    ) -> list[Completion]:
+        if getattr(self.generate, "__func__", None) is not StreamingBackend.generate:
+            return super().generate_each(requests, on_results)
+        return self._generate_each(requests, on_results)
+
+    @abstractmethod
+    def _generate_each(
+        self, requests: Sequence[GenerationRequest], on_results: OnResults | None
+    ) -> list[Completion]:
+        """Answer every request, passing each group of final answers to ``on_results``
+        (when given) as the group finishes."""

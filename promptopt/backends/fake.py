@@ -14,7 +14,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 
-from promptopt.backends.base import Backend, OnResults, overrides_generate
+from promptopt.backends.base import OnResults, StreamingBackend
 from promptopt.types import Completion, GenerationRequest
 
 Responder = Callable[[GenerationRequest], "str | Completion"]
@@ -25,7 +25,7 @@ def count_tokens(text: str) -> int:
     return len(text.split())
 
 
-class FakeBackend(Backend):
+class FakeBackend(StreamingBackend):
     """Scripted model. ``history`` keeps every request it answered, in order."""
 
     def __init__(
@@ -57,21 +57,11 @@ class FakeBackend(Backend):
         digest = hashlib.sha256(f"{self._seed}|{request.cache_key(self._model)}".encode()).digest()
         return f"Let me see. The answer is {digest[0] % 10}."
 
-    def generate(self, requests: Sequence[GenerationRequest]) -> list[Completion]:
-        return self._generate_each(requests, None)
-
-    def generate_each(
+    def _generate_each(
         self, requests: Sequence[GenerationRequest], on_results: OnResults | None
     ) -> list[Completion]:
         """With a ``latency_s``, reports each request as it is answered; without, the
         whole batch at once (it takes no time)."""
-        if overrides_generate(self, FakeBackend):
-            return super().generate_each(requests, on_results)
-        return self._generate_each(requests, on_results)
-
-    def _generate_each(
-        self, requests: Sequence[GenerationRequest], on_results: OnResults | None
-    ) -> list[Completion]:
         completions: list[Completion] = []
         for request in requests:
             completions.append(self._answer(request))

@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from promptopt.backends.base import Backend, OnResults, overrides_generate
+from promptopt.backends.base import OnResults, StreamingBackend
 from promptopt.errors import MissingDependencyError, ModelError
 from promptopt.models import DEFAULT_MODEL, ResolvedModel, cache_dir, resolve_model, sha256_file
 from promptopt.types import Completion, GenerationRequest
@@ -378,7 +378,7 @@ def _group_by_prefix(prompts: list[list[int]], min_tokens: int) -> list[tuple[li
 # --------------------------------------------------------------------------- backend
 
 
-class TransformersBackend(Backend):
+class TransformersBackend(StreamingBackend):
     """A local chat model on CPU (transformers), batch-first with shared-prefix reuse.
 
     ``model`` is a known name (see :data:`promptopt.models.KNOWN_MODELS`), a ``.gguf``
@@ -660,20 +660,10 @@ class TransformersBackend(Backend):
 
     # ----------------------------------------------------------------- generation
 
-    def generate(self, requests: Sequence[GenerationRequest]) -> list[Completion]:
-        return self._generate_each(requests, None)
-
-    def generate_each(
-        self, requests: Sequence[GenerationRequest], on_results: OnResults | None
-    ) -> list[Completion]:
-        """Reports the rows of the running batch that each decoding step ends."""
-        if overrides_generate(self, TransformersBackend):
-            return super().generate_each(requests, on_results)
-        return self._generate_each(requests, on_results)
-
     def _generate_each(
         self, requests: Sequence[GenerationRequest], on_results: OnResults | None
     ) -> list[Completion]:
+        """Reports the rows of the running batch that each decoding step ends."""
         if not requests:
             return []
         self.load()

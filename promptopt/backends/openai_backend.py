@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from promptopt.backends.base import Backend, OnResults, overrides_generate
+from promptopt.backends.base import OnResults, StreamingBackend
 from promptopt.errors import BackendError, ConfigError, MissingDependencyError
 from promptopt.types import Completion, GenerationRequest
 
@@ -45,7 +45,7 @@ RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 _ERROR_DETAIL_LIMIT = 300
 
 
-class OpenAIBackend(Backend):
+class OpenAIBackend(StreamingBackend):
     """Chat completions from an OpenAI-compatible HTTP endpoint.
 
     ``base_url`` defaults to ``$OPENAI_BASE_URL``, then to OpenAI's own API. The key
@@ -134,22 +134,11 @@ class OpenAIBackend(Backend):
             "timeout_s": self.timeout,
         }
 
-    def generate(self, requests: Sequence[GenerationRequest]) -> list[Completion]:
-        """One completion per request, in order; requests run concurrently."""
-        return self._generate_each(requests, None)
-
-    def generate_each(
-        self, requests: Sequence[GenerationRequest], on_results: OnResults | None
-    ) -> list[Completion]:
-        """Reports the answers that came back since the last report, from the caller's
-        thread."""
-        if overrides_generate(self, OpenAIBackend):
-            return super().generate_each(requests, on_results)
-        return self._generate_each(requests, on_results)
-
     def _generate_each(
         self, requests: Sequence[GenerationRequest], on_results: OnResults | None
     ) -> list[Completion]:
+        """One completion per request, in order; requests run concurrently. Reports the
+        answers that came back since the last report, from the caller's thread."""
         if not requests:
             return []
         # Even a single request goes through the pool: it is what bounds the requests

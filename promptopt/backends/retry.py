@@ -7,11 +7,11 @@ import random
 import time
 from collections.abc import Callable, Sequence
 
-from promptopt.backends.base import Backend, OnResults, overrides_generate
+from promptopt.backends.base import Backend, OnResults, StreamingBackend
 from promptopt.types import Completion, GenerationRequest
 
 
-class RetryingBackend(Backend):
+class RetryingBackend(StreamingBackend):
     """Re-sends the requests whose completion failed with ``retryable`` set, at most
     ``max_attempts`` times in all, waiting ``base_delay * 2**attempt`` (with jitter,
     capped at ``max_delay``) or the server's ``retry_after`` when it gave one. What
@@ -54,16 +54,6 @@ class RetryingBackend(Backend):
             return min(self.max_delay, max(requested))
         backoff = self.base_delay * (2**attempt)
         return min(self.max_delay, backoff * (0.5 + self._jitter.random()))
-
-    def generate(self, requests: Sequence[GenerationRequest]) -> list[Completion]:
-        return self._generate_each(requests, None)
-
-    def generate_each(
-        self, requests: Sequence[GenerationRequest], on_results: OnResults | None
-    ) -> list[Completion]:
-        if overrides_generate(self, RetryingBackend):
-            return super().generate_each(requests, on_results)
-        return self._generate_each(requests, on_results)
 
     def _generate_each(
         self, requests: Sequence[GenerationRequest], on_results: OnResults | None

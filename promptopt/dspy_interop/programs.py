@@ -9,9 +9,10 @@ reasoning becomes that demo's worked solution (``demo_solutions``) when it diffe
 the data's, and a demo without reasoning in a chain-of-thought program (DSPy's labelled
 demos) keeps none (an empty solution: the answer only), so that the program rebuilt from
 the candidate sends DSPy's requests again. A ``ChainOfThought`` program is few-shot chain
-of thought when it has demos, else zero-shot. The parts DSPy does not have — answer-format line, trigger, samples,
-temperature — come from ``base`` (or, for a file promptopt exported, from the export's
-own record of them, so export then import gives back the same candidate).
+of thought when it has demos, else zero-shot. The parts DSPy does not have — answer-format
+line, trigger, samples, temperature — come from ``base`` (or, for a file promptopt
+exported, from the export's own record of them, so export then import gives back the
+same candidate).
 
 Reading a saved state needs no DSPy; building a program does (lazily).
 """

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from promptopt.backends.base import Backend, OnResults, overrides_generate
+from promptopt.backends.base import Backend, OnResults, StreamingBackend
 from promptopt.errors import ConfigError, MissingDependencyError, PromptOptError
 from promptopt.pool.actors import BackendSource, BackendWorker, Batching, ChatWorker, ShippedBackend
 from promptopt.pool.http import ChatEndpoint
@@ -137,7 +137,7 @@ class _Slot:
     failures: int = 0
 
 
-class RayBackend(Backend):
+class RayBackend(StreamingBackend):
     """A Backend served by ``workers`` Ray actors; build it with :meth:`wrapping`,
     :meth:`openai` or :func:`promptopt.pool.pool_backend`.
 
@@ -291,20 +291,10 @@ class RayBackend(Backend):
     def describe(self) -> dict[str, object]:
         return {**self._description, "pool": "ray", "workers": len(self._slots)}
 
-    def generate(self, requests: Sequence[GenerationRequest]) -> list[Completion]:
-        return self._generate_each(requests, None)
-
-    def generate_each(
-        self, requests: Sequence[GenerationRequest], on_results: OnResults | None
-    ) -> list[Completion]:
-        """Reports each chunk's answers as its worker returns them."""
-        if overrides_generate(self, RayBackend):
-            return super().generate_each(requests, on_results)
-        return self._generate_each(requests, on_results)
-
     def _generate_each(
         self, requests: Sequence[GenerationRequest], on_results: OnResults | None
     ) -> list[Completion]:
+        """Reports each chunk's answers as its worker returns them."""
         if self._closed:
             raise PromptOptError("the Ray pool is closed")
         requests = list(requests)
