@@ -284,10 +284,10 @@ def test_timeout_is_a_retryable_error() -> None:
     with FakeOpenAIServer(faults=FaultPlan(script=["delay"], delay_s=5.0)) as srv:
         started = time.perf_counter()
         completion = only(backend_for(srv, timeout=0.3), ask("slow"))
-        elapsed = time.perf_counter() - started
+        waited = time.perf_counter() - started
     assert completion.error is not None and "timed out" in completion.error
     assert completion.retryable is True
-    assert elapsed < 2.0
+    assert waited < 5.0  # it gave up before the delayed reply came: not a speed check
 
 
 def test_connection_refused_is_retryable() -> None:
@@ -316,15 +316,28 @@ def test_one_failure_does_not_fail_the_batch() -> None:
 # -- concurrency ------------------------------------------------------------------------------
 
 
+def all_at_once(parties: int) -> Any:
+    """A responder that answers only once ``parties`` requests are in the server together.
+
+    Requests sent one after another never get there: the barrier breaks after its timeout
+    and every reply is a 500, so a backend that does not overlap its requests fails the
+    test however fast or slow the machine is (no timing is asserted).
+    """
+    barrier = threading.Barrier(parties, timeout=30)
+
+    def respond(request: dict[str, Any]) -> str:
+        barrier.wait()
+        return str(request["messages"][-1]["content"])
+
+    return respond
+
+
 def test_requests_of_a_batch_overlap() -> None:
-    with FakeOpenAIServer(latency_s=0.2) as srv, backend_for(srv, concurrency=8) as backend:
-        backend.generate([ask("warm-up")])  # connection set-up is not what this checks
-        started = time.perf_counter()
+    with FakeOpenAIServer(responder=all_at_once(8)) as srv, backend_for(srv, concurrency=8) as backend:
         completions = backend.generate([ask(f"q{i}") for i in range(8)])
-        elapsed = time.perf_counter() - started
-        assert all(c.ok for c in completions)
-        assert elapsed < 1.2, f"8 requests of 0.2 s took {elapsed:.2f} s: not concurrent"
-        assert srv.max_in_flight >= 4
+    assert [c.error for c in completions] == [None] * 8
+    assert [c.text for c in completions] == [f"q{i}" for i in range(8)]
+    assert srv.max_in_flight == 8
 
 
 def test_concurrency_bounds_requests_in_flight() -> None:
@@ -366,14 +379,11 @@ def test_batch_order_is_preserved_when_replies_finish_out_of_order() -> None:
 
 
 def test_server_handles_64_concurrent_connections() -> None:
-    with FakeOpenAIServer(latency_s=0.2) as srv, backend_for(srv, concurrency=64) as backend:
-        started = time.perf_counter()
+    with FakeOpenAIServer(responder=all_at_once(64)) as srv, backend_for(srv, concurrency=64) as backend:
         completions = backend.generate([ask(f"q{i}") for i in range(64)])
-        elapsed = time.perf_counter() - started
-    assert all(c.ok for c in completions)
+    assert [c.error for c in completions] == [None] * 64
     assert [c.text for c in completions] == [f"q{i}" for i in range(64)]
-    assert elapsed < 3.0  # serially this would take 12.8 s
-    assert srv.max_in_flight >= 16
+    assert srv.max_in_flight == 64
 
 
 # -- Retry-After parsing and the test server itself -----------------------------------------------
