@@ -61,6 +61,13 @@ _SCORE_LINE = re.compile(
     re.IGNORECASE,
 )
 _LETTER = re.compile(r"[^\W\d_]")
+# A lead-in line that talks about the proposal rather than the task ("Certainly! Below is a
+# new instruction that should score higher:"); other lines ending in a colon are kept
+_CHATTER = re.compile(
+    r"\b(?:here|below|above|sure|certainly|of course|okay|instructions?|prompts?|versions?|"
+    r"variations?|paraphrases?|rephrased|improved|revised|new|better|score)\b",
+    re.IGNORECASE,
+)
 # A copy of the meta-prompt's example format (a made-up question and its output)
 _QUESTION_LINE = re.compile(r"^\W*(?:input|question)\s*:", re.IGNORECASE | re.MULTILINE)
 _OUTPUT_LINE = re.compile(r"^\W*(?:output|answer)\s*:\s*\S*\d", re.IGNORECASE | re.MULTILINE)
@@ -79,7 +86,9 @@ def clean_proposal(text: str) -> str | None:
 
     Small chat models often open with a line of chatter that ends in a colon ("Certainly!
     Below is a new instruction that should score higher:") and put the text after it;
-    such lead-in lines are dropped when something follows them. A proposal wrapped in
+    such lead-in lines are dropped when something follows them. A line ending in a colon
+    that speaks of the task, not of the proposal ("Solve it in a way that:" before a
+    list), is part of the text and stays. A proposal wrapped in
     the meta-prompt's ``<INS>`` mark is taken from inside it; a closing line about its
     expected score is dropped. A text without a letter (``---``) or a copy of the example
     format (a question line and an output line) is no proposal."""
@@ -95,6 +104,10 @@ def clean_proposal(text: str) -> str | None:
     while len(lines) > 1 and _SCORE_LINE.match(lines[-1].strip()):
         lines.pop()
     while len(lines) > 1 and lines[0].strip().endswith(":") and any(x.strip() for x in lines[1:]):
+        if not _CHATTER.search(lines[0]):  # "Format your reply as:" belongs to what follows it
+            while not lines[1].strip():
+                del lines[1]
+            break
         lines.pop(0)
         while not lines[0].strip():  # a non-blank line follows, checked above
             lines.pop(0)

@@ -60,9 +60,20 @@ def test_a_lone_colon_line_is_kept_and_labels_are_stripped() -> None:
         "Read the question.\nScore each option from 1 to 10 and pick the best.",
     ):
         assert clean_proposal(kept) == kept, kept
-    # an answer format, not a copied example (its lead-in line goes, as any such line does)
+    # an answer format, not a copied example
     answer_format = "Format your reply as:\nQuestion: restate the problem\nAnswer: the final number only"
-    assert clean_proposal(answer_format) == "Question: restate the problem\nAnswer: the final number only"
+    assert clean_proposal(answer_format) == answer_format
+
+
+def test_a_colon_line_about_the_task_stays_with_what_follows_it() -> None:
+    listed = "Solve problems in a way that:\n1. names each quantity\n2. checks the units"
+    assert clean_proposal(listed) == listed
+    assert clean_proposal("Solve problems in a way that:\n\n1. names each quantity") == (
+        "Solve problems in a way that:\n1. names each quantity"
+    )
+    # chatter before a list still goes
+    assert clean_proposal("Here is an improved version:\n1. Read.\n2. Solve.") == "1. Read.\n2. Solve."
+    assert clean_proposal("Sure, a better prompt would be:\n\nAdd the numbers.") == "Add the numbers."
 
 
 def test_proposals_naming_an_example_are_recognized() -> None:
