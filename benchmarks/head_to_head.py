@@ -329,8 +329,13 @@ def test_evaluation(task: Any, candidate: Any, backend: Any, args: argparse.Name
     import promptopt
 
     db = args.test_cache or f"sqlite:///{work_dir(args) / 'test-cache.db'}"
+
+    def progress(p: Any) -> None:  # a test of a few-shot prompt runs for an hour or more
+        print(f"    test: {p.done}/{p.total} items, {p.correct:g} right so far, {p.elapsed_s / 60:.1f} min",
+              file=sys.stderr, flush=True)  # fmt: skip
+
     report = promptopt.evaluate(task, candidate, backend, split="test", limit=args.test_limit, db=db,
-                                batch_size=args.batch_size, seed=args.seed)  # fmt: skip
+                                batch_size=args.batch_size, seed=args.seed, progress=progress)  # fmt: skip
     return {
         "n": report.n,
         "n_failed": report.n_failed,
