@@ -113,7 +113,7 @@ START = "zero-shot CoT"  # every search starts from this baseline's prompt
 # Settings that change results: a resumed file must have been written with the same.
 RESULT_SETTINGS = (
     "task", "model", "max_calls", "dev_size", "test_limit", "seed", "max_new_tokens",
-    "preset", "proposals", "rounds", "race_start", "space",
+    "preset", "proposals", "rounds", "race_start", "space", "dtype",
 )  # fmt: skip
 
 # The fake's space: the test suite's kind of space, without "similar" demos (those need
@@ -154,6 +154,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--model", default="qwen2.5-coder-1.5b", help="a model spec, or fake")
+    parser.add_argument("--dtype", default="auto", choices=["auto", "int8", "float32", "bfloat16"],
+                        help="a local model's weights (auto: bfloat16 on CPUs with fast bfloat16, else int8); "
+                        "entries compared with each other need the same")  # fmt: skip
     parser.add_argument("--task", default=None, help="default: gsm8k (fake: a tiny addition task)")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--policies", default=f"random,ape,opro,tpe,reinforce,dspy-mipro,{NATIVE}",
@@ -227,6 +230,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.match_calls is not None and args.match_calls not in DSPY_POLICIES + PROMPTOPT_POLICIES:
         parser.error(f"--match-calls {args.match_calls!r}: not an entry; expected one of "
                      f"{', '.join(DSPY_POLICIES + PROMPTOPT_POLICIES)}")  # fmt: skip
+    if args.dtype != "auto" and (args.model == "fake" or args.model.startswith(("fake/", "openai/"))):
+        parser.error(
+            f"--dtype {args.dtype}: only a local model has weights to choose; {args.model!r} is not one"
+        )
     if args.dspy_python is None:
         args.dspy_python = os.environ.get("PROMPTOPT_DSPY_PYTHON") or str(
             REPO / ".venv-dspy" / "bin" / "python"
@@ -239,12 +246,19 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
     return {key: getattr(args, key) for key in RESULT_SETTINGS}
 
 
+def run_name(args: argparse.Namespace) -> str:
+    """``<model>-<task>``, with the dtype when one is asked for: the folder of the stores
+    and the name of the results file."""
+    model = _slug(args.model) if args.dtype == "auto" else f"{_slug(args.model)}-{args.dtype}"
+    return f"{model}-{_slug(args.task)}"
+
+
 def work_dir(args: argparse.Namespace) -> Path:
-    return args.out_dir / f"{_slug(args.model)}-{_slug(args.task)}"
+    return args.out_dir / run_name(args)
 
 
 def jsonl_path(args: argparse.Namespace) -> Path:
-    return args.out_dir / f"{_slug(args.model)}-{_slug(args.task)}.jsonl"
+    return args.out_dir / f"{run_name(args)}.jsonl"
 
 
 def kind_of(name: str) -> str:
@@ -681,7 +695,11 @@ def run_worker(args: argparse.Namespace) -> dict[str, Any]:
     load_start = os.getloadavg()
     work_dir(args).mkdir(parents=True, exist_ok=True)
     task = get_task(task_ref(args), args.data_dir)
-    backend = fake_backend() if args.fake else make_backend(args.model, batch_size=args.batch_size)
+    backend = (
+        fake_backend()
+        if args.fake
+        else make_backend(args.model, batch_size=args.batch_size, dtype=args.dtype)
+    )
     search_info: dict[str, Any] | None = None
     summary_prefix = ""
     if name == NATIVE:
@@ -1032,7 +1050,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary.write_text(json.dumps(record, indent=1, default=str))
     print(f"wrote {summary} (entries: {path})")
     if any((r.get("search") or {}).get("trace") for r in rows):
-        picture = args.out_dir / f"head_to_head-{_slug(args.model)}-{args.task}.png"
+        picture = args.out_dir / f"head_to_head-{run_name(args)}.png"
         if plot_traces(rows, args, picture):
             print(f"wrote {picture}")
     failed = [r["name"] for r in rows if r.get("status") == "failed"]

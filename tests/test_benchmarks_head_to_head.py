@@ -141,12 +141,23 @@ def test_match_calls_caps_the_searches_at_the_reference_minus_the_selection(tmp_
         (["--dspy-share", "2"], "--dspy-share 2.0: must be above 0 and at most 1"),
         (["--dspy-threads", "0"], "--dspy-threads 0: must be at least 1"),
         (["--match-calls", "dspy-miprov"], "--match-calls 'dspy-miprov': not an entry"),
+        (["--dtype", "int8"], "--dtype int8: only a local model has weights to choose; 'fake' is not one"),
     ],
 )
 def test_bad_dspy_options_are_refused_up_front(tmp_path: Path, flags: list[str], message: str) -> None:
     bad = run(tmp_path, *flags)
     assert bad.returncode == 2 and message in bad.stderr and "Traceback" not in bad.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_chosen_dtype_gets_results_and_stores_of_its_own() -> None:
+    program = load_program()
+    args = program.parse_args(["--model", "qwen2.5-coder-1.5b", "--dtype", "int8", "--out-dir", "out"])
+    assert program.jsonl_path(args) == Path("out/qwen2.5-coder-1.5b-int8-gsm8k.jsonl")
+    assert program.work_dir(args) == Path("out/qwen2.5-coder-1.5b-int8-gsm8k")
+    assert program.settings(args)["dtype"] == "int8"
+    auto = program.parse_args(["--model", "qwen2.5-coder-1.5b", "--out-dir", "out"])
+    assert program.jsonl_path(auto) == Path("out/qwen2.5-coder-1.5b-gsm8k.jsonl")
 
 
 def test_a_bad_test_cache_url_is_refused_before_any_entry_runs(tmp_path: Path) -> None:
