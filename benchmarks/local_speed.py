@@ -228,10 +228,13 @@ def run_kernels(rows: list[int], repeats: int) -> list[dict[str, Any]]:
 
     torch.manual_seed(0)
     linear = torch.nn.Linear(1536, 8960, bias=False)
+    bf16 = torch.nn.Linear(1536, 8960, bias=False, dtype=torch.bfloat16)
+    bf16.weight.data.copy_(linear.weight.data)
     paths = {
         "int8 (row-wise, fbgemm)": _make_int8_linear_class()(linear),
         "float32 (oneDNN packed)": _make_packed_linear_class()(linear, 16),
         "float32 (default)": linear,
+        "bfloat16": bf16,  # what --dtype bfloat16 runs
     }
     out = []
     with torch.inference_mode():
@@ -239,6 +242,7 @@ def run_kernels(rows: list[int], repeats: int) -> list[dict[str, Any]]:
             x = torch.randn(m, 1536)
             row: dict[str, Any] = {"rows": m}
             for name, layer in paths.items():
+                x = x.to(torch.bfloat16 if name == "bfloat16" else torch.float32)
                 layer(x)
                 times = []
                 for _ in range(repeats):

@@ -262,6 +262,16 @@ def test_auto_dtype_is_int8_on_x86_without_fast_bf16(monkeypatch: pytest.MonkeyP
         TransformersBackend(MODEL, dtype="int4")
 
 
+def test_only_amx_makes_bfloat16_the_default() -> None:
+    from promptopt.backends.local import _cpu_has_fast_bf16
+
+    zen5 = "processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 avx512_vnni\n"
+    sapphire_rapids = "flags\t\t: fpu avx2 avx512f avx512_bf16 amx_bf16 amx_tile amx_int8\n"
+    assert not _cpu_has_fast_bf16(zen5)  # int8 measured faster there
+    assert _cpu_has_fast_bf16(sapphire_rapids)
+    assert not _cpu_has_fast_bf16("model name\t: says amx_bf16 in its name\nflags\t\t: fpu avx2\n")
+
+
 @needs_model
 def test_rowwise_int8_linear_matches_float32_and_ignores_batch_mates() -> None:
     import torch
