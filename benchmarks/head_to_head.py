@@ -45,7 +45,7 @@ What runs, and how it is counted:
   the held-out evaluation of the winner (requests; the real model calls are in the JSON).
   Tokens are reported the same way (search, select, test).
 - **Stores.** Each policy's search has its own SQLite file
-  (``<out-dir>/<model>-<task>/<entry>.db``, deleted before a start without ``--resume``), so no policy is
+  (``<out-dir>/<model>[-<dtype>]-<task>/<entry>.db``, deleted before a start without ``--resume``), so no policy is
   answered from another's response cache. The baselines and every winner's test
   evaluation share one cache (``test-cache.db`` in the same folder): a prompt that two
   entries share is evaluated on test once; the JSON says how many test requests were
@@ -60,8 +60,9 @@ What runs, and how it is counted:
 
 **Crash safety and resume.** Each entry runs in its own subprocess (``--worker NAME``), so a
 crash loses only that entry. Each finished entry is appended at once to
-``<out-dir>/<model>-<task>.jsonl``; ``--resume`` skips entries already there with status
-ok (and refuses a file written with other settings) and continues an unfinished policy
+``<out-dir>/<model>[-<dtype>]-<task>.jsonl``; ``--resume`` skips entries already there with status
+ok (and refuses a file written with other settings, and an entry answered by another
+model id than the file's: ``--dtype auto`` may pick other weights on another machine) and continues an unfinished policy
 search from its store (``promptopt.search(resume=RUN_ID)``: it replays its calls from its
 own cache, so the cap stops it where an uninterrupted run would stop; its wall time then
 covers the resumed part only, marked ``resumed``). Without ``--resume`` an existing file is
@@ -149,13 +150,16 @@ def _slug(name: str) -> str:
 BASELINE_BY_SLUG = {_slug(name): name for name in BASELINES}
 
 
+SETTING_DEFAULTS = {"dtype": "auto"}  # settings that rows written before them lack
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--model", default="qwen2.5-coder-1.5b", help="a model spec, or fake")
     parser.add_argument("--dtype", default="auto", choices=["auto", "int8", "float32", "bfloat16"],
-                        help="a local model's weights (auto: bfloat16 on CPUs with fast bfloat16, else int8); "
+                        help="a local model's weights (auto: bfloat16 on CPUs with AMX, else int8 on x86); "
                         "entries compared with each other need the same")  # fmt: skip
     parser.add_argument("--task", default=None, help="default: gsm8k (fake: a tiny addition task)")
     parser.add_argument("--data-dir", default=None)
@@ -244,6 +248,26 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def settings(args: argparse.Namespace) -> dict[str, Any]:
     return {key: getattr(args, key) for key in RESULT_SETTINGS}
+
+
+def same_settings(row: Mapping[str, Any], args: argparse.Namespace) -> bool:
+    """The row was written with these flags; a setting added since (``dtype``) counts as
+    its default in an older row."""
+    stored = {**SETTING_DEFAULTS, **(row.get("settings") or {})}
+    return stored == settings(args)
+
+
+def other_model(rows: Sequence[Mapping[str, Any]], row: Mapping[str, Any]) -> str | None:
+    """Why ``row`` cannot join ``rows``: they were answered by another model or dtype (the
+    model id says which, e.g. ``local/qwen2.5-coder-1.5b:int8``; ``--dtype auto`` may pick
+    another dtype on another machine)."""
+    earlier = {r["model_id"] for r in rows if r.get("status") == "ok" and r.get("model_id")}
+    if row.get("status") == "ok" and earlier and row.get("model_id") not in earlier:
+        return (
+            f"{row['name']} ran on {row.get('model_id')}, the file's entries on {', '.join(sorted(earlier))}: "
+            "pass --dtype to choose the weights they used, or use another --out-dir"
+        )
+    return None
 
 
 def run_name(args: argparse.Namespace) -> str:
@@ -986,7 +1010,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{path} already has {len(earlier)} entries: pass --resume to continue it, or --fresh to start over",
               file=sys.stderr)  # fmt: skip
         return 2
-    wrong = [r["name"] for r in earlier if r.get("settings") != settings(args)]
+    wrong = [r["name"] for r in earlier if not same_settings(r, args)]
     if wrong:
         print(f"{path} was written with other settings ({', '.join(wrong)}): use the same flags, "
               "another --out-dir, or --fresh", file=sys.stderr)  # fmt: skip
@@ -1029,6 +1053,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             continue
         print(f"== {name}", flush=True)
         row = run_entry(args, name, cap)
+        mismatch = other_model(rows_so_far, row)
+        if mismatch:  # not appended: its accuracy is not comparable with the others'
+            print(f"error: {mismatch}", file=sys.stderr, flush=True)
+            return 2
         rows_so_far.append(row)
         with path.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(row) + "\n")

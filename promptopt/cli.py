@@ -131,7 +131,7 @@ _model_options = _options(
                  help="Requests generated as one batch."),
     click.option("--dtype", type=click.Choice(["auto", "int8", "float32", "bfloat16"]), default="auto",
                  show_default=True, help="Weights of a local model: int8 (auto's choice on x86 CPUs without "
-                 "fast bf16; ~4x float32's speed), float32 (exact reference: bit-identical prefix reuse), bfloat16."),
+                 "AMX; ~4x float32's speed), float32 (exact reference: bit-identical prefix reuse), bfloat16."),
     click.option("--db", default=None, help=DB_HELP),
     click.option("--seed", type=int, default=0, show_default=True, help="Seed for every random choice (recorded with the run)."),
     click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout."),

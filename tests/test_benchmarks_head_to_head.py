@@ -160,6 +160,21 @@ def test_a_chosen_dtype_gets_results_and_stores_of_its_own() -> None:
     assert program.jsonl_path(auto) == Path("out/qwen2.5-coder-1.5b-gsm8k.jsonl")
 
 
+def test_rows_from_before_the_dtype_setting_still_resume_and_other_weights_are_refused() -> None:
+    program = load_program()
+    args = program.parse_args(["--model", "qwen2.5-coder-1.5b", "--out-dir", "out"])
+    older = {"name": "ape", "settings": {k: v for k, v in program.settings(args).items() if k != "dtype"}}
+    assert program.same_settings(older, args)
+    assert not program.same_settings({**older, "settings": {**older["settings"], "max_calls": 1}}, args)
+    int8 = program.parse_args(["--model", "qwen2.5-coder-1.5b", "--dtype", "int8", "--out-dir", "out"])
+    assert not program.same_settings(older, int8)
+    rows = [{"name": "zero-shot CoT", "status": "ok", "model_id": "local/m:int8"}]
+    assert program.other_model(rows, {"name": "ape", "status": "ok", "model_id": "local/m:int8"}) is None
+    why = program.other_model(rows, {"name": "ape", "status": "ok", "model_id": "local/m:bfloat16"})
+    assert why is not None and "local/m:bfloat16" in why and "local/m:int8" in why and "--dtype" in why
+    assert program.other_model(rows, {"name": "ape", "status": "failed"}) is None
+
+
 def test_a_bad_test_cache_url_is_refused_before_any_entry_runs(tmp_path: Path) -> None:
     bad = run(tmp_path, "--policies", "", "--test-cache", "nosuchscheme://x")
     assert bad.returncode == 2 and "--test-cache" in bad.stderr and "nosuchscheme" in bad.stderr
