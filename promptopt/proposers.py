@@ -62,12 +62,17 @@ _SCORE_LINE = re.compile(
 )
 _LETTER = re.compile(r"[^\W\d_]")
 # A lead-in line that talks about the proposal rather than the task ("Certainly! Below is a
-# new instruction that should score higher:"); other lines ending in a colon are kept
+# new instruction that should score higher:", "Opening sentence:", "Try this:"); other
+# lines ending in a colon are kept when a list or a format line follows them
 _CHATTER = re.compile(
-    r"\b(?:here|below|above|sure|certainly|of course|okay|instructions?|prompts?|versions?|"
-    r"variations?|paraphrases?|rephrased|improved|revised|new|better|score)\b",
+    r"\b(?:here|sure|certainly|of course|okay|ok|absolutely|great|instructions?|prompts?|"
+    r"versions?|variations?|paraphras\w*|rephras\w*|rewrit\w*|improved|revised|updated|modified|"
+    r"new|better|score|sentence|opening|proposal|proposed|suggest\w*|alternatives?|options?|try)\b",
     re.IGNORECASE,
 )
+# A list item ("1.", "2)", "-", "*", "•") or a format line ("Answer: the number only")
+_LIST_ITEM = re.compile(r"^\s*(?:\d+[.)]|[-*•])\s+\S")
+_LIST_OR_FORMAT_LINE = re.compile(r"^\s*(?:\d+[.)]|[-*•])\s+\S|^\s*[A-Z][\w ]{0,30}:\s*\S")
 # A copy of the meta-prompt's example format (a made-up question and its output)
 _QUESTION_LINE = re.compile(r"^\W*(?:input|question)\s*:", re.IGNORECASE | re.MULTILINE)
 _OUTPUT_LINE = re.compile(r"^\W*(?:output|answer)\s*:\s*\S*\d", re.IGNORECASE | re.MULTILINE)
@@ -81,14 +86,27 @@ _CAPITALIZED = re.compile(r"\b[A-Z][a-z]+\b")
 _SENTENCE_START = re.compile(r"(?:^|[.!?:;\n]\s*|\"\s*)$")
 
 
+def _list_without_gaps(lines: list[str]) -> list[str]:
+    """``lines`` from their first non-blank one, without the blank lines between list
+    items (so that cutting the text at its first blank line keeps the whole list)."""
+    kept: list[str] = []
+    for k, line in enumerate(lines):
+        if not line.strip():
+            following = next((x for x in lines[k + 1 :] if x.strip()), "")
+            if not kept or (_LIST_ITEM.match(kept[-1]) and _LIST_ITEM.match(following)):
+                continue
+        kept.append(line)
+    return kept
+
+
 def clean_proposal(text: str) -> str | None:
     """The proposed text alone: no quotes, labels, markdown or chatter; ``None`` if empty.
 
     Small chat models often open with a line of chatter that ends in a colon ("Certainly!
     Below is a new instruction that should score higher:") and put the text after it;
     such lead-in lines are dropped when something follows them. A line ending in a colon
-    that speaks of the task, not of the proposal ("Solve it in a way that:" before a
-    list), is part of the text and stays. A proposal wrapped in
+    that speaks of the task, not of the proposal, and heads a list or a format line
+    ("Solve it in a way that:\n1. ..."), is part of the text and stays with its list. A proposal wrapped in
     the meta-prompt's ``<INS>`` mark is taken from inside it; a closing line about its
     expected score is dropped. A text without a letter (``---``) or a copy of the example
     format (a question line and an output line) is no proposal."""
@@ -104,9 +122,10 @@ def clean_proposal(text: str) -> str | None:
     while len(lines) > 1 and _SCORE_LINE.match(lines[-1].strip()):
         lines.pop()
     while len(lines) > 1 and lines[0].strip().endswith(":") and any(x.strip() for x in lines[1:]):
-        if not _CHATTER.search(lines[0]):  # "Format your reply as:" belongs to what follows it
-            while not lines[1].strip():
-                del lines[1]
+        body = [line for line in lines[1:] if line.strip()]
+        if not _CHATTER.search(lines[0]) and _LIST_OR_FORMAT_LINE.match(body[0]):
+            # "Format your reply as:" or "Solve it in a way that:" heads the list after it
+            lines = [lines[0], *_list_without_gaps(lines[1:])]
             break
         lines.pop(0)
         while not lines[0].strip():  # a non-blank line follows, checked above

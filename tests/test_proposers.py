@@ -71,9 +71,28 @@ def test_a_colon_line_about_the_task_stays_with_what_follows_it() -> None:
     assert clean_proposal("Solve problems in a way that:\n\n1. names each quantity") == (
         "Solve problems in a way that:\n1. names each quantity"
     )
-    # chatter before a list still goes
+    # the whole list, blank lines between its items or not
+    assert clean_proposal("Solve it in a way that:\n1. names\n\n2. checks\n\nThat should help.") == (
+        "Solve it in a way that:\n1. names\n2. checks"
+    )
+    # chatter before a list still goes, and so does any header before plain prose
     assert clean_proposal("Here is an improved version:\n1. Read.\n2. Solve.") == "1. Read.\n2. Solve."
-    assert clean_proposal("Sure, a better prompt would be:\n\nAdd the numbers.") == "Add the numbers."
+    for header in (
+        "Sure, a better prompt would be:",
+        "Opening sentence:",
+        "Rewritten sentence:",
+        "Paraphrased:",
+        "Updated text:",
+        "Proposal:",
+        "Suggestion:",
+        "Alternative:",
+        "Absolutely! Try this:",
+        "Great, try this one:",
+        "I would suggest the following:",
+        "Output:",
+    ):
+        assert clean_proposal(f"{header}\n\nLet's work it out.") == "Let's work it out.", header
+        assert clean_proposal(f"{header}\nLet's work it out.") == "Let's work it out.", header
 
 
 def test_proposals_naming_an_example_are_recognized() -> None:
