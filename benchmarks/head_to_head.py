@@ -189,6 +189,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="threads of DSPy's evaluations, joined into batches (see promptopt search --dspy-threads)")  # fmt: skip
     parser.add_argument("--dspy-share", type=float, default=None,
                         help="share of the cap DSPy's optimizer may spend (default: the policy's, half)")  # fmt: skip
+    parser.add_argument("--dspy-max-calls", type=int, default=None,
+                        help="the cap of the dspy-* searches (default: --max-calls); each row records its cap")  # fmt: skip
     parser.add_argument("--dspy-python", default=None,
                         help="Python with dspy (default: $PROMPTOPT_DSPY_PYTHON, else .venv-dspy/bin/python)")  # fmt: skip
     parser.add_argument("--out-dir", default=str(RESULTS))
@@ -229,6 +231,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args.entries = baselines + policies
     if args.dspy_threads < 1:
         parser.error(f"--dspy-threads {args.dspy_threads}: must be at least 1")
+    if args.dspy_max_calls is not None and args.dspy_max_calls < 1:
+        parser.error(f"--dspy-max-calls {args.dspy_max_calls}: must be at least 1")
     if args.dspy_share is not None and not 0.0 < args.dspy_share <= 1.0:
         parser.error(f"--dspy-share {args.dspy_share}: must be above 0 and at most 1")
     if args.match_calls is not None and args.match_calls not in DSPY_POLICIES + PROMPTOPT_POLICIES:
@@ -409,9 +413,19 @@ def unfinished_search(db: str, config: Any) -> str | None:
     return runs[0].id if runs else None
 
 
-def search_cap(args: argparse.Namespace) -> int:
-    """The call cap of this worker's search: ``--max-calls``, or the matched cap."""
-    return int(args.search_cap if args.search_cap is not None else args.max_calls)
+def dspy_cap_note(args: argparse.Namespace) -> str:
+    return "" if args.dspy_max_calls is None else f" (dspy-*: {args.dspy_max_calls})"
+
+
+def search_cap(args: argparse.Namespace, name: str | None = None) -> int:
+    """The call cap of the search of ``name`` (default: this worker's): the matched cap,
+    ``--dspy-max-calls`` for a dspy-* search, else ``--max-calls``."""
+    name = name or args.worker
+    if args.search_cap is not None:
+        return int(args.search_cap)
+    if args.dspy_max_calls is not None and name and kind_of(name) == "dspy":
+        return int(args.dspy_max_calls)
+    return int(args.max_calls)
 
 
 def selection_reserve(args: argparse.Namespace) -> int:
@@ -455,7 +469,7 @@ def search_config(name: str, task: Any, args: argparse.Namespace) -> Any:
         args.preset, task=task_ref(args), data_dir=args.data_dir, model=args.model, base=start_prompt(task, args),
         policy=name, dev_size=args.dev_size, test_size=0, seed=args.seed, batch_size=args.batch_size,
         n_proposals=args.proposals, rounds=args.rounds, race_start=args.race_start,
-        budget=Budget(max_calls=search_cap(args)), space=space, dspy_threads=args.dspy_threads,
+        budget=Budget(max_calls=search_cap(args, name)), space=space, dspy_threads=args.dspy_threads,
         dspy_share=args.dspy_share,
     )  # fmt: skip
 
@@ -902,7 +916,7 @@ def print_table(rows: Sequence[Mapping[str, Any]], args: argparse.Namespace) -> 
     reference = (next((r for r in ok if r["kind"] == "dspy"), None) or next((r for r in ok if r["name"] == START), None)
                  or next((r for r in ok if r["kind"] == "baseline"), None))  # fmt: skip
     print()
-    print(f"{args.task} · {args.model} · max {args.max_calls} calls per search · dev {args.dev_size} (from train) · "
+    print(f"{args.task} · {args.model} · max {args.max_calls} calls per search{dspy_cap_note(args)} · dev {args.dev_size} (from train) · "
           f"test: first {args.test_limit} · seed {args.seed} · accuracy with 95% CI")  # fmt: skip
     matched = sorted({(row_cap(r), r["search"].get("matched_to")) for r in ok
                       if r["kind"] == "promptopt" and row_cap(r) != args.max_calls}, key=str)  # fmt: skip
@@ -974,7 +988,7 @@ def dry_run(args: argparse.Namespace) -> int:
     from promptopt.tasks import get_task
 
     task = get_task(task_ref(args), args.data_dir)
-    print(f"{args.task} · {args.model} · max {args.max_calls} calls per search · dev {args.dev_size} · "
+    print(f"{args.task} · {args.model} · max {args.max_calls} calls per search{dspy_cap_note(args)} · dev {args.dev_size} · "
           f"test {args.test_limit} per entry · upper bounds from each policy's estimate")  # fmt: skip
     print(
         f"{'entry':<20} {'search calls':>12} {'under the cap':>13} {'select calls':>12} {'tokens/call in+out':>19}"
@@ -985,7 +999,9 @@ def dry_run(args: argparse.Namespace) -> int:
             continue
         plan = search(search_config(name, task, args), db="sqlite://", dry_run=True, task=task)
         assert isinstance(plan, dict)
-        capped = min(plan["search_calls"], args.max_calls + args.batch_size)  # the last batch may overshoot
+        capped = min(
+            plan["search_calls"], search_cap(args, name) + args.batch_size
+        )  # the last batch may overshoot
         tokens = f"{plan['tokens_in_per_call']}+{plan['tokens_out_per_call']}"
         print(f"{name:<20} {plan['search_calls']:>12} {capped:>13} {plan['final_calls']:>12} {tokens:>19}")
     print(f"plus {min(args.test_limit, len(task.examples('test')))} test requests per entry (× samples); "

@@ -142,6 +142,7 @@ def test_match_calls_caps_the_searches_at_the_reference_minus_the_selection(tmp_
         (["--dspy-threads", "0"], "--dspy-threads 0: must be at least 1"),
         (["--match-calls", "dspy-miprov"], "--match-calls 'dspy-miprov': not an entry"),
         (["--dtype", "int8"], "--dtype int8: only a local model has weights to choose; 'fake' is not one"),
+        (["--dspy-max-calls", "0"], "--dspy-max-calls 0: must be at least 1"),
     ],
 )
 def test_bad_dspy_options_are_refused_up_front(tmp_path: Path, flags: list[str], message: str) -> None:
@@ -173,6 +174,20 @@ def test_rows_from_before_the_dtype_setting_still_resume_and_other_weights_are_r
     why = program.other_model(rows, {"name": "ape", "status": "ok", "model_id": "local/m:bfloat16"})
     assert why is not None and "local/m:bfloat16" in why and "local/m:int8" in why and "--dtype" in why
     assert program.other_model(rows, {"name": "ape", "status": "failed"}) is None
+
+
+def test_dspy_searches_can_have_a_cap_of_their_own() -> None:
+    program = load_program()
+    args = program.parse_args([*TINY, "--dspy-max-calls", "100"])
+    assert [program.search_cap(args, name) for name in ("ape", "dspy-mipro", "dspy-mipro-matched")] == [
+        60,
+        100,
+        100,
+    ]
+    worker = program.parse_args([*TINY, "--dspy-max-calls", "100", "--worker", "dspy-mipro"])
+    assert program.search_cap(worker) == 100
+    assert program.search_cap(program.parse_args(TINY), "dspy-mipro") == 60
+    assert "dspy-max-calls" not in program.settings(args)  # each row records its own cap
 
 
 def test_a_bad_test_cache_url_is_refused_before_any_entry_runs(tmp_path: Path) -> None:
