@@ -132,13 +132,17 @@ def test_sigint_stops_cleanly_and_says_how_to_resume(tmp_path: Path) -> None:
         "import promptopt.backends as b\n"
         "from tests.search_fakes import skilled_backend\n"
         "from promptopt.tasks import get_task\n"
-        "b.make_backend = lambda spec, **kw: skilled_backend(get_task('gsm-symbolic'), latency_s=0.01)\n"
+        # 0.05 s a request: ~20 s of work after the 20th row, so the signal lands mid-search
+        # even when a loaded machine delays the polling (at 0.01 s the whole search took 9 s
+        # and once ended before the signal came)
+        "b.make_backend = lambda spec, **kw: skilled_backend(get_task('gsm-symbolic'), latency_s=0.05)\n"
         "import promptopt.controller as c; c.make_backend = b.make_backend\n"
         f"main(['search', '--task', 'gsm-symbolic', '--model', 'fake', '--db', {str(db)!r}, '--no-progress'])\n"
     )
     process = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, env={**os.environ, "PYTHONPATH": str(REPO)})  # fmt: skip
     wait_for_rows(f"sqlite:///{db}", 20)
+    assert process.poll() is None, "the search ended before it could be interrupted"
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=60)
     assert process.returncode == 130, err
