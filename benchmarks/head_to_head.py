@@ -103,6 +103,7 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.baselines import BASELINES  # noqa: E402  (the fixed prompts, defined once)
 from benchmarks.plotting import figure, save  # noqa: E402
+from promptopt.backends import DTYPES, is_local_spec  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results" / "head_to_head"
 PROMPTOPT_POLICIES = ("random", "ape", "opro", "tpe", "reinforce")
@@ -158,7 +159,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--model", default="qwen2.5-coder-1.5b", help="a model spec, or fake")
-    parser.add_argument("--dtype", default="auto", choices=["auto", "int8", "float32", "bfloat16"],
+    parser.add_argument("--dtype", default="auto", choices=DTYPES,
                         help="a local model's weights (auto: bfloat16 on CPUs with AMX, else int8 on x86); "
                         "entries compared with each other need the same")  # fmt: skip
     parser.add_argument("--task", default=None, help="default: gsm8k (fake: a tiny addition task)")
@@ -238,7 +239,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.match_calls is not None and args.match_calls not in DSPY_POLICIES + PROMPTOPT_POLICIES:
         parser.error(f"--match-calls {args.match_calls!r}: not an entry; expected one of "
                      f"{', '.join(DSPY_POLICIES + PROMPTOPT_POLICIES)}")  # fmt: skip
-    if args.dtype != "auto" and (args.model == "fake" or args.model.startswith(("fake/", "openai/"))):
+    if args.dtype != "auto" and not is_local_spec(args.model):
         parser.error(
             f"--dtype {args.dtype}: only a local model has weights to choose; {args.model!r} is not one"
         )

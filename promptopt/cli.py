@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from promptopt.backends import DTYPES
 from promptopt.errors import PromptOptError
 
 DB_HELP = "Database URL (SQLAlchemy) or SQLite file path. Default: $PROMPTOPT_DB, else ./promptopt.db."
@@ -129,7 +130,7 @@ _model_options = _options(
                  help="Requests in flight at once (API backends)."),
     click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True,
                  help="Requests generated as one batch."),
-    click.option("--dtype", type=click.Choice(["auto", "int8", "float32", "bfloat16"]), default="auto",
+    click.option("--dtype", type=click.Choice(DTYPES), default="auto",
                  show_default=True, help="Weights of a local model: int8 (auto's choice on x86 CPUs without "
                  "AMX; ~4x float32's speed), float32 (exact reference: bit-identical prefix reuse), bfloat16."),
     click.option("--db", default=None, help=DB_HELP),

@@ -72,7 +72,7 @@ _CHATTER = re.compile(
 )
 # A list item ("1.", "2)", "-", "*", "•") or a format line ("Answer: the number only")
 _LIST_ITEM = re.compile(r"^\s*(?:\d+[.)]|[-*•])\s+\S")
-_LIST_OR_FORMAT_LINE = re.compile(r"^\s*(?:\d+[.)]|[-*•])\s+\S|^\s*[A-Z][\w ]{0,30}:\s*\S")
+_LIST_OR_FORMAT_LINE = re.compile(rf"{_LIST_ITEM.pattern}|^\s*[A-Z][\w ]{{0,30}}:\s*\S")
 # A copy of the meta-prompt's example format (a made-up question and its output)
 _QUESTION_LINE = re.compile(r"^\W*(?:input|question)\s*:", re.IGNORECASE | re.MULTILINE)
 _OUTPUT_LINE = re.compile(r"^\W*(?:output|answer)\s*:\s*\S*\d", re.IGNORECASE | re.MULTILINE)

@@ -16,7 +16,23 @@ from promptopt.backends.fake import FakeBackend
 from promptopt.backends.retry import RetryingBackend
 from promptopt.errors import ConfigError
 
-__all__ = ["Backend", "CachingBackend", "FakeBackend", "RetryingBackend", "make_backend"]
+__all__ = [
+    "DTYPES",
+    "Backend",
+    "CachingBackend",
+    "FakeBackend",
+    "RetryingBackend",
+    "is_local_spec",
+    "make_backend",
+]
+
+DTYPES = ("auto", "int8", "float32", "bfloat16")  # a local model's weights (--dtype)
+
+
+def is_local_spec(spec: str) -> bool:
+    """True if ``spec`` names a local model (anything but ``fake`` and ``openai/...``)."""
+    spec = spec.strip()
+    return not (spec == "fake" or spec.startswith(("fake/", "openai/")))
 
 
 def make_backend(
@@ -31,8 +47,7 @@ def make_backend(
     """Build the backend a model spec names (see the module docstring). ``dtype`` applies to
     local models only (see :class:`~promptopt.backends.local.TransformersBackend`)."""
     spec = spec.strip()
-    is_local = not (spec == "fake" or spec.startswith(("fake/", "openai/")))
-    if dtype != "auto" and not is_local:
+    if dtype != "auto" and not is_local_spec(spec):
         raise ConfigError(f"--dtype {dtype} applies to local models, not {spec!r}")
     if spec == "fake" or spec.startswith("fake/"):
         return FakeBackend(model=spec)

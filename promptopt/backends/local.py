@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from promptopt.backends import DTYPES
 from promptopt.backends.base import OnResults, StreamingBackend
 from promptopt.errors import MissingDependencyError, ModelError
 from promptopt.models import DEFAULT_MODEL, ResolvedModel, cache_dir, resolve_model, sha256_file
@@ -68,7 +69,6 @@ _INSTALL_HINT = (
 # the vocabulary has them (GGUF metadata often names only <|endoftext|> as EOS).
 _END_OF_TURN_TOKENS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<end_of_turn>", "</s>")
 _CONVERTED_FORMAT = 1
-_DTYPES = ("auto", "int8", "float32", "bfloat16")
 
 
 def _import_torch() -> Any:
@@ -411,8 +411,8 @@ class TransformersBackend(StreamingBackend):
     ) -> None:
         if batch_size < 1:
             raise ModelError(f"batch_size must be at least 1, got {batch_size}")
-        if dtype not in _DTYPES:
-            raise ModelError(f"unknown dtype {dtype!r}; expected one of {', '.join(_DTYPES)}")
+        if dtype not in DTYPES:
+            raise ModelError(f"unknown dtype {dtype!r}; expected one of {', '.join(DTYPES)}")
         self._model_arg = model
         self.batch_size = batch_size
         self.threads = threads
