@@ -337,7 +337,10 @@ def _kill_and_resume(
     kinds = ["progress"] * (kills - n_time) + ["time"] * n_time
     rng.shuffle(kinds)
     kinds[0] = "progress"  # the first process must get as far as creating the run
-    targets = sorted(rng.sample(range(1, total), kills - kinds.count("time")))
+    # Every kill lands at least two batches before the search's last request, so the process
+    # after it still has work left to be killed in (test-phase kills stay possible).
+    ceiling = max(kills + 1, total - 2 * int(config.get("batch_size", 4)))
+    targets = sorted(rng.sample(range(1, ceiling), kills - kinds.count("time")))
     started = time.perf_counter()
     records: list[KillRecord] = []
     logs: list[Path] = []
@@ -362,7 +365,15 @@ def _kill_and_resume(
             while _row_count(db) <= stored_before and process.poll() is None:
                 time.sleep(0.02)
         else:
-            time.sleep(rng.uniform(0.05, 2.5))
+            # A random moment, but no later than the next progress target (or the ceiling): a
+            # process left running this long on a fast machine could otherwise get through most
+            # of the search and leave the next kill nothing to land in.
+            deadline = time.perf_counter() + rng.uniform(0.05, 2.5)
+            stop_at = targets[0] if targets else ceiling
+            while time.perf_counter() < deadline and process.poll() is None:
+                if len(seen | set(read_log(log))) >= stop_at:
+                    break
+                time.sleep(0.005)
         if process.poll() is not None:
             out, err = process.communicate()
             raise RuntimeError(
