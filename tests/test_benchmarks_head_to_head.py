@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -61,6 +62,11 @@ def test_fake_run_writes_every_entry_prints_the_table_and_resumes(tmp_path: Path
             Path(search["db"]).name == f"{row['name']}.db" and Path(search["db"]).is_file()
         )  # its own store
 
+    # the test evaluation reports its progress; each entry's last report agrees with its row
+    finals = re.findall(r"test: 12/12 items, ([\d.]+) right so far, [\d.]+ min", first.stderr)
+    assert [float(n) for n in finals] == pytest.approx([r["test"]["accuracy"] * 12 for r in rows]), (
+        first.stderr[-2000:]
+    )
     assert "entry" in first.stdout and "test acc" in first.stdout and "Δ vs zero-shot CoT" in first.stdout
     for name in ("zero-shot CoT", "random", "ape"):
         assert any(line.startswith(name) for line in first.stdout.splitlines()), name
