@@ -4,6 +4,7 @@ order, and a call limit is not overshot by the joining."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -84,8 +85,23 @@ def test_a_failure_of_the_backend_reaches_every_caller_of_the_group() -> None:
         backend.generate([request("alone")])
 
 
+class AnswersOnce(Recording):
+    """Answers only once ``ready()`` holds (10 s at most), so that no caller, however late a
+    loaded machine starts its thread, comes after the call it should join has ended."""
+
+    def __init__(self, ready: Callable[[], bool]) -> None:
+        super().__init__()
+        self.ready = ready
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[Completion]:
+        deadline = time.monotonic() + 10
+        while not self.ready() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        return super().generate(requests)
+
+
 def test_an_identical_request_waiting_already_is_asked_once() -> None:
-    inner = Recording()
+    inner = AnswersOnce(lambda: backend.duplicates >= 4)
     backend = CoalescingBackend(inner, window_s=0.05)
     results = in_threads(6, lambda i: [c.text for c in backend.generate([request(f"q{i % 2}")])])
     assert results[0] == results[2] == results[4] and results[1] == results[3] == results[5]

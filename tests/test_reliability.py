@@ -182,7 +182,7 @@ def test_two_searches_writing_to_one_database_at_once(shared_db: str, tmp_path: 
 def test_search_survives_20_percent_faults_of_every_kind(tmp_path: Path) -> None:
     report = faulty_server_search(
         rate=0.2, seed=4, db=f"sqlite:///{tmp_path / 'faults.db'}", dev_size=12, test_size=16,
-        n_proposals=2, rounds=0, client_timeout_s=0.5,
+        n_proposals=2, rounds=0, client_timeout_s=1.5,  # a loaded machine must not time out a normal request
     )  # fmt: skip
     assert report.completed
     assert set(report.injected_by_kind) == set(FAULT_MIX), report.injected_by_kind
