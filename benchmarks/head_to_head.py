@@ -35,7 +35,8 @@ What runs, and how it is counted:
   ``--resume``, a search whose cap or ``--dspy-threads`` changed starts anew in its
   policy's store, so the requests an earlier search of the same policy and seed made are
   answered from its cache — counted as calls all the same, so the cap binds as in a cold
-  run; the row says ``warm_cache`` and its wall time is not a cold run's. Its row is
+  run; the row says ``warm_cache`` and its wall time is not a cold run's (``first_wall_s``
+  is the time the same search took when it first ran in that store, if it did). Its row is
   appended; the table takes the last row of each entry.
 - **Calls.** "search" is what the cap limits (requests, cache hits included: every policy
   has a store of its own, so the only hits are its own repeats or, after a ``--resume``
@@ -395,9 +396,9 @@ def test_evaluation(task: Any, candidate: Any, backend: Any, args: argparse.Name
     }
 
 
-def unfinished_search(db: str, config: Any) -> str | None:
-    """The unfinished search in ``db`` started with the call cap and DSPy threads of
-    ``config`` (a resume continues with its stored configuration), if any."""
+def stored_searches(db: str, config: Any) -> list[Any]:
+    """The searches in ``db`` started with the call cap and DSPy threads of ``config``
+    (a resume continues with its stored configuration), oldest first."""
     from promptopt.store import Store
 
     def same(stored: Mapping[str, Any]) -> bool:
@@ -408,10 +409,24 @@ def unfinished_search(db: str, config: Any) -> str | None:
         )
 
     with Store(db) as store:
-        runs = [
-            r for r in store.list_runs() if r.kind == "search" and r.status != "finished" and same(r.config)
-        ]
-    return runs[0].id if runs else None
+        runs = [r for r in store.list_runs() if r.kind == "search" and same(r.config)]
+    return sorted(runs, key=lambda r: r.created_at)
+
+
+def unfinished_search(db: str, config: Any) -> str | None:
+    """The newest unfinished search of ``config``'s settings in ``db``, if any."""
+    runs = [r for r in stored_searches(db, config) if r.status != "finished"]
+    return runs[-1].id if runs else None
+
+
+def first_wall_s(db: str, config: Any) -> float | None:
+    """The wall time of the first finished search of ``config``'s settings in ``db``: when a
+    finished search is run again from its cache (its test was stopped, say), the time it
+    took when the model answered."""
+    for run in stored_searches(db, config):
+        if run.status == "finished" and isinstance((run.summary or {}).get("wall_s"), int | float):
+            return float(run.summary["wall_s"])
+    return None
 
 
 def dspy_cap_note(args: argparse.Namespace) -> str:
@@ -489,6 +504,7 @@ def run_search(name: str, task: Any, backend: Any, args: argparse.Namespace) -> 
     if resume is None and not warm:
         for leftover in db_path.parent.glob(db_path.name + "*"):  # the db and its -wal/-shm
             leftover.unlink()
+    cold_wall = first_wall_s(db, config) if warm else None
     if warm:
         print(f"  [{name}] new search (cap {cap}) in {db_path}: its response cache answers the "
               "requests an earlier search there made (counted as calls all the same)", file=sys.stderr, flush=True)  # fmt: skip
@@ -522,6 +538,7 @@ def run_search(name: str, task: Any, backend: Any, args: argparse.Namespace) -> 
         "cap": cap,
         "matched_to": args.match_calls if args.search_cap is not None else None,
         "warm_cache": warm,
+        "first_wall_s": cold_wall,  # warm: the same search's wall time when it first ran here
         "dspy_threads": args.dspy_threads if kind_of(name) == "dspy" else None,
         "dspy_share": args.dspy_share if kind_of(name) == "dspy" else None,
         "calls": spent["calls"],
@@ -945,6 +962,8 @@ def print_table(rows: Sequence[Mapping[str, Any]], args: argparse.Namespace) -> 
                 f"{s['tokens_in'] + s['tokens_out']}+{s['selection_tokens_in'] + s['selection_tokens_out']}"
             )
             wall = f"{'–' if s['wall_s'] is None else format(s['wall_s'], '.0f')}/{t['wall_s']:.0f}"
+            if s.get("first_wall_s") is not None:  # run again from its cache: the first run's time too
+                wall += f" (first {s['first_wall_s']:.0f})"
         else:
             calls, tokens, wall = "–", "–", f"–/{t['wall_s']:.0f}"
         table.append([

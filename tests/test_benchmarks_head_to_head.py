@@ -95,6 +95,27 @@ def test_fake_run_writes_every_entry_prints_the_table_and_resumes(tmp_path: Path
 
 
 @pytest.mark.slow
+def test_a_finished_search_run_again_from_its_cache_keeps_its_first_wall_time(tmp_path: Path) -> None:
+    # A search that finished but whose row was never written (its test was stopped): --resume
+    # runs it again from its store's cache, and the row keeps the first run's wall time.
+    assert run(tmp_path, "--policies", "random").returncode == 0
+    results = tmp_path / "out" / "fake-tiny-add.jsonl"
+    first = [json.loads(line) for line in results.read_text().splitlines()]
+    results.write_text(json.dumps(first[0]) + "\n")  # the baseline's row only
+    again = run(tmp_path, "--policies", "random", "--resume")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "its response cache answers" in again.stderr
+    row = json.loads(results.read_text().splitlines()[-1])
+    assert row["name"] == "random" and row["search"]["warm_cache"]
+    assert row["search"]["first_wall_s"] == pytest.approx(first[1]["search"]["wall_s"])
+    assert row["search"]["calls"] == first[1]["search"]["calls"] and row["test"] == {
+        **first[1]["test"], "wall_s": row["test"]["wall_s"], "run_id": row["test"]["run_id"],
+        "cache_hits": row["test"]["cache_hits"], "model_calls": row["test"]["model_calls"]
+    }  # fmt: skip
+    assert f"(first {first[1]['search']['wall_s']:.0f})" in again.stdout
+
+
+@pytest.mark.slow
 def test_a_named_test_cache_answers_the_baselines_stored_there(tmp_path: Path) -> None:
     cache = f"sqlite:///{tmp_path / 'baselines.db'}"
     only_baseline = ["--policies", "", "--test-cache", cache]
