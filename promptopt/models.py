@@ -99,7 +99,7 @@ KNOWN_MODELS: dict[str, ModelSpec] = {
             sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
             size=1_117_320_768,
             filename="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
-            extra="model-qwen1_5b",
+            extra="model-qwen1-5b",
         ),
         ModelSpec(
             name="qwen2.5-coder-0.5b",
@@ -108,7 +108,7 @@ KNOWN_MODELS: dict[str, ModelSpec] = {
             sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
             size=491_400_064,
             filename="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
-            extra="model-qwen0_5b",
+            extra="model-qwen0-5b",
         ),
         ModelSpec(
             name="smollm2-135m",

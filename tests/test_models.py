@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
+import re
 import sys
 from pathlib import Path
 
@@ -196,3 +197,16 @@ def test_real_smollm2_package_verifies(monkeypatch: pytest.MonkeyPatch, tmp_path
     resolved = resolve_model("smollm2-135m")
     assert resolved.sha256 == KNOWN_MODELS["smollm2-135m"].sha256
     assert Path(resolved.path).name == "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def test_every_hinted_extra_exists_in_normalized_spelling() -> None:
+    # The hint says pip install 'promptopt[<extra>]'. pip before 23.3 does not normalize an
+    # extra's name (PEP 685), so 'model-qwen1_5b' failed there against the metadata's
+    # 'model-qwen1-5b': an extra must be spelled as the metadata spells it.
+    pyproject = (Path(__file__).resolve().parent.parent / "pyproject.toml").read_text()
+    section = pyproject.split("[project.optional-dependencies]", 1)[1].split("\n[", 1)[0]
+    extras = re.findall(r"^([^\s=#]+)\s*=", section, flags=re.MULTILINE)
+    assert "local" in extras and "all" in extras, extras
+    assert all(re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", name) for name in extras), sorted(extras)
+    hinted = [spec.extra for spec in KNOWN_MODELS.values() if spec.extra]
+    assert hinted and all(extra in extras for extra in hinted)
