@@ -337,9 +337,11 @@ def _kill_and_resume(
     kinds = ["progress"] * (kills - n_time) + ["time"] * n_time
     rng.shuffle(kinds)
     kinds[0] = "progress"  # the first process must get as far as creating the run
-    # Every kill lands at least two batches before the search's last request, so the process
-    # after it still has work left to be killed in (test-phase kills stay possible).
-    ceiling = max(kills + 1, total - 2 * int(config.get("batch_size", 4)))
+    # Every kill lands at least two batches (and an eighth of the requests) before the
+    # search's last request, so the process after it still has work left to be killed in
+    # (test-phase kills stay possible).
+    margin = max(2 * int(config.get("batch_size", 4)), total // 8)
+    ceiling = max(kills + 1, total - margin)
     targets = sorted(rng.sample(range(1, ceiling), kills - kinds.count("time")))
     started = time.perf_counter()
     records: list[KillRecord] = []
