@@ -1,6 +1,6 @@
 """Crash-and-resume and faulty-server figures for the README.
 
-``kills``: a real search runs in a subprocess on the fake "skilled" model (tests/search_fakes.py)
+``kills``: a real search runs in a subprocess on the fake "skilled" model (promptopt/testing/search_fakes.py)
 with a small delay per call, so that kills land mid-work. The harness sends SIGKILL at seeded
 random moments, resumes the run in a new process each time, and checks against an uninterrupted
 run of the same seed:
@@ -63,7 +63,7 @@ from promptopt.backends import Backend
 from promptopt.controller import SearchConfig, search
 from promptopt.tasks import get_task
 from promptopt.types import Candidate
-from tests.search_fakes import skilled_backend
+from promptopt.testing.search_fakes import skilled_backend
 
 db, mode, log_path, latency, config_json = sys.argv[1:6]
 latency = float(latency)

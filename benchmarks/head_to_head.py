@@ -14,7 +14,7 @@ What runs, and how it is counted:
   uses its first ``--dev-size``), the held-out test is the first ``--test-limit`` test
   items, the same for every entry. With ``--model fake`` the task is a tiny addition task
   written under the results folder and the model is the scripted fake of
-  ``tests/dspy_fakes.py`` (it speaks promptopt's format and DSPy's), so every entry,
+  ``promptopt/testing/dspy_fakes.py`` (it speaks promptopt's format and DSPy's), so every entry,
   DSPy's included, runs end to end in seconds; its numbers say nothing about real models.
 - **Entries.** ``--policies``: ``random``, ``ape``, ``opro``, ``tpe``, ``reinforce`` and
   ``dspy-mipro`` (MIPROv2 ``auto="light"``) and/or ``dspy-mipro-matched`` (MIPROv2 sized by
@@ -339,7 +339,7 @@ def task_ref(args: argparse.Namespace) -> str:
 def fake_backend() -> Any:
     """The scripted DSPy fake if the checkout's tests are importable, else promptopt's own."""
     try:
-        from tests.dspy_fakes import fake_model
+        from promptopt.testing.dspy_fakes import fake_model
 
         return fake_model()
     except ImportError:
@@ -807,7 +807,9 @@ def dspy_problem(args: argparse.Namespace) -> str | None:
             f"no dspy Python at {python} (--dspy-python, $PROMPTOPT_DSPY_PYTHON; install: see the docstring)"
         )
     needs = "import dspy, promptopt" + (
-        "; from tests.dspy_fakes import fake_model" if args.fake else "; import promptopt.backends.local"
+        "; from promptopt.testing.dspy_fakes import fake_model"
+        if args.fake
+        else "; import promptopt.backends.local"
     )
     probe = subprocess.run([python, "-c", needs], capture_output=True, text=True, env=worker_env(), cwd=REPO,
                            check=False)  # fmt: skip

@@ -11,7 +11,7 @@ mean ± sd over seeds and writes everything as JSON under ``benchmarks/results/`
     python benchmarks/policies.py --model qwen2.5-coder-0.5b --task gsm8k \\
         --data-dir ../shared/data --seeds 1 --max-calls 300 --dev-size 30 --policies random,tpe
 
-``--model fake`` uses the multi-dimensional fake of the test suite (tests/space_fakes.py):
+``--model fake`` uses the multi-dimensional fake of the test suite (promptopt/testing/space_fakes.py):
 its accuracy depends on chain of thought, number of demos, answer format and
 instruction, so the space has a clearly best region. Its numbers say whether a policy
 learns; they say nothing about real models.
@@ -53,8 +53,7 @@ def run_one(args: argparse.Namespace, policy: str, seed: int, db: str) -> dict[s
     backend = None
     model = args.model
     if args.model == "fake":
-        sys.path.insert(0, str(REPO))
-        from tests.space_fakes import space_backend
+        from promptopt.testing.space_fakes import space_backend
 
         backend = space_backend(task)
         if args.space is None:  # the fake's own space (no similar demos: no embedding model needed)

@@ -51,7 +51,7 @@ Two steps:
     python benchmarks/space_replay.py replay --model qwen2.5-coder-0.5b --task gsm8k \\
         --data-dir ../shared/data --dev-size 20 --seeds 5 --max-calls 600
 
-``--model fake`` uses the multi-dimensional fake of the test suite (tests/space_fakes.py),
+``--model fake`` uses the multi-dimensional fake of the test suite (promptopt/testing/space_fakes.py),
 as benchmarks/policies.py does; its numbers say nothing about real models.
 """
 
@@ -76,7 +76,7 @@ POLICIES = ("random", "tpe", "reinforce", "ape")
 TABLE_KIND = "promptopt-space-replay-table"
 APE_LABEL = "ape (instruction only)"
 
-if str(REPO) not in sys.path:  # `tests.space_fakes` for --model fake
+if str(REPO) not in sys.path:  # `benchmarks.plotting`
     sys.path.insert(0, str(REPO))
 
 from benchmarks.plotting import figure, save  # noqa: E402
@@ -300,7 +300,7 @@ def make_base(task: Any, space: Any, max_new_tokens: int | None) -> Candidate:
 
 def model_backend(model: str, task: Any, batch_size: int, dtype: str) -> Backend:
     if model == "fake":
-        from tests.space_fakes import space_backend
+        from promptopt.testing.space_fakes import space_backend
 
         return space_backend(task)
     from promptopt.backends import make_backend

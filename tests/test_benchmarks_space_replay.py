@@ -125,12 +125,12 @@ def test_the_grid_holds_every_point_the_search_samples(program: ModuleType, task
 def test_replay_answers_everything_from_the_table_and_is_reproducible(
     program: ModuleType, recorded: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import tests.space_fakes
+    import promptopt.testing.space_fakes
 
     def no_model(*_: object) -> None:
         raise AssertionError("the replay built the fake model")
 
-    monkeypatch.setattr(tests.space_fakes, "space_backend", no_model)
+    monkeypatch.setattr(promptopt.testing.space_fakes, "space_backend", no_model)
     first = replay(program, recorded, tmp_path / "a")
     assert first["replay_misses"] == 0 and first["table_hits"] > 0
     table_mean = {r["hash"]: r["mean"] for r in recorded["table"]["candidates"]}

@@ -29,16 +29,16 @@ from promptopt.errors import ConfigError
 from promptopt.evaluation import evaluate
 from promptopt.export import export
 from promptopt.tasks import Task, get_task
+from promptopt.testing.dspy_fakes import INSTRUCTIONS
 from promptopt.types import Candidate
-from tests.dspy_fakes import INSTRUCTIONS
 
 REPO = Path(__file__).resolve().parent.parent
 
-# The scripted model (tests/dspy_fakes.py): it answers DSPy's ChatAdapter prompts (task
+# The scripted model (promptopt/testing/dspy_fakes.py): it answers DSPy's ChatAdapter prompts (task
 # and instruction proposals) and promptopt's own; it gets every question whose sum is a
 # multiple of 3 wrong unless the prompt shows demos or says "carefully".
 FAKE_MODEL = """
-from tests.dspy_fakes import fake_model
+from promptopt.testing.dspy_fakes import fake_model
 """
 
 # Runs first in every dspy subprocess: refuse and record any connection off loopback.

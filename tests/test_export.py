@@ -30,8 +30,8 @@ from promptopt.leaderboard import candidate_details, candidate_scores
 from promptopt.prompt import render_messages
 from promptopt.store import Store
 from promptopt.tasks import Task, get_task
+from promptopt.testing.search_fakes import skilled_backend
 from promptopt.types import Candidate, GenerationRequest
-from tests.search_fakes import skilled_backend
 from tests.test_leaderboard import TASK, results_cli, run_search
 
 SECRET = "sk-test-DO-NOT-EXPORT-1234567890"

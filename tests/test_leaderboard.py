@@ -27,8 +27,8 @@ from promptopt.prompt import render_messages
 from promptopt.stats import wilson_interval
 from promptopt.store import Store
 from promptopt.tasks import Task, get_task
+from promptopt.testing.search_fakes import skilled_backend
 from promptopt.types import Candidate, Completion
-from tests.search_fakes import skilled_backend
 
 TASK = "gsm-symbolic"
 

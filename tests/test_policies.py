@@ -26,8 +26,8 @@ from promptopt.racing import successive_halving
 from promptopt.spaces import SearchSpace, load_space
 from promptopt.store import Store
 from promptopt.tasks import get_task
+from promptopt.testing.space_fakes import ANSWER_IS, prompt_skill, space_backend
 from promptopt.types import Candidate
-from tests.space_fakes import ANSWER_IS, prompt_skill, space_backend
 from tests.test_store import _fresh_pg_database
 
 optuna = pytest.importorskip("optuna")

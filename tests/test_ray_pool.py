@@ -179,7 +179,7 @@ def test_search_through_the_pool_ends_as_a_serial_search(
     task: Task, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from promptopt.controller import SearchConfig, SearchResult, search
-    from tests.search_fakes import skilled_backend
+    from promptopt.testing.search_fakes import skilled_backend
 
     config = SearchConfig.from_preset(
         "light", task="gsm-symbolic", model="fake", base=Candidate(instruction="Answer."), policy="ape",

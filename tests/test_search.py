@@ -10,8 +10,8 @@ from promptopt.racing import full_evaluation, schedule_size, successive_halving
 from promptopt.stats import paired_difference
 from promptopt.store import Store
 from promptopt.tasks import Task, get_task
+from promptopt.testing.search_fakes import skill, skilled_backend
 from promptopt.types import Candidate
-from tests.search_fakes import skill, skilled_backend
 
 
 @pytest.fixture(scope="module")

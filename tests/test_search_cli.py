@@ -24,7 +24,7 @@ import sys
 from promptopt.controller import SearchConfig, search
 from promptopt.tasks import get_task
 from promptopt.types import Candidate
-from tests.search_fakes import skilled_backend
+from promptopt.testing.search_fakes import skilled_backend
 db, mode = sys.argv[1], sys.argv[2]
 task = get_task("gsm-symbolic")
 backend = skilled_backend(task, latency_s=0.004)
@@ -134,7 +134,7 @@ def test_sigint_stops_cleanly_and_says_how_to_resume(tmp_path: Path) -> None:
         "import sys, time\n"
         "from promptopt.cli import main\n"
         "import promptopt.backends as b\n"
-        "from tests.search_fakes import skilled_backend\n"
+        "from promptopt.testing.search_fakes import skilled_backend\n"
         "from promptopt.tasks import get_task\n"
         "b.make_backend = lambda spec, **kw: skilled_backend(get_task('gsm-symbolic'), latency_s=0.02)\n"
         "import promptopt.controller as c; c.make_backend = b.make_backend\n"

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from promptopt.backends import FakeBackend
 from promptopt.tasks import Task
+from promptopt.testing.search_fakes import GOOD_WORDS, PROPOSALS, _coin
 from promptopt.types import GenerationRequest
-from tests.search_fakes import GOOD_WORDS, PROPOSALS, _coin
 
 ANSWER_IS = "The answer is"
 
