@@ -57,7 +57,7 @@ def run_one(args: argparse.Namespace, policy: str, seed: int, db: str) -> dict[s
 
         backend = space_backend(task)
         if args.space is None:  # the fake's own space (no similar demos: no embedding model needed)
-            from tests.test_policies import SPACE
+            from promptopt.testing.space_fakes import SPACE
 
             args.space = SPACE
     space_policy = policy in ("random", "tpe", "reinforce")

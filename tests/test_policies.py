@@ -26,28 +26,11 @@ from promptopt.racing import successive_halving
 from promptopt.spaces import SearchSpace, load_space
 from promptopt.store import Store
 from promptopt.tasks import get_task
-from promptopt.testing.space_fakes import ANSWER_IS, prompt_skill, space_backend
+from promptopt.testing.space_fakes import ANSWER_IS, SPACE, prompt_skill, space_backend
 from promptopt.types import Candidate
 from tests.test_store import _fresh_pg_database
 
 optuna = pytest.importorskip("optuna")
-
-SPACE = {
-    "name": "fake",
-    "dimensions": {
-        "instruction": {"type": "pool", "seeds": ["Solve it.", "Work carefully and check the result."],
-                        "grow": {"proposer": "ape", "max": 2}},
-        "cot_mode": {"type": "categorical", "choices": ["none", "zero_shot"]},
-        "cot_trigger": {"type": "categorical", "choices": ["Let's think step by step.", "Go."],
-                        "when": {"cot_mode": ["zero_shot"]}},
-        "n_demos": {"type": "integer", "low": 0, "high": 8},
-        "demo_selection": {"type": "categorical", "choices": ["random", "fixed"], "when": {"n_demos": {"min": 1}}},
-        "answer_format": {"type": "categorical",
-                          "choices": [f'End with "{ANSWER_IS} N."', "Reply with a number.", "Be brief."]},
-        "samples": {"type": "categorical", "choices": [1, 3, 5]},
-        "temperature": {"type": "float", "low": 0.5, "high": 1.0, "step": 0.25, "when": {"samples": [3, 5]}},
-    },
-}  # fmt: skip
 
 
 @pytest.fixture(scope="module")

@@ -14,12 +14,33 @@ per-sample accuracy is above one half. Proposals come from search_fakes.
 
 from __future__ import annotations
 
+from typing import Any
+
 from promptopt.backends import FakeBackend
 from promptopt.tasks import Task
 from promptopt.testing.search_fakes import GOOD_WORDS, PROPOSALS, _coin
 from promptopt.types import GenerationRequest
 
 ANSWER_IS = "The answer is"
+
+# A small space over the parts this fake reacts to (no similar demos: no embedding model
+# needed), for the policy tests and `benchmarks/policies.py --model fake`.
+SPACE: dict[str, Any] = {
+    "name": "fake",
+    "dimensions": {
+        "instruction": {"type": "pool", "seeds": ["Solve it.", "Work carefully and check the result."],
+                        "grow": {"proposer": "ape", "max": 2}},
+        "cot_mode": {"type": "categorical", "choices": ["none", "zero_shot"]},
+        "cot_trigger": {"type": "categorical", "choices": ["Let's think step by step.", "Go."],
+                        "when": {"cot_mode": ["zero_shot"]}},
+        "n_demos": {"type": "integer", "low": 0, "high": 8},
+        "demo_selection": {"type": "categorical", "choices": ["random", "fixed"], "when": {"n_demos": {"min": 1}}},
+        "answer_format": {"type": "categorical",
+                          "choices": [f'End with "{ANSWER_IS} N."', "Reply with a number.", "Be brief."]},
+        "samples": {"type": "categorical", "choices": [1, 3, 5]},
+        "temperature": {"type": "float", "low": 0.5, "high": 1.0, "step": 0.25, "when": {"samples": [3, 5]}},
+    },
+}  # fmt: skip
 
 
 def prompt_skill(*, reasons: bool, n_demos: int, answer_is: bool, instruction: str = "") -> float:
