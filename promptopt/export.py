@@ -31,7 +31,6 @@ same code as the search (:func:`promptopt.prompt.render_messages` and the
 from __future__ import annotations
 
 import json
-import re
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,7 +41,14 @@ from typing import Any
 
 from promptopt.errors import ConfigError, PromptOptError, TaskError, TemplateError
 from promptopt.executor import TWO_STAGE_MAX_TOKENS, Executor
-from promptopt.prompt import demo_solution, render_messages
+from promptopt.leaderboard import load_run_task
+from promptopt.prompt import (
+    SENTINEL_RE,
+    demo_solution,
+    placeholder_messages,
+    render_messages,
+    sentinel_messages,
+)
 from promptopt.store import RunRecord, Store, mask_url, scrub_secrets
 from promptopt.tasks import Task, TaskSpec, get_task
 from promptopt.types import COT_MODES, Candidate, EvalResult, Example, content_hash
@@ -69,8 +75,6 @@ EXPORT_FORMAT = "promptopt-prompt"
 #: message naming ``format_version``; bump it (and keep reading the old one) on change.
 EXPORT_VERSION = 1
 FORMATS = ("yaml", "json", "openai", "jinja", "dspy")
-_SENTINEL = "\x00promptopt-field:{name}\x00"
-_SENTINEL_RE = re.compile("\x00promptopt-field:([A-Za-z_][A-Za-z0-9_]*)\x00")
 
 
 class PromptEditedWarning(UserWarning):
@@ -142,33 +146,7 @@ class PromptTask(Task):
         }
 
 
-def placeholder_messages(candidate: Candidate, task: Task) -> list[dict[str, str]]:
-    """The chat messages of ``candidate`` with ``{field}`` where each input goes."""
-    return [
-        {"role": m["role"], "content": _SENTINEL_RE.sub(lambda x: "{" + x.group(1) + "}", m["content"])}
-        for m in _sentinel_messages(candidate, task)
-    ]
-
-
-def _sentinel_messages(candidate: Candidate, task: Task) -> list[dict[str, str]]:
-    fields = {name: _SENTINEL.format(name=name) for name in task.spec.input_fields}
-    example = Example(id="input", inputs=fields, target="")
-    messages = [m.to_dict() for m in render_messages(candidate, task, example)]
-    for message in messages[:-1]:
-        if _SENTINEL_RE.search(message["content"]):  # pragma: no cover - render puts inputs last only
-            raise ConfigError("an input field appears outside the last message; cannot export placeholders")
-    return messages
-
-
 # --------------------------------------------------------------------------- building a document
-
-
-def load_run_task(run: RunRecord, data_dir: str | Path | None = None) -> Task:
-    """The task a run used: the name or path its config recorded, with ``data_dir`` or the
-    run's own data directory."""
-    name = run.config.get("task") if isinstance(run.config.get("task"), str) else None
-    directory = data_dir or run.config.get("data_dir")
-    return get_task(name or run.task, directory)
 
 
 @dataclass(frozen=True)
@@ -715,7 +693,7 @@ def _jinja_literal(text: str) -> str:
 
 
 def _jinja(prompt: LoadedPrompt) -> str:
-    messages = _sentinel_messages(prompt.candidate, prompt.task)
+    messages = sentinel_messages(prompt.candidate, prompt.task)
     lines = []
     summary = _summary(prompt)
     provenance = summary["provenance"]
@@ -734,7 +712,7 @@ def _jinja(prompt: LoadedPrompt) -> str:
     for index, message in enumerate(messages):
         parts: list[str] = []
         position = 0
-        for match in _SENTINEL_RE.finditer(message["content"]):
+        for match in SENTINEL_RE.finditer(message["content"]):
             if match.start() > position:
                 parts.append(_jinja_literal(message["content"][position : match.start()]))
             parts.append(f"({match.group(1)} | string)")

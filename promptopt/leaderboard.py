@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
@@ -26,6 +26,9 @@ from promptopt.stats import wilson_interval
 from promptopt.store import RunRecord, Store
 from promptopt.store.schema import CANDIDATES, EVALUATIONS, RUN_CANDIDATES, RUNS, SAMPLES
 from promptopt.types import Candidate, EvalResult
+
+if TYPE_CHECKING:
+    from promptopt.tasks import Task
 
 __all__ = [
     "CandidateDetails",
@@ -274,7 +277,7 @@ def mark_pareto(entries: list[LeaderboardEntry]) -> list[LeaderboardEntry]:
     Self-consistency buys accuracy with calls; the front shows which trades are worth it."""
     from dataclasses import replace
 
-    from promptopt.report import pareto_front
+    from promptopt.stats import pareto_front
 
     groups: dict[tuple[str, str], list[int]] = {}
     for i, entry in enumerate(entries):
@@ -494,8 +497,7 @@ def candidate_details(
 ) -> CandidateDetails:
     """One candidate in one run: scores, the full prompt rendered with ``{field}``
     placeholders (needs the task's data for demos), its demos and per-example results."""
-    from promptopt.export import load_run_task, placeholder_messages
-    from promptopt.prompt import demo_solution
+    from promptopt.prompt import demo_solution, placeholder_messages
 
     run = store.get_run(run_id)
     candidate = store.get_candidate(candidate_hash)
@@ -550,3 +552,13 @@ def show(
     best_hash = run_candidate(run) or (entries[0].candidate if entries else None)
     best = candidate_details(store, value, best_hash, data_dir=data_dir) if best_hash else None
     return RunDetails(run=run, entries=entries, best=best)
+
+
+def load_run_task(run: RunRecord, data_dir: str | Path | None = None) -> Task:
+    """The task a run used: the name or path its config recorded, with ``data_dir`` or the
+    run's own data directory."""
+    from promptopt.tasks import get_task
+
+    name = run.config.get("task") if isinstance(run.config.get("task"), str) else None
+    directory = data_dir or run.config.get("data_dir")
+    return get_task(name or run.task, directory)

@@ -15,6 +15,9 @@ right), unlike every demo before them.
 
 from __future__ import annotations
 
+import re
+
+from promptopt.errors import ConfigError
 from promptopt.tasks import Task
 from promptopt.types import Candidate, Example, Message
 
@@ -91,3 +94,29 @@ def render_text(candidate: Candidate, task: Task, example: Example) -> str:
 def answer_followup(task: Task) -> Message:
     """The second-stage question of Kojima-style two-stage answer extraction."""
     return Message("user", task.spec.answer_prompt)
+
+
+# --------------------------------------------------------------------------- placeholders
+# The prompt rendered with ``{field}`` where each input goes (export, ``promptopt show``):
+# each field is rendered as a sentinel that no text contains, then replaced.
+SENTINEL = "\x00promptopt-field:{name}\x00"
+SENTINEL_RE = re.compile("\x00promptopt-field:([A-Za-z_][A-Za-z0-9_]*)\x00")
+
+
+def placeholder_messages(candidate: Candidate, task: Task) -> list[dict[str, str]]:
+    """The chat messages of ``candidate`` with ``{field}`` where each input goes."""
+    return [
+        {"role": m["role"], "content": SENTINEL_RE.sub(lambda x: "{" + x.group(1) + "}", m["content"])}
+        for m in sentinel_messages(candidate, task)
+    ]
+
+
+def sentinel_messages(candidate: Candidate, task: Task) -> list[dict[str, str]]:
+    """The chat messages of ``candidate`` with a sentinel (``SENTINEL``) where each input goes."""
+    fields = {name: SENTINEL.format(name=name) for name in task.spec.input_fields}
+    example = Example(id="input", inputs=fields, target="")
+    messages = [m.to_dict() for m in render_messages(candidate, task, example)]
+    for message in messages[:-1]:
+        if SENTINEL_RE.search(message["content"]):  # pragma: no cover - render puts inputs last only
+            raise ConfigError("an input field appears outside the last message; cannot export placeholders")
+    return messages

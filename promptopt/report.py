@@ -28,6 +28,7 @@ from promptopt.leaderboard import (
     leaderboard,
     run_candidate,
 )
+from promptopt.stats import pareto_front
 from promptopt.store import Store
 
 __all__ = ["ReportResult", "pareto_front", "render_report", "write_report"]
@@ -49,19 +50,6 @@ def _e(value: Any) -> str:
 
 def _pct(value: float | None) -> str:
     return "–" if value is None else f"{value:.1%}"
-
-
-def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
-    """Indices of the points no other point beats: fewer-or-equal tokens (x) and
-    higher-or-equal accuracy (y), strictly better in one."""
-    front = []
-    for i, (x, y) in enumerate(points):
-        dominated = any(
-            (ox <= x and oy >= y) and (ox < x or oy > y) for j, (ox, oy) in enumerate(points) if j != i
-        )
-        if not dominated:
-            front.append(i)
-    return sorted(front, key=lambda i: points[i][0])
 
 
 class _Axes:

@@ -77,3 +77,16 @@ def paired_difference(
         )
         p_value = (extreme + 1) / (resamples + 1)
     return {"n": n, "diff": mean, "ci_low": low, "ci_high": high, "p_value": p_value}
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point beats: fewer-or-equal tokens (x) and
+    higher-or-equal accuracy (y), strictly better in one."""
+    front = []
+    for i, (x, y) in enumerate(points):
+        dominated = any(
+            (ox <= x and oy >= y) and (ox < x or oy > y) for j, (ox, oy) in enumerate(points) if j != i
+        )
+        if not dominated:
+            front.append(i)
+    return sorted(front, key=lambda i: points[i][0])
