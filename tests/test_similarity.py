@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -89,3 +90,12 @@ def test_missing_package_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -
     with pytest.raises(MissingDependencyError) as info:
         Encoder()
     assert "promptopt[similarity]" in str(info.value.hint)
+
+
+def test_loading_the_encoder_prints_nothing() -> None:
+    # A normal run showed transformers' "Loading weights: 100%|...|" bar on the user's terminal.
+    code = "from promptopt.similarity import Encoder; Encoder().encode(['a question'])"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "" and "%|" not in done.stderr and "Loading weights" not in done.stderr, done.stderr
