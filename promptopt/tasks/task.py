@@ -91,7 +91,7 @@ class TaskSpec:
         if metric not in METRICS:
             raise TaskError(f"{where}: metric {metric!r} is unknown; expected one of {', '.join(METRICS)}")
         extractor = str(data.get("extractor", "auto"))
-        if extractor != "auto":
+        if extractor not in ("auto", *extraction.DATA_EXTRACTORS):
             extraction.get_extractor(extractor)  # raises with the list of known names
         dev = data.get("dev", {}) or {}
         if not isinstance(dev, Mapping):
@@ -182,11 +182,30 @@ class Task:
         if self.spec.extractor != "auto":
             return self.spec.extractor
         sample = [e.target for e in self._splits["_train_full"][:200] + self._splits["test"][:200]]
-        return extraction.detect_extractor(sample)
+        detected = extraction.detect_extractor(sample)
+        if detected == "labels":
+            from promptopt.tasks.options import label_set
+
+            every = [e.target for e in self._splits["_train_full"] + self._splits["test"]]
+            return "labels" if label_set([extraction.normalize_text(t) for t in every]) else "text"
+        return detected
 
     @cached_property
-    def _extract(self) -> extraction.Extractor:
-        return extraction.get_extractor(self.extractor_name)
+    def labels(self) -> tuple[str, ...] | None:
+        """The task's answer set, most frequent first, normalised as answers are, when
+        the gold answers form a small closed set (two to a few dozen labels); else None."""
+        from promptopt.tasks.options import label_set
+
+        targets = [self.target(e) for e in self._splits["_train_full"] + self._splits["test"]]
+        if self.spec.extractor == "labels":
+            return label_set(targets, max_labels=len(targets)) or tuple(dict.fromkeys(targets))
+        return label_set(targets)
+
+    def options(self, example: Example) -> dict[str, str]:
+        """The options ``example`` lists (letter → text), empty when it lists none."""
+        from promptopt.tasks.options import parse_options
+
+        return parse_options(self.render_input(example))
 
     def examples(self, split: str, limit: int | None = None) -> list[Example]:
         """Examples of ``train`` (the demo pool: train minus dev), ``dev`` or ``test``."""
@@ -240,8 +259,18 @@ class Task:
     def target(self, example: Example) -> str:
         return extraction.normalize_target(example.target, self.extractor_name)
 
-    def extract(self, text: str) -> str | None:
-        return self._extract(text)
+    def extract(self, text: str, example: Example | None = None, *, truncated: bool = False) -> str | None:
+        """The answer in a model output (``example``: the item it answers, whose listed
+        options a multiple-choice answer may name; ``truncated``: cut off at the token
+        limit, so only an explicitly stated answer counts)."""
+        name = self.extractor_name
+        return extraction.extract_answer(
+            name,
+            text,
+            labels=(self.labels or ()) if name == "labels" else (),
+            options=self.options(example) if name == "choice" and example is not None else None,
+            truncated=truncated,
+        )
 
     def score(self, answer: str | None, example: Example) -> float:
         """1.0 if the extracted answer matches the gold answer, else 0.0."""
