@@ -16,6 +16,7 @@ right), unlike every demo before them.
 from __future__ import annotations
 
 from promptopt.tasks import Task
+from promptopt.tasks.answer_format import render_answer_format
 from promptopt.types import Candidate, Example, Message
 
 ANSWER_SENTENCE = "The answer is {answer}."
@@ -51,10 +52,11 @@ def demos_for(candidate: Candidate, task: Task, example: Example) -> list[Exampl
 
 
 def demo_turn(candidate: Candidate, task: Task, demo: Example) -> str:
-    """The user turn of a demo: the input and the answer-format line, like the question's."""
+    """The user turn of a demo: the input and the answer-format line, like the question's
+    (its ``{answers}`` slot names what an answer to this item may be)."""
     parts = [task.render_input(demo)]
     if candidate.answer_format.strip():
-        parts.append(candidate.answer_format.strip())
+        parts.append(render_answer_format(candidate.answer_format, task, demo))
     return "\n\n".join(parts)
 
 

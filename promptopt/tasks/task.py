@@ -27,6 +27,7 @@ from typing import Any
 from promptopt import template as templating
 from promptopt.errors import DataError, TaskError
 from promptopt.tasks import extract as extraction
+from promptopt.tasks.answer_format import DEFAULT_ANSWER_FORMAT
 from promptopt.tasks.loaders import LOADERS, resolve_data_dir
 from promptopt.types import Example, content_hash
 
@@ -50,7 +51,8 @@ class TaskSpec:
     extractor: str = "auto"
     metric: str = "exact_match"
     description: str = ""
-    answer_format: str = 'End your answer with "The answer is X."'
+    # its {answers} slot is filled per item (promptopt.tasks.answer_format): no placeholder to copy
+    answer_format: str = DEFAULT_ANSWER_FORMAT
     instruction: str = ""
     dev_size: int = 200
     dev_seed: int = 0
