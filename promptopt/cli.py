@@ -290,6 +290,12 @@ def _print_report(report: Any, db_url: str) -> None:
         f"accuracy    {report.accuracy:.1%}  (95% CI {report.ci_low:.1%}–{report.ci_high:.1%}, "
         f"n={report.n_scored}, {report.n_failed} failed)"
     )
+    from promptopt.answer_counts import AnswerCounts
+
+    counts = AnswerCounts(report.n_scored, report.n_no_answer, report.n_truncated)
+    echo(f"answers     {counts.text()} (scored as wrong)")
+    if counts.warning():
+        click.secho(f"warning     {counts.warning()}; see `promptopt show {report.run_id}`", fg="yellow")
     echo(
         f"tokens      {report.tokens_in_per_example:.1f} in / {report.tokens_out_per_example:.1f} out per example"
     )
@@ -535,18 +541,23 @@ def _print_search(result: Any, db_url: str) -> None:
 
     console = Console()
     table = Table(title="Top candidates (dev)")
-    for column in ("candidate", "origin", "dev", "95% CI", "n", "tokens/ex", "text"):
+    for column in ("candidate", "origin", "dev", "95% CI", "n", "no ans", "cut off", "tokens/ex", "text"):
         table.add_column(column)
     for row in result.leaderboard[:8]:
         # show the searched part: the trigger when that is what differs, else the instruction
         text = row.candidate.instruction
         if row.candidate.cot_trigger != result.baseline.cot_trigger:
             text = row.candidate.cot_trigger
+        counts = row.counts
+        flag = "!" if counts is not None and counts.flagged else ""
         table.add_row(
-            row.candidate.hash[:10], row.origin, f"{row.mean:.1%}", f"{row.ci_low:.1%}–{row.ci_high:.1%}", str(row.n),
+            row.candidate.hash[:10] + flag, row.origin, f"{row.mean:.1%}", f"{row.ci_low:.1%}–{row.ci_high:.1%}", str(row.n),
+            str(counts.no_answer) if counts else "–", str(counts.truncated) if counts else "–",
             f"{row.tokens_per_example:.0f}", text[:70] + ("…" if len(text) > 70 else ""),
         )  # fmt: skip
     console.print(table)
+    if any(r.counts is not None and r.counts.flagged for r in result.leaderboard[:8]):
+        click.echo("!: more than 10% of its dev outputs held no answer or were cut off at the token limit")
     test = result.test
     diff = test["difference"]
     echo = click.echo
@@ -555,6 +566,11 @@ def _print_search(result: Any, db_url: str) -> None:
     echo(f"test (n={test['n']})  winner {test['winner']['accuracy']:.1%} "
          f"(95% CI {test['winner']['ci95'][0]:.1%}–{test['winner']['ci95'][1]:.1%})  vs  starting prompt "
          f"{test['baseline']['accuracy']:.1%} (95% CI {test['baseline']['ci95'][0]:.1%}–{test['baseline']['ci95'][1]:.1%})")  # fmt: skip
+    for side in ("winner", "baseline"):
+        got = test[side]
+        if "no_answer" in got:
+            echo(f"  {side if side == 'winner' else 'starting prompt'} on test: {got['no_answer']} no answer found, "
+                 f"{got['truncated']} cut off at the token limit" + ("  (more than 10%)" if got["flagged"] else ""))  # fmt: skip
     verdict = "significant" if result.significant else "NOT significant"
     echo(f"difference  {diff['diff']:+.1%} (95% CI {diff['ci_low']:+.1%} to {diff['ci_high']:+.1%}), "
          f"paired p = {diff['p_value']:.3g}: the gain is {verdict} at the 5% level")  # fmt: skip

@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from promptopt.answer_counts import AnswerCounts, count_answers
 from promptopt.backends import Backend, CachingBackend, RetryingBackend, make_backend
 from promptopt.budget import Budget, BudgetedBackend, Spend, load_prices
 from promptopt.errors import BudgetExceeded, ConfigError
@@ -128,6 +129,7 @@ class LeaderboardRow:
     n: int
     tokens_per_example: float
     pareto: bool = False  # on the front of dev accuracy against tokens per example
+    counts: AnswerCounts | None = None  # no answer found / cut off, on dev
 
 
 @dataclass(frozen=True)
@@ -165,6 +167,7 @@ class SearchResult:
                     "n": r.n,
                     "tokens_per_example": r.tokens_per_example,
                     "pareto": r.pareto,
+                    **(r.counts.to_dict() if r.counts else {}),
                     "text": r.candidate.instruction,
                 }
                 for r in self.leaderboard
@@ -619,8 +622,9 @@ def _run_policy(
         mean, low, high = mean_interval(scored)
         tokens = sum(r.tokens_in + r.tokens_out for r in known) / len(known)
         rows.append(
-            LeaderboardRow(candidate, run.origins[candidate_hash], mean, low, high, len(scored), tokens)
-        )
+            LeaderboardRow(candidate, run.origins[candidate_hash], mean, low, high, len(scored), tokens,
+                           counts=count_answers(known))
+        )  # fmt: skip
     full = [r for r in rows if r.candidate.hash in finalists]
     winner_row = max(full, key=lambda r: (r.mean, r.n, -finalists.index(r.candidate.hash)))
     rows.sort(key=lambda r: (-r.mean, -r.n))
@@ -649,8 +653,8 @@ def _run_policy(
     significant = paired["diff"] > 0 and paired["p_value"] < SIGNIFICANCE
     test = {
         "n": len(pairs),
-        "baseline": {"accuracy": b_mean, "ci95": [b_low, b_high]},
-        "winner": {"accuracy": w_mean, "ci95": [w_low, w_high]},
+        "baseline": {"accuracy": b_mean, "ci95": [b_low, b_high], **count_answers(base_results).to_dict()},
+        "winner": {"accuracy": w_mean, "ci95": [w_low, w_high], **count_answers(win_results).to_dict()},
         "difference": paired,
     }
     return SearchResult(

@@ -52,6 +52,9 @@ class EvalReport:
     retries: int
     wall_s: float
     results: tuple[EvalResult, ...] = field(repr=False, default=())
+    # scored examples whose output held no answer / was cut off at the token limit
+    n_no_answer: int = 0
+    n_truncated: int = 0
 
     @property
     def n_scored(self) -> int:
@@ -75,6 +78,8 @@ class EvalReport:
             "candidate": self.candidate.hash,
             "n": self.n,
             "n_failed": self.n_failed,
+            "n_no_answer": self.n_no_answer,
+            "n_truncated": self.n_truncated,
             "accuracy": self.accuracy,
             "ci95": [self.ci_low, self.ci_high],
             "tokens_in_per_example": self.tokens_in_per_example,
@@ -269,6 +274,8 @@ def evaluate(
         retries=retrying.retries,
         wall_s=time.perf_counter() - started,
         results=tuple(results),
+        n_no_answer=sum(1 for r in results if r.no_answer),
+        n_truncated=sum(1 for r in results if r.truncated),
     )
     store.finish_run(run_id, "finished", report.summary())
     if owns_store:

@@ -200,6 +200,7 @@ class Executor:
                     latency_s=completion.latency_s,
                     cached=completion.cached and completion.ok,
                     error=completion.error,
+                    finish_reason=completion.finish_reason,
                 )
             )
         good = [s for s in samples if s.error is None]
