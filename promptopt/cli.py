@@ -274,10 +274,14 @@ def eval_command(
         else:
             report = evaluate(task, candidate, backend, progress=bar.update, **settings)
     backend.close()
+    sizes = task.split_sizes()
     if as_json:
-        click.echo(json.dumps({**report.summary(), "db": store.display_url}, indent=2))
+        click.echo(json.dumps({**report.summary(), "splits": sizes, "db": store.display_url}, indent=2))
     else:
         _print_report(report, store.display_url)
+        from promptopt.tasks.splits import sizes_line
+
+        click.echo(sizes_line(sizes))
     store.close()
 
 
@@ -491,6 +495,19 @@ def search_command(
         plan = search(db=store, resume=resume, dry_run=True)
     if not as_json or dry_run:
         _print_estimate(plan, as_json)
+        if resume is None and not as_json:
+            from promptopt.tasks.splits import sizes_line
+
+            sizes = task.split_sizes()
+            used = {
+                **sizes,
+                "dev": min(sizes["dev"], plan["dev_size"]),
+                "test": min(sizes["test"], plan["test_size"]),
+            }
+            head = sizes_line(sizes).splitlines()[0]
+            click.echo(f"{head}  (this search uses dev {used['dev']}, test {used['test']})", err=True)
+            for line in sizes_line(used).splitlines()[1:]:
+                click.echo(line, err=True)
     if dry_run:
         store.close()
         return

@@ -78,3 +78,19 @@ def test_search_counts_and_flags_candidates(tmp_path: Path, db_url: str) -> None
     rows = summary["leaderboard"]
     assert rows and all(r["no_answer"] == r["n"] and r["flagged"] for r in rows)
     assert summary["test"]["winner"]["no_answer"] == summary["test"]["n"]
+
+
+def test_splits_fit_the_data_and_are_printed(tmp_path: Path, db_url: str) -> None:
+    """Issue #27, point 6: a share of the items with floors, not a fixed 125-item test."""
+    from promptopt.tasks import get_task
+
+    folder = _snarks(tmp_path, 178)
+    assert get_task("bbh:snarks", folder).split_sizes() == {"train": 53, "dev": 54, "test": 71}
+    code, out, _ = run("eval", "--task", "bbh:snarks", "--data-dir", str(folder), "--model", "fake",
+                       "--limit", "4", "--db", db_url)  # fmt: skip
+    assert code == 0 and "splits      train 53 · dev 54 · test 71" in out
+    code, out, err = run("search", "--task", "bbh:snarks", "--data-dir", str(folder), "--model", "fake",
+                         "--dev-size", "12", "--test-size", "6", "--db", db_url, "--dry-run")  # fmt: skip
+    assert code == 0, err
+    assert "(this search uses dev 12, test 6)" in err
+    assert "dev has only 12 items" in err and "±28% (95% CI)" in err

@@ -29,6 +29,7 @@ from promptopt.errors import DataError, TaskError
 from promptopt.tasks import extract as extraction
 from promptopt.tasks.answer_format import DEFAULT_ANSWER_FORMAT
 from promptopt.tasks.loaders import LOADERS, resolve_data_dir
+from promptopt.tasks.splits import dev_count, size_value, test_count
 from promptopt.types import Example, content_hash
 
 SPLITS = ("train", "dev", "test")
@@ -54,9 +55,9 @@ class TaskSpec:
     # its {answers} slot is filled per item (promptopt.tasks.answer_format): no placeholder to copy
     answer_format: str = DEFAULT_ANSWER_FORMAT
     instruction: str = ""
-    dev_size: int = 200
+    dev_size: int | float = 200  # a share when below 1 (promptopt.tasks.splits)
     dev_seed: int = 0
-    test_size: int | None = None
+    test_size: int | float | None = None
     cot_prompt: str | None = None
     answer_prompt: str = "Therefore, the final answer is"
     origin: str = "builtin"
@@ -100,13 +101,15 @@ class TaskSpec:
             raise TaskError(f"{where}: 'dev' must be a mapping like {{size: 200, seed: 0}}")
         try:
             version = int(data.get("version", 1))
-            dev_size = int(dev.get("size", 200))
             dev_seed = int(dev.get("seed", 0))
-            test_size = int(data["test_size"]) if data.get("test_size") is not None else None
         except (TypeError, ValueError) as exc:
-            raise TaskError(
-                f"{where}: version, dev.size, dev.seed and test_size must be whole numbers ({exc})"
-            ) from None
+            raise TaskError(f"{where}: version and dev.seed must be whole numbers ({exc})") from None
+        dev_size = size_value(dev.get("size", 200), where=where, what="dev.size")
+        test_size = (
+            size_value(data["test_size"], where=where, what="test_size")
+            if data.get("test_size") is not None
+            else None
+        )
         if source["type"] == "records":
             missing = [k for k in ("target_field",) if k not in source]
             if missing:
@@ -162,7 +165,7 @@ class Task:
         train = loaded.get("train", [])
         test = loaded.get("test", [])
         rng = random.Random(self.spec.dev_seed)
-        dev_size = min(self.spec.dev_size, len(train) // 2)
+        dev_size = dev_count(len(train), self.spec.dev_size)
         dev_ids = set(rng.sample([e.id for e in train], dev_size)) if dev_size else set()
         dev = [e for e in train if e.id in dev_ids]
         pool = [e for e in train if e.id not in dev_ids]
@@ -170,7 +173,7 @@ class Task:
         return splits
 
     def _hold_out(self, items: list[Example], loaded: dict[str, list[Example]]) -> dict[str, list[Example]]:
-        size = self.spec.test_size if self.spec.test_size is not None else len(items) // 2
+        size = test_count(len(items), self.spec.test_size)
         rng = random.Random(self.spec.dev_seed + 1)
         test_ids = set(rng.sample([e.id for e in items], min(size, len(items))))
         return {
@@ -219,6 +222,10 @@ class Task:
         if not examples:
             raise DataError(f"task {self.name} has no {split!r} examples")
         return examples[:limit] if limit is not None else list(examples)
+
+    def split_sizes(self) -> dict[str, int]:
+        """Items in each split: ``{"train": …, "dev": …, "test": …}`` (train: the demo pool)."""
+        return {split: len(self._splits[split]) for split in SPLITS}
 
     @cached_property
     def cot_demos(self) -> list[Example]:
@@ -292,7 +299,7 @@ class Task:
             "extractor": self.extractor_name,
             "metric": self.spec.metric,
             "dataset_hash": self.dataset_hash,
-            "sizes": {split: len(self._splits[split]) for split in SPLITS},
+            "sizes": self.split_sizes(),
         }
 
 
