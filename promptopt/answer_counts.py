@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from promptopt.types import EvalResult
 
@@ -75,3 +76,18 @@ def raw_examples(results: Sequence[EvalResult], *, limit: int = 3) -> list[tuple
             why = "cut off at the token limit" if r.truncated else "no answer found"
             shown.append((r.example_id, why, r.samples[0].raw_output))
     return shown
+
+
+def winner_dev_test(result: Any) -> dict[str, Any]:
+    """A search winner's dev and test scores side by side (with the dev size), and
+    whether its test score fell below the starting prompt's: a dev score picked as the
+    best of many is optimistic, and on a small dev set it can hide a worse prompt."""
+    row = next((r for r in result.leaderboard if r.candidate.hash == result.winner.hash), None)
+    test = result.test
+    winner_test, start_test = test["winner"]["accuracy"], test["baseline"]["accuracy"]
+    return {
+        "dev": {"accuracy": row.mean, "n": row.n} if row is not None else None,
+        "test": {"accuracy": winner_test, "n": test["n"]},
+        "starting_prompt_test": start_test,
+        "test_below_starting_prompt": winner_test < start_test,
+    }

@@ -294,12 +294,9 @@ def _print_report(report: Any, db_url: str) -> None:
         f"accuracy    {report.accuracy:.1%}  (95% CI {report.ci_low:.1%}–{report.ci_high:.1%}, "
         f"n={report.n_scored}, {report.n_failed} failed)"
     )
-    from promptopt.answer_counts import AnswerCounts
+    from promptopt.cli_answers import print_eval_answers
 
-    counts = AnswerCounts(report.n_scored, report.n_no_answer, report.n_truncated)
-    echo(f"answers     {counts.text()} (scored as wrong)")
-    if counts.warning():
-        click.secho(f"warning     {counts.warning()}; see `promptopt show {report.run_id}`", fg="yellow")
+    print_eval_answers(report)
     echo(
         f"tokens      {report.tokens_in_per_example:.1f} in / {report.tokens_out_per_example:.1f} out per example"
     )
@@ -496,18 +493,9 @@ def search_command(
     if not as_json or dry_run:
         _print_estimate(plan, as_json)
         if resume is None and not as_json:
-            from promptopt.tasks.splits import sizes_line
+            from promptopt.cli_answers import print_search_splits
 
-            sizes = task.split_sizes()
-            used = {
-                **sizes,
-                "dev": min(sizes["dev"], plan["dev_size"]),
-                "test": min(sizes["test"], plan["test_size"]),
-            }
-            head = sizes_line(sizes).splitlines()[0]
-            click.echo(f"{head}  (this search uses dev {used['dev']}, test {used['test']})", err=True)
-            for line in sizes_line(used).splitlines()[1:]:
-                click.echo(line, err=True)
+            print_search_splits(task, plan)
     if dry_run:
         store.close()
         return
@@ -588,6 +576,9 @@ def _print_search(result: Any, db_url: str) -> None:
         if "no_answer" in got:
             echo(f"  {side if side == 'winner' else 'starting prompt'} on test: {got['no_answer']} no answer found, "
                  f"{got['truncated']} cut off at the token limit" + ("  (more than 10%)" if got["flagged"] else ""))  # fmt: skip
+    from promptopt.cli_answers import print_winner_checks
+
+    print_winner_checks(result)
     verdict = "significant" if result.significant else "NOT significant"
     echo(f"difference  {diff['diff']:+.1%} (95% CI {diff['ci_low']:+.1%} to {diff['ci_high']:+.1%}), "
          f"paired p = {diff['p_value']:.3g}: the gain is {verdict} at the 5% level")  # fmt: skip

@@ -60,6 +60,7 @@ def leaderboard_command(
     where measured, tokens and cost per example, policy, origin and run. A `*` under
     pareto marks the accuracy/cost Pareto front: no other candidate of the same task and
     model is both more accurate and cheaper (tokens per example)."""
+    from promptopt.cli_answers import leaderboard_constants
     from promptopt.leaderboard import leaderboard
     from promptopt.store import Store
 
@@ -67,6 +68,7 @@ def leaderboard_command(
         entries = leaderboard(
             store, task=task, model=model, run=run_id, top=top, min_dev_n=min_n, prices=prices
         )
+        constants = leaderboard_constants(store, entries)
     if as_json:
         click.echo(json.dumps([e.to_dict() for e in entries], indent=2))
         return
@@ -121,6 +123,8 @@ def leaderboard_command(
         click.echo(
             "  ".join(cell.ljust(w) for cell, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1]
         )
+    for line in constants:
+        click.echo(line)
     if any(s is not None and s.counts.flagged for e in entries for s in (e.dev, e.test)):
         click.echo("no ans/cut: outputs with no answer found / cut off at the token limit; "
                    "!: more than 10% of them")  # fmt: skip
@@ -156,6 +160,9 @@ def show_command(ref: str, data_dir: str | None, examples: int, db: str | None, 
         click.echo(f"  {e.rank:>2}. {e.candidate}  {e.origin:<14} dev {_pct(e.dev)} ({_ci(e.dev)}, "
                    f"n={e.dev.n if e.dev else 0}, no ans/cut {_counts(e.dev)})  test {_pct(e.test)}  "
                    f"{_short(e.spec.instruction)}")  # fmt: skip
+    from promptopt.cli_answers import print_run_checks
+
+    print_run_checks(run)
     if details.best is not None:
         click.echo("")
         _print_candidate(details.best, examples)
@@ -172,6 +179,9 @@ def _print_candidate(details: Any, examples: int) -> None:
                  f"{score.n_failed} failed, {score.counts.text()})")  # fmt: skip
             if score.counts.warning():
                 echo(f"        warning: {score.counts.warning()}")
+    from promptopt.cli_answers import print_answer_distribution
+
+    print_answer_distribution(details.results)
     echo(f"  cot {c.cot_mode}, samples {c.samples}, temperature {c.temperature}, max tokens {c.max_tokens}, "
          f"two-stage {'on' if c.two_stage else 'off'}, demos {len(c.demo_ids)}")  # fmt: skip
     if details.other_runs:

@@ -23,9 +23,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from promptopt.answer_counts import AnswerCounts, count_answers
+from promptopt.answer_counts import AnswerCounts, count_answers, winner_dev_test
 from promptopt.backends import Backend, CachingBackend, RetryingBackend, make_backend
 from promptopt.budget import Budget, BudgetedBackend, Spend, load_prices
+from promptopt.constant import constant_baseline
 from promptopt.errors import BudgetExceeded, ConfigError
 from promptopt.executor import Executor
 from promptopt.policies import Policy, PolicySettings, get_policy
@@ -151,6 +152,7 @@ class SearchResult:
     wall_s: float
     policy_state: Mapping[str, Any] = field(default_factory=dict)
     faults: Mapping[str, int] = field(default_factory=dict)
+    constant_baseline: Mapping[str, Any] | None = None  # always the best single answer, dev and test
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -184,6 +186,8 @@ class SearchResult:
             "wall_s": self.wall_s,
             "pareto_front": [r.candidate.hash for r in self.pareto_front],
             "policy_state": dict(self.policy_state),
+            "constant_baseline": dict(self.constant_baseline) if self.constant_baseline else None,
+            "winner_dev_test": winner_dev_test(self),
         }
 
     @property
@@ -673,4 +677,5 @@ def _run_policy(
         wall_s=time.perf_counter() - started,
         policy_state=policy.describe(),
         faults=run.faults(),
+        constant_baseline=constant_baseline(task, dev=dev, test=test_examples),
     )

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from promptopt.backends import Backend, CachingBackend, RetryingBackend, make_backend
+from promptopt.constant import constant_baseline
 from promptopt.errors import ConfigError
 from promptopt.executor import Executor
 from promptopt.stats import mean_interval
@@ -55,6 +56,8 @@ class EvalReport:
     # scored examples whose output held no answer / was cut off at the token limit
     n_no_answer: int = 0
     n_truncated: int = 0
+    # always giving the best single answer, on the same items (tasks with a small answer set)
+    constant_baseline: Mapping[str, Any] | None = None
 
     @property
     def n_scored(self) -> int:
@@ -88,6 +91,7 @@ class EvalReport:
             "cache_hits": self.cache_hits,
             "retries": self.retries,
             "wall_s": self.wall_s,
+            "constant_baseline": dict(self.constant_baseline) if self.constant_baseline else None,
         }
 
 
@@ -276,6 +280,9 @@ def evaluate(
         results=tuple(results),
         n_no_answer=sum(1 for r in results if r.no_answer),
         n_truncated=sum(1 for r in results if r.truncated),
+        constant_baseline=constant_baseline(
+            task_obj, **{split: [e for e, r in zip(examples, results, strict=True) if r.score is not None]}
+        ),
     )
     store.finish_run(run_id, "finished", report.summary())
     if owns_store:

@@ -21,7 +21,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from promptopt.answer_counts import AnswerCounts
+from promptopt.answer_counts import AnswerCounts, answer_distribution
 from promptopt.errors import ConfigError, StoreError
 from promptopt.stats import wilson_interval
 from promptopt.store import RunRecord, Store
@@ -390,6 +390,7 @@ class CandidateDetails:
             "render_error": self.render_error,
             "demos": list(self.demos),
             "results": [_result_dict(r) for r in self.results],
+            "answer_distribution": answer_distribution(self.results, top=50),
             "other_runs": list(self.other_runs),
         }
 

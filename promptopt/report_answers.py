@@ -24,6 +24,18 @@ def answers_section(store: Store, run: RunRecord, winner: str) -> str:
     if not results:
         return "<p>No stored results for the winning prompt.</p>"
     parts = []
+    sides = (run.summary or {}).get("winner_dev_test")
+    if isinstance(sides, dict) and sides.get("dev"):
+        dev, test = sides["dev"], sides["test"]
+        parts.append(
+            f"<p>Winner: dev {dev['accuracy']:.1%} (n={dev['n']}) · test {test['accuracy']:.1%} (n={test['n']}) · "
+            f"starting prompt on test {sides['starting_prompt_test']:.1%}.</p>"
+        )
+        if sides.get("test_below_starting_prompt"):
+            parts.append(
+                '<p class="flag"><b>Warning:</b> the winner scores below the starting prompt on test: its dev '
+                "score, the best of many, does not hold up.</p>"
+            )
     rows = []
     for split in ("dev", "test", "train"):
         in_split = [r for r in results if r.split == split]
