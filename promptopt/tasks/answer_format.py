@@ -18,7 +18,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from promptopt.errors import DataError
+from promptopt.errors import PromptOptError
 from promptopt.tasks.options import join_words
 
 if TYPE_CHECKING:
@@ -42,7 +42,7 @@ def _gold_words(task: Task) -> tuple[str, ...]:
     for split in ("train", "dev", "test"):
         try:
             counts.update(e.target.strip() for e in task.examples(split))
-        except DataError:
+        except PromptOptError:  # no such split, or a loaded prompt without its data
             continue
     return tuple(word for word, _ in counts.most_common())
 

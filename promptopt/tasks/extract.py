@@ -323,7 +323,8 @@ def extract_answer(
     if extractor == "choice":
         return extract_choice(text, options)
     if extractor == "labels":
-        return make_label_extractor(labels)(text)
+        # without its labels (a prompt loaded from an export, without data): free text
+        return make_label_extractor(labels)(text) if labels else extract_text(text)
     return get_extractor(extractor)(text)
 
 

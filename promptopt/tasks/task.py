@@ -201,7 +201,7 @@ class Task:
         the gold answers form a small closed set (two to a few dozen labels); else None."""
         from promptopt.tasks.options import label_set
 
-        targets = [self.target(e) for e in self._splits["_train_full"] + self._splits["test"]]
+        targets = [self.target(e) for split in SPLITS for e in self._examples_or_none(split)]
         if self.spec.extractor == "labels":
             return label_set(targets, max_labels=len(targets)) or tuple(dict.fromkeys(targets))
         return label_set(targets)
@@ -225,7 +225,16 @@ class Task:
 
     def split_sizes(self) -> dict[str, int]:
         """Items in each split: ``{"train": …, "dev": …, "test": …}`` (train: the demo pool)."""
-        return {split: len(self._splits[split]) for split in SPLITS}
+        return {split: len(self._examples_or_none(split)) for split in SPLITS}
+
+    def _examples_or_none(self, split: str) -> list[Example]:
+        """The examples of ``split``, or none where the task has none (or no data at all)."""
+        from promptopt.errors import PromptOptError
+
+        try:
+            return self.examples(split)
+        except PromptOptError:
+            return []
 
     @cached_property
     def cot_demos(self) -> list[Example]:
@@ -299,7 +308,7 @@ class Task:
             "extractor": self.extractor_name,
             "metric": self.spec.metric,
             "dataset_hash": self.dataset_hash,
-            "sizes": self.split_sizes(),
+            "sizes": {split: len(self._splits[split]) for split in SPLITS},
         }
 
 
