@@ -160,6 +160,11 @@ def _candidate_from_options(task: Any, options: dict[str, Any]) -> Any:
         demo_ids=[d.strip() for d in demos.split(",") if d.strip()] if demos else None, seed=options["seed"],
     )  # fmt: skip
     if from_dspy is None:
+        from promptopt.evaluation import cot_demo_note
+
+        note = cot_demo_note(task, candidate, None if demos else options["shots"])
+        if note:
+            click.echo(f"note: {note}", err=True)
         return candidate
     from promptopt.dspy_interop import candidate_from_dspy
 

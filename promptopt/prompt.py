@@ -60,9 +60,22 @@ def demo_turn(candidate: Candidate, task: Task, demo: Example) -> str:
     return "\n\n".join(parts)
 
 
+def trigger_after_question(candidate: Candidate, task: Task, example: Example) -> bool:
+    """Whether the trigger follows the question: in zero-shot CoT, and in few-shot CoT
+    when no demo shown carries a worked solution (answer-only demos; else ``--shots N
+    --cot`` silently became plain few-shot)."""
+    if not candidate.cot_trigger.strip():
+        return False
+    if candidate.cot_mode == "zero_shot":
+        return True
+    if candidate.cot_mode != "few_shot":
+        return False
+    return not any(demo_solution(candidate, demo) for demo in demos_for(candidate, task, example))
+
+
 def question_turn(candidate: Candidate, task: Task, example: Example) -> str:
     parts = [demo_turn(candidate, task, example)]
-    if candidate.cot_mode == "zero_shot" and candidate.cot_trigger.strip():
+    if trigger_after_question(candidate, task, example):
         parts.append(candidate.cot_trigger.strip())
     return "\n\n".join(parts)
 
