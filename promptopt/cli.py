@@ -49,15 +49,17 @@ def cli() -> None:
 
 
 @cli.command("tasks")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+              help="Also list the bbh: subtasks whose data is here. Default: $PROMPTOPT_DATA_DIR.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
-def tasks_command(as_json: bool) -> None:
+def tasks_command(data_dir: str | None, as_json: bool) -> None:
     """List the tasks that can be named with --task (built-in and custom task files).
 
     Custom tasks are YAML files in ./tasks or in the folders of $PROMPTOPT_TASK_PATH;
     a path to a YAML file also works as --task."""
     from promptopt.tasks import list_tasks
 
-    infos = list_tasks()
+    infos = list_tasks(data_dir)
     if as_json:
         click.echo(
             json.dumps(
@@ -551,7 +553,7 @@ def _print_search(result: Any, db_url: str) -> None:
 
     console = Console()
     table = Table(title="Top candidates (dev)")
-    for column in ("candidate", "origin", "dev", "95% CI", "n", "no ans", "cut off", "tokens/ex", "text"):
+    for column in ("candidate", "origin", "dev", "95% CI", "n", "no ans/cut", "tokens/ex", "text"):
         table.add_column(column)
     for row in result.leaderboard[:8]:
         # show the searched part: the trigger when that is what differs, else the instruction
@@ -561,13 +563,15 @@ def _print_search(result: Any, db_url: str) -> None:
         counts = row.counts
         flag = "!" if counts is not None and counts.flagged else ""
         table.add_row(
-            row.candidate.hash[:10] + flag, row.origin, f"{row.mean:.1%}", f"{row.ci_low:.1%}–{row.ci_high:.1%}", str(row.n),
-            str(counts.no_answer) if counts else "–", str(counts.truncated) if counts else "–",
+            row.candidate.hash[:10], row.origin, f"{row.mean:.1%}", f"{row.ci_low:.1%}–{row.ci_high:.1%}", str(row.n),
+            f"{counts.no_answer}/{counts.truncated}{flag}" if counts else "–",
             f"{row.tokens_per_example:.0f}", text[:70] + ("…" if len(text) > 70 else ""),
         )  # fmt: skip
     console.print(table)
     if any(r.counts is not None and r.counts.flagged for r in result.leaderboard[:8]):
-        click.echo("!: more than 10% of its dev outputs held no answer or were cut off at the token limit")
+        click.echo(
+            "no ans/cut: dev outputs with no answer found / cut off at the token limit; !: more than 10%"
+        )
     test = result.test
     diff = test["difference"]
     echo = click.echo

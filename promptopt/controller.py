@@ -233,6 +233,9 @@ def estimate(config: SearchConfig, task: Task) -> dict[str, Any]:
     policy = get_policy(config.policy)
     plan = policy.estimate(config, task)
     limit = config.budget.max_calls
+    if limit is not None and plan["search_calls"] > limit:  # the budget stops it first
+        per_call = plan.get("tokens_in_per_call", 0) + plan.get("tokens_out_per_call", 0)
+        plan.update(search_calls=limit, search_tokens=limit * per_call or plan["search_tokens"])
     if limit is not None and policy.sized_by_rounds and plan["search_calls"] < limit:
         plan["note"] = (
             f"with {config.rounds} rounds and {config.n_proposals} proposals this search makes at most "
