@@ -254,6 +254,10 @@ def eval_command(
     from promptopt.tasks import get_task
 
     as_json = options["as_json"]
+    if options["no_progress"]:
+        from promptopt.progress import quiet_library_progress
+
+        quiet_library_progress()
     if prompt_file is not None:
         _refuse_prompt_options(click.get_current_context(), "--prompt-file")
         from promptopt.export import load
@@ -469,6 +473,10 @@ def search_command(
 
     store = Store(options["db"])
     as_json = options["as_json"]
+    if options["no_progress"]:
+        from promptopt.progress import quiet_library_progress
+
+        quiet_library_progress()
     if resume is None:
         if task_name is None:
             raise click.UsageError("--task is required (or --resume RUN_ID)")

@@ -5,6 +5,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -61,11 +63,21 @@ def test_tasks_lists_every_bbh_subtask_found(tmp_path: Path, monkeypatch: pytest
     assert "bbh:snarks" in (info.value.hint or "")
 
 
-def test_no_progress_prints_no_bar_with_the_fake_model(db_url: str) -> None:
+def test_no_progress_prints_no_bar_with_the_fake_model(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    monkeypatch.delenv("HF_HUB_DISABLE_PROGRESS_BARS", raising=False)
     code, out, err = run("eval", "--task", "gsm-symbolic", "--model", "fake", "--limit", "3", "--no-progress",
                          "--db", db_url)  # fmt: skip
     assert code == 0
     assert "Loading" not in out + err and "━" not in out + err
+    # a library's bar (transformers' "Loading weights" is a tqdm bar) is silenced too, in a
+    # fresh process as the CLI's: the environment is read when the library is imported
+    script = (
+        "from promptopt.progress import quiet_library_progress; quiet_library_progress(); "
+        "from tqdm import tqdm; [None for _ in tqdm(range(3), desc='Loading weights')]"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert "Loading weights" not in done.stderr + done.stdout
 
 
 def test_license_is_an_spdx_expression_not_a_deprecated_table() -> None:
