@@ -14,7 +14,10 @@ Rows go to a JSON-lines file (``--out``), one per (task, mode); ``--resume`` ski
 rows already there, and every model answer is kept in the response cache of ``--db``,
 so an interrupted run loses at most the evaluation in flight. ``--legacy-format`` uses
 the old answer-format line with its placeholder (``So the answer is X.``), to measure
-what the task-built line changed.
+what the task-built line changed. ``--proposals N`` also asks the model for N instructions
+per task the way a search would (BBH tasks have none: APE's induction from five
+input-output pairs) and reports how many were usable (the rest were empty, repeats, about
+the shown examples, or spoke of "the instruction" instead of the task).
 """
 
 from __future__ import annotations
@@ -89,6 +92,18 @@ def measure(task: Any, mode: str, backend: Any, args: argparse.Namespace) -> dic
     }
 
 
+def usable_proposals(task: Any, backend: Any, n: int) -> dict[str, Any]:
+    """How many of ``n`` instruction proposals for ``task`` (an empty instruction, so
+    APE's induction) a search could use, and a few of them."""
+    from promptopt.proposers import Proposer
+
+    proposer = Proposer(backend, task)
+    texts = proposer.paraphrase("", n)
+    return {"task": task.name, "proposals_asked": n, "proposals_usable": len(texts),
+            "meta_rejected": proposer.meta_rejected, "about_examples": proposer.rejected,
+            "proposal_examples": texts[:3]}  # fmt: skip
+
+
 def _pct(value: float | None) -> str:
     return "–" if value is None else f"{value:.0%}"
 
@@ -133,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--db", default=str(RESULTS / "bbh_prompts.db"))
     parser.add_argument("--resume", action="store_true", help="skip the (task, mode) rows already in --out")
+    parser.add_argument("--proposals", type=int, default=0, help="also ask N instruction proposals per task")
     args = parser.parse_args(argv)
 
     data_dir = Path(args.data_dir)
@@ -151,6 +167,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for name in names:
             task = promptopt.get_task(f"bbh:{name}", data_dir)
+            if args.proposals and (task.name, "proposals") not in done:
+                row = {**usable_proposals(task, backend, args.proposals), "mode": "proposals"}
+                rows.append(row)
+                with out.open("a", encoding="utf-8") as handle:
+                    handle.write(json.dumps(row) + "\n")
             for mode in args.modes:
                 if (task.name, mode) in done:
                     continue
@@ -162,14 +183,16 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         backend.close()
     order = {mode: i for i, mode in enumerate(MODES)}
-    shown = sorted(
-        (r for r in rows if r["task"].removeprefix("bbh:") in names),
-        key=lambda r: (r["task"], order[r["mode"]]),
-    )
+    ours = [r for r in rows if r["task"].removeprefix("bbh:") in names]
+    shown = sorted((r for r in ours if r["mode"] in MODES), key=lambda r: (r["task"], order[r["mode"]]))
+    asked = [r for r in ours if r["mode"] == "proposals"]
     print()
     print(f"BBH · {args.model} · first {args.limit} test items · greedy · max {args.max_new_tokens} new tokens"
           + (" · legacy answer-format line" if args.legacy_format else ""))  # fmt: skip
     print(table(shown))
+    for r in asked:
+        print(f"{r['task']}: {r['proposals_usable']} of {r['proposals_asked']} instruction proposals usable "
+              f"({r['meta_rejected']} spoke of the instruction, {r['about_examples']} of the shown examples)")  # fmt: skip
     print(f"rows in {out}")
     return 0
 

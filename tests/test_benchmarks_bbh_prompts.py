@@ -36,12 +36,15 @@ def test_benchmark_runs_resumes_and_prints_the_table(
     snarks = next(r for r in rows if r["task"] == "bbh:snarks")
     # the fake model answers "The answer is N.": no choice letter, every output counted
     assert snarks["no_answer"] == 1.0 and snarks["constant_answer"] == "(B)" and snarks["placeholder"] == 0.0
-    assert bbh_prompts.main([*args, "--resume"]) == 0  # only the 3-shot rows are new
+    assert bbh_prompts.main([*args, "--resume", "--proposals", "2"]) == 0  # only 3-shot and proposals are new
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert len(rows) == 6
+    assert len(rows) == 8
+    asked = [r for r in rows if r["mode"] == "proposals"]
+    assert len(asked) == 2 and all(r["proposals_asked"] == 2 for r in asked)
     printed = capsys.readouterr().out
     assert "zero-shot CoT at or above the constant baseline on 0 of 2 tasks" in printed
     assert "bbh:formal_fallacies" in printed and "placeh" in printed
+    assert "instruction proposals usable" in printed
 
 
 def test_placeholder_copies_are_recognised() -> None:
