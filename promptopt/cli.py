@@ -49,15 +49,17 @@ def cli() -> None:
 
 
 @cli.command("tasks")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+              help="Also list the bbh: subtasks whose data is here. Default: $PROMPTOPT_DATA_DIR.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
-def tasks_command(as_json: bool) -> None:
+def tasks_command(data_dir: str | None, as_json: bool) -> None:
     """List the tasks that can be named with --task (built-in and custom task files).
 
     Custom tasks are YAML files in ./tasks or in the folders of $PROMPTOPT_TASK_PATH;
     a path to a YAML file also works as --task."""
     from promptopt.tasks import list_tasks
 
-    infos = list_tasks()
+    infos = list_tasks(data_dir)
     if as_json:
         click.echo(
             json.dumps(
@@ -160,6 +162,11 @@ def _candidate_from_options(task: Any, options: dict[str, Any]) -> Any:
         demo_ids=[d.strip() for d in demos.split(",") if d.strip()] if demos else None, seed=options["seed"],
     )  # fmt: skip
     if from_dspy is None:
+        from promptopt.evaluation import cot_demo_note
+
+        note = cot_demo_note(task, candidate, None if demos else options["shots"])
+        if note:
+            click.echo(f"note: {note}", err=True)
         return candidate
     from promptopt.dspy_interop import candidate_from_dspy
 
@@ -247,6 +254,10 @@ def eval_command(
     from promptopt.tasks import get_task
 
     as_json = options["as_json"]
+    if options["no_progress"]:
+        from promptopt.progress import quiet_library_progress
+
+        quiet_library_progress()
     if prompt_file is not None:
         _refuse_prompt_options(click.get_current_context(), "--prompt-file")
         from promptopt.export import load
@@ -274,10 +285,14 @@ def eval_command(
         else:
             report = evaluate(task, candidate, backend, progress=bar.update, **settings)
     backend.close()
+    sizes = task.split_sizes()
     if as_json:
-        click.echo(json.dumps({**report.summary(), "db": store.display_url}, indent=2))
+        click.echo(json.dumps({**report.summary(), "splits": sizes, "db": store.display_url}, indent=2))
     else:
         _print_report(report, store.display_url)
+        from promptopt.tasks.splits import sizes_line
+
+        click.echo(sizes_line(sizes))
     store.close()
 
 
@@ -290,6 +305,9 @@ def _print_report(report: Any, db_url: str) -> None:
         f"accuracy    {report.accuracy:.1%}  (95% CI {report.ci_low:.1%}–{report.ci_high:.1%}, "
         f"n={report.n_scored}, {report.n_failed} failed)"
     )
+    from promptopt.cli_answers import print_eval_answers
+
+    print_eval_answers(report)
     echo(
         f"tokens      {report.tokens_in_per_example:.1f} in / {report.tokens_out_per_example:.1f} out per example"
     )
@@ -455,6 +473,10 @@ def search_command(
 
     store = Store(options["db"])
     as_json = options["as_json"]
+    if options["no_progress"]:
+        from promptopt.progress import quiet_library_progress
+
+        quiet_library_progress()
     if resume is None:
         if task_name is None:
             raise click.UsageError("--task is required (or --resume RUN_ID)")
@@ -485,6 +507,10 @@ def search_command(
         plan = search(db=store, resume=resume, dry_run=True)
     if not as_json or dry_run:
         _print_estimate(plan, as_json)
+        if resume is None and not as_json:
+            from promptopt.cli_answers import print_search_splits
+
+            print_search_splits(task, plan)
     if dry_run:
         store.close()
         return
@@ -535,18 +561,25 @@ def _print_search(result: Any, db_url: str) -> None:
 
     console = Console()
     table = Table(title="Top candidates (dev)")
-    for column in ("candidate", "origin", "dev", "95% CI", "n", "tokens/ex", "text"):
+    for column in ("candidate", "origin", "dev", "95% CI", "n", "no ans/cut", "tokens/ex", "text"):
         table.add_column(column)
     for row in result.leaderboard[:8]:
         # show the searched part: the trigger when that is what differs, else the instruction
         text = row.candidate.instruction
         if row.candidate.cot_trigger != result.baseline.cot_trigger:
             text = row.candidate.cot_trigger
+        counts = row.counts
+        flag = "!" if counts is not None and counts.flagged else ""
         table.add_row(
             row.candidate.hash[:10], row.origin, f"{row.mean:.1%}", f"{row.ci_low:.1%}–{row.ci_high:.1%}", str(row.n),
+            f"{counts.no_answer}/{counts.truncated}{flag}" if counts else "–",
             f"{row.tokens_per_example:.0f}", text[:70] + ("…" if len(text) > 70 else ""),
         )  # fmt: skip
     console.print(table)
+    if any(r.counts is not None and r.counts.flagged for r in result.leaderboard[:8]):
+        click.echo(
+            "no ans/cut: dev outputs with no answer found / cut off at the token limit; !: more than 10%"
+        )
     test = result.test
     diff = test["difference"]
     echo = click.echo
@@ -555,6 +588,14 @@ def _print_search(result: Any, db_url: str) -> None:
     echo(f"test (n={test['n']})  winner {test['winner']['accuracy']:.1%} "
          f"(95% CI {test['winner']['ci95'][0]:.1%}–{test['winner']['ci95'][1]:.1%})  vs  starting prompt "
          f"{test['baseline']['accuracy']:.1%} (95% CI {test['baseline']['ci95'][0]:.1%}–{test['baseline']['ci95'][1]:.1%})")  # fmt: skip
+    for side in ("winner", "baseline"):
+        got = test[side]
+        if "no_answer" in got:
+            echo(f"  {side if side == 'winner' else 'starting prompt'} on test: {got['no_answer']} no answer found, "
+                 f"{got['truncated']} cut off at the token limit" + ("  (more than 10%)" if got["flagged"] else ""))  # fmt: skip
+    from promptopt.cli_answers import print_winner_checks
+
+    print_winner_checks(result)
     verdict = "significant" if result.significant else "NOT significant"
     echo(f"difference  {diff['diff']:+.1%} (95% CI {diff['ci_low']:+.1%} to {diff['ci_high']:+.1%}), "
          f"paired p = {diff['p_value']:.3g}: the gain is {verdict} at the 5% level")  # fmt: skip

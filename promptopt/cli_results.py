@@ -27,6 +27,13 @@ def _ci(score: Any) -> str:
     return "–" if score is None else f"{score.ci_low:.1%}–{score.ci_high:.1%}"
 
 
+def _counts(score: Any) -> str:
+    """``3/1``: no answer found / cut off at the token limit; ``!`` past 10% of outputs."""
+    if score is None:
+        return "–"
+    return f"{score.n_no_answer}/{score.n_truncated}" + ("!" if score.counts.flagged else "")
+
+
 def _short(text: str, width: int = 60) -> str:
     text = " ".join(text.split())
     return text if len(text) <= width else text[: width - 1] + "…"
@@ -53,6 +60,7 @@ def leaderboard_command(
     where measured, tokens and cost per example, policy, origin and run. A `*` under
     pareto marks the accuracy/cost Pareto front: no other candidate of the same task and
     model is both more accurate and cheaper (tokens per example)."""
+    from promptopt.cli_answers import leaderboard_constants
     from promptopt.leaderboard import leaderboard
     from promptopt.store import Store
 
@@ -60,6 +68,7 @@ def leaderboard_command(
         entries = leaderboard(
             store, task=task, model=model, run=run_id, top=top, min_dev_n=min_n, prices=prices
         )
+        constants = leaderboard_constants(store, entries)
     if as_json:
         click.echo(json.dumps([e.to_dict() for e in entries], indent=2))
         return
@@ -80,8 +89,10 @@ def leaderboard_command(
         "dev",
         "95% CI",
         "n",
+        "no ans/cut",
         "test",
         "n",
+        "no ans/cut",
         "tok/ex",
         "cost/ex",
         "pareto",
@@ -97,8 +108,10 @@ def leaderboard_command(
             _pct(e.dev),
             _ci(e.dev),
             str(e.dev.n) if e.dev else "–",
+            _counts(e.dev),
             _pct(e.test),
             str(e.test.n) if e.test else "–",
+            _counts(e.test),
             f"{e.tokens_per_example:.0f}",
             cost,
             "*" if e.pareto else "",
@@ -110,6 +123,11 @@ def leaderboard_command(
         click.echo(
             "  ".join(cell.ljust(w) for cell, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1]
         )
+    for line in constants:
+        click.echo(line)
+    if any(s is not None and s.counts.flagged for e in entries for s in (e.dev, e.test)):
+        click.echo("no ans/cut: outputs with no answer found / cut off at the token limit; "
+                   "!: more than 10% of them")  # fmt: skip
 
 
 @click.command("show")
@@ -140,7 +158,11 @@ def show_command(ref: str, data_dir: str | None, examples: int, db: str | None, 
     )
     for e in details.entries:
         click.echo(f"  {e.rank:>2}. {e.candidate}  {e.origin:<14} dev {_pct(e.dev)} ({_ci(e.dev)}, "
-                   f"n={e.dev.n if e.dev else 0})  test {_pct(e.test)}  {_short(e.spec.instruction)}")  # fmt: skip
+                   f"n={e.dev.n if e.dev else 0}, no ans/cut {_counts(e.dev)})  test {_pct(e.test)}  "
+                   f"{_short(e.spec.instruction)}")  # fmt: skip
+    from promptopt.cli_answers import print_run_checks
+
+    print_run_checks(run)
     if details.best is not None:
         click.echo("")
         _print_candidate(details.best, examples)
@@ -154,7 +176,12 @@ def _print_candidate(details: Any, examples: int) -> None:
     for split, score in details.scores.items():
         if score is not None:
             echo(f"  {split:<5} {score.accuracy:.1%} (95% CI {score.ci_low:.1%}–{score.ci_high:.1%}, n={score.n}, "
-                 f"{score.n_failed} failed)")  # fmt: skip
+                 f"{score.n_failed} failed, {score.counts.text()})")  # fmt: skip
+            if score.counts.warning():
+                echo(f"        warning: {score.counts.warning()}")
+    from promptopt.cli_answers import print_answer_distribution
+
+    print_answer_distribution(details.results)
     echo(f"  cot {c.cot_mode}, samples {c.samples}, temperature {c.temperature}, max tokens {c.max_tokens}, "
          f"two-stage {'on' if c.two_stage else 'off'}, demos {len(c.demo_ids)}")  # fmt: skip
     if details.other_runs:
@@ -173,8 +200,13 @@ def _print_candidate(details: Any, examples: int) -> None:
         echo(f"per-example results ({len(shown)} of {len(details.results)}):")
         for r in shown:
             mark = "✓" if r.score == 1.0 else ("!" if r.score is None else "✗")
+            note = (
+                " (cut off at the token limit)"
+                if r.truncated
+                else (" (no answer found)" if r.no_answer else "")
+            )
             echo(f"  {mark} {r.split:<5} {r.example_id:<20} answer {r.answer!s:<12} gold {r.gold!s:<12}"
-                 + (f" error: {r.error}" if r.error else ""))  # fmt: skip
+                 + (f" error: {r.error}" if r.error else "") + note)  # fmt: skip
 
 
 @click.command("export")

@@ -23,8 +23,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from promptopt.answer_counts import AnswerCounts, count_answers, winner_dev_test
 from promptopt.backends import Backend, CachingBackend, RetryingBackend, make_backend
 from promptopt.budget import Budget, BudgetedBackend, Spend, load_prices
+from promptopt.constant import constant_baseline
 from promptopt.errors import BudgetExceeded, ConfigError
 from promptopt.executor import Executor
 from promptopt.policies import Policy, PolicySettings, get_policy
@@ -128,6 +130,7 @@ class LeaderboardRow:
     n: int
     tokens_per_example: float
     pareto: bool = False  # on the front of dev accuracy against tokens per example
+    counts: AnswerCounts | None = None  # no answer found / cut off, on dev
 
 
 @dataclass(frozen=True)
@@ -149,6 +152,7 @@ class SearchResult:
     wall_s: float
     policy_state: Mapping[str, Any] = field(default_factory=dict)
     faults: Mapping[str, int] = field(default_factory=dict)
+    constant_baseline: Mapping[str, Any] | None = None  # always the best single answer, dev and test
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -165,6 +169,7 @@ class SearchResult:
                     "n": r.n,
                     "tokens_per_example": r.tokens_per_example,
                     "pareto": r.pareto,
+                    **(r.counts.to_dict() if r.counts else {}),
                     "text": r.candidate.instruction,
                 }
                 for r in self.leaderboard
@@ -181,6 +186,8 @@ class SearchResult:
             "wall_s": self.wall_s,
             "pareto_front": [r.candidate.hash for r in self.pareto_front],
             "policy_state": dict(self.policy_state),
+            "constant_baseline": dict(self.constant_baseline) if self.constant_baseline else None,
+            "winner_dev_test": winner_dev_test(self),
         }
 
     @property
@@ -226,6 +233,9 @@ def estimate(config: SearchConfig, task: Task) -> dict[str, Any]:
     policy = get_policy(config.policy)
     plan = policy.estimate(config, task)
     limit = config.budget.max_calls
+    if limit is not None and plan["search_calls"] > limit:  # the budget stops it first
+        per_call = plan.get("tokens_in_per_call", 0) + plan.get("tokens_out_per_call", 0)
+        plan.update(search_calls=limit, search_tokens=limit * per_call or plan["search_tokens"])
     if limit is not None and policy.sized_by_rounds and plan["search_calls"] < limit:
         plan["note"] = (
             f"with {config.rounds} rounds and {config.n_proposals} proposals this search makes at most "
@@ -619,8 +629,9 @@ def _run_policy(
         mean, low, high = mean_interval(scored)
         tokens = sum(r.tokens_in + r.tokens_out for r in known) / len(known)
         rows.append(
-            LeaderboardRow(candidate, run.origins[candidate_hash], mean, low, high, len(scored), tokens)
-        )
+            LeaderboardRow(candidate, run.origins[candidate_hash], mean, low, high, len(scored), tokens,
+                           counts=count_answers(known))
+        )  # fmt: skip
     full = [r for r in rows if r.candidate.hash in finalists]
     winner_row = max(full, key=lambda r: (r.mean, r.n, -finalists.index(r.candidate.hash)))
     rows.sort(key=lambda r: (-r.mean, -r.n))
@@ -649,8 +660,8 @@ def _run_policy(
     significant = paired["diff"] > 0 and paired["p_value"] < SIGNIFICANCE
     test = {
         "n": len(pairs),
-        "baseline": {"accuracy": b_mean, "ci95": [b_low, b_high]},
-        "winner": {"accuracy": w_mean, "ci95": [w_low, w_high]},
+        "baseline": {"accuracy": b_mean, "ci95": [b_low, b_high], **count_answers(base_results).to_dict()},
+        "winner": {"accuracy": w_mean, "ci95": [w_low, w_high], **count_answers(win_results).to_dict()},
         "difference": paired,
     }
     return SearchResult(
@@ -669,4 +680,5 @@ def _run_policy(
         wall_s=time.perf_counter() - started,
         policy_state=policy.describe(),
         faults=run.faults(),
+        constant_baseline=constant_baseline(task, dev=dev, test=test_examples),
     )

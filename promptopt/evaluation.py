@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from promptopt.backends import Backend, CachingBackend, RetryingBackend, make_backend
+from promptopt.constant import constant_baseline
 from promptopt.errors import ConfigError
 from promptopt.executor import Executor
 from promptopt.stats import mean_interval
@@ -52,6 +53,11 @@ class EvalReport:
     retries: int
     wall_s: float
     results: tuple[EvalResult, ...] = field(repr=False, default=())
+    # scored examples whose output held no answer / was cut off at the token limit
+    n_no_answer: int = 0
+    n_truncated: int = 0
+    # always giving the best single answer, on the same items (tasks with a small answer set)
+    constant_baseline: Mapping[str, Any] | None = None
 
     @property
     def n_scored(self) -> int:
@@ -75,6 +81,8 @@ class EvalReport:
             "candidate": self.candidate.hash,
             "n": self.n,
             "n_failed": self.n_failed,
+            "n_no_answer": self.n_no_answer,
+            "n_truncated": self.n_truncated,
             "accuracy": self.accuracy,
             "ci95": [self.ci_low, self.ci_high],
             "tokens_in_per_example": self.tokens_in_per_example,
@@ -83,19 +91,52 @@ class EvalReport:
             "cache_hits": self.cache_hits,
             "retries": self.retries,
             "wall_s": self.wall_s,
+            "constant_baseline": dict(self.constant_baseline) if self.constant_baseline else None,
         }
 
 
 def choose_demos(task: Task, shots: int, *, cot: bool, seed: int = 0) -> tuple[str, ...]:
     """``shots`` demo ids: the task's fixed CoT demos first when chain of thought is on,
-    then a seeded sample of the demo pool (items with worked solutions when ``cot``)."""
+    then a seeded sample of the demo pool, items with worked solutions first when ``cot``.
+    When the pool has too few worked solutions, the rest show their answer only (the
+    trigger then follows the question, see :mod:`promptopt.prompt`): ``--shots N`` always
+    gets N demos where the pool has them, and :func:`cot_demo_note` says so."""
     if shots <= 0:
         return ()
     chosen: list[str] = [d.id for d in task.cot_demos][:shots] if cot else []
-    pool = [e for e in task.examples("train") if (e.solution or not cot)]
     rng = random.Random(seed)
-    extra = [e.id for e in rng.sample(pool, min(len(pool), shots - len(chosen)))]
+    train = task.examples("train")
+    worked = [e for e in train if (e.solution or not cot)]
+    extra = [e.id for e in rng.sample(worked, min(len(worked), shots - len(chosen)))]
+    if cot and len(chosen) + len(extra) < shots:
+        plain = [e for e in train if not e.solution]
+        extra += [e.id for e in rng.sample(plain, min(len(plain), shots - len(chosen) - len(extra)))]
     return tuple(chosen + extra)
+
+
+def cot_demo_note(task: Task, candidate: Candidate, shots: int | None = None) -> str | None:
+    """What few-shot chain of thought does with demos that carry no worked solution, in
+    words for the terminal; None when every demo shows its reasoning (or no CoT)."""
+    if candidate.cot_mode != "few_shot" or not candidate.cot_trigger.strip() or candidate.similar_demos:
+        return None
+    from promptopt.prompt import demo_solution
+
+    demos = [task.demo(demo_id) for demo_id in candidate.demo_ids]
+    bare = [d for d in demos if not demo_solution(candidate, d)]
+    notes = []
+    if shots is not None and len(demos) < shots:
+        notes.append(f"the demo pool of {task.name} has only {len(demos)} items for --shots {shots}")
+    if bare:
+        notes.append(
+            f"{len(bare)} of the {len(demos)} demos carry no worked solution and show their answer only"
+            + (
+                f"; with no worked demo, the trigger {candidate.cot_trigger.strip()!r} follows the question "
+                "(zero-shot CoT after answer-only demos)"
+                if len(bare) == len(demos)
+                else ""
+            )
+        )
+    return "; ".join(notes) or None
 
 
 def make_candidate(
@@ -269,6 +310,11 @@ def evaluate(
         retries=retrying.retries,
         wall_s=time.perf_counter() - started,
         results=tuple(results),
+        n_no_answer=sum(1 for r in results if r.no_answer),
+        n_truncated=sum(1 for r in results if r.truncated),
+        constant_baseline=constant_baseline(
+            task_obj, **{split: [e for e, r in zip(examples, results, strict=True) if r.score is not None]}
+        ),
     )
     store.finish_run(run_id, "finished", report.summary())
     if owns_store:

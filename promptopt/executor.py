@@ -184,7 +184,11 @@ class Executor:
     ) -> EvalResult:
         samples = []
         for index, completion in enumerate(completions):
-            parsed = self.task.extract(completion.text) if completion.ok else None
+            parsed = (
+                self.task.extract(completion.text, example, truncated=completion.finish_reason == "length")
+                if completion.ok
+                else None
+            )
             samples.append(
                 SampleResult(
                     sample_index=index,
@@ -196,6 +200,7 @@ class Executor:
                     latency_s=completion.latency_s,
                     cached=completion.cached and completion.ok,
                     error=completion.error,
+                    finish_reason=completion.finish_reason,
                 )
             )
         good = [s for s in samples if s.error is None]

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from promptopt.answer_counts import AnswerCounts, answer_distribution
 from promptopt.errors import ConfigError, StoreError
 from promptopt.stats import wilson_interval
 from promptopt.store import RunRecord, Store
@@ -55,6 +56,13 @@ class SplitScore:
     ci_high: float
     n: int
     n_failed: int
+    # scored examples whose output held no answer / was cut off at the token limit
+    n_no_answer: int = 0
+    n_truncated: int = 0
+
+    @property
+    def counts(self) -> AnswerCounts:
+        return AnswerCounts(self.n, self.n_no_answer, self.n_truncated)
 
     @property
     def n_examples(self) -> int:
@@ -67,16 +75,21 @@ class SplitScore:
             "ci95": [self.ci_low, self.ci_high],
             "n": self.n,
             "n_failed": self.n_failed,
+            "n_no_answer": self.n_no_answer,
+            "n_truncated": self.n_truncated,
+            "flagged": self.counts.flagged,
         }
 
 
-def _split_score(correct: float | None, scored: int, total: int) -> SplitScore | None:
+def _split_score(row: Mapping[str, Any], split: str) -> SplitScore | None:
+    total, scored = row[f"{split}_total"], row[f"{split}_scored"]
     if not total:
         return None
-    successes = float(correct or 0.0)
+    successes = float(row[f"{split}_correct"] or 0.0)
     accuracy = successes / scored if scored else 0.0
     low, high = wilson_interval(successes, scored)
-    return SplitScore(accuracy, low, high, int(scored), int(total - scored))
+    return SplitScore(accuracy, low, high, int(scored), int(total - scored),
+                      int(row[f"{split}_no_answer"] or 0), int(row[f"{split}_truncated"] or 0))  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -143,6 +156,12 @@ def _aggregate(run_filter: sa.ColumnElement[bool] | None) -> sa.Subquery:
             sa.func.count(sa.case((sa.and_(in_split, e.c.score.is_not(None)), 1))).label(f"{split}_scored"),
             sa.func.count(sa.case((in_split, 1))).label(f"{split}_total"),
             sa.func.sum(sa.case((in_split, e.c.score))).label(f"{split}_correct"),
+            sa.func.count(
+                sa.case((sa.and_(in_split, e.c.score.is_not(None), e.c.answer.is_(None)), 1))
+            ).label(f"{split}_no_answer"),
+            sa.func.count(sa.case((sa.and_(in_split, e.c.truncated == sa.true()), 1))).label(
+                f"{split}_truncated"
+            ),
         ]
     columns += [
         sa.func.count().label("evaluations"),
@@ -258,8 +277,8 @@ def leaderboard(
                 kind=row["kind"],
                 policy=_policy(row),
                 origin=row["origin"],
-                dev=_split_score(row["dev_correct"], row["dev_scored"], row["dev_total"]),
-                test=_split_score(row["test_correct"], row["test_scored"], row["test_total"]),
+                dev=_split_score(row, "dev"),
+                test=_split_score(row, "test"),
                 tokens_in_per_example=tokens_in,
                 tokens_out_per_example=tokens_out,
                 cost_per_example=cost,
@@ -298,10 +317,7 @@ def candidate_scores(store: Store, run_id: str, candidate_hash: str) -> dict[str
         row = conn.execute(sa.select(per)).mappings().first()
     if row is None:
         return {split: None for split in SPLITS_SHOWN}
-    return {
-        split: _split_score(row[f"{split}_correct"], row[f"{split}_scored"], row[f"{split}_total"])
-        for split in SPLITS_SHOWN
-    }
+    return {split: _split_score(row, split) for split in SPLITS_SHOWN}
 
 
 def best_by_calls(store: Store, run_id: str, *, min_n: int = 1) -> list[tuple[int, float]]:
@@ -377,6 +393,7 @@ class CandidateDetails:
             "render_error": self.render_error,
             "demos": list(self.demos),
             "results": [_result_dict(r) for r in self.results],
+            "answer_distribution": answer_distribution(self.results, top=50),
             "other_runs": list(self.other_runs),
         }
 
@@ -408,6 +425,8 @@ def _result_dict(result: EvalResult) -> dict[str, Any]:
         "gold": result.gold,
         "score": result.score,
         "error": result.error,
+        "no_answer": result.no_answer,
+        "truncated": result.truncated,
         "tokens_in": result.tokens_in,
         "tokens_out": result.tokens_out,
         "outputs": [s.raw_output for s in result.samples],

@@ -112,3 +112,20 @@ class SearchDisplay:
     ) -> None:
         if self._progress is not None:
             self._progress.__exit__(exc_type, exc, tb)
+
+
+def quiet_library_progress() -> None:
+    """``--no-progress`` also silences the progress bars of the libraries promptopt loads
+    models with (transformers' "Loading weights", huggingface_hub's downloads, any tqdm):
+    set before they are imported, through the environment variables they read."""
+    import os
+
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    os.environ["TQDM_DISABLE"] = "1"
+    try:  # already imported: tell it directly
+        import sys
+
+        if "transformers" in sys.modules:
+            sys.modules["transformers"].utils.logging.disable_progress_bar()
+    except Exception:  # noqa: BLE001 - a quieter terminal is not worth an error
+        pass

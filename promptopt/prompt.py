@@ -19,6 +19,7 @@ import re
 
 from promptopt.errors import ConfigError
 from promptopt.tasks import Task
+from promptopt.tasks.answer_format import render_answer_format
 from promptopt.types import Candidate, Example, Message
 
 ANSWER_SENTENCE = "The answer is {answer}."
@@ -54,16 +55,30 @@ def demos_for(candidate: Candidate, task: Task, example: Example) -> list[Exampl
 
 
 def demo_turn(candidate: Candidate, task: Task, demo: Example) -> str:
-    """The user turn of a demo: the input and the answer-format line, like the question's."""
+    """The user turn of a demo: the input and the answer-format line, like the question's
+    (its ``{answers}`` slot names what an answer to this item may be)."""
     parts = [task.render_input(demo)]
     if candidate.answer_format.strip():
-        parts.append(candidate.answer_format.strip())
+        parts.append(render_answer_format(candidate.answer_format, task, demo))
     return "\n\n".join(parts)
+
+
+def trigger_after_question(candidate: Candidate, task: Task, example: Example) -> bool:
+    """Whether the trigger follows the question: in zero-shot CoT, and in few-shot CoT
+    when no demo shown carries a worked solution (answer-only demos; else ``--shots N
+    --cot`` silently became plain few-shot)."""
+    if not candidate.cot_trigger.strip():
+        return False
+    if candidate.cot_mode == "zero_shot":
+        return True
+    if candidate.cot_mode != "few_shot":
+        return False
+    return not any(demo_solution(candidate, demo) for demo in demos_for(candidate, task, example))
 
 
 def question_turn(candidate: Candidate, task: Task, example: Example) -> str:
     parts = [demo_turn(candidate, task, example)]
-    if candidate.cot_mode == "zero_shot" and candidate.cot_trigger.strip():
+    if trigger_after_question(candidate, task, example):
         parts.append(candidate.cot_trigger.strip())
     return "\n\n".join(parts)
 

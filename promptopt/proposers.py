@@ -6,6 +6,14 @@
 - :meth:`Proposer.from_history` — OPRO: the model sees earlier texts with their scores,
   worst to best, and a few task examples, and writes one that should score higher.
 
+A task without an instruction (BBH has none) gave the proposer an empty string to
+rewrite, and the pool filled with text about instructions ("Write the instruction in
+different words."). An instruction shorter than :data:`SHORT_INSTRUCTION_WORDS` words is
+therefore never paraphrased nor shown as the only history: the proposer asks what the
+instruction was from five input-output pairs instead (APE's induction), and a proposal
+that speaks of "the instruction" or "the prompt" rather than of the task is dropped
+(unless the task's own items speak of instructions).
+
 Every call goes through the (cached) proposer backend with a distinct ``sample_index``,
 so a resumed search gets the same proposals back from the cache.
 """
@@ -23,6 +31,14 @@ from promptopt.types import Example, GenerationRequest, Message
 SLOTS = ("instruction", "cot_trigger")
 MAX_PROPOSAL_CHARS = 400
 DEMO_ATTEMPTS = 2  # forward-generation calls per wanted proposal, at most
+SHORT_INSTRUCTION_WORDS = 4
+_META = re.compile(r"\b(?:instructions?|prompts?)\b", re.IGNORECASE)
+
+
+def is_short(text: str) -> bool:
+    """An instruction too short to rewrite (empty, or a few words)."""
+    return len(text.split()) < SHORT_INSTRUCTION_WORDS
+
 
 _WHAT = {
     "instruction": "instruction",
@@ -186,6 +202,18 @@ class Proposer:
         self.seed = seed
         self.calls = 0
         self.rejected = 0  # proposals dropped because they were about the shown examples
+        self.meta_rejected = 0  # proposals dropped because they spoke of the instruction, not the task
+
+    def _speaks_of_instructions(self, text: str) -> bool:
+        """True for "Write the instruction in different words.": about the prompt, not the
+        task. Allowed where the task's own items speak of instructions (BBH navigate)."""
+        if self.slot != "instruction" or not _META.search(text):
+            return False
+        try:
+            sample = self.task.examples("train")[:20]
+        except Exception:  # noqa: BLE001 - no train split: nothing says instructions are the topic
+            sample = []
+        return not any(_META.search(self.task.render_input(e)) for e in sample)
 
     def _ask(self, prompt: str, n: int, *, salt: int, shown: Sequence[str] = ()) -> list[str]:
         requests = [
@@ -204,6 +232,9 @@ class Proposer:
                 cleaned = clean_proposal(completion.text)
                 if cleaned and shown and mentions_examples(cleaned, shown):
                     self.rejected += 1
+                    continue
+                if cleaned and self._speaks_of_instructions(cleaned):
+                    self.meta_rejected += 1
                     continue
                 if cleaned and cleaned not in out:
                     out.append(cleaned)
@@ -244,7 +275,10 @@ class Proposer:
         return proposals
 
     def paraphrase(self, text: str, n: int, *, round_index: int = 0) -> list[str]:
-        """APE resampling: ``n`` variations of ``text`` that keep its meaning."""
+        """APE resampling: ``n`` variations of ``text`` that keep its meaning. An empty or
+        short instruction has no meaning to keep: APE's induction from demos instead."""
+        if self.slot == "instruction" and is_short(text):
+            return [p for p in self.from_demos(n, round_index=30_000 + round_index) if p != text]
         prompt = (
             f"Rewrite the following {_WHAT[self.slot]} in different words, keeping its meaning. "
             f"Reply with the rewritten {_WHAT[self.slot]} only.\n\n{text}"
@@ -254,7 +288,11 @@ class Proposer:
     def from_history(
         self, history: Sequence[tuple[str, float]], n: int, *, step: int = 0, examples: int = 3
     ) -> list[str]:
-        """OPRO: ``n`` new texts from the scored history (shown worst to best)."""
+        """OPRO: ``n`` new texts from the scored history (shown worst to best). A history of
+        only empty or short instructions shows nothing to improve on: induction instead."""
+        if self.slot == "instruction" and all(is_short(text) for text, _ in history):
+            seen_short = {text for text, _ in history}
+            return [p for p in self.from_demos(n, round_index=40_000 + step) if p not in seen_short]
         ranked = sorted(history, key=lambda item: item[1])[-20:]
         shown = "\n\n".join(f"text: {text}\nscore: {round(100 * score)}" for text, score in ranked)
         rng = random.Random(f"{self.seed}:opro:{step}")

@@ -28,6 +28,7 @@ from promptopt.leaderboard import (
     leaderboard,
     run_candidate,
 )
+from promptopt.report_answers import answers_section
 from promptopt.stats import pareto_front
 from promptopt.store import Store
 
@@ -220,10 +221,17 @@ def _score_cell(score: Any) -> str:
     return f"<td>{_pct(score.accuracy)}</td><td>{_pct(score.ci_low)}–{_pct(score.ci_high)}</td><td>{score.n}</td>"
 
 
+def _counts_cell(score: Any) -> str:
+    if score is None:
+        return "<td>–</td>"
+    flag = " !" if score.counts.flagged else ""
+    return f"<td>{score.n_no_answer}/{score.n_truncated}{flag}</td>"
+
+
 def _leaderboard_table(entries: Sequence[LeaderboardEntry], winner: str | None) -> str:
     head = (
         "<tr><th>#</th><th>candidate</th><th>origin</th><th>dev</th><th>95% CI</th><th>n</th>"
-        "<th>test</th><th>95% CI</th><th>n</th><th>tokens/ex</th><th>cost/ex</th><th>instruction</th></tr>"
+        "<th title='dev outputs with no answer found / cut off at the token limit'>no ans/cut</th><th>test</th><th>95% CI</th><th>n</th><th>tokens/ex</th><th>cost/ex</th><th>instruction</th></tr>"
     )
     rows = []
     for entry in entries:
@@ -234,7 +242,7 @@ def _leaderboard_table(entries: Sequence[LeaderboardEntry], winner: str | None) 
             text += f" [CoT: {entry.spec.cot_trigger}]"
         rows.append(
             f"<tr{css}><td>{entry.rank}</td><td><code>{_e(entry.candidate)}</code></td><td>{_e(entry.origin)}</td>"
-            f"{_score_cell(entry.dev)}{_score_cell(entry.test)}<td>{entry.tokens_per_example:.0f}</td>"
+            f"{_score_cell(entry.dev)}{_counts_cell(entry.dev)}{_score_cell(entry.test)}<td>{entry.tokens_per_example:.0f}</td>"
             f'<td>{cost}</td><td class="text">{_e(text)}</td></tr>'
         )
     return f'<table id="leaderboard"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
@@ -346,6 +354,7 @@ def render_report(
         f"<h2>Candidates on dev</h2>{_ci_plot(entries, winner)}"
         f"<h2>Leaderboard</h2>{_leaderboard_table(entries, winner)}"
         f"<h2>Winning prompt</h2>{_prompt_section(details)}"
+        f"<h2>Answers</h2>{answers_section(store, run, winner)}"
         '<p class="meta">Requests are the stored model samples of this run\'s evaluations, in the order they '
         "were recorded (proposer calls are not included). Input fields are shown as {field} placeholders.</p>"
         "</body></html>\n"

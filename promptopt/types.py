@@ -212,7 +212,9 @@ class Completion:
 
 @dataclass(frozen=True)
 class SampleResult:
-    """One sampled generation for one example, with its extracted answer."""
+    """One sampled generation for one example, with its extracted answer.
+    ``finish_reason`` is the backend's: ``length`` when the output was cut off at the
+    token limit (then only an explicitly stated answer is taken)."""
 
     sample_index: int
     raw_output: str
@@ -223,6 +225,7 @@ class SampleResult:
     latency_s: float = 0.0
     cached: bool = False
     error: str | None = None
+    finish_reason: str = "stop"
 
 
 @dataclass(frozen=True)
@@ -239,6 +242,16 @@ class EvalResult:
     score: float | None
     samples: tuple[SampleResult, ...] = field(default_factory=tuple)
     error: str | None = None
+
+    @property
+    def no_answer(self) -> bool:
+        """Scored, but no answer was found in the output: a wrong answer, counted on its own."""
+        return self.score is not None and self.answer is None
+
+    @property
+    def truncated(self) -> bool:
+        """An output was cut off at the token limit (finish reason ``length``)."""
+        return any(s.finish_reason == "length" and s.error is None for s in self.samples)
 
     @property
     def tokens_in(self) -> int:

@@ -102,7 +102,10 @@ def test_opro_spends_a_preset_in_several_small_steps(task, db_url: str) -> None:
                      backend=backend, db=db_url)  # fmt: skip
     assert isinstance(result, SearchResult)
     steps = [r for r in backend.history if "<INS>" in r.messages[-1].content]  # OPRO's meta-prompts
-    assert len(steps) == 4 * 2  # four steps of two proposals
+    # the first step's history is only the short "Answer.": nothing to improve on, so it
+    # asks what the instruction was from demos (APE's induction; issue #27) instead
+    induced = [r for r in backend.history if r.messages[-1].content.startswith("A teacher gave")]
+    assert len(steps) + len(induced) == 4 * 2 and len(induced) >= 2  # four steps of two proposals
 
 
 class Recording(Policy):

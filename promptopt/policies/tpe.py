@@ -127,9 +127,24 @@ class TPEPolicy(SpacePolicy):
         self._pending: list[Any] = []
 
     def close(self) -> None:
-        """Dispose of the storage's connection pool (also done when the policy is dropped)."""
+        """End the trials the search left open, then dispose of the storage's connection
+        pool (also done when the policy is dropped)."""
+        self.finish_open_trials()
         if self._close is not None:
             self._close()
+
+    def finish_open_trials(self) -> None:
+        """Tell Optuna how every trial it handed out ended: one the search stopped before
+        scoring (a call budget spent mid-race) is ``FAIL`` (``PRUNED`` if it was pruned), so
+        no trial stays ``RUNNING`` in the study after the search."""
+        running = self.optuna.trial.TrialState.RUNNING
+        with quiet_optuna(self.optuna), contextlib.suppress(Exception):
+            for trial in self.study.get_trials(deepcopy=False, states=(running,)):
+                if trial.number in self._told:
+                    continue
+                self._told.add(trial.number)
+                state = "PRUNED" if trial.number in self._pruned else "FAIL"
+                self.study.tell(trial.number, state=getattr(self.optuna.trial.TrialState, state))
 
     def _suggest(self, trial: Any, dimension: Dimension) -> Any:
         if dimension.kind in ("categorical", "pool"):
@@ -193,6 +208,7 @@ class TPEPolicy(SpacePolicy):
                         self.study.tell(trial, self.reward(self.points.get(standing.candidate, {}), standing))
 
     def describe(self) -> dict[str, Any]:
+        self.finish_open_trials()  # described once the search is over
         states: dict[str, int] = {}
         for trial in self.study.get_trials(deepcopy=False):
             states[trial.state.name.lower()] = states.get(trial.state.name.lower(), 0) + 1

@@ -39,6 +39,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -148,6 +149,8 @@ class Evaluation(Base):
     tokens_out: Mapped[int] = mapped_column(Integer)
     latency_s: Mapped[float] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # a sample was cut off at the token limit (revision 0002)
+    truncated: Mapped[bool] = mapped_column(Boolean, server_default=false())
 
 
 class Sample(Base):
@@ -167,6 +170,8 @@ class Sample(Base):
     latency_s: Mapped[float] = mapped_column(Float)
     cached: Mapped[bool] = mapped_column(Boolean)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # the backend's finish reason, "length" when cut off (revision 0002; NULL before)
+    finish_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
 
 class CacheEntry(Base):

@@ -609,6 +609,7 @@ class Store:
                 "tokens_out": r.tokens_out,
                 "latency_s": float(r.latency_s),
                 "created_at": now,
+                "truncated": r.truncated,
             }
             for r in unique.values()
         ]
@@ -642,6 +643,7 @@ class Store:
                     "latency_s": float(s.latency_s),
                     "cached": bool(s.cached),
                     "error": _text(s.error),
+                    "finish_reason": _text(s.finish_reason),
                 }
                 for key, evaluation_id in ids.items()
                 for s in {s.sample_index: s for s in reversed(unique[key].samples)}.values()
@@ -708,6 +710,7 @@ class Store:
                         latency_s=s.latency_s,
                         cached=bool(s.cached),
                         error=s.error,
+                        finish_reason=s.finish_reason or "stop",
                     )
                 )
         return [

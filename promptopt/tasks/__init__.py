@@ -8,7 +8,10 @@ Where tasks come from, in order:
 
 A file may ``include:`` another (relative path or built-in file name) and override its
 fields. A file with ``family: {param: NAME, values: [...]}`` defines one task per value,
-with ``{NAME}`` substituted in its strings (this is how ``bbh:<subtask>`` works).
+with ``{NAME}`` substituted in its strings (this is how ``bbh:<subtask>`` works). With
+``discover: "bbh/{NAME}.json"`` the family also lists every value whose file is in the
+data folder (``$PROMPTOPT_DATA_DIR`` or ``--data-dir``), and a misspelled value gets the
+closest names found there.
 """
 
 from __future__ import annotations
@@ -102,6 +105,31 @@ def _family(data: Mapping[str, Any], path: Path) -> tuple[str, list[str]] | None
     return str(family["param"]), [str(v) for v in family["values"]]
 
 
+def _discovered(data: Mapping[str, Any], data_dir: str | Path | None) -> list[str]:
+    """The family values whose data files are in the data folder (``family.discover``)."""
+    family = data.get("family")
+    pattern = family.get("discover") if isinstance(family, Mapping) else None
+    if not pattern:
+        return []
+    from promptopt.errors import DataError
+    from promptopt.tasks.loaders import resolve_data_dir
+
+    try:
+        folder = resolve_data_dir(data_dir)
+    except DataError:
+        return []
+    if folder is None:
+        return []
+    placeholder = "{" + str(family["param"]) + "}"
+    head, _, tail = str(pattern).partition(placeholder)
+    found = []
+    for path in sorted(folder.glob(head + "*" + tail)):
+        relative = path.relative_to(folder).as_posix()
+        if relative.startswith(head) and relative.endswith(tail) and len(relative) > len(head) + len(tail):
+            found.append(relative[len(head) : len(relative) - len(tail)])
+    return found
+
+
 def _search_dirs() -> list[Path]:
     dirs = [BUILTIN_DIR]
     for entry in os.environ.get(TASK_PATH_ENV, "").split(os.pathsep):
@@ -113,9 +141,10 @@ def _search_dirs() -> list[Path]:
     return dirs
 
 
-def list_tasks() -> list[TaskInfo]:
-    """Every task that can be named, without loading any data. Files starting with
-    ``_`` are includes only, not tasks."""
+def list_tasks(data_dir: str | Path | None = None) -> list[TaskInfo]:
+    """Every task that can be named, without loading any data (a family lists the values
+    whose files are in ``data_dir``, default ``$PROMPTOPT_DATA_DIR``, too). Files starting
+    with ``_`` are includes only, not tasks."""
     infos: dict[str, TaskInfo] = {}
     for directory in _search_dirs():
         if not directory.is_dir():
@@ -130,6 +159,7 @@ def list_tasks() -> list[TaskInfo]:
             family = _family(data, path)
             if family:
                 param, values = family
+                values = list(dict.fromkeys([*values, *_discovered(data, data_dir)]))
                 for value in values:
                     task_name = name.replace("{" + param + "}", value)
                     infos[task_name] = TaskInfo(
@@ -175,7 +205,7 @@ def get_task(name: str, data_dir: str | Path | None = None) -> Task:
         if not path.is_file():
             raise TaskError(f"task file {path} not found")
         return load_task_file(path, data_dir)
-    tasks = {info.name: info for info in list_tasks()}
+    tasks = {info.name: info for info in list_tasks(data_dir)}
     info = tasks.get(name)
     if info is None:
         family_prefix, _, value = name.partition(":")
@@ -183,6 +213,15 @@ def get_task(name: str, data_dir: str | Path | None = None) -> Task:
             (i for i in tasks.values() if i.family_value and i.name.startswith(family_prefix + ":")), None
         )
         if generic is not None and value:
+            found = _discovered(_resolve_includes(generic.path), data_dir)
+            if found and value not in found:
+                close = difflib.get_close_matches(value, found, n=3, cutoff=0.5)
+                raise TaskError(
+                    f"unknown task {name!r}: no {value!r} data in the data folder",
+                    hint=f"did you mean {' or '.join(f'{family_prefix}:{c}' for c in close)}?"
+                    if close
+                    else f"`promptopt tasks` lists the {family_prefix}: tasks found",
+                )
             # any subtask of a family works by name (e.g. other BBH tasks, online).
             return load_task_file(generic.path, data_dir, family_value=value)
         close = difflib.get_close_matches(name, list(tasks), n=3, cutoff=0.5)

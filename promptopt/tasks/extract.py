@@ -2,14 +2,20 @@
 
 Each extractor takes the model's raw text and returns the answer as a normalised string,
 or ``None`` when the text holds no answer of the expected kind. Extractors are looked up
-by name (``number``, ``choice``, ``yesno``, ``text``, ``regex:<pattern>``, ``auto``) so that
-task files can name them.
+by name (``number``, ``choice``, ``yesno``, ``text``, ``labels``, ``regex:<pattern>``, ``auto``)
+so that task files can name them.
+
+Before reading, :func:`unwrap` removes the wrappers models put around an answer:
+``\\boxed{\\text{invalid}}``, ``\\(B\\)``, ``**B**``, and a Unicode minus becomes ``-``.
+A ``labels`` extractor (a task whose gold answers form a small closed set) only ever
+returns one of the labels; a multiple-choice item's options let ``choice`` take the
+option's text for its letter. :func:`extract_answer` is the one entry point.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 
 from promptopt.errors import TaskError
@@ -23,6 +29,31 @@ _NUMBER_RE = re.compile(r"(?<![\w.])(-?\s?[$€£]?\s?(?:(?:\d{1,3}(?:,\d{3})+|\
 _BOXED_RE = re.compile(r"\\boxed\{([^{}]*)\}")
 _HASHES_RE = re.compile(r"####\s*([^\n]*)")
 _ANSWER_IS_RE = re.compile(r"answer\s*(?:is|:|=)\s*:?\s*", re.IGNORECASE)
+
+
+# Unicode minus signs: "−3" is minus three, not three.
+_MINUS = str.maketrans({"\u2212": "-", "\uff0d": "-", "\ufe63": "-"})
+_LATEX_TEXT_RE = re.compile(r"\\(?:text|textbf|textit|mathrm|mathbf|mathit|operatorname)\s*\{([^{}]*)\}")
+_MATH_DELIMITERS_RE = re.compile(r"\\[()\[\]]")
+
+
+def unwrap(text: str) -> str:
+    """Remove what models wrap an answer in: ``\\text{…}`` (and ``\\textbf``, ``\\mathrm``,
+    …), ``\\(…\\)`` and ``\\[…\\]`` delimiters, Markdown bold ``**…**``; Unicode minus
+    signs become ``-``. ``\\boxed{\\text{invalid}}`` → ``\\boxed{invalid}``."""
+    text = text.translate(_MINUS)
+    previous = None
+    while previous != text:
+        previous, text = text, _LATEX_TEXT_RE.sub(r"\1", text)
+    text = _MATH_DELIMITERS_RE.sub(" ", text)
+    return text.replace("**", "")
+
+
+def has_answer_marker(text: str) -> bool:
+    """Whether ``text`` states an answer explicitly ("the answer is", ``\\boxed{}``, ``####``).
+    A truncated output without one holds no answer: its last line is cut-off reasoning."""
+    text = unwrap(text)
+    return bool(_ANSWER_IS_RE.search(text) or _BOXED_RE.search(text) or _HASHES_RE.search(text))
 
 
 def _answer_tails(text: str) -> list[str]:
@@ -59,6 +90,7 @@ def _format_decimal(value: Decimal) -> str:
 def extract_number(text: str) -> str | None:
     """The model's numeric answer, in order of how explicitly it was marked:
     ``#### N``, ``\\boxed{N}``, "the answer is N", then the last number in the text."""
+    text = unwrap(text)
     for pattern in (_HASHES_RE, _BOXED_RE):
         found = pattern.findall(text)
         for candidate in reversed(found):
@@ -77,24 +109,101 @@ def extract_number(text: str) -> str | None:
 
 _CHOICE_RE = re.compile(r"\(([A-R])\)")
 _BARE_CHOICE_RE = re.compile(r"(?<![A-Za-z])([A-R])(?![A-Za-z])")
+_OPTION_WORD_RE = re.compile(r"\boption\s*\(?([A-R])\b", re.IGNORECASE)
+_LEADING_CHOICE_RE = re.compile(r"^[\s:*_\"'`]*\(?([A-R])(?:[).:]|\s*$)")
 
 
-def extract_choice(text: str) -> str | None:
-    """A multiple-choice letter, returned as ``(X)``: the one after "the answer is", else
-    the last ``(X)`` in the text, else a lone capital letter in the answer sentence."""
+def _option_text_choice(fragment: str, options: Mapping[str, str]) -> str | None:
+    """The letter of the one option whose text ``fragment`` names ("the answer is
+    heptagon" → B); None when it names none or several."""
+    lowered = " ".join(fragment.lower().split())
+    named = {
+        letter: text.lower()
+        for letter, text in options.items()
+        if text.strip()
+        and re.search(r"(?<!\w)" + re.escape(" ".join(text.lower().split())) + r"(?!\w)", lowered)
+    }
+    # "a rectangle" names rectangle, not also "angle": keep the longest texts only
+    longest = {k: v for k, v in named.items() if not any(v != w and v in w for w in named.values())}
+    return next(iter(longest)) if len(longest) == 1 else None
+
+
+def _choice_in(fragment: str, options: Mapping[str, str] | None, *, bare: bool = True) -> str | None:
+    """A choice letter stated in an answer fragment: ``(B)``, "option B", a leading ``B)``
+    or ``B.``, a lone capital letter near the start (``bare``), else (when the item lists
+    its options) the option's text."""
+    allowed = set(options) if options else None
+    patterns = [(_CHOICE_RE, fragment), (_OPTION_WORD_RE, fragment), (_LEADING_CHOICE_RE, fragment)]
+    if bare:
+        patterns.append((_BARE_CHOICE_RE, fragment[:8]))
+    for pattern, text in patterns:
+        for letter in pattern.findall(text):
+            letter = letter.upper()
+            if allowed is None or letter in allowed:
+                return letter
+    if options:
+        return _option_text_choice(fragment, options)
+    return None
+
+
+def extract_choice(text: str, options: Mapping[str, str] | None = None) -> str | None:
+    """A multiple-choice letter, returned as ``(X)``: the one in a ``\\boxed{}``, else after
+    "the answer is", else the last ``(X)`` in the text, else a lone capital letter.
+    ``options`` (letter → text, the options the item lists) restricts the letters to
+    those offered and maps an answer given as an option's text back to its letter."""
+    text = unwrap(text)
+    allowed = set(options) if options else None
+    for content in reversed(_BOXED_RE.findall(text)):
+        letter = _choice_in(content, options)
+        if letter:
+            return f"({letter})"
     for tail in reversed(_answer_tails(text)):
-        found = _CHOICE_RE.findall(tail) or _BARE_CHOICE_RE.findall(tail[:8])
-        if found:
-            return f"({found[0]})"
-    found = _CHOICE_RE.findall(text)
+        letter = _choice_in(tail, options)
+        if letter:
+            return f"({letter})"
+    found = [letter for letter in _CHOICE_RE.findall(text) if allowed is None or letter in allowed]
     if found:
         return f"({found[-1]})"
     stripped = text.strip()
-    if len(stripped) <= 3:
-        bare = _BARE_CHOICE_RE.findall(stripped)
-        if bare:
-            return f"({bare[0]})"
+    if len(stripped) <= 40:
+        letter = _choice_in(stripped, options, bare=False) if len(stripped) > 3 else None
+        bare = [b for b in _BARE_CHOICE_RE.findall(stripped) if allowed is None or b in allowed]
+        if letter or (bare and len(stripped) <= 3):
+            return f"({letter or bare[0]})"
     return None
+
+
+def make_label_extractor(labels: Sequence[str]) -> Extractor:
+    """An extractor for a small closed answer set: it returns one of ``labels``
+    (normalised) or ``None``, never a stray line. Where it looks, in order: inside
+    ``\\boxed{}``, after "the answer is", then the last line if it names exactly one label."""
+    normalized = sorted(
+        {normalize_text(label) for label in labels if normalize_text(label)}, key=len, reverse=True
+    )
+    if not normalized:
+        raise TaskError("a labels extractor needs at least one label")
+    pattern = re.compile(
+        r"(?<!\w)(" + "|".join(re.escape(label) for label in normalized) + r")(?!\w)", re.IGNORECASE
+    )
+
+    def first_label(fragment: str) -> str | None:
+        found = pattern.findall(" ".join(fragment.split()))
+        return normalize_text(found[0]) if found else None
+
+    def extract(text: str) -> str | None:
+        text = unwrap(text)
+        for fragment in [*reversed(_BOXED_RE.findall(text)), *reversed(_answer_tails(text))]:
+            label = first_label(fragment)
+            if label is not None:
+                return label
+        lines = [line for line in text.strip().splitlines() if line.strip()]
+        if lines:
+            named = {normalize_text(found) for found in pattern.findall(lines[-1])}
+            if len(named) == 1:
+                return named.pop()
+        return None
+
+    return extract
 
 
 _YESNO_RE = re.compile(r"\b(yes|no|true|false|plausible|implausible)\b", re.IGNORECASE)
@@ -104,6 +213,7 @@ _YESNO_MAP = {"yes": "yes", "no": "no", "true": "yes", "false": "no", "plausible
 def extract_yesno(text: str) -> str | None:
     """``yes`` or ``no`` (also from true/false, plausible/implausible): the word after
     "the answer is", else the last such word in the text."""
+    text = unwrap(text)
     for tail in reversed(_answer_tails(text)):
         found = _YESNO_RE.findall(tail)
         if found:
@@ -121,7 +231,12 @@ def normalize_text(text: str) -> str:
 
 
 def extract_text(text: str) -> str | None:
-    """Free text: what follows the last "the answer is", else the last non-empty line."""
+    """Free text: inside the last ``\\boxed{}``, else what follows the last "the answer is",
+    else the last non-empty line."""
+    text = unwrap(text)
+    boxed = _BOXED_RE.findall(text)
+    if boxed and normalize_text(boxed[-1]):
+        return normalize_text(boxed[-1])
     tails = _answer_tails(text)
     if tails:
         answer = normalize_text(tails[-1])
@@ -156,18 +271,22 @@ EXTRACTORS: dict[str, Extractor] = {
     "yesno": extract_yesno,
     "text": extract_text,
 }
+# Extractors that need the task's data: built by the task (see Task.extract).
+DATA_EXTRACTORS = ("labels",)
 
 
 def get_extractor(name: str) -> Extractor:
     """Look up an extractor by the name a task file uses."""
     if name.startswith("regex:"):
         return make_regex_extractor(name[len("regex:") :])
+    if name in DATA_EXTRACTORS:
+        raise TaskError(f"the {name!r} extractor is built from a task's data (Task.extract), not by name")
     try:
         return EXTRACTORS[name]
     except KeyError:
         raise TaskError(
             f"unknown answer extractor {name!r}; expected one of "
-            f"{', '.join([*EXTRACTORS, 'regex:<pattern>', 'auto'])}"
+            f"{', '.join([*EXTRACTORS, *DATA_EXTRACTORS, 'regex:<pattern>', 'auto'])}"
         ) from None
 
 
@@ -182,7 +301,31 @@ def detect_extractor(targets: Sequence[str]) -> str:
         return "yesno"
     if all(normalize_number(v) is not None and re.fullmatch(_NUMBER, v.replace(" ", "")) for v in values):
         return "number"
-    return "text"
+    from promptopt.tasks.options import label_set
+
+    return "labels" if label_set(values) else "text"
+
+
+def extract_answer(
+    extractor: str,
+    text: str,
+    *,
+    labels: Sequence[str] = (),
+    options: Mapping[str, str] | None = None,
+    truncated: bool = False,
+) -> str | None:
+    """The answer in a model's ``text`` with the extractor named ``extractor``. ``labels``:
+    the task's answer set (for ``labels``); ``options``: the options the item lists (for
+    ``choice``). A ``truncated`` output (cut off at the token limit) holds an answer only
+    where it states one explicitly: its last line is cut-off reasoning, never the answer."""
+    if truncated and not has_answer_marker(text):
+        return None
+    if extractor == "choice":
+        return extract_choice(text, options)
+    if extractor == "labels":
+        # without its labels (a prompt loaded from an export, without data): free text
+        return make_label_extractor(labels)(text) if labels else extract_text(text)
+    return get_extractor(extractor)(text)
 
 
 def normalize_target(target: str, extractor: str) -> str:

@@ -27,7 +27,9 @@ from typing import Any
 from promptopt import template as templating
 from promptopt.errors import DataError, TaskError
 from promptopt.tasks import extract as extraction
+from promptopt.tasks.answer_format import DEFAULT_ANSWER_FORMAT
 from promptopt.tasks.loaders import LOADERS, resolve_data_dir
+from promptopt.tasks.splits import dev_count, size_value, test_count
 from promptopt.types import Example, content_hash
 
 SPLITS = ("train", "dev", "test")
@@ -50,11 +52,12 @@ class TaskSpec:
     extractor: str = "auto"
     metric: str = "exact_match"
     description: str = ""
-    answer_format: str = 'End your answer with "The answer is X."'
+    # its {answers} slot is filled per item (promptopt.tasks.answer_format): no placeholder to copy
+    answer_format: str = DEFAULT_ANSWER_FORMAT
     instruction: str = ""
-    dev_size: int = 200
+    dev_size: int | float = 200  # a share when below 1 (promptopt.tasks.splits)
     dev_seed: int = 0
-    test_size: int | None = None
+    test_size: int | float | None = None
     cot_prompt: str | None = None
     answer_prompt: str = "Therefore, the final answer is"
     origin: str = "builtin"
@@ -91,20 +94,22 @@ class TaskSpec:
         if metric not in METRICS:
             raise TaskError(f"{where}: metric {metric!r} is unknown; expected one of {', '.join(METRICS)}")
         extractor = str(data.get("extractor", "auto"))
-        if extractor != "auto":
+        if extractor not in ("auto", *extraction.DATA_EXTRACTORS):
             extraction.get_extractor(extractor)  # raises with the list of known names
         dev = data.get("dev", {}) or {}
         if not isinstance(dev, Mapping):
             raise TaskError(f"{where}: 'dev' must be a mapping like {{size: 200, seed: 0}}")
         try:
             version = int(data.get("version", 1))
-            dev_size = int(dev.get("size", 200))
             dev_seed = int(dev.get("seed", 0))
-            test_size = int(data["test_size"]) if data.get("test_size") is not None else None
         except (TypeError, ValueError) as exc:
-            raise TaskError(
-                f"{where}: version, dev.size, dev.seed and test_size must be whole numbers ({exc})"
-            ) from None
+            raise TaskError(f"{where}: version and dev.seed must be whole numbers ({exc})") from None
+        dev_size = size_value(dev.get("size", 200), where=where, what="dev.size")
+        test_size = (
+            size_value(data["test_size"], where=where, what="test_size")
+            if data.get("test_size") is not None
+            else None
+        )
         if source["type"] == "records":
             missing = [k for k in ("target_field",) if k not in source]
             if missing:
@@ -160,7 +165,7 @@ class Task:
         train = loaded.get("train", [])
         test = loaded.get("test", [])
         rng = random.Random(self.spec.dev_seed)
-        dev_size = min(self.spec.dev_size, len(train) // 2)
+        dev_size = dev_count(len(train), self.spec.dev_size)
         dev_ids = set(rng.sample([e.id for e in train], dev_size)) if dev_size else set()
         dev = [e for e in train if e.id in dev_ids]
         pool = [e for e in train if e.id not in dev_ids]
@@ -168,7 +173,7 @@ class Task:
         return splits
 
     def _hold_out(self, items: list[Example], loaded: dict[str, list[Example]]) -> dict[str, list[Example]]:
-        size = self.spec.test_size if self.spec.test_size is not None else len(items) // 2
+        size = test_count(len(items), self.spec.test_size)
         rng = random.Random(self.spec.dev_seed + 1)
         test_ids = set(rng.sample([e.id for e in items], min(size, len(items))))
         return {
@@ -182,11 +187,30 @@ class Task:
         if self.spec.extractor != "auto":
             return self.spec.extractor
         sample = [e.target for e in self._splits["_train_full"][:200] + self._splits["test"][:200]]
-        return extraction.detect_extractor(sample)
+        detected = extraction.detect_extractor(sample)
+        if detected == "labels":
+            from promptopt.tasks.options import label_set
+
+            every = [e.target for e in self._splits["_train_full"] + self._splits["test"]]
+            return "labels" if label_set([extraction.normalize_text(t) for t in every]) else "text"
+        return detected
 
     @cached_property
-    def _extract(self) -> extraction.Extractor:
-        return extraction.get_extractor(self.extractor_name)
+    def labels(self) -> tuple[str, ...] | None:
+        """The task's answer set, most frequent first, normalised as answers are, when
+        the gold answers form a small closed set (two to a few dozen labels); else None."""
+        from promptopt.tasks.options import label_set
+
+        targets = [self.target(e) for split in SPLITS for e in self._examples_or_none(split)]
+        if self.spec.extractor == "labels":
+            return label_set(targets, max_labels=len(targets)) or tuple(dict.fromkeys(targets))
+        return label_set(targets)
+
+    def options(self, example: Example) -> dict[str, str]:
+        """The options ``example`` lists (letter → text), empty when it lists none."""
+        from promptopt.tasks.options import parse_options
+
+        return parse_options(self.render_input(example))
 
     def examples(self, split: str, limit: int | None = None) -> list[Example]:
         """Examples of ``train`` (the demo pool: train minus dev), ``dev`` or ``test``."""
@@ -198,6 +222,19 @@ class Task:
         if not examples:
             raise DataError(f"task {self.name} has no {split!r} examples")
         return examples[:limit] if limit is not None else list(examples)
+
+    def split_sizes(self) -> dict[str, int]:
+        """Items in each split: ``{"train": …, "dev": …, "test": …}`` (train: the demo pool)."""
+        return {split: len(self._examples_or_none(split)) for split in SPLITS}
+
+    def _examples_or_none(self, split: str) -> list[Example]:
+        """The examples of ``split``, or none where the task has none (or no data at all)."""
+        from promptopt.errors import PromptOptError
+
+        try:
+            return self.examples(split)
+        except PromptOptError:
+            return []
 
     @cached_property
     def cot_demos(self) -> list[Example]:
@@ -240,8 +277,18 @@ class Task:
     def target(self, example: Example) -> str:
         return extraction.normalize_target(example.target, self.extractor_name)
 
-    def extract(self, text: str) -> str | None:
-        return self._extract(text)
+    def extract(self, text: str, example: Example | None = None, *, truncated: bool = False) -> str | None:
+        """The answer in a model output (``example``: the item it answers, whose listed
+        options a multiple-choice answer may name; ``truncated``: cut off at the token
+        limit, so only an explicitly stated answer counts)."""
+        name = self.extractor_name
+        return extraction.extract_answer(
+            name,
+            text,
+            labels=(self.labels or ()) if name == "labels" else (),
+            options=self.options(example) if name == "choice" and example is not None else None,
+            truncated=truncated,
+        )
 
     def score(self, answer: str | None, example: Example) -> float:
         """1.0 if the extracted answer matches the gold answer, else 0.0."""
