@@ -567,7 +567,8 @@ def _print_search(result: Any, db_url: str) -> None:
         echo(f"faults      {faults['faults_met']} failed requests met, {faults['retries']} retried; "
              f"{faults['failed_evaluations']} evaluations stored as failures (excluded from scores)")  # fmt: skip
     if result.stopped_reason:
-        echo(f"stopped     {result.stopped_reason}; the best found so far was kept")
+        kept = "" if result.stopped_reason.endswith("is the result") else "; the best found so far was kept"
+        echo(f"stopped     {result.stopped_reason}{kept}")
     echo(f"wall time   {result.wall_s:.1f} s")
     echo(f"run         {result.run_id} in {db_url}")
 

@@ -608,6 +608,11 @@ def _run_policy(
     search_calls = run.spend.calls
     run.budgeted.budget = Budget()
     finalists = [s.candidate for s in rank(list(run.known_standings().values()))[: config.final_top]]
+    if not finalists:  # a budget too small to score anything: the starting prompt is the result
+        finalists = [config.base.hash]
+        stopped = (
+            f"{stopped or 'budget spent'} before any prompt was scored: the starting prompt is the result"
+        )
     rows: list[LeaderboardRow] = []
     report("final", round_index, len(finalists))
     run.evaluator.evaluate_many([(run.candidates[c], dev) for c in finalists], "dev")
@@ -622,10 +627,12 @@ def _run_policy(
             LeaderboardRow(candidate, run.origins[candidate_hash], mean, low, high, len(scored), tokens)
         )
     full = [r for r in rows if r.candidate.hash in finalists]
-    winner_row = max(full, key=lambda r: (r.mean, r.n, -finalists.index(r.candidate.hash)))
     rows.sort(key=lambda r: (-r.mean, -r.n))
     rows = mark_pareto(rows)
-    winner = winner_row.candidate
+    if full:
+        winner = max(full, key=lambda r: (r.mean, r.n, -finalists.index(r.candidate.hash))).candidate
+    else:  # no finalist has a dev result (every request failed): keep the starting prompt
+        winner = config.base
 
     # Held-out test: winner and the starting prompt on the same examples.
     report("test", round_index, 2)
