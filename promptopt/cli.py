@@ -275,10 +275,16 @@ def eval_command(
             report = evaluate(task, candidate, backend, progress=bar.update, **settings)
     backend.close()
     if as_json:
-        click.echo(json.dumps({**report.summary(), "db": store.display_url}, indent=2))
+        click.echo(
+            json.dumps({**report.summary(), "n_scored": report.n_scored, "db": store.display_url}, indent=2)
+        )
     else:
         _print_report(report, store.display_url)
     store.close()
+    from promptopt.failures import check_not_all_failed
+
+    failed = [(r.error or "unknown error") if r.score is None else None for r in report.results]
+    check_not_all_failed(failed, "the evaluation", options["api_key_env"])
 
 
 def _print_report(report: Any, db_url: str) -> None:
@@ -288,7 +294,7 @@ def _print_report(report: Any, db_url: str) -> None:
     )
     echo(
         f"accuracy    {report.accuracy:.1%}  (95% CI {report.ci_low:.1%}–{report.ci_high:.1%}, "
-        f"n={report.n_scored}, {report.n_failed} failed)"
+        f"{report.n_scored} of {report.n} scored, {report.n_failed} failed)"
     )
     echo(
         f"tokens      {report.tokens_in_per_example:.1f} in / {report.tokens_out_per_example:.1f} out per example"

@@ -598,6 +598,7 @@ def _run_policy(
                 start=config.race_start, eta=config.race_eta, keep=config.top_k, prune=policy.should_prune,
             )  # fmt: skip
             policy.tell(standings)
+            _check_phase(run, "the search", _dev_errors(run))
             round_index += 1
             report("search", round_index, len(proposals))
     except BudgetExceeded as exc:
@@ -615,7 +616,8 @@ def _run_policy(
         )
     rows: list[LeaderboardRow] = []
     report("final", round_index, len(finalists))
-    run.evaluator.evaluate_many([(run.candidates[c], dev) for c in finalists], "dev")
+    final = run.evaluator.evaluate_many([(run.candidates[c], dev) for c in finalists], "dev")
+    _check_phase(run, "the final dev evaluation", [_error(r) for rs in final for r in rs])
     for candidate_hash, candidate in run.candidates.items():
         known = run.evaluator.known(candidate, "dev")
         if not known:
@@ -643,6 +645,7 @@ def _run_policy(
         if winner.hash == config.base.hash
         else run.evaluator.evaluate(winner, test_examples, "test")
     )
+    _check_phase(run, "the test evaluation", [_error(r) for r in base_results])
     pairs = [
         (b.score, w.score)
         for b, w in zip(base_results, win_results, strict=True)
@@ -677,3 +680,19 @@ def _run_policy(
         policy_state=policy.describe(),
         faults=run.faults(),
     )
+
+
+def _dev_errors(run: _Run) -> list[str | None]:
+    """One entry per dev result so far: its error when it failed, else None."""
+    return [_error(r) for c in run.candidates.values() for r in run.evaluator.known(c, "dev")]
+
+
+def _error(result: EvalResult) -> str | None:
+    return (result.error or "unknown error") if result.score is None else None
+
+
+def _check_phase(run: _Run, what: str, errors: list[str | None]) -> None:
+    """Stop with the first error and a hint when every request of a phase failed."""
+    from promptopt.failures import check_not_all_failed
+
+    check_not_all_failed(errors, what, dict(run.config.backend_options).get("api_key_env", "OPENAI_API_KEY"))

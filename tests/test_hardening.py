@@ -5,7 +5,9 @@ bad numbers on the command line, broken task files, resume of a live run."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -56,3 +58,75 @@ def test_every_call_budget_from_one_up_ends_cleanly(tmp_path: Path) -> None:
     assert winners[0] == 1 and max(winners) > 1, (
         "the smallest budget scores the starting prompt only, larger ones search"
     )
+
+
+# ------------------------------------------------------------------ 5. every request failed
+
+FAILURE_MODES = {
+    # mode: (server key, key in the environment, fault, expected text, expected hint)
+    "wrong key": ("sk-right", "sk-wrong", None, "HTTP 401", "check OPENAI_API_KEY"),
+    "no key": ("sk-right", None, None, "HTTP 401", "OPENAI_API_KEY is not set"),
+    "all 500s": (None, "sk-any", "server_error", "HTTP 500", "check the server"),
+    "refused": (None, "sk-any", "refused", "Connection refused", "check --base-url"),
+}
+
+
+def _failing_endpoint(mode: str) -> Any:
+    import contextlib
+    import socket
+
+    from promptopt.testing.openai_server import FakeOpenAIServer, FaultPlan
+
+    server_key, _, fault, _, _ = FAILURE_MODES[mode]
+    if fault == "refused":
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        sock.close()  # nothing listens there now
+
+        @contextlib.contextmanager
+        def nothing() -> Iterator[str]:
+            yield f"http://127.0.0.1:{port}/v1"
+
+        return nothing()
+    plan = FaultPlan(rates={fault: 1.0}) if fault else None
+
+    @contextlib.contextmanager
+    def serve() -> Iterator[str]:
+        with FakeOpenAIServer(api_key=server_key, faults=plan) as server:
+            yield server.base_url
+
+    return serve()
+
+
+@pytest.mark.parametrize("command", ["eval", "search"])
+@pytest.mark.parametrize("mode", list(FAILURE_MODES))
+def test_when_every_request_fails_the_user_is_told_why_and_the_exit_is_non_zero(
+    mode: str, command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, env_key, _, text, hint = FAILURE_MODES[mode]
+    if env_key is None:
+        monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    else:
+        monkeypatch.setenv("OPENAI_API_KEY", env_key)
+    extra = (["--limit", "2"] if command == "eval" else
+             ["--dev-size", "2", "--test-size", "2", "--proposals", "1", "--rounds", "1"])  # fmt: skip
+    with _failing_endpoint(mode) as base_url:
+        code, out, err = _invoke([command, "--task", "gsm-symbolic", "--model", "openai/fake-model", "--base-url",
+                                  base_url, "--db", f"sqlite:///{tmp_path / 'f.db'}", "--no-progress", *extra])  # fmt: skip
+    assert code != 0, out
+    assert "every request of" in err and text in err and hint in err, err
+    assert "Traceback" not in out + err
+
+
+def test_eval_json_n_agrees_with_the_text(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-any")
+    db = f"sqlite:///{tmp_path / 'n.db'}"
+    with _failing_endpoint("all 500s") as base_url:
+        args = ["eval", "--task", "gsm-symbolic", "--model", "openai/fake-model", "--base-url", base_url, "--db", db,
+                "--no-progress", "--limit", "2"]  # fmt: skip
+        _, text, _ = _invoke(args)
+        _, raw, _ = _invoke([*args, "--json"])
+    summary = json.loads(raw)
+    assert (summary["n"], summary["n_scored"], summary["n_failed"]) == (2, 0, 2)
+    assert f"{summary['n_scored']} of {summary['n']} scored, {summary['n_failed']} failed" in text
