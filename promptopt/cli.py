@@ -13,6 +13,7 @@ import click
 
 from promptopt.backends import DTYPES
 from promptopt.errors import PromptOptError
+from promptopt.terminal import printable
 
 DB_HELP = "Database URL (SQLAlchemy) or SQLite file path. Default: $PROMPTOPT_DB, else ./promptopt.db."
 DATA_HELP = "Folder with the benchmark data (e.g. ../shared/data). Default: $PROMPTOPT_DATA_DIR, else the hub (online)."
@@ -25,9 +26,9 @@ class PromptOptGroup(click.Group):
         try:
             return super().invoke(ctx)
         except PromptOptError as exc:
-            click.secho(f"error: {exc.message}", fg="red", err=True)
+            click.secho(f"error: {printable(exc.message)}", fg="red", err=True)
             if exc.hint:
-                click.echo(f"  hint: {exc.hint}", err=True)
+                click.echo(f"  hint: {printable(exc.hint)}", err=True)
             ctx.exit(2)
         except KeyboardInterrupt:
             click.echo("interrupted; results stored so far are kept", err=True)
@@ -68,7 +69,7 @@ def tasks_command(as_json: bool) -> None:
     width = max(len(i.name) for i in infos)
     for info in infos:
         origin = "" if info.origin == "builtin" else f"  [{info.origin}]"
-        click.echo(f"{info.name:<{width}}  {info.description}{origin}")
+        click.echo(printable(f"{info.name:<{width}}  {info.description}{origin}"))
 
 
 def _progress_display(enabled: bool, total_label: str) -> Any:
@@ -288,7 +289,9 @@ def eval_command(
 
 
 def _print_report(report: Any, db_url: str) -> None:
-    echo: Callable[[str], None] = click.echo
+    def echo(line: str) -> None:
+        click.echo(printable(line))
+
     echo(
         f"{report.task} · {report.split} · {report.n} examples · {report.model} · candidate {report.candidate.hash}"
     )
@@ -539,6 +542,8 @@ def _print_search(result: Any, db_url: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from promptopt.terminal import rich_text
+
     console = Console()
     table = Table(title="Top candidates (dev)")
     for column in ("candidate", "origin", "dev", "95% CI", "n", "tokens/ex", "text"):
@@ -550,12 +555,15 @@ def _print_search(result: Any, db_url: str) -> None:
             text = row.candidate.cot_trigger
         table.add_row(
             row.candidate.hash[:10], row.origin, f"{row.mean:.1%}", f"{row.ci_low:.1%}–{row.ci_high:.1%}", str(row.n),
-            f"{row.tokens_per_example:.0f}", text[:70] + ("…" if len(text) > 70 else ""),
+            f"{row.tokens_per_example:.0f}", rich_text(text[:70] + ("…" if len(text) > 70 else "")),
         )  # fmt: skip
     console.print(table)
     test = result.test
     diff = test["difference"]
-    echo = click.echo
+
+    def echo(line: str) -> None:
+        click.echo(printable(line))
+
     echo(f"winner      {result.winner.hash}: {result.winner.instruction!r}"
          + (f" + {result.winner.cot_trigger!r}" if result.winner.cot_trigger else ""))  # fmt: skip
     echo(f"test (n={test['n']})  winner {test['winner']['accuracy']:.1%} "
@@ -603,9 +611,9 @@ def runs_command(db: str | None, limit: int, as_json: bool) -> None:
             score = f"accuracy {summary['accuracy']:.1%} (n={summary.get('n')})"
         elif "test" in summary and "winner" in summary.get("test", {}):
             score = f"winner test {summary['test']['winner']['accuracy']:.1%}"
-        click.echo(
+        click.echo(printable(
             f"{run.id}  {run.created_at:%Y-%m-%d %H:%M}  {run.kind:<6} {run.status:<11} {run.task:<22} {run.model:<28} {score}"
-        )
+        ))  # fmt: skip
 
 
 @cli.group("db")

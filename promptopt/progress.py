@@ -44,7 +44,11 @@ class EvalProgressBar:
 
     def start(self, total: int) -> None:
         if self._progress is not None:
-            self._task = self._progress.add_task(self.label, total=total, accuracy="–")
+            from rich.markup import escape
+
+            from promptopt.terminal import printable
+
+            self._task = self._progress.add_task(escape(printable(self.label)), total=total, accuracy="–")
 
     def update(self, state: Any) -> None:
         if self._progress is None or self._task is None:

@@ -130,3 +130,56 @@ def test_eval_json_n_agrees_with_the_text(tmp_path: Path, monkeypatch: pytest.Mo
     summary = json.loads(raw)
     assert (summary["n"], summary["n_scored"], summary["n_failed"]) == (2, 0, 2)
     assert f"{summary['n_scored']} of {summary['n']} scored, {summary['n_failed']} failed" in text
+
+
+# -------------------------------------------------------------- 4. model and user text printed
+
+NASTY = ("[/INST] [bold]Solve[/] \x1b[31mred\x1b[0m \x1b]8;;http://evil.example\x1b\\link\x1b]8;;\x1b\\ "
+         "\x1b]0;title\x07 \u202eevil\u202c \x9b2J done")  # fmt: skip
+
+
+def _nasty_responder(request: dict[str, Any]) -> str:
+    last = request["messages"][-1]["content"]
+    if "Instruction" in last or "instruction" in last:  # a proposer request
+        return f"Instruction: {NASTY}"
+    return f"{NASTY} The answer is 3."
+
+
+def _assert_plain(text: str) -> None:
+    for bad in ("\x1b", "\x07", "\x9b", "\u202e"):
+        assert bad not in text, f"raw {bad!r} reached the terminal"
+    assert "Traceback" not in text and "MarkupError" not in text
+
+
+def test_model_text_with_markup_and_escape_codes_is_printed_as_text(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from promptopt.testing.openai_server import FakeOpenAIServer
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-any")
+    db = f"sqlite:///{tmp_path / 'm.db'}"
+    with FakeOpenAIServer(_nasty_responder) as server:
+        code, out, err = _invoke(["search", "--task", "gsm-symbolic", "--model", "openai/fake-model", "--base-url",
+                                  server.base_url, "--db", db, "--dev-size", "4", "--test-size", "4",
+                                  "--proposals", "2", "--rounds", "1", "--no-progress"])  # fmt: skip
+    assert code == 0, err
+    _assert_plain(out + err)
+    assert "[/INST]" in out and "\\x1b" in out, "the text is shown, escaped, not dropped"
+    for args in (["leaderboard"], ["runs"], ["show", out.split("run ")[-1].split()[0], "--examples", "5"]):
+        code, shown, err = _invoke([*args, "--db", db])
+        assert code == 0, err
+        _assert_plain(shown + err)
+
+
+def test_user_instruction_with_markup_and_escape_codes(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'u.db'}"
+    code, out, err = _invoke(["search", *FAST, "--instruction", NASTY, "--db", db])
+    assert code == 0, err
+    _assert_plain(out + err)
+    code, out, err = _invoke(["eval", "--task", "gsm-symbolic", "--model", "fake", "--limit", "3", "--no-progress",
+                              "--instruction", "[/bold] x \x1b[2J", "--db", db])  # fmt: skip
+    assert code == 0, err
+    _assert_plain(out + err)
+    for args in (["leaderboard"], ["runs"]):
+        code, shown, err = _invoke([*args, "--db", db])
+        _assert_plain(shown + err)
