@@ -183,3 +183,48 @@ def test_user_instruction_with_markup_and_escape_codes(tmp_path: Path) -> None:
     for args in (["leaderboard"], ["runs"]):
         code, shown, err = _invoke([*args, "--db", db])
         _assert_plain(shown + err)
+
+
+# ------------------------------------------------------------------------- 3. dataset bytes
+
+
+def _records_task(tmp_path: Path, data: bytes, suffix: str) -> Path:
+    (tmp_path / f"data{suffix}").write_bytes(data)
+    task = {"name": "bytes", "input_fields": ["question"], "template": "Q: {question}", "extractor": "number",
+            "source": {"type": "records", "files": {"test": f"data{suffix}"}, "target_field": "answer"}}  # fmt: skip
+    path = tmp_path / "task.yaml"
+    path.write_text(json.dumps(task))
+    return path
+
+
+def _eval_task(path: Path, tmp_path: Path) -> tuple[int, str, str]:
+    return _invoke(["eval", "--task", str(path), "--model", "fake", "--no-progress",
+                    "--db", f"sqlite:///{tmp_path / 'd.db'}"])  # fmt: skip
+
+
+GOOD_LINE = b'{"question": "1+1?", "answer": "2"}\n'
+
+
+@pytest.mark.parametrize(
+    ("data", "suffix", "line", "message"),
+    [
+        (GOOD_LINE + b'{"question": "caf\xe9?", "answer": "2"}\n', ".jsonl", 2, "not valid UTF-8 (byte 0xe9"),
+        (GOOD_LINE * 2 + b'{"question": "\\ud800 x", "answer": "2"}\n', ".jsonl", 3, "lone surrogate"),
+        (b"question,answer\n1+1?,2\n\xff\xfe,3\n", ".csv", 3, "not valid UTF-8 (byte 0xff"),
+        (b"question,answer,question\n1+1?,2,3\n", ".csv", 1, "duplicate column 'question'"),
+    ],
+)
+def test_bad_bytes_in_data_files_name_the_file_and_line(
+    data: bytes, suffix: str, line: int, message: str, tmp_path: Path
+) -> None:
+    code, out, err = _eval_task(_records_task(tmp_path, data, suffix), tmp_path)
+    assert code == 2, out + err
+    assert f"data{suffix}:{line}:" in err and message in err, err
+    assert "Traceback" not in out + err
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_a_byte_order_mark_is_accepted(suffix: str, tmp_path: Path) -> None:
+    data = b"question,answer\n1+1?,2\n" if suffix == ".csv" else GOOD_LINE
+    code, out, err = _eval_task(_records_task(tmp_path, b"\xef\xbb\xbf" + data, suffix), tmp_path)
+    assert code == 0, err
