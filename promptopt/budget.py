@@ -66,7 +66,21 @@ def load_prices(model: str, path: str | Path | None = None) -> tuple[float, floa
         raise ConfigError(
             f"{file}: the entry for {base!r} needs 'input' and 'output' prices per million tokens"
         )
-    return float(entry["input"]), float(entry["output"])
+    return _price(entry["input"], file, base, "input"), _price(entry["output"], file, base, "output")
+
+
+def _price(value: Any, file: Path, model: str, which: str) -> float:
+    import math
+
+    try:
+        price = float(value)
+    except (TypeError, ValueError):
+        price = math.nan
+    if isinstance(value, bool) or not math.isfinite(price) or price < 0:
+        raise ConfigError(
+            f"{file}: the {which} price of {model!r} must be a number >= 0 (USD per million tokens), got {value!r}"
+        )
+    return price
 
 
 @dataclass

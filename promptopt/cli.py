@@ -135,7 +135,8 @@ _model_options = _options(
                  show_default=True, help="Weights of a local model: int8 (auto's choice on x86 CPUs without "
                  "AMX; ~4x float32's speed), float32 (exact reference: bit-identical prefix reuse), bfloat16."),
     click.option("--db", default=None, help=DB_HELP),
-    click.option("--seed", type=int, default=0, show_default=True, help="Seed for every random choice (recorded with the run)."),
+    click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True,
+                 help="Seed for every random choice (recorded with the run), 0 to 4294967295."),
     click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout."),
     click.option("--no-progress", is_flag=True, help="Do not show the progress display."),
 )  # fmt: skip

@@ -228,3 +228,30 @@ def test_a_byte_order_mark_is_accepted(suffix: str, tmp_path: Path) -> None:
     data = b"question,answer\n1+1?,2\n" if suffix == ".csv" else GOOD_LINE
     code, out, err = _eval_task(_records_task(tmp_path, b"\xef\xbb\xbf" + data, suffix), tmp_path)
     assert code == 0, err
+
+
+# --------------------------------------------------------------------------- 6. bad numbers
+
+
+@pytest.mark.parametrize("price", ["abc", "-0.5", ".nan", ".inf", "true", "[1]"])
+def test_bad_prices_are_refused_with_the_file_and_model(price: str, tmp_path: Path) -> None:
+    prices = tmp_path / "prices.yaml"
+    prices.write_text(f"fake: {{input: {price}, output: 0.6}}\n")
+    code, out, err = _invoke(["search", *FAST, "--max-cost", "1", "--prices", str(prices),
+                              "--db", f"sqlite:///{tmp_path / 'p.db'}"])  # fmt: skip
+    assert code == 2, out + err
+    assert "prices.yaml" in err and "input price of 'fake' must be a number >= 0" in err, err
+
+
+@pytest.mark.parametrize("seed", ["99999999999999999999999", "-1", "4294967296"])
+def test_out_of_range_seeds_are_refused(seed: str, tmp_path: Path) -> None:
+    code, out, err = _invoke(["search", *FAST, "--seed", seed, "--db", f"sqlite:///{tmp_path / 's.db'}"])
+    assert code == 2 and "--seed" in err and "Traceback" not in err, err
+
+
+def test_the_store_refuses_a_seed_it_cannot_hold(tmp_path: Path) -> None:
+    from promptopt.errors import StoreError
+    from promptopt.store import Store
+
+    with Store(f"sqlite:///{tmp_path / 's.db'}") as store, pytest.raises(StoreError, match="out of range"):
+        store.create_run(kind="eval", task="t", model="m", config={}, seed=10**23)

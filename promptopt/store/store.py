@@ -465,6 +465,8 @@ class Store:
                 f"invalid run id {run_id!r}",
                 hint="use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit",
             )
+        if seed is not None and not -(2**63) <= seed < 2**63:  # a BIGINT column
+            raise StoreError(f"seed {seed} is out of range", hint="use a seed from 0 to 4294967295")
         config_json = _dump_json(scrub_secrets(config), "run config")
         row = {
             "kind": kind,
