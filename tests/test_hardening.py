@@ -255,3 +255,28 @@ def test_the_store_refuses_a_seed_it_cannot_hold(tmp_path: Path) -> None:
 
     with Store(f"sqlite:///{tmp_path / 's.db'}") as store, pytest.raises(StoreError, match="out of range"):
         store.create_run(kind="eval", task="t", model="m", config={}, seed=10**23)
+
+
+# ------------------------------------------------------------------ 8. a broken file in ./tasks
+
+
+def test_a_broken_task_file_is_a_warning_for_that_task_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "tasks").mkdir()
+    (tmp_path / "tasks" / "bad.yaml").write_text("name: [broken\n")
+    (tmp_path / "tasks" / "bytes.yaml").write_bytes(b"name: \xff\xfe\n")
+    (tmp_path / "tasks" / "notmap.yaml").write_text("- a list\n")
+    monkeypatch.chdir(tmp_path)
+    code, out, err = _invoke(["tasks"])
+    assert code == 0 and "gsm8k" in out and "gsm-symbolic" in out, err
+    warned = caplog.text
+    assert "bad.yaml:2:1: invalid YAML" in warned and "bytes.yaml: not valid UTF-8" in warned, warned
+    assert "notmap.yaml" in warned
+    code, out, err = _invoke(["eval", "--task", "gsm-symbolic", "--model", "fake", "--limit", "2", "--no-progress",
+                              "--db", f"sqlite:///{tmp_path / 't.db'}"])  # fmt: skip
+    assert code == 0, err
+    code, out, err = _invoke(
+        ["eval", "--task", "bad", "--model", "fake", "--db", f"sqlite:///{tmp_path / 't.db'}"]
+    )
+    assert code == 2 and "bad.yaml:2:1: invalid YAML" in err, err

@@ -14,6 +14,7 @@ with ``{NAME}`` substituted in its strings (this is how ``bbh:<subtask>`` works)
 from __future__ import annotations
 
 import difflib
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -52,6 +53,10 @@ def read_yaml(path: Path) -> Mapping[str, Any]:
         raise TaskError(f"{path}: invalid YAML ({exc})") from None
     except OSError as exc:
         raise TaskError(f"{path}: cannot read task file ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise TaskError(
+            f"{path}: not valid UTF-8 (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})"
+        ) from None
     if not isinstance(data, Mapping):
         raise TaskError(f"{path}: a task file must be a YAML mapping of fields, got {type(data).__name__}")
     return data
@@ -113,10 +118,28 @@ def _search_dirs() -> list[Path]:
     return dirs
 
 
+_log = logging.getLogger(__name__)
+_warned: set[str] = set()
+
+
+def _broken_task(path: Path, exc: TaskError, broken: dict[str, TaskError]) -> None:
+    """A task file that cannot be read is that task's problem only: a warning (once per
+    file and process), and the error again when that task is asked for by name."""
+    broken[path.stem] = exc
+    if str(path) not in _warned:
+        _warned.add(str(path))
+        _log.warning("warning: skipping task file %s", exc.message)
+
+
 def list_tasks() -> list[TaskInfo]:
     """Every task that can be named, without loading any data. Files starting with
-    ``_`` are includes only, not tasks."""
+    ``_`` are includes only, not tasks. A broken file is skipped with a warning."""
+    return _scan()[0]
+
+
+def _scan() -> tuple[list[TaskInfo], dict[str, TaskError]]:
     infos: dict[str, TaskInfo] = {}
+    broken: dict[str, TaskError] = {}
     for directory in _search_dirs():
         if not directory.is_dir():
             continue
@@ -124,10 +147,14 @@ def list_tasks() -> list[TaskInfo]:
         for path in sorted(directory.glob("*.yaml")) + sorted(directory.glob("*.yml")):
             if path.name.startswith("_"):
                 continue
-            data = _resolve_includes(path)
+            try:
+                data = _resolve_includes(path)
+                family = _family(data, path)
+            except TaskError as exc:
+                _broken_task(path, exc, broken)
+                continue
             name = str(data.get("name", path.stem))
             description = str(data.get("description", "")).strip().splitlines()[0:1]
-            family = _family(data, path)
             if family:
                 param, values = family
                 for value in values:
@@ -141,7 +168,7 @@ def list_tasks() -> list[TaskInfo]:
                     )
             else:
                 infos[name] = TaskInfo(name, description[0] if description else "", origin, path)
-    return sorted(infos.values(), key=lambda info: (info.origin != "builtin", info.name))
+    return sorted(infos.values(), key=lambda info: (info.origin != "builtin", info.name)), broken
 
 
 def load_task_file(
@@ -175,8 +202,11 @@ def get_task(name: str, data_dir: str | Path | None = None) -> Task:
         if not path.is_file():
             raise TaskError(f"task file {path} not found")
         return load_task_file(path, data_dir)
-    tasks = {info.name: info for info in list_tasks()}
+    infos, broken = _scan()
+    tasks = {info.name: info for info in infos}
     info = tasks.get(name)
+    if info is None and name in broken:  # the file named like the task is the broken one
+        raise broken[name]
     if info is None:
         family_prefix, _, value = name.partition(":")
         generic = next(
