@@ -5,6 +5,7 @@ exit code 2."""
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -436,6 +437,8 @@ def _print_report(report: Any, db_url: str) -> None:
     "--ray-address", default=None, help="Join a Ray cluster (auto or ray://host:port) instead of a local Ray."
 )
 @click.option("--resume", default=None, help="Continue an interrupted search run (see `promptopt runs`).")
+@click.option("--take-over", is_flag=True,
+              help="With --resume: resume a run whose process still looks alive (it then stops at its next heartbeat).")
 @click.option("--dry-run", is_flag=True, help="Print the estimate of calls and tokens and exit.")
 def search_command(
     task_name: str | None, data_dir: str | None, policy: str, space: str | None, cost_penalty: float,
@@ -443,8 +446,8 @@ def search_command(
     preset: str, max_calls: int | None,
     max_tokens: int | None, max_minutes: float | None, max_cost: float | None, prices: str | None,
     proposals: int | None, rounds: int | None, dev_size: int | None, test_size: int | None,
-    proposer_model: str | None, workers: int, ray_address: str | None, resume: str | None, dry_run: bool,
-    **options: Any,
+    proposer_model: str | None, workers: int, ray_address: str | None, resume: str | None, take_over: bool,
+    dry_run: bool, **options: Any,
 ) -> None:  # fmt: skip
     """Search for the prompt that scores best on dev, and prove it on held-out test.
 
@@ -463,6 +466,11 @@ def search_command(
     from promptopt.store import Store
     from promptopt.tasks import get_task
 
+    ctx = click.get_current_context()
+    if resume is not None:
+        _refuse_with_resume(ctx)
+    elif take_over:
+        raise click.UsageError("--take-over is for --resume RUN_ID")
     store = Store(options["db"])
     as_json = options["as_json"]
     if resume is None:
@@ -505,14 +513,11 @@ def search_command(
             if resume is None:
                 result = search(config, db=store, progress=display.update, task=task)
             else:
-                result = search(db=store, resume=resume, progress=display.update)
+                result = search(db=store, resume=resume, progress=display.update, take_over=take_over)
     except KeyboardInterrupt:
         runs = store.list_runs(limit=1)
         run_id = resume or (runs[0].id if runs else "RUN_ID")
-        click.echo(
-            f"search interrupted; resume with:  promptopt search --resume {run_id} --db {store.display_url}",
-            err=True,
-        )
+        click.echo(f"search interrupted; resume with:  {resume_command(run_id, store.url)}", err=True)
         store.close()
         sys.exit(130)
     summary = result.summary()  # type: ignore[union-attr]
@@ -524,6 +529,34 @@ def search_command(
 
         print_policy_state(result)
     store.close()
+
+
+_RESUME_KEEPS = {"resume", "take_over", "db", "as_json", "no_progress", "dry_run"}
+
+
+def _refuse_with_resume(ctx: click.Context) -> None:
+    """A resumed run keeps the settings it was started with: other options would be ignored."""
+    given = sorted(
+        "--" + name.replace("_", "-")
+        for name in ctx.params
+        if name not in _RESUME_KEEPS and ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
+    )
+    if given:
+        raise click.UsageError(
+            f"{', '.join(given)} cannot be combined with --resume: a resumed run keeps the settings it was started with"
+        )
+
+
+def resume_command(run_id: str, url: str) -> str:
+    """The command that resumes ``run_id``, ready to paste: a database password is left out
+    (and the line says so) rather than printed or masked."""
+    from promptopt.store import url_without_password
+
+    safe, had_password = url_without_password(url)
+    command = f"promptopt search --resume {run_id} --db {shlex.quote(safe)}"
+    if had_password:
+        command += "   (password left out: give it in PGPASSWORD or ~/.pgpass)"
+    return command
 
 
 def _print_estimate(plan: Any, as_json: bool) -> None:
@@ -596,16 +629,21 @@ def _print_search(result: Any, db_url: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
 def runs_command(db: str | None, limit: int, as_json: bool) -> None:
     """List runs (newest first) with their state; interrupted searches can be resumed."""
+    from promptopt.lease import owner_alive
     from promptopt.store import Store
 
     store = Store(db)
     runs = store.list_runs(limit=limit)
     store.close()
+    # A "running" run whose process is gone (killed, machine lost) is stale: resumable.
+    stale = {r.id for r in runs if r.status == "running" and not owner_alive(r)}
     if as_json:
         click.echo(json.dumps([{"id": r.id, "kind": r.kind, "task": r.task, "model": r.model, "status": r.status,
-                                "created_at": r.created_at.isoformat()} for r in runs], indent=2))  # fmt: skip
+                                "stale": r.id in stale, "created_at": r.created_at.isoformat()} for r in runs],
+                              indent=2))  # fmt: skip
         return
     for run in runs:
+        status = "stale" if run.id in stale else run.status
         score = ""
         summary = run.summary or {}
         if "accuracy" in summary:
@@ -613,7 +651,7 @@ def runs_command(db: str | None, limit: int, as_json: bool) -> None:
         elif "test" in summary and "winner" in summary.get("test", {}):
             score = f"winner test {summary['test']['winner']['accuracy']:.1%}"
         click.echo(printable(
-            f"{run.id}  {run.created_at:%Y-%m-%d %H:%M}  {run.kind:<6} {run.status:<11} {run.task:<22} {run.model:<28} {score}"
+            f"{run.id}  {run.created_at:%Y-%m-%d %H:%M}  {run.kind:<6} {status:<11} {run.task:<22} {run.model:<28} {score}"
         ))  # fmt: skip
 
 

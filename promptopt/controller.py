@@ -387,6 +387,7 @@ class _Run:
         self.evaluator = make_evaluator(
             self.search_executor, self._store_results, workers=config.workers, ray_address=config.ray_address
         )
+        self.heartbeat: Any = None  # the lease's Heartbeat while the search runs
         self.candidates: dict[str, Candidate] = {config.base.hash: config.base}
         self.origins: dict[str, str] = {config.base.hash: "seed"}
 
@@ -458,6 +459,7 @@ def search(
     progress: Callable[[SearchProgress], None] | None = None,
     dry_run: bool = False,
     task: Task | None = None,
+    take_over: bool = False,
 ) -> SearchResult | dict[str, Any]:
     """Search for the prompt that scores best on dev, then prove it on test.
 
@@ -466,8 +468,10 @@ def search(
     from the store instead. ``backend`` overrides the model named in the config (for a
     Python backend object); ``dry_run`` returns only the estimate. ``task`` is the task
     of ``config.task`` when the caller has already loaded it (loading a generated task
-    such as gsm-symbolic takes seconds, so the CLI loads it once).
+    such as gsm-symbolic takes seconds, so the CLI loads it once). A resume of a run whose
+    process is still alive is refused unless ``take_over`` (see :mod:`promptopt.lease`).
     """
+    from promptopt.lease import Heartbeat, new_owner, take
     from promptopt.store import Store
 
     store = db if isinstance(db, Store) else Store(db)
@@ -492,6 +496,9 @@ def search(
         if owns_store:
             store.close()
         return plan
+    owner = new_owner()
+    if resume is not None:
+        take(store, record, owner, take_over=take_over)
     model_backend: Backend
     if backend is None and (config.workers or config.ray_address):
         from promptopt.pool import pool_backend
@@ -510,20 +517,24 @@ def search(
     run = _Run(config, task, store, model_backend, proposer)
     if resume is not None:
         run.run_id = resume
-        store.finish_run(resume, "running")
     else:
         run.run_id = store.create_run(
             kind="search", task=task.name, model=model_backend.model_id, config=config.to_dict(),
-            seed=config.seed, dataset_hash=task.dataset_hash,
+            seed=config.seed, dataset_hash=task.dataset_hash, owner=owner,
         )  # fmt: skip
     started = time.perf_counter()
+    run.heartbeat = Heartbeat(store, run.run_id, owner)
     try:
-        result = _search(run, progress, plan, started)
+        with run.heartbeat:
+            result = _search(run, progress, plan, started)
     except BaseException as exc:
         status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-        store.finish_run(
-            run.run_id, status, {"error": f"{type(exc).__name__}: {exc}"[:2000], "spent": run.spend.to_dict()}
-        )
+        if not run.heartbeat.lost.is_set():  # a run taken over belongs to its new owner
+            store.finish_run(
+                run.run_id,
+                status,
+                {"error": f"{type(exc).__name__}: {exc}"[:2000], "spent": run.spend.to_dict()},
+            )
         if owns_store:
             store.close()
         raise
@@ -568,6 +579,8 @@ def _run_policy(
     run.register(config.base, "seed", None)
 
     def report(phase: str, round_index: int, pool: int) -> None:
+        if run.heartbeat is not None:
+            run.heartbeat.check()
         if progress is None:
             return
         known = run.known_standings()

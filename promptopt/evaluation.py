@@ -12,6 +12,7 @@ from typing import Any
 from promptopt.backends import Backend, CachingBackend, RetryingBackend, make_backend
 from promptopt.errors import ConfigError
 from promptopt.executor import Executor
+from promptopt.lease import Heartbeat, new_owner
 from promptopt.stats import mean_interval
 from promptopt.tasks import Task, get_task
 from promptopt.types import Candidate, EvalResult
@@ -225,6 +226,7 @@ def evaluate(
         },
         seed=seed,
         dataset_hash=task_obj.dataset_hash,
+        owner=(owner := new_owner()),
     )
     store.add_candidate(run_id, candidate, origin="user")
     started = time.perf_counter()
@@ -240,7 +242,8 @@ def evaluate(
             progress(EvalProgress(done, len(examples), correct, scored, time.perf_counter() - started))
 
     try:
-        results = executor.evaluate(candidate, examples, split, on_batch=on_batch)
+        with Heartbeat(store, run_id, owner):
+            results = executor.evaluate(candidate, examples, split, on_batch=on_batch)
     except BaseException as exc:
         status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
         store.finish_run(

@@ -280,3 +280,139 @@ def test_a_broken_task_file_is_a_warning_for_that_task_only(
         ["eval", "--task", "bad", "--model", "fake", "--db", f"sqlite:///{tmp_path / 't.db'}"]
     )
     assert code == 2 and "bad.yaml:2:1: invalid YAML" in err, err
+
+
+# ----------------------------------------------------------------------------- 11. resume
+
+SLOW_SEARCH = """
+import sys
+from promptopt.controller import SearchConfig, search
+from promptopt.tasks import get_task
+from promptopt.types import Candidate
+from tests.search_fakes import skilled_backend
+db, mode = sys.argv[1], sys.argv[2]
+task = get_task("gsm-symbolic")
+backend = skilled_backend(task, latency_s=0.03)
+config = SearchConfig.from_preset("light", task="gsm-symbolic", model="fake", base=Candidate(instruction="Answer."),
+                                  dev_size=24, test_size=24, n_proposals=4, rounds=4, seed=5, batch_size=2)
+try:
+    result = search(config, backend=backend, db=db) if mode == "new" else search(db=db, resume=mode, backend=backend)
+except Exception as exc:
+    print("ERROR", type(exc).__name__, exc, flush=True)
+    sys.exit(3)
+print("RESULT", result.run_id, flush=True)
+"""
+
+
+def _start_search(db: str, mode: str = "new", heartbeat: str = "0.2") -> Any:
+    import os
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(repo), "PROMPTOPT_HEARTBEAT_S": heartbeat}
+    return subprocess.Popen([sys.executable, "-c", SLOW_SEARCH, db, mode], cwd=repo, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
+def _wait_for_running_run(db: str, rows: int = 8) -> str:
+    import time
+
+    from promptopt.store import Store
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            with Store(db) as store:
+                runs = store.list_runs()
+                if runs and len(store.get_evaluations(runs[0].id)) >= rows:
+                    return runs[0].id
+        except Exception:  # noqa: BLE001 - the child may still be creating the schema
+            pass
+        time.sleep(0.1)
+    raise AssertionError("the search did not start")
+
+
+@pytest.mark.slow
+def test_resuming_a_live_run_is_refused_and_a_killed_one_is_stale(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import signal
+
+    monkeypatch.setenv("PROMPTOPT_HEARTBEAT_S", "0.2")
+    db = f"sqlite:///{tmp_path / 'live.db'}"
+    child = _start_search(db)
+    try:
+        run_id = _wait_for_running_run(db)
+        code, out, err = _invoke(["runs", "--db", db])
+        assert code == 0 and f"{run_id}" in out and "running" in out and "stale" not in out, out
+        code, out, err = _invoke(["search", "--resume", run_id, "--db", db, "--no-progress"])
+        assert (
+            code == 2 and "is still running" in err and f"pid {child.pid}" in err and "--take-over" in err
+        ), err
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        code, out, err = _invoke(["runs", "--db", db, "--json"])
+        [listed] = [r for r in json.loads(out) if r["id"] == run_id]
+        assert listed["status"] == "running" and listed["stale"] is True  # killed: nobody could mark it
+        code, out, err = _invoke(["runs", "--db", db])
+        assert "stale" in out
+        resumed = _start_search(db, run_id)
+        stdout, stderr = resumed.communicate(timeout=300)
+        assert resumed.returncode == 0 and "RESULT" in stdout, stderr
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+
+
+@pytest.mark.slow
+def test_take_over_stops_the_other_process_at_its_next_heartbeat(tmp_path: Path) -> None:
+    from promptopt.store import Store
+
+    db = f"sqlite:///{tmp_path / 'take.db'}"
+    first = _start_search(db)
+    try:
+        run_id = _wait_for_running_run(db)
+        second = _start_search(db, run_id)  # no take-over: refused
+        out, _ = second.communicate(timeout=120)
+        assert second.returncode == 3 and "still running" in out, out
+        code, out, err = _invoke(["search", "--resume", run_id, "--take-over", "--model", "fake", "--db", db])
+        assert code == 2 and "--model cannot be combined with --resume" in err, err
+        third = subprocess_take_over(db, run_id)
+        first_out, _ = first.communicate(timeout=300)
+        assert first.returncode == 3 and "taken over" in first_out, first_out
+        third_out, third_err = third.communicate(timeout=300)
+        assert third.returncode == 0 and "RESULT" in third_out, third_err
+        with Store(db) as store:
+            assert store.get_run(run_id).status == "finished"
+    finally:
+        for process in (first,):
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
+def subprocess_take_over(db: str, run_id: str) -> Any:
+    import os
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parent.parent
+    script = SLOW_SEARCH.replace("search(db=db, resume=mode, backend=backend)",
+                                 "search(db=db, resume=mode, backend=backend, take_over=True)")  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(repo), "PROMPTOPT_HEARTBEAT_S": "0.2"}
+    return subprocess.Popen([sys.executable, "-c", script, db, run_id], cwd=repo, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
+def test_the_resume_hint_for_postgresql_leaves_the_password_out() -> None:
+    from promptopt.cli import resume_command
+
+    line = resume_command("abc123", "postgresql://alice:s3cr3t-pw@db.example:5432/po")
+    assert "s3cr3t-pw" not in line and "***" not in line
+    assert "--db postgresql://alice@db.example:5432/po" in line and "password left out" in line
+    assert (
+        resume_command("abc123", "sqlite:///a b.db")
+        == "promptopt search --resume abc123 --db 'sqlite:///a b.db'"
+    )
