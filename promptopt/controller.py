@@ -33,7 +33,7 @@ from promptopt.proposers import DEMO_ATTEMPTS, Proposer
 from promptopt.racing import Standing, rank, schedule_size, standing, successive_halving
 from promptopt.spaces import SearchSpace, list_spaces, load_space
 from promptopt.stats import mean_interval, paired_difference
-from promptopt.tasks import Task, get_task
+from promptopt.tasks import Task, get_task, load_recorded_task, task_reference
 from promptopt.types import Candidate, EvalResult, Example
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -485,6 +485,8 @@ def search(
         config = SearchConfig.from_dict(record.config)
     if config is None:
         raise ConfigError("search() needs a config or resume=RUN_ID")
+    if task is None and resume is not None:  # the recorded file and data, from any directory
+        task = load_recorded_task(record.config, record.task, dataset_hash=record.dataset_hash)
     if task is None:
         task = get_task(config.task, config.data_dir)
     if _needs_space(config.policy):
@@ -519,7 +521,7 @@ def search(
         run.run_id = resume
     else:
         run.run_id = store.create_run(
-            kind="search", task=task.name, model=model_backend.model_id, config=config.to_dict(),
+            kind="search", task=task.name, model=model_backend.model_id, config={**config.to_dict(), **task_reference(task)},
             seed=config.seed, dataset_hash=task.dataset_hash, owner=owner,
         )  # fmt: skip
     started = time.perf_counter()

@@ -14,7 +14,7 @@ from promptopt.errors import ConfigError
 from promptopt.executor import Executor
 from promptopt.lease import Heartbeat, new_owner
 from promptopt.stats import mean_interval
-from promptopt.tasks import Task, get_task
+from promptopt.tasks import Task, get_task, task_reference
 from promptopt.types import Candidate, EvalResult
 
 ProgressCallback = Callable[["EvalProgress"], None]
@@ -216,6 +216,8 @@ def evaluate(
         model=inner.model_id,
         config={
             "candidate": candidate.to_dict(),
+            "task": task_obj.name,
+            **task_reference(task_obj),
             "split": split,
             "limit": limit,
             "task_version": task_obj.spec.version,

@@ -166,9 +166,9 @@ def _sentinel_messages(candidate: Candidate, task: Task) -> list[dict[str, str]]
 def load_run_task(run: RunRecord, data_dir: str | Path | None = None) -> Task:
     """The task a run used: the name or path its config recorded, with ``data_dir`` or the
     run's own data directory."""
-    name = run.config.get("task") if isinstance(run.config.get("task"), str) else None
-    directory = data_dir or run.config.get("data_dir")
-    return get_task(name or run.task, directory)
+    from promptopt.tasks import load_recorded_task
+
+    return load_recorded_task(run.config, run.task, data_dir, run.dataset_hash)
 
 
 @dataclass(frozen=True)

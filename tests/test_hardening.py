@@ -416,3 +416,48 @@ def test_the_resume_hint_for_postgresql_leaves_the_password_out() -> None:
         resume_command("abc123", "sqlite:///a b.db")
         == "promptopt search --resume abc123 --db 'sqlite:///a b.db'"
     )
+
+
+# ------------------------------------------------------------------ 7. runs remember their data
+
+
+def _task_elsewhere(tmp_path: Path) -> tuple[Path, Path]:
+    """A task file in one folder, its data in another (found through --data-dir only)."""
+    task_dir, data_dir = tmp_path / "taskdir", tmp_path / "datadir"
+    task_dir.mkdir()
+    data_dir.mkdir()
+    lines = [json.dumps({"question": f"{i}+1?", "answer": str(i + 1)}) for i in range(12)]
+    (data_dir / "train.jsonl").write_text("\n".join(lines[:8]) + "\n")
+    (data_dir / "test.jsonl").write_text("\n".join(lines[8:]) + "\n")
+    task = {"name": "elsewhere", "input_fields": ["question"], "template": "Q: {question}", "extractor": "number",
+            "source": {"type": "records", "files": {"train": "train.jsonl", "test": "test.jsonl"},
+                       "target_field": "answer"}}  # fmt: skip
+    (task_dir / "task.yaml").write_text(json.dumps(task))
+    return task_dir, data_dir
+
+
+@pytest.mark.parametrize("command", ["eval", "search"])
+def test_runs_export_from_anywhere_with_their_recorded_task_and_data(
+    command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PROMPTOPT_DATA_DIR", raising=False)
+    task_dir, data_dir = _task_elsewhere(tmp_path)
+    db = f"sqlite:///{tmp_path / 'r.db'}"
+    monkeypatch.chdir(tmp_path)  # relative task path and data dir, as a user types them
+    extra = ["--limit", "4"] if command == "eval" else ["--dev-size", "4", "--test-size", "4", "--proposals", "1",
+                                                        "--rounds", "0"]  # fmt: skip
+    code, out, err = _invoke([command, "--task", "taskdir/task.yaml", "--data-dir", "datadir", "--model", "fake",
+                              "--shots", "2", "--db", db, "--json", "--no-progress", *extra])  # fmt: skip
+    assert code == 0, err
+    run_id = json.loads(out)["run_id"]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    code, out, err = _invoke(["export", run_id, "--format", "json", "-o", "p.json", "--db", db])
+    assert code == 0, err
+    exported = json.loads((elsewhere / "p.json").read_text())
+    assert "1+1?" in json.dumps(exported) or "+1?" in json.dumps(exported), "the demos were written out"
+    # The same files with other data: refused, naming the dataset hashes.
+    (data_dir / "train.jsonl").write_text(json.dumps({"question": "9+9?", "answer": "18"}) + "\n")
+    code, out, err = _invoke(["export", run_id, "--format", "json", "-o", "q.json", "--db", db])
+    assert code == 2 and "not the data the run used" in err, err

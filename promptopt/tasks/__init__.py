@@ -23,13 +23,22 @@ from typing import Any
 
 import yaml
 
-from promptopt.errors import TaskError
+from promptopt.errors import PromptOptError, TaskError
 from promptopt.tasks.task import Task, TaskSpec
 
 BUILTIN_DIR = Path(__file__).parent / "builtin"
 TASK_PATH_ENV = "PROMPTOPT_TASK_PATH"
 
-__all__ = ["Task", "TaskSpec", "TaskInfo", "get_task", "list_tasks", "load_task_file"]
+__all__ = [
+    "Task",
+    "TaskSpec",
+    "TaskInfo",
+    "get_task",
+    "list_tasks",
+    "load_recorded_task",
+    "load_task_file",
+    "task_reference",
+]
 
 
 @dataclass(frozen=True)
@@ -192,6 +201,54 @@ def load_task_file(
         data["source"] = {**data["source"], "base_dir": str(path.parent)}
     spec = TaskSpec.from_mapping(data, where=str(path), origin=origin)
     return Task(spec, data_dir)
+
+
+def task_reference(task: Task) -> dict[str, Any]:
+    """What reloads ``task`` from any working directory, recorded with each run: the
+    absolute path of its file (none for a built-in task) and the absolute data directory
+    it was loaded from (``--data-dir``, else $PROMPTOPT_DATA_DIR; none for the hub)."""
+    from promptopt.tasks.loaders import resolve_data_dir
+
+    reference: dict[str, Any] = {"task_file": None, "data_dir": None}
+    if task.spec.origin != "builtin" and Path(task.spec.origin).is_file():
+        reference["task_file"] = str(Path(task.spec.origin).resolve())
+    try:
+        directory = resolve_data_dir(getattr(task, "_data_dir_arg", None))
+    except PromptOptError:
+        directory = None
+    if directory is not None:
+        reference["data_dir"] = str(directory.resolve())
+    return reference
+
+
+def load_recorded_task(
+    config: Mapping[str, Any], name: str, data_dir: str | Path | None = None, dataset_hash: str | None = None
+) -> Task:
+    """The task a run recorded (``config`` as stored, ``name`` its task name), from any
+    working directory: its file's absolute path first, then the name or path it was given.
+    ``data_dir`` overrides the recorded data directory; with ``dataset_hash`` (the run's)
+    data that is not the run's is a DataError."""
+    from promptopt.errors import DataError
+
+    directory = data_dir or config.get("data_dir")
+    given = config.get("task") if isinstance(config.get("task"), str) else name
+    task: Task | None = None
+    task_file = config.get("task_file")
+    if isinstance(task_file, str) and Path(task_file).is_file():
+        try:
+            task = load_task_file(task_file, directory)
+        except TaskError:  # a family file: its member is found by name
+            task = None
+    if task is None:
+        task = get_task(given, directory)
+    if dataset_hash and task.dataset_hash != dataset_hash:
+        where = f"the data directory {directory}" if directory else "the task's data source"
+        raise DataError(
+            f"task {task.name}: the data in {where} is not the data the run used "
+            f"(dataset hash {task.dataset_hash}, the run's {dataset_hash})",
+            hint="pass --data-dir with the data the run was made with",
+        )
+    return task
 
 
 def get_task(name: str, data_dir: str | Path | None = None) -> Task:
