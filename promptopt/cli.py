@@ -5,7 +5,6 @@ exit code 2."""
 from __future__ import annotations
 
 import json
-import shlex
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -13,6 +12,7 @@ from typing import Any
 import click
 
 from promptopt.backends import DTYPES
+from promptopt.cli_checks import check_demos, refuse_with_resume, resume_command, warn_sizes
 from promptopt.errors import PromptOptError
 from promptopt.terminal import printable
 
@@ -162,6 +162,7 @@ def _candidate_from_options(task: Any, options: dict[str, Any]) -> Any:
         max_tokens=options["max_new_tokens"], two_stage=options["two_stage"],
         demo_ids=[d.strip() for d in demos.split(",") if d.strip()] if demos else None, seed=options["seed"],
     )  # fmt: skip
+    check_demos(task, candidate, options["shots"])
     if from_dspy is None:
         return candidate
     from promptopt.dspy_interop import candidate_from_dspy
@@ -437,8 +438,11 @@ def _print_report(report: Any, db_url: str) -> None:
     "--ray-address", default=None, help="Join a Ray cluster (auto or ray://host:port) instead of a local Ray."
 )
 @click.option("--resume", default=None, help="Continue an interrupted search run (see `promptopt runs`).")
-@click.option("--take-over", is_flag=True,
-              help="With --resume: resume a run whose process still looks alive (it then stops at its next heartbeat).")
+@click.option(
+    "--take-over",
+    is_flag=True,
+    help="With --resume: resume a run whose process still looks alive (it then stops at its next heartbeat).",
+)
 @click.option("--dry-run", is_flag=True, help="Print the estimate of calls and tokens and exit.")
 def search_command(
     task_name: str | None, data_dir: str | None, policy: str, space: str | None, cost_penalty: float,
@@ -468,7 +472,7 @@ def search_command(
 
     ctx = click.get_current_context()
     if resume is not None:
-        _refuse_with_resume(ctx)
+        refuse_with_resume(ctx)
     elif take_over:
         raise click.UsageError("--take-over is for --resume RUN_ID")
     store = Store(options["db"])
@@ -498,6 +502,7 @@ def search_command(
         for flag, given in (("--dspy-threads", dspy_threads > 1), ("--dspy-share", dspy_share is not None)):
             if given and not policy.startswith("dspy-"):
                 raise click.UsageError(f"{flag} is for the dspy-* policies, not {policy}")
+        warn_sizes(task, config.dev_size, config.test_size)
         plan = search(config, db=store, dry_run=True, task=task)
     else:
         plan = search(db=store, resume=resume, dry_run=True)
@@ -529,34 +534,6 @@ def search_command(
 
         print_policy_state(result)
     store.close()
-
-
-_RESUME_KEEPS = {"resume", "take_over", "db", "as_json", "no_progress", "dry_run"}
-
-
-def _refuse_with_resume(ctx: click.Context) -> None:
-    """A resumed run keeps the settings it was started with: other options would be ignored."""
-    given = sorted(
-        "--" + name.replace("_", "-")
-        for name in ctx.params
-        if name not in _RESUME_KEEPS and ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
-    )
-    if given:
-        raise click.UsageError(
-            f"{', '.join(given)} cannot be combined with --resume: a resumed run keeps the settings it was started with"
-        )
-
-
-def resume_command(run_id: str, url: str) -> str:
-    """The command that resumes ``run_id``, ready to paste: a database password is left out
-    (and the line says so) rather than printed or masked."""
-    from promptopt.store import url_without_password
-
-    safe, had_password = url_without_password(url)
-    command = f"promptopt search --resume {run_id} --db {shlex.quote(safe)}"
-    if had_password:
-        command += "   (password left out: give it in PGPASSWORD or ~/.pgpass)"
-    return command
 
 
 def _print_estimate(plan: Any, as_json: bool) -> None:

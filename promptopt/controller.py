@@ -392,6 +392,8 @@ class _Run:
         self.origins: dict[str, str] = {config.base.hash: "seed"}
 
     def _store_results(self, batch: Sequence[EvalResult]) -> None:
+        if self.heartbeat is not None:  # taken over by another process: stop, write nothing more
+            self.heartbeat.check()
         self.store.record_evaluations(self.run_id, batch)
 
     def register(self, candidate: Candidate, origin: str, parent: str | None) -> None:

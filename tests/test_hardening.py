@@ -290,9 +290,9 @@ from promptopt.controller import SearchConfig, search
 from promptopt.tasks import get_task
 from promptopt.types import Candidate
 from tests.search_fakes import skilled_backend
-db, mode = sys.argv[1], sys.argv[2]
+db, mode, latency = sys.argv[1], sys.argv[2], float(sys.argv[3])
 task = get_task("gsm-symbolic")
-backend = skilled_backend(task, latency_s=0.03)
+backend = skilled_backend(task, latency_s=latency)
 config = SearchConfig.from_preset("light", task="gsm-symbolic", model="fake", base=Candidate(instruction="Answer."),
                                   dev_size=24, test_size=24, n_proposals=4, rounds=4, seed=5, batch_size=2)
 try:
@@ -304,14 +304,14 @@ print("RESULT", result.run_id, flush=True)
 """
 
 
-def _start_search(db: str, mode: str = "new", heartbeat: str = "0.2") -> Any:
+def _start_search(db: str, mode: str = "new", latency: float = 0.03, heartbeat: str = "0.5") -> Any:
     import os
     import subprocess
     import sys
 
     repo = Path(__file__).resolve().parent.parent
     env = {**os.environ, "PYTHONPATH": str(repo), "PROMPTOPT_HEARTBEAT_S": heartbeat}
-    return subprocess.Popen([sys.executable, "-c", SLOW_SEARCH, db, mode], cwd=repo, env=env,
+    return subprocess.Popen([sys.executable, "-c", SLOW_SEARCH, db, mode, str(latency)], cwd=repo, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
 
 
@@ -339,9 +339,9 @@ def test_resuming_a_live_run_is_refused_and_a_killed_one_is_stale(
 ) -> None:
     import signal
 
-    monkeypatch.setenv("PROMPTOPT_HEARTBEAT_S", "0.2")
+    monkeypatch.setenv("PROMPTOPT_HEARTBEAT_S", "0.5")
     db = f"sqlite:///{tmp_path / 'live.db'}"
-    child = _start_search(db)
+    child = _start_search(db, latency=0.3)  # slow: it is still running when the resume is tried
     try:
         run_id = _wait_for_running_run(db)
         code, out, err = _invoke(["runs", "--db", db])
@@ -371,7 +371,7 @@ def test_take_over_stops_the_other_process_at_its_next_heartbeat(tmp_path: Path)
     from promptopt.store import Store
 
     db = f"sqlite:///{tmp_path / 'take.db'}"
-    first = _start_search(db)
+    first = _start_search(db, latency=0.3)  # slow: it is still running when the others come
     try:
         run_id = _wait_for_running_run(db)
         second = _start_search(db, run_id)  # no take-over: refused
@@ -401,8 +401,8 @@ def subprocess_take_over(db: str, run_id: str) -> Any:
     repo = Path(__file__).resolve().parent.parent
     script = SLOW_SEARCH.replace("search(db=db, resume=mode, backend=backend)",
                                  "search(db=db, resume=mode, backend=backend, take_over=True)")  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(repo), "PROMPTOPT_HEARTBEAT_S": "0.2"}
-    return subprocess.Popen([sys.executable, "-c", script, db, run_id], cwd=repo, env=env,
+    env = {**os.environ, "PYTHONPATH": str(repo), "PROMPTOPT_HEARTBEAT_S": "0.5"}
+    return subprocess.Popen([sys.executable, "-c", script, db, run_id, "0.03"], cwd=repo, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
 
 
@@ -461,3 +461,59 @@ def test_runs_export_from_anywhere_with_their_recorded_task_and_data(
     (data_dir / "train.jsonl").write_text(json.dumps({"question": "9+9?", "answer": "18"}) + "\n")
     code, out, err = _invoke(["export", run_id, "--format", "json", "-o", "q.json", "--db", db])
     assert code == 2 and "not the data the run used" in err, err
+
+
+# ------------------------------------------------------------------- 12. silently accepted
+
+
+def test_exports_hold_no_endpoint_host_or_port(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from promptopt.testing.openai_server import FakeOpenAIServer
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-any")
+    db = f"sqlite:///{tmp_path / 'e.db'}"
+    with FakeOpenAIServer() as server:
+        code, out, err = _invoke(["eval", "--task", "gsm-symbolic", "--model", "openai/fake-model", "--base-url",
+                                  server.base_url, "--limit", "2", "--db", db, "--json", "--no-progress"])  # fmt: skip
+        port = str(server.port)
+    assert code == 0, err
+    run_id = json.loads(out)["run_id"]
+    for fmt in ("yaml", "json", "openai", "jinja", "dspy"):
+        target = tmp_path / (f"x-{fmt}.json" if fmt in ("json", "dspy") else f"x.{fmt}")
+        code, _, err = _invoke(["export", run_id, "--format", fmt, "-o", str(target), "--db", db])
+        assert code == 0, err
+        text = target.read_text()
+        assert "127.0.0.1" not in text and f":{port}" not in text, fmt
+
+
+def test_shots_beyond_any_context_window_are_refused_and_beyond_the_pool_warned(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'sh.db'}"
+    base = ["eval", "--task", "gsm-symbolic", "--model", "fake", "--limit", "2", "--no-progress", "--db", db]
+    code, out, err = _invoke([*base, "--shots", "100000"])  # every demo of the pool: ~85k tokens
+    assert code == 0 and "warning: --shots 100000: the task has 799 demos" in err and "~85," in err, err
+    code, out, err = _invoke([*base, "--shots", "4"])
+    assert code == 0 and "warning" not in err, err
+    # Long documents: 8 demos no model can take.
+    task_dir, data_dir = _task_elsewhere(tmp_path)
+    long = [json.dumps({"question": "word " * 15_000 + f"{i}+1?", "answer": str(i + 1)}) for i in range(16)]
+    (data_dir / "train.jsonl").write_text("\n".join(long) + "\n")
+    code, out, err = _invoke(["eval", "--task", str(task_dir / "task.yaml"), "--data-dir", str(data_dir), "--model",
+                              "fake", "--shots", "8", "--no-progress", "--db", db])  # fmt: skip
+    assert code == 2 and "more than any model's context window" in err and "fewer --shots" in err, err
+
+
+def test_split_sizes_beyond_the_data_are_warned(tmp_path: Path) -> None:
+    task_dir, data_dir = _task_elsewhere(tmp_path)  # 8 train (dev is drawn from it), 4 test
+    code, out, err = _invoke(["search", "--task", str(task_dir / "task.yaml"), "--data-dir", str(data_dir), "--model",
+                              "fake", "--dev-size", "500", "--test-size", "50", "--dry-run",
+                              "--db", f"sqlite:///{tmp_path / 'sz.db'}"])  # fmt: skip
+    assert code == 0, err
+    assert "warning: dev size 500" in err and "warning: test size 50: the task has 4 test examples" in err, (
+        err
+    )
+
+
+def test_resume_refuses_options_it_would_ignore(tmp_path: Path) -> None:
+    code, out, err = _invoke(
+        ["search", "--resume", "abc", "--task", "gsm8k", "--db", f"sqlite:///{tmp_path / 'x.db'}"]
+    )
+    assert code == 2 and "--task cannot be combined with --resume" in err, err
