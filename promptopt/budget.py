@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from promptopt.backends.base import Backend
+from promptopt.backends.base import Backend, OnResults
 from promptopt.errors import BudgetExceeded, ConfigError
 from promptopt.types import Completion, GenerationRequest
 
@@ -149,10 +149,16 @@ class BudgetedBackend(Backend):
         return None
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Completion]:
+        return self.generate_each(requests, None)
+
+    def generate_each(
+        self, requests: Sequence[GenerationRequest], on_results: OnResults | None
+    ) -> list[Completion]:
+        """Answers are passed on as the inner backend reports them (progress, caching)."""
         reason = self.exhausted()
         if reason is not None:
             raise BudgetExceeded(f"budget spent: {reason}")
-        completions = self.inner.generate(requests)
+        completions = self.inner.generate_each(requests, on_results)
         self.spend.calls += len(requests)
         tokens_in = sum(c.tokens_in for c in completions)
         tokens_out = sum(c.tokens_out for c in completions)

@@ -582,7 +582,7 @@ def _run_policy(
     config, task = run.config, run.task
     run.register(config.base, "seed", None)
 
-    def report(phase: str, round_index: int, pool: int) -> None:
+    def report(phase: str, round_index: int, pool: int, fraction: float | None = None) -> None:
         if run.heartbeat is not None:
             run.heartbeat.check()
         if progress is None:
@@ -590,7 +590,8 @@ def _run_policy(
         known = run.known_standings()
         best = rank(list(known.values()))[0].mean if known else None
         limit = config.budget.max_calls
-        fraction = run.spend.calls / limit if limit else run.spend.calls / max(1, plan["search_calls"])
+        if fraction is None:
+            fraction = run.spend.calls / limit if limit else run.spend.calls / max(1, plan["search_calls"])
         stats = getattr(run.evaluator, "stats", None)
         progress(SearchProgress(phase, round_index, pool, best, run.spend.to_dict(), min(1.0, fraction),
                                 time.perf_counter() - started, stats() if callable(stats) else None))  # fmt: skip
@@ -600,6 +601,29 @@ def _run_policy(
         results = run.evaluator.evaluate_many(jobs, "dev")
         return {c: [r.score for r in rs] for c, rs in zip(candidates, results, strict=True)}
 
+    # The final and test phases: the share of their requests answered, as answers arrive.
+    moving = {"phase": "", "total": 0, "answered": 0, "shown": -1, "pool": 0}
+
+    def on_answers(count: int) -> None:
+        if not moving["total"]:
+            return
+        moving["answered"] += count
+        percent = min(100, 100 * moving["answered"] // moving["total"])
+        if percent != moving["shown"]:  # at most 101 updates a phase
+            moving["shown"] = percent
+            report(str(moving["phase"]), round_index, moving["pool"], percent / 100)
+
+    def start_phase(
+        phase: str, pool: int, jobs: Sequence[tuple[Candidate, Sequence[Example]]], split: str
+    ) -> None:
+        total = 0
+        for candidate, examples in jobs:
+            known = {r.example_id for r in run.evaluator.known(candidate, split)}
+            total += candidate.samples * sum(1 for e in examples if e.id not in known)
+        moving.update(phase=phase, total=total, answered=0, shown=-1, pool=pool)
+        report(phase, round_index, pool, 0.0 if total else 1.0)
+
+    run.search_executor.on_answers = on_answers
     stopped: str | None = None
     round_index = 0
     try:
@@ -632,8 +656,9 @@ def _run_policy(
             f"{stopped or 'budget spent'} before any prompt was scored: the starting prompt is the result"
         )
     rows: list[LeaderboardRow] = []
-    report("final", round_index, len(finalists))
-    final = run.evaluator.evaluate_many([(run.candidates[c], dev) for c in finalists], "dev")
+    final_jobs = [(run.candidates[c], dev) for c in finalists]
+    start_phase("final", len(finalists), final_jobs, "dev")
+    final = run.evaluator.evaluate_many(final_jobs, "dev")
     _check_phase(run, "the final dev evaluation", [_error(r) for rs in final for r in rs])
     for candidate_hash, candidate in run.candidates.items():
         known = run.evaluator.known(candidate, "dev")
@@ -654,8 +679,9 @@ def _run_policy(
         winner = config.base
 
     # Held-out test: winner and the starting prompt on the same examples.
-    report("test", round_index, 2)
     test_examples = task.examples("test", config.test_size)
+    start_phase("test", 2, [(c, test_examples) for c in {config.base.hash: config.base, winner.hash: winner}.values()],
+                "test")  # fmt: skip
     base_results = run.evaluator.evaluate(config.base, test_examples, "test")
     win_results = (
         base_results

@@ -232,7 +232,16 @@ def evaluate(
     )
     store.add_candidate(run_id, candidate, origin="user")
     started = time.perf_counter()
-    done, scored, correct = 0, 0, 0.0
+    done, scored, correct, answered = 0, 0, 0.0, 0
+
+    def on_answers(count: int) -> None:  # the bar moves with answers, between stored batches
+        nonlocal answered
+        answered += count
+        ahead = min(len(examples), answered // max(1, candidate.samples))
+        if progress is not None and ahead > done:
+            progress(EvalProgress(ahead, len(examples), correct, scored, time.perf_counter() - started))
+
+    executor.on_answers = on_answers
 
     def on_batch(batch: Sequence[EvalResult]) -> None:
         nonlocal done, scored, correct
@@ -241,7 +250,8 @@ def evaluate(
         scored += sum(1 for r in batch if r.score is not None)
         correct += sum(r.score or 0.0 for r in batch)
         if progress is not None:
-            progress(EvalProgress(done, len(examples), correct, scored, time.perf_counter() - started))
+            shown = max(done, min(len(examples), answered // max(1, candidate.samples)))
+            progress(EvalProgress(shown, len(examples), correct, scored, time.perf_counter() - started))
 
     try:
         with Heartbeat(store, run_id, owner):

@@ -98,7 +98,9 @@ class SearchDisplay:
         if self._progress is None:
             return
         best = f"{state.best_dev:.1%}" if state.best_dev is not None else "–"
-        completed = int(1000 * (state.budget_fraction or 0.0)) if state.phase == "search" else 1000
+        # search: the budget spent; final and test: the share of their requests answered
+        fraction = state.budget_fraction
+        completed = 1000 if fraction is None and state.phase != "search" else int(1000 * (fraction or 0.0))
         workers = ""
         stats = getattr(state, "pool_stats", None)
         if stats:

@@ -517,3 +517,39 @@ def test_resume_refuses_options_it_would_ignore(tmp_path: Path) -> None:
         ["search", "--resume", "abc", "--task", "gsm8k", "--db", f"sqlite:///{tmp_path / 'x.db'}"]
     )
     assert code == 2 and "--task cannot be combined with --resume" in err, err
+
+
+# ---------------------------------------------------------------- 9. progress moves with answers
+
+
+def test_eval_progress_moves_with_answers_not_in_steps_of_a_chunk(tmp_path: Path) -> None:
+    import promptopt
+    from promptopt.backends.openai_backend import OpenAIBackend
+    from promptopt.testing.openai_server import FakeOpenAIServer
+
+    seen: list[int] = []
+    with FakeOpenAIServer(latency_s=0.02) as server:
+        backend = OpenAIBackend("fake-model", base_url=server.base_url, concurrency=4)
+        report = promptopt.evaluate("gsm-symbolic", "Solve.", backend, limit=40, batch_size=16,
+                                    db=f"sqlite:///{tmp_path / 'p.db'}", progress=lambda s: seen.append(s.done))  # fmt: skip
+        backend.close()
+    assert report.n == 40 and seen[-1] == 40
+    # One chunk of 64 requests holds all 40: before, the bar showed 0/40 until the end.
+    assert len({d for d in seen if 0 < d < 40}) >= 5, seen
+    assert seen == sorted(seen), "the bar never moves back"
+
+
+def test_search_final_and_test_phases_move_with_answers(tmp_path: Path) -> None:
+    from promptopt.backends import FakeBackend
+    from promptopt.controller import SearchConfig, search
+    from promptopt.types import Candidate
+
+    updates: list[tuple[str, float | None]] = []
+    config = SearchConfig.from_preset("light", task="gsm-symbolic", model="fake", base=Candidate(instruction="Go."),
+                                      dev_size=20, test_size=20, n_proposals=2, rounds=0, batch_size=2)  # fmt: skip
+    search(config, backend=FakeBackend(), db=f"sqlite:///{tmp_path / 's.db'}",
+           progress=lambda p: updates.append((p.phase, p.budget_fraction)))  # fmt: skip
+    for phase in ("final", "test"):
+        fractions = [f for p, f in updates if p == phase]
+        assert fractions[0] == 0.0 and fractions[-1] == 1.0, (phase, fractions)
+        assert len({f for f in fractions if f is not None and 0 < f < 1}) >= 3, (phase, fractions)
