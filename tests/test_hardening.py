@@ -553,3 +553,36 @@ def test_search_final_and_test_phases_move_with_answers(tmp_path: Path) -> None:
         fractions = [f for p, f in updates if p == phase]
         assert fractions[0] == 0.0 and fractions[-1] == 1.0, (phase, fractions)
         assert len({f for f in fractions if f is not None and 0 < f < 1}) >= 3, (phase, fractions)
+
+
+# ------------------------------------------------------- 10. the report's curve and the table
+
+
+def test_the_report_curve_ends_at_the_leaderboards_top_not_at_a_lucky_early_score(tmp_path: Path) -> None:
+    from promptopt.leaderboard import best_by_calls, leaderboard
+    from promptopt.report import write_report
+    from promptopt.store import Store
+    from promptopt.types import Candidate, EvalResult
+
+    lucky, steady = Candidate(instruction="Lucky early."), Candidate(instruction="Steady.")
+
+    def results(candidate: Candidate, scores: list[float], start: int) -> list[EvalResult]:
+        return [EvalResult(candidate.hash, f"dev-{start + i:03d}", "dev", "1", "1", score)
+                for i, score in enumerate(scores)]  # fmt: skip
+
+    db = f"sqlite:///{tmp_path / 'c.db'}"
+    with Store(db) as store:
+        run_id = store.create_run(kind="eval", task="gsm-symbolic", model="fake", config={})
+        for candidate in (lucky, steady):
+            store.add_candidate(run_id, candidate)
+        store.record_evaluations(run_id, results(lucky, [1, 1, 1, 1, 0], 0))  # 4 of 5 = 80% early
+        store.record_evaluations(run_id, results(steady, [0.0] * 6 + [1.0] * 9, 0))  # 60%
+        store.record_evaluations(run_id, results(lucky, [0.0] * 3 + [1.0] * 7, 5))  # 11 of 15 = 73.3%
+        points = best_by_calls(store, run_id, min_n=5)
+        top = leaderboard(store, run=run_id)[0]
+        store.finish_run(run_id, "finished", {})
+    assert top.dev is not None and top.dev.accuracy == pytest.approx(11 / 15)
+    assert points[-1][1] == pytest.approx(11 / 15), points  # was 0.8: above every final score
+    assert max(p[1] for p in points) == pytest.approx(0.8)  # the early lead is still shown, as it was
+    page = write_report(db, run_id, tmp_path / "r.html").path.read_text()
+    assert "its last point is the top dev accuracy of the leaderboard" in page
