@@ -37,6 +37,8 @@ def hint_for(error: str, api_key_env: str | None = "OPENAI_API_KEY") -> str | No
     if status is not None and status >= 400:
         return "the endpoint refused the requests: check the model name and its options"
     lowered = error.lower()
+    if "malformed response" in lowered or "had no choices" in lowered:
+        return "the replies are not OpenAI chat completions: check --base-url (it usually ends in /v1)"
     if "connect" in lowered or "refused" in lowered or "resolve" in lowered:
         return "check --base-url and that the server is running and reachable"
     if "timed out" in lowered or "timeout" in lowered:
