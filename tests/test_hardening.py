@@ -586,3 +586,31 @@ def test_the_report_curve_ends_at_the_leaderboards_top_not_at_a_lucky_early_scor
     assert max(p[1] for p in points) == pytest.approx(0.8)  # the early lead is still shown, as it was
     page = write_report(db, run_id, tmp_path / "r.html").path.read_text()
     assert "its last point is the top dev accuracy of the leaderboard" in page
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def any_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'any.db'}"
+    else:
+        from tests.test_store import _fresh_pg_database
+
+        yield from _fresh_pg_database()
+
+
+def test_taking_a_run_is_a_compare_and_set_and_heartbeats_follow_the_owner(any_db: str) -> None:
+    from promptopt.lease import owner_alive
+    from promptopt.store import Store
+
+    with Store(any_db) as store:
+        run_id = store.create_run(kind="search", task="t", model="m", config={}, owner="elsewhere:1:a")
+        first = store.get_run(run_id)
+        assert first.owner == "elsewhere:1:a" and first.heartbeat_at is not None and owner_alive(first)
+        assert store.take_run(run_id, "elsewhere:2:b", expected_owner="elsewhere:1:a")
+        assert not store.take_run(run_id, "elsewhere:3:c", expected_owner="elsewhere:1:a"), (
+            "only one takes it"
+        )
+        assert not store.heartbeat(run_id, "elsewhere:1:a") and store.heartbeat(run_id, "elsewhere:2:b")
+        assert store.get_run(run_id).owner == "elsewhere:2:b"
+        store.finish_run(run_id, "finished")
+        assert not owner_alive(store.get_run(run_id))
