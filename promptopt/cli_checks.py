@@ -48,9 +48,11 @@ def _first_example(task: Any, split: str) -> list[Any]:
         return []
 
 
-def warn_sizes(task: Any, dev_size: int, test_size: int) -> None:
+def warn_sizes(task: Any, dev_size: int | None, test_size: int | None) -> None:
     """A dev or test size larger than the data is used as far as the data goes: say so."""
     for split, asked in (("dev", dev_size), ("test", test_size)):
+        if asked is None:
+            continue
         available = len(task.examples(split))
         if asked > available:
             click.echo(f"warning: {split} size {asked}: the task has {available} {split} examples; using {available}",

@@ -602,16 +602,16 @@ def _run_policy(
         return {c: [r.score for r in rs] for c, rs in zip(candidates, results, strict=True)}
 
     # The final and test phases: the share of their requests answered, as answers arrive.
-    moving = {"phase": "", "total": 0, "answered": 0, "shown": -1, "pool": 0}
+    moving = _PhaseProgress()
 
     def on_answers(count: int) -> None:
-        if not moving["total"]:
+        if not moving.total:
             return
-        moving["answered"] += count
-        percent = min(100, 100 * moving["answered"] // moving["total"])
-        if percent != moving["shown"]:  # at most 101 updates a phase
-            moving["shown"] = percent
-            report(str(moving["phase"]), round_index, moving["pool"], percent / 100)
+        moving.answered += count
+        percent = min(100, 100 * moving.answered // moving.total)
+        if percent != moving.shown:  # at most 101 updates a phase
+            moving.shown = percent
+            report(moving.phase, round_index, moving.pool, percent / 100)
 
     def start_phase(
         phase: str, pool: int, jobs: Sequence[tuple[Candidate, Sequence[Example]]], split: str
@@ -620,7 +620,7 @@ def _run_policy(
         for candidate, examples in jobs:
             known = {r.example_id for r in run.evaluator.known(candidate, split)}
             total += candidate.samples * sum(1 for e in examples if e.id not in known)
-        moving.update(phase=phase, total=total, answered=0, shown=-1, pool=pool)
+        moving.phase, moving.total, moving.answered, moving.shown, moving.pool = phase, total, 0, -1, pool
         report(phase, round_index, pool, 0.0 if total else 1.0)
 
     run.search_executor.on_answers = on_answers
@@ -723,6 +723,17 @@ def _run_policy(
         policy_state=policy.describe(),
         faults=run.faults(),
     )
+
+
+@dataclass
+class _PhaseProgress:
+    """Requests answered in the final or test phase, for the progress display."""
+
+    phase: str = ""
+    total: int = 0
+    answered: int = 0
+    shown: int = -1
+    pool: int = 0
 
 
 def _dev_errors(run: _Run) -> list[str | None]:

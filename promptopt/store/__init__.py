@@ -15,4 +15,12 @@ from promptopt.store.store import (
     url_without_password,
 )
 
-__all__ = ["RUN_STATUSES", "RunRecord", "Store", "head_revision", "mask_url", "scrub_secrets", "url_without_password"]
+__all__ = [
+    "RUN_STATUSES",
+    "RunRecord",
+    "Store",
+    "head_revision",
+    "mask_url",
+    "scrub_secrets",
+    "url_without_password",
+]

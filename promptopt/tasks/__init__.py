@@ -231,7 +231,9 @@ def load_recorded_task(
     from promptopt.errors import DataError
 
     directory = data_dir or config.get("data_dir")
-    given = config.get("task") if isinstance(config.get("task"), str) else name
+    given = config.get("task")
+    if not isinstance(given, str):
+        given = name
     task: Task | None = None
     task_file = config.get("task_file")
     if isinstance(task_file, str) and Path(task_file).is_file():
