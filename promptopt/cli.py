@@ -285,10 +285,9 @@ def eval_command(
     else:
         _print_report(report, store.display_url)
     store.close()
-    from promptopt.failures import check_not_all_failed
+    from promptopt.failures import check_results
 
-    failed = [(r.error or "unknown error") if r.score is None else None for r in report.results]
-    check_not_all_failed(failed, "the evaluation", options["api_key_env"])
+    check_results(report.results, "the evaluation", options["api_key_env"])
 
 
 def _print_report(report: Any, db_url: str) -> None:

@@ -27,7 +27,9 @@ from promptopt.backends import Backend, CachingBackend, RetryingBackend, make_ba
 from promptopt.budget import Budget, BudgetedBackend, Spend, load_prices
 from promptopt.errors import BudgetExceeded, ConfigError
 from promptopt.executor import Executor
+from promptopt.failures import check_results
 from promptopt.policies import Policy, PolicySettings, get_policy
+from promptopt.progress import PhaseProgress
 from promptopt.prompt import render_messages
 from promptopt.proposers import DEMO_ATTEMPTS, Proposer
 from promptopt.racing import Standing, rank, schedule_size, standing, successive_halving
@@ -602,7 +604,8 @@ def _run_policy(
         return {c: [r.score for r in rs] for c, rs in zip(candidates, results, strict=True)}
 
     # The final and test phases: the share of their requests answered, as answers arrive.
-    moving = _PhaseProgress()
+    moving = PhaseProgress()
+    key_env = dict(config.backend_options).get("api_key_env", "OPENAI_API_KEY")  # for failure hints
 
     def on_answers(count: int) -> None:
         if not moving.total:
@@ -639,7 +642,8 @@ def _run_policy(
                 start=config.race_start, eta=config.race_eta, keep=config.top_k, prune=policy.should_prune,
             )  # fmt: skip
             policy.tell(standings)
-            _check_phase(run, "the search", _dev_errors(run))
+            check_results((r for c in run.candidates.values() for r in run.evaluator.known(c, "dev")), "the search",
+                          key_env)  # fmt: skip
             round_index += 1
             report("search", round_index, len(proposals))
     except BudgetExceeded as exc:
@@ -659,7 +663,7 @@ def _run_policy(
     final_jobs = [(run.candidates[c], dev) for c in finalists]
     start_phase("final", len(finalists), final_jobs, "dev")
     final = run.evaluator.evaluate_many(final_jobs, "dev")
-    _check_phase(run, "the final dev evaluation", [_error(r) for rs in final for r in rs])
+    check_results((r for rs in final for r in rs), "the final dev evaluation", key_env)
     for candidate_hash, candidate in run.candidates.items():
         known = run.evaluator.known(candidate, "dev")
         if not known:
@@ -688,7 +692,7 @@ def _run_policy(
         if winner.hash == config.base.hash
         else run.evaluator.evaluate(winner, test_examples, "test")
     )
-    _check_phase(run, "the test evaluation", [_error(r) for r in base_results])
+    check_results(base_results, "the test evaluation", key_env)
     pairs = [
         (b.score, w.score)
         for b, w in zip(base_results, win_results, strict=True)
@@ -723,30 +727,3 @@ def _run_policy(
         policy_state=policy.describe(),
         faults=run.faults(),
     )
-
-
-@dataclass
-class _PhaseProgress:
-    """Requests answered in the final or test phase, for the progress display."""
-
-    phase: str = ""
-    total: int = 0
-    answered: int = 0
-    shown: int = -1
-    pool: int = 0
-
-
-def _dev_errors(run: _Run) -> list[str | None]:
-    """One entry per dev result so far: its error when it failed, else None."""
-    return [_error(r) for c in run.candidates.values() for r in run.evaluator.known(c, "dev")]
-
-
-def _error(result: EvalResult) -> str | None:
-    return (result.error or "unknown error") if result.score is None else None
-
-
-def _check_phase(run: _Run, what: str, errors: list[str | None]) -> None:
-    """Stop with the first error and a hint when every request of a phase failed."""
-    from promptopt.failures import check_not_all_failed
-
-    check_not_all_failed(errors, what, dict(run.config.backend_options).get("api_key_env", "OPENAI_API_KEY"))

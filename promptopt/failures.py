@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable
+from typing import Any
 
 from promptopt.errors import BackendError
 
@@ -58,4 +59,11 @@ def check_not_all_failed(
     raise AllRequestsFailed(
         f"every request of {what} failed ({len(errors)} of {len(errors)}); the first: {first}",
         hint=hint_for(first, api_key_env) or "see the stored errors with `promptopt show RUN_ID`",
+    )
+
+
+def check_results(results: Iterable[Any], what: str, api_key_env: str | None = "OPENAI_API_KEY") -> None:
+    """:func:`check_not_all_failed` for EvalResults (a failure has no score)."""
+    check_not_all_failed(
+        ((r.error or "unknown error") if r.score is None else None for r in results), what, api_key_env
     )

@@ -2,8 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
+
+
+@dataclass
+class PhaseProgress:
+    """Requests answered in a search's final or test phase (the controller's count)."""
+
+    phase: str = ""
+    total: int = 0
+    answered: int = 0
+    shown: int = -1  # the percentage last reported
+    pool: int = 0
 
 
 class EvalProgressBar:
