@@ -272,7 +272,8 @@ def eval_command(
     settings = {"split": split, "limit": limit, "db": store, "cache": not options["no_cache"],
                 "batch_size": options["batch_size"], "seed": options["seed"]}  # fmt: skip
     with _progress_display(not options["no_progress"] and not as_json, f"{task.name} {split}") as bar:
-        bar.start(examples)
+        bar.start(examples, (loaded.candidate if prompt_file is not None else candidate).samples)
+        settings["on_answers"] = bar.answered  # the bar moves with answers, not per stored batch
         if prompt_file is not None:
             report = loaded.evaluate(task, backend=backend, progress=bar.update, **settings)
         else:
@@ -515,9 +516,11 @@ def search_command(
     try:
         with SearchDisplay(enabled=not options["no_progress"] and not as_json) as display:
             if resume is None:
-                result = search(config, db=store, progress=display.update, task=task)
+                result = search(config, db=store, progress=display.update, task=task,
+                                phase_progress=display.phase_fraction)  # fmt: skip
             else:
-                result = search(db=store, resume=resume, progress=display.update, take_over=take_over)
+                result = search(db=store, resume=resume, progress=display.update, take_over=take_over,
+                                phase_progress=display.phase_fraction)  # fmt: skip
     except KeyboardInterrupt:
         runs = store.list_runs(limit=1)
         run_id = resume or (runs[0].id if runs else "RUN_ID")

@@ -390,6 +390,7 @@ class _Run:
             self.search_executor, self._store_results, workers=config.workers, ray_address=config.ray_address
         )
         self.heartbeat: Any = None  # the lease's Heartbeat while the search runs
+        self.phase_progress: Callable[[str, float], None] | None = None
         self.candidates: dict[str, Candidate] = {config.base.hash: config.base}
         self.origins: dict[str, str] = {config.base.hash: "seed"}
 
@@ -464,6 +465,7 @@ def search(
     dry_run: bool = False,
     task: Task | None = None,
     take_over: bool = False,
+    phase_progress: Callable[[str, float], None] | None = None,
 ) -> SearchResult | dict[str, Any]:
     """Search for the prompt that scores best on dev, then prove it on test.
 
@@ -474,6 +476,8 @@ def search(
     of ``config.task`` when the caller has already loaded it (loading a generated task
     such as gsm-symbolic takes seconds, so the CLI loads it once). A resume of a run whose
     process is still alive is refused unless ``take_over`` (see :mod:`promptopt.lease`).
+    ``phase_progress(phase, fraction)`` follows the final and test phases answer by answer
+    (the share of their requests answered; a display's bar).
     """
     from promptopt.lease import Heartbeat, new_owner, take
     from promptopt.store import Store
@@ -530,6 +534,7 @@ def search(
         )  # fmt: skip
     started = time.perf_counter()
     run.heartbeat = Heartbeat(store, run.run_id, owner)
+    run.phase_progress = phase_progress
     try:
         with run.heartbeat:
             result = _search(run, progress, plan, started)
@@ -584,7 +589,7 @@ def _run_policy(
     config, task = run.config, run.task
     run.register(config.base, "seed", None)
 
-    def report(phase: str, round_index: int, pool: int, fraction: float | None = None) -> None:
+    def report(phase: str, round_index: int, pool: int) -> None:
         if run.heartbeat is not None:
             run.heartbeat.check()
         if progress is None:
@@ -592,8 +597,7 @@ def _run_policy(
         known = run.known_standings()
         best = rank(list(known.values()))[0].mean if known else None
         limit = config.budget.max_calls
-        if fraction is None:
-            fraction = run.spend.calls / limit if limit else run.spend.calls / max(1, plan["search_calls"])
+        fraction = run.spend.calls / limit if limit else run.spend.calls / max(1, plan["search_calls"])
         stats = getattr(run.evaluator, "stats", None)
         progress(SearchProgress(phase, round_index, pool, best, run.spend.to_dict(), min(1.0, fraction),
                                 time.perf_counter() - started, stats() if callable(stats) else None))  # fmt: skip
@@ -603,18 +607,19 @@ def _run_policy(
         results = run.evaluator.evaluate_many(jobs, "dev")
         return {c: [r.score for r in rs] for c, rs in zip(candidates, results, strict=True)}
 
-    # The final and test phases: the share of their requests answered, as answers arrive.
+    # The final and test phases: the share of their requests answered, as answers arrive
+    # (to ``phase_progress``; ``progress`` is called once a phase, as before).
     moving = PhaseProgress()
     key_env = dict(config.backend_options).get("api_key_env", "OPENAI_API_KEY")  # for failure hints
 
     def on_answers(count: int) -> None:
-        if not moving.total:
+        if not moving.total or run.phase_progress is None:
             return
         moving.answered += count
         percent = min(100, 100 * moving.answered // moving.total)
         if percent != moving.shown:  # at most 101 updates a phase
             moving.shown = percent
-            report(moving.phase, round_index, moving.pool, percent / 100)
+            run.phase_progress(moving.phase, percent / 100)
 
     def start_phase(
         phase: str, pool: int, jobs: Sequence[tuple[Candidate, Sequence[Example]]], split: str
@@ -624,7 +629,9 @@ def _run_policy(
             known = {r.example_id for r in run.evaluator.known(candidate, split)}
             total += candidate.samples * sum(1 for e in examples if e.id not in known)
         moving.phase, moving.total, moving.answered, moving.shown, moving.pool = phase, total, 0, -1, pool
-        report(phase, round_index, pool, 0.0 if total else 1.0)
+        report(phase, round_index, pool)
+        if run.phase_progress is not None:
+            run.phase_progress(phase, 0.0 if total else 1.0)
 
     run.search_executor.on_answers = on_answers
     stopped: str | None = None

@@ -184,6 +184,7 @@ def evaluate(
     chunk_size: int | None = None,
     seed: int = 0,
     progress: ProgressCallback | None = None,
+    on_answers: Callable[[int], None] | None = None,
 ) -> EvalReport:
     """Score ``prompt`` on ``split`` of ``task`` and store every result.
 
@@ -195,6 +196,8 @@ def evaluate(
     ``chunk_size`` requests (default ``4 * batch_size``) go to the backend per call, which
     keeps a local model's running batch of ``batch_size`` rows full (see
     :class:`~promptopt.executor.Executor`); results are stored after each call.
+    ``progress`` is called after each stored call; ``on_answers`` with the number of
+    requests answered as answers arrive within a call (a progress bar's finer steps).
     """
     task_obj = task if isinstance(task, Task) else get_task(task, data_dir)
     candidate = _as_candidate(prompt, task_obj)
@@ -232,16 +235,8 @@ def evaluate(
     )
     store.add_candidate(run_id, candidate, origin="user")
     started = time.perf_counter()
-    done, scored, correct, answered = 0, 0, 0.0, 0
-
-    def on_answers(count: int) -> None:  # the bar moves with answers, between stored batches
-        nonlocal answered
-        answered += count
-        ahead = min(len(examples), answered // max(1, candidate.samples))
-        if progress is not None and ahead > done:
-            progress(EvalProgress(ahead, len(examples), correct, scored, time.perf_counter() - started))
-
-    executor.on_answers = on_answers
+    done, scored, correct = 0, 0, 0.0
+    executor.on_answers = on_answers  # a display moves with answers, between stored batches
 
     def on_batch(batch: Sequence[EvalResult]) -> None:
         nonlocal done, scored, correct
@@ -250,8 +245,7 @@ def evaluate(
         scored += sum(1 for r in batch if r.score is not None)
         correct += sum(r.score or 0.0 for r in batch)
         if progress is not None:
-            shown = max(done, min(len(examples), answered // max(1, candidate.samples)))
-            progress(EvalProgress(shown, len(examples), correct, scored, time.perf_counter() - started))
+            progress(EvalProgress(done, len(examples), correct, scored, time.perf_counter() - started))
 
     try:
         with Heartbeat(store, run_id, owner):

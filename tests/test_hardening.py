@@ -523,17 +523,26 @@ def test_resume_refuses_options_it_would_ignore(tmp_path: Path) -> None:
 
 
 def test_eval_progress_moves_with_answers_not_in_steps_of_a_chunk(tmp_path: Path) -> None:
+    # The CLI's bar, fed as `promptopt eval` feeds it: stored batches and streamed answers.
     import promptopt
     from promptopt.backends.openai_backend import OpenAIBackend
+    from promptopt.progress import EvalProgressBar
     from promptopt.testing.openai_server import FakeOpenAIServer
 
+    bar = EvalProgressBar("gsm-symbolic test", enabled=False)
+    bar.start(40, 1)
     seen: list[int] = []
+
+    def answered(count: int) -> None:
+        bar.answered(count)
+        seen.append(bar.shown)
+
     with FakeOpenAIServer(latency_s=0.02) as server:
         backend = OpenAIBackend("fake-model", base_url=server.base_url, concurrency=4)
-        report = promptopt.evaluate("gsm-symbolic", "Solve.", backend, limit=40, batch_size=16,
-                                    db=f"sqlite:///{tmp_path / 'p.db'}", progress=lambda s: seen.append(s.done))  # fmt: skip
+        report = promptopt.evaluate("gsm-symbolic", "Solve.", backend, limit=40, batch_size=16, progress=bar.update,
+                                    on_answers=answered, db=f"sqlite:///{tmp_path / 'p.db'}")  # fmt: skip
         backend.close()
-    assert report.n == 40 and seen[-1] == 40
+    assert report.n == 40 and bar.shown == 40 and seen[-1] == 40
     # One chunk of 64 requests holds all 40: before, the bar showed 0/40 until the end.
     assert len({d for d in seen if 0 < d < 40}) >= 5, seen
     assert seen == sorted(seen), "the bar never moves back"
@@ -542,17 +551,26 @@ def test_eval_progress_moves_with_answers_not_in_steps_of_a_chunk(tmp_path: Path
 def test_search_final_and_test_phases_move_with_answers(tmp_path: Path) -> None:
     from promptopt.backends import FakeBackend
     from promptopt.controller import SearchConfig, search
+    from promptopt.progress import SearchDisplay
     from promptopt.types import Candidate
 
-    updates: list[tuple[str, float | None]] = []
+    display = SearchDisplay(enabled=False)
+    updates: list[tuple[str, float]] = []
+
+    def phase_fraction(phase: str, fraction: float) -> None:
+        display.phase_fraction(phase, fraction)
+        updates.append((phase, fraction))
+
     config = SearchConfig.from_preset("light", task="gsm-symbolic", model="fake", base=Candidate(instruction="Go."),
                                       dev_size=20, test_size=20, n_proposals=2, rounds=0, batch_size=2)  # fmt: skip
-    search(config, backend=FakeBackend(), db=f"sqlite:///{tmp_path / 's.db'}",
-           progress=lambda p: updates.append((p.phase, p.budget_fraction)))  # fmt: skip
+    phases: list[str] = []
+    search(config, backend=FakeBackend(), db=f"sqlite:///{tmp_path / 's.db'}", phase_progress=phase_fraction,
+           progress=lambda p: phases.append(p.phase))  # fmt: skip
     for phase in ("final", "test"):
         fractions = [f for p, f in updates if p == phase]
         assert fractions[0] == 0.0 and fractions[-1] == 1.0, (phase, fractions)
-        assert len({f for f in fractions if f is not None and 0 < f < 1}) >= 3, (phase, fractions)
+        assert len({f for f in fractions if 0 < f < 1}) >= 3, (phase, fractions)
+        assert phases.count(phase) == 1, "progress itself is called once a phase, as before"
 
 
 # ------------------------------------------------------- 10. the report's curve and the table
