@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from promptopt.backends.base import Backend
+from promptopt.backends.base import Backend, OnResults
 from promptopt.errors import BudgetExceeded, ConfigError
 from promptopt.types import Completion, GenerationRequest
 
@@ -66,7 +66,21 @@ def load_prices(model: str, path: str | Path | None = None) -> tuple[float, floa
         raise ConfigError(
             f"{file}: the entry for {base!r} needs 'input' and 'output' prices per million tokens"
         )
-    return float(entry["input"]), float(entry["output"])
+    return _price(entry["input"], file, base, "input"), _price(entry["output"], file, base, "output")
+
+
+def _price(value: Any, file: Path, model: str, which: str) -> float:
+    import math
+
+    try:
+        price = float(value)
+    except (TypeError, ValueError):
+        price = math.nan
+    if isinstance(value, bool) or not math.isfinite(price) or price < 0:
+        raise ConfigError(
+            f"{file}: the {which} price of {model!r} must be a number >= 0 (USD per million tokens), got {value!r}"
+        )
+    return price
 
 
 @dataclass
@@ -135,10 +149,16 @@ class BudgetedBackend(Backend):
         return None
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Completion]:
+        return self.generate_each(requests, None)
+
+    def generate_each(
+        self, requests: Sequence[GenerationRequest], on_results: OnResults | None
+    ) -> list[Completion]:
+        """Answers are passed on as the inner backend reports them (progress, caching)."""
         reason = self.exhausted()
         if reason is not None:
             raise BudgetExceeded(f"budget spent: {reason}")
-        completions = self.inner.generate(requests)
+        completions = self.inner.generate_each(requests, on_results)
         self.spend.calls += len(requests)
         tokens_in = sum(c.tokens_in for c in completions)
         tokens_out = sum(c.tokens_out for c in completions)

@@ -12,7 +12,9 @@ from typing import Any
 import click
 
 from promptopt.backends import DTYPES
+from promptopt.cli_checks import check_demos, refuse_with_resume, resume_command, warn_sizes
 from promptopt.errors import PromptOptError
+from promptopt.terminal import printable
 
 DB_HELP = "Database URL (SQLAlchemy) or SQLite file path. Default: $PROMPTOPT_DB, else ./promptopt.db."
 DATA_HELP = "Folder with the benchmark data (e.g. ../shared/data). Default: $PROMPTOPT_DATA_DIR, else the hub (online)."
@@ -25,9 +27,9 @@ class PromptOptGroup(click.Group):
         try:
             return super().invoke(ctx)
         except PromptOptError as exc:
-            click.secho(f"error: {exc.message}", fg="red", err=True)
+            click.secho(f"error: {printable(exc.message)}", fg="red", err=True)
             if exc.hint:
-                click.echo(f"  hint: {exc.hint}", err=True)
+                click.echo(f"  hint: {printable(exc.hint)}", err=True)
             ctx.exit(2)
         except KeyboardInterrupt:
             click.echo("interrupted; results stored so far are kept", err=True)
@@ -70,7 +72,7 @@ def tasks_command(data_dir: str | None, as_json: bool) -> None:
     width = max(len(i.name) for i in infos)
     for info in infos:
         origin = "" if info.origin == "builtin" else f"  [{info.origin}]"
-        click.echo(f"{info.name:<{width}}  {info.description}{origin}")
+        click.echo(printable(f"{info.name:<{width}}  {info.description}{origin}"))
 
 
 def _progress_display(enabled: bool, total_label: str) -> Any:
@@ -136,7 +138,8 @@ _model_options = _options(
                  show_default=True, help="Weights of a local model: int8 (auto's choice on x86 CPUs without "
                  "AMX; ~4x float32's speed), float32 (exact reference: bit-identical prefix reuse), bfloat16."),
     click.option("--db", default=None, help=DB_HELP),
-    click.option("--seed", type=int, default=0, show_default=True, help="Seed for every random choice (recorded with the run)."),
+    click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True,
+                 help="Seed for every random choice (recorded with the run), 0 to 4294967295."),
     click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout."),
     click.option("--no-progress", is_flag=True, help="Do not show the progress display."),
 )  # fmt: skip
@@ -161,6 +164,7 @@ def _candidate_from_options(task: Any, options: dict[str, Any]) -> Any:
         max_tokens=options["max_new_tokens"], two_stage=options["two_stage"],
         demo_ids=[d.strip() for d in demos.split(",") if d.strip()] if demos else None, seed=options["seed"],
     )  # fmt: skip
+    check_demos(task, candidate, options["shots"])
     if from_dspy is None:
         from promptopt.evaluation import cot_demo_note
 
@@ -279,7 +283,8 @@ def eval_command(
     settings = {"split": split, "limit": limit, "db": store, "cache": not options["no_cache"],
                 "batch_size": options["batch_size"], "seed": options["seed"]}  # fmt: skip
     with _progress_display(not options["no_progress"] and not as_json, f"{task.name} {split}") as bar:
-        bar.start(examples)
+        bar.start(examples, (loaded.candidate if prompt_file is not None else candidate).samples)
+        settings["on_answers"] = bar.answered  # the bar moves with answers, not per stored batch
         if prompt_file is not None:
             report = loaded.evaluate(task, backend=backend, progress=bar.update, **settings)
         else:
@@ -287,23 +292,29 @@ def eval_command(
     backend.close()
     sizes = task.split_sizes()
     if as_json:
-        click.echo(json.dumps({**report.summary(), "splits": sizes, "db": store.display_url}, indent=2))
+        summary = {**report.summary(), "n_scored": report.n_scored, "splits": sizes, "db": store.display_url}
+        click.echo(json.dumps(summary, indent=2))
     else:
         _print_report(report, store.display_url)
         from promptopt.tasks.splits import sizes_line
 
         click.echo(sizes_line(sizes))
     store.close()
+    from promptopt.failures import check_results
+
+    check_results(report.results, "the evaluation", options["api_key_env"])
 
 
 def _print_report(report: Any, db_url: str) -> None:
-    echo: Callable[[str], None] = click.echo
+    def echo(line: str) -> None:
+        click.echo(printable(line))
+
     echo(
         f"{report.task} · {report.split} · {report.n} examples · {report.model} · candidate {report.candidate.hash}"
     )
     echo(
         f"accuracy    {report.accuracy:.1%}  (95% CI {report.ci_low:.1%}–{report.ci_high:.1%}, "
-        f"n={report.n_scored}, {report.n_failed} failed)"
+        f"{report.n_scored} of {report.n} scored, {report.n_failed} failed)"
     )
     from promptopt.cli_answers import print_eval_answers
 
@@ -444,6 +455,11 @@ def _print_report(report: Any, db_url: str) -> None:
     "--ray-address", default=None, help="Join a Ray cluster (auto or ray://host:port) instead of a local Ray."
 )
 @click.option("--resume", default=None, help="Continue an interrupted search run (see `promptopt runs`).")
+@click.option(
+    "--take-over",
+    is_flag=True,
+    help="With --resume: resume a run whose process still looks alive (it then stops at its next heartbeat).",
+)
 @click.option("--dry-run", is_flag=True, help="Print the estimate of calls and tokens and exit.")
 def search_command(
     task_name: str | None, data_dir: str | None, policy: str, space: str | None, cost_penalty: float,
@@ -451,8 +467,8 @@ def search_command(
     preset: str, max_calls: int | None,
     max_tokens: int | None, max_minutes: float | None, max_cost: float | None, prices: str | None,
     proposals: int | None, rounds: int | None, dev_size: int | None, test_size: int | None,
-    proposer_model: str | None, workers: int, ray_address: str | None, resume: str | None, dry_run: bool,
-    **options: Any,
+    proposer_model: str | None, workers: int, ray_address: str | None, resume: str | None, take_over: bool,
+    dry_run: bool, **options: Any,
 ) -> None:  # fmt: skip
     """Search for the prompt that scores best on dev, and prove it on held-out test.
 
@@ -471,6 +487,11 @@ def search_command(
     from promptopt.store import Store
     from promptopt.tasks import get_task
 
+    ctx = click.get_current_context()
+    if resume is not None:
+        refuse_with_resume(ctx)
+    elif take_over:
+        raise click.UsageError("--take-over is for --resume RUN_ID")
     store = Store(options["db"])
     as_json = options["as_json"]
     if options["no_progress"]:
@@ -502,6 +523,7 @@ def search_command(
         for flag, given in (("--dspy-threads", dspy_threads > 1), ("--dspy-share", dspy_share is not None)):
             if given and not policy.startswith("dspy-"):
                 raise click.UsageError(f"{flag} is for the dspy-* policies, not {policy}")
+        warn_sizes(task, config.dev_size, config.test_size)
         plan = search(config, db=store, dry_run=True, task=task)
     else:
         plan = search(db=store, resume=resume, dry_run=True)
@@ -519,16 +541,15 @@ def search_command(
     try:
         with SearchDisplay(enabled=not options["no_progress"] and not as_json) as display:
             if resume is None:
-                result = search(config, db=store, progress=display.update, task=task)
+                result = search(config, db=store, progress=display.update, task=task,
+                                phase_progress=display.phase_fraction)  # fmt: skip
             else:
-                result = search(db=store, resume=resume, progress=display.update)
+                result = search(db=store, resume=resume, progress=display.update, take_over=take_over,
+                                phase_progress=display.phase_fraction)  # fmt: skip
     except KeyboardInterrupt:
         runs = store.list_runs(limit=1)
         run_id = resume or (runs[0].id if runs else "RUN_ID")
-        click.echo(
-            f"search interrupted; resume with:  promptopt search --resume {run_id} --db {store.display_url}",
-            err=True,
-        )
+        click.echo(f"search interrupted; resume with:  {resume_command(run_id, store.url)}", err=True)
         store.close()
         sys.exit(130)
     summary = result.summary()  # type: ignore[union-attr]
@@ -559,6 +580,8 @@ def _print_search(result: Any, db_url: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from promptopt.terminal import rich_text
+
     console = Console()
     table = Table(title="Top candidates (dev)")
     for column in ("candidate", "origin", "dev", "95% CI", "n", "no ans/cut", "tokens/ex", "text"):
@@ -573,7 +596,7 @@ def _print_search(result: Any, db_url: str) -> None:
         table.add_row(
             row.candidate.hash[:10], row.origin, f"{row.mean:.1%}", f"{row.ci_low:.1%}–{row.ci_high:.1%}", str(row.n),
             f"{counts.no_answer}/{counts.truncated}{flag}" if counts else "–",
-            f"{row.tokens_per_example:.0f}", text[:70] + ("…" if len(text) > 70 else ""),
+            f"{row.tokens_per_example:.0f}", rich_text(text[:70] + ("…" if len(text) > 70 else "")),
         )  # fmt: skip
     console.print(table)
     if any(r.counts is not None and r.counts.flagged for r in result.leaderboard[:8]):
@@ -582,7 +605,10 @@ def _print_search(result: Any, db_url: str) -> None:
         )
     test = result.test
     diff = test["difference"]
-    echo = click.echo
+
+    def echo(line: str) -> None:
+        click.echo(printable(line))
+
     echo(f"winner      {result.winner.hash}: {result.winner.instruction!r}"
          + (f" + {result.winner.cot_trigger!r}" if result.winner.cot_trigger else ""))  # fmt: skip
     echo(f"test (n={test['n']})  winner {test['winner']['accuracy']:.1%} "
@@ -608,7 +634,8 @@ def _print_search(result: Any, db_url: str) -> None:
         echo(f"faults      {faults['faults_met']} failed requests met, {faults['retries']} retried; "
              f"{faults['failed_evaluations']} evaluations stored as failures (excluded from scores)")  # fmt: skip
     if result.stopped_reason:
-        echo(f"stopped     {result.stopped_reason}; the best found so far was kept")
+        kept = "" if result.stopped_reason.endswith("is the result") else "; the best found so far was kept"
+        echo(f"stopped     {result.stopped_reason}{kept}")
     echo(f"wall time   {result.wall_s:.1f} s")
     echo(f"run         {result.run_id} in {db_url}")
 
@@ -621,25 +648,30 @@ def _print_search(result: Any, db_url: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
 def runs_command(db: str | None, limit: int, as_json: bool) -> None:
     """List runs (newest first) with their state; interrupted searches can be resumed."""
+    from promptopt.lease import owner_alive
     from promptopt.store import Store
 
     store = Store(db)
     runs = store.list_runs(limit=limit)
     store.close()
+    # A "running" run whose process is gone (killed, machine lost) is stale: resumable.
+    stale = {r.id for r in runs if r.status == "running" and not owner_alive(r)}
     if as_json:
         click.echo(json.dumps([{"id": r.id, "kind": r.kind, "task": r.task, "model": r.model, "status": r.status,
-                                "created_at": r.created_at.isoformat()} for r in runs], indent=2))  # fmt: skip
+                                "stale": r.id in stale, "created_at": r.created_at.isoformat()} for r in runs],
+                              indent=2))  # fmt: skip
         return
     for run in runs:
+        status = "stale" if run.id in stale else run.status
         score = ""
         summary = run.summary or {}
         if "accuracy" in summary:
             score = f"accuracy {summary['accuracy']:.1%} (n={summary.get('n')})"
         elif "test" in summary and "winner" in summary.get("test", {}):
             score = f"winner test {summary['test']['winner']['accuracy']:.1%}"
-        click.echo(
-            f"{run.id}  {run.created_at:%Y-%m-%d %H:%M}  {run.kind:<6} {run.status:<11} {run.task:<22} {run.model:<28} {score}"
-        )
+        click.echo(printable(
+            f"{run.id}  {run.created_at:%Y-%m-%d %H:%M}  {run.kind:<6} {status:<11} {run.task:<22} {run.model:<28} {score}"
+        ))  # fmt: skip
 
 
 @cli.group("db")

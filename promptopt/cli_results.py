@@ -13,6 +13,8 @@ from typing import Any
 
 import click
 
+from promptopt.terminal import printable
+
 DB_HELP = "Database URL (SQLAlchemy) or SQLite file path. Default: $PROMPTOPT_DB, else ./promptopt.db."
 DATA_HELP = (
     "Folder with the task data, needed to write out demos (default: the run's, else $PROMPTOPT_DATA_DIR)."
@@ -35,7 +37,7 @@ def _counts(score: Any) -> str:
 
 
 def _short(text: str, width: int = 60) -> str:
-    text = " ".join(text.split())
+    text = printable(" ".join(text.split()))
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
@@ -117,7 +119,7 @@ def leaderboard_command(
             "*" if e.pareto else "",
             _short(e.spec.instruction, 60),
         ]
-        rows.append(row)
+        rows.append([printable(cell) for cell in row])
     widths = [max(len(r[i]) for r in rows) for i in range(len(header) - 1)]
     for row in rows:
         click.echo(
@@ -152,7 +154,7 @@ def show_command(ref: str, data_dir: str | None, examples: int, db: str | None, 
         _print_candidate(details, examples)
         return
     run = details.run
-    click.echo(f"run {run.id}: {run.kind} · {run.status} · task {run.task} · model {run.model}")
+    click.echo(printable(f"run {run.id}: {run.kind} · {run.status} · task {run.task} · model {run.model}"))
     click.echo(
         f"started {run.created_at:%Y-%m-%d %H:%M:%S} UTC · dataset {run.dataset_hash} · promptopt {run.promptopt_version}"
     )
@@ -169,7 +171,9 @@ def show_command(ref: str, data_dir: str | None, examples: int, db: str | None, 
 
 
 def _print_candidate(details: Any, examples: int) -> None:
-    echo = click.echo
+    def echo(line: str) -> None:  # prompts, answers and errors come from users and models
+        click.echo(printable(line))
+
     c = details.candidate
     echo(f"candidate {c.hash} in run {details.run.id} ({details.run.task}, {details.run.model}); origin {details.origin}"
          + (f", parent {details.parent}" if details.parent else ""))  # fmt: skip

@@ -29,13 +29,15 @@ from promptopt.budget import Budget, BudgetedBackend, Spend, load_prices
 from promptopt.constant import constant_baseline
 from promptopt.errors import BudgetExceeded, ConfigError
 from promptopt.executor import Executor
+from promptopt.failures import check_results
 from promptopt.policies import Policy, PolicySettings, get_policy
+from promptopt.progress import PhaseProgress
 from promptopt.prompt import render_messages
 from promptopt.proposers import DEMO_ATTEMPTS, Proposer
 from promptopt.racing import Standing, rank, schedule_size, standing, successive_halving
 from promptopt.spaces import SearchSpace, list_spaces, load_space
 from promptopt.stats import mean_interval, paired_difference
-from promptopt.tasks import Task, get_task
+from promptopt.tasks import Task, get_task, load_recorded_task, task_reference
 from promptopt.types import Candidate, EvalResult, Example
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -397,10 +399,14 @@ class _Run:
         self.evaluator = make_evaluator(
             self.search_executor, self._store_results, workers=config.workers, ray_address=config.ray_address
         )
+        self.heartbeat: Any = None  # the lease's Heartbeat while the search runs
+        self.phase_progress: Callable[[str, float], None] | None = None
         self.candidates: dict[str, Candidate] = {config.base.hash: config.base}
         self.origins: dict[str, str] = {config.base.hash: "seed"}
 
     def _store_results(self, batch: Sequence[EvalResult]) -> None:
+        if self.heartbeat is not None:  # taken over by another process: stop, write nothing more
+            self.heartbeat.check()
         self.store.record_evaluations(self.run_id, batch)
 
     def register(self, candidate: Candidate, origin: str, parent: str | None) -> None:
@@ -468,6 +474,8 @@ def search(
     progress: Callable[[SearchProgress], None] | None = None,
     dry_run: bool = False,
     task: Task | None = None,
+    take_over: bool = False,
+    phase_progress: Callable[[str, float], None] | None = None,
 ) -> SearchResult | dict[str, Any]:
     """Search for the prompt that scores best on dev, then prove it on test.
 
@@ -476,8 +484,12 @@ def search(
     from the store instead. ``backend`` overrides the model named in the config (for a
     Python backend object); ``dry_run`` returns only the estimate. ``task`` is the task
     of ``config.task`` when the caller has already loaded it (loading a generated task
-    such as gsm-symbolic takes seconds, so the CLI loads it once).
+    such as gsm-symbolic takes seconds, so the CLI loads it once). A resume of a run whose
+    process is still alive is refused unless ``take_over`` (see :mod:`promptopt.lease`).
+    ``phase_progress(phase, fraction)`` follows the final and test phases answer by answer
+    (the share of their requests answered; a display's bar).
     """
+    from promptopt.lease import Heartbeat, new_owner, take
     from promptopt.store import Store
 
     store = db if isinstance(db, Store) else Store(db)
@@ -491,6 +503,8 @@ def search(
         config = SearchConfig.from_dict(record.config)
     if config is None:
         raise ConfigError("search() needs a config or resume=RUN_ID")
+    if task is None and resume is not None:  # the recorded file and data, from any directory
+        task = load_recorded_task(record.config, record.task, dataset_hash=record.dataset_hash)
     if task is None:
         task = get_task(config.task, config.data_dir)
     if _needs_space(config.policy):
@@ -502,6 +516,9 @@ def search(
         if owns_store:
             store.close()
         return plan
+    owner = new_owner()
+    if resume is not None:
+        take(store, record, owner, take_over=take_over)
     model_backend: Backend
     if backend is None and (config.workers or config.ray_address):
         from promptopt.pool import pool_backend
@@ -520,20 +537,25 @@ def search(
     run = _Run(config, task, store, model_backend, proposer)
     if resume is not None:
         run.run_id = resume
-        store.finish_run(resume, "running")
     else:
         run.run_id = store.create_run(
-            kind="search", task=task.name, model=model_backend.model_id, config=config.to_dict(),
-            seed=config.seed, dataset_hash=task.dataset_hash,
+            kind="search", task=task.name, model=model_backend.model_id, config={**config.to_dict(), **task_reference(task)},
+            seed=config.seed, dataset_hash=task.dataset_hash, owner=owner,
         )  # fmt: skip
     started = time.perf_counter()
+    run.heartbeat = Heartbeat(store, run.run_id, owner)
+    run.phase_progress = phase_progress
     try:
-        result = _search(run, progress, plan, started)
+        with run.heartbeat:
+            result = _search(run, progress, plan, started)
     except BaseException as exc:
         status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-        store.finish_run(
-            run.run_id, status, {"error": f"{type(exc).__name__}: {exc}"[:2000], "spent": run.spend.to_dict()}
-        )
+        if not run.heartbeat.lost.is_set():  # a run taken over belongs to its new owner
+            store.finish_run(
+                run.run_id,
+                status,
+                {"error": f"{type(exc).__name__}: {exc}"[:2000], "spent": run.spend.to_dict()},
+            )
         if owns_store:
             store.close()
         raise
@@ -578,6 +600,8 @@ def _run_policy(
     run.register(config.base, "seed", None)
 
     def report(phase: str, round_index: int, pool: int) -> None:
+        if run.heartbeat is not None:
+            run.heartbeat.check()
         if progress is None:
             return
         known = run.known_standings()
@@ -593,6 +617,33 @@ def _run_policy(
         results = run.evaluator.evaluate_many(jobs, "dev")
         return {c: [r.score for r in rs] for c, rs in zip(candidates, results, strict=True)}
 
+    # The final and test phases: the share of their requests answered, as answers arrive
+    # (to ``phase_progress``; ``progress`` is called once a phase, as before).
+    moving = PhaseProgress()
+    key_env = dict(config.backend_options).get("api_key_env", "OPENAI_API_KEY")  # for failure hints
+
+    def on_answers(count: int) -> None:
+        if not moving.total or run.phase_progress is None:
+            return
+        moving.answered += count
+        percent = min(100, 100 * moving.answered // moving.total)
+        if percent != moving.shown:  # at most 101 updates a phase
+            moving.shown = percent
+            run.phase_progress(moving.phase, percent / 100)
+
+    def start_phase(
+        phase: str, pool: int, jobs: Sequence[tuple[Candidate, Sequence[Example]]], split: str
+    ) -> None:
+        total = 0
+        for candidate, examples in jobs:
+            known = {r.example_id for r in run.evaluator.known(candidate, split)}
+            total += candidate.samples * sum(1 for e in examples if e.id not in known)
+        moving.phase, moving.total, moving.answered, moving.shown, moving.pool = phase, total, 0, -1, pool
+        report(phase, round_index, pool)
+        if run.phase_progress is not None:
+            run.phase_progress(phase, 0.0 if total else 1.0)
+
+    run.search_executor.on_answers = on_answers
     stopped: str | None = None
     round_index = 0
     try:
@@ -608,6 +659,8 @@ def _run_policy(
                 start=config.race_start, eta=config.race_eta, keep=config.top_k, prune=policy.should_prune,
             )  # fmt: skip
             policy.tell(standings)
+            check_results((r for c in run.candidates.values() for r in run.evaluator.known(c, "dev")), "the search",
+                          key_env)  # fmt: skip
             round_index += 1
             report("search", round_index, len(proposals))
     except BudgetExceeded as exc:
@@ -618,9 +671,16 @@ def _run_policy(
     search_calls = run.spend.calls
     run.budgeted.budget = Budget()
     finalists = [s.candidate for s in rank(list(run.known_standings().values()))[: config.final_top]]
+    if not finalists:  # a budget too small to score anything: the starting prompt is the result
+        finalists = [config.base.hash]
+        stopped = (
+            f"{stopped or 'budget spent'} before any prompt was scored: the starting prompt is the result"
+        )
     rows: list[LeaderboardRow] = []
-    report("final", round_index, len(finalists))
-    run.evaluator.evaluate_many([(run.candidates[c], dev) for c in finalists], "dev")
+    final_jobs = [(run.candidates[c], dev) for c in finalists]
+    start_phase("final", len(finalists), final_jobs, "dev")
+    final = run.evaluator.evaluate_many(final_jobs, "dev")
+    check_results((r for rs in final for r in rs), "the final dev evaluation", key_env)
     for candidate_hash, candidate in run.candidates.items():
         known = run.evaluator.known(candidate, "dev")
         if not known:
@@ -633,20 +693,24 @@ def _run_policy(
                            counts=count_answers(known))
         )  # fmt: skip
     full = [r for r in rows if r.candidate.hash in finalists]
-    winner_row = max(full, key=lambda r: (r.mean, r.n, -finalists.index(r.candidate.hash)))
     rows.sort(key=lambda r: (-r.mean, -r.n))
     rows = mark_pareto(rows)
-    winner = winner_row.candidate
+    if full:
+        winner = max(full, key=lambda r: (r.mean, r.n, -finalists.index(r.candidate.hash))).candidate
+    else:  # no finalist has a dev result (every request failed): keep the starting prompt
+        winner = config.base
 
     # Held-out test: winner and the starting prompt on the same examples.
-    report("test", round_index, 2)
     test_examples = task.examples("test", config.test_size)
+    start_phase("test", 2, [(c, test_examples) for c in {config.base.hash: config.base, winner.hash: winner}.values()],
+                "test")  # fmt: skip
     base_results = run.evaluator.evaluate(config.base, test_examples, "test")
     win_results = (
         base_results
         if winner.hash == config.base.hash
         else run.evaluator.evaluate(winner, test_examples, "test")
     )
+    check_results(base_results, "the test evaluation", key_env)
     pairs = [
         (b.score, w.score)
         for b, w in zip(base_results, win_results, strict=True)

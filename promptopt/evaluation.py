@@ -13,8 +13,9 @@ from promptopt.backends import Backend, CachingBackend, RetryingBackend, make_ba
 from promptopt.constant import constant_baseline
 from promptopt.errors import ConfigError
 from promptopt.executor import Executor
+from promptopt.lease import Heartbeat, new_owner
 from promptopt.stats import mean_interval
-from promptopt.tasks import Task, get_task
+from promptopt.tasks import Task, get_task, task_reference
 from promptopt.types import Candidate, EvalResult
 
 ProgressCallback = Callable[["EvalProgress"], None]
@@ -224,6 +225,7 @@ def evaluate(
     chunk_size: int | None = None,
     seed: int = 0,
     progress: ProgressCallback | None = None,
+    on_answers: Callable[[int], None] | None = None,
 ) -> EvalReport:
     """Score ``prompt`` on ``split`` of ``task`` and store every result.
 
@@ -235,6 +237,8 @@ def evaluate(
     ``chunk_size`` requests (default ``4 * batch_size``) go to the backend per call, which
     keeps a local model's running batch of ``batch_size`` rows full (see
     :class:`~promptopt.executor.Executor`); results are stored after each call.
+    ``progress`` is called after each stored call; ``on_answers`` with the number of
+    requests answered as answers arrive within a call (a progress bar's finer steps).
     """
     task_obj = task if isinstance(task, Task) else get_task(task, data_dir)
     candidate = _as_candidate(prompt, task_obj)
@@ -256,6 +260,8 @@ def evaluate(
         model=inner.model_id,
         config={
             "candidate": candidate.to_dict(),
+            "task": task_obj.name,
+            **task_reference(task_obj),
             "split": split,
             "limit": limit,
             "task_version": task_obj.spec.version,
@@ -266,10 +272,12 @@ def evaluate(
         },
         seed=seed,
         dataset_hash=task_obj.dataset_hash,
+        owner=(owner := new_owner()),
     )
     store.add_candidate(run_id, candidate, origin="user")
     started = time.perf_counter()
     done, scored, correct = 0, 0, 0.0
+    executor.on_answers = on_answers  # a display moves with answers, between stored batches
 
     def on_batch(batch: Sequence[EvalResult]) -> None:
         nonlocal done, scored, correct
@@ -281,7 +289,8 @@ def evaluate(
             progress(EvalProgress(done, len(examples), correct, scored, time.perf_counter() - started))
 
     try:
-        results = executor.evaluate(candidate, examples, split, on_batch=on_batch)
+        with Heartbeat(store, run_id, owner):
+            results = executor.evaluate(candidate, examples, split, on_batch=on_batch)
     except BaseException as exc:
         status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
         store.finish_run(

@@ -55,6 +55,9 @@ class Executor:
         self.backend = backend
         self.batch_size = max(1, batch_size)
         self.chunk_size = max(self.batch_size, chunk_size or self.batch_size)
+        #: Called with the number of (first-stage) requests answered, as answers arrive
+        #: from the backend, for progress displays between ``on_batch`` calls.
+        self.on_answers: Callable[[int], None] | None = None
 
     def requests_for(self, candidate: Candidate, example: Example) -> list[GenerationRequest]:
         messages = render_messages(candidate, self.task, example)
@@ -125,7 +128,11 @@ class Executor:
             own = self.requests_for(candidate, example)
             spans.append((len(requests), len(requests) + len(own)))
             requests.extend(own)
-        completions = self.backend.generate(requests)
+        on_answers = self.on_answers
+        if on_answers is None:
+            completions = self.backend.generate(requests)
+        else:
+            completions = self.backend.generate_each(requests, lambda done: on_answers(len(done)))
         if len(completions) != len(requests):
             raise RuntimeError(
                 f"backend {self.backend.model_id} returned {len(completions)} completions for {len(requests)} requests"

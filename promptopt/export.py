@@ -288,13 +288,10 @@ def build_document(
 
 
 def _safe_model(model: str) -> str:
-    """The model name without credentials: ``openai/<model>@<host>`` keeps the host only
-    (anything like ``user:password@`` before it is dropped), URL passwords are masked."""
-    name, at, host = model.partition("@")
-    if at:
-        host = host.rsplit("@", 1)[-1]
-        return mask_url(f"{name}@{host}")
-    return mask_url(model)
+    """The model name without its endpoint: ``openai/<model>@<host:port>`` is written as
+    ``openai/<model>`` — an export holds no base URL, host or credentials (the reader
+    points it at their own endpoint with ``--base-url``)."""
+    return mask_url(model.partition("@")[0])
 
 
 def _score_dict(score: Any) -> dict[str, Any] | None:

@@ -321,10 +321,16 @@ def candidate_scores(store: Store, run_id: str, candidate_hash: str) -> dict[str
 
 
 def best_by_calls(store: Store, run_id: str, *, min_n: int = 1) -> list[tuple[int, float]]:
-    """The best dev accuracy known so far against the model requests spent, for one run:
-    ``[(requests, best_accuracy), ...]``, a point each time the best changes. Requests
-    are the stored samples of the run's evaluations (dev and test) in the order they were
-    recorded; a candidate counts once it has ``min_n`` scored dev examples."""
+    """The leader's dev accuracy against the model requests spent, for one run:
+    ``[(requests, accuracy), ...]``, a point each time it changes. At each point it is the
+    highest dev accuracy among the candidates scored so far, each on the dev examples it
+    had been scored on then (a candidate counts once it has ``min_n``). It falls when the
+    leader's score drops as it meets more examples, so it never stays above every
+    candidate's final score: its last point is the best final dev accuracy among the
+    candidates with ``min_n`` or more, the top of the leaderboard. (A running maximum of
+    partial scores plateaued at a lucky early 4 of 5 = 80% while no candidate ended above
+    73%.) Requests are the stored samples of the run's evaluations (dev and test) in the
+    order they were recorded."""
     e = EVALUATIONS
     samples = sa.select(SAMPLES.c.evaluation_id, sa.func.count().label("requests")).group_by(
         SAMPLES.c.evaluation_id
@@ -341,6 +347,7 @@ def best_by_calls(store: Store, run_id: str, *, min_n: int = 1) -> list[tuple[in
     with store.engine.connect() as conn:
         rows = conn.execute(query).all()
     tally: dict[str, list[float]] = {}
+    current: dict[str, float] = {}  # each counted candidate's dev accuracy so far
     spent = 0
     best: float | None = None
     points: list[tuple[int, float]] = []
@@ -352,10 +359,11 @@ def best_by_calls(store: Store, run_id: str, *, min_n: int = 1) -> list[tuple[in
         correct_n[0] += float(score)
         correct_n[1] += 1
         if correct_n[1] >= min_n:
-            mean = correct_n[0] / correct_n[1]
-            if best is None or mean > best:
-                best = mean
-                points.append((spent, mean))
+            current[candidate_hash] = correct_n[0] / correct_n[1]
+            leader = max(current.values())
+            if best is None or leader != best:
+                best = leader
+                points.append((spent, leader))
     if points and points[-1][0] != spent and best is not None:
         points.append((spent, best))
     return points
@@ -576,8 +584,6 @@ def show(
 def load_run_task(run: RunRecord, data_dir: str | Path | None = None) -> Task:
     """The task a run used: the name or path its config recorded, with ``data_dir`` or the
     run's own data directory."""
-    from promptopt.tasks import get_task
+    from promptopt.tasks import load_recorded_task
 
-    name = run.config.get("task") if isinstance(run.config.get("task"), str) else None
-    directory = data_dir or run.config.get("data_dir")
-    return get_task(name or run.task, directory)
+    return load_recorded_task(run.config, run.task, data_dir, run.dataset_hash)

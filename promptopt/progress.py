@@ -2,8 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
+
+
+@dataclass
+class PhaseProgress:
+    """Requests answered in a search's final or test phase (the controller's count)."""
+
+    phase: str = ""
+    total: int = 0
+    answered: int = 0
+    shown: int = -1  # the percentage last reported
+    pool: int = 0
 
 
 class EvalProgressBar:
@@ -15,6 +27,7 @@ class EvalProgressBar:
         self.enabled = enabled
         self._progress: Any = None
         self._task: Any = None
+        self._total, self._per_example, self._answers, self._done = 0, 1, 0, 0
 
     def __enter__(self) -> EvalProgressBar:
         if self.enabled:
@@ -42,15 +55,34 @@ class EvalProgressBar:
             self._progress.__enter__()
         return self
 
-    def start(self, total: int) -> None:
+    def start(self, total: int, per_example: int = 1) -> None:
+        """``total`` examples of ``per_example`` requests each (self-consistency samples)."""
+        self._total, self._per_example, self._answers, self._done = total, max(1, per_example), 0, 0
         if self._progress is not None:
-            self._task = self._progress.add_task(self.label, total=total, accuracy="–")
+            from rich.markup import escape
+
+            from promptopt.terminal import printable
+
+            self._task = self._progress.add_task(escape(printable(self.label)), total=total, accuracy="–")
 
     def update(self, state: Any) -> None:
+        """After each stored batch: the count and the running accuracy."""
         if self._progress is None or self._task is None:
             return
+        self._done = state.done
         accuracy = f"{state.correct / state.scored:.1%}" if state.scored else "–"
-        self._progress.update(self._task, completed=state.done, accuracy=accuracy)
+        self._progress.update(self._task, completed=self.shown, accuracy=accuracy)
+
+    def answered(self, count: int) -> None:
+        """As answers arrive within a batch: the bar moves with them."""
+        self._answers += count
+        if self._progress is not None and self._task is not None:
+            self._progress.update(self._task, completed=self.shown)
+
+    @property
+    def shown(self) -> int:
+        """Examples shown as done: stored ones, or further by the answers already in."""
+        return max(self._done, min(self._total, self._answers // self._per_example))
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -66,6 +98,8 @@ class SearchDisplay:
         self.enabled = enabled
         self._progress: Any = None
         self._task: Any = None
+        self._phase = "search"
+        self._completed = 0
 
     def __enter__(self) -> SearchDisplay:
         if self.enabled:
@@ -94,7 +128,13 @@ class SearchDisplay:
         if self._progress is None:
             return
         best = f"{state.best_dev:.1%}" if state.best_dev is not None else "–"
-        completed = int(1000 * (state.budget_fraction or 0.0)) if state.phase == "search" else 1000
+        # search: the budget spent; final and test: from 0, moved by phase_fraction
+        if state.phase == "search":
+            self._completed = int(1000 * (state.budget_fraction or 0.0))
+        elif state.phase != self._phase:
+            self._completed = 0
+        self._phase = state.phase
+        completed = self._completed
         workers = ""
         stats = getattr(state, "pool_stats", None)
         if stats:
@@ -106,6 +146,13 @@ class SearchDisplay:
             self._task, completed=completed, phase=state.phase, round=state.round, pool=state.pool, best=best,
             calls=state.spent.get("calls", 0), workers=workers,
         )  # fmt: skip
+
+    def phase_fraction(self, phase: str, fraction: float) -> None:
+        """The share of the final or test phase's requests answered (``search(phase_progress=...)``)."""
+        self._phase = phase
+        self._completed = int(1000 * fraction)
+        if self._progress is not None:
+            self._progress.update(self._task, completed=self._completed, phase=phase)
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None

@@ -5,8 +5,8 @@ opens offline and from an e-mail attachment alike. Every piece of text that a mo
 proposer or a dataset wrote goes through :func:`html.escape` (an instruction containing
 ``<script>`` shows as text), and so does everything else, to keep one rule.
 
-Sections: the run and its winner's scores; best dev accuracy against model requests
-spent; every candidate's dev accuracy with its 95% interval; accuracy against tokens
+Sections: the run and its winner's scores; the leading dev accuracy against model
+requests spent (defined on the page; it ends at the leaderboard's top); every candidate's dev accuracy with its 95% interval; accuracy against tokens
 per example with the Pareto front; the leaderboard; the winning prompt in full.
 """
 
@@ -126,8 +126,8 @@ def _empty_plot(name: str, title: str, message: str) -> str:
     )
 
 
-def _progress_plot(points: Sequence[tuple[int, float]]) -> str:
-    title = "Best dev accuracy against model requests spent"
+def _progress_plot(points: Sequence[tuple[int, float]], min_n: int = 1) -> str:
+    title = "Leading dev accuracy against model requests spent"
     if not points:
         return _empty_plot("plot-progress", title, "no dev evaluations in this run")
     max_x = max(p[0] for p in points)
@@ -145,8 +145,14 @@ def _progress_plot(points: Sequence[tuple[int, float]]) -> str:
         f'<circle class="dot" cx="{axes.x(c):.1f}" cy="{axes.y(b):.1f}" r="3"><title>{c} requests: {b:.1%}</title></circle>'
         for c, b in points
     )
-    body = axes.frame("model requests (samples) recorded", "best dev accuracy", _ticks(0, max_x))
-    return _svg("plot-progress", title, body + f'<path class="line" d="{"".join(path)}"/>' + dots)
+    body = axes.frame("model requests (samples) recorded", "leading dev accuracy", _ticks(0, max_x))
+    svg = _svg("plot-progress", title, body + f'<path class="line" d="{"".join(path)}"/>' + dots)
+    return (
+        f'<figure class="plot-figure">{svg}<figcaption class="meta">At each point: the highest dev accuracy '
+        f"among the candidates scored on at least {min_n} dev example{'s' if min_n != 1 else ''} so far, each on "
+        "the examples it had been scored on then. It falls when the leader meets harder examples; its last "
+        "point is the top dev accuracy of the leaderboard.</figcaption></figure>"
+    )
 
 
 def _ci_plot(entries: Sequence[LeaderboardEntry], winner: str | None) -> str:
@@ -350,7 +356,7 @@ def render_report(
         f'<h1>promptopt report: {_e(run.task)}</h1><div class="meta">{meta}</div>'
         f'<div class="cards">{cards_html}</div>'
         '<h2>Search</h2><div class="plots">'
-        f"{_progress_plot(progress)}{_pareto_plot(entries, winner)}</div>"
+        f"{_progress_plot(progress, min_n)}{_pareto_plot(entries, winner)}</div>"
         f"<h2>Candidates on dev</h2>{_ci_plot(entries, winner)}"
         f"<h2>Leaderboard</h2>{_leaderboard_table(entries, winner)}"
         f"<h2>Winning prompt</h2>{_prompt_section(details)}"

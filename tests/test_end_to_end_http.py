@@ -65,7 +65,8 @@ def test_server_that_always_fails_gives_failures_not_wrong_answers(tmp_path: Pat
             "eval", "--task", "gsm-symbolic", "--limit", "3", "--model", "openai/fake-model",
             "--base-url", server.base_url, "--db", str(db), "--json",
         ])  # fmt: skip
-    assert result.exit_code == 0, result.stderr
+    # The summary is printed, then the error: nothing was measured, so the exit is not 0 (#24).
+    assert result.exit_code == 2 and "every request of the evaluation failed" in result.stderr, result.stderr
     summary = json.loads(result.stdout)
     assert summary["n_failed"] == 3 and summary["retries"] == 0
     store = Store(f"sqlite:///{db}")

@@ -146,16 +146,20 @@ def test_cost_from_a_price_file(filled: dict[str, object], tmp_path: Path) -> No
     assert all(e.cost_per_example is None for e in unpriced)
 
 
-def test_best_by_calls_is_a_rising_step_curve(filled: dict[str, object]) -> None:
+def test_best_by_calls_ends_at_the_top_of_the_leaderboard(filled: dict[str, object]) -> None:
+    # The leader's dev accuracy so far (#24.10): it ends where the table's top is, and
+    # never stays above every candidate's final score.
     result = filled["search"]
     assert isinstance(result, SearchResult)
     with Store(str(filled["db"])) as store:
         points = best_by_calls(store, result.run_id, min_n=4)
         total = sum(len(r.samples) for r in store.get_evaluations(result.run_id))
+        entries = leaderboard(store, run=result.run_id, top=None)
     assert points and points[-1][0] == total
     calls = [p[0] for p in points]
-    bests = [p[1] for p in points]
-    assert calls == sorted(calls) and bests == sorted(bests)
+    assert calls == sorted(calls)
+    top = max(e.dev.accuracy for e in entries if e.dev is not None and e.dev.n >= 4)
+    assert points[-1][1] == pytest.approx(top)
 
 
 def test_show_run_and_candidate(filled: dict[str, object], task: Task) -> None:

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from promptopt.store import head_revision
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -50,7 +52,7 @@ def test_wheel_carries_package_data_and_runs_from_elsewhere(tmp_path: Path) -> N
     out = subprocess.run(
         [sys.executable, "-c", script], cwd=elsewhere, env=env, capture_output=True, text=True, check=True
     )
-    assert out.stdout.strip() == "0002"
+    assert out.stdout.strip() == head_revision()
     # it really imported the unpacked wheel, not the source tree
     where = subprocess.run([sys.executable, "-c", "import promptopt; print(promptopt.__file__)"], cwd=elsewhere, env=env,
                            capture_output=True, text=True, check=True)  # fmt: skip

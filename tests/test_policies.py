@@ -24,7 +24,7 @@ from promptopt.policies import PolicySettings, get_policy
 from promptopt.proposers import Proposer
 from promptopt.racing import successive_halving
 from promptopt.spaces import SearchSpace, load_space
-from promptopt.store import Store
+from promptopt.store import Store, head_revision
 from promptopt.tasks import get_task
 from promptopt.testing.space_fakes import ANSWER_IS, SPACE, prompt_skill, space_backend
 from promptopt.types import Candidate
@@ -238,7 +238,7 @@ def test_tpe_study_lives_in_the_same_database(task, shared_db: str) -> None:  # 
         "trial_intermediate_values",
         "alembic_version",
     } <= tables
-    assert versions[0] == "0002" and versions[1] != versions[0]
+    assert versions[0] == head_revision() and versions[1] != versions[0]
     with Store(shared_db) as store:  # promptopt still opens its database, and the summary says what TPE found
         summary = store.get_run(result.run_id).summary
         entries = leaderboard(store, run=result.run_id, top=None)

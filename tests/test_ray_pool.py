@@ -249,6 +249,33 @@ def test_rate_limiter_holds_a_burst_to_the_rate_across_workers() -> None:
     # machine stretched it to 18 s.)
 
 
+def test_workers_get_the_key_without_a_runtime_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Set after Ray started, so the workers cannot inherit it: it reaches them only in the
+    # method call from the driver, and no actor is given a runtime_env (Ray logs those).
+    from promptopt.testing.openai_server import FakeOpenAIServer
+
+    key = "sk-late-" + "Qw8" * 10
+    monkeypatch.setenv("PROMPTOPT_TEST_LATE_KEY", key)
+    with FakeOpenAIServer(api_key=key) as server:
+        pool = RayBackend.openai(
+            "fake-model",
+            base_url=server.base_url,
+            api_key_env="PROMPTOPT_TEST_LATE_KEY",
+            workers=2,
+            chunk_size=2,
+        )
+        try:
+            out = pool.generate(_requests(6))
+            ray.kill(pool._slots[0].actor, no_restart=False)  # a restarted worker asks again
+            time.sleep(1.0)
+            again = pool.generate(_requests(6))
+        finally:
+            pool.close()
+        auth = {r.headers.get("authorization") for r in server.chat_requests}
+    assert all(c.ok for c in out + again), [c.error for c in out + again if not c.ok]
+    assert auth == {f"Bearer {key}"}
+
+
 def test_server_never_sees_more_than_workers_times_concurrency() -> None:
     from promptopt.testing.openai_server import FakeOpenAIServer
 

@@ -277,6 +277,49 @@ def test_api_keys_never_reach_the_database_exports_report_or_logs(
         assert XSS not in report.read_text(), f"unescaped model text in {report.name}"
 
 
+@pytest.mark.slow
+def test_api_key_never_reaches_any_file_ray_writes(tmp_path: Path) -> None:
+    # A search on a local Ray pool started by promptopt itself (a fresh process, as a user runs
+    # it), then every file under Ray's temp dir (session logs, runtime-env agent, raylet,
+    # GCS, workers) is searched for the key. It used to travel in a runtime_env, which
+    # Ray's runtime_env_agent.log records in plain text.
+    pytest.importorskip("ray")
+    import os
+    import shutil
+    import tempfile
+
+    ray_tmp = Path(tempfile.mkdtemp(prefix="po-ray-", dir="/tmp"))  # short: Ray's socket paths are limited
+    try:
+        env = {**os.environ, "PROMPTOPT_PLANTED_KEY": SECRET, "OPENAI_API_KEY": OTHER_SECRET,
+               "RAY_TMPDIR": str(ray_tmp), "PYTHONPATH": str(REPO)}  # fmt: skip
+        with FakeOpenAIServer(_respond, api_key=SECRET) as server:
+            done = subprocess.run(
+                [sys.executable, "-c", "from promptopt.cli import main; main()", "search", "--task", "gsm-symbolic", "--model",
+                 "openai/fake-model", "--base-url", server.base_url, "--api-key-env", "PROMPTOPT_PLANTED_KEY",
+                 "--db", f"sqlite:///{tmp_path / 'ray.db'}", "--workers", "2", "--dev-size", "8",
+                 "--test-size", "8", "--proposals", "2", "--rounds", "0", "--json", "--no-progress"],
+                env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path,
+            )  # fmt: skip
+            auth = {r.headers.get("authorization") for r in server.chat_requests}
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert auth == {f"Bearer {SECRET}"}, "the key must reach the server from the Ray workers"
+        files = [p for p in ray_tmp.rglob("*") if p.is_file() and not p.is_symlink()]
+        assert any(
+            p.name.startswith("runtime_env_agent") or p.suffix in (".log", ".out", ".err") for p in files
+        )
+        assert sum(p.stat().st_size for p in files) > 0, "Ray wrote its logs here"
+        for path in files:
+            try:
+                data = path.read_bytes()
+            except OSError:  # sockets, fifos
+                continue
+            for key in (SECRET, OTHER_SECRET):
+                assert key.encode() not in data, f"API key in Ray's {path.relative_to(ray_tmp)}"
+        assert SECRET not in done.stdout + done.stderr
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
 def test_error_messages_are_scrubbed_of_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
     # A server that echoes the Authorization header into its error body must not get the key
     # into the stored error text.

@@ -28,7 +28,6 @@ from promptopt.store import store as store_module
 from promptopt.store.schema import VERSION_TABLE, Base
 from promptopt.types import Candidate, Completion, EvalResult, SampleResult
 
-# The head revision this promptopt writes (pinned where the migrations are listed).
 HEAD = store_module.head_revision()
 
 PG_URL_ENV = "PROMPTOPT_TEST_PG_URL"
@@ -632,11 +631,11 @@ def test_cache_many_keys(store: Store) -> None:
 
 
 def _migrations_with_extra_revision(tmp_path: Path) -> Path:
-    """A copy of the shipped migrations plus a revision 9999 on top of the head, as a
-    newer promptopt would ship it."""
+    """A copy of the shipped migrations plus a revision 9999 on top, as a newer
+    promptopt would ship it."""
     target = tmp_path / "migrations"
     shutil.copytree(store_module.MIGRATIONS_DIR, target, ignore=shutil.ignore_patterns("__pycache__"))
-    (target / "versions" / "0002_extra.py").write_text(
+    (target / "versions" / "9999_extra.py").write_text(
         '"""Test-only revision."""\n'
         "import sqlalchemy as sa\n"
         "from alembic import op\n\n"
@@ -658,7 +657,7 @@ def test_older_database_needs_upgrade(db_url: str, tmp_path: Path, monkeypatch: 
         store.record_evaluations(run_id, [_result(CAND_A, "q1")])
     display = store_module.mask_url(db_url)
 
-    # A newer promptopt (head 9999) meets this database at the current head.
+    # A newer promptopt (head 9999) meets this database at HEAD.
     monkeypatch.setattr(store_module, "MIGRATIONS_DIR", _migrations_with_extra_revision(tmp_path))
     with pytest.raises(SchemaVersionError) as info:
         Store(db_url)
@@ -675,7 +674,7 @@ def test_older_database_needs_upgrade(db_url: str, tmp_path: Path, monkeypatch: 
         assert store.get_evaluations(run_id) == [_result(CAND_A, "q1")]  # data survived
     assert "po_test_extra" in _tables(db_url)
 
-    # And this promptopt now meets a database from the future.
+    # And this promptopt (head HEAD) now meets a database from the future.
     monkeypatch.undo()
     with pytest.raises(SchemaVersionError) as info:
         Store(db_url)

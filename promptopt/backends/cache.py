@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from promptopt.backends.base import Backend
+from promptopt.backends.base import Backend, OnResults
 from promptopt.types import Completion, GenerationRequest
 
 
@@ -40,18 +40,35 @@ class CachingBackend(Backend):
         return {**self.inner.describe(), "cache": True}
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Completion]:
+        return self.generate_each(requests, None)
+
+    def generate_each(
+        self, requests: Sequence[GenerationRequest], on_results: OnResults | None
+    ) -> list[Completion]:
+        """Cache hits are reported at once, new answers as the inner backend reports them."""
         model = self.inner.model_id
         keys = [request.cache_key(model) for request in requests]
         found = self.store.cache_get_many(list(dict.fromkeys(keys)))
         missing = [i for i, key in enumerate(keys) if key not in found]
+        if on_results is not None and len(missing) < len(requests):
+            on_results([(i, found[key]) for i, key in enumerate(keys) if key in found])
         fresh: dict[int, Completion] = {}
         if missing:
             # Identical requests inside one batch are generated once.
             unique: dict[str, int] = {}
+            same: dict[str, list[int]] = {}
             for index in missing:
                 unique.setdefault(keys[index], index)
+                same.setdefault(keys[index], []).append(index)
             order = list(unique.values())
-            answers = self._generate_and_store(model, [requests[i] for i in order], [keys[i] for i in order])
+
+            def report(finished: list[tuple[int, Completion]]) -> None:
+                if on_results is not None:
+                    on_results([(i, c) for j, c in finished for i in same[keys[order[j]]]])
+
+            answers = self._generate_and_store(
+                model, [requests[i] for i in order], [keys[i] for i in order], report
+            )
             by_key = {keys[i]: answer for i, answer in zip(order, answers, strict=True)}
             fresh = {i: by_key[keys[i]] for i in missing}
         self.hits += len(requests) - len(missing)
@@ -59,12 +76,18 @@ class CachingBackend(Backend):
         return [fresh[i] if i in fresh else found[keys[i]] for i in range(len(requests))]
 
     def _generate_and_store(
-        self, model: str, requests: list[GenerationRequest], keys: list[str]
+        self,
+        model: str,
+        requests: list[GenerationRequest],
+        keys: list[str],
+        report: OnResults | None = None,
     ) -> list[Completion]:
         def keep(finished: list[tuple[int, Completion]]) -> None:
             answers = [(keys[index], model, c) for index, c in finished if c.ok]
             if answers:
                 self.store.cache_put_many(answers)
+            if report is not None:
+                report(finished)
 
         return self.inner.generate_each(requests, keep)
 

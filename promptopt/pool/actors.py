@@ -181,11 +181,32 @@ class BackendWorker(_Limited):
         return {"batches": self.batches, "batched_requests": self.batched_requests, "queued": self._queued}
 
 
+class SecretHolder:
+    """Holds the API key in the driver's cluster for the chat workers to fetch.
+
+    The key must not travel in a ``runtime_env`` (Ray's runtime-env agent writes every
+    ``env_vars`` it creates to its log, readable by anyone on the node) nor in an actor's
+    constructor arguments. It is handed over in a method call after creation, which Ray
+    keeps in memory only, and each worker (restarts included) asks for it on first use."""
+
+    def __init__(self) -> None:
+        self._secret = ""
+
+    def put(self, secret: str) -> None:
+        self._secret = secret
+
+    def get(self) -> str:
+        return self._secret
+
+
 class ChatWorker(_Limited):
     """Many OpenAI-compatible requests in flight from one event loop."""
 
-    def __init__(self, endpoint: ChatEndpoint, limiter: Any | None = None) -> None:
+    def __init__(
+        self, endpoint: ChatEndpoint, limiter: Any | None = None, secrets: Any | None = None
+    ) -> None:
         self.endpoint = endpoint
+        self._secrets = secrets  # a SecretHolder actor, or None: the key is in this process's environment
         self._init_limiter(limiter)
         self._client: AsyncChatClient | None = None
         self.completed = 0
@@ -193,7 +214,8 @@ class ChatWorker(_Limited):
 
     async def generate(self, requests: list[GenerationRequest]) -> list[Completion]:
         if self._client is None:  # made on the actor's event loop, where it is used
-            self._client = AsyncChatClient(self.endpoint)
+            secret = (await self._secrets.get.remote()) if self._secrets is not None else ""
+            self._client = AsyncChatClient(self.endpoint, secret=secret or None)
         estimated = await self._admit(requests)
         completions = list(await asyncio.gather(*(self._client.complete(r) for r in requests)))
         self._report(estimated, completions)

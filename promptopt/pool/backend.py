@@ -27,7 +27,14 @@ from typing import Any
 
 from promptopt.backends.base import Backend, OnResults, StreamingBackend
 from promptopt.errors import ConfigError, MissingDependencyError, PromptOptError
-from promptopt.pool.actors import BackendSource, BackendWorker, Batching, ChatWorker, ShippedBackend
+from promptopt.pool.actors import (
+    BackendSource,
+    BackendWorker,
+    Batching,
+    ChatWorker,
+    SecretHolder,
+    ShippedBackend,
+)
 from promptopt.pool.http import ChatEndpoint
 from promptopt.pool.ratelimit import NAMESPACE, RateLimit, limiter_actor
 from promptopt.types import Completion, GenerationRequest
@@ -266,14 +273,18 @@ class RayBackend(StreamingBackend):
             "max_concurrency": 1000,  # chunk calls waiting on the event loop are cheap
             "num_cpus": 0,
         }
+        # Workers on other nodes do not see this process's environment, so the key is handed
+        # over in a method call (never in a runtime_env: Ray logs those in plain text).
         key = os.environ.get(api_key_env)
-        if key:  # workers on other nodes do not see this process's environment
-            options["runtime_env"] = {"env_vars": {api_key_env: key}}
+        secrets = None
+        if key:
+            secrets = ray.remote(SecretHolder).options(num_cpus=0).remote()
+            ray.get(secrets.put.remote(key))
         remote = ray.remote(ChatWorker).options(**options)
         limiter = _limiter(model_id, rate_limit)
 
         def spawn() -> Any:
-            return remote.remote(endpoint, limiter)
+            return remote.remote(endpoint, limiter, secrets)
 
         backend = cls(
             spawn, workers=workers, ray_address=ray_address, num_cpus=num_cpus, chunk_size=chunk_size,

@@ -182,9 +182,9 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[_Response, bool]
 class AsyncChatClient:
     """Sends chat-completions requests concurrently from one event loop."""
 
-    def __init__(self, endpoint: ChatEndpoint) -> None:
+    def __init__(self, endpoint: ChatEndpoint, secret: str | None = None) -> None:
         self.endpoint = endpoint
-        self._secret = os.environ.get(endpoint.api_key_env) or ""
+        self._secret = secret or os.environ.get(endpoint.api_key_env) or ""
         self._client = RawHttpClient(
             endpoint.base_url,
             {"Authorization": f"Bearer {self._secret or PLACEHOLDER_API_KEY}", "Accept": "application/json"},

@@ -5,6 +5,22 @@ an older one. See :mod:`promptopt.store.store` for the contract and
 :mod:`promptopt.store.schema` for the tables.
 """
 
-from promptopt.store.store import RUN_STATUSES, RunRecord, Store, head_revision, mask_url, scrub_secrets
+from promptopt.store.store import (
+    RUN_STATUSES,
+    RunRecord,
+    Store,
+    head_revision,
+    mask_url,
+    scrub_secrets,
+    url_without_password,
+)
 
-__all__ = ["RUN_STATUSES", "RunRecord", "Store", "head_revision", "mask_url", "scrub_secrets"]
+__all__ = [
+    "RUN_STATUSES",
+    "RunRecord",
+    "Store",
+    "head_revision",
+    "mask_url",
+    "scrub_secrets",
+    "url_without_password",
+]

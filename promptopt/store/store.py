@@ -85,6 +85,8 @@ class RunRecord:
     created_at: datetime
     finished_at: datetime | None
     summary: dict[str, Any] | None
+    owner: str | None = None  # "host:pid:token" of the process running it
+    heartbeat_at: datetime | None = None  # when that process last said it is alive
 
 
 # --------------------------------------------------------------------------- helpers
@@ -107,6 +109,21 @@ def _sqlalchemy_url(url: str) -> str:
 def mask_url(url: str) -> str:
     """``url`` with any password replaced by ``***``; safe to print or log."""
     return _URL_PASSWORD_RE.sub(lambda m: m["head"] + MASK + m["tail"], url)
+
+
+def url_without_password(url: str) -> tuple[str, bool]:
+    """``url`` with its password left out (not masked: the result works once the password
+    comes from elsewhere, e.g. PGPASSWORD), and whether there was one."""
+    if _url_password(url) is None:
+        return url, False
+    try:
+        parsed = sa.engine.make_url(_sqlalchemy_url(url))
+        bare = sa.engine.URL.create(
+            parsed.drivername, parsed.username, None, parsed.host, parsed.port, parsed.database, parsed.query
+        )
+        return bare.render_as_string(hide_password=False), True
+    except Exception:
+        return mask_url(url), True
 
 
 def _url_password(url: str) -> str | None:
@@ -454,6 +471,7 @@ class Store:
         seed: int | None = None,
         dataset_hash: str | None = None,
         run_id: str | None = None,
+        owner: str | None = None,
     ) -> str:
         """Record a new run with status ``running`` and return its id (12 hex characters
         unless ``run_id`` is given). Secret-looking keys in ``config`` are stored as
@@ -465,6 +483,8 @@ class Store:
                 f"invalid run id {run_id!r}",
                 hint="use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit",
             )
+        if seed is not None and not -(2**63) <= seed < 2**63:  # a BIGINT column
+            raise StoreError(f"seed {seed} is out of range", hint="use a seed from 0 to 4294967295")
         config_json = _dump_json(scrub_secrets(config), "run config")
         row = {
             "kind": kind,
@@ -478,6 +498,8 @@ class Store:
             "created_at": _now(),
             "finished_at": None,
             "summary": None,
+            "owner": owner,
+            "heartbeat_at": _now() if owner else None,
         }
         runs = RUNS
         for _attempt in range(5):
@@ -523,6 +545,28 @@ class Store:
             updated = conn.execute(runs.update().where(runs.c.id == run_id).values(**values)).rowcount
             if not updated:
                 raise self._unknown("run", run_id, conn, runs.c.id, runs.c.created_at)
+
+    def take_run(self, run_id: str, owner: str, *, expected_owner: str | None) -> bool:
+        """Make ``owner`` the run's owner (status ``running``, fresh heartbeat) if its
+        owner is still ``expected_owner`` — a compare-and-set, so of two processes taking
+        the same run at once only one succeeds. Returns whether this one did."""
+        runs = RUNS
+        same = runs.c.owner.is_(None) if expected_owner is None else runs.c.owner == expected_owner
+        values = {"owner": owner, "heartbeat_at": _now(), "status": "running", "finished_at": None}
+        with self._transaction(write=True) as conn:
+            return bool(
+                conn.execute(runs.update().where(runs.c.id == run_id, same).values(**values)).rowcount
+            )
+
+    def heartbeat(self, run_id: str, owner: str) -> bool:
+        """Record that ``owner`` is alive and still runs ``run_id``; False when another
+        process has taken the run over."""
+        runs = RUNS
+        with self._transaction(write=True) as conn:
+            query = (
+                runs.update().where(runs.c.id == run_id, runs.c.owner == owner).values(heartbeat_at=_now())
+            )
+            return bool(conn.execute(query).rowcount)
 
     # ---------------------------------------------------------------- candidates
 
@@ -984,6 +1028,8 @@ def _run_record(row: sa.RowMapping) -> RunRecord:
         created_at=created,
         finished_at=_as_utc(row["finished_at"]),
         summary=json.loads(row["summary"]) if row["summary"] is not None else None,
+        owner=row.get("owner"),
+        heartbeat_at=_as_utc(row.get("heartbeat_at")),
     )
 
 

@@ -17,6 +17,7 @@ closest names found there.
 from __future__ import annotations
 
 import difflib
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,13 +26,22 @@ from typing import Any
 
 import yaml
 
-from promptopt.errors import TaskError
+from promptopt.errors import PromptOptError, TaskError
 from promptopt.tasks.task import Task, TaskSpec
 
 BUILTIN_DIR = Path(__file__).parent / "builtin"
 TASK_PATH_ENV = "PROMPTOPT_TASK_PATH"
 
-__all__ = ["Task", "TaskSpec", "TaskInfo", "get_task", "list_tasks", "load_task_file"]
+__all__ = [
+    "Task",
+    "TaskSpec",
+    "TaskInfo",
+    "get_task",
+    "list_tasks",
+    "load_recorded_task",
+    "load_task_file",
+    "task_reference",
+]
 
 
 @dataclass(frozen=True)
@@ -55,6 +65,10 @@ def read_yaml(path: Path) -> Mapping[str, Any]:
         raise TaskError(f"{path}: invalid YAML ({exc})") from None
     except OSError as exc:
         raise TaskError(f"{path}: cannot read task file ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise TaskError(
+            f"{path}: not valid UTF-8 (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})"
+        ) from None
     if not isinstance(data, Mapping):
         raise TaskError(f"{path}: a task file must be a YAML mapping of fields, got {type(data).__name__}")
     return data
@@ -141,11 +155,29 @@ def _search_dirs() -> list[Path]:
     return dirs
 
 
+_log = logging.getLogger(__name__)
+_warned: set[str] = set()
+
+
+def _broken_task(path: Path, exc: TaskError, broken: dict[str, TaskError]) -> None:
+    """A task file that cannot be read is that task's problem only: a warning (once per
+    file and process), and the error again when that task is asked for by name."""
+    broken[path.stem] = exc
+    if str(path) not in _warned:
+        _warned.add(str(path))
+        _log.warning("warning: skipping task file %s", exc.message)
+
+
 def list_tasks(data_dir: str | Path | None = None) -> list[TaskInfo]:
     """Every task that can be named, without loading any data (a family lists the values
     whose files are in ``data_dir``, default ``$PROMPTOPT_DATA_DIR``, too). Files starting
-    with ``_`` are includes only, not tasks."""
+    with ``_`` are includes only, not tasks. A broken file is skipped with a warning."""
+    return _scan(data_dir)[0]
+
+
+def _scan(data_dir: str | Path | None = None) -> tuple[list[TaskInfo], dict[str, TaskError]]:
     infos: dict[str, TaskInfo] = {}
+    broken: dict[str, TaskError] = {}
     for directory in _search_dirs():
         if not directory.is_dir():
             continue
@@ -153,10 +185,14 @@ def list_tasks(data_dir: str | Path | None = None) -> list[TaskInfo]:
         for path in sorted(directory.glob("*.yaml")) + sorted(directory.glob("*.yml")):
             if path.name.startswith("_"):
                 continue
-            data = _resolve_includes(path)
+            try:
+                data = _resolve_includes(path)
+                family = _family(data, path)
+            except TaskError as exc:
+                _broken_task(path, exc, broken)
+                continue
             name = str(data.get("name", path.stem))
             description = str(data.get("description", "")).strip().splitlines()[0:1]
-            family = _family(data, path)
             if family:
                 param, values = family
                 values = list(dict.fromkeys([*values, *_discovered(data, data_dir)]))
@@ -171,7 +207,7 @@ def list_tasks(data_dir: str | Path | None = None) -> list[TaskInfo]:
                     )
             else:
                 infos[name] = TaskInfo(name, description[0] if description else "", origin, path)
-    return sorted(infos.values(), key=lambda info: (info.origin != "builtin", info.name))
+    return sorted(infos.values(), key=lambda info: (info.origin != "builtin", info.name)), broken
 
 
 def load_task_file(
@@ -197,6 +233,56 @@ def load_task_file(
     return Task(spec, data_dir)
 
 
+def task_reference(task: Task) -> dict[str, Any]:
+    """What reloads ``task`` from any working directory, recorded with each run: the
+    absolute path of its file (none for a built-in task) and the absolute data directory
+    it was loaded from (``--data-dir``, else $PROMPTOPT_DATA_DIR; none for the hub)."""
+    from promptopt.tasks.loaders import resolve_data_dir
+
+    reference: dict[str, Any] = {"task_file": None, "data_dir": None}
+    if task.spec.origin != "builtin" and Path(task.spec.origin).is_file():
+        reference["task_file"] = str(Path(task.spec.origin).resolve())
+    try:
+        directory = resolve_data_dir(getattr(task, "_data_dir_arg", None))
+    except PromptOptError:
+        directory = None
+    if directory is not None:
+        reference["data_dir"] = str(directory.resolve())
+    return reference
+
+
+def load_recorded_task(
+    config: Mapping[str, Any], name: str, data_dir: str | Path | None = None, dataset_hash: str | None = None
+) -> Task:
+    """The task a run recorded (``config`` as stored, ``name`` its task name), from any
+    working directory: its file's absolute path first, then the name or path it was given.
+    ``data_dir`` overrides the recorded data directory; with ``dataset_hash`` (the run's)
+    data that is not the run's is a DataError."""
+    from promptopt.errors import DataError
+
+    directory = data_dir or config.get("data_dir")
+    given = config.get("task")
+    if not isinstance(given, str):
+        given = name
+    task: Task | None = None
+    task_file = config.get("task_file")
+    if isinstance(task_file, str) and Path(task_file).is_file():
+        try:
+            task = load_task_file(task_file, directory)
+        except TaskError:  # a family file: its member is found by name
+            task = None
+    if task is None:
+        task = get_task(given, directory)
+    if dataset_hash and task.dataset_hash != dataset_hash:
+        where = f"the data directory {directory}" if directory else "the task's data source"
+        raise DataError(
+            f"task {task.name}: the data in {where} is not the data the run used "
+            f"(dataset hash {task.dataset_hash}, the run's {dataset_hash})",
+            hint="pass --data-dir with the data the run was made with",
+        )
+    return task
+
+
 def get_task(name: str, data_dir: str | Path | None = None) -> Task:
     """A task by registry name (``gsm8k``, ``bbh:object_counting``) or YAML file path.
     An unknown name raises TaskError with the closest known names."""
@@ -205,8 +291,11 @@ def get_task(name: str, data_dir: str | Path | None = None) -> Task:
         if not path.is_file():
             raise TaskError(f"task file {path} not found")
         return load_task_file(path, data_dir)
-    tasks = {info.name: info for info in list_tasks(data_dir)}
+    infos, broken = _scan(data_dir)
+    tasks = {info.name: info for info in infos}
     info = tasks.get(name)
+    if info is None and name in broken:  # the file named like the task is the broken one
+        raise broken[name]
     if info is None:
         family_prefix, _, value = name.partition(":")
         generic = next(

@@ -8,6 +8,7 @@ the line.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import re
@@ -37,20 +38,38 @@ def resolve_data_dir(data_dir: str | os.PathLike[str] | None) -> Path | None:
     return path
 
 
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def read_text(path: Path) -> str:
+    """The file as text: UTF-8, with or without a byte-order mark (spreadsheet programs
+    write one). Bytes that are not UTF-8 are a :class:`DataError` naming file and line."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise DataError(
+            f"{path}:{line}: not valid UTF-8 (byte 0x{data[exc.start]:02x} at column {column})",
+            hint="save the file as UTF-8",
+        ) from None
+
+
 def _read_jsonl(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(
-                    f"{path}:{number}: not valid JSON ({exc.msg} at column {exc.colno})"
-                ) from None
-            if not isinstance(row, dict):
-                raise DataError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
-            yield number, row
+    for number, line in enumerate(read_text(path).split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}:{number}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+        if not isinstance(row, dict):
+            raise DataError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
+        yield number, row
 
 
 def _field(row: Mapping[str, Any], name: str, where: str) -> str:
@@ -61,7 +80,13 @@ def _field(row: Mapping[str, Any], name: str, where: str) -> str:
     value = row[name]
     if value is None or isinstance(value, (dict, list)):
         raise DataError(f"{where}: field {name!r} must be text or a number, got {type(value).__name__}")
-    return str(value)
+    text = str(value)
+    if (bad := _SURROGATE.search(text)) is not None:  # JSON's "\ud800": not a character, cannot be encoded
+        raise DataError(
+            f"{where}: field {name!r} holds a lone surrogate (\\u{ord(bad.group()):04x}), which is not text",
+            hint="a JSON \\uD800-\\uDFFF escape must be one half of a pair",
+        )
+    return text
 
 
 def split_gsm8k_answer(answer: str, where: str) -> tuple[str, str]:
@@ -162,7 +187,7 @@ def load_bbh(source: Source, data_dir: Path | None, task_name: str) -> Splits:
         if not path.is_file():
             raise DataError(f"task {task_name}: {path} not found in data directory {data_dir}")
         try:
-            document = json.loads(path.read_text(encoding="utf-8"))
+            document = json.loads(read_text(path))
         except json.JSONDecodeError as exc:
             raise DataError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
         if not isinstance(document, dict) or not isinstance(document.get("examples"), list):
@@ -284,16 +309,23 @@ def load_records(source: Source, data_dir: Path | None, task_name: str) -> Split
 
 
 def _read_csv(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
-    with path.open(encoding="utf-8", newline="") as handle:
-        reader = csv.DictReader(handle)
+    reader = csv.DictReader(io.StringIO(read_text(path), newline=""))
+    try:
         if reader.fieldnames is None:
             raise DataError(f"{path}: empty CSV file (expected a header row)")
+        seen: set[str] = set()
+        for column in reader.fieldnames:
+            if column in seen:
+                raise DataError(f"{path}:1: duplicate column {column!r} in the header row")
+            seen.add(column)
         for row in reader:
             if None in row:
                 raise DataError(f"{path}:{reader.line_num}: more values than header columns")
             if any(value is None for value in row.values()):
                 raise DataError(f"{path}:{reader.line_num}: fewer values than header columns")
             yield reader.line_num, row
+    except csv.Error as exc:  # a NUL byte, an unterminated quote at the end, ...
+        raise DataError(f"{path}:{reader.line_num}: not valid CSV ({exc})") from None
 
 
 LOADERS: dict[str, Loader] = {
