@@ -223,13 +223,15 @@ class SampleResult:
     latency_s: float = 0.0
     cached: bool = False
     error: str | None = None
+    feedback: str | None = None  # the metric's reason for this sample's score
 
 
 @dataclass(frozen=True)
 class EvalResult:
     """The result of one candidate on one example: the voted answer and its score,
     with every sample kept. ``score`` is ``None`` when every sample failed: a failure
-    is not a wrong answer, and scores exclude it."""
+    is not a wrong answer, and scores exclude it. ``feedback`` is the metric's reason
+    for the score (empty when it has nothing to say)."""
 
     candidate_hash: str
     example_id: str
@@ -239,6 +241,7 @@ class EvalResult:
     score: float | None
     samples: tuple[SampleResult, ...] = field(default_factory=tuple)
     error: str | None = None
+    feedback: str | None = None
 
     @property
     def tokens_in(self) -> int:

@@ -30,6 +30,7 @@ from promptopt.types import Candidate, Completion, EvalResult, SampleResult
 
 PG_URL_ENV = "PROMPTOPT_TEST_PG_URL"
 REQUIRE_PG_ENV = "PROMPTOPT_REQUIRE_PG"
+HEAD = store_module.head_revision()  # the shipped migrations' head (0003 adds feedback)
 PO_TABLES = {"po_runs", "po_candidates", "po_run_candidates", "po_evaluations", "po_samples", "po_cache"}
 
 
@@ -162,7 +163,7 @@ CAND_B = Candidate(instruction="Answer with a number.", demo_ids=("d1", "d2"), s
 
 def test_new_database_is_created_at_head(db_url: str) -> None:
     with Store(db_url) as store:
-        assert store.head_revision() == "0001"
+        assert store.head_revision() == HEAD
         assert store.current_revision() == store.head_revision()
     tables = _tables(db_url)
     assert PO_TABLES | {VERSION_TABLE} <= tables
@@ -170,7 +171,7 @@ def test_new_database_is_created_at_head(db_url: str) -> None:
     assert "alembic_version" not in tables
     # Re-opening an up-to-date database changes nothing.
     with Store(db_url) as store:
-        assert store.current_revision() == "0001"
+        assert store.current_revision() == HEAD
 
 
 def test_models_match_migrations(db_url: str) -> None:
@@ -198,10 +199,10 @@ def test_models_match_migrations(db_url: str) -> None:
 
 
 def test_upgrade_creates_a_new_database_and_is_idempotent(db_url: str) -> None:
-    assert Store.upgrade(db_url) == (None, "0001")
-    assert Store.upgrade(db_url) == ("0001", "0001")
+    assert Store.upgrade(db_url) == (None, HEAD)
+    assert Store.upgrade(db_url) == (HEAD, HEAD)
     with Store(db_url) as store:
-        assert store.current_revision() == "0001"
+        assert store.current_revision() == HEAD
 
 
 def test_concurrent_first_open_creates_the_schema_once(db_url: str) -> None:
@@ -629,16 +630,16 @@ def test_cache_many_keys(store: Store) -> None:
 
 
 def _migrations_with_extra_revision(tmp_path: Path) -> Path:
-    """A copy of the shipped migrations plus a revision 0002 on top, as a newer
-    promptopt would ship it."""
+    """A copy of the shipped migrations plus a revision 9999 on top of the head, as a
+    newer promptopt would ship it."""
     target = tmp_path / "migrations"
     shutil.copytree(store_module.MIGRATIONS_DIR, target, ignore=shutil.ignore_patterns("__pycache__"))
-    (target / "versions" / "0002_extra.py").write_text(
+    (target / "versions" / "9999_extra.py").write_text(
         '"""Test-only revision."""\n'
         "import sqlalchemy as sa\n"
         "from alembic import op\n\n"
-        "revision = '0002'\n"
-        "down_revision = '0001'\n"
+        "revision = '9999'\n"
+        f"down_revision = '{HEAD}'\n"
         "branch_labels = None\n"
         "depends_on = None\n\n\n"
         "def upgrade():\n"
@@ -655,28 +656,28 @@ def test_older_database_needs_upgrade(db_url: str, tmp_path: Path, monkeypatch: 
         store.record_evaluations(run_id, [_result(CAND_A, "q1")])
     display = store_module.mask_url(db_url)
 
-    # A newer promptopt (head 0002) meets this database at 0001.
+    # A newer promptopt (head 9999) meets this database at HEAD.
     monkeypatch.setattr(store_module, "MIGRATIONS_DIR", _migrations_with_extra_revision(tmp_path))
     with pytest.raises(SchemaVersionError) as info:
         Store(db_url)
     message = str(info.value)
-    assert "revision 0001, older than this promptopt's 0002" in message
+    assert f"revision {HEAD}, older than this promptopt's 9999" in message
     assert f"promptopt db upgrade --db {display}" in message
     if "@" in db_url:
         password = sa.engine.make_url(db_url).password
         assert password and f":{password}@" not in message and ":***@" in message
 
-    assert Store.upgrade(db_url) == ("0001", "0002")
+    assert Store.upgrade(db_url) == (HEAD, "9999")
     with Store(db_url) as store:
-        assert store.current_revision() == "0002"
+        assert store.current_revision() == "9999"
         assert store.get_evaluations(run_id) == [_result(CAND_A, "q1")]  # data survived
     assert "po_test_extra" in _tables(db_url)
 
-    # And this promptopt (head 0001) now meets a database from the future.
+    # And this promptopt (head HEAD) now meets a database from the future.
     monkeypatch.undo()
     with pytest.raises(SchemaVersionError) as info:
         Store(db_url)
-    assert "0002" in str(info.value) and "upgrade promptopt" in (info.value.hint or "")
+    assert "9999" in str(info.value) and "upgrade promptopt" in (info.value.hint or "")
 
 
 def test_unknown_revision_in_version_table(db_url: str) -> None:
@@ -688,7 +689,7 @@ def test_unknown_revision_in_version_table(db_url: str) -> None:
     assert "pip install -U promptopt" in (info.value.hint or "")
     with pytest.raises(SchemaVersionError):
         Store.upgrade(db_url)  # cannot migrate from a revision it does not know
-    _execute(db_url, f"UPDATE {VERSION_TABLE} SET version_num = '0001'")
+    _execute(db_url, f"UPDATE {VERSION_TABLE} SET version_num = '{HEAD}'")
     Store(db_url).close()
 
 
@@ -715,7 +716,7 @@ def test_coexists_with_optuna_tables(db_url: str) -> None:
         "CREATE TABLE trials (trial_id INTEGER PRIMARY KEY, study_id INTEGER)",
     )
     with Store(db_url) as store:
-        assert store.current_revision() == "0001"
+        assert store.current_revision() == HEAD
         run_id = _new_run(store, CAND_A)
     # Optuna's tables and version are untouched...
     assert _scalar(db_url, "SELECT version_num FROM alembic_version") == "v3.2.0.a"
@@ -724,7 +725,7 @@ def test_coexists_with_optuna_tables(db_url: str) -> None:
     _execute(db_url, "CREATE TABLE trial_values (trial_value_id INTEGER PRIMARY KEY)")
     with Store(db_url) as store:
         assert store.get_run(run_id).task == "gsm8k"
-    assert Store.upgrade(db_url) == ("0001", "0001")
+    assert Store.upgrade(db_url) == (HEAD, HEAD)
     assert _scalar(db_url, "SELECT version_num FROM alembic_version") == "v3.2.0.a"
 
 
@@ -806,7 +807,7 @@ def test_sqlite_settings(tmp_path: Path) -> None:
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30_000
     # The file is a real SQLite database another tool can read.
     with sqlite3.connect(tmp_path / "s.db") as raw:
-        assert raw.execute(f"SELECT version_num FROM {VERSION_TABLE}").fetchone() == ("0001",)
+        assert raw.execute(f"SELECT version_num FROM {VERSION_TABLE}").fetchone() == (HEAD,)
 
 
 def test_migrations_ship_inside_the_package() -> None:

@@ -18,7 +18,8 @@ Conventions:
 - Timestamps are timezone-aware UTC (``TIMESTAMP WITH TIME ZONE`` on PostgreSQL; SQLite
   keeps them as ISO text without the offset and the store re-attaches UTC on read).
 - ``po_evaluations.score`` is ``NULL`` for a failed evaluation: a failure is not a wrong
-  answer, and leaderboards exclude it.
+  answer, and leaderboards exclude it. Scores are floats in [0, 1] (partial credit);
+  ``po_evaluations.feedback`` holds the metric's reason for the score.
 """
 
 from __future__ import annotations
@@ -148,6 +149,8 @@ class Evaluation(Base):
     tokens_out: Mapped[int] = mapped_column(Integer)
     latency_s: Mapped[float] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # The metric's reason for the score (revision 0003); NULL when it said nothing.
+    feedback: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class Sample(Base):

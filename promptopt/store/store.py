@@ -609,6 +609,7 @@ class Store:
                 "tokens_out": r.tokens_out,
                 "latency_s": float(r.latency_s),
                 "created_at": now,
+                "feedback": _text(r.feedback) or None,
             }
             for r in unique.values()
         ]
@@ -720,6 +721,7 @@ class Store:
                 score=e.score,
                 samples=tuple(by_evaluation.get(e.id, ())),
                 error=e.error,
+                feedback=e.feedback,
             )
             for e in eval_rows
         ]

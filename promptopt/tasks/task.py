@@ -8,14 +8,16 @@ version: 1
 source: {type: records, files: {train: train.jsonl, test: test.jsonl},
          input_fields: [question], target_field: answer}
 template: "Question: {question}"
-extractor: number           # number | choice | yesno | text | regex:<pattern> | auto
-metric: exact_match
+extractor: number           # number | choice | yesno | text | regex:<pattern> | json | answer_tag | auto
+metric: exact_match         # a name, {name: {options}}, module:function or file.py:function
 dev: {size: 100, seed: 0}   # the dev set is drawn from train with this seed
 ```
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import random
 import re
 from collections.abc import Mapping, Sequence
@@ -26,16 +28,19 @@ from typing import Any
 
 from promptopt import template as templating
 from promptopt.errors import DataError, TaskError
+from promptopt.metrics.base import Metric, MetricResult, Prediction
 from promptopt.tasks import extract as extraction
 from promptopt.tasks.loaders import LOADERS, resolve_data_dir
 from promptopt.types import Example, content_hash
 
 SPLITS = ("train", "dev", "test")
-METRICS = ("exact_match",)
 _SPEC_KEYS = {
     "name", "version", "description", "source", "input_fields", "template", "extractor", "metric",
     "answer_format", "instruction", "dev", "test_size", "cot_prompt", "answer_prompt", "include", "family",
+    "json_schema",
 }  # fmt: skip
+#: Extractors that read more than one string (promptopt.metrics); the rest are in tasks.extract.
+METRIC_EXTRACTORS = ("json", "answer_tag")
 
 
 @dataclass(frozen=True)
@@ -48,7 +53,7 @@ class TaskSpec:
     input_fields: tuple[str, ...]
     template: str
     extractor: str = "auto"
-    metric: str = "exact_match"
+    metric: Any = "exact_match"  # a name, {name: options}, a reference (see promptopt.metrics)
     description: str = ""
     answer_format: str = 'End your answer with "The answer is X."'
     instruction: str = ""
@@ -59,6 +64,7 @@ class TaskSpec:
     answer_prompt: str = "Therefore, the final answer is"
     origin: str = "builtin"
     extra: Mapping[str, Any] = field(default_factory=dict)
+    json_schema: Any = None  # a JSON Schema (mapping) or a path to one, for extractor json
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], *, where: str, origin: str = "builtin") -> TaskSpec:
@@ -88,11 +94,13 @@ class TaskSpec:
             raise TaskError(f"{where}: 'template' must be text")
         templating.validate(template, fields, where=f"{where}: template")
         metric = data.get("metric", "exact_match")
-        if metric not in METRICS:
-            raise TaskError(f"{where}: metric {metric!r} is unknown; expected one of {', '.join(METRICS)}")
+        _check_metric(metric, where)
         extractor = str(data.get("extractor", "auto"))
-        if extractor != "auto":
+        if extractor != "auto" and extractor not in METRIC_EXTRACTORS:
             extraction.get_extractor(extractor)  # raises with the list of known names
+        json_schema = data.get("json_schema")
+        if json_schema is not None and extractor != "json":
+            raise TaskError(f"{where}: json_schema needs extractor: json")
         dev = data.get("dev", {}) or {}
         if not isinstance(dev, Mapping):
             raise TaskError(f"{where}: 'dev' must be a mapping like {{size: 200, seed: 0}}")
@@ -127,7 +135,25 @@ class TaskSpec:
             cot_prompt=data.get("cot_prompt"),
             answer_prompt=str(data.get("answer_prompt", cls.answer_prompt)),
             origin=origin,
+            json_schema=json_schema,
         )
+
+
+def _check_metric(metric: Any, where: str) -> None:
+    """Names and options are checked when the file is read; references are imported only
+    when the task scores (importing runs the user's code)."""
+    from promptopt.errors import MetricError
+    from promptopt.metrics import resolve_metric
+    from promptopt.metrics.reference import looks_like_reference
+
+    if isinstance(metric, str) and looks_like_reference(metric):
+        return
+    if not isinstance(metric, (str, Mapping)):
+        raise TaskError(f"{where}: metric must be a name, a mapping {{name: options}} or module:function")
+    try:
+        resolve_metric(metric)
+    except MetricError as exc:
+        raise TaskError(f"{where}: {exc.message}", hint=exc.hint) from None
 
 
 class Task:
@@ -238,14 +264,73 @@ class Task:
         return templating.render(self.spec.template, example.inputs, where=f"task {self.name} template")
 
     def target(self, example: Example) -> str:
-        return extraction.normalize_target(example.target, self.extractor_name)
+        name = self.extractor_name
+        if name == "json":
+            from promptopt.metrics.jsonout import find_json
+            from promptopt.types import canonical_json
+
+            value, error = find_json(example.target)
+            return canonical_json(value) if error is None else example.target.strip()
+        if name == "answer_tag":
+            return example.target.strip()
+        return extraction.normalize_target(example.target, name)
 
     def extract(self, text: str) -> str | None:
-        return self._extract(text)
+        return self.predict(text).answer
 
-    def score(self, answer: str | None, example: Example) -> float:
-        """1.0 if the extracted answer matches the gold answer, else 0.0."""
-        return 1.0 if answer is not None and answer == self.target(example) else 0.0
+    def predict(self, text: str, finish_reason: str = "stop") -> Prediction:
+        """What the metric sees of one model output: the raw text, the extracted answer
+        and, for ``extractor: json``, the parsed (and schema-checked) value."""
+        name = self.extractor_name
+        if name == "json":
+            from promptopt.metrics.jsonout import predict_json
+
+            return predict_json(text, self._json_schema, finish_reason)
+        if name == "answer_tag":
+            from promptopt.metrics.rg import extract_answer_tag
+
+            return Prediction(text, extract_answer_tag(text), finish_reason=finish_reason)
+        return Prediction(text, self._extract(text), finish_reason=finish_reason)
+
+    @cached_property
+    def _json_schema(self) -> Mapping[str, Any] | None:
+        if self.spec.json_schema is None:
+            return None
+        from promptopt.metrics.jsonout import load_schema
+
+        base = self.spec.source.get("base_dir") if isinstance(self.spec.source, Mapping) else None
+        return load_schema(self.spec.json_schema, Path(base) if base else None)
+
+    @cached_property
+    def metric(self) -> Metric:
+        """The task's metric (see :mod:`promptopt.metrics`), built on first use: a
+        reference is imported only then."""
+        from promptopt.metrics import resolve_metric
+
+        return resolve_metric(self.spec.metric, self)
+
+    def with_metric(self, metric: Any) -> Task:
+        """This task (same data, already loaded or not) scored by another metric: any
+        form :func:`promptopt.metrics.resolve_metric` accepts."""
+        from promptopt.metrics import resolve_metric
+
+        clone = copy.copy(self)
+        clone.__dict__.pop("metric", None)
+        resolved = resolve_metric(metric, clone)
+        clone.spec = dataclasses.replace(self.spec, metric=resolved.spec)
+        clone.__dict__["metric"] = resolved
+        return clone
+
+    def score_predictions(self, items: Sequence[tuple[Example, Prediction]]) -> list[MetricResult]:
+        """Score (example, prediction) pairs with the task's metric."""
+        return self.metric.score_many(items)
+
+    def score(self, answer: str | None, example: Example, raw: str | None = None) -> float:
+        """The metric's score of an extracted answer (exact match: 1.0 if it equals the
+        gold answer, else 0.0)."""
+        prediction = Prediction(raw if raw is not None else (answer or ""), answer)
+        result = self.metric.score(example, prediction)
+        return result.score or 0.0
 
     @cached_property
     def dataset_hash(self) -> str:
@@ -259,7 +344,7 @@ class Task:
             "name": self.name,
             "version": self.spec.version,
             "extractor": self.extractor_name,
-            "metric": self.spec.metric,
+            "metric": self.metric.name,
             "dataset_hash": self.dataset_hash,
             "sizes": {split: len(self._splits[split]) for split in SPLITS},
         }

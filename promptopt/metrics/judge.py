@@ -1,0 +1,1 @@
+"""LLM-as-judge (filled in below)."""
