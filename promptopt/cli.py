@@ -137,6 +137,10 @@ _model_options = _options(
     click.option("--seed", type=int, default=0, show_default=True, help="Seed for every random choice (recorded with the run)."),
     click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout."),
     click.option("--no-progress", is_flag=True, help="Do not show the progress display."),
+    click.option("--metric", "metric", default=None, metavar="SPEC",
+                 help="Score with this metric instead of the task's: a name (exact_match, numeric, choice, contains, "
+                 "token_f1, regex, json_fields), a mapping like '{numeric: {tolerance: 0.01}}', or module:function / "
+                 "path/to/file.py:function (loading it runs that code). See docs/metrics.md."),
 )  # fmt: skip
 
 
@@ -243,6 +247,7 @@ def eval_command(
     """
     from promptopt.backends import make_backend
     from promptopt.evaluation import evaluate
+    from promptopt.metrics import parse_metric_option
     from promptopt.store import Store
     from promptopt.tasks import get_task
 
@@ -262,11 +267,16 @@ def eval_command(
         task = get_task(task_name, data_dir)
         candidate = _candidate_from_options(task, options)
         model = _model_spec(options["model"])
+    metric = parse_metric_option(options["metric"])
+    if metric is not None:
+        task = task.with_metric(metric)
+    metric_obj = task.metric  # a bad metric fails here, before any work (a task file's reference loads now)
     store = Store(options["db"])
     examples = len(task.examples(split, limit))
     backend = make_backend(model, batch_size=options["batch_size"], **_backend_options(options))
     settings = {"split": split, "limit": limit, "db": store, "cache": not options["no_cache"],
-                "batch_size": options["batch_size"], "seed": options["seed"]}  # fmt: skip
+                "batch_size": options["batch_size"], "seed": options["seed"],
+                "metric": metric_obj}  # fmt: skip
     with _progress_display(not options["no_progress"] and not as_json, f"{task.name} {split}") as bar:
         bar.start(examples)
         if prompt_file is not None:
@@ -450,10 +460,12 @@ def search_command(
     """
     from promptopt.budget import Budget, load_prices
     from promptopt.controller import SearchConfig, search
+    from promptopt.metrics import parse_metric_option
     from promptopt.store import Store
     from promptopt.tasks import get_task
 
     store = Store(options["db"])
+    metric = parse_metric_option(options["metric"])
     as_json = options["as_json"]
     if resume is None:
         if task_name is None:
@@ -480,9 +492,9 @@ def search_command(
         for flag, given in (("--dspy-threads", dspy_threads > 1), ("--dspy-share", dspy_share is not None)):
             if given and not policy.startswith("dspy-"):
                 raise click.UsageError(f"{flag} is for the dspy-* policies, not {policy}")
-        plan = search(config, db=store, dry_run=True, task=task)
+        plan = search(config, db=store, dry_run=True, task=task, metric=metric)
     else:
-        plan = search(db=store, resume=resume, dry_run=True)
+        plan = search(db=store, resume=resume, dry_run=True, metric=metric)
     if not as_json or dry_run:
         _print_estimate(plan, as_json)
     if dry_run:
@@ -493,9 +505,9 @@ def search_command(
     try:
         with SearchDisplay(enabled=not options["no_progress"] and not as_json) as display:
             if resume is None:
-                result = search(config, db=store, progress=display.update, task=task)
+                result = search(config, db=store, progress=display.update, task=task, metric=metric)
             else:
-                result = search(db=store, resume=resume, progress=display.update)
+                result = search(db=store, resume=resume, progress=display.update, metric=metric)
     except KeyboardInterrupt:
         runs = store.list_runs(limit=1)
         run_id = resume or (runs[0].id if runs else "RUN_ID")

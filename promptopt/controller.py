@@ -91,6 +91,11 @@ class SearchConfig:
     dspy_threads: int = 1  # dspy-* policies: DSPy's evaluation threads, their requests joined in batches
     # dspy-* policies: DSPy's share of a call limit (None: the policy's, half)
     dspy_share: float | None = None
+    # The metric the run scores with, as stored (promptopt.metrics): None is the task's own.
+    # User code (a reference or a callable) is kept as its reference and never imported
+    # from the store: a resume needs the user to name it again.
+    metric: Any = None
+    max_judge_calls: int | None = None  # llm_judge: a limit on the judge's calls, apart from the task's
 
     @classmethod
     def from_preset(cls, preset: str, **overrides: Any) -> SearchConfig:
@@ -149,10 +154,14 @@ class SearchResult:
     wall_s: float
     policy_state: Mapping[str, Any] = field(default_factory=dict)
     faults: Mapping[str, int] = field(default_factory=dict)
+    metric: str = "exact_match"
+    judge: Mapping[str, Any] = field(default_factory=dict)  # the judge's own calls (llm_judge)
 
     def summary(self) -> dict[str, Any]:
         return {
             "run_id": self.run_id,
+            "metric": self.metric,
+            "judge": dict(self.judge),
             "winner": self.winner.hash,
             "winner_prompt": self.winner.to_dict(),
             "baseline": self.baseline.hash,
@@ -458,6 +467,7 @@ def search(
     progress: Callable[[SearchProgress], None] | None = None,
     dry_run: bool = False,
     task: Task | None = None,
+    metric: Any = None,
 ) -> SearchResult | dict[str, Any]:
     """Search for the prompt that scores best on dev, then prove it on test.
 
@@ -466,7 +476,9 @@ def search(
     from the store instead. ``backend`` overrides the model named in the config (for a
     Python backend object); ``dry_run`` returns only the estimate. ``task`` is the task
     of ``config.task`` when the caller has already loaded it (loading a generated task
-    such as gsm-symbolic takes seconds, so the CLI loads it once).
+    such as gsm-symbolic takes seconds, so the CLI loads it once). ``metric`` scores with
+    another metric than the task's (any form :func:`promptopt.metrics.resolve_metric`
+    takes); resuming a run whose metric is user code needs it named again here.
     """
     from promptopt.store import Store
 
@@ -481,13 +493,25 @@ def search(
         config = SearchConfig.from_dict(record.config)
     if config is None:
         raise ConfigError("search() needs a config or resume=RUN_ID")
-    if task is None:
-        task = get_task(config.task, config.data_dir)
+    if resume is not None:
+        from promptopt.metrics.resume import resume_metric
+
+        task = resume_metric(config, resume, task, metric)
+    else:
+        if task is None:
+            task = get_task(config.task, config.data_dir)
+        if metric is None and config.metric is not None:
+            metric = config.metric
+        if metric is not None:
+            task = task.with_metric(metric)
+        config = dataclasses.replace(config, metric=task.metric.spec)
     if _needs_space(config.policy):
         # Store the parsed space (with its sampling order) with the run: a resume must not
         # depend on the file, nor on the key order of the stored JSON.
         config = dataclasses.replace(config, space=resolve_space(config, task).to_dict())
     plan = estimate(config, task)
+    if task.metric.spec != "exact_match" and hasattr(task.metric.fn, "judge_calls"):
+        plan["judge_calls"] = task.metric.fn.judge_calls(plan["search_calls"] + plan["final_calls"])
     if dry_run:
         if owns_store:
             store.close()
@@ -507,6 +531,11 @@ def search(
     proposer = proposer_backend
     if proposer is None and config.proposer_model and config.proposer_model != config.model:
         proposer = make_backend(config.proposer_model, batch_size=config.batch_size)
+    from promptopt.metrics import MetricContext
+
+    task.metric.prepare(
+        MetricContext(store=store, max_judge_calls=config.max_judge_calls, batch_size=config.batch_size)
+    )
     run = _Run(config, task, store, model_backend, proposer)
     if resume is not None:
         run.run_id = resume
@@ -522,13 +551,17 @@ def search(
     except BaseException as exc:
         status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
         store.finish_run(
-            run.run_id, status, {"error": f"{type(exc).__name__}: {exc}"[:2000], "spent": run.spend.to_dict()}
-        )
+            run.run_id,
+            status,
+            {"error": f"{type(exc).__name__}: {exc}"[:2000], "spent": run.spend.to_dict(),
+             "judge": task.metric.describe()},
+        )  # fmt: skip
         if owns_store:
             store.close()
         raise
     finally:
         run.evaluator.close()
+        task.metric.close()
     store.finish_run(run.run_id, "finished", result.summary())
     if owns_store:
         store.close()
@@ -669,4 +702,6 @@ def _run_policy(
         wall_s=time.perf_counter() - started,
         policy_state=policy.describe(),
         faults=run.faults(),
+        metric=task.metric.name,
+        judge=task.metric.describe(),
     )

@@ -52,6 +52,8 @@ class EvalReport:
     retries: int
     wall_s: float
     results: tuple[EvalResult, ...] = field(repr=False, default=())
+    metric: str = "exact_match"
+    judge: Mapping[str, Any] = field(default_factory=dict)  # llm_judge: the judge's own calls
 
     @property
     def n_scored(self) -> int:
@@ -83,6 +85,8 @@ class EvalReport:
             "cache_hits": self.cache_hits,
             "retries": self.retries,
             "wall_s": self.wall_s,
+            "metric": self.metric,
+            "judge": dict(self.judge),
         }
 
 
@@ -183,6 +187,8 @@ def evaluate(
     chunk_size: int | None = None,
     seed: int = 0,
     progress: ProgressCallback | None = None,
+    metric: Any = None,
+    max_judge_calls: int | None = None,
 ) -> EvalReport:
     """Score ``prompt`` on ``split`` of ``task`` and store every result.
 
@@ -194,8 +200,12 @@ def evaluate(
     ``chunk_size`` requests (default ``4 * batch_size``) go to the backend per call, which
     keeps a local model's running batch of ``batch_size`` rows full (see
     :class:`~promptopt.executor.Executor`); results are stored after each call.
+    ``metric`` scores with another metric than the task's (a name, a mapping with
+    options, a ``module:function`` reference or a callable; see :mod:`promptopt.metrics`).
     """
     task_obj = task if isinstance(task, Task) else get_task(task, data_dir)
+    if metric is not None:
+        task_obj = task_obj.with_metric(metric)
     candidate = _as_candidate(prompt, task_obj)
     examples = task_obj.examples(split, limit)
     if isinstance(backend, Backend):
@@ -222,11 +232,17 @@ def evaluate(
             "batch_size": batch_size,
             "chunk_size": executor.chunk_size,
             "cache": cache,
+            "metric": task_obj.metric.spec,
         },
         seed=seed,
         dataset_hash=task_obj.dataset_hash,
     )
     store.add_candidate(run_id, candidate, origin="user")
+    from promptopt.metrics import MetricContext
+
+    task_obj.metric.prepare(
+        MetricContext(store=store, max_judge_calls=max_judge_calls, batch_size=batch_size)
+    )
     started = time.perf_counter()
     done, scored, correct = 0, 0, 0.0
 
@@ -244,8 +260,15 @@ def evaluate(
     except BaseException as exc:
         status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
         store.finish_run(
-            run_id, status, {"error": f"{type(exc).__name__}: {exc}"[:2000], "examples_done": done}
+            run_id,
+            status,
+            {
+                "error": f"{type(exc).__name__}: {exc}"[:2000],
+                "examples_done": done,
+                "judge": task_obj.metric.describe(),
+            },
         )
+        task_obj.metric.close()
         if owns_store:
             store.close()
         raise
@@ -269,7 +292,10 @@ def evaluate(
         retries=retrying.retries,
         wall_s=time.perf_counter() - started,
         results=tuple(results),
+        metric=task_obj.metric.name,
+        judge=task_obj.metric.describe(),
     )
+    task_obj.metric.close()
     store.finish_run(run_id, "finished", report.summary())
     if owns_store:
         store.close()

@@ -9,7 +9,13 @@ metrics are named (``exact_match``, ``numeric``, ``choice``, ``contains``, ``tok
 from __future__ import annotations
 
 from promptopt.metrics.base import Metric, MetricContext, MetricFn, MetricResult, Prediction, check_score
-from promptopt.metrics.registry import from_callable, is_user_code, metric_names, resolve_metric
+from promptopt.metrics.registry import (
+    from_callable,
+    is_user_code,
+    metric_names,
+    parse_metric_option,
+    resolve_metric,
+)
 
 __all__ = [
     "Metric",
@@ -21,5 +27,6 @@ __all__ = [
     "from_callable",
     "is_user_code",
     "metric_names",
+    "parse_metric_option",
     "resolve_metric",
 ]

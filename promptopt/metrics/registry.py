@@ -71,7 +71,8 @@ def resolve_metric(spec: Any, task: Any = None) -> Metric:
         if not isinstance(options, Mapping):
             raise MetricError(f"metric {name}: options must be a mapping, got {type(options).__name__}")
         name = str(name)
-        return Metric(name, _factory(name)(options, task), {name: dict(options)})
+        fn = _factory(name)(options, task)
+        return Metric(name, fn, getattr(fn, "spec", None) or {name: dict(options)})
     if callable(spec):
         return from_callable(spec)
     raise MetricError(
@@ -102,3 +103,23 @@ def is_user_code(spec: Any) -> bool:
     if isinstance(spec, str):
         return looks_like_reference(spec.strip())
     return isinstance(spec, Mapping) and "callable" in spec
+
+
+def parse_metric_option(text: str | None) -> Any:
+    """The ``--metric`` option: a name, a reference, or an inline YAML/JSON mapping
+    (``'{numeric: {tolerance: 0.01}}'``)."""
+    if text is None:
+        return None
+    text = text.strip()
+    if not text.startswith("{"):
+        return text
+    import yaml
+
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise MetricError(f"--metric {text!r} is not a valid YAML mapping ({problem})") from None
+    if not isinstance(value, Mapping):
+        raise MetricError(f"--metric {text!r} must be a name, a reference or a mapping")
+    return value

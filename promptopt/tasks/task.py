@@ -173,6 +173,15 @@ class Task:
     def name(self) -> str:
         return self.spec.name
 
+    @classmethod
+    def from_records(cls, train: Any = None, dev: Any = None, test: Any = None, **options: Any) -> Task:
+        """A task from Python data (lists of dicts or pandas DataFrames): see
+        :func:`promptopt.tasks.records.from_records` for the options (``input_fields``,
+        ``target_field``, ``metric``, ``instruction``, ...)."""
+        from promptopt.tasks.records import from_records
+
+        return from_records(train, dev, test, **options)
+
     def __repr__(self) -> str:
         return f"Task({self.spec.name!r}, version={self.spec.version})"
 
