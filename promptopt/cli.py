@@ -304,6 +304,11 @@ def _print_report(report: Any, db_url: str) -> None:
         f"tokens      {report.tokens_in_per_example:.1f} in / {report.tokens_out_per_example:.1f} out per example"
     )
     echo(f"calls       {report.calls} (cache hits {report.cache_hits}, retries {report.retries})")
+    if report.judge.get("calls"):
+        echo(f"judge       {report.judge['calls']} judge requests ({report.judge.get('model_calls', 0)} real calls, "
+             f"{report.judge.get('cache_hits', 0)} cache hits, {report.judge.get('failed', 0)} unreadable)")  # fmt: skip
+    if report.metric != "exact_match":
+        echo(f"metric      {report.metric} (mean score)")
     echo(f"wall time   {report.wall_s:.1f} s")
     echo(f"run         {report.run_id} in {db_url}")
 
@@ -422,6 +427,12 @@ def _print_report(report: Any, db_url: str) -> None:
     help="Override the preset: held-out test examples.",
 )
 @click.option("--proposer-model", default=None, help="Model that writes proposals (default: the task model).")
+@click.option(
+    "--max-judge-calls",
+    type=click.IntRange(min=1),
+    default=None,
+    help="With an llm_judge metric: stop after this many judge requests (counted apart from --max-calls).",
+)
 @_prompt_options
 @_model_options
 @click.option(
@@ -443,8 +454,8 @@ def search_command(
     preset: str, max_calls: int | None,
     max_tokens: int | None, max_minutes: float | None, max_cost: float | None, prices: str | None,
     proposals: int | None, rounds: int | None, dev_size: int | None, test_size: int | None,
-    proposer_model: str | None, workers: int, ray_address: str | None, resume: str | None, dry_run: bool,
-    **options: Any,
+    proposer_model: str | None, max_judge_calls: int | None, workers: int, ray_address: str | None,
+    resume: str | None, dry_run: bool, **options: Any,
 ) -> None:  # fmt: skip
     """Search for the prompt that scores best on dev, and prove it on held-out test.
 
@@ -487,7 +498,7 @@ def search_command(
             data_dir=str(data_dir) if data_dir else None, budget=budget,
             backend_options={k: v for k, v in _backend_options(options).items() if v is not None},
             space=space, cost_penalty=cost_penalty, workers=workers, ray_address=ray_address,
-            dspy_threads=dspy_threads, dspy_share=dspy_share,
+            dspy_threads=dspy_threads, dspy_share=dspy_share, max_judge_calls=max_judge_calls,
         )  # fmt: skip
         for flag, given in (("--dspy-threads", dspy_threads > 1), ("--dspy-share", dspy_share is not None)):
             if given and not policy.startswith("dspy-"):
@@ -537,6 +548,10 @@ def _print_estimate(plan: Any, as_json: bool) -> None:
         f"+ {plan['final_calls']} for the final dev/test evaluation; dev {plan['dev_size']}, test {plan['test_size']}",
         err=True,
     )
+    if plan.get("judge_calls"):
+        click.echo(
+            f"judge: at most ~{plan['judge_calls']} judge calls (counted apart from the task's)", err=True
+        )
     if plan.get("note"):
         click.echo(f"note: {plan['note']}", err=True)
 
@@ -578,6 +593,10 @@ def _print_search(result: Any, db_url: str) -> None:
     if faults.get("faults_met") or faults.get("failed_evaluations"):
         echo(f"faults      {faults['faults_met']} failed requests met, {faults['retries']} retried; "
              f"{faults['failed_evaluations']} evaluations stored as failures (excluded from scores)")  # fmt: skip
+    judge = getattr(result, "judge", None) or {}
+    if judge.get("calls"):
+        echo(f"judge       {judge['calls']} judge requests ({judge.get('model_calls', 0)} real calls, "
+             f"{judge.get('cache_hits', 0)} cache hits, {judge.get('failed', 0)} unreadable) with {judge.get('model')}")  # fmt: skip
     if result.stopped_reason:
         echo(f"stopped     {result.stopped_reason}; the best found so far was kept")
     echo(f"wall time   {result.wall_s:.1f} s")

@@ -35,6 +35,7 @@ def test_wheel_carries_package_data_and_runs_from_elsewhere(tmp_path: Path) -> N
     names = zipfile.ZipFile(wheel).namelist()
     for required in ("promptopt/tasks/builtin/gsm8k.yaml", "promptopt/tasks/builtin/bbh.yaml",
                      "promptopt/store/migrations/env.py", "promptopt/store/migrations/versions/0001_initial.py",
+                     "promptopt/store/migrations/versions/0003_feedback.py", "promptopt/metrics/judge.py",
                      "promptopt/py.typed"):  # fmt: skip
         assert required in names, f"{required} missing from the wheel"
     unpacked = tmp_path / "site"
@@ -50,7 +51,9 @@ def test_wheel_carries_package_data_and_runs_from_elsewhere(tmp_path: Path) -> N
     out = subprocess.run(
         [sys.executable, "-c", script], cwd=elsewhere, env=env, capture_output=True, text=True, check=True
     )
-    assert out.stdout.strip() == "0001"
+    from promptopt.store.store import head_revision
+
+    assert out.stdout.strip() == head_revision()
     # it really imported the unpacked wheel, not the source tree
     where = subprocess.run([sys.executable, "-c", "import promptopt; print(promptopt.__file__)"], cwd=elsewhere, env=env,
                            capture_output=True, text=True, check=True)  # fmt: skip

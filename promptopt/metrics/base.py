@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from promptopt.errors import MetricError
+from promptopt.errors import MetricError, PromptOptError
 from promptopt.types import Example
 
 
@@ -152,7 +152,7 @@ class Metric:
         if callable(batch) and asked:
             try:
                 values = list(batch([items[i] for i in asked]))
-            except MetricError:
+            except PromptOptError:  # a metric error, a spent judge budget: already clear
                 raise
             except Exception as exc:
                 raise self._raised(items[asked[0]][0], exc) from exc
@@ -163,7 +163,7 @@ class Metric:
                 example, prediction = items[index]
                 try:
                     value = self.fn(example, prediction)
-                except MetricError:
+                except PromptOptError:
                     raise
                 except Exception as exc:
                     raise self._raised(example, exc) from exc

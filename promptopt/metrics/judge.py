@@ -189,9 +189,14 @@ class LLMJudge:
         return MetricResult(normalized, f"judge {score:g}/{self.high}: {reason}".strip()), ""
 
     def _generate(self, requests: list[GenerationRequest]) -> list[Any]:
+        from promptopt.errors import BudgetExceeded
+
         if self._backend is None:
             self.prepare(MetricContext())
-        return list(self._backend.generate(requests))
+        try:
+            return list(self._backend.generate(requests))
+        except BudgetExceeded as exc:
+            raise BudgetExceeded(f"judge {exc.message} (the judge's own limit, max_judge_calls)") from None
 
     def score_many(self, items: Sequence[tuple[Example, Prediction]]) -> list[MetricResult]:
         requests = [self.request(example, prediction) for example, prediction in items]
