@@ -41,6 +41,7 @@ _SPEC_KEYS = {
 }  # fmt: skip
 #: Extractors that read more than one string (promptopt.metrics); the rest are in tasks.extract.
 METRIC_EXTRACTORS = ("json", "answer_tag")
+JSON_ANSWER_FORMAT = "Reply with one JSON object and nothing else."
 
 
 @dataclass(frozen=True)
@@ -165,35 +166,96 @@ class Task:
     - the demo pool is train minus dev, plus any fixed chain-of-thought demos.
     """
 
-    def __init__(self, spec: TaskSpec, data_dir: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        spec: TaskSpec,
+        data_dir: str | Path | None = None,
+        *,
+        records: Mapping[str, list[Example]] | None = None,
+    ) -> None:
         self.spec = spec
         self._data_dir_arg = data_dir
+        self._records = dict(records) if records is not None else None  # from_records: the data itself
 
     @property
     def name(self) -> str:
         return self.spec.name
 
     @classmethod
-    def from_records(cls, train: Any = None, dev: Any = None, test: Any = None, **options: Any) -> Task:
-        """A task from Python data (lists of dicts or pandas DataFrames): see
-        :func:`promptopt.tasks.records.from_records` for the options (``input_fields``,
-        ``target_field``, ``metric``, ``instruction``, ...)."""
-        from promptopt.tasks.records import from_records
+    def from_records(
+        cls,
+        train: Any = None,
+        dev: Any = None,
+        test: Any = None,
+        *,
+        input_fields: Sequence[str],
+        target_field: str,
+        metric: Any = "exact_match",
+        instruction: str = "",
+        name: str = "records",
+        template: str | None = None,
+        extractor: str = "auto",
+        answer_format: str | None = None,
+        json_schema: Any = None,
+        id_field: str | None = None,
+        solution_field: str | None = None,
+        dev_size: int = 200,
+        seed: int = 0,
+        test_size: int | None = None,
+    ) -> Task:
+        """A task from Python data: lists of dicts or pandas DataFrames. Without ``dev``,
+        dev is drawn from train (``dev_size``, ``seed``); without ``test``, a seeded
+        hold-out of train is the test split. ``metric`` is anything
+        :func:`promptopt.metrics.resolve_metric` takes, a Python callable included; the
+        template defaults to one ``field: {field}`` line per input field."""
+        from promptopt.tasks.records import examples_from_rows, rows_of
 
-        return from_records(train, dev, test, **options)
+        fields = [input_fields] if isinstance(input_fields, str) else list(input_fields)
+        if not fields or not all(isinstance(f, str) and f for f in fields):
+            raise TaskError("from_records: input_fields must be a non-empty list of field names")
+        template = template or "\n".join(f"{f}: {{{f}}}" for f in fields)
+        templating.validate(template, fields, where="from_records: template")
+        if extractor != "auto" and extractor not in METRIC_EXTRACTORS:
+            extraction.get_extractor(extractor)
+        if json_schema is not None and extractor != "json":
+            raise TaskError("from_records: json_schema needs extractor='json'")
+        given = {
+            split: examples_from_rows(
+                rows_of(records, split), split, fields, target_field, id_field, solution_field
+            )
+            for split, records in (("train", train), ("dev", dev), ("test", test))
+            if records is not None
+        }
+        if not given.get("train") and not given.get("test"):
+            raise DataError("from_records: give train records (and test records, or a hold-out is made)")
+        if answer_format is None:
+            answer_format = JSON_ANSWER_FORMAT if extractor == "json" else TaskSpec.answer_format
+        spec = TaskSpec(
+            name=name, version=1, source={"type": "python"}, input_fields=tuple(fields), template=template,
+            extractor=extractor, answer_format=answer_format, instruction=instruction, dev_size=dev_size,
+            dev_seed=seed, test_size=test_size, origin="python", json_schema=json_schema,
+        )  # fmt: skip
+        return cls(spec, records=given).with_metric(metric)
 
     def __repr__(self) -> str:
         return f"Task({self.spec.name!r}, version={self.spec.version})"
 
     @cached_property
     def _splits(self) -> dict[str, list[Example]]:
-        data_dir = resolve_data_dir(self._data_dir_arg)
-        source = dict(self.spec.source)
-        loaded = LOADERS[source["type"]](source, data_dir, self.spec.name)
+        if self._records is not None:
+            loaded = dict(self._records)
+            if "test" not in loaded:
+                loaded = self._hold_out(loaded.pop("train", []), loaded)
+        else:
+            data_dir = resolve_data_dir(self._data_dir_arg)
+            source = dict(self.spec.source)
+            loaded = LOADERS[source["type"]](source, data_dir, self.spec.name)
         if "all" in loaded:
             loaded = self._hold_out(loaded.pop("all"), loaded)
         train = loaded.get("train", [])
         test = loaded.get("test", [])
+        if "dev" in loaded:  # given (from_records): used as it is
+            return {"train": train, "dev": loaded["dev"], "test": test, "_train_full": train + loaded["dev"]}
         rng = random.Random(self.spec.dev_seed)
         dev_size = min(self.spec.dev_size, len(train) // 2)
         dev_ids = set(rng.sample([e.id for e in train], dev_size)) if dev_size else set()
