@@ -269,3 +269,54 @@ def test_a_killed_run_with_a_callable_metric_resumes_to_the_uninterrupted_result
             for r in whole.get_evaluations(whole_run)
         }
     assert mine == theirs  # every stored score and feedback, none duplicated or lost
+
+
+def test_cli_search_resume_needs_the_user_metric_named_again(metric_file: Path, db_url: str) -> None:
+    reference = f"{metric_file}:near"
+    common = ["--model", "fake", "--db", db_url, "--no-progress", "--json"]
+    code, out, err = run_cli("search", "--task", "gsm-symbolic", "--metric", reference, "--max-calls", "30",
+                             "--dev-size", "8", "--test-size", "10", *common)  # fmt: skip
+    assert code == 0, err
+    run_id = json.loads(out)["run_id"]
+    code, out, err = run_cli("search", "--resume", run_id, *common)
+    assert code == 2 and "name it again to resume: --metric" in err and reference in err
+    code, out, err = run_cli("search", "--resume", run_id, "--metric", "exact_match", *common)
+    assert code == 2 and "would mix two kinds of score" in err
+    code, out, err = run_cli("search", "--resume", run_id, "--metric", reference, *common)
+    assert code == 0, err
+    assert json.loads(out)["run_id"] == run_id and json.loads(out)["metric"] == reference
+
+
+def test_export_keeps_the_metric_reference_and_never_imports_it(
+    metric_file: Path, db_url: str, tmp_path: Path
+) -> None:
+    code, out, err = run_cli("eval", "--task", "gsm-symbolic", "--limit", "6", "--model", "fake", "--db", db_url,
+                             "--metric", f"{metric_file}:near", "--json")  # fmt: skip
+    assert code == 0, err
+    run_id = json.loads(out)["run_id"]
+    target = tmp_path / "prompt.yaml"
+    code, out, err = run_cli("export", run_id, "--format", "yaml", "-o", str(target), "--db", db_url)
+    assert code == 0, err
+    loaded = promptopt.load(target)
+    assert loaded.document["extraction"]["metric"] == f"{metric_file}:near"
+    metric_file.write_text("raise SystemExit('this file must not be imported')\n")
+    assert loaded.run(FakeBackend(), question="What is 2 + 2?").answer is not None  # no metric loaded
+    with pytest.raises(MetricError, match="does not import user code"):
+        loaded.evaluate(split="test", limit=2, backend=FakeBackend(), db=db_url)
+    report = loaded.evaluate(split="test", limit=2, backend=FakeBackend(), db=db_url, metric="exact_match")
+    assert report.metric == "exact_match"
+
+
+def test_export_of_a_metric_with_options_loads_and_evaluates(db_url: str, tmp_path: Path) -> None:
+    code, out, err = run_cli("eval", "--task", "gsm-symbolic", "--limit", "4", "--model", "fake", "--db", db_url,
+                             "--metric", "{numeric: {tolerance: 1}}", "--json")  # fmt: skip
+    assert code == 0, err
+    target = tmp_path / "prompt.json"
+    assert (
+        run_cli("export", json.loads(out)["run_id"], "--format", "json", "-o", str(target), "--db", db_url)[0]
+        == 0
+    )
+    loaded = promptopt.load(target)
+    assert loaded.document["extraction"]["metric"] == {"numeric": {"tolerance": 1}}
+    report = loaded.evaluate(split="test", limit=4, backend=FakeBackend(), db=db_url)
+    assert report.metric == "numeric" and report.accuracy == json.loads(out)["accuracy"]
