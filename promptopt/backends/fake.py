@@ -22,13 +22,13 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Union
 
 from promptopt.backends.base import OnResults, StreamingBackend
 from promptopt.types import Completion, GenerationRequest
 
 Responder = Callable[[GenerationRequest], "str | Completion"]
-Reply = "str | Completion | Callable[[GenerationRequest], str | Completion]"
+Reply = Union[str, Completion, Callable[[GenerationRequest], "str | Completion"]]  # noqa: UP007 - a runtime alias
 _JUDGE_SCALE_RE = re.compile(r"scale from (-?\d+) \(worst\) to (-?\d+) \(best\)")
 
 

@@ -64,7 +64,7 @@ def check_score(value: Any, metric: str, example_id: str) -> MetricResult:
             return value
         result = value
     else:
-        result = MetricResult(value)  # type: ignore[arg-type]
+        result = MetricResult(value)
     score = result.score
     if isinstance(score, bool):
         score = float(score)

@@ -285,8 +285,7 @@ def json_fields(options: Mapping[str, Any], task: Any) -> MetricFn:
                 problems.append(
                     f"field `{name}`: expected {_short(gold.get(name), 30)}, got {_short(got[name], 30)}"
                 )
-        value = earned / total if total else 1.0
-        return MetricResult(value, "; ".join(problems))
+        return MetricResult(earned / total if total else 1.0, "; ".join(problems))
 
     return score
 
