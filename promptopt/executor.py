@@ -65,6 +65,7 @@ class Executor:
                 temperature=candidate.temperature,
                 max_tokens=candidate.max_tokens,
                 sample_index=index,
+                response_format="json" if self.task.spec.json_mode else None,
             )
             for index in range(candidate.samples)
         ]

@@ -326,6 +326,8 @@ def build_document(
     }
     if task_obj.spec.json_schema is not None:  # extractor json: the schema its answers were checked with
         document["extraction"]["json_schema"] = dict(task_obj._json_schema or {})
+    if task_obj.spec.json_mode:  # the backend was asked for JSON output (response_format)
+        document["extraction"]["json_mode"] = True
     if candidate.demo_solutions:  # the demos whose solution is the candidate's own, for its identity
         document["prompt"]["own_solutions"] = [demo_id for demo_id, _ in candidate.demo_solutions]
     document["fingerprint"] = _fingerprint(document)
@@ -614,6 +616,7 @@ def load_document(data: Any, where: str = "prompt file", path: Path | None = Non
         template=template, extractor=extractor, metric=metric, answer_format=answer_format,
         instruction=system, answer_prompt=answer_prompt, origin=str(path or where),
         json_schema=data["extraction"].get("json_schema"),
+        json_mode=bool(data["extraction"].get("json_mode", False)),
     )  # fmt: skip
     task = PromptTask(spec, demos, extractor, dataset_hash)
     edited = candidate.hash != candidate_hash or data.get("fingerprint") != _fingerprint(data)

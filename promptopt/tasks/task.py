@@ -37,7 +37,7 @@ SPLITS = ("train", "dev", "test")
 _SPEC_KEYS = {
     "name", "version", "description", "source", "input_fields", "template", "extractor", "metric",
     "answer_format", "instruction", "dev", "test_size", "cot_prompt", "answer_prompt", "include", "family",
-    "json_schema",
+    "json_schema", "json_mode",
 }  # fmt: skip
 #: Extractors that read more than one string (promptopt.metrics); the rest are in tasks.extract.
 METRIC_EXTRACTORS = ("json", "answer_tag")
@@ -66,6 +66,7 @@ class TaskSpec:
     origin: str = "builtin"
     extra: Mapping[str, Any] = field(default_factory=dict)
     json_schema: Any = None  # a JSON Schema (mapping) or a path to one, for extractor json
+    json_mode: bool = False  # ask backends that can (OpenAI response_format) for JSON output
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], *, where: str, origin: str = "builtin") -> TaskSpec:
@@ -102,6 +103,9 @@ class TaskSpec:
         json_schema = data.get("json_schema")
         if json_schema is not None and extractor != "json":
             raise TaskError(f"{where}: json_schema needs extractor: json")
+        json_mode = data.get("json_mode", False)
+        if not isinstance(json_mode, bool) or (json_mode and extractor != "json"):
+            raise TaskError(f"{where}: json_mode is true or false, and needs extractor: json")
         dev = data.get("dev", {}) or {}
         if not isinstance(dev, Mapping):
             raise TaskError(f"{where}: 'dev' must be a mapping like {{size: 200, seed: 0}}")
@@ -137,6 +141,7 @@ class TaskSpec:
             answer_prompt=str(data.get("answer_prompt", cls.answer_prompt)),
             origin=origin,
             json_schema=json_schema,
+            json_mode=json_mode,
         )
 
 
@@ -197,6 +202,7 @@ class Task:
         extractor: str = "auto",
         answer_format: str | None = None,
         json_schema: Any = None,
+        json_mode: bool = False,
         id_field: str | None = None,
         solution_field: str | None = None,
         dev_size: int = 200,
@@ -217,8 +223,8 @@ class Task:
         templating.validate(template, fields, where="from_records: template")
         if extractor != "auto" and extractor not in METRIC_EXTRACTORS:
             extraction.get_extractor(extractor)
-        if json_schema is not None and extractor != "json":
-            raise TaskError("from_records: json_schema needs extractor='json'")
+        if (json_schema is not None or json_mode) and extractor != "json":
+            raise TaskError("from_records: json_schema and json_mode need extractor='json'")
         given = {
             split: examples_from_rows(
                 rows_of(records, split), split, fields, target_field, id_field, solution_field
@@ -233,7 +239,7 @@ class Task:
         spec = TaskSpec(
             name=name, version=1, source={"type": "python"}, input_fields=tuple(fields), template=template,
             extractor=extractor, answer_format=answer_format, instruction=instruction, dev_size=dev_size,
-            dev_seed=seed, test_size=test_size, origin="python", json_schema=json_schema,
+            dev_seed=seed, test_size=test_size, origin="python", json_schema=json_schema, json_mode=json_mode,
         )  # fmt: skip
         return cls(spec, records=given).with_metric(metric)
 
