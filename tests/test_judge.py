@@ -224,3 +224,16 @@ def rewrite_task_for_resume():  # type: ignore[no-untyped-def]
         metric={"llm_judge": {"rubric": "Polite and faithful?", "scale": [1, 5], "model": "fake"}},
         instruction="Rewrite the text politely.",
     )  # fmt: skip
+
+
+def test_a_python_judge_with_its_own_backend_object_resumes(db_url: str) -> None:
+    judge_backend = FakeBackend(model="my-judge-object")
+    task = rewrite_task({"llm_judge": {"rubric": RUBRIC, "scale": [1, 5], "backend": judge_backend}})
+    first = promptopt.optimize(task, model=FakeBackend(), db=db_url, progress=False, dev_size=6, test_size=8,
+                               max_calls=20)  # fmt: skip
+    calls = len(judge_backend.history)
+    again = promptopt.optimize(
+        task, model=FakeBackend(), db=db_url, progress=False, resume=first.provenance["run_id"]
+    )
+    assert again.candidate.hash == first.candidate.hash
+    assert len(judge_backend.history) == calls  # the same judge object, every verdict from the cache

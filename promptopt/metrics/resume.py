@@ -34,9 +34,13 @@ def resume_metric(config: Any, run_id: str, task: Task | None, metric: Any) -> T
             hint="define the metric as a module-level function `def my_metric(example, prediction): ...` in a "
             "module or file (not a lambda or closure), then start a new run; runs with such a metric resume",
         )
+    carried = task.__dict__.get("metric")  # a metric the caller's task already holds (the Python API)
+    if metric is None and carried is not None:
+        if carried.spec == stored:
+            return task  # the very metric, e.g. a judge with its backend object, or the same function
+        if carried.user_code:
+            metric = carried  # the user named a function: it must be the run's (checked below)
     if metric is None and stored is not None and is_user_code(stored):
-        if task.__dict__.get("metric") is not None and task.metric.spec == stored:
-            return task  # the caller's task carries the very metric (the Python API)
         raise MetricError(
             f"run {run_id} scores with the user metric {stored}; resuming imports and runs that code, so "
             "promptopt does not do it on its own",
