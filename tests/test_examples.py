@@ -45,11 +45,15 @@ def test_rewrite_judged_by_an_llm(tmp_path: Path) -> None:
         tmp_path, str(EXAMPLES / "judge_rewrite.py"), "--model", "fake", "--judge", "fake", "--db", "x.db"
     )
     assert "judged test score" in out
+    from promptopt.report import render_report
     from promptopt.store import Store
 
     with Store(str(tmp_path / "x.db")) as store:
-        summary = store.list_runs(limit=1)[0].summary or {}
+        record = store.list_runs(limit=1)[0]
+        page = render_report(store, record.id)
+    summary = record.summary or {}
     assert summary["metric"] == "llm_judge" and summary["judge"]["calls"] > 0
+    assert "judge calls" in page and "llm_judge" in page
 
 
 def test_a_pipeline_with_its_own_metric_in_under_20_lines(tmp_path: Path) -> None:
