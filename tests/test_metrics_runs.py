@@ -320,3 +320,24 @@ def test_export_of_a_metric_with_options_loads_and_evaluates(db_url: str, tmp_pa
     assert loaded.document["extraction"]["metric"] == {"numeric": {"tolerance": 1}}
     report = loaded.evaluate(split="test", limit=4, backend=FakeBackend(), db=db_url)
     assert report.metric == "numeric" and report.accuracy == json.loads(out)["accuracy"]
+
+
+def test_per_label_only_for_a_label_set_and_worst_items_first() -> None:
+    from promptopt.diagnostics import per_label, worst_items
+    from promptopt.types import EvalResult
+
+    def result(i: int, gold: str, score: float | None, split: str = "test") -> EvalResult:
+        return EvalResult("c", f"e{i}", split, "x", gold, score, feedback=f"why {i}")
+
+    labelled = [result(i, ["yes", "no"][i % 2], float(i % 3 == 0)) for i in range(10)]
+    rows = per_label(labelled)
+    assert [(r.label, r.n) for r in rows] == [("no", 5), ("yes", 5)]
+    assert per_label([result(i, str(i * 7), 0.0) for i in range(10)]) == []  # numbers: not labels
+    mixed = [
+        result(0, "a", 0.5),
+        result(1, "a", None),
+        result(2, "a", 0.0, "dev"),
+        result(3, "a", 0.2),
+        result(4, "a", 1.0),
+    ]
+    assert [r.example_id for r in worst_items(mixed, 3)] == ["e1", "e3", "e0"]  # test first, failures first
