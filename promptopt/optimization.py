@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from promptopt.backends import Backend
+from promptopt.backends import Backend, make_backend
 from promptopt.export import LoadedPrompt
 
 
@@ -58,17 +58,25 @@ def optimize(
     task_obj = task if isinstance(task, Task) else get_task(str(task), data_dir)
     if metric is not None:
         task_obj = task_obj.with_metric(metric)
-    backend = model if isinstance(model, Backend) else None
-    if model is None:
-        from promptopt.models import DEFAULT_MODEL
-
-        model = DEFAULT_MODEL
-    model_name = backend.model_id if backend is not None else str(model)
-    proposer_backend = proposer if isinstance(proposer, Backend) else None
     store = db if isinstance(db, Store) else Store(db)
     owns_store = not isinstance(db, Store)
-    callback = progress if callable(progress) else None
     try:
+        if model is None:
+            from promptopt.models import DEFAULT_MODEL
+
+            stored = store.get_run(resume).config.get("model") if resume is not None else None
+            model = stored if isinstance(stored, str) else DEFAULT_MODEL
+        model_name = model.model_id if isinstance(model, Backend) else str(model)
+        # One backend for the search and for the returned prompt's run(): a local model is
+        # loaded once, and run() needs no model spec (a stored model id such as
+        # "local/<name>:int8" is not one).
+        backend = (
+            model
+            if isinstance(model, Backend)
+            else make_backend(str(model), batch_size=int(overrides.get("batch_size", 16)))
+        )
+        proposer_backend = proposer if isinstance(proposer, Backend) else None
+        callback = progress if callable(progress) else None
         with SearchDisplay(enabled=progress is True) as display:
             update = callback or display.update
             if resume is not None:
@@ -89,8 +97,6 @@ def optimize(
     finally:
         if owns_store:
             store.close()
-    if backend is not None:
-        import dataclasses
+    import dataclasses
 
-        loaded = dataclasses.replace(loaded, backend=backend)
-    return loaded
+    return dataclasses.replace(loaded, backend=backend)
