@@ -24,12 +24,14 @@ if TYPE_CHECKING:
     from promptopt.controller import SearchConfig, search
     from promptopt.evaluation import EvalReport, evaluate, make_candidate
     from promptopt.export import load
+    from promptopt.metrics import MetricResult, Prediction
+    from promptopt.optimization import optimize
     from promptopt.tasks import Task, get_task, list_tasks
 
 __all__ = [
     "Candidate", "Completion", "EvalReport", "EvalResult", "Example", "GenerationRequest", "Message",
-    "PromptOptError", "SearchConfig", "Task", "evaluate", "get_task", "list_tasks", "load", "make_candidate",
-    "search", "__version__",
+    "MetricResult", "Prediction", "PromptOptError", "SearchConfig", "Task", "evaluate", "get_task", "list_tasks",
+    "load", "make_candidate", "optimize", "search", "__version__",
 ]  # fmt: skip
 
 _LAZY = {
@@ -41,6 +43,9 @@ _LAZY = {
     "Task": "promptopt.tasks",
     "load": "promptopt.export",
     "search": "promptopt.controller",
+    "optimize": "promptopt.optimization",
+    "MetricResult": "promptopt.metrics",
+    "Prediction": "promptopt.metrics",
     "SearchConfig": "promptopt.controller",
 }
 

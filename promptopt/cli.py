@@ -142,6 +142,10 @@ _model_options = _options(
                  help="Seed for every random choice (recorded with the run), 0 to 4294967295."),
     click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout."),
     click.option("--no-progress", is_flag=True, help="Do not show the progress display."),
+    click.option("--metric", "metric", default=None, metavar="SPEC",
+                 help="Score with this metric instead of the task's: a name (exact_match, numeric, choice, contains, "
+                 "token_f1, regex, json_fields), a mapping like '{numeric: {tolerance: 0.01}}', or module:function / "
+                 "path/to/file.py:function (loading it runs that code). See docs/metrics.md."),
 )  # fmt: skip
 
 
@@ -254,6 +258,7 @@ def eval_command(
     """
     from promptopt.backends import make_backend
     from promptopt.evaluation import evaluate
+    from promptopt.metrics import parse_metric_option
     from promptopt.store import Store
     from promptopt.tasks import get_task
 
@@ -277,11 +282,16 @@ def eval_command(
         task = get_task(task_name, data_dir)
         candidate = _candidate_from_options(task, options)
         model = _model_spec(options["model"])
+    metric = parse_metric_option(options["metric"])
+    if metric is not None:
+        task = task.with_metric(metric)
+    metric_obj = task.metric  # a bad metric fails here, before any work (a task file's reference loads now)
     store = Store(options["db"])
     examples = len(task.examples(split, limit))
     backend = make_backend(model, batch_size=options["batch_size"], **_backend_options(options))
     settings = {"split": split, "limit": limit, "db": store, "cache": not options["no_cache"],
-                "batch_size": options["batch_size"], "seed": options["seed"]}  # fmt: skip
+                "batch_size": options["batch_size"], "seed": options["seed"],
+                "metric": metric_obj}  # fmt: skip
     with _progress_display(not options["no_progress"] and not as_json, f"{task.name} {split}") as bar:
         bar.start(examples, (loaded.candidate if prompt_file is not None else candidate).samples)
         settings["on_answers"] = bar.answered  # the bar moves with answers, not per stored batch
@@ -323,6 +333,11 @@ def _print_report(report: Any, db_url: str) -> None:
         f"tokens      {report.tokens_in_per_example:.1f} in / {report.tokens_out_per_example:.1f} out per example"
     )
     echo(f"calls       {report.calls} (cache hits {report.cache_hits}, retries {report.retries})")
+    if report.judge.get("calls"):
+        echo(f"judge       {report.judge['calls']} judge requests ({report.judge.get('model_calls', 0)} real calls, "
+             f"{report.judge.get('cache_hits', 0)} cache hits, {report.judge.get('failed', 0)} unreadable)")  # fmt: skip
+    if report.metric != "exact_match":
+        echo(f"metric      {report.metric} (mean score)")
     echo(f"wall time   {report.wall_s:.1f} s")
     echo(f"run         {report.run_id} in {db_url}")
 
@@ -441,6 +456,12 @@ def _print_report(report: Any, db_url: str) -> None:
     help="Override the preset: held-out test examples.",
 )
 @click.option("--proposer-model", default=None, help="Model that writes proposals (default: the task model).")
+@click.option(
+    "--max-judge-calls",
+    type=click.IntRange(min=1),
+    default=None,
+    help="With an llm_judge metric: stop after this many judge requests (counted apart from --max-calls).",
+)
 @_prompt_options
 @_model_options
 @click.option(
@@ -467,8 +488,8 @@ def search_command(
     preset: str, max_calls: int | None,
     max_tokens: int | None, max_minutes: float | None, max_cost: float | None, prices: str | None,
     proposals: int | None, rounds: int | None, dev_size: int | None, test_size: int | None,
-    proposer_model: str | None, workers: int, ray_address: str | None, resume: str | None, take_over: bool,
-    dry_run: bool, **options: Any,
+    proposer_model: str | None, max_judge_calls: int | None, workers: int, ray_address: str | None,
+    resume: str | None, take_over: bool, dry_run: bool, **options: Any,
 ) -> None:  # fmt: skip
     """Search for the prompt that scores best on dev, and prove it on held-out test.
 
@@ -484,6 +505,7 @@ def search_command(
     """
     from promptopt.budget import Budget, load_prices
     from promptopt.controller import SearchConfig, search
+    from promptopt.metrics import parse_metric_option
     from promptopt.store import Store
     from promptopt.tasks import get_task
 
@@ -493,6 +515,7 @@ def search_command(
     elif take_over:
         raise click.UsageError("--take-over is for --resume RUN_ID")
     store = Store(options["db"])
+    metric = parse_metric_option(options["metric"])
     as_json = options["as_json"]
     if options["no_progress"]:
         from promptopt.progress import quiet_library_progress
@@ -518,15 +541,15 @@ def search_command(
             data_dir=str(data_dir) if data_dir else None, budget=budget,
             backend_options={k: v for k, v in _backend_options(options).items() if v is not None},
             space=space, cost_penalty=cost_penalty, workers=workers, ray_address=ray_address,
-            dspy_threads=dspy_threads, dspy_share=dspy_share,
+            dspy_threads=dspy_threads, dspy_share=dspy_share, max_judge_calls=max_judge_calls,
         )  # fmt: skip
         for flag, given in (("--dspy-threads", dspy_threads > 1), ("--dspy-share", dspy_share is not None)):
             if given and not policy.startswith("dspy-"):
                 raise click.UsageError(f"{flag} is for the dspy-* policies, not {policy}")
         warn_sizes(task, config.dev_size, config.test_size)
-        plan = search(config, db=store, dry_run=True, task=task)
+        plan = search(config, db=store, dry_run=True, task=task, metric=metric)
     else:
-        plan = search(db=store, resume=resume, dry_run=True)
+        plan = search(db=store, resume=resume, dry_run=True, metric=metric)
     if not as_json or dry_run:
         _print_estimate(plan, as_json)
         if resume is None and not as_json:
@@ -541,11 +564,11 @@ def search_command(
     try:
         with SearchDisplay(enabled=not options["no_progress"] and not as_json) as display:
             if resume is None:
-                result = search(config, db=store, progress=display.update, task=task,
+                result = search(config, db=store, progress=display.update, task=task, metric=metric,
                                 phase_progress=display.phase_fraction)  # fmt: skip
             else:
                 result = search(db=store, resume=resume, progress=display.update, take_over=take_over,
-                                phase_progress=display.phase_fraction)  # fmt: skip
+                                metric=metric, phase_progress=display.phase_fraction)  # fmt: skip
     except KeyboardInterrupt:
         runs = store.list_runs(limit=1)
         run_id = resume or (runs[0].id if runs else "RUN_ID")
@@ -572,6 +595,10 @@ def _print_estimate(plan: Any, as_json: bool) -> None:
         f"+ {plan['final_calls']} for the final dev/test evaluation; dev {plan['dev_size']}, test {plan['test_size']}",
         err=True,
     )
+    if plan.get("judge_calls"):
+        click.echo(
+            f"judge: at most ~{plan['judge_calls']} judge calls (counted apart from the task's)", err=True
+        )
     if plan.get("note"):
         click.echo(f"note: {plan['note']}", err=True)
 
@@ -633,6 +660,10 @@ def _print_search(result: Any, db_url: str) -> None:
     if faults.get("faults_met") or faults.get("failed_evaluations"):
         echo(f"faults      {faults['faults_met']} failed requests met, {faults['retries']} retried; "
              f"{faults['failed_evaluations']} evaluations stored as failures (excluded from scores)")  # fmt: skip
+    judge = getattr(result, "judge", None) or {}
+    if judge.get("calls"):
+        echo(f"judge       {judge['calls']} judge requests ({judge.get('model_calls', 0)} real calls, "
+             f"{judge.get('cache_hits', 0)} cache hits, {judge.get('failed', 0)} unreadable) with {judge.get('model')}")  # fmt: skip
     if result.stopped_reason:
         kept = "" if result.stopped_reason.endswith("is the result") else "; the best found so far was kept"
         echo(f"stopped     {result.stopped_reason}{kept}")

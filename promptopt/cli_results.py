@@ -198,6 +198,25 @@ def _print_candidate(details: Any, examples: int) -> None:
         for message in details.messages:
             echo(f"── {message['role']} " + "─" * 40)
             echo(message["content"])
+    from promptopt.diagnostics import describe_item, per_label, worst_items
+
+    labels = per_label(details.results, "test") or per_label(details.results, "dev")
+    if labels:
+        echo("")
+        echo("per label (" + ("test" if per_label(details.results, "test") else "dev") + "):")
+        for row in labels:
+            echo(
+                f"  {row.label:<20} {row.mean:.1%}  (n={row.n}"
+                + (f", {row.n_failed} failed)" if row.n_failed else ")")
+            )
+    worst = worst_items(details.results, 5)
+    if worst:
+        echo("")
+        echo(
+            f"worst items (of {sum(1 for r in details.results if r.score is None or r.score < 1)} that lost points):"
+        )
+        for result in worst:
+            echo("  " + describe_item(result))
     shown = details.results[:examples]
     if shown:
         echo("")
@@ -210,7 +229,9 @@ def _print_candidate(details: Any, examples: int) -> None:
                 else (" (no answer found)" if r.no_answer else "")
             )
             echo(f"  {mark} {r.split:<5} {r.example_id:<20} answer {r.answer!s:<12} gold {r.gold!s:<12}"
-                 + (f" error: {r.error}" if r.error else "") + note)  # fmt: skip
+                 + (f" score {r.score:.2f}" if r.score is not None and 0 < r.score < 1 else "")
+                 + (f" error: {r.error}" if r.error else "") + note
+                 + (f" · {r.feedback}" if r.feedback and r.score != 1.0 else ""))  # fmt: skip
 
 
 @click.command("export")

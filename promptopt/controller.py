@@ -95,6 +95,11 @@ class SearchConfig:
     dspy_threads: int = 1  # dspy-* policies: DSPy's evaluation threads, their requests joined in batches
     # dspy-* policies: DSPy's share of a call limit (None: the policy's, half)
     dspy_share: float | None = None
+    # The metric the run scores with, as stored (promptopt.metrics): None is the task's own.
+    # User code (a reference or a callable) is kept as its reference and never imported
+    # from the store: a resume needs the user to name it again.
+    metric: Any = None
+    max_judge_calls: int | None = None  # llm_judge: a limit on the judge's calls, apart from the task's
 
     @classmethod
     def from_preset(cls, preset: str, **overrides: Any) -> SearchConfig:
@@ -155,10 +160,14 @@ class SearchResult:
     policy_state: Mapping[str, Any] = field(default_factory=dict)
     faults: Mapping[str, int] = field(default_factory=dict)
     constant_baseline: Mapping[str, Any] | None = None  # always the best single answer, dev and test
+    metric: str = "exact_match"
+    judge: Mapping[str, Any] = field(default_factory=dict)  # the judge's own calls (llm_judge)
 
     def summary(self) -> dict[str, Any]:
         return {
             "run_id": self.run_id,
+            "metric": self.metric,
+            "judge": dict(self.judge),
             "winner": self.winner.hash,
             "winner_prompt": self.winner.to_dict(),
             "baseline": self.baseline.hash,
@@ -476,6 +485,7 @@ def search(
     task: Task | None = None,
     take_over: bool = False,
     phase_progress: Callable[[str, float], None] | None = None,
+    metric: Any = None,
 ) -> SearchResult | dict[str, Any]:
     """Search for the prompt that scores best on dev, then prove it on test.
 
@@ -487,7 +497,9 @@ def search(
     such as gsm-symbolic takes seconds, so the CLI loads it once). A resume of a run whose
     process is still alive is refused unless ``take_over`` (see :mod:`promptopt.lease`).
     ``phase_progress(phase, fraction)`` follows the final and test phases answer by answer
-    (the share of their requests answered; a display's bar).
+    (the share of their requests answered; a display's bar). ``metric`` scores with
+    another metric than the task's (any form :func:`promptopt.metrics.resolve_metric`
+    takes); resuming a run whose metric is user code needs it named again here.
     """
     from promptopt.lease import Heartbeat, new_owner, take
     from promptopt.store import Store
@@ -505,13 +517,25 @@ def search(
         raise ConfigError("search() needs a config or resume=RUN_ID")
     if task is None and resume is not None:  # the recorded file and data, from any directory
         task = load_recorded_task(record.config, record.task, dataset_hash=record.dataset_hash)
-    if task is None:
-        task = get_task(config.task, config.data_dir)
+    if resume is not None:
+        from promptopt.metrics.resume import resume_metric
+
+        task = resume_metric(config, resume, task, metric)
+    else:
+        if task is None:
+            task = get_task(config.task, config.data_dir)
+        if metric is None and config.metric is not None:
+            metric = config.metric
+        if metric is not None:
+            task = task.with_metric(metric)
+        config = dataclasses.replace(config, metric=task.metric.spec)
     if _needs_space(config.policy):
         # Store the parsed space (with its sampling order) with the run: a resume must not
         # depend on the file, nor on the key order of the stored JSON.
         config = dataclasses.replace(config, space=resolve_space(config, task).to_dict())
     plan = estimate(config, task)
+    if task.metric.spec != "exact_match" and hasattr(task.metric.fn, "judge_calls"):
+        plan["judge_calls"] = task.metric.fn.judge_calls(plan["search_calls"] + plan["final_calls"])
     if dry_run:
         if owns_store:
             store.close()
@@ -534,6 +558,11 @@ def search(
     proposer = proposer_backend
     if proposer is None and config.proposer_model and config.proposer_model != config.model:
         proposer = make_backend(config.proposer_model, batch_size=config.batch_size)
+    from promptopt.metrics import MetricContext
+
+    task.metric.prepare(
+        MetricContext(store=store, max_judge_calls=config.max_judge_calls, batch_size=config.batch_size)
+    )
     run = _Run(config, task, store, model_backend, proposer)
     if resume is not None:
         run.run_id = resume
@@ -554,13 +583,15 @@ def search(
             store.finish_run(
                 run.run_id,
                 status,
-                {"error": f"{type(exc).__name__}: {exc}"[:2000], "spent": run.spend.to_dict()},
-            )
+                {"error": f"{type(exc).__name__}: {exc}"[:2000], "spent": run.spend.to_dict(),
+                 "judge": task.metric.describe()},
+            )  # fmt: skip
         if owns_store:
             store.close()
         raise
     finally:
         run.evaluator.close()
+        task.metric.close()
     store.finish_run(run.run_id, "finished", result.summary())
     if owns_store:
         store.close()
@@ -745,4 +776,6 @@ def _run_policy(
         policy_state=policy.describe(),
         faults=run.faults(),
         constant_baseline=constant_baseline(task, dev=dev, test=test_examples),
+        metric=task.metric.name,
+        judge=task.metric.describe(),
     )

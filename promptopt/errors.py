@@ -76,3 +76,8 @@ class BackendError(PromptOptError):
 
 class BudgetExceeded(PromptOptError):
     """A configured budget (calls, tokens, minutes, cost) has been spent."""
+
+
+class MetricError(ConfigError):
+    """A metric that cannot be found, loaded or configured, that returned a bad score, or
+    that raised while scoring (the message names the example)."""

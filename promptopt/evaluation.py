@@ -59,6 +59,8 @@ class EvalReport:
     n_truncated: int = 0
     # always giving the best single answer, on the same items (tasks with a small answer set)
     constant_baseline: Mapping[str, Any] | None = None
+    metric: str = "exact_match"
+    judge: Mapping[str, Any] = field(default_factory=dict)  # llm_judge: the judge's own calls
 
     @property
     def n_scored(self) -> int:
@@ -93,6 +95,8 @@ class EvalReport:
             "retries": self.retries,
             "wall_s": self.wall_s,
             "constant_baseline": dict(self.constant_baseline) if self.constant_baseline else None,
+            "metric": self.metric,
+            "judge": dict(self.judge),
         }
 
 
@@ -226,6 +230,8 @@ def evaluate(
     seed: int = 0,
     progress: ProgressCallback | None = None,
     on_answers: Callable[[int], None] | None = None,
+    metric: Any = None,
+    max_judge_calls: int | None = None,
 ) -> EvalReport:
     """Score ``prompt`` on ``split`` of ``task`` and store every result.
 
@@ -239,8 +245,12 @@ def evaluate(
     :class:`~promptopt.executor.Executor`); results are stored after each call.
     ``progress`` is called after each stored call; ``on_answers`` with the number of
     requests answered as answers arrive within a call (a progress bar's finer steps).
+    ``metric`` scores with another metric than the task's (a name, a mapping with
+    options, a ``module:function`` reference or a callable; see :mod:`promptopt.metrics`).
     """
     task_obj = task if isinstance(task, Task) else get_task(task, data_dir)
+    if metric is not None:
+        task_obj = task_obj.with_metric(metric)
     candidate = _as_candidate(prompt, task_obj)
     examples = task_obj.examples(split, limit)
     if isinstance(backend, Backend):
@@ -269,12 +279,18 @@ def evaluate(
             "batch_size": batch_size,
             "chunk_size": executor.chunk_size,
             "cache": cache,
+            "metric": task_obj.metric.spec,
         },
         seed=seed,
         dataset_hash=task_obj.dataset_hash,
         owner=(owner := new_owner()),
     )
     store.add_candidate(run_id, candidate, origin="user")
+    from promptopt.metrics import MetricContext
+
+    task_obj.metric.prepare(
+        MetricContext(store=store, max_judge_calls=max_judge_calls, batch_size=batch_size)
+    )
     started = time.perf_counter()
     done, scored, correct = 0, 0, 0.0
     executor.on_answers = on_answers  # a display moves with answers, between stored batches
@@ -294,8 +310,15 @@ def evaluate(
     except BaseException as exc:
         status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
         store.finish_run(
-            run_id, status, {"error": f"{type(exc).__name__}: {exc}"[:2000], "examples_done": done}
+            run_id,
+            status,
+            {
+                "error": f"{type(exc).__name__}: {exc}"[:2000],
+                "examples_done": done,
+                "judge": task_obj.metric.describe(),
+            },
         )
+        task_obj.metric.close()
         if owns_store:
             store.close()
         raise
@@ -324,7 +347,10 @@ def evaluate(
         constant_baseline=constant_baseline(
             task_obj, **{split: [e for e, r in zip(examples, results, strict=True) if r.score is not None]}
         ),
+        metric=task_obj.metric.name,
+        judge=task_obj.metric.describe(),
     )
+    task_obj.metric.close()
     store.finish_run(run_id, "finished", report.summary())
     if owns_store:
         store.close()

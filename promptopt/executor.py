@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 
 from promptopt.backends.base import Backend
+from promptopt.metrics.base import MetricResult, Prediction
 from promptopt.prompt import answer_followup, render_messages
 from promptopt.tasks import Task
 from promptopt.types import (
@@ -67,6 +68,7 @@ class Executor:
                 temperature=candidate.temperature,
                 max_tokens=candidate.max_tokens,
                 sample_index=index,
+                response_format="json" if self.task.spec.json_mode else None,
             )
             for index in range(candidate.samples)
         ]
@@ -144,8 +146,22 @@ class Executor:
             seconds = self._second_stage([requests[i] for i in staged], [completions[i] for i in staged])
             for i, merged in zip(staged, seconds, strict=True):
                 completions[i] = merged
+        examples = [
+            example for (_, example), (lo, hi) in zip(chunk, spans, strict=True) for _ in range(lo, hi)
+        ]
+        predictions = [
+            self.task.predict(c.text, c.finish_reason, e) if c.ok else None
+            for c, e in zip(completions, examples, strict=True)
+        ]
+        asked = [i for i, p in enumerate(predictions) if p is not None]
+        scored = self.task.score_predictions([(examples[i], predictions[i]) for i in asked])  # type: ignore[misc]
+        metric_results: list[MetricResult | None] = [None] * len(completions)
+        for i, result in zip(asked, scored, strict=True):
+            metric_results[i] = result
         return [
-            self._score(candidate, example, split, completions[lo:hi])
+            self._score(
+                candidate, example, split, completions[lo:hi], predictions[lo:hi], metric_results[lo:hi]
+            )
             for (candidate, example), (lo, hi) in zip(chunk, spans, strict=True)
         ]
 
@@ -187,31 +203,39 @@ class Executor:
         return merged
 
     def _score(
-        self, candidate: Candidate, example: Example, split: str, completions: Sequence[Completion]
+        self,
+        candidate: Candidate,
+        example: Example,
+        split: str,
+        completions: Sequence[Completion],
+        predictions: Sequence[Prediction | None],
+        metric_results: Sequence[MetricResult | None],
     ) -> EvalResult:
         samples = []
-        for index, completion in enumerate(completions):
-            parsed = (
-                self.task.extract(completion.text, example, truncated=completion.finish_reason == "length")
-                if completion.ok
-                else None
-            )
+        for index, (completion, prediction, judged) in enumerate(
+            zip(completions, predictions, metric_results, strict=True)
+        ):
+            failed = judged is not None and judged.failed
             samples.append(
                 SampleResult(
                     sample_index=index,
                     raw_output=completion.text,
-                    parsed_answer=parsed,
-                    score=self.task.score(parsed, example) if completion.ok else None,
+                    parsed_answer=prediction.answer if prediction is not None else None,
+                    score=judged.score if judged is not None and not failed else None,
                     tokens_in=completion.tokens_in,
                     tokens_out=completion.tokens_out,
                     latency_s=completion.latency_s,
                     cached=completion.cached and completion.ok,
-                    error=completion.error,
+                    error=completion.error or (f"metric: {judged.feedback}" if failed and judged else None),
                     finish_reason=completion.finish_reason,
+                    feedback=judged.feedback if judged is not None else None,
                 )
             )
         good = [s for s in samples if s.error is None]
         answer = majority_vote([s.parsed_answer for s in good]) if good else None
+        # The voted answer's score is that of the first sample that gave it (the metric
+        # is not asked twice); without any answer, the first good sample's.
+        chosen = next((s for s in good if s.parsed_answer == answer), good[0] if good else None)
         return EvalResult(
             candidate_hash=candidate.hash,
             example_id=example.id,
@@ -219,7 +243,10 @@ class Executor:
             answer=answer,
             gold=self.task.target(example),
             # every sample failed: a failure, not a wrong answer
-            score=self.task.score(answer, example) if good else None,
+            score=chosen.score if chosen is not None else None,
             samples=tuple(samples),
             error=None if good else (samples[0].error if samples else "no samples"),
+            feedback=(chosen.feedback or None)
+            if chosen is not None
+            else (samples[0].feedback if samples else None),
         )

@@ -122,6 +122,26 @@ class PromptTask(Task):
     def cot_demos(self) -> list[Example]:
         return []
 
+    @cached_property
+    def metric(self) -> Any:
+        """The metric written in the file. A metric that is user code is not imported from
+        the file: ``evaluate(metric=...)`` must name it again."""
+        from promptopt.errors import MetricError
+        from promptopt.metrics import is_user_code, resolve_metric
+
+        if is_user_code(self.spec.metric):
+            shown = (
+                self.spec.metric.get("callable")
+                if isinstance(self.spec.metric, Mapping)
+                else self.spec.metric
+            )
+            raise MetricError(
+                f"this prompt was scored with the user metric {shown}; promptopt does not import user code "
+                "named in a prompt file on its own",
+                hint=f"name it to evaluate: loaded.evaluate(metric=...) or `promptopt eval --metric {shown}`",
+            )
+        return resolve_metric(self.spec.metric, self)
+
     def examples(self, split: str, limit: int | None = None) -> list[Example]:
         if self._data is None:
             raise ConfigError(
@@ -247,7 +267,8 @@ def build_document(
         },
         "extraction": {
             "extractor": task_obj.extractor_name,
-            "metric": task_obj.spec.metric,
+            # the run's metric as stored: a reference is written out, never imported here
+            "metric": run.config.get("metric") or task_obj.spec.metric,
             "vote": "majority",
             "two_stage_prompt": task_obj.spec.answer_prompt,
         },
@@ -281,6 +302,10 @@ def build_document(
             }
         ),
     }
+    if task_obj.spec.json_schema is not None:  # extractor json: the schema its answers were checked with
+        document["extraction"]["json_schema"] = dict(task_obj._json_schema or {})
+    if task_obj.spec.json_mode:  # the backend was asked for JSON output (response_format)
+        document["extraction"]["json_mode"] = True
     if candidate.demo_solutions:  # the demos whose solution is the candidate's own, for its identity
         document["prompt"]["own_solutions"] = [demo_id for demo_id, _ in candidate.demo_solutions]
     document["fingerprint"] = _fingerprint(document)
@@ -342,6 +367,8 @@ class LoadedPrompt:
     document: Mapping[str, Any] = field(repr=False)
     path: Path | None = None
     edited: bool = False
+    # The backend ``run`` uses when given none (``promptopt.optimize`` sets the one it searched with).
+    backend: Any = field(default=None, repr=False, compare=False)
 
     @property
     def input_fields(self) -> tuple[str, ...]:
@@ -375,10 +402,15 @@ class LoadedPrompt:
         from promptopt.backends import Backend, RetryingBackend, make_backend
 
         example = self._example(fields)
+        if backend is None and isinstance(self.backend, Backend):
+            backend = self.backend
         owned = not isinstance(backend, Backend)
         inner = backend if isinstance(backend, Backend) else make_backend(backend or self.model)
+        # An answer to a new question has no gold to score against: no metric (least of all
+        # user code or a judge) is loaded to run the prompt.
+        unscored = self.task.with_metric(_unscored)
         try:
-            result: EvalResult = Executor(self.task, RetryingBackend(inner)).evaluate(
+            result: EvalResult = Executor(unscored, RetryingBackend(inner)).evaluate(
                 self.candidate, [example], "run"
             )[0]
         finally:
@@ -437,6 +469,11 @@ class LoadedPrompt:
         )
 
 
+def _unscored(example: Example, prediction: Any) -> float:
+    """The metric of :meth:`LoadedPrompt.run`: a new question has no gold answer."""
+    return 0.0
+
+
 def _need(data: Mapping[str, Any], path: str, kind: type | tuple[type, ...], where: str) -> Any:
     """``data[a][b]...`` for ``path`` "a.b"; a missing or mistyped field raises ConfigError
     naming the file and the field."""
@@ -489,7 +526,7 @@ def load_document(data: Any, where: str = "prompt file", path: Path | None = Non
     cot_trigger = _need(data, "prompt.cot_trigger", str, where)
     raw_demos = _need(data, "prompt.demos", list, where)
     extractor = _need(data, "extraction.extractor", str, where)
-    metric = _need(data, "extraction.metric", str, where)
+    metric = _need(data, "extraction.metric", (str, Mapping), where)
     answer_prompt = _need(data, "extraction.two_stage_prompt", str, where)
     samples = _need(data, "sampling.samples", int, where)
     temperature = _need(data, "sampling.temperature", (int, float), where)
@@ -533,7 +570,10 @@ def load_document(data: Any, where: str = "prompt file", path: Path | None = Non
         from promptopt.tasks import extract as extraction
 
         templating.validate(template, input_fields, where=f"{where}: prompt.user_template")
-        extraction.get_extractor(extractor)
+        from promptopt.tasks.task import METRIC_EXTRACTORS
+
+        if extractor not in METRIC_EXTRACTORS:
+            extraction.get_extractor(extractor)
     except (TemplateError, TaskError) as exc:
         raise ConfigError(exc.message if exc.message.startswith(where) else f"{where}: extraction.extractor: "
                           f"{exc.message}") from None  # fmt: skip
@@ -550,6 +590,8 @@ def load_document(data: Any, where: str = "prompt file", path: Path | None = Non
         name=task_name, version=task_version, source={"type": "exported"}, input_fields=tuple(input_fields),
         template=template, extractor=extractor, metric=metric, answer_format=answer_format,
         instruction=system, answer_prompt=answer_prompt, origin=str(path or where),
+        json_schema=data["extraction"].get("json_schema"),
+        json_mode=bool(data["extraction"].get("json_mode", False)),
     )  # fmt: skip
     task = PromptTask(spec, demos, extractor, dataset_hash)
     edited = candidate.hash != candidate_hash or data.get("fingerprint") != _fingerprint(data)

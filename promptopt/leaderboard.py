@@ -23,7 +23,7 @@ import sqlalchemy as sa
 
 from promptopt.answer_counts import AnswerCounts, answer_distribution
 from promptopt.errors import ConfigError, StoreError
-from promptopt.stats import wilson_interval
+from promptopt.stats import mean_interval_from_sums, wilson_interval
 from promptopt.store import RunRecord, Store
 from promptopt.store.schema import CANDIDATES, EVALUATIONS, RUN_CANDIDATES, RUNS, SAMPLES
 from promptopt.types import Candidate, EvalResult
@@ -49,7 +49,8 @@ SPLITS_SHOWN = ("dev", "test")
 @dataclass(frozen=True)
 class SplitScore:
     """A candidate's score on one split of one run. ``n`` counts scored examples (failures
-    excluded, counted in ``n_failed``); ``ci_low``/``ci_high`` is the 95% Wilson interval."""
+    excluded, counted in ``n_failed``); ``ci_low``/``ci_high`` is the 95% interval (Wilson's
+    for 0/1 scores, Student's t for partial credit)."""
 
     accuracy: float
     ci_low: float
@@ -81,15 +82,29 @@ class SplitScore:
         }
 
 
-def _split_score(row: Mapping[str, Any], split: str) -> SplitScore | None:
-    total, scored = row[f"{split}_total"], row[f"{split}_scored"]
+def _split_score(
+    correct: float | None, scored: int, total: int, sumsq: float | None = None, partial: int = 0,
+    no_answer: int = 0, truncated: int = 0,
+) -> SplitScore | None:
+    """Wilson's interval when every score is 0 or 1; with partial credit, the normal
+    interval of a mean (:func:`promptopt.stats.mean_interval_from_sums`)."""
     if not total:
         return None
-    successes = float(row[f"{split}_correct"] or 0.0)
+    successes = float(correct or 0.0)
     accuracy = successes / scored if scored else 0.0
-    low, high = wilson_interval(successes, scored)
-    return SplitScore(accuracy, low, high, int(scored), int(total - scored),
-                      int(row[f"{split}_no_answer"] or 0), int(row[f"{split}_truncated"] or 0))  # fmt: skip
+    if partial:
+        _, low, high = mean_interval_from_sums(successes, float(sumsq or 0.0), int(scored))
+    else:
+        low, high = wilson_interval(successes, scored)
+    return SplitScore(accuracy, low, high, int(scored), int(total - scored), int(no_answer), int(truncated))
+
+
+def _row_score(row: Any, split: str) -> SplitScore | None:
+    return _split_score(
+        row[f"{split}_correct"], row[f"{split}_scored"], row[f"{split}_total"],
+        row[f"{split}_sumsq"], int(row[f"{split}_partial"] or 0),
+        int(row[f"{split}_no_answer"] or 0), int(row[f"{split}_truncated"] or 0),
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -161,6 +176,11 @@ def _aggregate(run_filter: sa.ColumnElement[bool] | None) -> sa.Subquery:
             ).label(f"{split}_no_answer"),
             sa.func.count(sa.case((sa.and_(in_split, e.c.truncated == sa.true()), 1))).label(
                 f"{split}_truncated"
+            ),
+            # continuous scores (partial credit) get a normal interval, not Wilson's
+            sa.func.sum(sa.case((in_split, e.c.score * e.c.score))).label(f"{split}_sumsq"),
+            sa.func.count(sa.case((sa.and_(in_split, e.c.score > 0, e.c.score < 1), 1))).label(
+                f"{split}_partial"
             ),
         ]
     columns += [
@@ -277,8 +297,8 @@ def leaderboard(
                 kind=row["kind"],
                 policy=_policy(row),
                 origin=row["origin"],
-                dev=_split_score(row, "dev"),
-                test=_split_score(row, "test"),
+                dev=_row_score(row, "dev"),
+                test=_row_score(row, "test"),
                 tokens_in_per_example=tokens_in,
                 tokens_out_per_example=tokens_out,
                 cost_per_example=cost,
@@ -317,7 +337,7 @@ def candidate_scores(store: Store, run_id: str, candidate_hash: str) -> dict[str
         row = conn.execute(sa.select(per)).mappings().first()
     if row is None:
         return {split: None for split in SPLITS_SHOWN}
-    return {split: _split_score(row, split) for split in SPLITS_SHOWN}
+    return {split: _row_score(row, split) for split in SPLITS_SHOWN}
 
 
 def best_by_calls(store: Store, run_id: str, *, min_n: int = 1) -> list[tuple[int, float]]:
@@ -435,6 +455,7 @@ def _result_dict(result: EvalResult) -> dict[str, Any]:
         "error": result.error,
         "no_answer": result.no_answer,
         "truncated": result.truncated,
+        "feedback": result.feedback,
         "tokens_in": result.tokens_in,
         "tokens_out": result.tokens_out,
         "outputs": [s.raw_output for s in result.samples],

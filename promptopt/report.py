@@ -31,6 +31,7 @@ from promptopt.leaderboard import (
 from promptopt.report_answers import answers_section
 from promptopt.stats import pareto_front
 from promptopt.store import Store
+from promptopt.types import EvalResult
 
 __all__ = ["ReportResult", "pareto_front", "render_report", "write_report"]
 
@@ -275,6 +276,39 @@ def _prompt_section(details: CandidateDetails | None) -> str:
     return "".join(parts)
 
 
+def _items_section(results: Sequence[EvalResult]) -> str:
+    """Per-label scores (a classification task) and the worst items with the metric's
+    reason: what a person reads to see *why* the winner lost points."""
+    from promptopt.diagnostics import per_label, worst_items
+
+    parts = []
+    split = "test" if any(r.split == "test" for r in results) else "dev"
+    labels = per_label(results, split)
+    if labels:
+        rows = "".join(
+            f"<tr><td>{_e(row.label)}</td><td>{_pct(row.mean)}</td><td>{row.n}</td><td>{row.n_failed}</td></tr>"
+            for row in labels
+        )
+        parts.append(
+            f'<h2>Per label ({_e(split)})</h2><table id="labels"><thead><tr><th>label</th><th>score</th>'
+            f"<th>n</th><th>failed</th></tr></thead><tbody>{rows}</tbody></table>"
+        )
+    worst = worst_items(results, 10)
+    if worst:
+        rows = "".join(
+            f"<tr><td>{'failed' if r.score is None else f'{r.score:.2f}'}</td><td>{_e(r.split)}</td>"
+            f'<td><code>{_e(r.example_id)}</code></td><td class="text">{_e(r.answer)}</td>'
+            f'<td class="text">{_e(r.gold)}</td><td class="text">{_e(r.feedback or r.error or "")}</td></tr>'
+            for r in worst
+        )
+        parts.append(
+            '<h2>Worst items of the winner</h2><table id="worst"><thead><tr><th>score</th><th>split</th>'
+            "<th>example</th><th>answer</th><th>gold</th><th>why (the metric's feedback)</th></tr></thead>"
+            f"<tbody>{rows}</tbody></table>"
+        )
+    return "".join(parts)
+
+
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1100px;color:#1d2430;padding:0 16px}
 h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #dde2ea;padding-bottom:4px}
@@ -302,6 +336,7 @@ def render_report(
         raise ConfigError(f"run {run.id} has no evaluations to report", hint="`promptopt runs` lists runs")
     winner = run_candidate(run) or entries[0].candidate
     details = candidate_details(store, run.id, winner, data_dir=data_dir, results=False)
+    winner_results = store.get_evaluations(run.id, winner)
     min_n = int(run.config.get("race_start", 1) or 1) if run.kind == "search" else 1
     progress = best_by_calls(store, run.id, min_n=min_n)
     summary = run.summary or {}
@@ -337,6 +372,12 @@ def render_report(
         cards.append(("test", _pct(t.accuracy), f"95% CI {_pct(t.ci_low)}–{_pct(t.ci_high)}, n={t.n}"))
     requests = progress[-1][0] if progress else 0
     cards.append(("requests recorded", str(requests), f"{len(entries)} candidates"))
+    judge = summary.get("judge") if isinstance(summary.get("judge"), dict) else {}
+    if judge.get("calls"):  # an llm_judge metric's own calls, counted apart from the task's
+        cards.append(("judge calls", str(judge["calls"]), f"{judge.get('model_calls', 0)} real, "
+                      f"{judge.get('cache_hits', 0)} cached, {judge.get('failed', 0)} unreadable"))  # fmt: skip
+    if summary.get("metric"):
+        cards.append(("metric", str(summary["metric"]), "mean score per item, in [0, 1]"))
     cards_html = "".join(
         f'<div class="card">{_e(label)}<b>{_e(value)}</b><span class="meta">{_e(note)}</span></div>'
         for label, value, note in cards
@@ -361,6 +402,7 @@ def render_report(
         f"<h2>Leaderboard</h2>{_leaderboard_table(entries, winner)}"
         f"<h2>Winning prompt</h2>{_prompt_section(details)}"
         f"<h2>Answers</h2>{answers_section(store, run, winner)}"
+        f"{_items_section(winner_results)}"
         '<p class="meta">Requests are the stored model samples of this run\'s evaluations, in the order they '
         "were recorded (proposer calls are not included). Input fields are shown as {field} placeholders.</p>"
         "</body></html>\n"

@@ -1,4 +1,10 @@
-"""Confidence intervals for accuracies. Scores are never reported without their n and CI."""
+"""Confidence intervals for mean scores and paired tests of two prompts. Scores are never
+reported without their n and CI.
+
+Scores are floats in [0, 1]. Where every score is 0 or 1 (a plain accuracy) the interval
+is Wilson's and the paired test McNemar's; with partial credit (a continuous metric) the
+interval is Student's t of the mean and the paired test a sign-flip permutation test of
+the mean difference, with a paired-bootstrap interval."""
 
 from __future__ import annotations
 
@@ -20,8 +26,45 @@ def wilson_interval(successes: float, n: int, z: float = Z95) -> tuple[float, fl
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+def t_quantile(z: float, dof: int) -> float:
+    """Student's t quantile matching the normal quantile ``z`` at ``dof`` degrees of
+    freedom (Cornish-Fisher expansion; within 1% of the exact value from 3 dof on, 0.2% from 5)."""
+    if dof <= 0:
+        return math.inf
+    if dof == 1:
+        return math.tan(math.pi * (2 * _normal_cdf(z) - 1) / 2)
+    if dof == 2:
+        p = 2 * _normal_cdf(z) - 1
+        return p * math.sqrt(2 / (1 - p * p))
+    v = float(dof)
+    return (
+        z
+        + (z**3 + z) / (4 * v)
+        + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * v**2)
+        + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * v**3)
+    )
+
+
+def _normal_cdf(z: float) -> float:
+    return 0.5 * (1 + math.erf(z / math.sqrt(2)))
+
+
+def mean_interval_from_sums(total: float, sumsq: float, n: int, z: float = Z95) -> tuple[float, float, float]:
+    """(mean, low, high) of continuous scores from their sum and sum of squares: the
+    Student-t interval of a mean, clipped to [0, 1]. With one score, (score, 0, 1)."""
+    if n <= 0:
+        return 0.0, 0.0, 1.0
+    mean = total / n
+    if n == 1:
+        return mean, 0.0, 1.0
+    variance = max(0.0, (sumsq - n * mean * mean) / (n - 1))
+    half = t_quantile(z, n - 1) * math.sqrt(variance / n)
+    return mean, max(0.0, mean - half), min(1.0, mean + half)
+
+
 def mean_interval(scores: Sequence[float], z: float = Z95) -> tuple[float, float, float]:
-    """(mean, low, high): Wilson for 0/1 scores, normal approximation otherwise."""
+    """(mean, low, high): Wilson's interval when every score is 0 or 1; for continuous
+    scores (partial credit) the Student-t interval of the mean."""
     n = len(scores)
     if n == 0:
         return 0.0, 0.0, 1.0
@@ -29,9 +72,7 @@ def mean_interval(scores: Sequence[float], z: float = Z95) -> tuple[float, float
     if all(s in (0.0, 1.0) for s in scores):
         low, high = wilson_interval(sum(scores), n, z)
         return mean, low, high
-    variance = sum((s - mean) ** 2 for s in scores) / max(1, n - 1)
-    half = z * math.sqrt(variance / n)
-    return mean, max(0.0, mean - half), min(1.0, mean + half)
+    return mean_interval_from_sums(sum(scores), sum(s * s for s in scores), n, z)
 
 
 def binomial_two_sided_p(k: int, n: int) -> float:

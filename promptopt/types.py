@@ -168,15 +168,21 @@ class GenerationRequest:
     max_tokens: int = 512
     stop: tuple[str, ...] = ()
     sample_index: int = 0
+    # "json": ask a backend that can constrain its output to emit one JSON object (an
+    # OpenAI-compatible server's response_format); backends that cannot ignore it.
+    response_format: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "messages": [m.to_dict() for m in self.messages],
             "temperature": self.temperature,
             "max_tokens": self.max_tokens,
             "stop": list(self.stop),
             "sample_index": self.sample_index,
         }
+        if self.response_format is not None:  # left out when unset: cache keys stay as they were
+            data["response_format"] = self.response_format
+        return data
 
     def cache_key(self, model: str) -> str:
         """Key of the response cache: model, messages, sampling parameters, sample index."""
@@ -226,13 +232,15 @@ class SampleResult:
     cached: bool = False
     error: str | None = None
     finish_reason: str = "stop"
+    feedback: str | None = None  # the metric's reason for this sample's score
 
 
 @dataclass(frozen=True)
 class EvalResult:
     """The result of one candidate on one example: the voted answer and its score,
     with every sample kept. ``score`` is ``None`` when every sample failed: a failure
-    is not a wrong answer, and scores exclude it."""
+    is not a wrong answer, and scores exclude it. ``feedback`` is the metric's reason
+    for the score (empty when it has nothing to say)."""
 
     candidate_hash: str
     example_id: str
@@ -242,6 +250,7 @@ class EvalResult:
     score: float | None
     samples: tuple[SampleResult, ...] = field(default_factory=tuple)
     error: str | None = None
+    feedback: str | None = None
 
     @property
     def no_answer(self) -> bool:

@@ -37,6 +37,7 @@ def test_wheel_carries_package_data_and_runs_from_elsewhere(tmp_path: Path) -> N
     names = zipfile.ZipFile(wheel).namelist()
     for required in ("promptopt/tasks/builtin/gsm8k.yaml", "promptopt/tasks/builtin/bbh.yaml",
                      "promptopt/store/migrations/env.py", "promptopt/store/migrations/versions/0001_initial.py",
+                     "promptopt/store/migrations/versions/0005_feedback.py", "promptopt/metrics/judge.py",
                      "promptopt/py.typed"):  # fmt: skip
         assert required in names, f"{required} missing from the wheel"
     unpacked = tmp_path / "site"

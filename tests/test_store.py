@@ -32,6 +32,7 @@ HEAD = store_module.head_revision()
 
 PG_URL_ENV = "PROMPTOPT_TEST_PG_URL"
 REQUIRE_PG_ENV = "PROMPTOPT_REQUIRE_PG"
+HEAD = store_module.head_revision()  # the shipped migrations' head (0005 adds feedback)
 PO_TABLES = {"po_runs", "po_candidates", "po_run_candidates", "po_evaluations", "po_samples", "po_cache"}
 
 

@@ -1,23 +1,40 @@
 """A deterministic, scriptable backend that ships in the package, for tests and dry runs.
 
 No network, no randomness beyond a seed, no sleeping unless asked. Replies come from,
-in order: texts queued with :meth:`FakeBackend.enqueue`, then the ``responder``
-callable, then a default reply derived from a hash of the request (so the same request
-always gets the same answer, and different prompts get different answers).
+in order: texts queued with :meth:`FakeBackend.enqueue`, then rules added with
+:meth:`FakeBackend.when` (a reply for requests that contain a text), then the
+``responder`` callable, then a default reply derived from a hash of the request (so the
+same request always gets the same answer, and different prompts get different answers).
+
+The default reply knows two formats: a request from the LLM judge
+(:mod:`promptopt.metrics.judge`) gets a JSON verdict on the judge's scale, any other a
+sentence ending in "The answer is N". Scripted JSON and judge replies:
+``backend.when("Extract the fields", '{"name": "Ada"}')``,
+``backend.when("You are grading", judge_reply(4, "clear but long"))``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import re
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from typing import Any, Union
 
 from promptopt.backends.base import OnResults, StreamingBackend
 from promptopt.types import Completion, GenerationRequest
 
 Responder = Callable[[GenerationRequest], "str | Completion"]
+Reply = Union[str, Completion, Callable[[GenerationRequest], "str | Completion"]]  # noqa: UP007 - a runtime alias
+_JUDGE_SCALE_RE = re.compile(r"scale from (-?\d+) \(worst\) to (-?\d+) \(best\)")
+
+
+def judge_reply(score: float, reason: str = "") -> str:
+    """A judge's reply in the format :mod:`promptopt.metrics.judge` reads."""
+    return json.dumps({"score": score, "reason": reason})
 
 
 def count_tokens(text: str) -> int:
@@ -41,6 +58,7 @@ class FakeBackend(StreamingBackend):
         self._latency_s = latency_s
         self._seed = seed
         self._queue: deque[str | Completion] = deque()
+        self._rules: list[tuple[str, deque[Any]]] = []
         self._lock = threading.Lock()
         self.history: list[GenerationRequest] = []
 
@@ -53,8 +71,29 @@ class FakeBackend(StreamingBackend):
         with self._lock:
             self._queue.extend(replies)
 
+    def when(self, needle: str, *replies: Reply) -> FakeBackend:
+        """Answer requests whose messages contain ``needle`` with ``replies`` in turn (the
+        last one repeats); a reply may be a callable of the request. Rules added first win."""
+        if not replies:
+            raise ValueError("when() needs at least one reply")
+        with self._lock:
+            self._rules.append((needle, deque(replies)))
+        return self
+
+    def _rule_reply(self, request: GenerationRequest) -> Any:
+        text = "\n".join(m.content for m in request.messages)
+        for needle, replies in self._rules:
+            if needle in text:
+                reply = replies.popleft() if len(replies) > 1 else replies[0]
+                return reply(request) if callable(reply) else reply
+        return None
+
     def default_reply(self, request: GenerationRequest) -> str:
         digest = hashlib.sha256(f"{self._seed}|{request.cache_key(self._model)}".encode()).digest()
+        scale = _JUDGE_SCALE_RE.search(request.messages[0].content) if request.messages else None
+        if scale is not None:  # the LLM judge: a verdict on its scale
+            low, high = int(scale.group(1)), int(scale.group(2))
+            return judge_reply(low + digest[0] % (high - low + 1), "fake judge verdict")
         return f"Let me see. The answer is {digest[0] % 10}."
 
     def _generate_each(
@@ -75,6 +114,8 @@ class FakeBackend(StreamingBackend):
         with self._lock:
             self.history.append(request)
             queued = self._queue.popleft() if self._queue else None
+            if queued is None and self._rules:
+                queued = self._rule_reply(request)
         if self._latency_s:
             time.sleep(self._latency_s)
         reply: str | Completion

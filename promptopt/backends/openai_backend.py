@@ -209,6 +209,8 @@ class OpenAIBackend(StreamingBackend):
             params["stop"] = stop
         if request.temperature > 0:
             params["seed"] = request.sample_index
+        if request.response_format == "json":
+            params["response_format"] = {"type": "json_object"}
         return params
 
     def _generate_one(self, request: GenerationRequest) -> Completion:

@@ -18,7 +18,8 @@ Conventions:
 - Timestamps are timezone-aware UTC (``TIMESTAMP WITH TIME ZONE`` on PostgreSQL; SQLite
   keeps them as ISO text without the offset and the store re-attaches UTC on read).
 - ``po_evaluations.score`` is ``NULL`` for a failed evaluation: a failure is not a wrong
-  answer, and leaderboards exclude it.
+  answer, and leaderboards exclude it. Scores are floats in [0, 1] (partial credit);
+  ``po_evaluations.feedback`` holds the metric's reason for the score.
 """
 
 from __future__ import annotations
@@ -155,6 +156,8 @@ class Evaluation(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     # a sample was cut off at the token limit (revision 0002)
     truncated: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    # The metric's reason for the score (revision 0005); NULL when it said nothing.
+    feedback: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class Sample(Base):

@@ -654,6 +654,7 @@ class Store:
                 "latency_s": float(r.latency_s),
                 "created_at": now,
                 "truncated": r.truncated,
+                "feedback": _text(r.feedback) or None,
             }
             for r in unique.values()
         ]
@@ -767,6 +768,7 @@ class Store:
                 score=e.score,
                 samples=tuple(by_evaluation.get(e.id, ())),
                 error=e.error,
+                feedback=e.feedback,
             )
             for e in eval_rows
         ]

@@ -217,10 +217,13 @@ def load_reasoning_gym(source: Source, data_dir: Path | None, task_name: str) ->
         ) from None
     name = source["dataset"]
     seed = int(source.get("seed", 0))
+    stride = int(source.get("split_seed_stride", 1))
     splits: Splits = {}
     seen: set[str] = set()
     for offset, (split, size) in enumerate(source.get("sizes", {"train": 1000, "test": 300}).items()):
-        generated = reasoning_gym.create_dataset(name, size=int(size), seed=seed + offset)
+        # Many datasets seed item i with seed + i, so splits one seed apart share items:
+        # ``split_seed_stride`` puts them far apart (the rg: family; gsm-symbolic keeps 1).
+        generated = reasoning_gym.create_dataset(name, size=int(size), seed=seed + offset * stride)
         examples = []
         for index, item in enumerate(generated):
             question = str(item["question"])

@@ -8,14 +8,16 @@ version: 1
 source: {type: records, files: {train: train.jsonl, test: test.jsonl},
          input_fields: [question], target_field: answer}
 template: "Question: {question}"
-extractor: number           # number | choice | yesno | text | regex:<pattern> | auto
-metric: exact_match
+extractor: number           # number | choice | yesno | text | regex:<pattern> | json | answer_tag | auto
+metric: exact_match         # a name, {name: {options}}, module:function or file.py:function
 dev: {size: 100, seed: 0}   # the dev set is drawn from train with this seed
 ```
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import random
 import re
 from collections.abc import Mapping, Sequence
@@ -26,6 +28,7 @@ from typing import Any
 
 from promptopt import template as templating
 from promptopt.errors import DataError, TaskError
+from promptopt.metrics.base import Metric, MetricResult, Prediction
 from promptopt.tasks import extract as extraction
 from promptopt.tasks.answer_format import DEFAULT_ANSWER_FORMAT
 from promptopt.tasks.loaders import LOADERS, resolve_data_dir
@@ -33,11 +36,14 @@ from promptopt.tasks.splits import dev_count, size_value, test_count
 from promptopt.types import Example, content_hash
 
 SPLITS = ("train", "dev", "test")
-METRICS = ("exact_match",)
 _SPEC_KEYS = {
     "name", "version", "description", "source", "input_fields", "template", "extractor", "metric",
     "answer_format", "instruction", "dev", "test_size", "cot_prompt", "answer_prompt", "include", "family",
+    "json_schema", "json_mode",
 }  # fmt: skip
+#: Extractors that read more than one string (promptopt.metrics); the rest are in tasks.extract.
+METRIC_EXTRACTORS = ("json", "answer_tag")
+JSON_ANSWER_FORMAT = "Reply with one JSON object and nothing else."
 
 
 @dataclass(frozen=True)
@@ -50,7 +56,7 @@ class TaskSpec:
     input_fields: tuple[str, ...]
     template: str
     extractor: str = "auto"
-    metric: str = "exact_match"
+    metric: Any = "exact_match"  # a name, {name: options}, a reference (see promptopt.metrics)
     description: str = ""
     # its {answers} slot is filled per item (promptopt.tasks.answer_format): no placeholder to copy
     answer_format: str = DEFAULT_ANSWER_FORMAT
@@ -62,6 +68,8 @@ class TaskSpec:
     answer_prompt: str = "Therefore, the final answer is"
     origin: str = "builtin"
     extra: Mapping[str, Any] = field(default_factory=dict)
+    json_schema: Any = None  # a JSON Schema (mapping) or a path to one, for extractor json
+    json_mode: bool = False  # ask backends that can (OpenAI response_format) for JSON output
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], *, where: str, origin: str = "builtin") -> TaskSpec:
@@ -91,11 +99,16 @@ class TaskSpec:
             raise TaskError(f"{where}: 'template' must be text")
         templating.validate(template, fields, where=f"{where}: template")
         metric = data.get("metric", "exact_match")
-        if metric not in METRICS:
-            raise TaskError(f"{where}: metric {metric!r} is unknown; expected one of {', '.join(METRICS)}")
+        _check_metric(metric, where)
         extractor = str(data.get("extractor", "auto"))
-        if extractor not in ("auto", *extraction.DATA_EXTRACTORS):
+        if extractor not in ("auto", *extraction.DATA_EXTRACTORS, *METRIC_EXTRACTORS):
             extraction.get_extractor(extractor)  # raises with the list of known names
+        json_schema = data.get("json_schema")
+        if json_schema is not None and extractor != "json":
+            raise TaskError(f"{where}: json_schema needs extractor: json")
+        json_mode = data.get("json_mode", False)
+        if not isinstance(json_mode, bool) or (json_mode and extractor != "json"):
+            raise TaskError(f"{where}: json_mode is true or false, and needs extractor: json")
         dev = data.get("dev", {}) or {}
         if not isinstance(dev, Mapping):
             raise TaskError(f"{where}: 'dev' must be a mapping like {{size: 200, seed: 0}}")
@@ -132,7 +145,26 @@ class TaskSpec:
             cot_prompt=data.get("cot_prompt"),
             answer_prompt=str(data.get("answer_prompt", cls.answer_prompt)),
             origin=origin,
+            json_schema=json_schema,
+            json_mode=json_mode,
         )
+
+
+def _check_metric(metric: Any, where: str) -> None:
+    """Names and options are checked when the file is read; references are imported only
+    when the task scores (importing runs the user's code)."""
+    from promptopt.errors import MetricError
+    from promptopt.metrics import resolve_metric
+    from promptopt.metrics.reference import looks_like_reference
+
+    if isinstance(metric, str) and looks_like_reference(metric):
+        return
+    if not isinstance(metric, (str, Mapping)):
+        raise TaskError(f"{where}: metric must be a name, a mapping {{name: options}} or module:function")
+    try:
+        resolve_metric(metric)
+    except MetricError as exc:
+        raise TaskError(f"{where}: {exc.message}", hint=exc.hint) from None
 
 
 class Task:
@@ -144,26 +176,97 @@ class Task:
     - the demo pool is train minus dev, plus any fixed chain-of-thought demos.
     """
 
-    def __init__(self, spec: TaskSpec, data_dir: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        spec: TaskSpec,
+        data_dir: str | Path | None = None,
+        *,
+        records: Mapping[str, list[Example]] | None = None,
+    ) -> None:
         self.spec = spec
         self._data_dir_arg = data_dir
+        self._records = dict(records) if records is not None else None  # from_records: the data itself
 
     @property
     def name(self) -> str:
         return self.spec.name
+
+    @classmethod
+    def from_records(
+        cls,
+        train: Any = None,
+        dev: Any = None,
+        test: Any = None,
+        *,
+        input_fields: Sequence[str],
+        target_field: str,
+        metric: Any = "exact_match",
+        instruction: str = "",
+        name: str = "records",
+        template: str | None = None,
+        extractor: str = "auto",
+        answer_format: str | None = None,
+        json_schema: Any = None,
+        json_mode: bool = False,
+        id_field: str | None = None,
+        solution_field: str | None = None,
+        dev_size: int = 200,
+        seed: int = 0,
+        test_size: int | None = None,
+    ) -> Task:
+        """A task from Python data: lists of dicts or pandas DataFrames. Without ``dev``,
+        dev is drawn from train (``dev_size``, ``seed``); without ``test``, a seeded
+        hold-out of train is the test split. ``metric`` is anything
+        :func:`promptopt.metrics.resolve_metric` takes, a Python callable included; the
+        template defaults to one ``field: {field}`` line per input field."""
+        from promptopt.tasks.records import examples_from_rows, rows_of
+
+        fields = [input_fields] if isinstance(input_fields, str) else list(input_fields)
+        if not fields or not all(isinstance(f, str) and f for f in fields):
+            raise TaskError("from_records: input_fields must be a non-empty list of field names")
+        template = template or "\n".join(f"{f}: {{{f}}}" for f in fields)
+        templating.validate(template, fields, where="from_records: template")
+        if extractor != "auto" and extractor not in METRIC_EXTRACTORS:
+            extraction.get_extractor(extractor)
+        if (json_schema is not None or json_mode) and extractor != "json":
+            raise TaskError("from_records: json_schema and json_mode need extractor='json'")
+        given = {
+            split: examples_from_rows(
+                rows_of(records, split), split, fields, target_field, id_field, solution_field
+            )
+            for split, records in (("train", train), ("dev", dev), ("test", test))
+            if records is not None
+        }
+        if not given.get("train") and not given.get("test"):
+            raise DataError("from_records: give train records (and test records, or a hold-out is made)")
+        if answer_format is None:
+            answer_format = JSON_ANSWER_FORMAT if extractor == "json" else TaskSpec.answer_format
+        spec = TaskSpec(
+            name=name, version=1, source={"type": "python"}, input_fields=tuple(fields), template=template,
+            extractor=extractor, answer_format=answer_format, instruction=instruction, dev_size=dev_size,
+            dev_seed=seed, test_size=test_size, origin="python", json_schema=json_schema, json_mode=json_mode,
+        )  # fmt: skip
+        return cls(spec, records=given).with_metric(metric)
 
     def __repr__(self) -> str:
         return f"Task({self.spec.name!r}, version={self.spec.version})"
 
     @cached_property
     def _splits(self) -> dict[str, list[Example]]:
-        data_dir = resolve_data_dir(self._data_dir_arg)
-        source = dict(self.spec.source)
-        loaded = LOADERS[source["type"]](source, data_dir, self.spec.name)
+        if self._records is not None:
+            loaded = dict(self._records)
+            if "test" not in loaded:
+                loaded = self._hold_out(loaded.pop("train", []), loaded)
+        else:
+            data_dir = resolve_data_dir(self._data_dir_arg)
+            source = dict(self.spec.source)
+            loaded = LOADERS[source["type"]](source, data_dir, self.spec.name)
         if "all" in loaded:
             loaded = self._hold_out(loaded.pop("all"), loaded)
         train = loaded.get("train", [])
         test = loaded.get("test", [])
+        if "dev" in loaded:  # given (from_records): used as it is
+            return {"train": train, "dev": loaded["dev"], "test": test, "_train_full": train + loaded["dev"]}
         rng = random.Random(self.spec.dev_seed)
         dev_size = dev_count(len(train), self.spec.dev_size)
         dev_ids = set(rng.sample([e.id for e in train], dev_size)) if dev_size else set()
@@ -275,13 +378,24 @@ class Task:
         return templating.render(self.spec.template, example.inputs, where=f"task {self.name} template")
 
     def target(self, example: Example) -> str:
-        return extraction.normalize_target(example.target, self.extractor_name)
+        name = self.extractor_name
+        if name == "json":
+            from promptopt.metrics.jsonout import find_json
+            from promptopt.types import canonical_json
+
+            value, error = find_json(example.target)
+            return canonical_json(value) if error is None else example.target.strip()
+        if name == "answer_tag":
+            return example.target.strip()
+        return extraction.normalize_target(example.target, name)
 
     def extract(self, text: str, example: Example | None = None, *, truncated: bool = False) -> str | None:
         """The answer in a model output (``example``: the item it answers, whose listed
         options a multiple-choice answer may name; ``truncated``: cut off at the token
         limit, so only an explicitly stated answer counts)."""
         name = self.extractor_name
+        if name in METRIC_EXTRACTORS:
+            return self.predict(text, "length" if truncated else "stop", example).answer
         return extraction.extract_answer(
             name,
             text,
@@ -290,9 +404,60 @@ class Task:
             truncated=truncated,
         )
 
-    def score(self, answer: str | None, example: Example) -> float:
-        """1.0 if the extracted answer matches the gold answer, else 0.0."""
-        return 1.0 if answer is not None and answer == self.target(example) else 0.0
+    def predict(self, text: str, finish_reason: str = "stop", example: Example | None = None) -> Prediction:
+        """What the metric sees of one model output: the raw text, the extracted answer
+        and, for ``extractor: json``, the parsed (and schema-checked) value."""
+        name = self.extractor_name
+        if name == "json":
+            from promptopt.metrics.jsonout import predict_json
+
+            return predict_json(text, self._json_schema, finish_reason)
+        if name == "answer_tag":
+            from promptopt.metrics.rg import extract_answer_tag
+
+            return Prediction(text, extract_answer_tag(text), finish_reason=finish_reason)
+        answer = self.extract(text, example, truncated=finish_reason == "length")
+        return Prediction(text, answer, finish_reason=finish_reason)
+
+    @cached_property
+    def _json_schema(self) -> Mapping[str, Any] | None:
+        if self.spec.json_schema is None:
+            return None
+        from promptopt.metrics.jsonout import load_schema
+
+        base = self.spec.source.get("base_dir") if isinstance(self.spec.source, Mapping) else None
+        return load_schema(self.spec.json_schema, Path(base) if base else None)
+
+    @cached_property
+    def metric(self) -> Metric:
+        """The task's metric (see :mod:`promptopt.metrics`), built on first use: a
+        reference is imported only then."""
+        from promptopt.metrics import resolve_metric
+
+        return resolve_metric(self.spec.metric, self)
+
+    def with_metric(self, metric: Any) -> Task:
+        """This task (same data, already loaded or not) scored by another metric: any
+        form :func:`promptopt.metrics.resolve_metric` accepts."""
+        from promptopt.metrics import resolve_metric
+
+        clone = copy.copy(self)
+        clone.__dict__.pop("metric", None)
+        resolved = resolve_metric(metric, clone)
+        clone.spec = dataclasses.replace(self.spec, metric=resolved.spec)
+        clone.__dict__["metric"] = resolved
+        return clone
+
+    def score_predictions(self, items: Sequence[tuple[Example, Prediction]]) -> list[MetricResult]:
+        """Score (example, prediction) pairs with the task's metric."""
+        return self.metric.score_many(items)
+
+    def score(self, answer: str | None, example: Example, raw: str | None = None) -> float:
+        """The metric's score of an extracted answer (exact match: 1.0 if it equals the
+        gold answer, else 0.0)."""
+        prediction = Prediction(raw if raw is not None else (answer or ""), answer)
+        result = self.metric.score(example, prediction)
+        return result.score or 0.0
 
     @cached_property
     def dataset_hash(self) -> str:
@@ -306,7 +471,7 @@ class Task:
             "name": self.name,
             "version": self.spec.version,
             "extractor": self.extractor_name,
-            "metric": self.spec.metric,
+            "metric": self.metric.name,
             "dataset_hash": self.dataset_hash,
             "sizes": {split: len(self._splits[split]) for split in SPLITS},
         }
