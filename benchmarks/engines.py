@@ -251,6 +251,20 @@ def summarize(record: dict[str, Any], data_dir: str) -> list[str]:
     return lines
 
 
+def worker_args(argv: list[str]) -> list[str]:
+    """The command line without ``--out`` (the driver's file, not the worker's)."""
+    kept: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--out":
+            skip = True
+        elif not arg.startswith("--out="):
+            kept.append(arg)
+    return kept
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default=DEFAULT_MODELS)
@@ -288,7 +302,7 @@ def main() -> None:
                     if k in record["runs"]:
                         continue
                     print(f"== {model} {engine} (repeat {repeat})", flush=True)
-                    passthrough = [a for a in sys.argv[1:] if not a.startswith("--out")]
+                    passthrough = worker_args(sys.argv[1:])
                     command = [sys.executable, __file__, *passthrough, "--worker", model, "--engine", engine]
                     process = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=False)
                     found = [json.loads(x[7:]) for x in process.stdout.splitlines() if x.startswith("RESULT ")]

@@ -64,6 +64,12 @@ def llama_cpp_available() -> bool:
 
 
 def _import_llama_cpp() -> Any:
+    # ggml's threads meet at an OpenMP barrier after every operation (hundreds per token).
+    # libgomp spins there by default, which on a busy machine burns the time slice the
+    # other thread needs: with 2 threads on 2 shared cores it ran 2.5x slower than
+    # sleeping at once (docs/engines.md). Read by libgomp when llama.cpp loads it.
+    if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
+        os.environ["OMP_WAIT_POLICY"] = "passive"
     try:
         import llama_cpp
     except ImportError:
@@ -74,9 +80,30 @@ def _import_llama_cpp() -> Any:
         raise MissingDependencyError(
             f"llama-cpp-python is installed but its library does not load: {exc}", hint=INSTALL_HINT
         ) from None
-    # llama.cpp logs every load to stderr through this logger unless told otherwise
-    logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
+    _quiet(llama_cpp)
     return llama_cpp
+
+
+_log_callback: Any = None  # kept referenced: llama.cpp calls it from C
+
+
+def _quiet(lib: Any) -> None:
+    """Pass llama.cpp's log lines to the ``promptopt.llamacpp`` logger (errors only by
+    default) instead of printing each model load's hundred lines to stderr."""
+    global _log_callback
+    if _log_callback is not None:
+        return
+    logger = logging.getLogger("promptopt.llamacpp")
+    levels = {2: logging.WARNING, 3: logging.ERROR}
+
+    def forward(level: int, text: bytes, _user: Any) -> None:
+        if level == 3 or (level in levels and logger.isEnabledFor(levels[level])):
+            logger.log(levels[level], "%s", text.decode("utf-8", errors="replace").rstrip())
+
+    _log_callback = lib.llama_log_callback(forward)
+    lib.llama_log_set(_log_callback, ctypes.c_void_p(0))
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.ERROR)
 
 
 def _stable_seed(request: GenerationRequest) -> int:
@@ -150,9 +177,9 @@ class LlamaCppBackend(StreamingBackend):
         threads: int | None = None,
         cache_dir: str | None = None,
         prefix_reuse: bool = True,
-        flash_attention: bool = True,
+        flash_attention: bool = False,
         repack: bool = True,
-        pad_batch: bool = True,
+        pad_batch: bool = False,
     ) -> None:
         if batch_size < 1:
             raise ModelError(f"batch_size must be at least 1, got {batch_size}")
