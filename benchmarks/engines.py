@@ -84,7 +84,9 @@ def make_engine(engine: str, model: str, batch: int, cache_dir: str | None) -> A
 
 def zero_shot_requests(test: list[dict[str, str]], count: int, max_tokens: int) -> list[GenerationRequest]:
     return [
-        GenerationRequest((Message("system", ZERO_SHOT_SYSTEM), Message("user", q["question"])), max_tokens=max_tokens)
+        GenerationRequest(
+            (Message("system", ZERO_SHOT_SYSTEM), Message("user", q["question"])), max_tokens=max_tokens
+        )
         for q in test[200 : 200 + count]
     ]
 
@@ -144,9 +146,10 @@ def run_worker(args: argparse.Namespace) -> dict[str, Any]:
         k = min(args.invariance, len(zero))
         alone = [backend.generate([r])[0].text for r in zero[:k]]
         # other partners: the same questions, in reverse order, each with a few others
-        mixed_requests = list(reversed(zero[:k])) + zero_shot_requests(test, args.questions + 6, args.max_tokens)[
-            args.questions :
-        ]
+        mixed_requests = (
+            list(reversed(zero[:k]))
+            + zero_shot_requests(test, args.questions + 6, args.max_tokens)[args.questions :]
+        )
         mixed = backend.generate(mixed_requests)
         mixed_texts = [c.text for c in mixed[:k]][::-1]
         full = result["zero_shot"]["texts"][:k]
@@ -214,15 +217,17 @@ def summarize(record: dict[str, Any], data_dir: str) -> list[str]:
 
         first = results[0]
 
-        def acc(phase: str, start: int) -> str:
+        def acc(phase: str, start: int, first: dict[str, Any] = first) -> str:
             if phase not in first:
                 return "-"
             return str(sum(score(first[phase]["texts"], start)))
 
-        def same(phase: str) -> str:
+        def same(phase: str, first: dict[str, Any] = first, ref: Any = ref) -> str:
             if not ref or phase not in first or phase not in ref[0]:
                 return "-"
-            return str(sum(a == b for a, b in zip(first[phase]["texts"], ref[0][phase]["texts"], strict=False)))
+            return str(
+                sum(a == b for a, b in zip(first[phase]["texts"], ref[0][phase]["texts"], strict=False))
+            )
 
         inv = first.get("invariance")
         invariant = (
@@ -238,7 +243,7 @@ def summarize(record: dict[str, Any], data_dir: str) -> list[str]:
             f"{invariant:>9} {loads:>11} {peak:>8.0f}"
         )
     counts = {}
-    for k, r in record["runs"].items():
+    for r in record["runs"].values():
         for phase in ("zero_shot", "few_shot"):
             if phase in r:
                 counts[phase] = len(r[phase]["texts"])
@@ -266,7 +271,9 @@ def worker_args(argv: list[str]) -> list[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--models", default=DEFAULT_MODELS)
     parser.add_argument("--engines", default=DEFAULT_ENGINES)
     parser.add_argument("--questions", type=int, default=64, help="zero-shot questions")
@@ -274,10 +281,15 @@ def main() -> None:
     parser.add_argument("--shots", type=int, default=8)
     parser.add_argument("--max-tokens", type=int, default=256)
     parser.add_argument("--batch", type=int, default=16, help="sequences decoded together")
-    parser.add_argument("--invariance", type=int, default=8, help="questions rerun alone and in another batch")
+    parser.add_argument(
+        "--invariance", type=int, default=8, help="questions rerun alone and in another batch"
+    )
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--cold", action="store_true", help="load from an empty cache (assemble, convert)")
-    parser.add_argument("--data-dir", default=os.environ.get("PROMPTOPT_DATA_DIR", str(HERE.parent.parent / "shared" / "data")))
+    parser.add_argument(
+        "--data-dir",
+        default=os.environ.get("PROMPTOPT_DATA_DIR", str(HERE.parent.parent / "shared" / "data")),
+    )
     parser.add_argument("--out", default=None, help="JSON results file (resumes when it exists)")
     parser.add_argument("--summary", action="store_true", help="only print the table of --out")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -305,7 +317,9 @@ def main() -> None:
                     passthrough = worker_args(sys.argv[1:])
                     command = [sys.executable, __file__, *passthrough, "--worker", model, "--engine", engine]
                     process = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=False)
-                    found = [json.loads(x[7:]) for x in process.stdout.splitlines() if x.startswith("RESULT ")]
+                    found = [
+                        json.loads(x[7:]) for x in process.stdout.splitlines() if x.startswith("RESULT ")
+                    ]
                     if process.returncode != 0 or not found:
                         print(f"  failed (exit {process.returncode})", flush=True)
                         continue

@@ -95,7 +95,7 @@ def test_chat_template_is_applied(backend) -> None:  # type: ignore[no-untyped-d
     )
     completion = backend.generate([request])[0]
     assert completion.tokens_in == len(backend.tokenize(text))
-    assert backend.tokenize("<|im_start|>")  == [1]  # special tokens parsed, nothing added
+    assert backend.tokenize("<|im_start|>") == [1]  # special tokens parsed, nothing added
     assert "Paris" in completion.text  # answered as a chat turn, not continued as raw text
 
 
@@ -112,7 +112,7 @@ def test_batch_equals_one_by_one_full_recompute(backend, reference) -> None:  # 
     # requests for four slots make waiting ones take a slot mid-flight (reusing the
     # system prompt cached there, or copied from another slot).
     requests = [ask(q, max_tokens=6 + 3 * (i % 3)) for i, q in enumerate(QUESTIONS)]
-    reused, copies = backend.stats["prompt_tokens_reused"], backend.stats["prefix_copies"]
+    reused = backend.stats["prompt_tokens_reused"]
     batched = backend.generate(requests)
     single = [reference.generate([r])[0] for r in requests]
     assert [c.text for c in batched] == [c.text for c in single]
@@ -162,7 +162,9 @@ def test_stop_string_truncates_the_text(backend) -> None:  # type: ignore[no-unt
 
 
 def test_sampling_is_seeded_by_request(backend) -> None:  # type: ignore[no-untyped-def]
-    requests = [ask("Invent a name for a cat.", temperature=1.0, max_tokens=8, sample_index=i) for i in range(3)]
+    requests = [
+        ask("Invent a name for a cat.", temperature=1.0, max_tokens=8, sample_index=i) for i in range(3)
+    ]
     first = backend.generate(requests)
     again = backend.generate(list(reversed(requests)))[::-1]  # other slots, other batch order
     assert [c.text for c in first] == [c.text for c in again]

@@ -92,7 +92,9 @@ def _local_backend(local: str, *, batch_size: int, dtype: str) -> Backend:
     if engine not in ("auto", "llama.cpp", "transformers"):
         raise ConfigError(f"${LOCAL_ENGINE_ENV}={engine!r}: expected llama.cpp, transformers or auto")
     if engine == "llama.cpp" and dtype != "auto":
-        raise ConfigError(f"--dtype {dtype} selects the transformers backend, but ${LOCAL_ENGINE_ENV}=llama.cpp")
+        raise ConfigError(
+            f"--dtype {dtype} selects the transformers backend, but ${LOCAL_ENGINE_ENV}=llama.cpp"
+        )
     if engine != "transformers" and dtype == "auto" and resolve_model(local).kind == "gguf":
         from promptopt.backends.llamacpp import INSTALL_HINT, LlamaCppBackend, llama_cpp_available
 
