@@ -49,7 +49,17 @@ class _Row:
 class _Slot:
     seq_id: int
     tokens: list[int] = field(default_factory=list)  # what its KV stream holds, in order
+    prompt_len: int = 0  # how many of them were evaluated as prompt chunks (reusable)
     row: _Row | None = None
+
+
+CHUNK = 32
+"""Prompts are evaluated in chunks of this many tokens at fixed positions (0-31, 32-63,
+...), and only whole chunks are reused. llama.cpp's matmul kernels differ with the number
+of rows (tokens) per call, so a token evaluated in a chunk of another size gives other
+float roundings: reusing any cached prefix and evaluating the rest as one call changed
+smollm2's greedy answers. With fixed chunks, a reused chunk holds exactly the bytes a
+recompute would write, and the rest is evaluated in the same chunks as a recompute."""
 
 
 @dataclass
@@ -125,20 +135,26 @@ class _Run:
     def _start(self, slot: _Slot, row: _Row) -> None:
         lib, memory = self.lib, self.loaded.memory
         row.started = time.perf_counter()
-        keep = _common_prefix(slot.tokens, row.prompt) if self.backend.prefix_reuse else 0
+
+        def reusable(cached: _Slot) -> int:
+            # whole chunks of its prompt part, leaving at least one token to evaluate
+            shared = min(_common_prefix(cached.tokens, row.prompt), cached.prompt_len, len(row.prompt) - 1)
+            return shared - shared % CHUNK
+
+        keep = reusable(slot) if self.backend.prefix_reuse else 0
         donor: _Slot | None = None
         if self.backend.prefix_reuse:
             for other in self.backend._slots:
-                if other is not slot and other.tokens:
-                    shared = _common_prefix(other.tokens, row.prompt)
-                    if shared >= keep + 16:  # copying a stream beats evaluating 16 tokens
+                if other is not slot and other.prompt_len:
+                    shared = reusable(other)
+                    if shared > keep:  # copying a stream beats evaluating a chunk
                         donor, keep = other, shared
-        keep = min(keep, len(row.prompt) - 1)  # evaluate at least one token: its logits
         if donor is not None:
             lib.llama_memory_seq_cp(memory, donor.seq_id, slot.seq_id, -1, -1)  # the whole stream
             self.backend.stats["prefix_copies"] += 1
         lib.llama_memory_seq_rm(memory, slot.seq_id, keep, -1)
         slot.tokens = row.prompt[:keep]
+        slot.prompt_len = keep
         self.backend.stats["prompt_tokens_reused"] += keep
         slot.row = row
         try:
@@ -149,16 +165,19 @@ class _Run:
         self._choose([(slot, logits)])
 
     def _prefill(self, slot: _Slot, tokens: list[int]) -> Any:
-        """Evaluate ``tokens`` after ``slot.tokens``; returns the last token's logits."""
-        batch, n_batch = self.loaded.batch, self.loaded.n_batch
-        for start in range(0, len(tokens), n_batch):
-            chunk = tokens[start : start + n_batch]
+        """Evaluate ``tokens`` after ``slot.tokens`` (a whole number of chunks) in chunks of
+        :data:`CHUNK`; returns the last token's logits."""
+        batch = self.loaded.batch
+        assert len(slot.tokens) % CHUNK == 0
+        for start in range(0, len(tokens), CHUNK):
+            chunk = tokens[start : start + CHUNK]
             base = len(slot.tokens)
             for i, token in enumerate(chunk):
                 _set_token(batch, i, token, base + i, slot.seq_id, i == len(chunk) - 1)
             batch.n_tokens = len(chunk)
             self._decode()
             slot.tokens.extend(chunk)
+            slot.prompt_len = len(slot.tokens)
         self.backend.stats["prompt_tokens_computed"] += len(tokens)
         return self._logits(1)[0]
 
@@ -277,7 +296,7 @@ class _Run:
     def _fail(self, slots: list[_Slot], message: str) -> None:
         for slot in slots:  # what their streams hold is unknown now: start them afresh
             self.lib.llama_memory_seq_rm(self.loaded.memory, slot.seq_id, -1, -1)
-            slot.tokens = []
+            slot.tokens, slot.prompt_len = [], 0
         self._finish(slots, f"generation failed: {message}")
 
 
