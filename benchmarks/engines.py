@@ -101,12 +101,24 @@ def few_shot_requests(
     ]
 
 
+def cpu_seconds() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def timed(backend: Any, requests: list[GenerationRequest]) -> dict[str, Any]:
-    t0 = time.perf_counter()
+    """Wall time, and CPU time: on a machine shared with other work, completion tokens per
+    CPU-second times the cores is what the run would reach alone (an estimate: it assumes
+    the threads keep every core busy)."""
+    t0, c0 = time.perf_counter(), cpu_seconds()
     completions = backend.generate(requests)
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, cpu_seconds() - c0
     out = sum(c.tokens_out for c in completions)
     return {
+        "cpu_s": cpu,
+        "tok_per_cpu_s": out / cpu if cpu else 0.0,
         "wall_s": wall,
         "tokens_out": out,
         "tokens_in": sum(c.tokens_in for c in completions),
@@ -200,7 +212,7 @@ def summarize(record: dict[str, Any], data_dir: str) -> list[str]:
         model, engine, _ = k.split("|")
         runs.setdefault((model, engine), []).append(r)
     header = (
-        f"{'model':<20} {'engine':<22} {'0-shot tok/s':>17} {'8-shot tok/s':>17} {'acc 0/8':>9} "
+        f"{'model':<20} {'engine':<22} {'0-shot tok/s':>17} {'8-shot tok/s':>17} {'tok/cpu-s 0/8':>13} {'acc 0/8':>9} "
         f"{'=f32 0/8':>9} {'invariant':>9} {'load s':>11} {'peak MB':>8}"
     )
     lines.append(header)
@@ -216,6 +228,10 @@ def summarize(record: dict[str, Any], data_dir: str) -> list[str]:
             return f"{statistics.median(rates):.1f} ({min(rates):.0f}-{max(rates):.0f})"
 
         first = results[0]
+
+        def per_cpu(phase: str, first: dict[str, Any] = first) -> str:
+            value = first.get(phase, {}).get("tok_per_cpu_s")
+            return f"{value:.1f}" if value else "-"
 
         def acc(phase: str, start: int, first: dict[str, Any] = first) -> str:
             if phase not in first:
@@ -239,6 +255,7 @@ def summarize(record: dict[str, Any], data_dir: str) -> list[str]:
         peak = max(r["peak_rss_mb"] for r in results)
         lines.append(
             f"{model:<20} {engine:<22} {rate('zero_shot'):>17} {rate('few_shot'):>17} "
+            f"{per_cpu('zero_shot') + '/' + per_cpu('few_shot'):>13} "
             f"{acc('zero_shot', 200) + '/' + acc('few_shot', 100):>9} {same('zero_shot') + '/' + same('few_shot'):>9} "
             f"{invariant:>9} {loads:>11} {peak:>8.0f}"
         )
@@ -249,7 +266,7 @@ def summarize(record: dict[str, Any], data_dir: str) -> list[str]:
                 counts[phase] = len(r[phase]["texts"])
     lines.append(
         f"({counts.get('zero_shot', 0)} zero-shot and {counts.get('few_shot', 0)} 8-shot questions; "
-        "tok/s median (min-max) over repeats; acc = correct answers; =f32 = outputs equal to "
+        "tok/s median (min-max) over repeats; tok/cpu-s = completion tokens per CPU-second of the worker; acc = correct answers; =f32 = outputs equal to "
         "transformers float32; invariant = outputs equal alone, in the full batch and in another batch; "
         "load = first load / second load in the same process)"
     )
