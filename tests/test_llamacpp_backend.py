@@ -1,4 +1,4 @@
-"""The llama.cpp backend (the default engine for GGUF models), generating for real with
+"""The llama.cpp backend (``PROMPTOPT_LOCAL_ENGINE=llama.cpp``), generating for real with
 smollm2-135m. Needs llama-cpp-python (``./setup.sh`` installs it); skipped without it,
 except in CI (``$CI`` set), where a missing engine fails."""
 
@@ -62,26 +62,21 @@ def reference() -> Iterator[object]:
         yield b
 
 
-def test_the_default_engine_for_a_known_gguf_model() -> None:
+def test_the_engine_is_chosen_by_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     from promptopt.backends import make_backend
     from promptopt.backends.llamacpp import LlamaCppBackend
     from promptopt.backends.local import TransformersBackend
 
-    default = make_backend(MODEL)
-    assert isinstance(default, LlamaCppBackend)
-    assert default.model_id == "local/smollm2-135m:llama.cpp"
-    assert default.describe()["sha256"] == "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
-    assert isinstance(make_backend(MODEL, dtype="float32"), TransformersBackend)  # the exact reference
-
-
-def test_the_transformers_engine_can_be_chosen(monkeypatch: pytest.MonkeyPatch) -> None:
-    from promptopt.backends import make_backend
-    from promptopt.backends.local import TransformersBackend
-
-    monkeypatch.setenv("PROMPTOPT_LOCAL_ENGINE", "transformers")
-    assert isinstance(make_backend(MODEL), TransformersBackend)
+    assert isinstance(make_backend(MODEL), TransformersBackend)  # the default, for now
+    monkeypatch.setenv("PROMPTOPT_LOCAL_ENGINE", "llama.cpp")
+    chosen = make_backend(MODEL)
+    assert isinstance(chosen, LlamaCppBackend)
+    assert chosen.model_id == "local/smollm2-135m:llama.cpp"
+    assert chosen.describe()["sha256"] == "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+    with pytest.raises(Exception, match="--dtype float32 is for the transformers backend"):
+        make_backend(MODEL, dtype="float32")
     monkeypatch.setenv("PROMPTOPT_LOCAL_ENGINE", "vllm")
-    with pytest.raises(Exception, match="expected llama.cpp, transformers or auto"):
+    with pytest.raises(Exception, match="expected llama.cpp or transformers"):
         make_backend(MODEL)
 
 

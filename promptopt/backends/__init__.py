@@ -5,17 +5,15 @@
 - ``local/<name-or-path>``, a known local model name (``promptopt models``), a ``.gguf``
   file or a Hugging Face model folder — a local model.
 
-A local GGUF model runs on llama.cpp (:class:`~promptopt.backends.llamacpp.LlamaCppBackend`)
-when llama-cpp-python is installed and ``dtype`` is ``auto``; a Hugging Face model, an
-explicit ``dtype`` (``float32`` is the exact reference, ``int8``, ``bfloat16``) or
-``$PROMPTOPT_LOCAL_ENGINE=transformers`` selects the transformers backend
-(:class:`~promptopt.backends.local.TransformersBackend`). docs/engines.md compares them.
+A local model runs on the transformers backend
+(:class:`~promptopt.backends.local.TransformersBackend`), or on llama.cpp
+(:class:`~promptopt.backends.llamacpp.LlamaCppBackend`, GGUF files) with
+``$PROMPTOPT_LOCAL_ENGINE=llama.cpp``. docs/engines.md compares them.
 """
 
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 
 from promptopt.backends.base import Backend
@@ -35,7 +33,7 @@ __all__ = [
 ]
 
 DTYPES = ("auto", "int8", "float32", "bfloat16")  # a local model's weights (--dtype)
-LOCAL_ENGINE_ENV = "PROMPTOPT_LOCAL_ENGINE"  # "llama.cpp" or "transformers" (default: auto)
+LOCAL_ENGINE_ENV = "PROMPTOPT_LOCAL_ENGINE"  # "transformers" (default) or "llama.cpp"
 
 
 def is_local_spec(spec: str) -> bool:
@@ -85,25 +83,20 @@ def make_backend(
 
 
 def _local_backend(local: str, *, batch_size: int, dtype: str) -> Backend:
-    """llama.cpp for GGUF files at ``dtype`` auto (when installed), else transformers."""
-    from promptopt.models import resolve_model
+    """The transformers backend, or llama.cpp for a GGUF model when ``$PROMPTOPT_LOCAL_ENGINE``
+    says ``llama.cpp`` (docs/engines.md: not the default until a side-by-side run shows it
+    1.5x faster on the real evaluation)."""
+    engine = os.environ.get(LOCAL_ENGINE_ENV, "transformers").strip().lower() or "transformers"
+    if engine not in ("llama.cpp", "transformers"):
+        raise ConfigError(f"${LOCAL_ENGINE_ENV}={engine!r}: expected llama.cpp or transformers")
+    if engine == "llama.cpp":
+        if dtype != "auto":
+            raise ConfigError(
+                f"--dtype {dtype} is for the transformers backend, but ${LOCAL_ENGINE_ENV}=llama.cpp"
+            )
+        from promptopt.backends.llamacpp import LlamaCppBackend
 
-    engine = os.environ.get(LOCAL_ENGINE_ENV, "auto").strip().lower() or "auto"
-    if engine not in ("auto", "llama.cpp", "transformers"):
-        raise ConfigError(f"${LOCAL_ENGINE_ENV}={engine!r}: expected llama.cpp, transformers or auto")
-    if engine == "llama.cpp" and dtype != "auto":
-        raise ConfigError(
-            f"--dtype {dtype} selects the transformers backend, but ${LOCAL_ENGINE_ENV}=llama.cpp"
-        )
-    if engine != "transformers" and dtype == "auto" and resolve_model(local).kind == "gguf":
-        from promptopt.backends.llamacpp import INSTALL_HINT, LlamaCppBackend, llama_cpp_available
-
-        if llama_cpp_available() or engine == "llama.cpp":
-            return LlamaCppBackend(local, batch_size=batch_size)
-        warnings.warn(
-            f"llama-cpp-python is not installed: {local} runs on the slower transformers backend ({INSTALL_HINT})",
-            stacklevel=3,
-        )
+        return LlamaCppBackend(local, batch_size=batch_size)
     from promptopt.backends.local import TransformersBackend
 
     return TransformersBackend(local, batch_size=batch_size, dtype=dtype)

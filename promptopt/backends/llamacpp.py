@@ -1,4 +1,4 @@
-"""Local GGUF chat models on llama.cpp (``llama-cpp-python``), batched: the default engine.
+"""Local GGUF chat models on llama.cpp (``llama-cpp-python``), batched (``PROMPTOPT_LOCAL_ENGINE=llama.cpp``).
 
 llama.cpp does the heavy work: quantized matmuls straight on the GGUF weights (no
 dequantization, no conversion cache), a key/value cache per sequence, and copies of a
