@@ -189,8 +189,14 @@ def scorer(data_dir: str) -> Any:
     task = get_task("gsm8k", data_dir=data_dir)
     examples = task.examples("test")
 
+    def correct(text: str, example: Any) -> bool:
+        try:
+            return task.score(task.extract(text), example) == 1.0
+        except ArithmeticError:  # extract_number fails on some long digit strings (decimal)
+            return False
+
     def score(texts: list[str], start: int) -> list[bool]:
-        return [task.score(task.extract(t), examples[start + i]) == 1.0 for i, t in enumerate(texts)]
+        return [correct(t, examples[start + i]) for i, t in enumerate(texts)]
 
     return score
 
