@@ -3,11 +3,17 @@
 - ``fake`` — the deterministic scripted backend (tests, dry runs);
 - ``openai/<model>`` — any OpenAI-compatible server (``--base-url``; key from the environment);
 - ``local/<name-or-path>``, a known local model name (``promptopt models``), a ``.gguf``
-  file or a Hugging Face model folder — the local transformers backend.
+  file or a Hugging Face model folder — a local model.
+
+A local model runs on the transformers backend
+(:class:`~promptopt.backends.local.TransformersBackend`), or on llama.cpp
+(:class:`~promptopt.backends.llamacpp.LlamaCppBackend`, GGUF files) with
+``$PROMPTOPT_LOCAL_ENGINE=llama.cpp``. docs/engines.md compares them.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from promptopt.backends.base import Backend
@@ -27,6 +33,7 @@ __all__ = [
 ]
 
 DTYPES = ("auto", "int8", "float32", "bfloat16")  # a local model's weights (--dtype)
+LOCAL_ENGINE_ENV = "PROMPTOPT_LOCAL_ENGINE"  # "transformers" (default) or "llama.cpp"
 
 
 def is_local_spec(spec: str) -> bool:
@@ -67,11 +74,29 @@ def make_backend(
         or Path(local).expanduser().exists()
         or "/" in local
     ):
-        from promptopt.backends.local import TransformersBackend
-
-        return TransformersBackend(local, batch_size=batch_size, dtype=dtype)
+        return _local_backend(local, batch_size=batch_size, dtype=dtype)
     raise ConfigError(
         f"unknown model {spec!r}",
         hint="use fake, openai/<model>, local/<name-or-path>, a .gguf file, or one of: "
         + ", ".join(KNOWN_MODELS),
     )
+
+
+def _local_backend(local: str, *, batch_size: int, dtype: str) -> Backend:
+    """The transformers backend, or llama.cpp for a GGUF model when ``$PROMPTOPT_LOCAL_ENGINE``
+    says ``llama.cpp`` (docs/engines.md: not the default until a side-by-side run shows it
+    1.5x faster on the real evaluation)."""
+    engine = os.environ.get(LOCAL_ENGINE_ENV, "transformers").strip().lower() or "transformers"
+    if engine not in ("llama.cpp", "transformers"):
+        raise ConfigError(f"${LOCAL_ENGINE_ENV}={engine!r}: expected llama.cpp or transformers")
+    if engine == "llama.cpp":
+        if dtype != "auto":
+            raise ConfigError(
+                f"--dtype {dtype} is for the transformers backend, but ${LOCAL_ENGINE_ENV}=llama.cpp"
+            )
+        from promptopt.backends.llamacpp import LlamaCppBackend
+
+        return LlamaCppBackend(local, batch_size=batch_size)
+    from promptopt.backends.local import TransformersBackend
+
+    return TransformersBackend(local, batch_size=batch_size, dtype=dtype)

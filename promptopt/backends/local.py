@@ -808,7 +808,7 @@ class TransformersBackend(StreamingBackend):
                 use_cache=True,
                 logits_to_keep=1,
             )
-        kv = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+        kv = [(layer.keys, layer.values) for layer in out.cache.layers]
         prefix = _Prefix(tokens, kv)
         self.stats["prefix_tokens_computed"] += len(tokens)
         if self.prefix_cache_entries > 0:
@@ -883,7 +883,7 @@ class TransformersBackend(StreamingBackend):
             input_ids=ids,
             attention_mask=mask,
             position_ids=positions,
-            past_key_values=self._as_cache(layers),
+            cache=self._as_cache(layers),
             use_cache=True,
             logits_to_keep=1,
         )
@@ -986,7 +986,7 @@ class TransformersBackend(StreamingBackend):
             input_ids=ids,
             attention_mask=mask,
             position_ids=positions,
-            past_key_values=self._as_cache(layers),
+            cache=self._as_cache(layers),
             use_cache=True,
             logits_to_keep=1,
         )

@@ -188,7 +188,7 @@ def _attach_pool(
         parent, node = node, inner
     if isinstance(node, RayBackend):
         return node
-    if type(node).__name__ in ("TransformersBackend", "OpenAIBackend"):
+    if type(node).__name__ in ("TransformersBackend", "LlamaCppBackend", "OpenAIBackend"):
         # A model loaded here would be copied to every worker; a client holds connections.
         raise ConfigError(
             f"the {type(node).__name__} was built in this process; a Ray pool builds it in its workers",
