@@ -17,7 +17,7 @@ from promptopt.cli import cli
 from promptopt.controller import search
 from promptopt.errors import TaskError
 from promptopt.tasks import get_task, list_tasks
-from tests.space_fakes import space_backend
+from promptopt.testing.space_fakes import space_backend
 from tests.test_policies import config
 
 

@@ -20,7 +20,7 @@ import sys
 from promptopt.controller import SearchConfig, search
 from promptopt.tasks import get_task
 from promptopt.types import Candidate
-from tests.search_fakes import skilled_backend
+from promptopt.testing.search_fakes import skilled_backend
 db, mode, latency = sys.argv[1], sys.argv[2], float(sys.argv[3])
 task = get_task("gsm-symbolic")
 backend = skilled_backend(task, latency_s=latency)
