@@ -576,7 +576,9 @@ def replay_dspy(
 ) -> dict[str, Any]:
     """The DSPy part of a finished search stored before its summary kept DSPy's program:
     the search again, from its stored configuration, in a copy of its store, with a
-    model that refuses every request, so that DSPy's optimizer, answered from the cache,
+    model that answers every request it is asked with an empty text (not an error: a search
+    whose every request fails stops, as for an endpoint that is down; an empty answer is
+    only scored wrong), so that DSPy's optimizer, answered from the cache,
     makes the same choices and yields its compiled program (``policy_state``). The replay
     must repeat DSPy's requests and scores as stored, else it ends with what differed: a
     search whose DSPy part a call limit cut mid-trial under several threads may not (the
@@ -599,7 +601,7 @@ def replay_dspy(
 
         def generate(self, requests: Sequence[Any]) -> list[Any]:
             CacheOnly.refused += len(requests)
-            return [Completion(text="", error=f"not in the cache of {db_path}") for _ in requests]
+            return [Completion(text="") for _ in requests]  # not in the cache of db_path
 
     config = dataclasses.replace(SearchConfig.from_dict(run.config), data_dir=args.data_dir)
     print(f"  [{NATIVE}] search {run.id} kept no DSPy program: replaying it from its cache", file=sys.stderr,

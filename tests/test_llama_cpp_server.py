@@ -103,14 +103,16 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             process.wait()
 
 
-def _eval(base_url: str, db: Path, *extra: str, limit: int = 3) -> dict[str, Any]:
+def _eval(base_url: str, db: Path, *extra: str, limit: int = 3, exit_code: int = 0) -> dict[str, Any]:
     result = CliRunner().invoke(cli, [
         "eval", "--task", "gsm-symbolic", "--limit", str(limit), "--model", f"openai/{MODEL}",
         "--base-url", base_url, "--db", f"sqlite:///{db}", "--json", "--no-progress", "--no-cache",
         "--max-new-tokens", "48", "--concurrency", "1", *extra,
     ])  # fmt: skip
-    assert result.exit_code == 0, result.stderr
+    assert result.exit_code == exit_code, result.stderr
     assert "Traceback" not in result.stderr
+    if exit_code:  # every request failed: said on the terminal, after the stored summary
+        assert "every request of the evaluation failed" in result.stderr and "HTTP 400" in result.stderr
     return dict(json.loads(result.stdout))
 
 
@@ -168,7 +170,7 @@ def test_request_the_server_rejects_is_a_stored_failure_not_a_crash(
 ) -> None:
     # A prompt longer than the server's context window: llama.cpp answers HTTP 400.
     too_long = "Read every word of this. " * (N_CTX // 2)
-    summary = _eval(llama_server, tmp_path / "bad.db", "--instruction", too_long, limit=2)
+    summary = _eval(llama_server, tmp_path / "bad.db", "--instruction", too_long, limit=2, exit_code=2)
     assert summary["n"] == 2 and summary["n_failed"] == 2 and summary["retries"] == 0
     store = Store(f"sqlite:///{tmp_path / 'bad.db'}")
     try:
