@@ -98,3 +98,24 @@ class StreamingBackend(Backend):
     ) -> list[Completion]:
         """Answer every request, passing each group of final answers to ``on_results``
         (when given) as the group finishes."""
+
+
+def request_problem(request: GenerationRequest) -> str | None:
+    """Why a local engine cannot generate ``request`` (stored as that request's error), or
+    None when it can."""
+    if not request.messages:
+        return "request has no messages"
+    if request.max_tokens < 1:
+        return f"max_tokens must be at least 1, got {request.max_tokens}"
+    if request.temperature < 0:
+        return f"temperature must be >= 0, got {request.temperature}"
+    return None
+
+
+def find_stop(text: str, stops: tuple[str, ...], previous_len: int) -> int | None:
+    """Where the first stop string starts in ``text``, looking only where one could have
+    appeared since the text was ``previous_len`` long (decoding adds text step by step)."""
+    longest = max(len(s) for s in stops)
+    start = max(0, previous_len - longest)
+    found = [pos for s in stops if s and (pos := text.find(s, start)) >= 0]
+    return min(found) if found else None

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from promptopt.backends.base import OnResults
+from promptopt.backends.base import OnResults, find_stop, request_problem
 from promptopt.types import Completion, GenerationRequest
 
 if TYPE_CHECKING:
@@ -98,7 +98,7 @@ class _Run:
         self.waiting: deque[_Row] = deque()
         invalid: list[tuple[int, Completion]] = []
         for index, request in enumerate(requests):
-            error = _validate(request)
+            error = request_problem(request)
             prompt: list[int] = []
             if error is None:
                 try:
@@ -257,7 +257,7 @@ class _Run:
             row.pieces.append(_piece(self.loaded, token))
             if request.stop:
                 text = _join(row.pieces)
-                cut = _find_stop(text, request.stop, len(row.text))
+                cut = find_stop(text, request.stop, len(row.text))
                 row.text = text
                 if cut is not None:
                     row.text = text[:cut]
@@ -343,20 +343,3 @@ def _set_token(batch: Any, i: int, token: int, pos: int, seq_id: int, logits: bo
     batch.n_seq_id[i] = 1
     batch.seq_id[i][0] = seq_id
     batch.logits[i] = logits
-
-
-def _validate(request: GenerationRequest) -> str | None:
-    if not request.messages:
-        return "request has no messages"
-    if request.max_tokens < 1:
-        return f"max_tokens must be at least 1, got {request.max_tokens}"
-    if request.temperature < 0:
-        return f"temperature must be >= 0, got {request.temperature}"
-    return None
-
-
-def _find_stop(text: str, stops: tuple[str, ...], previous_len: int) -> int | None:
-    longest = max(len(s) for s in stops)
-    start = max(0, previous_len - longest)
-    found = [pos for s in stops if s and (pos := text.find(s, start)) >= 0]
-    return min(found) if found else None

@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from promptopt.backends import DTYPES
-from promptopt.backends.base import OnResults, StreamingBackend
+from promptopt.backends.base import OnResults, StreamingBackend, find_stop, request_problem
 from promptopt.errors import MissingDependencyError, ModelError
 from promptopt.models import DEFAULT_MODEL, ResolvedModel, cache_dir, resolve_model, sha256_file
 from promptopt.types import Completion, GenerationRequest
@@ -678,7 +678,7 @@ class TransformersBackend(StreamingBackend):
         rows: list[_Row] = []
         invalid: list[tuple[int, Completion]] = []
         for index, request in enumerate(requests):
-            error = self._validate(request)
+            error = request_problem(request)
             prompt: list[int] = []
             if error is None:
                 try:
@@ -739,16 +739,6 @@ class TransformersBackend(StreamingBackend):
             finally:
                 self._rows_finished = None
         return [r if r is not None else Completion(text="", error="not generated") for r in results]
-
-    @staticmethod
-    def _validate(request: GenerationRequest) -> str | None:
-        if not request.messages:
-            return "request has no messages"
-        if request.max_tokens < 1:
-            return f"max_tokens must be at least 1, got {request.max_tokens}"
-        if request.temperature < 0:
-            return f"temperature must be >= 0, got {request.temperature}"
-        return None
 
     # ----------------------------------------------------------------- planning
 
@@ -1016,7 +1006,7 @@ class TransformersBackend(StreamingBackend):
                 continue
             text = self._decode(loaded, row.generated)
             if request.stop:
-                cut = self._find_stop(text, request.stop, len(row.text))
+                cut = find_stop(text, request.stop, len(row.text))
                 if cut is not None:
                     row.text = text[:cut]
                     row.finish = "stop"
@@ -1034,10 +1024,3 @@ class TransformersBackend(StreamingBackend):
     @staticmethod
     def _decode(loaded: _Loaded, ids: list[int]) -> str:
         return str(loaded.tokenizer.decode(ids, skip_special_tokens=True))
-
-    @staticmethod
-    def _find_stop(text: str, stops: tuple[str, ...], previous_len: int) -> int | None:
-        longest = max(len(s) for s in stops)
-        start = max(0, previous_len - longest)
-        found = [pos for s in stops if s and (pos := text.find(s, start)) >= 0]
-        return min(found) if found else None
