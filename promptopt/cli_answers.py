@@ -8,6 +8,8 @@ from typing import Any
 
 import click
 
+from promptopt.constant import constant_scores_text
+
 
 def print_eval_answers(report: Any) -> None:
     """After an eval's accuracy line: the answer counts (with a warning past 10%) and the
@@ -78,11 +80,7 @@ def leaderboard_constants(store: Any, entries: Any) -> list[str]:
         if not isinstance(constant, dict) or constant.get("answer") is None:
             continue
         seen.add(key)
-        scores = ", ".join(
-            f"{split} {constant[split]['accuracy']:.1%} (n={constant[split]['n']})"
-            for split in ("dev", "test")
-            if isinstance(constant.get(split), dict)
-        )
+        scores = constant_scores_text(constant)
         lines.append(
             f"constant baseline · {entry.task}: always {constant['answer']}: {scores} (run {entry.run_id})"
         )
@@ -113,9 +111,5 @@ def print_run_checks(run: Any) -> None:
             click.secho("warning: the winner scores below the starting prompt on test", fg="yellow")
     constant = summary.get("constant_baseline")
     if isinstance(constant, dict) and constant.get("answer") is not None:
-        scores = ", ".join(
-            f"{split} {constant[split]['accuracy']:.1%} (n={constant[split]['n']})"
-            for split in ("dev", "test")
-            if isinstance(constant.get(split), dict)
-        )
+        scores = constant_scores_text(constant)
         click.echo(f"constant baseline: always {constant['answer']}: {scores}")

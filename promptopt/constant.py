@@ -10,7 +10,7 @@ scored on.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from promptopt.errors import DataError
@@ -68,3 +68,13 @@ def constant_line(
     if accuracy is not None and accuracy <= score["accuracy"]:
         line += f"; {what} does NOT beat it"
     return line
+
+
+def constant_scores_text(constant: Mapping[str, Any]) -> str:
+    """ "dev 55.0% (n=30), test 57.7% (n=71)": a stored constant baseline's scores, for the
+    terminal and the report."""
+    return ", ".join(
+        f"{split} {constant[split]['accuracy']:.1%} (n={constant[split]['n']})"
+        for split in ("dev", "test")
+        if isinstance(constant.get(split), dict)
+    )

@@ -11,6 +11,7 @@ import html
 from typing import Any
 
 from promptopt.answer_counts import answer_distribution, count_answers, raw_examples
+from promptopt.constant import constant_scores_text
 from promptopt.store import RunRecord, Store
 
 
@@ -55,11 +56,7 @@ def answers_section(store: Store, run: RunRecord, winner: str) -> str:
     )
     constant = (run.summary or {}).get("constant_baseline")
     if isinstance(constant, dict) and constant.get("answer") is not None:
-        scores = ", ".join(
-            f"{split} {constant[split]['accuracy']:.1%} (n={constant[split]['n']})"
-            for split in ("dev", "test")
-            if isinstance(constant.get(split), dict)
-        )
+        scores = constant_scores_text(constant)
         parts.append(
             f"<p>Constant baseline: always answering <code>{_e(constant['answer'])}</code> (the best single "
             f"answer on {_e(constant.get('chosen_on', 'train'))}) scores {_e(scores)}.</p>"
