@@ -8,8 +8,10 @@ short follow-up question after the reasoning.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Callable, Sequence
+from functools import cached_property
 
 from promptopt.backends.base import Backend
 from promptopt.metrics.base import MetricResult, Prediction
@@ -60,6 +62,12 @@ class Executor:
         #: from the backend, for progress displays between ``on_batch`` calls.
         self.on_answers: Callable[[int], None] | None = None
 
+    @cached_property
+    def _json_schema_text(self) -> str | None:
+        """The task's JSON Schema as canonical text, sent with json_mode requests."""
+        schema = self.task.json_schema if self.task.spec.json_mode else None
+        return None if schema is None else json.dumps(schema, sort_keys=True, separators=(",", ":"))
+
     def requests_for(self, candidate: Candidate, example: Example) -> list[GenerationRequest]:
         messages = render_messages(candidate, self.task, example)
         return [
@@ -69,6 +77,7 @@ class Executor:
                 max_tokens=candidate.max_tokens,
                 sample_index=index,
                 response_format="json" if self.task.spec.json_mode else None,
+                json_schema=self._json_schema_text,
             )
             for index in range(candidate.samples)
         ]

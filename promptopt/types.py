@@ -171,6 +171,9 @@ class GenerationRequest:
     # "json": ask a backend that can constrain its output to emit one JSON object (an
     # OpenAI-compatible server's response_format); backends that cannot ignore it.
     response_format: str | None = None
+    # with response_format "json": the JSON Schema (canonical JSON text) the object must
+    # follow, where the task gives one; the backend constrains to it where it can.
+    json_schema: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -182,6 +185,8 @@ class GenerationRequest:
         }
         if self.response_format is not None:  # left out when unset: cache keys stay as they were
             data["response_format"] = self.response_format
+        if self.json_schema is not None:
+            data["json_schema"] = self.json_schema
         return data
 
     def cache_key(self, model: str) -> str:

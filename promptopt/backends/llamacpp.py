@@ -150,6 +150,7 @@ class LlamaCppBackend(StreamingBackend):
         self._loaded: _Loaded | None = None
         self._slots: list[_Slot] = []
         self._lock = threading.Lock()
+        self._json_grammar: Any = None  # built at the first json_mode request
         self.stats: dict[str, float] = {
             "prompt_tokens_computed": 0,
             "prompt_tokens_reused": 0,
@@ -198,6 +199,7 @@ class LlamaCppBackend(StreamingBackend):
         with self._lock:
             loaded, self._loaded = self._loaded, None
             self._slots = []
+            self._json_grammar = None
             if loaded is not None:
                 if loaded.batch is not None:
                     loaded.lib.llama_batch_free(loaded.batch)
@@ -277,6 +279,14 @@ class LlamaCppBackend(StreamingBackend):
         self.load()
         assert self._loaded is not None
         return self._render(self._loaded, request)
+
+    def _json_matcher(self, loaded: _Loaded, request: GenerationRequest) -> Any:
+        """The grammar state of a json_mode request (see :mod:`promptopt.backends.json_grammar`)."""
+        if self._json_grammar is None:
+            from promptopt.backends.json_grammar import JsonGrammar
+
+            self._json_grammar = JsonGrammar.for_llama_vocab(loaded.vocab, loaded.n_vocab)
+        return self._json_grammar.matcher(request.json_schema)
 
     @staticmethod
     def _render(loaded: _Loaded, request: GenerationRequest) -> str:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from promptopt.backends.base import OnResults, find_stop, request_problem
+from promptopt.errors import PromptOptError
 from promptopt.types import Completion, GenerationRequest
 
 if TYPE_CHECKING:
@@ -43,6 +44,7 @@ class _Row:
     text: str = ""
     finish: str | None = None
     rng: Any = None
+    json: Any = None  # the JsonMatcher of a json_mode request (backends/json_grammar.py)
 
 
 @dataclass
@@ -110,11 +112,17 @@ class _Run:
                     f"prompt of {len(prompt)} tokens + max_tokens {request.max_tokens} exceeds the "
                     f"context of {loaded.n_ctx_seq} tokens per sequence (LlamaCppBackend(context=...))"
                 )
+            row = _Row(index, request, prompt)
+            if error is None and request.response_format == "json":  # a bad schema fails here, not mid-batch
+                try:
+                    row.json = backend._json_matcher(loaded, request)
+                except PromptOptError as exc:
+                    error = str(exc)
             if error is not None:
                 failed = self.results[index] = Completion(text="", error=error, finish_reason="error")
                 invalid.append((index, failed))
                 continue
-            self.waiting.append(_Row(index, request, prompt))
+            self.waiting.append(row)
         if on_results is not None and invalid:
             on_results(invalid)
 
@@ -238,7 +246,11 @@ class _Run:
             row = slot.row
             assert row is not None
             request = row.request
-            if request.temperature > 0:
+            if row.json is not None:
+                if request.temperature > 0 and row.rng is None:
+                    row.rng = np.random.default_rng(_stable_seed(request))
+                token = row.json.pick(logits, request.temperature, row.rng)
+            elif request.temperature > 0:
                 if row.rng is None:
                     row.rng = np.random.default_rng(_stable_seed(request))
                 scaled = logits.astype(np.float64) / request.temperature

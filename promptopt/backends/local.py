@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Any
 
 from promptopt.backends import DTYPES
 from promptopt.backends.base import OnResults, StreamingBackend, find_stop, request_problem
-from promptopt.errors import MissingDependencyError, ModelError
+from promptopt.errors import MissingDependencyError, ModelError, PromptOptError
 from promptopt.models import DEFAULT_MODEL, ResolvedModel, cache_dir, resolve_model, sha256_file
 from promptopt.types import Completion, GenerationRequest
 
@@ -327,6 +327,7 @@ class _Row:
     text: str = ""
     finish: str | None = None
     generator: Any = None
+    json: Any = None  # the JsonMatcher of a json_mode request (backends/json_grammar.py)
 
 
 def _longest_common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
@@ -427,6 +428,7 @@ class TransformersBackend(StreamingBackend):
         self._prefixes: OrderedDict[tuple[int, ...], _Prefix] = OrderedDict()
         self._lock = threading.Lock()
         self._rows_finished: Callable[[list[_Row]], None] | None = None  # set while generating
+        self._json_grammar: Any = None  # built at the first json_mode request
         # Finished rows are dropped from the running batch (a copy of its key/value
         # buffer) once this fraction of it has finished, or when new rows join.
         self.compact_fraction = 0.25
@@ -698,7 +700,17 @@ class TransformersBackend(StreamingBackend):
                 failed = results[index] = Completion(text="", error=error, finish_reason="error")
                 invalid.append((index, failed))
                 continue
-            rows.append(_Row(index, request, prompt, prompt, 0.0))
+            row = _Row(index, request, prompt, prompt, 0.0)
+            if error is None and request.response_format == "json":  # a bad schema fails here, not mid-batch
+                try:
+                    row.json = self._json_matcher(loaded, request)
+                except PromptOptError as exc:
+                    error = str(exc)
+            if error is not None:
+                failed = results[index] = Completion(text="", error=error, finish_reason="error")
+                invalid.append((index, failed))
+                continue
+            rows.append(row)
         if on_results is not None and invalid:
             on_results(invalid)
 
@@ -992,7 +1004,9 @@ class TransformersBackend(StreamingBackend):
             if row.finish is not None:  # finished earlier, still in the batch
                 continue
             request = row.request
-            if request.temperature > 0:
+            if request.response_format == "json":
+                token = self._json_token(loaded, logits[i], row)
+            elif request.temperature > 0:
                 if row.generator is None:
                     row.generator = torch.Generator().manual_seed(_stable_seed(request))
                 probs = torch.softmax(logits[i].float() / request.temperature, -1)
@@ -1020,6 +1034,24 @@ class TransformersBackend(StreamingBackend):
             row.ended = now
         if ended and self._rows_finished is not None:
             self._rows_finished(ended)
+
+    def _json_matcher(self, loaded: _Loaded, request: GenerationRequest) -> Any:
+        if self._json_grammar is None:
+            from promptopt.backends.json_grammar import JsonGrammar
+
+            width = int(loaded.model.config.vocab_size)
+            self._json_grammar = JsonGrammar.for_hf_tokenizer(loaded.tokenizer, width, sorted(loaded.eos_ids))
+        return self._json_grammar.matcher(request.json_schema)
+
+    def _json_token(self, loaded: _Loaded, logits: Any, row: _Row) -> int:
+        """The next token of a json_mode request: the best one that keeps a valid JSON object."""
+        if row.json is None:
+            row.json = self._json_matcher(loaded, row.request)
+        if row.request.temperature > 0 and row.generator is None:
+            import numpy as np
+
+            row.generator = np.random.default_rng(_stable_seed(row.request))
+        return int(row.json.pick(logits.float().numpy(), row.request.temperature, row.generator))
 
     @staticmethod
     def _decode(loaded: _Loaded, ids: list[int]) -> str:

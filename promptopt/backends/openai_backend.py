@@ -45,6 +45,15 @@ RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 _ERROR_DETAIL_LIMIT = 300
 
 
+def json_response_format(request: GenerationRequest) -> dict[str, Any]:
+    """The chat-completions ``response_format`` of a json_mode request: the task's JSON Schema
+    where it has one (``json_schema``, not strict: servers that support it constrain to it),
+    else any JSON object (``json_object``)."""
+    if request.json_schema is None:
+        return {"type": "json_object"}
+    return {"type": "json_schema", "json_schema": {"name": "output", "schema": json.loads(request.json_schema)}}
+
+
 class OpenAIBackend(StreamingBackend):
     """Chat completions from an OpenAI-compatible HTTP endpoint.
 
@@ -210,7 +219,7 @@ class OpenAIBackend(StreamingBackend):
         if request.temperature > 0:
             params["seed"] = request.sample_index
         if request.response_format == "json":
-            params["response_format"] = {"type": "json_object"}
+            params["response_format"] = json_response_format(request)
         return params
 
     def _generate_one(self, request: GenerationRequest) -> Completion:

@@ -411,7 +411,7 @@ class Task:
         if name == "json":
             from promptopt.metrics.jsonout import predict_json
 
-            return predict_json(text, self._json_schema, finish_reason)
+            return predict_json(text, self.json_schema, finish_reason)
         if name == "answer_tag":
             from promptopt.metrics.rg import extract_answer_tag
 
@@ -420,7 +420,7 @@ class Task:
         return Prediction(text, answer, finish_reason=finish_reason)
 
     @cached_property
-    def _json_schema(self) -> Mapping[str, Any] | None:
+    def json_schema(self) -> Mapping[str, Any] | None:
         if self.spec.json_schema is None:
             return None
         from promptopt.metrics.jsonout import load_schema
