@@ -121,9 +121,9 @@ class JsonGrammar:
     def for_llama_vocab(cls, vocab: Any, n_vocab: int) -> JsonGrammar:
         """For the llama.cpp engine: the model's ``llama_vocab`` (its special tokens never form JSON)."""
         _llguidance()
-        from llguidance.llamacpp import lltokenizer_from_vocab
-
         import warnings
+
+        from llguidance.llamacpp import lltokenizer_from_vocab
 
         with warnings.catch_warnings():  # it calls llama_token_get_attr, deprecated, once per token
             warnings.simplefilter("ignore", DeprecationWarning)
