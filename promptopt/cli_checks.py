@@ -31,7 +31,7 @@ def check_demos(task: Any, candidate: Any, shots: int) -> None:
     if example is None:
         return
     words = sum(len(m.content.split()) for m in render_messages(candidate, task, example))
-    tokens = int(1.4 * words)  # the estimate of promptopt.controller.prompt_tokens
+    tokens = int(1.4 * words)  # the estimate of promptopt.policies.estimates.prompt_tokens
     where = f"{len(candidate.demo_ids)} demos make prompts of ~{tokens:,} tokens"
     if tokens > MAX_PROMPT_TOKENS:
         raise ConfigError(f"{where}, more than any model's context window", hint="use fewer --shots (e.g. 8)")

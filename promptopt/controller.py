@@ -31,100 +31,21 @@ from promptopt.errors import BudgetExceeded, ConfigError
 from promptopt.executor import Executor
 from promptopt.failures import check_results
 from promptopt.policies import Policy, PolicySettings, get_policy
+from promptopt.policies.estimates import (  # noqa: F401  (final_calls ... space_estimate: re-exported)
+    estimate_plan,
+    final_calls,
+    instruction_estimate,
+    prompt_tokens,
+    resolve_space,
+    space_estimate,
+)
 from promptopt.progress import PhaseProgress
-from promptopt.prompt import render_messages
-from promptopt.proposers import DEMO_ATTEMPTS, Proposer
-from promptopt.racing import Standing, rank, schedule_size, standing, successive_halving
-from promptopt.spaces import SearchSpace, list_spaces, load_space
+from promptopt.proposers import Proposer
+from promptopt.racing import Standing, rank, standing, successive_halving
+from promptopt.search_config import POLICY_PRESETS, PRESETS, SIGNIFICANCE, SearchConfig  # noqa: F401
 from promptopt.stats import mean_interval, paired_difference
 from promptopt.tasks import Task, get_task, load_recorded_task, task_reference
 from promptopt.types import Candidate, EvalResult, Example
-
-PRESETS: dict[str, dict[str, Any]] = {
-    # proposals in round 0, resampling rounds (APE) or steps (OPRO), dev and test sizes.
-    "light": {"n_proposals": 6, "rounds": 1, "paraphrases": 2, "top_k": 2, "dev_size": 30, "race_start": 8,
-              "final_top": 3, "test_size": 100},
-    "medium": {"n_proposals": 12, "rounds": 2, "paraphrases": 3, "top_k": 3, "dev_size": 100, "race_start": 10,
-               "final_top": 3, "test_size": 200},
-    "heavy": {"n_proposals": 24, "rounds": 4, "paraphrases": 4, "top_k": 4, "dev_size": 200, "race_start": 20,
-              "final_top": 5, "test_size": None},
-}  # fmt: skip
-# Where a policy spends a preset's proposals differently. OPRO learns from the scores of its
-# own proposals, so it gets several small steps (the paper's loop) instead of one big one:
-# light 4 steps x 2 (8 proposals, APE's light writes 6 + 2 x 2), medium 6 x 4, heavy 8 x 8.
-POLICY_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
-    "opro": {"light": {"n_proposals": 2, "rounds": 4}, "medium": {"n_proposals": 4, "rounds": 6},
-             "heavy": {"n_proposals": 8, "rounds": 8}},
-}  # fmt: skip
-SIGNIFICANCE = 0.05
-
-
-@dataclass(frozen=True)
-class SearchConfig:
-    """Everything that decides a search; stored with the run and used to resume it."""
-
-    task: str
-    model: str
-    base: Candidate
-    policy: str = "ape"
-    slot: str = "instruction"
-    preset: str = "light"
-    n_proposals: int = 6
-    rounds: int = 1
-    paraphrases: int = 2
-    top_k: int = 2
-    dev_size: int = 30
-    race_start: int = 8
-    race_eta: float = 2.0
-    final_top: int = 3
-    test_size: int | None = 100
-    seed: int = 0
-    batch_size: int = 16
-    proposer_model: str | None = None
-    proposer_temperature: float = 0.9
-    data_dir: str | None = None
-    budget: Budget = field(default_factory=Budget)
-    backend_options: Mapping[str, Any] = field(default_factory=dict)
-    # Policies over a search space (tpe, reinforce, random): a space name, a YAML path, or
-    # the parsed space (what is stored with the run, so a resume does not need the file).
-    # None: the space named after the task if there is one, else ``default``.
-    space: str | Mapping[str, Any] | None = None
-    cost_penalty: float = 0.0
-    workers: int = 0  # 0: the serial evaluator; N: a Ray pool of N model workers
-    ray_address: str | None = None  # "auto" or "ray://host:port" to join a cluster
-    dspy_threads: int = 1  # dspy-* policies: DSPy's evaluation threads, their requests joined in batches
-    # dspy-* policies: DSPy's share of a call limit (None: the policy's, half)
-    dspy_share: float | None = None
-    # The metric the run scores with, as stored (promptopt.metrics): None is the task's own.
-    # User code (a reference or a callable) is kept as its reference and never imported
-    # from the store: a resume needs the user to name it again.
-    metric: Any = None
-    max_judge_calls: int | None = None  # llm_judge: a limit on the judge's calls, apart from the task's
-
-    @classmethod
-    def from_preset(cls, preset: str, **overrides: Any) -> SearchConfig:
-        if preset not in PRESETS:
-            raise ConfigError(f"unknown budget preset {preset!r}; expected one of {', '.join(PRESETS)}")
-        by_policy = POLICY_PRESETS.get(overrides.get("policy") or "", {}).get(preset, {})
-        values = {**PRESETS[preset], **by_policy, **{k: v for k, v in overrides.items() if v is not None}}
-        return cls(preset=preset, **values)
-
-    def to_dict(self) -> dict[str, Any]:
-        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        data["base"] = self.base.to_dict()
-        data["budget"] = self.budget.to_dict()
-        data["backend_options"] = dict(self.backend_options)
-        if isinstance(self.space, Mapping):
-            data["space"] = dict(self.space)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> SearchConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        values = {k: v for k, v in data.items() if k in known}
-        values["base"] = Candidate.from_dict(values["base"])
-        values["budget"] = Budget(**values.get("budget", {}))
-        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -219,21 +140,6 @@ class SearchProgress:
     pool_stats: Mapping[str, Any] | None = None  # Ray pool: workers, in_flight, throughput_rps, ...
 
 
-def estimate_plan(
-    search_calls: int, final_calls: int, tokens_in: int, tokens_out: int, dev: int, test_n: int
-) -> dict[str, Any]:
-    """The estimate's dict (what ``--dry-run`` prints) from its parts."""
-    return {
-        "search_calls": search_calls,
-        "final_calls": final_calls,
-        "search_tokens": search_calls * (tokens_in + tokens_out),
-        "tokens_in_per_call": tokens_in,
-        "tokens_out_per_call": tokens_out,
-        "dev_size": dev,
-        "test_size": test_n,
-    }
-
-
 def estimate(config: SearchConfig, task: Task) -> dict[str, Any]:
     """An upper bound of the calls and tokens the configured search will make: the
     policy's own estimate (:meth:`~promptopt.policies.Policy.estimate`).
@@ -256,96 +162,8 @@ def estimate(config: SearchConfig, task: Task) -> dict[str, Any]:
     return plan
 
 
-def final_calls(config: SearchConfig, task: Task) -> int:
-    """Calls of the final evaluation (outside the search budget): the ``final_top`` best
-    on the whole dev set, then the winner and the starting prompt on test."""
-    dev = min(config.dev_size, len(task.examples("dev")))
-    test_n = len(task.examples("test", config.test_size))
-    per_eval = config.base.samples * (2 if config.base.two_stage else 1)
-    return (config.final_top * dev + 2 * test_n) * per_eval
-
-
-def prompt_tokens(config: SearchConfig, task: Task) -> int:
-    """Tokens in the starting prompt, estimated from words on a few dev examples."""
-    sample = task.examples("dev", 5)
-    words = sum(sum(len(m.content.split()) for m in render_messages(config.base, task, e)) for e in sample)
-    return int(1.4 * words / max(1, len(sample)))
-
-
-def instruction_estimate(config: SearchConfig, task: Task) -> dict[str, Any]:
-    """The estimate of the instruction policies (APE, OPRO): a first race of the
-    proposals and the starting prompt, then ``rounds`` races of the kept candidates and
-    their variants, plus the proposer's calls."""
-    dev = min(config.dev_size, len(task.examples("dev")))
-    first = schedule_size(
-        config.n_proposals + 1, dev, start=config.race_start, eta=config.race_eta, keep=config.top_k
-    )
-    if config.policy == "opro":
-        later_pool = config.top_k + config.n_proposals
-        proposer_calls = config.rounds * config.n_proposals
-        first = schedule_size(1, dev, start=config.race_start, eta=config.race_eta, keep=config.top_k)
-    else:
-        later_pool = config.top_k * (1 + config.paraphrases)
-        proposer_calls = (
-            DEMO_ATTEMPTS * config.n_proposals + config.rounds * config.top_k * config.paraphrases
-        )
-    later = config.rounds * schedule_size(
-        later_pool, dev, start=config.race_start, eta=config.race_eta, keep=config.top_k
-    )
-    per_eval = config.base.samples * (2 if config.base.two_stage else 1)
-    search_calls = (first + later) * per_eval + proposer_calls
-    test_n = len(task.examples("test", config.test_size))
-    tokens_out = 220 if config.base.cot_mode != "none" else 40
-    return estimate_plan(
-        search_calls, final_calls(config, task), prompt_tokens(config, task), tokens_out, dev, test_n
-    )
-
-
 def _needs_space(policy: str) -> bool:
     return bool(getattr(get_policy(policy), "needs_space", False))
-
-
-def resolve_space(config: SearchConfig, task: Task) -> SearchSpace:
-    """The search space of a run: the configured one, else the task's own, else ``default``."""
-    if config.space is not None:
-        return load_space(config.space)
-    known = list_spaces()
-    return load_space(task.name if task.name in known else "default")
-
-
-def space_estimate(config: SearchConfig, task: Task) -> dict[str, Any]:
-    """Upper bound for the space policies: ``rounds + 1`` races of ``n_proposals`` points
-    (plus the starting prompt), each point at the space's most expensive sampling, plus
-    the proposer filling every pool slot and the bootstrapping of demos."""
-    space = resolve_space(config, task)
-    dev = min(config.dev_size, len(task.examples("dev")))
-    races = sum(
-        schedule_size(config.n_proposals + (1 if r == 0 else 0), dev, start=config.race_start,
-                      eta=config.race_eta, keep=config.top_k)
-        for r in range(config.rounds + 1)
-    )  # fmt: skip
-    samples = max(
-        [config.base.samples, *(int(v) for v in space["samples"].options())]
-        if "samples" in space
-        else [config.base.samples]
-    )
-    two_stage = config.base.two_stage or ("two_stage" in space and True in space["two_stage"].choices)
-    per_eval = samples * (2 if two_stage else 1)
-    proposer_calls = 2 * space["instruction"].grow if "instruction" in space else 0
-    boot = 0
-    if "demo_selection" in space and "bootstrapped" in space["demo_selection"].choices and "n_demos" in space:
-        most = int(space["n_demos"].options()[-1])
-        boot = max(4 * most, most + 8)
-    search_calls = races * per_eval + proposer_calls + boot
-    test_n = len(task.examples("test", config.test_size))
-    final = (config.final_top * dev + test_n) * per_eval + test_n * config.base.samples * (
-        2 if config.base.two_stage else 1
-    )
-    tokens_in = prompt_tokens(config, task) + 120 * (
-        int(space["n_demos"].options()[-1]) if "n_demos" in space else 0
-    )
-    tokens_out = 220
-    return {**estimate_plan(search_calls, final, tokens_in, tokens_out, dev, test_n), "space": space.name}
 
 
 def mark_pareto(rows: Sequence[LeaderboardRow]) -> list[LeaderboardRow]:

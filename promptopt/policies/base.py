@@ -28,7 +28,7 @@ MAX_REDRAWS = 50
 
 if TYPE_CHECKING:
     from promptopt.backends.base import Backend
-    from promptopt.controller import SearchConfig
+    from promptopt.search_config import SearchConfig
     from promptopt.spaces import DemoSolutions, Dimension, Point, SearchSpace
     from promptopt.tasks import Task
 
@@ -104,9 +104,9 @@ class Policy(ABC):
     def estimate(cls, config: SearchConfig, task: Task) -> dict[str, Any]:
         """An upper bound of the calls and tokens a search with this policy makes
         (``promptopt search --dry-run``), as the dict of
-        :func:`promptopt.controller.instruction_estimate`. The default is that one: APE's
+        :func:`promptopt.policies.estimates.instruction_estimate`. The default is that one: APE's
         and OPRO's propose-then-race rounds; a policy that spends differently says so."""
-        from promptopt.controller import instruction_estimate
+        from promptopt.policies.estimates import instruction_estimate
 
         return instruction_estimate(config, task)
 
@@ -296,7 +296,7 @@ class SpacePolicy(Policy):
 
     @classmethod
     def estimate(cls, config: SearchConfig, task: Task) -> dict[str, Any]:
-        from promptopt.controller import space_estimate
+        from promptopt.policies.estimates import space_estimate
 
         return space_estimate(config, task)
 

@@ -57,7 +57,7 @@ from promptopt.proposers import Proposer
 from promptopt.types import Candidate, Example
 
 if TYPE_CHECKING:
-    from promptopt.controller import SearchConfig
+    from promptopt.search_config import SearchConfig
     from promptopt.tasks import Task
 
 logger = logging.getLogger(__name__)
@@ -190,7 +190,7 @@ class DSPyPolicy(Policy):
         failing, every reply parsed only on the JSON retry), and at most its share of a
         call limit plus one call's overshoot — then the race of every program it may
         evaluate (plus the starting prompt and DSPy's pick) on dev."""
-        from promptopt.controller import estimate_plan, final_calls, prompt_tokens
+        from promptopt.policies.estimates import estimate_plan, final_calls, prompt_tokens
         from promptopt.racing import schedule_size
 
         dev = min(config.dev_size, len(task.examples("dev")))

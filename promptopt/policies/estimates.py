@@ -1,0 +1,119 @@
+"""Upper bounds of a search's calls and tokens, as the policies give them
+(:meth:`promptopt.policies.Policy.estimate`): the plan ``--dry-run`` prints and the
+budget checks against."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from promptopt.prompt import render_messages
+from promptopt.proposers import DEMO_ATTEMPTS
+from promptopt.racing import schedule_size
+from promptopt.spaces import SearchSpace, list_spaces, load_space
+
+if TYPE_CHECKING:
+    from promptopt.search_config import SearchConfig
+    from promptopt.tasks import Task
+
+
+def estimate_plan(
+    search_calls: int, final_calls: int, tokens_in: int, tokens_out: int, dev: int, test_n: int
+) -> dict[str, Any]:
+    """The estimate's dict (what ``--dry-run`` prints) from its parts."""
+    return {
+        "search_calls": search_calls,
+        "final_calls": final_calls,
+        "search_tokens": search_calls * (tokens_in + tokens_out),
+        "tokens_in_per_call": tokens_in,
+        "tokens_out_per_call": tokens_out,
+        "dev_size": dev,
+        "test_size": test_n,
+    }
+
+
+def final_calls(config: SearchConfig, task: Task) -> int:
+    """Calls of the final evaluation (outside the search budget): the ``final_top`` best
+    on the whole dev set, then the winner and the starting prompt on test."""
+    dev = min(config.dev_size, len(task.examples("dev")))
+    test_n = len(task.examples("test", config.test_size))
+    per_eval = config.base.samples * (2 if config.base.two_stage else 1)
+    return (config.final_top * dev + 2 * test_n) * per_eval
+
+
+def prompt_tokens(config: SearchConfig, task: Task) -> int:
+    """Tokens in the starting prompt, estimated from words on a few dev examples."""
+    sample = task.examples("dev", 5)
+    words = sum(sum(len(m.content.split()) for m in render_messages(config.base, task, e)) for e in sample)
+    return int(1.4 * words / max(1, len(sample)))
+
+
+def instruction_estimate(config: SearchConfig, task: Task) -> dict[str, Any]:
+    """The estimate of the instruction policies (APE, OPRO): a first race of the
+    proposals and the starting prompt, then ``rounds`` races of the kept candidates and
+    their variants, plus the proposer's calls."""
+    dev = min(config.dev_size, len(task.examples("dev")))
+    first = schedule_size(
+        config.n_proposals + 1, dev, start=config.race_start, eta=config.race_eta, keep=config.top_k
+    )
+    if config.policy == "opro":
+        later_pool = config.top_k + config.n_proposals
+        proposer_calls = config.rounds * config.n_proposals
+        first = schedule_size(1, dev, start=config.race_start, eta=config.race_eta, keep=config.top_k)
+    else:
+        later_pool = config.top_k * (1 + config.paraphrases)
+        proposer_calls = (
+            DEMO_ATTEMPTS * config.n_proposals + config.rounds * config.top_k * config.paraphrases
+        )
+    later = config.rounds * schedule_size(
+        later_pool, dev, start=config.race_start, eta=config.race_eta, keep=config.top_k
+    )
+    per_eval = config.base.samples * (2 if config.base.two_stage else 1)
+    search_calls = (first + later) * per_eval + proposer_calls
+    test_n = len(task.examples("test", config.test_size))
+    tokens_out = 220 if config.base.cot_mode != "none" else 40
+    return estimate_plan(
+        search_calls, final_calls(config, task), prompt_tokens(config, task), tokens_out, dev, test_n
+    )
+
+
+def resolve_space(config: SearchConfig, task: Task) -> SearchSpace:
+    """The search space of a run: the configured one, else the task's own, else ``default``."""
+    if config.space is not None:
+        return load_space(config.space)
+    known = list_spaces()
+    return load_space(task.name if task.name in known else "default")
+
+
+def space_estimate(config: SearchConfig, task: Task) -> dict[str, Any]:
+    """Upper bound for the space policies: ``rounds + 1`` races of ``n_proposals`` points
+    (plus the starting prompt), each point at the space's most expensive sampling, plus
+    the proposer filling every pool slot and the bootstrapping of demos."""
+    space = resolve_space(config, task)
+    dev = min(config.dev_size, len(task.examples("dev")))
+    races = sum(
+        schedule_size(config.n_proposals + (1 if r == 0 else 0), dev, start=config.race_start,
+                      eta=config.race_eta, keep=config.top_k)
+        for r in range(config.rounds + 1)
+    )  # fmt: skip
+    samples = max(
+        [config.base.samples, *(int(v) for v in space["samples"].options())]
+        if "samples" in space
+        else [config.base.samples]
+    )
+    two_stage = config.base.two_stage or ("two_stage" in space and True in space["two_stage"].choices)
+    per_eval = samples * (2 if two_stage else 1)
+    proposer_calls = 2 * space["instruction"].grow if "instruction" in space else 0
+    boot = 0
+    if "demo_selection" in space and "bootstrapped" in space["demo_selection"].choices and "n_demos" in space:
+        most = int(space["n_demos"].options()[-1])
+        boot = max(4 * most, most + 8)
+    search_calls = races * per_eval + proposer_calls + boot
+    test_n = len(task.examples("test", config.test_size))
+    final = (config.final_top * dev + test_n) * per_eval + test_n * config.base.samples * (
+        2 if config.base.two_stage else 1
+    )
+    tokens_in = prompt_tokens(config, task) + 120 * (
+        int(space["n_demos"].options()[-1]) if "n_demos" in space else 0
+    )
+    tokens_out = 220
+    return {**estimate_plan(search_calls, final, tokens_in, tokens_out, dev, test_n), "space": space.name}
