@@ -115,3 +115,32 @@ def test_dspy_gepa_under_a_tight_cap_stays_within_its_estimate(task_file: Path, 
     assert state["dspy_requests"] + state["reflection_requests"] <= 20
     assert_within_estimate(out)
     assert out["spent"] <= 40 + 8  # the cap, plus at most one batch's overshoot
+
+
+def test_suite_runs_dspy_gepa_native_in_the_dspy_python(task_file: Path, tmp_path: Path) -> None:
+    """benchmarks/suite.py's dspy-gepa-native cell: GEPA with the whole cap, its compiled
+    program tested in DSPy's format, run in the dspy Python from this one."""
+    import subprocess
+    import sys
+
+    from tests.test_dspy_interop import REPO, dspy_python
+
+    python = dspy_python()
+    out = tmp_path / "suite.jsonl"
+    command = [sys.executable, str(REPO / "benchmarks" / "suite.py"), "run", "--model", "fake-dspy", "--tasks",
+               str(task_file), "--entries", "zero-shot-cot,dspy-gepa-native", "--max-calls", "120", "--dev-size",
+               "8", "--test-size", "8", "--out", str(out), "--dspy-python", python]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["entry"], r["status"]) for r in rows] == [("zero-shot-cot", "ok"), ("dspy-gepa-native", "ok")]
+    native = rows[1]
+    search, state = native["search"], native["search"]["policy_state"]
+    assert native["kind"] == "native" and native["prompt_summary"].startswith("DSPy's format")
+    assert state["dspy_share"] == 1.0 and state["dspy_limit"] == 120  # DSPy has the whole cap
+    # calls to find: DSPy's requests and its reflections, within the cap
+    assert search["calls"] == state["dspy_requests"] + state["reflection_requests"] <= 120
+    assert search["proposer_calls"] == state["reflection_requests"] >= 1
+    assert search["reflection"]["accepted"] >= 1 and "dspy" in native["versions"]
+    assert native["test"]["n"] == 8 and native["test"]["accuracy"] == 1.0  # GEPA's "carefully" pick
+    assert rows[0]["test"]["accuracy"] < 1.0
