@@ -68,7 +68,7 @@ DEFAULT_TASKS = ("gsm8k", "bbh:object_counting", "bbh:date_understanding", "bbh:
                  "rg:leg_counting", "rg:basic_arithmetic")  # fmt: skip
 # Settings that change a cell's result: a resumed cell must have been run with the same.
 SETTINGS = ("max_calls", "dev_size", "test_size", "preset", "proposals", "rounds", "race_start", "space",
-            "max_new_tokens", "proposer_model", "dspy_share", "dtype")  # fmt: skip
+            "max_new_tokens", "proposer_model", "dspy_share", "dtype", "slot")  # fmt: skip
 
 
 def _split(text: str) -> list[str]:
@@ -100,8 +100,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     run.add_argument("--dev-size", type=int, default=30)
     run.add_argument("--test-size", type=int, default=None, help="default: 200 for gsm8k, else 125")
     run.add_argument("--preset", default="light", choices=["light", "medium", "heavy"])
-    run.add_argument("--proposals", type=int, default=6)
-    run.add_argument("--rounds", type=int, default=12, help="high, so that the cap ends each search")
+    run.add_argument(
+        "--proposals", type=int, default=None, help="proposals per round (default: the preset's)"
+    )
+    run.add_argument("--rounds", type=int, default=None,
+                     help="default: 12 under a cap (so that the cap ends each search), else the preset's")  # fmt: skip
+    run.add_argument("--slot", default="instruction", choices=["instruction", "cot_trigger"],
+                     help="what ape/opro search (benchmarks/search_gsm8k.py's --search)")  # fmt: skip
     run.add_argument("--race-start", type=int, default=8)
     run.add_argument("--space", default=None, help="the space of tpe/random/reinforce (default: the task's)")
     run.add_argument("--max-new-tokens", type=int, default=400)
@@ -126,6 +131,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.command == "run":
         args.max_calls = None if args.max_calls.lower() == "none" else int(args.max_calls)
+        if args.rounds is None and args.max_calls is not None:
+            args.rounds = 12
         args.task_list, args.entry_list = _split(args.tasks), _split(args.entries)
         args.seed_list = [int(s) for s in _split(args.seeds)]
         unknown = [e for e in args.entry_list if e not in ENTRIES]
@@ -197,7 +204,7 @@ def search_config(args: argparse.Namespace, task_name: str, task: Any, entry: En
         base=start_prompt(task, START, args.max_new_tokens), policy=entry.policy, dev_size=args.dev_size,
         test_size=0, seed=seed, batch_size=args.batch_size, n_proposals=args.proposals, rounds=args.rounds,
         race_start=args.race_start, budget=Budget(max_calls=args.max_calls), space=space,
-        dspy_threads=args.dspy_threads, dspy_share=share, proposer_model=args.proposer_model,
+        dspy_threads=args.dspy_threads, dspy_share=share, proposer_model=args.proposer_model, slot=args.slot,
     )  # fmt: skip
 
 

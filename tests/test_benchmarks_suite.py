@@ -156,3 +156,13 @@ def test_the_goal_is_met_only_with_enough_tasks_significance_and_gain() -> None:
     rows = [r for r in rows if r["entry"] != "bootstrap-random"]
     rows += [row(t, "bootstrap-random", [1] * 3 + [0] * 7) for t in tasks]
     assert suite_report.goals(rows)["goal_vs_zero_shot"]["met"]
+
+
+def test_search_gsm8k_is_a_suite_command() -> None:
+    from benchmarks import search_gsm8k
+
+    argv = search_gsm8k.suite_argv(["--policies", "ape", "opro", "--search", "cot_trigger", "--db", "x.db"])
+    args = suite.parse_args(argv)
+    assert args.entry_list == ["zero-shot-cot", "ape", "opro"] and args.slot == "cot_trigger"
+    assert args.max_calls is None and args.rounds is None and args.proposals is None  # the preset's sizes
+    assert (args.preset, args.dev_size, args.test_size, args.db) == ("light", 30, 200, "sqlite:///x.db")
