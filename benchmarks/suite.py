@@ -171,6 +171,7 @@ def make_backends(args: argparse.Namespace, task: Any) -> tuple[Any, Any]:
     """The task model and the proposer's (None: the task model)."""
     from promptopt.backends import make_backend
 
+    backend: Any
     if args.model == "fake":
         from promptopt.testing.space_fakes import space_backend
 

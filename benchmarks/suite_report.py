@@ -279,7 +279,9 @@ def plot(rows: Sequence[Row], path: Path) -> bool:
     entries = ordered([r["entry"] for r in rows])
     width = 0.8 / max(1, len(entries))
     for i, entry in enumerate(entries):
-        xs, ys, errs = [], [], [[], []]
+        xs: list[float] = []
+        ys: list[float] = []
+        errs: list[list[float]] = [[], []]
         for j, task in enumerate(tasks):
             acc = accuracy(rows, task, entry)
             if acc is None:
