@@ -144,3 +144,44 @@ def test_suite_runs_dspy_gepa_native_in_the_dspy_python(task_file: Path, tmp_pat
     assert search["reflection"]["accepted"] >= 1 and "dspy" in native["versions"]
     assert native["test"]["n"] == 8 and native["test"]["accuracy"] == 1.0  # GEPA's "carefully" pick
     assert rows[0]["test"]["accuracy"] < 1.0
+
+
+OTHER_PROPOSER = """
+import json, sys
+from promptopt.backends import FakeBackend
+from promptopt.budget import Budget
+from promptopt.controller import SearchConfig, search
+from promptopt.tasks import get_task
+from promptopt.testing.dspy_fakes import respond
+from promptopt.types import Candidate
+task_file, db = sys.argv[1:3]
+task = get_task(task_file)
+proposer = FakeBackend(respond, model="fake-proposer")
+config = SearchConfig.from_preset(
+    "light", task=task_file, model="fake", policy="dspy-gepa", proposer_model="fake-proposer",
+    base=Candidate(instruction="Add the numbers.", answer_format=task.spec.answer_format),
+    dev_size=8, test_size=8, race_start=4, budget=Budget(max_calls=200),
+)
+result = search(config, backend=fake_model(), proposer_backend=proposer, db=db, task=task)
+print(json.dumps({"state": {k: v for k, v in result.policy_state.items() if k != "dspy_best_state"},
+                  "proposer_requests": len(proposer.history), "spent": result.spent["calls"],
+                  "estimate": dict(result.estimate)}))
+"""
+
+
+def test_dspy_gepa_reflects_with_another_proposer_model_capped_apart(task_file: Path, tmp_path: Path) -> None:
+    out = run_dspy(OTHER_PROPOSER, tmp_path, str(task_file), f"sqlite:///{tmp_path / 'other.db'}")
+    state, gepa = out["state"], out["state"]["gepa"]
+    assert not gepa["shared_proposer"]
+    # the reflections went to the proposer model, within their own cap; DSPy's task calls within its share
+    assert out["proposer_requests"] == state["reflection_requests"] >= 1
+    assert (
+        state["reflection_requests"]
+        <= gepa["reflection_limit"]
+        == DSPyGEPAPolicy.reflection_cap(gepa["max_metric_calls"])
+    )
+    assert gepa["max_metric_calls"] == metric_calls_for(100, 8, shared=False)
+    assert state["dspy_requests"] <= state["dspy_limit"] == 100
+    assert out["estimate"]["reflection_calls"] == gepa["reflection_limit"]
+    assert out["spent"] <= out["estimate"]["search_calls"]
+    assert gepa["accepted"] >= 1
