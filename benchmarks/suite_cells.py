@@ -126,12 +126,20 @@ def describe_prompt(candidate: Any) -> str:
 
 
 def test_facts(report: Any) -> dict[str, Any]:
-    """What a row keeps of a test evaluation (``promptopt.evaluate``'s report)."""
+    """What a row keeps of a test evaluation (``promptopt.evaluate``'s report): accuracy,
+    calls, tokens, per-item scores, and how the outputs look (shares of answers with code,
+    an invented output block, no answer: ``benchmarks/baselines.py``'s columns)."""
+    from benchmarks.baselines import CODE, OUTPUT_BLOCK
+
+    outputs = [s.raw_output for r in report.results for s in r.samples]
     return {
         "n": report.n, "n_failed": report.n_failed, "accuracy": report.accuracy,
         "ci95": [report.ci_low, report.ci_high], "requests": sum(len(r.samples) for r in report.results),
         "model_calls": report.calls, "cache_hits": report.cache_hits, "tokens_in": report.tokens_in,
         "tokens_out": report.tokens_out, "wall_s": report.wall_s, "run_id": report.run_id,
+        "code_answers": sum(1 for o in outputs if CODE.search(o)) / max(1, len(outputs)),
+        "output_blocks": sum(1 for o in outputs if OUTPUT_BLOCK.search(o)) / max(1, len(outputs)),
+        "no_answer": sum(1 for r in report.results if r.answer is None) / max(1, report.n),
         "scores": {r.example_id: r.score for r in report.results},
     }  # fmt: skip
 

@@ -38,6 +38,7 @@ def test_tiny_grid_runs_end_to_end_then_resumes_without_recomputing(
     for row in rows[:3]:
         test = row["test"]
         assert test["n"] == 20 and len(test["scores"]) == 20  # per-item results, for the paired tests
+        assert {"code_answers", "output_blocks", "no_answer"} <= set(test)  # baselines.py's columns
         assert row["settings"]["max_calls"] == 60 and row["model_id"]
     assert rows[0]["search"] is None
     for row in rows[1:3]:
@@ -166,3 +167,11 @@ def test_search_gsm8k_is_a_suite_command() -> None:
     assert args.entry_list == ["zero-shot-cot", "ape", "opro"] and args.slot == "cot_trigger"
     assert args.max_calls is None and args.rounds is None and args.proposals is None  # the preset's sizes
     assert (args.preset, args.dev_size, args.test_size, args.db) == ("light", 30, 200, "sqlite:///x.db")
+
+
+def test_baselines_is_a_suite_command() -> None:
+    from benchmarks import baselines
+
+    args = suite.parse_args(baselines.suite_argv(["--only", "plain", "8-shot CoT", "--limit", "50"]))
+    assert args.entry_list == ["plain", "8-shot-cot"] and args.test_size == 50 and args.resume
+    assert [suite.ENTRIES[e].baseline for e in args.entry_list] == ["plain", "8-shot CoT"]
