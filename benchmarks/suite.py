@@ -68,7 +68,7 @@ DEFAULT_TASKS = ("gsm8k", "bbh:object_counting", "bbh:date_understanding", "bbh:
                  "rg:leg_counting", "rg:basic_arithmetic")  # fmt: skip
 # Settings that change a cell's result: a resumed cell must have been run with the same.
 SETTINGS = ("max_calls", "dev_size", "test_size", "preset", "proposals", "rounds", "race_start", "space",
-            "max_new_tokens", "proposer_model", "dspy_share", "dtype", "slot")  # fmt: skip
+            "max_new_tokens", "proposer_model", "dspy_share", "dtype", "slot", "start")  # fmt: skip
 
 
 def _split(text: str) -> list[str]:
@@ -108,6 +108,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     run.add_argument("--slot", default="instruction", choices=["instruction", "cot_trigger"],
                      help="what ape/opro search (benchmarks/search_gsm8k.py's --search)")  # fmt: skip
     run.add_argument("--race-start", type=int, default=8)
+    run.add_argument("--start", default="zero-shot-cot", choices=["zero-shot-cot", "plain"],
+                     help="the prompt every search starts from (plain: benchmarks/policies.py's)")  # fmt: skip
     run.add_argument("--space", default=None, help="the space of tpe/random/reinforce (default: the task's)")
     run.add_argument("--max-new-tokens", type=int, default=400)
     run.add_argument("--batch-size", type=int, default=16)
@@ -202,7 +204,7 @@ def search_config(args: argparse.Namespace, task_name: str, task: Any, entry: En
     share = args.dspy_share if args.dspy_share is not None else (1.0 if entry.kind == "native" else None)
     return SearchConfig.from_preset(
         args.preset, task=task_name, data_dir=args.data_dir, model=args.model,
-        base=start_prompt(task, START, args.max_new_tokens), policy=entry.policy, dev_size=args.dev_size,
+        base=start_prompt(task, ENTRIES[args.start].baseline or START, args.max_new_tokens), policy=entry.policy, dev_size=args.dev_size,
         test_size=0, seed=seed, batch_size=args.batch_size, n_proposals=args.proposals, rounds=args.rounds,
         race_start=args.race_start, budget=Budget(max_calls=args.max_calls), space=space,
         dspy_threads=args.dspy_threads, dspy_share=share, proposer_model=args.proposer_model, slot=args.slot,

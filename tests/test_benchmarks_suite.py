@@ -175,3 +175,18 @@ def test_baselines_is_a_suite_command() -> None:
     args = suite.parse_args(baselines.suite_argv(["--only", "plain", "8-shot CoT", "--limit", "50"]))
     assert args.entry_list == ["plain", "8-shot-cot"] and args.test_size == 50 and args.resume
     assert [suite.ENTRIES[e].baseline for e in args.entry_list] == ["plain", "8-shot CoT"]
+
+
+def test_policies_benchmark_is_a_suite_command(tmp_path: Path) -> None:
+    import argparse
+
+    from benchmarks import policies
+
+    args = argparse.Namespace(model="fake", task="gsm-symbolic", policies="random,tpe", seeds=3, max_calls=600,
+                              dev_size=32, test_size=60, n_proposals=6, rounds=12, race_start=8, batch_size=16,
+                              max_new_tokens=384, space=None, data_dir=None)  # fmt: skip
+    parsed = suite.parse_args(policies.suite_argv(args, "sqlite://", tmp_path / "p.jsonl"))
+    assert (
+        parsed.entry_list == ["random", "tpe"] and parsed.seed_list == [0, 1, 2] and parsed.start == "plain"
+    )
+    assert (parsed.max_calls, parsed.dev_size, parsed.test_size, parsed.max_new_tokens) == (600, 32, 60, 384)
