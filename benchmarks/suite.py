@@ -240,7 +240,10 @@ def compute_cell(args: argparse.Namespace, task_name: str, entry: Entry, seed: i
         base = config.base
         test = native_test(task, base, program_state, backend, examples=task.examples("test", limit), db=args.db,
                            threads=args.dspy_threads)  # fmt: skip
-        search_info = native_search_facts(search_info)
+        search_info = {
+            **native_search_facts(search_info),
+            "dspy_program": program_state,
+        }  # DSPy's own, as dumped
         prompt = candidate_from_state(program_state, task, base=base, strict=False)
         prefix = "DSPy's format: "
     else:
@@ -350,7 +353,7 @@ def dry_run(args: argparse.Namespace) -> int:
                     if args.max_calls is None
                     else min(plan["search_calls"], args.max_calls + args.batch_size)
                 )
-                calls, select = str(capped), str(plan["final_calls"] - n_test)
+                calls, select = str(capped), str(plan["final_calls"])  # the search has no test of its own
             print(f"{task_name:<26} {name:<20} {calls:>12} {select:>7} {n_test:>5}")
     return 0
 

@@ -190,3 +190,11 @@ def test_policies_benchmark_is_a_suite_command(tmp_path: Path) -> None:
         parsed.entry_list == ["random", "tpe"] and parsed.seed_list == [0, 1, 2] and parsed.start == "plain"
     )
     assert (parsed.max_calls, parsed.dev_size, parsed.test_size, parsed.max_new_tokens) == (600, 32, 60, 384)
+
+
+def test_dry_run_prints_each_cells_bound(capsys: pytest.CaptureFixture[str]) -> None:
+    assert suite.main([*TINY, "--entries", "zero-shot-cot,bootstrap-random,reflect", "--dry-run"]) == 0
+    lines = {line.split()[1]: line.split()[2:] for line in capsys.readouterr().out.splitlines()[2:]}
+    assert lines["zero-shot-cot"] == ["–", "–", "20"]
+    assert int(lines["bootstrap-random"][0]) <= 60 + 16  # the cap, plus one batch
+    assert lines["reflect"][:2] == ["not", "registered"]
