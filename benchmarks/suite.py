@@ -220,6 +220,10 @@ def compute_cell(args: argparse.Namespace, task_name: str, entry: Entry, seed: i
     backend, proposer = make_backends(args, task)
     limit = test_size(args, task_name)
     print(f"== {task_name} · {entry.name} · seed {seed}", file=sys.stderr, flush=True)
+    available = len(task.examples("test"))
+    if available < limit:  # e.g. BBH's test split here: 100 of its 250 items
+        print(f"   {task_name}: its test split has {available} items, fewer than the {limit} asked: "
+              f"all {available} are used", file=sys.stderr, flush=True)  # fmt: skip
     search_info: dict[str, Any] | None = None
     prefix = ""
     if entry.kind == "baseline":
