@@ -7,20 +7,23 @@ answered with code or an invented output block (the coder models tend to).
 
     python benchmarks/baselines.py --data-dir ../shared/data --model qwen2.5-coder-1.5b --limit 200
 
-Everything goes through ``promptopt.evaluate`` (so it is stored and cached: a rerun is
-answered from the cache — pass ``--db`` to a fresh file for timings).
+A suite command (``benchmarks/suite.py run --entries plain,zero-shot-cot,8-shot-cot``):
+this script keeps its flags, runs those cells there (rows in
+``benchmarks/results/baselines-<model>.jsonl``, a rerun continues it) and prints its
+table from the rows. Everything goes through ``promptopt.evaluate`` (so it is stored and
+cached: a rerun is answered from the cache — pass ``--db`` to a fresh file for timings).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
-import time
 from pathlib import Path
+from typing import Any
 
-RESULTS = Path(__file__).resolve().parent / "results"
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "benchmarks" / "results"
 CODE = re.compile(r"```(?:python|py)\b|^\s*def \w+\(|^\s*print\(", re.MULTILINE)
 OUTPUT_BLOCK = re.compile(r"```(?:output|text)?\s*\n[^`]*\n```\s*$|^Output:", re.MULTILINE | re.IGNORECASE)
 
@@ -31,11 +34,15 @@ BASELINES = {
 }
 
 
-def main(argv: list[str] | None = None) -> int:
-    import promptopt
-    from promptopt.backends import make_backend
-    from promptopt.evaluation import make_candidate
+ENTRY_OF = {
+    "plain": "plain",
+    "zero-shot CoT": "zero-shot-cot",
+    "8-shot CoT": "8-shot-cot",
+}  # the suite's names
 
+
+def suite_argv(argv: list[str] | None = None) -> list[str]:
+    """The suite command this script's flags stand for."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -48,53 +55,43 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", default=list(BASELINES), choices=list(BASELINES))
     parser.add_argument("--db", default=str(RESULTS / "baselines.db"))
     args = parser.parse_args(argv)
-    RESULTS.mkdir(exist_ok=True)
+    db = args.db if "://" in args.db else f"sqlite:///{args.db}"
+    return [
+        "run", "--tasks", args.task, "--entries", ",".join(ENTRY_OF[name] for name in args.only),
+        "--model", args.model, "--test-size", str(args.limit), "--batch-size", str(args.batch_size),
+        "--max-new-tokens", str(args.max_new_tokens), "--db", db, "--resume",
+        "--out", str(RESULTS / f"baselines-{args.model.replace('/', '_')}.jsonl"),
+        *(["--data-dir", args.data_dir] if args.data_dir else []),
+    ]  # fmt: skip
 
-    task = promptopt.get_task(args.task, args.data_dir)
-    backend = make_backend(args.model, batch_size=args.batch_size)
-    rows = []
-    for name in args.only:
-        options = BASELINES[name]
-        candidate = make_candidate(task, max_tokens=args.max_new_tokens, **options)  # type: ignore[arg-type]
-        started = time.perf_counter()
-        report = promptopt.evaluate(task, candidate, backend, split="test", limit=args.limit, db=args.db,
-                                    batch_size=args.batch_size)  # fmt: skip
-        outputs = [s.raw_output for r in report.results for s in r.samples]
-        row = {
-            "baseline": name,
-            "candidate": candidate.hash,
-            "n": report.n,
-            "accuracy": report.accuracy,
-            "ci95": [report.ci_low, report.ci_high],
-            "tokens_in_per_example": report.tokens_in_per_example,
-            "tokens_out_per_example": report.tokens_out_per_example,
-            "calls": report.calls,
-            "cache_hits": report.cache_hits,
-            "wall_s": time.perf_counter() - started,
-            "code_answers": sum(1 for o in outputs if CODE.search(o)) / max(1, len(outputs)),
-            "output_blocks": sum(1 for o in outputs if OUTPUT_BLOCK.search(o)) / max(1, len(outputs)),
-            "no_answer": sum(1 for r in report.results if r.answer is None) / max(1, report.n),
-            "run_id": report.run_id,
-        }
-        rows.append(row)
-        print(json.dumps(row), flush=True)
-    print()
-    print(f"{task.name} test[:{args.limit}] · {backend.model_id} · greedy")
+
+def print_table(rows: list[dict[str, Any]]) -> None:
     print(f"{'baseline':<15} {'accuracy':>9} {'95% CI':>15} {'tok in/ex':>10} {'tok out/ex':>11} {'wall s':>8} "
           f"{'code':>6} {'out-block':>9} {'no answer':>9}")  # fmt: skip
-    for r in rows:
-        ci = r["ci95"]
-        print(f"{r['baseline']:<15} {r['accuracy']:>9.1%} {ci[0]:>7.1%}–{ci[1]:<7.1%} {r['tokens_in_per_example']:>10.0f} "
-              f"{r['tokens_out_per_example']:>11.0f} {r['wall_s']:>8.0f} {r['code_answers']:>6.1%} "
-              f"{r['output_blocks']:>9.1%} {r['no_answer']:>9.1%}")  # fmt: skip
-    out = RESULTS / f"baselines_{backend.model_id.replace('/', '_')}.json"
-    out.write_text(
-        json.dumps(
-            {"task": task.name, "model": backend.model_id, "limit": args.limit, "rows": rows}, indent=1
-        )
-    )
-    print(f"written {out}")
-    return 0
+    for row in rows:
+        t = row["test"]
+        n = max(1, t["n"])
+        ci = t["ci95"]
+        print(f"{row['entry']:<15} {t['accuracy']:>9.1%} {ci[0]:>7.1%}–{ci[1]:<7.1%} {t['tokens_in'] / n:>10.0f} "
+              f"{t['tokens_out'] / n:>11.0f} {t['wall_s']:>8.0f} {t['code_answers']:>6.1%} "
+              f"{t['output_blocks']:>9.1%} {t['no_answer']:>9.1%}")  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    sys.path.insert(0, str(REPO))
+    from benchmarks import suite
+
+    command = suite_argv(argv)
+    print("python benchmarks/suite.py " + " ".join(command), file=sys.stderr, flush=True)
+    code = suite.main(command)
+    args = suite.parse_args(command)
+    wanted = set(args.entry_list)
+    rows = [r for r in suite.read_rows(Path(args.out)) if r["entry"] in wanted and r.get("status") == "ok"
+            and r["task"] == args.task_list[0] and r["model"] == args.model]  # fmt: skip
+    latest = {r["entry"]: r for r in rows}
+    print()
+    print_table([latest[e] for e in args.entry_list if e in latest])
+    return code
 
 
 if __name__ == "__main__":

@@ -102,6 +102,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks import suite_cells as cells  # noqa: E402  (what the suite's cells share)
 from benchmarks.baselines import BASELINES  # noqa: E402  (the fixed prompts, defined once)
 from benchmarks.plotting import figure, save  # noqa: E402
 from promptopt.backends import DTYPES, is_local_spec  # noqa: E402
@@ -352,20 +353,10 @@ def fake_backend() -> Any:
 
 
 def start_prompt(task: Any, args: argparse.Namespace, name: str = START) -> Any:
-    from promptopt.evaluation import make_candidate
-
-    return make_candidate(task, max_tokens=args.max_new_tokens, **BASELINES[name])  # type: ignore[arg-type]
+    return cells.start_prompt(task, name, args.max_new_tokens)
 
 
-def describe_prompt(candidate: Any) -> str:
-    parts = [repr(candidate.instruction[:80])]
-    if candidate.cot_mode != "none":
-        parts.append(f"{candidate.cot_mode} {candidate.cot_trigger[:40]!r}")
-    if candidate.demo_ids:
-        parts.append(f"{len(candidate.demo_ids)} demos")
-    if candidate.samples > 1:
-        parts.append(f"{candidate.samples} samples @ {candidate.temperature:g}")
-    return ", ".join(parts)
+describe_prompt = cells.describe_prompt
 
 
 def test_evaluation(task: Any, candidate: Any, backend: Any, args: argparse.Namespace) -> dict[str, Any]:
@@ -380,20 +371,7 @@ def test_evaluation(task: Any, candidate: Any, backend: Any, args: argparse.Name
 
     report = promptopt.evaluate(task, candidate, backend, split="test", limit=args.test_limit, db=db,
                                 batch_size=args.batch_size, seed=args.seed, progress=progress)  # fmt: skip
-    return {
-        "n": report.n,
-        "n_failed": report.n_failed,
-        "accuracy": report.accuracy,
-        "ci95": [report.ci_low, report.ci_high],
-        "requests": sum(len(r.samples) for r in report.results),
-        "model_calls": report.calls,
-        "cache_hits": report.cache_hits,
-        "tokens_in": report.tokens_in,
-        "tokens_out": report.tokens_out,
-        "wall_s": report.wall_s,
-        "run_id": report.run_id,
-        "scores": {r.example_id: r.score for r in report.results},
-    }
+    return cells.test_facts(report)
 
 
 def stored_searches(db: str, config: Any) -> list[Any]:
@@ -647,19 +625,10 @@ def run_native(
     gets. Its calls to find are DSPy's requests in the source search (no race, no
     selection). Returns the prompt as a candidate (promptopt's rendering, for the
     table), the search facts and the test facts."""
-    import contextlib
 
-    from promptopt.backends import CachingBackend, RetryingBackend
-    from promptopt.backends.coalesce import CoalescingBackend
     from promptopt.dspy_interop import (
-        answer_metric,
         candidate_from_state,
-        dspy_example,
-        import_dspy,
-        program_from_candidate,
     )
-    from promptopt.dspy_interop.lm import PromptOptLM
-    from promptopt.stats import mean_interval
     from promptopt.store import Store
     from promptopt.types import Candidate
 
@@ -678,46 +647,11 @@ def run_native(
         raise SystemExit(f"{NATIVE}: {NATIVE_SOURCE}'s DSPy part stopped before it compiled a program "
                          f"({state.get('stopped')}): there is no pick to test")  # fmt: skip
     base = Candidate.from_dict(run.config["base"])
-    dspy = import_dspy()
-    program = program_from_candidate(base, task)
-    program.load_state(program_state)
-    examples = task.examples("test", args.test_limit)
-    metric = answer_metric(task, {e.id: e for e in examples})
-
     db = args.test_cache or f"sqlite:///{work_dir(args) / 'test-cache.db'}"
     print(f"  [{NATIVE}] test evaluation of {NATIVE_SOURCE}'s pick ({state.get('dspy_best')}) in DSPy's format, "
           f"{args.dspy_threads} threads", file=sys.stderr, flush=True)  # fmt: skip
-    started = time.perf_counter()
-    with Store(db) as store:
-        caching = CachingBackend(RetryingBackend(backend), store)
-        inner = CoalescingBackend(caching) if args.dspy_threads > 1 else caching
-        lm = PromptOptLM(inner)
-        evaluator = dspy.Evaluate(devset=[dspy_example(e, task) for e in examples], metric=metric,
-                                  num_threads=args.dspy_threads, display_progress=True,
-                                  max_errors=len(examples) + 1, failure_score=0.0)  # fmt: skip
-        # DSPy prints its progress; stdout belongs to the driver's table.
-        with dspy.context(lm=lm), contextlib.redirect_stdout(sys.stderr):
-            outcome = evaluator(program)
-        inner.close()
-    usage = lm.usage
-    scores = {ex.promptopt_id: float(score) for ex, _, score in outcome.results}
-    failed = sum(1 for _, prediction, _ in outcome.results if getattr(prediction, "answer", None) is None)
-    mean, low, high = mean_interval(list(scores.values()))
-    test = {
-        "n": len(scores),
-        "n_failed": failed,  # no answer (a failed call or an unparsable reply): scored 0, as DSPy does
-        "accuracy": mean,
-        "ci95": [low, high],
-        "dspy_score": float(outcome.score),  # DSPy's own figure: the same accuracy, in percent, rounded
-        "requests": usage.requests,
-        "model_calls": usage.requests - usage.cache_hits,
-        "cache_hits": usage.cache_hits,
-        "tokens_in": usage.tokens_in,
-        "tokens_out": usage.tokens_out,
-        "wall_s": time.perf_counter() - started,
-        "run_id": None,
-        "scores": scores,
-    }
+    test = cells.native_test(task, base, program_state, backend, examples=task.examples("test", args.test_limit),
+                             db=db, threads=args.dspy_threads)  # fmt: skip
     calls = int(state["dspy_requests"])
     search_info = {
         "source": NATIVE_SOURCE,

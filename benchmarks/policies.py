@@ -2,7 +2,9 @@
 
 Each policy (``random``, ``tpe``, ``reinforce`` over a search space; ``ape``/``opro`` over
 the instruction only) runs a full ``promptopt.search()`` with the same ``--max-calls``
-for several seeds. Per run it records the best-so-far dev score against requests spent
+for several seeds, from the task's instruction without chain of thought: a suite command
+(``benchmarks/suite.py run --start plain``, its rows in a temporary file unless ``--db``
+keeps the store). Per run it records the best-so-far dev score against requests spent
 (from the store), the winner's full-dev and held-out test scores, and the requests the
 policy needed to reach the *random* baseline's mean final best. It prints a table of
 mean ± sd over seeds and writes everything as JSON under ``benchmarks/results/``.
@@ -39,58 +41,39 @@ def _spread(values: list[float]) -> str:
     return f"{statistics.mean(values):.3f} ± {sd:.3f}"
 
 
-def run_one(args: argparse.Namespace, policy: str, seed: int, db: str) -> dict[str, Any]:
-    from promptopt.budget import Budget
-    from promptopt.controller import SearchConfig, SearchResult, search
+def suite_argv(args: argparse.Namespace, db: str, out: Path) -> list[str]:
+    """The suite command of these runs: the policies from a plain start (the task's
+    instruction, no chain of thought), ``--seeds`` seeds, one cap."""
+    command = [
+        "run", "--model", args.model, "--tasks", args.task, "--entries", args.policies,
+        "--seeds", ",".join(str(s) for s in range(args.seeds)), "--max-calls", str(args.max_calls),
+        "--dev-size", str(args.dev_size), "--test-size", str(args.test_size), "--proposals", str(args.n_proposals),
+        "--rounds", str(args.rounds), "--race-start", str(args.race_start), "--batch-size", str(args.batch_size),
+        "--max-new-tokens", str(args.max_new_tokens), "--start", "plain", "--db", db, "--out", str(out), "--resume",
+    ]  # fmt: skip
+    if args.space is not None:
+        command += ["--space", args.space]
+    if args.data_dir:
+        command += ["--data-dir", args.data_dir]
+    return command
+
+
+def run_of(row: dict[str, Any], db: str, dev_size: int) -> dict[str, Any]:
+    """One search as this benchmark reports it, from the suite's row and its store."""
     from promptopt.leaderboard import best_by_calls
     from promptopt.store import Store
-    from promptopt.tasks import get_task
-    from promptopt.types import Candidate
 
-    task = get_task(args.task, args.data_dir)
-    base = Candidate(instruction=task.spec.instruction, answer_format=task.spec.answer_format,
-                     max_tokens=args.max_new_tokens)  # fmt: skip
-    backend = None
-    model = args.model
-    if args.model == "fake":
-        from promptopt.testing.space_fakes import space_backend
-
-        backend = space_backend(task)
-        if args.space is None:  # the fake's own space (no similar demos: no embedding model needed)
-            from promptopt.testing.space_fakes import SPACE
-
-            args.space = SPACE
-    space_policy = policy in ("random", "tpe", "reinforce")
-    config = SearchConfig.from_preset(
-        "light", task=args.task, model=model, base=base, policy=policy, seed=seed, data_dir=args.data_dir,
-        dev_size=args.dev_size, test_size=args.test_size, n_proposals=args.n_proposals, rounds=args.rounds,
-        race_start=args.race_start, budget=Budget(max_calls=args.max_calls), batch_size=args.batch_size,
-        space=args.space if space_policy else None,
-    )  # fmt: skip
-    started = time.perf_counter()
-    result = search(config, backend=backend, db=db)
-    assert isinstance(result, SearchResult)
+    search = row["search"]
     with Store(db) as store:
         # best so far among candidates seen on at least half of dev (8-example scores are noise)
-        curve = best_by_calls(store, result.run_id, min_n=max(1, args.dev_size // 2))
-    winner_dev = next(r.mean for r in result.leaderboard if r.candidate.hash == result.winner.hash)
+        curve = best_by_calls(store, search["run_id"], min_n=max(1, dev_size // 2))
     return {
-        "policy": policy,
-        "seed": seed,
-        "run_id": result.run_id,
-        "search_calls": result.spent["calls"],
-        "best_dev_during_search": max((b for _, b in curve), default=0.0),
-        "winner_dev": winner_dev,
-        "winner_test": result.test["winner"]["accuracy"],
-        "baseline_test": result.test["baseline"]["accuracy"],
-        "test_n": result.test["n"],
-        "curve": curve,
-        "winner": result.winner.to_dict(),
-        "policy_state": {
-            k: v for k, v in result.policy_state.items() if k in ("preferred", "best_trial", "trials")
-        },
-        "wall_s": time.perf_counter() - started,
-    }
+        "policy": row["entry"], "seed": row["seed"], "run_id": search["run_id"], "search_calls": search["calls"],
+        "best_dev_during_search": max((b for _, b in curve), default=0.0), "winner_dev": search["winner_dev"],
+        "winner_test": row["test"]["accuracy"], "test_n": row["test"]["n"], "curve": curve, "winner": row["prompt"],
+        "policy_state": {k: v for k, v in search["policy_state"].items() if k in ("preferred", "best_trial", "trials")},
+        "wall_s": row["wall_s"],
+    }  # fmt: skip
 
 
 def calls_to_reach(curve: list[tuple[int, float]], target: float) -> int | None:
@@ -125,16 +108,22 @@ def main(argv: list[str] | None = None) -> None:
     if args.task is None:
         args.task = "gsm-symbolic" if args.model == "fake" else "gsm8k"
     policies = [p.strip() for p in args.policies.split(",") if p.strip()]
+    sys.path.insert(0, str(REPO))
+    from benchmarks import suite
+
     with tempfile.TemporaryDirectory() as tmp:
         db = args.db or f"sqlite:///{Path(tmp) / 'policies.db'}"
-        runs = []
-        for seed in range(args.seeds):
-            for policy in policies:
-                run = run_one(args, policy, seed, db)
-                runs.append(run)
-                print(f"  {policy:<9} seed {seed}: best dev {run['best_dev_during_search']:.3f}, winner dev "
-                      f"{run['winner_dev']:.3f} test {run['winner_test']:.3f}, {run['search_calls']} calls, "
-                      f"{run['wall_s']:.0f} s", file=sys.stderr, flush=True)  # fmt: skip
+        out = Path(tmp) / "policies.jsonl"
+        command = suite_argv(args, db, out)
+        print("python benchmarks/suite.py " + " ".join(command), file=sys.stderr, flush=True)
+        if suite.main(command) != 0:
+            raise SystemExit("the suite run failed")
+        rows = [r for r in suite.read_rows(out) if r.get("status") == "ok"]
+        runs = [run_of(r, db, args.dev_size) for r in rows]
+        for run in runs:
+            print(f"  {run['policy']:<9} seed {run['seed']}: best dev {run['best_dev_during_search']:.3f}, winner dev "
+                  f"{run['winner_dev']:.3f} test {run['winner_test']:.3f}, {run['search_calls']} calls, "
+                  f"{run['wall_s']:.0f} s", file=sys.stderr, flush=True)  # fmt: skip
     random_final = [r["best_dev_during_search"] for r in runs if r["policy"] == "random"]
     target = statistics.mean(random_final) if random_final else None
     rows = []

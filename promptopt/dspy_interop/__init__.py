@@ -5,7 +5,8 @@
 - :func:`candidate_from_dspy` — a saved DSPy predictor as a starting candidate;
   :func:`program_from_candidate` — the other way (``export --format dspy`` writes a file);
 - the ``dspy-mipro``, ``dspy-copro`` and ``dspy-bootstrap`` policies live in
-  :mod:`promptopt.policies.dspy_policies`.
+  :mod:`promptopt.policies.dspy_policies`, ``dspy-gepa`` in :mod:`promptopt.policies.dspy_gepa`
+  (its metric with feedback: :func:`feedback_metric`).
 
 Importing this package does not import DSPy: reading a saved program needs none. The
 adapter (``PromptOptLM``) imports it on first use, offline (see :mod:`._env`).
@@ -21,6 +22,7 @@ from promptopt.dspy_interop.programs import (
     candidate_from_dspy,
     candidate_from_state,
     dspy_example,
+    feedback_metric,
     program_from_candidate,
     signature_text,
 )
@@ -31,6 +33,7 @@ __all__ = [
     "candidate_from_dspy",
     "candidate_from_state",
     "dspy_example",
+    "feedback_metric",
     "import_dspy",
     "program_from_candidate",
     "quiet_environment",

@@ -202,6 +202,34 @@ def answer_metric(task: Task, by_id: Mapping[str, Example]) -> Any:
     return score
 
 
+def feedback_metric(task: Task, by_id: Mapping[str, Example]) -> Any:
+    """A DSPy metric that returns the task metric's feedback with its score, in the form
+    ``dspy.GEPA`` reads: ``metric(gold, pred, trace=None, pred_name=None, pred_trace=None)``
+    gives ``dspy.Prediction(score=..., feedback=...)``. The score is :func:`answer_metric`'s
+    (the prediction's answer field, extracted and scored by the task's metric); the
+    feedback is the metric's :class:`~promptopt.metrics.MetricResult` feedback, and where
+    a metric gives none, the expected answer against the one read. A prediction without
+    an answer field (DSPy could not parse the reply) is feedback too."""
+    from promptopt.dspy_interop._env import import_dspy
+
+    dspy = import_dspy()
+
+    def metric(gold: Any, pred: Any, trace: Any = None, pred_name: Any = None, pred_trace: Any = None) -> Any:
+        example = by_id[gold.promptopt_id]
+        answer = getattr(pred, ANSWER_FIELD, None)
+        if answer is None or not str(answer).strip():
+            return dspy.Prediction(score=0.0, feedback="No final answer: the reply had no answer field.")
+        result = task.metric.score(example, task.predict(str(answer), example=example))
+        score = float(result.score or 0.0)
+        feedback = result.feedback.strip()
+        if not feedback:
+            target = task.target(example)
+            feedback = "Correct." if score >= 1.0 else f"Expected {target!r}, answered {str(answer)[:200]!r}."
+        return dspy.Prediction(score=score, feedback=feedback)
+
+    return metric
+
+
 def program_from_candidate(candidate: Candidate, task: Task, *, chain_of_thought: bool | None = None) -> Any:
     """The DSPy program of a candidate: ``dspy.ChainOfThought`` when it uses chain of
     thought (else ``dspy.Predict``) over the task's signature, with its instruction and

@@ -13,3 +13,6 @@ from promptopt.policies.base import (
 )
 
 __all__ = ["POLICIES", "Policy", "PolicySettings", "Proposal", "SpacePolicy", "get_policy", "register_policy"]
+
+# dspy-gepa and bootstrap-random (issue #21), registered apart from the line above
+from promptopt.policies import bootstrap_random, dspy_gepa  # noqa: E402, F401

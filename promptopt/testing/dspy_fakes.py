@@ -5,8 +5,8 @@ promptopt's own), so DSPy's optimizers can run end to end on the fake backend.
   comes out one too high unless the prompt shows demos or asks to add "carefully" — so
   both the demo sets and the instructions DSPy finds can matter.
 - Any other DSPy prompt (COPRO's and MIPROv2's instruction proposers, MIPROv2's dataset
-  and program summaries): every output field the prompt asks for (read from the
-  ChatAdapter's "Your output fields are:" list) gets a short text. A proposed instruction
+  and program summaries, GEPA's reflection, which DSPy asks in JSON): every output field
+  the prompt asks for (read from the ChatAdapter's "Your output fields are:" list) gets a short text. A proposed instruction
   is picked from :data:`INSTRUCTIONS` by a hash of the prompt and the sample index, so
   the proposals differ from each other, deterministically.
 
@@ -15,6 +15,7 @@ Imported by the scripts that ``tests/test_dspy_interop.py`` runs in the dspy ven
 
 from __future__ import annotations
 
+import json
 import re
 import zlib
 
@@ -30,6 +31,7 @@ INSTRUCTIONS = (
 )
 _FIELDS = re.compile(r"Your output fields are:\n(.*?)\nAll interactions", re.DOTALL)
 _FIELD = re.compile(r"^\d+\. `(\w+)`", re.MULTILINE)
+_JSON_ASKED = "Outputs will be a JSON object"
 _QUESTION = re.compile(r"What is (\d+) plus (\d+)")
 
 
@@ -50,7 +52,7 @@ def answer(request: GenerationRequest) -> int | None:
 
 
 def field_text(name: str, request: GenerationRequest) -> str:
-    if name in ("proposed_instruction", "instruction"):
+    if name in ("proposed_instruction", "instruction", "new_instruction"):
         key = zlib.crc32(request.messages[-1].content.encode()) + request.sample_index
         return INSTRUCTIONS[key % len(INSTRUCTIONS)]
     if name == "proposed_prefix_for_output_field":
@@ -63,15 +65,17 @@ def respond(request: GenerationRequest) -> str:
     value = answer(request)
     if not fields:  # promptopt's own prompt
         return f"Adding. The answer is {value if value is not None else 0}."
-    parts = []
+    texts = {}
     for name in fields:
         if name == "answer":
-            text = str(value if value is not None else 0)
+            texts[name] = str(value if value is not None else 0)
         elif name == "reasoning":
-            text = "Add them."
+            texts[name] = "Add them."
         else:
-            text = field_text(name, request)
-        parts.append(f"[[ ## {name} ## ]]\n{text}")
+            texts[name] = field_text(name, request)
+    if any(_JSON_ASKED in m.content for m in request.messages):  # DSPy's JSONAdapter (GEPA's proposer)
+        return json.dumps(texts)
+    parts = [f"[[ ## {name} ## ]]\n{text}" for name, text in texts.items()]
     return "\n\n".join([*parts, "[[ ## completed ## ]]"])
 
 

@@ -1,0 +1,327 @@
+"""The suite's summary (``python benchmarks/suite.py summary``): one table, the issue's
+goals computed from the rows, one plot. Pure functions of the rows, so the tests check
+the arithmetic on hand-made rows.
+
+- **Accuracy** of an entry on a task: the mean of its per-item test scores, pooled over
+  the seeds it ran (a 95% interval from ``promptopt.stats.mean_interval``).
+- **Gain vs zero-shot CoT** on a task: the entry's per-item scores minus zero-shot CoT's
+  on the same items, seed by seed (zero-shot CoT of the same seed, else of any seed: it
+  does not search), pooled over the seeds: ``promptopt.stats.paired_difference`` (mean
+  difference, paired-bootstrap 95% interval, McNemar's exact p for 0/1 scores, else a
+  sign-flip permutation p).
+- **Pooled paired test**: the same over every item pair of every task at once.
+- **Average gain**: the mean over tasks of the per-task gains (each task weighs the same).
+- **Goals** (issue #21): the best promptopt search entry (highest average gain) beats
+  zero-shot CoT on at least 4 tasks, the pooled test is significant at 5% and the average
+  gain is at least +8 points; and its average accuracy over the tasks both ran is above
+  ``dspy-gepa-native``'s and ``dspy-mipro-native``'s.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+REFERENCE = "zero-shot-cot"
+NATIVES = ("dspy-gepa-native", "dspy-mipro-native")
+GOAL_TASKS, GOAL_GAIN, ALPHA = 4, 0.08, 0.05
+
+Row = Mapping[str, Any]
+
+
+def finished(rows: Sequence[Row]) -> list[Row]:
+    """The last ok row of each cell (task, entry, seed, model)."""
+    last: dict[tuple[Any, ...], Row] = {}
+    for row in rows:
+        if row.get("status") == "ok":
+            last[(row["task"], row["entry"], row["seed"], row["model"])] = row
+    return list(last.values())
+
+
+def ordered(values: Sequence[str]) -> list[str]:
+    return list(dict.fromkeys(values))
+
+
+def cells(rows: Sequence[Row], task: str, entry: str) -> list[Row]:
+    return [r for r in rows if r["task"] == task and r["entry"] == entry]
+
+
+def pairs(
+    rows: Sequence[Row], task: str, entry: str, reference: str = REFERENCE
+) -> tuple[list[float], list[float]]:
+    """(reference scores, entry scores) on the items both scored, seed by seed."""
+    refs = {(r["seed"], r["model"]): r for r in cells(rows, task, reference)}
+    a: list[float] = []
+    b: list[float] = []
+    for row in cells(rows, task, entry):
+        ref = refs.get((row["seed"], row["model"])) or next(
+            (r for r in refs.values() if r["model"] == row["model"]), None
+        )
+        if ref is None:
+            continue
+        mine, theirs = row["test"]["scores"], ref["test"]["scores"]
+        for item, score in mine.items():
+            if score is not None and theirs.get(item) is not None:
+                a.append(float(theirs[item]))
+                b.append(float(score))
+    return a, b
+
+
+def accuracy(rows: Sequence[Row], task: str, entry: str) -> dict[str, Any] | None:
+    from promptopt.stats import mean_interval
+
+    scores = [
+        float(s) for r in cells(rows, task, entry) for s in r["test"]["scores"].values() if s is not None
+    ]
+    if not scores:
+        return None
+    mean, low, high = mean_interval(scores)
+    return {"accuracy": mean, "ci95": [low, high], "n": len(scores), "seeds": len(cells(rows, task, entry))}
+
+
+def gains(rows: Sequence[Row], entry: str, tasks: Sequence[str]) -> dict[str, Any]:
+    """Per-task and pooled gains of ``entry`` against zero-shot CoT, and their average."""
+    from promptopt.stats import paired_difference
+
+    per_task: dict[str, Any] = {}
+    pooled_a: list[float] = []
+    pooled_b: list[float] = []
+    for task in tasks:
+        a, b = pairs(rows, task, entry)
+        if a:
+            per_task[task] = paired_difference(a, b)
+            pooled_a += a
+            pooled_b += b
+    diffs = [d["diff"] for d in per_task.values()]
+    return {
+        "per_task": per_task,
+        "tasks_beaten": sum(1 for d in diffs if d > 0),
+        "average_gain": statistics.mean(diffs) if diffs else None,
+        "pooled": paired_difference(pooled_a, pooled_b) if pooled_a else None,
+    }
+
+
+def is_promptopt_search(rows: Sequence[Row], entry: str) -> bool:
+    return any(r["entry"] == entry and r["kind"] == "search" for r in rows) and not entry.startswith("dspy-")
+
+
+def mean_accuracy(rows: Sequence[Row], entry: str, tasks: Sequence[str]) -> float | None:
+    values = [acc["accuracy"] for t in tasks if (acc := accuracy(rows, t, entry)) is not None]
+    return statistics.mean(values) if values else None
+
+
+def goals(rows: Sequence[Row]) -> dict[str, Any]:
+    """The issue's goals, from the finished rows (see the module docstring)."""
+    rows = finished(rows)
+    tasks = ordered([r["task"] for r in rows])
+    entries = ordered([r["entry"] for r in rows])
+    ours = {e: gains(rows, e, tasks) for e in entries if is_promptopt_search(rows, e)}
+    ranked = [e for e in ours if ours[e]["average_gain"] is not None]
+    out: dict[str, Any] = {"tasks": tasks, "entries": {e: ours[e] for e in ranked}, "best": None}
+    if not ranked:
+        return out
+    best = max(ranked, key=lambda e: ours[e]["average_gain"])
+    g = ours[best]
+    pooled = g["pooled"]
+    out["best"] = best
+    out["goal_vs_zero_shot"] = {
+        "tasks_beaten": g["tasks_beaten"], "tasks": len(g["per_task"]), "average_gain": g["average_gain"],
+        "pooled_diff": pooled["diff"], "pooled_p": pooled["p_value"], "pooled_n": pooled["n"],
+        "met": g["tasks_beaten"] >= GOAL_TASKS and pooled["diff"] > 0 and pooled["p_value"] < ALPHA
+        and g["average_gain"] >= GOAL_GAIN,
+    }  # fmt: skip
+    for native in NATIVES:
+        common = [t for t in tasks if accuracy(rows, t, native) and accuracy(rows, t, best)]
+        if not common:
+            out[f"goal_vs_{native}"] = {
+                "met": None,
+                "why": f"no task where both {best} and {native} finished",
+            }
+            continue
+        mine, theirs = mean_accuracy(rows, best, common), mean_accuracy(rows, native, common)
+        assert mine is not None and theirs is not None
+        out[f"goal_vs_{native}"] = {
+            "tasks": common, "best_accuracy": mine, "native_accuracy": theirs, "met": mine > theirs,
+            "best_calls": mean_of(rows, best, "task_calls"), "native_calls": mean_of(rows, native, "task_calls"),
+        }  # fmt: skip
+    return out
+
+
+def mean_of(rows: Sequence[Row], entry: str, key: str) -> float | None:
+    values = [
+        r["search"][key]
+        for r in rows
+        if r["entry"] == entry and r.get("search") and r["search"].get(key) is not None
+    ]
+    return statistics.mean(values) if values else None
+
+
+def entry_table(rows: Sequence[Row]) -> list[list[str]]:
+    """Per entry: cells, mean task-model / proposer / judge calls per cell, tokens and
+    wall time (search + test), reflection proposals accepted, mean test accuracy."""
+    rows = finished(rows)
+    tasks = ordered([r["task"] for r in rows])
+
+    def fmt(value: float | None, spec: str = ".0f") -> str:
+        return "–" if value is None else format(value, spec)
+
+    table = [["entry", "cells", "task calls", "proposer calls", "judge calls", "tokens search+test",
+              "wall s search+test", "reflections accepted", "mean test acc"]]  # fmt: skip
+    for entry in ordered([r["entry"] for r in rows]):
+        mine = [r for r in rows if r["entry"] == entry]
+        searched = [r["search"] for r in mine if r.get("search")]
+        tokens = [(s.get("tokens") or 0) + r["test"]["tokens_in"] + r["test"]["tokens_out"]
+                  for r in mine for s in [r.get("search") or {}]]  # fmt: skip
+        wall = [
+            (s.get("wall_s") or 0) + (r["test"].get("wall_s") or 0)
+            for r in mine
+            for s in [r.get("search") or {}]
+        ]
+        refl = [s["reflection"] for s in searched if s.get("reflection")]
+        accepted = f"{sum(x['accepted'] for x in refl)}/{sum(x['proposals'] for x in refl)}" if refl else "–"
+        acc = mean_accuracy(rows, entry, tasks)
+        table.append([
+            entry, str(len(mine)), fmt(mean_of(rows, entry, "task_calls")), fmt(mean_of(rows, entry, "proposer_calls")),
+            fmt(mean_of(rows, entry, "judge_calls")), fmt(statistics.mean(tokens)), fmt(statistics.mean(wall)),
+            accepted, fmt(None if acc is None else 100 * acc, ".1f"),
+        ])  # fmt: skip
+    return table
+
+
+def task_table(rows: Sequence[Row]) -> list[list[str]]:
+    """Per task and entry: test accuracy (95% CI) and the gain vs zero-shot CoT (p)."""
+    rows = finished(rows)
+    tasks = ordered([r["task"] for r in rows])
+    entries = ordered([r["entry"] for r in rows])
+    table = [["task", *entries]]
+    for task in tasks:
+        line = [task]
+        for entry in entries:
+            acc = accuracy(rows, task, entry)
+            if acc is None:
+                line.append("–")
+                continue
+            text = f"{100 * acc['accuracy']:.1f} ({100 * acc['ci95'][0]:.0f}–{100 * acc['ci95'][1]:.0f})"
+            if entry != REFERENCE:
+                a, b = pairs(rows, task, entry)
+                if a:
+                    from promptopt.stats import paired_difference
+
+                    d = paired_difference(a, b)
+                    text += f" {100 * d['diff']:+.1f} p={d['p_value']:.2g}"
+            line.append(text)
+        table.append(line)
+    return table
+
+
+def markdown(table: Sequence[Sequence[str]]) -> str:
+    head, *body = table
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(row) + " |" for row in body]
+    return "\n".join(lines)
+
+
+def goal_lines(summary: Mapping[str, Any]) -> list[str]:
+    best = summary.get("best")
+    if best is None:
+        return ["GOALS: no promptopt search entry has a result paired with zero-shot CoT yet."]
+    g = summary["goal_vs_zero_shot"]
+    lines = [
+        f"GOAL vs zero-shot CoT ({'MET' if g['met'] else 'NOT MET'}): best promptopt entry {best}: beats it on "
+        f"{g['tasks_beaten']} of {g['tasks']} tasks (goal {GOAL_TASKS}), average gain {100 * g['average_gain']:+.1f} "
+        f"points (goal +{100 * GOAL_GAIN:.0f}), pooled paired {100 * g['pooled_diff']:+.1f} points, "
+        f"p={g['pooled_p']:.3g} over {g['pooled_n']} item pairs (goal p<{ALPHA})"
+    ]
+    for native in NATIVES:
+        v = summary.get(f"goal_vs_{native}")
+        if v is None:
+            continue
+        if v["met"] is None:
+            lines.append(f"GOAL vs {native}: not measured: {v['why']}")
+            continue
+        calls = ""
+        if v.get("best_calls") is not None and v.get("native_calls") is not None:
+            calls = f", task calls {v['best_calls']:.0f} against {v['native_calls']:.0f}"
+        lines.append(f"GOAL vs {native} ({'MET' if v['met'] else 'NOT MET'}): {best} {100 * v['best_accuracy']:.1f}% "
+                     f"against {100 * v['native_accuracy']:.1f}% on average over {len(v['tasks'])} tasks{calls}")  # fmt: skip
+    return lines
+
+
+def print_summary(rows: Sequence[Row]) -> dict[str, Any]:
+    summary = goals(rows)
+    print(markdown(entry_table(rows)))
+    print()
+    print(markdown(task_table(rows)))
+    print()
+    for line in goal_lines(summary):
+        print(line)
+    failed = [r for r in rows if r.get("status") != "ok"]
+    for row in failed:
+        print(
+            f"{row['task']} · {row['entry']} · seed {row['seed']}: {row['status']}: {row.get('reason', '')}"
+        )
+    return summary
+
+
+def plot(rows: Sequence[Row], path: Path) -> bool:
+    """Test accuracy per task, one bar per entry, with its 95% interval."""
+    from benchmarks.plotting import figure, save
+
+    rows = finished(rows)
+    opened = figure("; the table is printed anyway")
+    if opened is None or not rows:
+        return False
+    fig, ax = opened
+    tasks = ordered([r["task"] for r in rows])
+    entries = ordered([r["entry"] for r in rows])
+    width = 0.8 / max(1, len(entries))
+    for i, entry in enumerate(entries):
+        xs: list[float] = []
+        ys: list[float] = []
+        errs: list[list[float]] = [[], []]
+        for j, task in enumerate(tasks):
+            acc = accuracy(rows, task, entry)
+            if acc is None:
+                continue
+            xs.append(j + (i - (len(entries) - 1) / 2) * width)
+            ys.append(100 * acc["accuracy"])
+            errs[0].append(100 * (acc["accuracy"] - acc["ci95"][0]))
+            errs[1].append(100 * (acc["ci95"][1] - acc["accuracy"]))
+        ax.bar(xs, ys, width=width, yerr=errs, capsize=2, label=entry)
+    ax.set_xticks(range(len(tasks)))
+    ax.set_xticklabels(tasks, rotation=20, fontsize=8)
+    ax.set_ylabel("held-out test accuracy, % (95% CI)")
+    models = ", ".join(ordered([r["model"] for r in rows]))
+    ax.set_title(f"benchmark suite · {models} · seeds pooled", fontsize=9)
+    save(fig, ax, path)
+    return True
+
+
+def summary_command(args: Any) -> int:
+    from benchmarks.suite import read_rows
+
+    path = Path(args.out)
+    rows = read_rows(path)
+    if not rows:
+        print(f"{path}: no rows", flush=True)
+        return 2
+    if args.json:
+        print(json.dumps(goals(rows), indent=1, default=str))
+    else:
+        print_summary(rows)
+    if args.markdown:
+        text = (
+            markdown(entry_table(rows))
+            + "\n\n"
+            + markdown(task_table(rows))
+            + "\n\n"
+            + "\n".join(f"- {line}" for line in goal_lines(goals(rows)))
+        )
+        Path(args.markdown).write_text(text + "\n")
+    picture = Path(args.plot) if args.plot else path.with_suffix(".png")
+    if plot(rows, picture):
+        print(f"wrote {picture}")
+    return 0

@@ -1,0 +1,200 @@
+"""benchmarks/suite.py (issue #21): a tiny grid end to end on the fake model, resume
+without recomputing, the ``reflect`` entry's clear failure while it is not registered,
+and the summary's arithmetic on hand-made rows."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from benchmarks import suite, suite_report  # noqa: E402
+
+TINY = ["run", "--model", "fake", "--tasks", "gsm-symbolic", "--max-calls", "60", "--dev-size", "8",
+        "--test-size", "20", "--rounds", "2", "--proposals", "3", "--race-start", "4"]  # fmt: skip
+
+
+def rows_of(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_tiny_grid_runs_end_to_end_then_resumes_without_recomputing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "suite.jsonl"
+    common = [*TINY, "--out", str(out)]
+    assert suite.main([*common, "--entries", "zero-shot-cot,bootstrap-random,tpe,reflect"]) == 0
+    rows = rows_of(out)
+    assert [(r["entry"], r["seed"], r["status"]) for r in rows] == [
+        ("zero-shot-cot", 0, "ok"), ("bootstrap-random", 0, "ok"), ("tpe", 0, "ok"), ("reflect", 0, "failed"),
+    ]  # fmt: skip
+    assert "policy 'reflect' is not registered" in rows[3]["reason"]
+    for row in rows[:3]:
+        test = row["test"]
+        assert test["n"] == 20 and len(test["scores"]) == 20  # per-item results, for the paired tests
+        assert {"code_answers", "output_blocks", "no_answer"} <= set(test)  # baselines.py's columns
+        assert row["settings"]["max_calls"] == 60 and row["model_id"]
+    assert rows[0]["search"] is None
+    for row in rows[1:3]:
+        search = row["search"]
+        assert 0 < search["calls"] <= 60 + 16  # the cap, give or take the last batch
+        assert search["task_calls"] + search["proposer_calls"] == search["calls"]
+        assert search["tokens"] > 0 and search["judge_calls"] == 0
+    printed = capsys.readouterr().out
+    assert "| bootstrap-random |" in printed and "GOAL vs zero-shot CoT" in printed
+
+    computed: list[tuple[str, str, int]] = []
+    real = suite.compute_cell
+
+    def counting(args: Any, task: str, entry: Any, seed: int) -> dict[str, Any]:
+        computed.append((task, entry.name, seed))
+        return real(args, task, entry, seed)
+
+    monkeypatch.setattr(suite, "compute_cell", counting)
+    assert (
+        suite.main([*common, "--entries", "zero-shot-cot,bootstrap-random", "--seeds", "0,1", "--resume"])
+        == 0
+    )
+    # seed 0's cells were done: only seed 1's ran, appended after them
+    assert computed == [("gsm-symbolic", "zero-shot-cot", 1), ("gsm-symbolic", "bootstrap-random", 1)]
+    again = rows_of(out)
+    assert again[:4] == rows and [(r["entry"], r["seed"]) for r in again[4:]] == [
+        ("zero-shot-cot", 1),
+        ("bootstrap-random", 1),
+    ]
+    # the zero-shot prompt does not search: its seed-1 test is the same prompt, answered by the cache
+    assert again[4]["test"]["scores"] == rows[0]["test"]["scores"] and again[4]["test"]["cache_hits"] == 20
+
+    # without --resume, or with other settings, the file is refused
+    assert suite.main([*common, "--entries", "zero-shot-cot"]) == 2
+    other = [*common[:-2], "--max-calls", "70", "--out", str(out)]
+    assert suite.main([*other, "--entries", "zero-shot-cot", "--resume"]) == 2
+
+    markdown = tmp_path / "suite.md"
+    plot = tmp_path / "suite.png"
+    assert suite.main(["summary", "--out", str(out), "--markdown", str(markdown), "--plot", str(plot)]) == 0
+    text = markdown.read_text()
+    assert "| zero-shot-cot |" in text and "GOAL vs zero-shot CoT" in text
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return
+    assert plot.stat().st_size > 0
+
+
+def row(task: str, entry: str, scores: list[int], *, seed: int = 0, kind: str = "search",
+        status: str = "ok", task_calls: int | None = 100) -> dict[str, Any]:  # fmt: skip
+    return {
+        "task": task, "entry": entry, "seed": seed, "model": "m", "kind": kind, "status": status,
+        "test": {"scores": {f"{task}-{i}": float(s) for i, s in enumerate(scores)}, "tokens_in": 10,
+                 "tokens_out": 5, "wall_s": 1.0},
+        "search": None if kind == "baseline" else {"task_calls": task_calls, "proposer_calls": 3, "judge_calls": 0,
+                                                    "tokens": 50, "wall_s": 2.0,
+                                                    "reflection": {"proposals": 4, "accepted": 1}},
+    }  # fmt: skip
+
+
+HAND_MADE = [
+    row("t1", "zero-shot-cot", [1] * 5 + [0] * 5, kind="baseline"),
+    row("t1", "tpe", [0] * 10, task_calls=999),  # superseded by the later row of the same cell
+    row("t1", "tpe", [1] * 8 + [0] * 2),
+    row("t1", "tpe", [1] * 10, seed=1),  # paired with zero-shot CoT of seed 0 (it does not search)
+    row("t1", "reflect", [1] * 10, status="failed"),  # not finished: not counted
+    row("t2", "zero-shot-cot", [1, 0, 0, 0], kind="baseline"),
+    row("t2", "tpe", [1, 1, 0, 0]),
+    row("t1", "dspy-gepa-native", [1] * 6 + [0] * 4, kind="native", task_calls=150),
+]
+
+
+def test_summary_math_on_hand_made_rows() -> None:
+    summary = suite_report.goals(HAND_MADE)
+    assert summary["tasks"] == ["t1", "t2"] and summary["best"] == "tpe"
+    tpe = summary["entries"]["tpe"]
+    t1, t2 = tpe["per_task"]["t1"], tpe["per_task"]["t2"]
+    # t1: seed 0 gains 3 items, seed 1 gains 5, none lost, over 20 pairs
+    assert (
+        t1["n"] == 20 and t1["diff"] == pytest.approx(8 / 20) and t1["p_value"] == pytest.approx(2 * 0.5**8)
+    )
+    assert t2["n"] == 4 and t2["diff"] == pytest.approx(0.25) and t2["p_value"] == pytest.approx(1.0)
+    assert tpe["tasks_beaten"] == 2 and tpe["average_gain"] == pytest.approx((0.4 + 0.25) / 2)
+    pooled = tpe["pooled"]  # 9 gained, 0 lost over 24 pairs: McNemar's exact p
+    assert pooled["n"] == 24 and pooled["diff"] == pytest.approx(9 / 24)
+    assert pooled["p_value"] == pytest.approx(2 * 0.5**9)
+    assert pooled["ci_low"] > 0
+    goal = summary["goal_vs_zero_shot"]
+    assert goal["tasks_beaten"] == 2 and not goal["met"]  # 2 tasks of the 4 the goal asks
+    native = summary["goal_vs_dspy-gepa-native"]
+    assert native["tasks"] == ["t1"] and native["met"]
+    assert native["best_accuracy"] == pytest.approx(18 / 20) and native["native_accuracy"] == pytest.approx(
+        0.6
+    )
+    assert native["best_calls"] == 100 and native["native_calls"] == 150
+    assert summary["goal_vs_dspy-mipro-native"]["met"] is None
+    table = {line[0]: line for line in suite_report.entry_table(HAND_MADE)}
+    assert table["tpe"][1:4] == ["3", "100", "3"] and table["tpe"][7] == "3/12"
+    assert table["zero-shot-cot"][2] == "–" and "reflect" not in table
+    lines = suite_report.goal_lines(summary)
+    assert lines[0].startswith(
+        "GOAL vs zero-shot CoT (NOT MET): best promptopt entry tpe: beats it on 2 of 2"
+    )
+
+
+def test_the_goal_is_met_only_with_enough_tasks_significance_and_gain() -> None:
+    tasks = [f"t{i}" for i in range(4)]
+    rows = [row(t, "zero-shot-cot", [0] * 10, kind="baseline") for t in tasks]
+    rows += [
+        row(t, "bootstrap-random", [1] * 1 + [0] * 9) for t in tasks
+    ]  # +10 points each: 4 gained, 0 lost
+    goal = suite_report.goals(rows)["goal_vs_zero_shot"]
+    assert goal["tasks_beaten"] == 4 and goal["average_gain"] == pytest.approx(0.1)
+    assert goal["pooled_p"] == pytest.approx(2 * 0.5**4) and not goal["met"]  # p = 0.125: not significant
+    rows = [r for r in rows if r["entry"] != "bootstrap-random"]
+    rows += [row(t, "bootstrap-random", [1] * 3 + [0] * 7) for t in tasks]
+    assert suite_report.goals(rows)["goal_vs_zero_shot"]["met"]
+
+
+def test_search_gsm8k_is_a_suite_command() -> None:
+    from benchmarks import search_gsm8k
+
+    argv = search_gsm8k.suite_argv(["--policies", "ape", "opro", "--search", "cot_trigger", "--db", "x.db"])
+    args = suite.parse_args(argv)
+    assert args.entry_list == ["zero-shot-cot", "ape", "opro"] and args.slot == "cot_trigger"
+    assert args.max_calls is None and args.rounds is None and args.proposals is None  # the preset's sizes
+    assert (args.preset, args.dev_size, args.test_size, args.db) == ("light", 30, 200, "sqlite:///x.db")
+
+
+def test_baselines_is_a_suite_command() -> None:
+    from benchmarks import baselines
+
+    args = suite.parse_args(baselines.suite_argv(["--only", "plain", "8-shot CoT", "--limit", "50"]))
+    assert args.entry_list == ["plain", "8-shot-cot"] and args.test_size == 50 and args.resume
+    assert [suite.ENTRIES[e].baseline for e in args.entry_list] == ["plain", "8-shot CoT"]
+
+
+def test_policies_benchmark_is_a_suite_command(tmp_path: Path) -> None:
+    import argparse
+
+    from benchmarks import policies
+
+    args = argparse.Namespace(model="fake", task="gsm-symbolic", policies="random,tpe", seeds=3, max_calls=600,
+                              dev_size=32, test_size=60, n_proposals=6, rounds=12, race_start=8, batch_size=16,
+                              max_new_tokens=384, space=None, data_dir=None)  # fmt: skip
+    parsed = suite.parse_args(policies.suite_argv(args, "sqlite://", tmp_path / "p.jsonl"))
+    assert (
+        parsed.entry_list == ["random", "tpe"] and parsed.seed_list == [0, 1, 2] and parsed.start == "plain"
+    )
+    assert (parsed.max_calls, parsed.dev_size, parsed.test_size, parsed.max_new_tokens) == (600, 32, 60, 384)
+
+
+def test_dry_run_prints_each_cells_bound(capsys: pytest.CaptureFixture[str]) -> None:
+    assert suite.main([*TINY, "--entries", "zero-shot-cot,bootstrap-random,reflect", "--dry-run"]) == 0
+    lines = {line.split()[1]: line.split()[2:] for line in capsys.readouterr().out.splitlines()[2:]}
+    assert lines["zero-shot-cot"] == ["–", "–", "20"]
+    assert int(lines["bootstrap-random"][0]) <= 60 + 16  # the cap, plus one batch
+    assert lines["reflect"][:2] == ["not", "registered"]
