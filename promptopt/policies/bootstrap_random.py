@@ -24,7 +24,7 @@ from promptopt.proposers import Proposer
 from promptopt.types import Candidate
 
 if TYPE_CHECKING:
-    from promptopt.controller import SearchConfig
+    from promptopt.search_config import SearchConfig
     from promptopt.spaces import DemoSolutions
     from promptopt.tasks import Task
 
@@ -114,7 +114,7 @@ class BootstrapRandomPolicy(Policy):
     def estimate(cls, config: SearchConfig, task: Task) -> dict[str, Any]:
         """``rounds + 1`` races of ``n_proposals`` sets (plus the starting prompt, then
         the kept ones), plus the bootstrapping; no proposer calls."""
-        from promptopt.controller import estimate_plan, final_calls, prompt_tokens
+        from promptopt.policies.estimates import estimate_plan, final_calls, prompt_tokens
         from promptopt.racing import schedule_size
 
         dev = min(config.dev_size, len(task.examples("dev")))

@@ -38,7 +38,7 @@ from promptopt.policies.base import register_policy
 from promptopt.policies.dspy_policies import CALLS_PER_PREDICTION, DSPyCost, DSPyPolicy
 
 if TYPE_CHECKING:
-    from promptopt.controller import SearchConfig
+    from promptopt.search_config import SearchConfig
     from promptopt.tasks import Task
 
 MINIBATCH = 3  # GEPA's reflection_minibatch_size (its default)
