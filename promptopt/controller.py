@@ -100,6 +100,18 @@ class SearchConfig:
     # from the store: a resume needs the user to name it again.
     metric: Any = None
     max_judge_calls: int | None = None  # llm_judge: a limit on the judge's calls, apart from the task's
+    minibatch: int = 6  # reflect: train items a parent and its child answer before the child is raced
+    # The final pick (promptopt.selection): "best" the best dev mean; "noise-aware" the
+    # cheapest finalist statistically tied with it (paired test on the shared items).
+    selection: str = "best"
+
+    def __post_init__(self) -> None:
+        from promptopt.selection import SELECTIONS
+
+        if self.selection not in SELECTIONS:
+            raise ConfigError(
+                f"unknown selection {self.selection!r}; expected one of {', '.join(SELECTIONS)}"
+            )
 
     @classmethod
     def from_preset(cls, preset: str, **overrides: Any) -> SearchConfig:
@@ -162,6 +174,7 @@ class SearchResult:
     constant_baseline: Mapping[str, Any] | None = None  # always the best single answer, dev and test
     metric: str = "exact_match"
     judge: Mapping[str, Any] = field(default_factory=dict)  # the judge's own calls (llm_judge)
+    selection: Mapping[str, Any] = field(default_factory=dict)  # the final pick's paired comparisons
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -199,6 +212,7 @@ class SearchResult:
             "policy_state": dict(self.policy_state),
             "constant_baseline": dict(self.constant_baseline) if self.constant_baseline else None,
             "winner_dev_test": winner_dev_test(self),
+            "selection": dict(self.selection),
         }
 
     @property
@@ -426,6 +440,13 @@ class _Run:
                 self.run_id, candidate, origin=self.origins[candidate.hash], parent=parent
             )
 
+    def evaluate_for_policy(
+        self, candidate: Candidate, examples: Sequence[Example], split: str, origin: str, parent: str | None
+    ) -> list[EvalResult]:
+        """A policy's own evaluation (reflect's minibatches): registered, then evaluated as any."""
+        self.register(candidate, origin, parent)
+        return self.evaluator.evaluate(candidate, examples, split)
+
     def scores(self, candidate_hash: str, examples: Sequence[Any], split: str) -> list[float | None]:
         results = self.evaluator.evaluate(self.candidates[candidate_hash], examples, split)
         return [r.score for r in results]
@@ -609,6 +630,7 @@ def _search(
         seed=config.seed, space=space, task=task, backend=run.budgeted, run_id=run.run_id,
         store_url=run.store.url, race_start=config.race_start, cost_penalty=config.cost_penalty,
         dev_size=config.dev_size, dspy_threads=config.dspy_threads, dspy_share=config.dspy_share,
+        minibatch=config.minibatch, evaluate=run.evaluate_for_policy, known=run.evaluator.known,
     )  # fmt: skip
     policy = get_policy(config.policy)(config.base, run.proposer, settings)
     try:
@@ -730,6 +752,9 @@ def _run_policy(
         winner = max(full, key=lambda r: (r.mean, r.n, -finalists.index(r.candidate.hash))).candidate
     else:  # no finalist has a dev result (every request failed): keep the starting prompt
         winner = config.base
+    from promptopt.selection import final_pick
+
+    winner, selection = final_pick(config.selection, full, winner, run.evaluator.known, seed=config.seed)
 
     # Held-out test: winner and the starting prompt on the same examples.
     test_examples = task.examples("test", config.test_size)
@@ -778,4 +803,5 @@ def _run_policy(
         constant_baseline=constant_baseline(task, dev=dev, test=test_examples),
         metric=task.metric.name,
         judge=task.metric.describe(),
+        selection=selection,
     )
