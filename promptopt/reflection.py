@@ -31,6 +31,7 @@ MAX_INSTRUCTION_CHARS = 700
 MIN_WORDS = 3
 TEMPLATE_EXAMPLE = "Solve the problem step by step."
 _NEW = re.compile(r"<\s*new\s*>(.*?)(?:<\s*/\s*new\s*>|$)", re.IGNORECASE | re.DOTALL)
+_SINGLE_DIGIT = re.compile(r"(?<![\d.,])\d(?![\d.,]?\d)")
 _CODE = re.compile(r"```(?:python|py)\b|^\s*(?:def |import |print\()", re.IGNORECASE | re.MULTILINE)
 
 
@@ -139,6 +140,7 @@ def read_reflection(
         return None, "a repeat"
     if not meta_allowed and _META.search(text):
         return None, "speaks of the instruction, not the task"
-    if shown_inputs and mentions_examples(text, shown_inputs):
+    # single digits ("Step 1:", "2 decimals") are too common to say the text copies an item
+    if shown_inputs and mentions_examples(_SINGLE_DIGIT.sub(" ", text), shown_inputs):
         return None, "copies the shown items"
     return text, "usable"
