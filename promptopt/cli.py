@@ -394,6 +394,13 @@ def _print_report(report: Any, db_url: str) -> None:
     help="reflect: train items a parent and its rewrite answer before the rewrite is raced (default 6).",
 )
 @click.option(
+    "--reflect-demos",
+    type=click.IntRange(min=0),
+    default=None,
+    help="reflect: every other step swaps in K demos of the model's own correct work, alike the failed "
+    "items (0: off, the default).",
+)
+@click.option(
     "--selection",
     type=click.Choice(["best", "noise-aware"]),
     default="best",
@@ -499,7 +506,8 @@ def _print_report(report: Any, db_url: str) -> None:
 @click.option("--dry-run", is_flag=True, help="Print the estimate of calls and tokens and exit.")
 def search_command(
     task_name: str | None, data_dir: str | None, policy: str, space: str | None, cost_penalty: float,
-    dspy_threads: int, dspy_share: float | None, minibatch: int | None, selection: str, slot: str,
+    dspy_threads: int, dspy_share: float | None, minibatch: int | None, reflect_demos: int | None,
+    selection: str, slot: str,
     preset: str, max_calls: int | None,
     max_tokens: int | None, max_minutes: float | None, max_cost: float | None, prices: str | None,
     proposals: int | None, rounds: int | None, dev_size: int | None, test_size: int | None,
@@ -557,10 +565,11 @@ def search_command(
             backend_options={k: v for k, v in _backend_options(options).items() if v is not None},
             space=space, cost_penalty=cost_penalty, workers=workers, ray_address=ray_address,
             dspy_threads=dspy_threads, dspy_share=dspy_share, max_judge_calls=max_judge_calls,
-            minibatch=minibatch, selection=selection,
+            minibatch=minibatch, reflect_demos=reflect_demos, selection=selection,
         )  # fmt: skip
-        if minibatch is not None and policy != "reflect":
-            raise click.UsageError(f"--minibatch is for the reflect policy, not {policy}")
+        for flag, value in (("--minibatch", minibatch), ("--reflect-demos", reflect_demos)):
+            if value is not None and policy != "reflect":
+                raise click.UsageError(f"{flag} is for the reflect policy, not {policy}")
         for flag, given in (("--dspy-threads", dspy_threads > 1), ("--dspy-share", dspy_share is not None)):
             if given and not policy.startswith("dspy-"):
                 raise click.UsageError(f"{flag} is for the dspy-* policies, not {policy}")

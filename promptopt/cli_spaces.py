@@ -79,7 +79,11 @@ def print_policy_state(result: Any) -> None:
     selection = getattr(result, "selection", None) or {}
     tied = [row for row in selection.get("compared", []) if row.get("tied")]
     if tied:
-        picked = "the cheapest of them" if selection.get("chosen") != selection.get("best_by_mean") else "the best mean"
+        picked = (
+            "the cheapest of them"
+            if selection.get("chosen") != selection.get("best_by_mean")
+            else "the best mean"
+        )
         click.echo(f"selection   {len(tied)} finalist(s) within the paired 95% band of the best on dev; "
                    f"picked {picked} ({selection.get('selection')})")  # fmt: skip
     if "preferred" in state:

@@ -49,7 +49,9 @@ def kind_backend(task: Task, *, reflection: str = "rule") -> FakeBackend:
     (others right 9 times in 10; "guess" in the instruction makes everything wrong). As the
     reflection model: with ``reflection="rule"`` it names the rule when the failed items it
     is shown are percent questions; with ``"harmful"`` it always writes a harmful rewrite."""
-    answers = {e.inputs["question"]: task.target(e) for s in ("train", "dev", "test") for e in task.examples(s)}
+    answers = {
+        e.inputs["question"]: task.target(e) for s in ("train", "dev", "test") for e in task.examples(s)
+    }
 
     def respond(request: GenerationRequest) -> str:
         last = request.messages[-1].content
@@ -68,12 +70,17 @@ def kind_backend(task: Task, *, reflection: str = "rule") -> FakeBackend:
         if question is None:
             return "I do not know."
         instruction = request.messages[0].content if request.messages[0].role == "system" else ""
+        # a demo of a percent question (its worked solution shown) teaches the percent rule too
+        if any(m.role == "assistant" for m in request.messages[:-1]) and any(
+            is_percent(m.content) for m in request.messages[:-1] if m.role == "user"
+        ):
+            instruction += " percent"
         if "Guess" in instruction:
             right = False
         elif reflection == "better":
             right = _coin(question, instruction) < 0.2 + 0.3 * instruction.count("Check")
         elif is_percent(question) and "percent" not in instruction:
-            right = False
+            right = _coin(question, request.sample_index) < 0.4  # the model's own lucky work
         else:
             right = _coin(question, request.sample_index) < 0.9
         return f"Some reasoning. The answer is {answers[question] if right else '-1'}."
@@ -224,7 +231,10 @@ def test_a_missing_answer_is_feedback_too() -> None:
     assert cut == "cut off at the token limit before a final answer"
     code = failure_feedback(_result("```python\nprint(6 * 7)\n```", None))
     assert "no final answer found" in code and "Python code" in code
-    assert failure_feedback(_result("The answer is 41.", "41", feedback="expected 42, got 41")) == "expected 42, got 41"
+    assert (
+        failure_feedback(_result("The answer is 41.", "41", feedback="expected 42, got 41"))
+        == "expected 42, got 41"
+    )
 
 
 # -- the final pick
@@ -253,3 +263,23 @@ def test_selection_is_best_by_default_and_noise_aware_on_request(task: Task, tmp
     assert aware.winner.hash == aware.selection["chosen"]
     with pytest.raises(Exception, match="unknown selection"):
         config(selection="cheapest")
+
+
+def test_demo_steps_swap_in_the_models_own_work_on_the_failing_kind(task: Task, tmp_path: Path) -> None:
+    # instruction rewrites are harmful here: only a demo step can help, by showing a
+    # bootstrapped percent question (the kind the parent fails)
+    result = run(task, f"sqlite:///{tmp_path / 'r.db'}", reflection="harmful", reflect_demos=2, n_proposals=6)
+    state = result.policy_state["reflection"]
+    assert state["demo_steps"] >= 1 and state["accepted"] >= 1
+    accepted = [e for e in result.policy_state["proposals"] if e["accepted"]]
+    assert all(e["kind"] == "demos" for e in accepted)
+    winner = result.winner
+    assert winner.cot_mode == "few_shot" and len(winner.demo_ids) == 2 and winner.demo_solutions
+    shown = {e.id: e for e in task.examples("train")}
+    assert any(is_percent(shown[i].inputs["question"]) for i in winner.demo_ids)
+    assert not set(winner.demo_ids) & {i for e in accepted for i in e["minibatch"]}
+    assert {row.origin for row in result.leaderboard} >= {"seed", "reflect-demos"}
+    plan = search(
+        config(reflect_demos=2, n_proposals=6), db=f"sqlite:///{tmp_path / 'e.db'}", task=task, dry_run=True
+    )
+    assert isinstance(plan, dict) and result.spent["calls"] <= plan["search_calls"]

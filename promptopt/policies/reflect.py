@@ -16,7 +16,11 @@ Each step:
    far, as every candidate is, and joins the frontier.
 
 A parent that is perfect on its minibatch gives nothing to reflect on: the step is
-skipped (no proposer call). There are ``n_proposals`` x ``rounds`` steps (at least one
+skipped (no proposer call). With ``reflect_demos`` K > 0, every other step is a *demo
+step* instead of a reflection: the child shows K demos with the model's own correct
+worked solutions (bootstrapped once, from train items, as DSPy's BootstrapFewShot does),
+those most alike in wording to the items the parent failed (never an item of the
+minibatch itself), and is accepted on the same terms. There are ``n_proposals`` x ``rounds`` steps (at least one
 round); ``ask()`` runs steps until one child is accepted and returns it with the
 incumbents, so every accepted child is raced before the next parent is drawn.
 
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import re
 from typing import TYPE_CHECKING, Any
 
 from promptopt.errors import ConfigError
@@ -37,7 +42,7 @@ from promptopt.policies.base import Policy, PolicySettings, Proposal, register_p
 from promptopt.proposers import _META, Proposer
 from promptopt.reflection import read_reflection, reflection_prompt
 from promptopt.selection import frontier_weights, item_scores, sample_parent
-from promptopt.types import Candidate, Example, GenerationRequest, Message
+from promptopt.types import Candidate, EvalResult, Example, GenerationRequest, Message
 
 if TYPE_CHECKING:
     from promptopt.controller import SearchConfig
@@ -45,6 +50,16 @@ if TYPE_CHECKING:
 
 REFLECTION_MAX_TOKENS = 300
 _SALT = 50_000  # the reflection calls' sample indices, apart from the other proposer calls
+
+
+def bootstrap_tries(demos: int) -> int:
+    """Train items the model answers to find ``3 * demos`` correct worked solutions, at most."""
+    return 8 * demos
+
+
+def _words(text: str) -> set[str]:
+    """The words (and symbols such as %) of a text, for a likeness of two items."""
+    return {w for w in re.findall(r"[a-z]+|[%$€£°/]", text.lower()) if len(w) > 2 or not w.isalpha()}
 
 
 def steps_of(n_proposals: int, rounds: int) -> int:
@@ -78,6 +93,8 @@ class ReflectPolicy(Policy):
         self._epochs: dict[int, list[int]] = {}
         sample = [self.task.render_input(e) for e in self.train[:20]]
         self.meta_allowed = any(_META.search(text) for text in sample)
+        self.demos = max(0, settings.reflect_demos)
+        self._bootstrapped: list[tuple[str, str]] | None = None
 
     # -- the ask/tell loop
     def ask(self) -> list[Proposal]:
@@ -88,7 +105,8 @@ class ReflectPolicy(Policy):
             found = self._reflect_once()
             if found is not None:
                 child, parent = found
-                pool = [Proposal(child, "reflect", parent=parent)]
+                origin = "reflect-demos" if self.log[-1]["kind"] == "demos" else "reflect"
+                pool = [Proposal(child, origin, parent=parent)]
                 pool += [
                     Proposal(c, "parent") for c in self.best(self.settings.top_k) if c.hash != child.hash
                 ]
@@ -135,13 +153,36 @@ class ReflectPolicy(Policy):
         entry: dict[str, Any] = {
             "step": step, "parent": parent.hash, "minibatch": [e.id for e in batch],
             "parent_score": parent_score, "child": None, "child_score": None, "shown": [],
-            "reflected": False, "usable": False, "accepted": False, "reason": "", "text": "",
+            "kind": "reflection", "reflected": False, "usable": False, "accepted": False, "reason": "", "text": "",
         }  # fmt: skip
         self.log.append(entry)
         failed = [(e, r) for e, r in zip(batch, parent_results, strict=True) if (r.score or 0.0) < 1.0]
         if not failed:
             entry["reason"] = "skipped: the parent is perfect on the minibatch"
             return None
+        if self.demos and step % 2 == 1:
+            child = self._demo_child(parent, batch, failed, entry)
+        else:
+            child = self._reflection_child(parent, failed, entry, step)
+        if child is None:
+            return None
+        entry["usable"] = True
+        self.candidates[child.hash] = child
+        entry["child"] = child.hash
+        origin = "reflect-demos" if entry["kind"] == "demos" else "reflect"
+        child_results = evaluate(child, batch, "train", origin, parent.hash)
+        child_score = sum(r.score or 0.0 for r in child_results)
+        entry["child_score"] = child_score
+        entry["accepted"] = child_score > parent_score
+        if not entry["accepted"]:
+            entry["reason"] = "rejected: not better than its parent on the minibatch"
+            return None
+        entry["reason"] = "accepted"
+        return child, parent.hash
+
+    def _reflection_child(
+        self, parent: Candidate, failed: list[tuple[Example, EvalResult]], entry: dict[str, Any], step: int
+    ) -> Candidate | None:
         prompt, shown = reflection_prompt(self.task, parent.instruction, failed)
         entry["shown"] = [{"example": s.example_id, "feedback": s.feedback} for s in shown]
         entry["reflected"] = True
@@ -154,21 +195,56 @@ class ReflectPolicy(Policy):
         )  # fmt: skip
         entry["reason"] = why
         entry["text"] = text if text is not None else " ".join(reply.split())[:300]
-        if text is None:
+        return dataclasses.replace(parent, instruction=text) if text is not None else None
+
+    def _demo_child(
+        self,
+        parent: Candidate,
+        batch: list[Example],
+        failed: list[tuple[Example, EvalResult]],
+        entry: dict[str, Any],
+    ) -> Candidate | None:
+        """The parent with demos of the model's own correct work, most alike the failed items."""
+        entry["kind"] = "demos"
+        entry["shown"] = [{"example": e.id, "feedback": "(demos chosen for this item)"} for e, _ in failed]
+        pool = [(i, s) for i, s in self.bootstrapped() if i not in {e.id for e in batch}]
+        failed_words = [_words(self.task.render_input(e)) for e, _ in failed]
+        by_id = {e.id: e for e in self.train}
+
+        def likeness(item: str) -> float:
+            words = _words(self.task.render_input(by_id[item]))
+            return max((len(words & f) / max(1, len(words | f)) for f in failed_words), default=0.0)
+
+        chosen = sorted(pool, key=lambda pair: -likeness(pair[0]))[: self.demos]
+        if not chosen:
+            entry["reason"] = "no bootstrapped demo (the model got no train item right)"
             return None
-        entry["usable"] = True
-        child = dataclasses.replace(parent, instruction=text)
-        self.candidates[child.hash] = child
-        entry["child"] = child.hash
-        child_results = evaluate(child, batch, "train", "reflect", parent.hash)
-        child_score = sum(r.score or 0.0 for r in child_results)
-        entry["child_score"] = child_score
-        entry["accepted"] = child_score > parent_score
-        if not entry["accepted"]:
-            entry["reason"] = "rejected: not better than its parent on the minibatch"
+        child = dataclasses.replace(
+            parent, cot_mode="few_shot", demo_ids=tuple(i for i, _ in chosen), demo_solutions=tuple(chosen),
+            similar_demos=0,
+        )  # fmt: skip
+        entry["text"] = "demos: " + ", ".join(i for i, _ in chosen)
+        if child.hash in self.candidates:
+            entry["reason"] = "a repeat"
             return None
-        entry["reason"] = "accepted"
-        return child, parent.hash
+        entry["reason"] = "usable"
+        return child
+
+    def bootstrapped(self) -> list[tuple[str, str]]:
+        """The model's own correct worked solutions on train items, computed once."""
+        if self._bootstrapped is None:
+            from promptopt.bootstrap import DEFAULT_TRIGGER, bootstrap_demos
+
+            backend = self.settings.backend
+            if backend is None:
+                raise ConfigError("reflect_demos needs the task model (it bootstraps demos)")
+            report = bootstrap_demos(
+                self.task, backend, k=3 * self.demos, seed=self.settings.seed, instruction=self.base.instruction,
+                cot_trigger=self.base.cot_trigger or DEFAULT_TRIGGER, answer_format=self.base.answer_format or None,
+                max_tries=bootstrap_tries(self.demos),
+            )  # fmt: skip
+            self._bootstrapped = list(report.demos.solutions)
+        return self._bootstrapped
 
     def _ask_reflection(self, prompt: str, step: int) -> str:
         """One call to the proposer model (cached: a resumed search gets the same reply)."""
@@ -184,15 +260,17 @@ class ReflectPolicy(Policy):
 
     # -- reporting and budgeting
     def describe(self) -> dict[str, Any]:
-        reflected = [e for e in self.log if e["reflected"]]
+        proposed = [e for e in self.log if e["reflected"] or e.get("kind") == "demos"]
         return {
             "reflection": {
                 "steps": len(self.log),
-                "proposals": len(reflected),
-                "usable": sum(1 for e in reflected if e["usable"]),
-                "accepted": sum(1 for e in reflected if e["accepted"]),
-                "skipped": len(self.log) - len(reflected),
+                "proposals": len(proposed),
+                "reflections": sum(1 for e in proposed if e["reflected"]),
+                "usable": sum(1 for e in proposed if e["usable"]),
+                "accepted": sum(1 for e in proposed if e["accepted"]),
+                "skipped": len(self.log) - len(proposed),
                 "minibatch": self.size,
+                "demo_steps": sum(1 for e in proposed if e.get("kind") == "demos"),
             },
             "proposals": self.log,
             "frontier": self.frontier() if self.standings else {},
@@ -213,7 +291,9 @@ class ReflectPolicy(Policy):
         first = schedule_size(1, dev, **race)  # type: ignore[arg-type]
         later = schedule_size(1 + config.top_k, dev, **race)  # type: ignore[arg-type]
         per_eval = config.base.samples * (2 if config.base.two_stage else 1)
-        search_calls = (first + steps * (2 * size + later)) * per_eval + steps
+        demos = max(0, config.reflect_demos)
+        boot = min(len(task.examples("train")), bootstrap_tries(demos)) if demos else 0
+        search_calls = (first + steps * (2 * size + later)) * per_eval + steps + boot
         test_n = len(task.examples("test", config.test_size))
         tokens_out = 220 if config.base.cot_mode != "none" else 40
         plan = estimate_plan(
