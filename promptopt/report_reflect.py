@@ -12,8 +12,12 @@ from typing import Any
 def reflection_line(counts: Mapping[str, Any]) -> str:
     """``6 steps: 5 reflections, 4 usable, 2 accepted (1 skipped: parent perfect)``."""
     skipped = int(counts.get("skipped", 0))
+    demos = int(counts.get("demo_steps", 0))
+    made = f"{counts.get('proposals', 0)} proposals ({counts.get('reflections', 0)} reflections, {demos} demo swaps)"
     return (
-        f"{counts.get('steps', 0)} steps: {counts.get('proposals', 0)} reflections, "
+        f"{counts.get('steps', 0)} steps: "
+        + (made if demos else f"{counts.get('proposals', 0)} reflections")
+        + ", "
         f"{counts.get('usable', 0)} usable, {counts.get('accepted', 0)} accepted"
         + (f" ({skipped} skipped: parent perfect on its minibatch)" if skipped else "")
         + f"; minibatch {counts.get('minibatch', '?')}"

@@ -283,3 +283,26 @@ def test_demo_steps_swap_in_the_models_own_work_on_the_failing_kind(task: Task, 
         config(reflect_demos=2, n_proposals=6), db=f"sqlite:///{tmp_path / 'e.db'}", task=task, dry_run=True
     )
     assert isinstance(plan, dict) and result.spent["calls"] <= plan["search_calls"]
+
+
+def test_cli_summary_and_report_lineage(task: Task, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from promptopt.cli import cli
+    from promptopt.report import render_report
+
+    db = f"sqlite:///{tmp_path / 'cli.db'}"
+    args = ["search", "--task", "gsm-symbolic", "--model", "fake", "--db", db, "--policy", "reflect",
+            "--dev-size", "10", "--test-size", "10", "--proposals", "3", "--minibatch", "4", "--no-progress",
+            "--selection", "noise-aware"]  # fmt: skip
+    out = CliRunner().invoke(cli, args)
+    assert out.exit_code == 0, out.output
+    assert re.search(r"reflect +3 steps: \d+ reflections, \d+ usable, \d+ accepted", out.output)
+    refused = CliRunner().invoke(cli, [*args[:8], "ape", "--minibatch", "4"])
+    assert refused.exit_code == 2 and "--minibatch is for the reflect policy" in refused.output
+    # the report draws the lineage of a reflect run (here on the kind fake: one accepted child)
+    result = run(task, db)
+    with Store(db) as store:
+        page = render_report(store, result.run_id)
+    accepted = next(e for e in result.policy_state["proposals"] if e["accepted"])
+    assert "Reflection lineage" in page and accepted["child"][:10] in page and "accepted" in page
