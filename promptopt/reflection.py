@@ -29,6 +29,17 @@ MAX_INPUT_CHARS = 500
 MAX_OUTPUT_CHARS = 300
 MAX_INSTRUCTION_CHARS = 700
 MIN_WORDS = 3
+#: The first line of every reflection prompt (the test fakes recognise it).
+OPENING = "Improve an instruction for a model that answers questions."
+# Where a small model goes on to copy the prompt's item blocks or to explain itself: the
+# instruction ends before such a line
+_ITEM_LINE = re.compile(
+    r"^\W*(?:question\s*\d*|model'?s answer|correct answer|problem|example\s*\d*|explanation|"
+    r"for example|current instruction|note)\b[^\n]*$",
+    re.IGNORECASE | re.MULTILINE,
+)
+_TRAILING_EXAMPLE = re.compile(r"\s*\b(?:for example|for instance|e\.g\.|example)\s*:?\s*$", re.IGNORECASE)
+_ABOUT_SETUP = re.compile(r"\b(?:the|this) (?:student|model|assistant)\b", re.IGNORECASE)
 TEMPLATE_EXAMPLE = "Solve the problem step by step."
 _NEW = re.compile(r"<\s*new\s*>(.*?)(?:<\s*/\s*new\s*>|$)", re.IGNORECASE | re.DOTALL)
 _SINGLE_DIGIT = re.compile(r"(?<![\d.,])\d(?![\d.,]?\d)")
@@ -85,20 +96,20 @@ def reflection_prompt(
         why = failure_feedback(result)
         output = result.samples[0].raw_output if result.samples else ""
         blocks.append(
-            f"Example {number}\nQuestion: {_head(task.render_input(example), MAX_INPUT_CHARS)}\n"
-            f"Student's answer: {_tail(output, MAX_OUTPUT_CHARS) or '(empty)'}\n"
-            f"Correct answer: {result.gold}\nWhat went wrong: {why}"
+            f"Question {number}: {_head(task.render_input(example), MAX_INPUT_CHARS)}\n"
+            f"Model's answer: {_tail(output, MAX_OUTPUT_CHARS) or '(empty)'}\n"
+            f"Correct answer: {result.gold}\nProblem: {why}"
         )
         shown.append(Shown(example.id, why))
     current = instruction.strip() or "(no instruction)"
     prompt = (
-        "A student follows an instruction to solve questions. It got these questions wrong.\n\n"
-        f"Current instruction:\n{current}\n\n" + "\n\n".join(blocks) + "\n\n"
-        "Write a better instruction for all questions of this kind. Keep what is useful, and add one "
-        "or two short rules that would fix these mistakes (for example a step the student skipped, or "
-        "how to write the final answer). Do not mention these particular questions, names or numbers.\n"
-        "Write the new instruction between <new> and </new>, like this:\n"
-        f"<new>{TEMPLATE_EXAMPLE} ... </new>"
+        f"{OPENING}\n\nCurrent instruction:\n{current}\n\n"
+        "With it, the model got these questions wrong:\n\n" + "\n\n".join(blocks) + "\n\n"
+        'Write an improved instruction that speaks to the model as "you". Keep what is useful and add '
+        "one or two short rules that prevent these mistakes (a step that was skipped, or how to write "
+        "the final answer). Do not copy the questions, names or numbers.\n"
+        "Reply with the instruction only, between <new> and </new>. Example:\n"
+        f"<new>{TEMPLATE_EXAMPLE} ...</new>"
     )
     return prompt, shown
 
@@ -120,6 +131,10 @@ def read_reflection(
     raw = raw.replace("...", " ").replace("…", " ").strip()
     if not raw:
         return None, "empty"
+    cut = _ITEM_LINE.search(raw)
+    if cut is not None and len(raw[: cut.start()].split()) >= MIN_WORDS:
+        raw = raw[: cut.start()].strip()
+    raw = _TRAILING_EXAMPLE.sub("", raw)
     # keep a rule list together: clean_proposal cuts at the first blank line
     raw = re.sub(r"\n\s*\n", "\n", raw)
     text = clean_proposal(raw)
@@ -140,6 +155,8 @@ def read_reflection(
         return None, "a repeat"
     if not meta_allowed and _META.search(text):
         return None, "speaks of the instruction, not the task"
+    if _ABOUT_SETUP.search(text):
+        return None, "speaks of the model, not to it"
     # single digits ("Step 1:", "2 decimals") are too common to say the text copies an item
     if shown_inputs and mentions_examples(_SINGLE_DIGIT.sub(" ", text), shown_inputs):
         return None, "copies the shown items"

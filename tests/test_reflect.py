@@ -15,7 +15,7 @@ import pytest
 
 from promptopt.backends import FakeBackend
 from promptopt.controller import SearchConfig, SearchResult, search
-from promptopt.reflection import failure_feedback, read_reflection
+from promptopt.reflection import OPENING, failure_feedback, read_reflection
 from promptopt.selection import Finalist, frontier_weights, item_frontier, noise_aware_pick, sample_parent
 from promptopt.store import Store
 from promptopt.tasks import Task, get_task
@@ -55,7 +55,7 @@ def kind_backend(task: Task, *, reflection: str = "rule") -> FakeBackend:
 
     def respond(request: GenerationRequest) -> str:
         last = request.messages[-1].content
-        if last.startswith("A student follows an instruction"):
+        if last.startswith(OPENING):
             current = re.search(r"Current instruction:\n(.*?)\n\n", last, re.DOTALL)
             base = current.group(1) if current else ""
             if reflection == "harmful":
@@ -210,6 +210,12 @@ def test_a_call_limit_stops_reflect(task: Task, tmp_path: Path) -> None:
         ("<new>The instruction should say to be careful.</new>", None, "speaks of the instruction, not the task"),
         ("<new>Remember that Olivia hid 84 eggs in the yard.</new>", None, "copies the shown items"),
         ("<new>Solve the problem step by step. ...</new>", None, "copies the reply format's example"),
+        ("<new>Count each item once, then add.\n\n**Question 1:** I have a garlic and two yams. How many?",
+         "Count each item once, then add.", "usable"),
+        ("<new>You count the objects. For example:\nQuestion: I have a yam.\nModel's answer: 3</new>",
+         "You count the objects.", "usable"),
+        ("<new>The model should count more carefully and give one number.</new>", None,
+         "speaks of the model, not to it"),
     ],
 )  # fmt: skip
 def test_read_reflection(reply: str, text: str | None, why: str) -> None:

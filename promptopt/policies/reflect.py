@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from promptopt.controller import SearchConfig
     from promptopt.tasks import Task
 
-REFLECTION_MAX_TOKENS = 300
+REFLECTION_MAX_TOKENS = 200
 _SALT = 50_000  # the reflection calls' sample indices, apart from the other proposer calls
 
 
