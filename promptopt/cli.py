@@ -401,6 +401,11 @@ def _print_report(report: Any, db_url: str) -> None:
     "items (0: off, the default).",
 )
 @click.option(
+    "--reflect-merge",
+    is_flag=True,
+    help="reflect: every third step merges two frontier candidates' instructions into one (off by default).",
+)
+@click.option(
     "--selection",
     type=click.Choice(["best", "noise-aware"]),
     default="best",
@@ -507,7 +512,7 @@ def _print_report(report: Any, db_url: str) -> None:
 def search_command(
     task_name: str | None, data_dir: str | None, policy: str, space: str | None, cost_penalty: float,
     dspy_threads: int, dspy_share: float | None, minibatch: int | None, reflect_demos: int | None,
-    selection: str, slot: str,
+    reflect_merge: bool, selection: str, slot: str,
     preset: str, max_calls: int | None,
     max_tokens: int | None, max_minutes: float | None, max_cost: float | None, prices: str | None,
     proposals: int | None, rounds: int | None, dev_size: int | None, test_size: int | None,
@@ -565,9 +570,11 @@ def search_command(
             backend_options={k: v for k, v in _backend_options(options).items() if v is not None},
             space=space, cost_penalty=cost_penalty, workers=workers, ray_address=ray_address,
             dspy_threads=dspy_threads, dspy_share=dspy_share, max_judge_calls=max_judge_calls,
-            minibatch=minibatch, reflect_demos=reflect_demos, selection=selection,
+            minibatch=minibatch, reflect_demos=reflect_demos, reflect_merge=reflect_merge or None,
+            selection=selection,
         )  # fmt: skip
-        for flag, value in (("--minibatch", minibatch), ("--reflect-demos", reflect_demos)):
+        for flag, value in (("--minibatch", minibatch), ("--reflect-demos", reflect_demos),
+                            ("--reflect-merge", reflect_merge or None)):  # fmt: skip
             if value is not None and policy != "reflect":
                 raise click.UsageError(f"{flag} is for the reflect policy, not {policy}")
         for flag, given in (("--dspy-threads", dspy_threads > 1), ("--dspy-share", dspy_share is not None)):

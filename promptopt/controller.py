@@ -102,6 +102,7 @@ class SearchConfig:
     max_judge_calls: int | None = None  # llm_judge: a limit on the judge's calls, apart from the task's
     minibatch: int = 6  # reflect: train items a parent and its child answer before the child is raced
     reflect_demos: int = 0  # reflect: K > 0 makes every other step a swap to K bootstrapped demos
+    reflect_merge: bool = False  # reflect: every third step merges two frontier candidates
     # The final pick (promptopt.selection): "best" the best dev mean; "noise-aware" the
     # cheapest finalist statistically tied with it (paired test on the shared items).
     selection: str = "best"
@@ -631,7 +632,8 @@ def _search(
         seed=config.seed, space=space, task=task, backend=run.budgeted, run_id=run.run_id,
         store_url=run.store.url, race_start=config.race_start, cost_penalty=config.cost_penalty,
         dev_size=config.dev_size, dspy_threads=config.dspy_threads, dspy_share=config.dspy_share,
-        minibatch=config.minibatch, reflect_demos=config.reflect_demos, evaluate=run.evaluate_for_policy,
+        minibatch=config.minibatch, reflect_demos=config.reflect_demos, reflect_merge=config.reflect_merge,
+        evaluate=run.evaluate_for_policy,
         known=run.evaluator.known,
     )  # fmt: skip
     policy = get_policy(config.policy)(config.base, run.proposer, settings)

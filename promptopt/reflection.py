@@ -31,6 +31,7 @@ MAX_INSTRUCTION_CHARS = 700
 MIN_WORDS = 3
 #: The first line of every reflection prompt (the test fakes recognise it).
 OPENING = "Improve an instruction for a model that answers questions."
+MERGE_OPENING = "Combine two instructions for a model that answers questions."
 # Where a small model goes on to copy the prompt's item blocks or to explain itself: the
 # instruction ends before such a line
 _ITEM_LINE = re.compile(
@@ -112,6 +113,17 @@ def reflection_prompt(
         f"<new>{TEMPLATE_EXAMPLE} ...</new>"
     )
     return prompt, shown
+
+
+def merge_prompt(first: str, second: str) -> str:
+    """The prompt that asks for one instruction with the rules of two (GEPA's merge)."""
+    return (
+        f"{MERGE_OPENING}\n\nInstruction A:\n{first.strip() or '(no instruction)'}\n\n"
+        f"Instruction B:\n{second.strip() or '(no instruction)'}\n\n"
+        "Each works best on different questions. Write one instruction that keeps the useful rules of "
+        'both, short, speaking to the model as "you".\n'
+        f"Reply with the instruction only, between <new> and </new>. Example:\n<new>{TEMPLATE_EXAMPLE} ...</new>"
+    )
 
 
 def read_reflection(

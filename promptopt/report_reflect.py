@@ -10,14 +10,18 @@ from typing import Any
 
 
 def reflection_line(counts: Mapping[str, Any]) -> str:
-    """``6 steps: 5 reflections, 4 usable, 2 accepted (1 skipped: parent perfect)``."""
+    """``6 steps: 5 reflections, 4 usable, 2 accepted (1 skipped: parent perfect ...)``;
+    demo swaps and merges, when there are any, are counted apart."""
     skipped = int(counts.get("skipped", 0))
-    demos = int(counts.get("demo_steps", 0))
-    made = f"{counts.get('proposals', 0)} proposals ({counts.get('reflections', 0)} reflections, {demos} demo swaps)"
+    demos, merges = int(counts.get("demo_steps", 0)), int(counts.get("merges", 0))
+    made = f"{counts.get('proposals', 0)} reflections"
+    if demos or merges:
+        kinds = [f"{counts.get('reflections', 0)} reflections"]
+        kinds += [f"{demos} demo swaps"] if demos else []
+        kinds += [f"{merges} merges"] if merges else []
+        made = f"{counts.get('proposals', 0)} proposals ({', '.join(kinds)})"
     return (
-        f"{counts.get('steps', 0)} steps: "
-        + (made if demos else f"{counts.get('proposals', 0)} reflections")
-        + ", "
+        f"{counts.get('steps', 0)} steps: {made}, "
         f"{counts.get('usable', 0)} usable, {counts.get('accepted', 0)} accepted"
         + (f" ({skipped} skipped: parent perfect on its minibatch)" if skipped else "")
         + f"; minibatch {counts.get('minibatch', '?')}"

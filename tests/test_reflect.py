@@ -15,7 +15,7 @@ import pytest
 
 from promptopt.backends import FakeBackend
 from promptopt.controller import SearchConfig, SearchResult, search
-from promptopt.reflection import OPENING, failure_feedback, read_reflection
+from promptopt.reflection import MERGE_OPENING, OPENING, failure_feedback, read_reflection
 from promptopt.selection import Finalist, frontier_weights, item_frontier, noise_aware_pick, sample_parent
 from promptopt.store import Store
 from promptopt.tasks import Task, get_task
@@ -23,6 +23,7 @@ from promptopt.testing.contracts import InterruptingBackend
 from promptopt.types import Candidate, EvalResult, GenerationRequest, SampleResult
 
 RULE = "For questions with a percent, turn the percent into a fraction first."
+MONEY = "For questions about money, keep the cents."
 HARMFUL = "Guess the answer quickly without working it out."
 
 
@@ -55,11 +56,20 @@ def kind_backend(task: Task, *, reflection: str = "rule") -> FakeBackend:
 
     def respond(request: GenerationRequest) -> str:
         last = request.messages[-1].content
+        if last.startswith(MERGE_OPENING):  # keep the sentences of both
+            a, b = re.search(r"Instruction A:\n(.*?)\n\nInstruction B:\n(.*?)\n\n", last, re.DOTALL).groups()  # type: ignore[union-attr]
+            extra = " ".join(x.strip() + "." for x in b.split(".") if x.strip() and x.strip() not in a)
+            return f"<new>{a} {extra}</new>"
         if last.startswith(OPENING):
             current = re.search(r"Current instruction:\n(.*?)\n\n", last, re.DOTALL)
             base = current.group(1) if current else ""
             if reflection == "harmful":
                 return f"Here it is:\n<new>{HARMFUL}</new>"
+            failed_part = last.split("Current instruction:", 1)[1]
+            if reflection == "two":  # a specialist: one rule, for the kind that failed, and no other
+                rule = MONEY if "$" in failed_part and "money" not in base else RULE
+                how = ("", " Be exact.", " Take care.", " Go slowly.")[request.sample_index % 4]
+                return f"<new>Solve the math word problem. {rule}{how}</new>"
             if reflection == "better":  # every rewrite adds a check, and each check helps
                 how = ("again", "twice", "carefully", "slowly")[request.sample_index % 4]
                 return f"<new>{base} Check step {base.count('Check') + 1} {how}.</new>"
@@ -79,6 +89,8 @@ def kind_backend(task: Task, *, reflection: str = "rule") -> FakeBackend:
             right = False
         elif reflection == "better":
             right = _coin(question, instruction) < 0.2 + 0.3 * instruction.count("Check")
+        elif reflection == "two" and "$" in question and "money" not in instruction:
+            right = False
         elif is_percent(question) and "percent" not in instruction:
             right = _coin(question, request.sample_index) < 0.4  # the model's own lucky work
         else:
@@ -312,3 +324,19 @@ def test_cli_summary_and_report_lineage(task: Task, tmp_path: Path) -> None:
         page = render_report(store, result.run_id)
     accepted = next(e for e in result.policy_state["proposals"] if e["accepted"])
     assert "Reflection lineage" in page and accepted["child"][:10] in page and "accepted" in page
+
+
+def test_merge_combines_two_specialists(task: Task, tmp_path: Path) -> None:
+    # two kinds of item, each fixed by its own rule: reflections find one rule at a time,
+    # a merge of the two frontier specialists keeps both
+    overrides: dict[str, Any] = {"reflect_merge": True, "n_proposals": 9, "minibatch": 8}
+    result = run(task, f"sqlite:///{tmp_path / 'r.db'}", reflection="two", **overrides)
+    merges = [e for e in result.policy_state["proposals"] if e["kind"] == "merge"]
+    assert merges and result.policy_state["reflection"]["merges"] == len(merges)
+    assert all(e["other_parent"] != e["parent"] for e in merges)
+    accepted = [e for e in merges if e["accepted"]]
+    assert accepted and all(e["child_score"] > max(e["parent_score"], e["other_score"]) for e in accepted)
+    assert RULE in result.winner.instruction and MONEY in result.winner.instruction
+    assert "reflect-merge" in {row.origin for row in result.leaderboard}
+    plan = search(config(**overrides), db=f"sqlite:///{tmp_path / 'e.db'}", task=task, dry_run=True)
+    assert isinstance(plan, dict) and result.spent["calls"] <= plan["search_calls"]

@@ -64,6 +64,7 @@ class PolicySettings:
     dspy_share: float | None = None  # dspy-* policies: DSPy's share of a call limit (None: the policy's)
     minibatch: int = 6  # reflect: train items a parent and its child answer before the child is raced
     reflect_demos: int = 0  # reflect: K > 0 makes every other step a swap to K bootstrapped demos
+    reflect_merge: bool = False  # reflect: every third step merges two frontier candidates
     # Policies that evaluate on their own (reflect's minibatches) do it through the controller's
     # evaluator (stored, budgeted, cached, on the Ray pool when there is one):
     # evaluate(candidate, examples, split, origin, parent) -> results in the order of examples;

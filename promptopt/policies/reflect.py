@@ -20,7 +20,10 @@ skipped (no proposer call). With ``reflect_demos`` K > 0, every other step is a 
 step* instead of a reflection: the child shows K demos with the model's own correct
 worked solutions (bootstrapped once, from train items, as DSPy's BootstrapFewShot does),
 those most alike in wording to the items the parent failed (never an item of the
-minibatch itself), and is accepted on the same terms. There are ``n_proposals`` x ``rounds`` steps (at least one
+minibatch itself), and is accepted on the same terms. With ``reflect_merge``, every third
+step (when the frontier holds two different instructions) is a *merge*: a second
+frontier candidate answers the minibatch too, one proposer call writes an instruction
+that keeps the rules of both, and the child must beat the better of the two. There are ``n_proposals`` x ``rounds`` steps (at least one
 round); ``ask()`` runs steps until one child is accepted and returns it with the
 incumbents, so every accepted child is raced before the next parent is drawn.
 
@@ -40,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 from promptopt.errors import ConfigError
 from promptopt.policies.base import Policy, PolicySettings, Proposal, register_policy
 from promptopt.proposers import _META, Proposer
-from promptopt.reflection import read_reflection, reflection_prompt
+from promptopt.reflection import merge_prompt, read_reflection, reflection_prompt
 from promptopt.selection import frontier_weights, item_scores, sample_parent
 from promptopt.types import Candidate, EvalResult, Example, GenerationRequest, Message
 
@@ -49,6 +52,7 @@ if TYPE_CHECKING:
     from promptopt.tasks import Task
 
 REFLECTION_MAX_TOKENS = 200
+ORIGINS = {"reflection": "reflect", "demos": "reflect-demos", "merge": "reflect-merge"}
 _SALT = 50_000  # the reflection calls' sample indices, apart from the other proposer calls
 
 
@@ -94,6 +98,7 @@ class ReflectPolicy(Policy):
         sample = [self.task.render_input(e) for e in self.train[:20]]
         self.meta_allowed = any(_META.search(text) for text in sample)
         self.demos = max(0, settings.reflect_demos)
+        self.merge = settings.reflect_merge
         self._bootstrapped: list[tuple[str, str]] | None = None
 
     # -- the ask/tell loop
@@ -105,8 +110,7 @@ class ReflectPolicy(Policy):
             found = self._reflect_once()
             if found is not None:
                 child, parent = found
-                origin = "reflect-demos" if self.log[-1]["kind"] == "demos" else "reflect"
-                pool = [Proposal(child, origin, parent=parent)]
+                pool = [Proposal(child, ORIGINS[self.log[-1]["kind"]], parent=parent)]
                 pool += [
                     Proposal(c, "parent") for c in self.best(self.settings.top_k) if c.hash != child.hash
                 ]
@@ -160,7 +164,13 @@ class ReflectPolicy(Policy):
         if not failed:
             entry["reason"] = "skipped: the parent is perfect on the minibatch"
             return None
-        if self.demos and step % 2 == 1:
+        other = self._merge_partner(parent, step)
+        if other is not None:
+            child = self._merge_child(parent, other, batch, entry, step)
+            if child is not None and entry["parent"] != parent.hash:  # the other one scored higher
+                parent = other
+            parent_score = entry["parent_score"]
+        elif self.demos and step % 2 == 1:
             child = self._demo_child(parent, batch, failed, entry)
         else:
             child = self._reflection_child(parent, failed, entry, step)
@@ -169,8 +179,7 @@ class ReflectPolicy(Policy):
         entry["usable"] = True
         self.candidates[child.hash] = child
         entry["child"] = child.hash
-        origin = "reflect-demos" if entry["kind"] == "demos" else "reflect"
-        child_results = evaluate(child, batch, "train", origin, parent.hash)
+        child_results = evaluate(child, batch, "train", ORIGINS[entry["kind"]], parent.hash)
         child_score = sum(r.score or 0.0 for r in child_results)
         entry["child_score"] = child_score
         entry["accepted"] = child_score > parent_score
@@ -196,6 +205,45 @@ class ReflectPolicy(Policy):
         entry["reason"] = why
         entry["text"] = text if text is not None else " ".join(reply.split())[:300]
         return dataclasses.replace(parent, instruction=text) if text is not None else None
+
+    def _merge_partner(self, parent: Candidate, step: int) -> Candidate | None:
+        """With ``reflect_merge``, every third step: a second frontier candidate whose
+        instruction differs from the parent's (None when there is none, or not this step)."""
+        if not self.merge or step % 3 != 2:
+            return None
+        weights = {
+            h: w for h, w in self.frontier().items() if self.candidates[h].instruction != parent.instruction
+        }
+        if not weights:
+            return None
+        order = [h for h in self.candidates if h in weights]
+        rng = random.Random(f"{self.settings.seed}:reflect:merge:{step}")
+        return self.candidates[sample_parent(weights, order, rng)]
+
+    def _merge_child(
+        self, first: Candidate, second: Candidate, batch: list[Example], entry: dict[str, Any], step: int
+    ) -> Candidate | None:
+        """GEPA's merge, for one component: one instruction that keeps the rules of two
+        frontier candidates; it must beat the better of the two on the minibatch."""
+        evaluate = self.settings.evaluate
+        assert evaluate is not None
+        second_score = sum(r.score or 0.0 for r in evaluate(second, batch, "train", "parent", None))
+        entry.update(kind="merge", reflected=True, other_parent=second.hash, other_score=second_score)
+        if second_score > entry["parent_score"]:
+            entry.update(parent=second.hash, parent_score=second_score, other_parent=first.hash)
+            first, second = second, first
+        reply = self._ask_reflection(merge_prompt(first.instruction, second.instruction), step)
+        known_texts = [c.instruction for c in self.candidates.values()]
+        text, why = read_reflection(
+            reply,
+            current=first.instruction,
+            known=known_texts,
+            shown_inputs=[],
+            meta_allowed=self.meta_allowed,
+        )
+        entry["reason"] = why
+        entry["text"] = text if text is not None else " ".join(reply.split())[:300]
+        return dataclasses.replace(first, instruction=text) if text is not None else None
 
     def _demo_child(
         self,
@@ -260,17 +308,18 @@ class ReflectPolicy(Policy):
 
     # -- reporting and budgeting
     def describe(self) -> dict[str, Any]:
-        proposed = [e for e in self.log if e["reflected"] or e.get("kind") == "demos"]
+        proposed = [e for e in self.log if e["reflected"] or e["kind"] == "demos"]
         return {
             "reflection": {
                 "steps": len(self.log),
                 "proposals": len(proposed),
-                "reflections": sum(1 for e in proposed if e["reflected"]),
+                "reflections": sum(1 for e in proposed if e["kind"] == "reflection"),
                 "usable": sum(1 for e in proposed if e["usable"]),
                 "accepted": sum(1 for e in proposed if e["accepted"]),
                 "skipped": len(self.log) - len(proposed),
                 "minibatch": self.size,
-                "demo_steps": sum(1 for e in proposed if e.get("kind") == "demos"),
+                "demo_steps": sum(1 for e in proposed if e["kind"] == "demos"),
+                "merges": sum(1 for e in proposed if e["kind"] == "merge"),
             },
             "proposals": self.log,
             "frontier": self.frontier() if self.standings else {},
@@ -293,7 +342,8 @@ class ReflectPolicy(Policy):
         per_eval = config.base.samples * (2 if config.base.two_stage else 1)
         demos = max(0, config.reflect_demos)
         boot = min(len(task.examples("train")), bootstrap_tries(demos)) if demos else 0
-        search_calls = (first + steps * (2 * size + later)) * per_eval + steps + boot
+        answered = 3 if config.reflect_merge else 2  # a merge step runs both parents and the child
+        search_calls = (first + steps * (answered * size + later)) * per_eval + steps + boot
         test_n = len(task.examples("test", config.test_size))
         tokens_out = 220 if config.base.cot_mode != "none" else 40
         plan = estimate_plan(
