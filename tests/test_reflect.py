@@ -316,6 +316,11 @@ def test_cli_summary_and_report_lineage(task: Task, tmp_path: Path) -> None:
     out = CliRunner().invoke(cli, args)
     assert out.exit_code == 0, out.output
     assert re.search(r"reflect +3 steps: \d+ reflections, \d+ usable, \d+ accepted", out.output)
+    run_id = re.search(r"run +(\w+) in", out.output).group(1)  # type: ignore[union-attr]
+    shown = CliRunner().invoke(cli, ["show", run_id, "--db", db])
+    assert shown.exit_code == 0 and re.search(r"reflect 3 steps: .* usable, \d+ accepted", shown.output), (
+        shown.output
+    )
     refused = CliRunner().invoke(cli, [*args[:8], "ape", "--minibatch", "4"])
     assert refused.exit_code == 2 and "--minibatch is for the reflect policy" in refused.output
     # the report draws the lineage of a reflect run (here on the kind fake: one accepted child)
