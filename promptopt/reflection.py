@@ -40,6 +40,8 @@ _ITEM_LINE = re.compile(
     re.IGNORECASE | re.MULTILINE,
 )
 _TRAILING_EXAMPLE = re.compile(r"\s*\b(?:for example|for instance|e\.g\.|example)\s*:?\s*$", re.IGNORECASE)
+_STRAY_TAG = re.compile(r"<\s*/?\s*new\s*>", re.IGNORECASE)
+_SENTENCE_END = re.compile(r"(?<=[a-z)\]\"'][.!?])\s+(?=[A-Z])")
 _ABOUT_SETUP = re.compile(r"\b(?:the|this) (?:student|model|assistant)\b", re.IGNORECASE)
 TEMPLATE_EXAMPLE = "Solve the problem step by step."
 _NEW = re.compile(r"<\s*new\s*>(.*?)(?:<\s*/\s*new\s*>|$)", re.IGNORECASE | re.DOTALL)
@@ -115,6 +117,27 @@ def reflection_prompt(
     return prompt, shown
 
 
+def _without_talk_about_the_setup(text: str, meta_allowed: bool) -> tuple[str, str]:
+    """``text`` without its sentences about the instruction or the model (small models
+    mix "Keep in mind that the model was…" into useful rules), and why the last dropped
+    one was dropped ("" when none was). A line is split into sentences only where a
+    sentence ends in a word, so that "1. Count" stays whole."""
+    kept_lines = []
+    why = ""
+    for line in text.splitlines():
+        kept = []
+        for sentence in _SENTENCE_END.split(line):
+            if not meta_allowed and _META.search(sentence):
+                why = "speaks of the instruction, not the task"
+            elif _ABOUT_SETUP.search(sentence):
+                why = "speaks of the model, not to it"
+            else:
+                kept.append(sentence)
+        if kept:
+            kept_lines.append(" ".join(kept))
+    return "\n".join(kept_lines).strip(), why
+
+
 def merge_prompt(first: str, second: str) -> str:
     """The prompt that asks for one instruction with the rules of two (GEPA's merge)."""
     return (
@@ -140,7 +163,7 @@ def read_reflection(
     names is about them); ``meta_allowed``: the task's own items speak of instructions."""
     match = _NEW.search(reply)
     raw = match.group(1) if match else reply
-    raw = raw.replace("...", " ").replace("…", " ").strip()
+    raw = _STRAY_TAG.sub(" ", raw.replace("...", " ").replace("…", " ")).strip()
     if not raw:
         return None, "empty"
     cut = _ITEM_LINE.search(raw)
@@ -161,14 +184,13 @@ def read_reflection(
     text = text[:MAX_INSTRUCTION_CHARS].strip()
     if len(text.split()) < MIN_WORDS:
         return None, "too short"
+    text, dropped = _without_talk_about_the_setup(text, meta_allowed)
+    if len(text.split()) < MIN_WORDS:
+        return None, dropped or "too short"
     if text.rstrip(" .") == TEMPLATE_EXAMPLE.rstrip("."):
         return None, "copies the reply format's example"
     if text == current.strip() or text in known:
         return None, "a repeat"
-    if not meta_allowed and _META.search(text):
-        return None, "speaks of the instruction, not the task"
-    if _ABOUT_SETUP.search(text):
-        return None, "speaks of the model, not to it"
     # single digits ("Step 1:", "2 decimals") are too common to say the text copies an item
     if shown_inputs and mentions_examples(_SINGLE_DIGIT.sub(" ", text), shown_inputs):
         return None, "copies the shown items"

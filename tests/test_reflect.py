@@ -228,6 +228,12 @@ def test_a_call_limit_stops_reflect(task: Task, tmp_path: Path) -> None:
          "You count the objects.", "usable"),
         ("<new>The model should count more carefully and give one number.</new>", None,
          "speaks of the model, not to it"),
+        # what the real 0.5B wrote: stray tags, and sentences about the setup among rules
+        ("<new>Count each item. <new>Express your answer clearly.<new>Keep in mind that the model was "
+         "wrong.</new> Please provide the initial instructions.",
+         "Count each item. Express your answer clearly.", "usable"),
+        ("<new>1. Count each item.\n2. Add them up. The instruction says so.</new>",
+         "1. Count each item.\n2. Add them up.", "usable"),
     ],
 )  # fmt: skip
 def test_read_reflection(reply: str, text: str | None, why: str) -> None:
