@@ -351,7 +351,8 @@ def _print_report(report: Any, db_url: str) -> None:
     "--policy",
     default="ape",
     show_default=True,
-    help="Search policy: ape or opro (instruction search); tpe (Optuna, Bayesian), reinforce (RL) or "
+    help="Search policy: ape, opro or reflect (instruction search; reflect learns from failed items, see "
+    "docs/reflect.md); tpe (Optuna, Bayesian), reinforce (RL) or "
     "random over a search space (--space); dspy-mipro, dspy-mipro-matched, dspy-copro or dspy-bootstrap "
     "(DSPy's optimizers, needs dspy).",
 )
@@ -385,6 +386,32 @@ def _print_report(report: Any, db_url: str) -> None:
     default=None,
     help="dspy-* policies: the share of --max-calls DSPy's optimizer may spend; the rest races the programs "
     "it evaluated. Default: half.",
+)
+@click.option(
+    "--minibatch",
+    type=click.IntRange(min=1),
+    default=None,
+    help="reflect: train items a parent and its rewrite answer before the rewrite is raced (default 6).",
+)
+@click.option(
+    "--reflect-demos",
+    type=click.IntRange(min=0),
+    default=None,
+    help="reflect: every other step swaps in K demos of the model's own correct work, alike the failed "
+    "items (0: off, the default).",
+)
+@click.option(
+    "--reflect-merge",
+    is_flag=True,
+    help="reflect: every third step merges two frontier candidates' instructions into one (off by default).",
+)
+@click.option(
+    "--selection",
+    type=click.Choice(["best", "noise-aware"]),
+    default="best",
+    show_default=True,
+    help="The final pick: the best dev mean, or the cheapest finalist tied with it in a paired test "
+    "(noise-aware; see docs/reflect.md).",
 )
 @click.option(
     "--search",
@@ -484,7 +511,8 @@ def _print_report(report: Any, db_url: str) -> None:
 @click.option("--dry-run", is_flag=True, help="Print the estimate of calls and tokens and exit.")
 def search_command(
     task_name: str | None, data_dir: str | None, policy: str, space: str | None, cost_penalty: float,
-    dspy_threads: int, dspy_share: float | None, slot: str,
+    dspy_threads: int, dspy_share: float | None, minibatch: int | None, reflect_demos: int | None,
+    reflect_merge: bool, selection: str, slot: str,
     preset: str, max_calls: int | None,
     max_tokens: int | None, max_minutes: float | None, max_cost: float | None, prices: str | None,
     proposals: int | None, rounds: int | None, dev_size: int | None, test_size: int | None,
@@ -542,7 +570,13 @@ def search_command(
             backend_options={k: v for k, v in _backend_options(options).items() if v is not None},
             space=space, cost_penalty=cost_penalty, workers=workers, ray_address=ray_address,
             dspy_threads=dspy_threads, dspy_share=dspy_share, max_judge_calls=max_judge_calls,
+            minibatch=minibatch, reflect_demos=reflect_demos, reflect_merge=reflect_merge or None,
+            selection=selection,
         )  # fmt: skip
+        for flag, value in (("--minibatch", minibatch), ("--reflect-demos", reflect_demos),
+                            ("--reflect-merge", reflect_merge or None)):  # fmt: skip
+            if value is not None and policy != "reflect":
+                raise click.UsageError(f"{flag} is for the reflect policy, not {policy}")
         for flag, given in (("--dspy-threads", dspy_threads > 1), ("--dspy-share", dspy_share is not None)):
             if given and not policy.startswith("dspy-"):
                 raise click.UsageError(f"{flag} is for the dspy-* policies, not {policy}")

@@ -162,6 +162,11 @@ def show_command(ref: str, data_dir: str | None, examples: int, db: str | None, 
         click.echo(f"  {e.rank:>2}. {e.candidate}  {e.origin:<14} dev {_pct(e.dev)} ({_ci(e.dev)}, "
                    f"n={e.dev.n if e.dev else 0}, no ans/cut {_counts(e.dev)})  test {_pct(e.test)}  "
                    f"{_short(e.spec.instruction)}")  # fmt: skip
+    state = (run.summary or {}).get("policy_state")
+    if isinstance(state, dict) and isinstance(state.get("reflection"), dict):
+        from promptopt.report_reflect import reflection_line
+
+        click.echo(f"reflect {reflection_line(state['reflection'])}")
     from promptopt.cli_answers import print_run_checks
 
     print_run_checks(run)

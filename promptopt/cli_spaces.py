@@ -72,6 +72,20 @@ def print_policy_state(result: Any) -> None:
                        f"  samples={row.candidate.samples} demos={len(row.candidate.demo_ids) or row.candidate.similar_demos}"
                        f" cot={row.candidate.cot_mode}")  # fmt: skip
     state = result.policy_state or {}
+    if "reflection" in state:
+        from promptopt.report_reflect import reflection_line
+
+        click.echo(f"reflect     {reflection_line(state['reflection'])}")
+    selection = getattr(result, "selection", None) or {}
+    tied = [row for row in selection.get("compared", []) if row.get("tied")]
+    if tied:
+        picked = (
+            "the cheapest of them"
+            if selection.get("chosen") != selection.get("best_by_mean")
+            else "the best mean"
+        )
+        click.echo(f"selection   {len(tied)} finalist(s) within the paired 95% band of the best on dev; "
+                   f"picked {picked} ({selection.get('selection')})")  # fmt: skip
     if "preferred" in state:
         click.echo("learned     REINFORCE's most likely choice per dimension (probability):")
         for name, rows in state["distribution"].items():

@@ -83,6 +83,7 @@ class SearchResult:
     constant_baseline: Mapping[str, Any] | None = None  # always the best single answer, dev and test
     metric: str = "exact_match"
     judge: Mapping[str, Any] = field(default_factory=dict)  # the judge's own calls (llm_judge)
+    selection: Mapping[str, Any] = field(default_factory=dict)  # the final pick's paired comparisons
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -120,6 +121,7 @@ class SearchResult:
             "policy_state": dict(self.policy_state),
             "constant_baseline": dict(self.constant_baseline) if self.constant_baseline else None,
             "winner_dev_test": winner_dev_test(self),
+            "selection": dict(self.selection),
         }
 
     @property
@@ -243,6 +245,13 @@ class _Run:
             self.store.add_candidate(
                 self.run_id, candidate, origin=self.origins[candidate.hash], parent=parent
             )
+
+    def evaluate_for_policy(
+        self, candidate: Candidate, examples: Sequence[Example], split: str, origin: str, parent: str | None
+    ) -> list[EvalResult]:
+        """A policy's own evaluation (reflect's minibatches): registered, then evaluated as any."""
+        self.register(candidate, origin, parent)
+        return self.evaluator.evaluate(candidate, examples, split)
 
     def scores(self, candidate_hash: str, examples: Sequence[Any], split: str) -> list[float | None]:
         results = self.evaluator.evaluate(self.candidates[candidate_hash], examples, split)
@@ -427,6 +436,9 @@ def _search(
         seed=config.seed, space=space, task=task, backend=run.budgeted, run_id=run.run_id,
         store_url=run.store.url, race_start=config.race_start, cost_penalty=config.cost_penalty,
         dev_size=config.dev_size, dspy_threads=config.dspy_threads, dspy_share=config.dspy_share,
+        minibatch=config.minibatch, reflect_demos=config.reflect_demos, reflect_merge=config.reflect_merge,
+        evaluate=run.evaluate_for_policy,
+        known=run.evaluator.known,
     )  # fmt: skip
     policy = get_policy(config.policy)(config.base, run.proposer, settings)
     try:
@@ -548,6 +560,9 @@ def _run_policy(
         winner = max(full, key=lambda r: (r.mean, r.n, -finalists.index(r.candidate.hash))).candidate
     else:  # no finalist has a dev result (every request failed): keep the starting prompt
         winner = config.base
+    from promptopt.selection import final_pick
+
+    winner, selection = final_pick(config.selection, full, winner, run.evaluator.known, seed=config.seed)
 
     # Held-out test: winner and the starting prompt on the same examples.
     test_examples = task.examples("test", config.test_size)
@@ -596,4 +611,5 @@ def _run_policy(
         constant_baseline=constant_baseline(task, dev=dev, test=test_examples),
         metric=task.metric.name,
         judge=task.metric.describe(),
+        selection=selection,
     )

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import html
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,9 +29,10 @@ from promptopt.leaderboard import (
     run_candidate,
 )
 from promptopt.report_answers import answers_section
+from promptopt.report_reflect import lineage_section
 from promptopt.stats import pareto_front
 from promptopt.store import Store
-from promptopt.types import EvalResult
+from promptopt.types import Candidate, EvalResult
 
 __all__ = ["ReportResult", "pareto_front", "render_report", "write_report"]
 
@@ -400,6 +401,7 @@ def render_report(
         f"{_progress_plot(progress, min_n)}{_pareto_plot(entries, winner)}</div>"
         f"<h2>Candidates on dev</h2>{_ci_plot(entries, winner)}"
         f"<h2>Leaderboard</h2>{_leaderboard_table(entries, winner)}"
+        f"{lineage_section(summary, _base_hash(run.config), winner)}"
         f"<h2>Winning prompt</h2>{_prompt_section(details)}"
         f"<h2>Answers</h2>{answers_section(store, run, winner)}"
         f"{_items_section(winner_results)}"
@@ -407,6 +409,14 @@ def render_report(
         "were recorded (proposer calls are not included). Input fields are shown as {field} placeholders.</p>"
         "</body></html>\n"
     )
+
+
+def _base_hash(config: Mapping[str, Any]) -> str | None:
+    """The starting prompt's hash of a search run's config (the lineage's root)."""
+    try:
+        return Candidate.from_dict(config["base"]).hash
+    except Exception:  # noqa: BLE001 - an older or foreign config: the lineage has no root mark
+        return None
 
 
 def write_report(

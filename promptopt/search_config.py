@@ -73,6 +73,20 @@ class SearchConfig:
     # from the store: a resume needs the user to name it again.
     metric: Any = None
     max_judge_calls: int | None = None  # llm_judge: a limit on the judge's calls, apart from the task's
+    minibatch: int = 6  # reflect: train items a parent and its child answer before the child is raced
+    reflect_demos: int = 0  # reflect: K > 0 makes every other step a swap to K bootstrapped demos
+    reflect_merge: bool = False  # reflect: every third step merges two frontier candidates
+    # The final pick (promptopt.selection): "best" the best dev mean; "noise-aware" the
+    # cheapest finalist statistically tied with it (paired test on the shared items).
+    selection: str = "best"
+
+    def __post_init__(self) -> None:
+        from promptopt.selection import SELECTIONS
+
+        if self.selection not in SELECTIONS:
+            raise ConfigError(
+                f"unknown selection {self.selection!r}; expected one of {', '.join(SELECTIONS)}"
+            )
 
     @classmethod
     def from_preset(cls, preset: str, **overrides: Any) -> SearchConfig:

@@ -175,14 +175,15 @@ def test_serial_and_ray_evaluators_store_identical_results(task: Task, tmp_path:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("policy", ["ape", "reflect"])  # reflect also evaluates its own minibatches
 def test_search_through_the_pool_ends_as_a_serial_search(
-    task: Task, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+    task: Task, tmp_path: Any, monkeypatch: pytest.MonkeyPatch, policy: str
 ) -> None:
     from promptopt.controller import SearchConfig, SearchResult, search
     from promptopt.testing.search_fakes import skilled_backend
 
     config = SearchConfig.from_preset(
-        "light", task="gsm-symbolic", model="fake", base=Candidate(instruction="Answer."), policy="ape",
+        "light", task="gsm-symbolic", model="fake", base=Candidate(instruction="Answer."), policy=policy,
         dev_size=24, test_size=40, n_proposals=4, rounds=1, race_start=6,
     )  # fmt: skip
     serial = search(config, backend=skilled_backend(task), db=f"sqlite:///{tmp_path / 's.db'}")

@@ -1,7 +1,7 @@
-"""Search policies, chosen by name: ``ape``, ``opro`` (instruction search), and over a
-search space ``tpe``, ``reinforce``, ``random`` (see :mod:`promptopt.policies.base`)."""
+"""Search policies, chosen by name: ``ape``, ``opro``, ``reflect`` (instruction search), and
+over a search space ``tpe``, ``reinforce``, ``random`` (see :mod:`promptopt.policies.base`)."""
 
-from promptopt.policies import ape, dspy_policies, opro, random_search, reinforce, tpe  # noqa: F401 - registers the built-in policies (dspy itself is imported only when a dspy-* policy runs)
+from promptopt.policies import ape, dspy_policies, opro, random_search, reflect, reinforce, tpe  # noqa: F401 - registers the built-in policies (dspy itself is imported only when a dspy-* policy runs)
 from promptopt.policies.base import (
     POLICIES,
     Policy,

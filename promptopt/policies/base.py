@@ -22,9 +22,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from promptopt.errors import ConfigError
 from promptopt.proposers import Proposer
 from promptopt.racing import Standing, rank
-from promptopt.types import Candidate
+from promptopt.types import Candidate, EvalResult, Example
 
 MAX_REDRAWS = 50
+
+PolicyEvaluate = Callable[[Candidate, Sequence[Example], str, str, "str | None"], list[EvalResult]]
 
 if TYPE_CHECKING:
     from promptopt.backends.base import Backend
@@ -60,6 +62,15 @@ class PolicySettings:
     dev_size: int | None = None  # dev examples the controller races on (None: not said)
     dspy_threads: int = 1  # dspy-* policies: threads of DSPy's evaluations (joined into batches)
     dspy_share: float | None = None  # dspy-* policies: DSPy's share of a call limit (None: the policy's)
+    minibatch: int = 6  # reflect: train items a parent and its child answer before the child is raced
+    reflect_demos: int = 0  # reflect: K > 0 makes every other step a swap to K bootstrapped demos
+    reflect_merge: bool = False  # reflect: every third step merges two frontier candidates
+    # Policies that evaluate on their own (reflect's minibatches) do it through the controller's
+    # evaluator (stored, budgeted, cached, on the Ray pool when there is one):
+    # evaluate(candidate, examples, split, origin, parent) -> results in the order of examples;
+    # known(candidate, split) -> results already computed in this search.
+    evaluate: PolicyEvaluate | None = None
+    known: Callable[[Candidate, str], list[EvalResult]] | None = None
 
 
 class Policy(ABC):

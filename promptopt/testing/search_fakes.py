@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 
 from promptopt.backends import FakeBackend
+from promptopt.reflection import OPENING as REFLECTION_OPENING
 from promptopt.tasks import Task
 from promptopt.types import GenerationRequest
 
@@ -42,6 +43,8 @@ def skilled_backend(task: Task, *, latency_s: float = 0.0) -> FakeBackend:
         last = request.messages[-1].content
         if last.startswith("A teacher gave") or last.startswith("You are improving"):
             return f"Instruction: {PROPOSALS[int(_coin(last, request.sample_index) * len(PROPOSALS))]}"
+        if last.startswith(REFLECTION_OPENING):  # the reflect policy's reflection
+            return f"<new>{PROPOSALS[int(_coin(last, request.sample_index) * len(PROPOSALS))]}</new>"
         if last.startswith("Rewrite the following"):
             original = last.rsplit("\n\n", 1)[-1]
             extra = ["Check your work.", "Verify the answer.", "Go step by step."][request.sample_index % 3]
