@@ -206,6 +206,7 @@ def build_document(
     candidate hash (in the run where it was scored most on dev)."""
     from promptopt import __version__
     from promptopt.leaderboard import candidate_scores
+    from promptopt.store.queries import candidate_link
 
     run, candidate_hash = _pick(store, ref)
     candidate = store.get_candidate(candidate_hash)
@@ -233,16 +234,8 @@ def build_document(
         )
     demos = [task_obj.demo(demo_id) for demo_id in candidate.demo_ids]
     scores = candidate_scores(store, run.id, candidate_hash)
-    with store.engine.connect() as conn:
-        import sqlalchemy as sa
-
-        from promptopt.store.schema import RUN_CANDIDATES
-
-        origin = conn.execute(
-            sa.select(RUN_CANDIDATES.c.origin).where(
-                RUN_CANDIDATES.c.run_id == run.id, RUN_CANDIDATES.c.candidate_hash == candidate_hash
-            )
-        ).scalar_one_or_none()
+    link = candidate_link(store, run.id, candidate_hash)
+    origin = link.origin if link is not None else None
     document: dict[str, Any] = {
         "format": EXPORT_FORMAT,
         "format_version": EXPORT_VERSION,
