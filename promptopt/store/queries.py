@@ -78,7 +78,7 @@ def leaderboard_rows(
     run: str | None = None,
     top: int | None = 20,
     min_dev_n: int = 0,
-) -> Sequence[Mapping[str, Any]]:
+) -> Sequence[sa.RowMapping]:
     """One row per (run, candidate), best dev mean first (ties: more dev examples, then the
     newer run); rows never scored on dev come last. Each row has the aggregate's columns
     (``dev_scored``, ``dev_total``, ``dev_correct``, ... ``evaluations``, ``tokens_in``,
@@ -134,7 +134,7 @@ def leaderboard_rows(
     return rows
 
 
-def candidate_score_row(store: Store, run_id: str, candidate_hash: str) -> Mapping[str, Any] | None:
+def candidate_score_row(store: Store, run_id: str, candidate_hash: str) -> sa.RowMapping | None:
     """The aggregate row (as in :func:`leaderboard_rows`, without the run's columns) of one
     candidate in one run; None when it has no evaluations there."""
     e = EVALUATIONS
@@ -144,7 +144,7 @@ def candidate_score_row(store: Store, run_id: str, candidate_hash: str) -> Mappi
     return row
 
 
-def request_rows(store: Store, run_id: str) -> Sequence[tuple[str, str, float | None, int]]:
+def request_rows(store: Store, run_id: str) -> Sequence[Any]:
     """``(candidate_hash, split, score, requests)`` for each evaluation of the run in the
     order recorded; ``requests`` is its number of stored samples (at least 1)."""
     e = EVALUATIONS
@@ -162,7 +162,7 @@ def request_rows(store: Store, run_id: str) -> Sequence[tuple[str, str, float | 
     )
     with store.engine.connect() as conn:
         rows = conn.execute(query).all()
-    return rows  # type: ignore[return-value]
+    return rows
 
 
 def ids_starting_with(store: Store, ref: str, limit: int = 6) -> tuple[list[str], list[str]]:
