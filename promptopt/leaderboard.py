@@ -229,10 +229,10 @@ def leaderboard(
                 spec=Candidate.from_dict(json.loads(row["spec"])),
             )
         )
-    return mark_pareto(entries)
+    return mark_pareto_by_task_model(entries)
 
 
-def mark_pareto(entries: list[LeaderboardEntry]) -> list[LeaderboardEntry]:
+def mark_pareto_by_task_model(entries: list[LeaderboardEntry]) -> list[LeaderboardEntry]:
     """Set ``pareto`` on the entries no other entry of the same task and model beats:
     higher-or-equal dev accuracy for fewer-or-equal tokens per example (and better in one).
     Self-consistency buys accuracy with calls; the front shows which trades are worth it."""

@@ -34,7 +34,7 @@ from promptopt.spaces.files import (
     list_spaces,
     load_space,
     parse_space,
-    resolve_space,
+    space_file,
 )
 from promptopt.spaces.model import (
     DIMENSIONS,
@@ -70,5 +70,5 @@ __all__ = [
     "list_spaces",
     "load_space",
     "parse_space",
-    "resolve_space",
+    "space_file",
 ]

@@ -56,7 +56,7 @@ def list_spaces() -> dict[str, Path]:
     return found
 
 
-def resolve_space(ref: str) -> Path:
+def space_file(ref: str) -> Path:
     """The file for ``ref``: a path to a YAML file, or a space name (see :func:`list_spaces`)."""
     path = Path(ref).expanduser()
     if _is_path(ref):
@@ -86,7 +86,7 @@ def load_space(ref: str | Path | Mapping[str, Any] | SearchSpace) -> SearchSpace
             raise SpaceError("<mapping>", problems)
         assert space is not None
         return space
-    path = resolve_space(str(ref))
+    path = space_file(str(ref))
     space, problems = check_file(path)
     if problems:
         raise SpaceError(path.name, problems)
