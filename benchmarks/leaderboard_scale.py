@@ -32,7 +32,7 @@ MODELS = ("openai/gpt-4o-mini", "qwen2.5-coder-1.5b")
 
 
 def generate(store, runs: int, candidates: int, rows: int, seed: int) -> dict[str, object]:  # type: ignore[no-untyped-def]
-    from promptopt.store.schema import CANDIDATES, EVALUATIONS, RUN_CANDIDATES
+    from promptopt.store.queries import bulk_insert
     from promptopt.types import Candidate, canonical_json
 
     rng = random.Random(seed)
@@ -62,18 +62,13 @@ def generate(store, runs: int, candidates: int, rows: int, seed: int) -> dict[st
                     "error": "HTTP 503" if failed else None, "tokens_in": rng.randint(150, 400),
                     "tokens_out": rng.randint(20, 250), "latency_s": 0.5, "created_at": now,
                 })  # fmt: skip
-        with store.engine.begin() as conn:
-            conn.execute(
-                CANDIDATES.insert(),
-                [{"hash": c.hash, "spec": canonical_json(c.to_dict()), "created_at": now} for c in cands],
-            )
-            conn.execute(
-                RUN_CANDIDATES.insert(),
-                [{"run_id": run_id, "candidate_hash": c.hash, "origin": "ape", "parent_hash": None, "created_at": now}
-                 for c in cands],
-            )  # fmt: skip
-            for start in range(0, len(evaluations), 20_000):
-                conn.execute(EVALUATIONS.insert(), evaluations[start : start + 20_000])
+        bulk_insert(
+            store,
+            candidates=[{"hash": c.hash, "spec": canonical_json(c.to_dict()), "created_at": now} for c in cands],
+            run_candidates=[{"run_id": run_id, "candidate_hash": c.hash, "origin": "ape", "parent_hash": None,
+                             "created_at": now} for c in cands],
+            evaluations=evaluations,
+        )  # fmt: skip
         store.finish_run(run_id, "finished", {"winner": cands[0].hash})
     return {
         "run_ids": run_ids,

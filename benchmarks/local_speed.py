@@ -224,7 +224,7 @@ def run_kernels(rows: list[int], repeats: int) -> list[dict[str, Any]]:
     per path and batch rows: the ceiling each dtype's decode step can reach on this CPU."""
     import torch
 
-    from promptopt.backends.local import _make_int8_linear_class, _make_packed_linear_class
+    from promptopt.backends.local_linears import _make_int8_linear_class, _make_packed_linear_class
 
     torch.manual_seed(0)
     linear = torch.nn.Linear(1536, 8960, bias=False)

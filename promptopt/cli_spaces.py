@@ -20,9 +20,9 @@ def validate_command(file: str, as_json: bool) -> None:
 
     Every problem is listed at once, e.g. `gsm8k.yaml:31: dimensions.temperature.low:
     expected a number, got str 'warm'`; the exit code is 2 when there is any."""
-    from promptopt.spaces import check_file, resolve_space
+    from promptopt.spaces import check_file, space_file
 
-    path = resolve_space(file) if not Path(file).exists() else Path(file)
+    path = space_file(file) if not Path(file).exists() else Path(file)
     space, problems = check_file(path)
     if problems or space is None:
         if as_json:

@@ -174,7 +174,7 @@ def mark_pareto(rows: Sequence[LeaderboardRow]) -> list[LeaderboardRow]:
     Only rows scored on at least half as many dev examples as the best-measured one take
     part: a candidate dropped by the race after 8 examples has too wide an interval to be
     called a good trade."""
-    from promptopt.report import pareto_front
+    from promptopt.stats import pareto_front
 
     if not rows:
         return []

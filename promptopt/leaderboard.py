@@ -1,10 +1,8 @@
-"""The leaderboard: every candidate of every run, ranked by its dev score, straight from SQL.
+"""The leaderboard: every candidate of every run, ranked by its dev score.
 
-One aggregate query over ``po_evaluations`` (grouped by run and candidate, with the dev
-and test splits pivoted by conditional aggregation) does the work in the database; Python
-only turns the top ``K`` rows into Wilson intervals, costs and text. The query filters
-evaluation rows by run id first, so the ``(run_id, candidate_hash, split, example_id)``
-index of the table serves both the filter and the grouping.
+The store does the work in the database (:func:`promptopt.store.queries.leaderboard_rows`,
+one aggregate query); this module only turns the top ``K`` rows into Wilson intervals,
+costs and text.
 
 ``show(store, ref)`` gathers everything known about one run or one candidate: the full
 rendered prompt, its demos and its per-example results.
@@ -19,13 +17,19 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
-
 from promptopt.answer_counts import AnswerCounts, answer_distribution
 from promptopt.errors import ConfigError, StoreError
 from promptopt.stats import mean_interval_from_sums, wilson_interval
 from promptopt.store import RunRecord, Store
-from promptopt.store.schema import CANDIDATES, EVALUATIONS, RUN_CANDIDATES, RUNS, SAMPLES
+from promptopt.store.queries import (
+    SPLITS_SHOWN,
+    candidate_link,
+    candidate_score_row,
+    ids_starting_with,
+    leaderboard_rows,
+    request_rows,
+    runs_of_candidate,
+)
 from promptopt.types import Candidate, EvalResult
 
 if TYPE_CHECKING:
@@ -42,8 +46,6 @@ __all__ = [
     "resolve",
     "show",
 ]
-
-SPLITS_SHOWN = ("dev", "test")
 
 
 @dataclass(frozen=True)
@@ -160,40 +162,6 @@ class LeaderboardEntry:
         return data
 
 
-def _aggregate(run_filter: sa.ColumnElement[bool] | None) -> sa.Subquery:
-    """Per (run, candidate): scored count, evaluated count and score sum on dev and on
-    test, plus token sums over every split: one GROUP BY over the evaluations."""
-    e = EVALUATIONS
-    columns: list[Any] = [e.c.run_id, e.c.candidate_hash]
-    for split in SPLITS_SHOWN:
-        in_split = e.c.split == split
-        columns += [
-            sa.func.count(sa.case((sa.and_(in_split, e.c.score.is_not(None)), 1))).label(f"{split}_scored"),
-            sa.func.count(sa.case((in_split, 1))).label(f"{split}_total"),
-            sa.func.sum(sa.case((in_split, e.c.score))).label(f"{split}_correct"),
-            sa.func.count(
-                sa.case((sa.and_(in_split, e.c.score.is_not(None), e.c.answer.is_(None)), 1))
-            ).label(f"{split}_no_answer"),
-            sa.func.count(sa.case((sa.and_(in_split, e.c.truncated == sa.true()), 1))).label(
-                f"{split}_truncated"
-            ),
-            # continuous scores (partial credit) get a normal interval, not Wilson's
-            sa.func.sum(sa.case((in_split, e.c.score * e.c.score))).label(f"{split}_sumsq"),
-            sa.func.count(sa.case((sa.and_(in_split, e.c.score > 0, e.c.score < 1), 1))).label(
-                f"{split}_partial"
-            ),
-        ]
-    columns += [
-        sa.func.count().label("evaluations"),
-        sa.func.sum(e.c.tokens_in).label("tokens_in"),
-        sa.func.sum(e.c.tokens_out).label("tokens_out"),
-    ]
-    query = sa.select(*columns).group_by(e.c.run_id, e.c.candidate_hash)
-    if run_filter is not None:
-        query = query.where(run_filter)
-    return query.subquery("per_candidate")
-
-
 def _policy(run: Any) -> str:
     if run["kind"] != "search":
         return str(run["kind"])
@@ -223,53 +191,7 @@ def leaderboard(
 
     if top is not None and top < 1:
         raise ConfigError(f"top must be at least 1, got {top}")
-    runs = RUNS
-    run_conditions: list[sa.ColumnElement[bool]] = []
-    if task is not None:
-        run_conditions.append(runs.c.task == task)
-    if model is not None:
-        run_conditions.append(runs.c.model == model)
-    if run is not None:
-        run_conditions.append(runs.c.id == run)
-    run_filter: sa.ColumnElement[bool] | None = (
-        EVALUATIONS.c.run_id.in_(sa.select(runs.c.id).where(*run_conditions)) if run_conditions else None
-    )
-    if run is not None and not (task or model):
-        run_filter = EVALUATIONS.c.run_id == run
-    per = _aggregate(run_filter)
-    dev_mean = sa.cast(per.c.dev_correct, sa.Float) / sa.func.nullif(per.c.dev_scored, 0)
-    links = RUN_CANDIDATES
-    query = (
-        sa.select(
-            per,
-            runs.c.task,
-            runs.c.model,
-            runs.c.kind,
-            runs.c.config,
-            runs.c.created_at,
-            links.c.origin,
-            CANDIDATES.c.spec,
-        )
-        .join(runs, runs.c.id == per.c.run_id)
-        .join(
-            links,
-            sa.and_(links.c.run_id == per.c.run_id, links.c.candidate_hash == per.c.candidate_hash),
-        )
-        .join(CANDIDATES, CANDIDATES.c.hash == per.c.candidate_hash)
-        .order_by(
-            sa.case((per.c.dev_scored == 0, 1), else_=0),
-            dev_mean.desc(),
-            per.c.dev_scored.desc(),
-            runs.c.created_at.desc(),
-            per.c.candidate_hash,
-        )
-    )
-    if min_dev_n > 0:
-        query = query.where(per.c.dev_scored >= min_dev_n)
-    if top is not None:
-        query = query.limit(top)
-    with store.engine.connect() as conn:
-        rows = conn.execute(query).mappings().all()
+    rows = leaderboard_rows(store, task=task, model=model, run=run, top=top, min_dev_n=min_dev_n)
     if run is not None and not rows:
         store.get_run(run)  # an unknown run id gets the store's "did you mean" message
     price_cache: dict[str, tuple[float, float]] = {}
@@ -307,10 +229,10 @@ def leaderboard(
                 spec=Candidate.from_dict(json.loads(row["spec"])),
             )
         )
-    return mark_pareto(entries)
+    return mark_pareto_by_task_model(entries)
 
 
-def mark_pareto(entries: list[LeaderboardEntry]) -> list[LeaderboardEntry]:
+def mark_pareto_by_task_model(entries: list[LeaderboardEntry]) -> list[LeaderboardEntry]:
     """Set ``pareto`` on the entries no other entry of the same task and model beats:
     higher-or-equal dev accuracy for fewer-or-equal tokens per example (and better in one).
     Self-consistency buys accuracy with calls; the front shows which trades are worth it."""
@@ -331,10 +253,7 @@ def mark_pareto(entries: list[LeaderboardEntry]) -> list[LeaderboardEntry]:
 
 def candidate_scores(store: Store, run_id: str, candidate_hash: str) -> dict[str, SplitScore | None]:
     """``{"dev": SplitScore | None, "test": SplitScore | None}`` of one candidate in one run."""
-    e = EVALUATIONS
-    per = _aggregate(sa.and_(e.c.run_id == run_id, e.c.candidate_hash == candidate_hash))
-    with store.engine.connect() as conn:
-        row = conn.execute(sa.select(per)).mappings().first()
+    row = candidate_score_row(store, run_id, candidate_hash)
     if row is None:
         return {split: None for split in SPLITS_SHOWN}
     return {split: _row_score(row, split) for split in SPLITS_SHOWN}
@@ -351,21 +270,7 @@ def best_by_calls(store: Store, run_id: str, *, min_n: int = 1) -> list[tuple[in
     partial scores plateaued at a lucky early 4 of 5 = 80% while no candidate ended above
     73%.) Requests are the stored samples of the run's evaluations (dev and test) in the
     order they were recorded."""
-    e = EVALUATIONS
-    samples = sa.select(SAMPLES.c.evaluation_id, sa.func.count().label("requests")).group_by(
-        SAMPLES.c.evaluation_id
-    )
-    samples_sq = samples.where(
-        SAMPLES.c.evaluation_id.in_(sa.select(e.c.id).where(e.c.run_id == run_id))
-    ).subquery()
-    query = (
-        sa.select(e.c.candidate_hash, e.c.split, e.c.score, sa.func.coalesce(samples_sq.c.requests, 1))
-        .select_from(e.outerjoin(samples_sq, samples_sq.c.evaluation_id == e.c.id))
-        .where(e.c.run_id == run_id)
-        .order_by(e.c.id)
-    )
-    with store.engine.connect() as conn:
-        rows = conn.execute(query).all()
+    rows = request_rows(store, run_id)
     tally: dict[str, list[float]] = {}
     current: dict[str, float] = {}  # each counted candidate's dev accuracy so far
     spent = 0
@@ -468,21 +373,7 @@ def resolve(store: Store, ref: str) -> tuple[str, str]:
     ref = ref.strip()
     if not ref:
         raise ConfigError("name a run id or a candidate hash")
-    escaped = ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-    with store.engine.connect() as conn:
-        runs = list(
-            conn.execute(
-                sa.select(RUNS.c.id).where(RUNS.c.id.like(escaped, escape="\\")).order_by(RUNS.c.id).limit(6)
-            ).scalars()
-        )
-        hashes = list(
-            conn.execute(
-                sa.select(CANDIDATES.c.hash)
-                .where(CANDIDATES.c.hash.like(escaped, escape="\\"))
-                .order_by(CANDIDATES.c.hash)
-                .limit(6)
-            ).scalars()
-        )
+    runs, hashes = ids_starting_with(store, ref)
     if ref in runs:
         return "run", ref
     if ref in hashes:
@@ -502,21 +393,7 @@ def resolve(store: Store, ref: str) -> tuple[str, str]:
 def best_run_for_candidate(store: Store, candidate_hash: str) -> tuple[str, list[str]]:
     """The run where ``candidate_hash`` has the most dev evaluations (then the newest),
     and every run it appears in."""
-    e = EVALUATIONS
-    links = RUN_CANDIDATES
-    dev_n = (
-        sa.select(sa.func.count())
-        .where(e.c.run_id == links.c.run_id, e.c.candidate_hash == links.c.candidate_hash, e.c.split == "dev")
-        .scalar_subquery()
-    )
-    query = (
-        sa.select(links.c.run_id)
-        .join(RUNS, RUNS.c.id == links.c.run_id)
-        .where(links.c.candidate_hash == candidate_hash)
-        .order_by(dev_n.desc(), RUNS.c.created_at.desc())
-    )
-    with store.engine.connect() as conn:
-        run_ids = list(conn.execute(query).scalars())
+    run_ids = runs_of_candidate(store, candidate_hash)
     if not run_ids:
         raise StoreError(f"candidate {candidate_hash} is not part of any run in {store.display_url!r}")
     return run_ids[0], run_ids
@@ -549,12 +426,7 @@ def candidate_details(
 
     run = store.get_run(run_id)
     candidate = store.get_candidate(candidate_hash)
-    with store.engine.connect() as conn:
-        link = conn.execute(
-            sa.select(RUN_CANDIDATES.c.origin, RUN_CANDIDATES.c.parent_hash).where(
-                RUN_CANDIDATES.c.run_id == run_id, RUN_CANDIDATES.c.candidate_hash == candidate_hash
-            )
-        ).first()
+    link = candidate_link(store, run_id, candidate_hash)
     if link is None:
         raise StoreError(f"candidate {candidate_hash} is not part of run {run_id}")
     _, all_runs = best_run_for_candidate(store, candidate_hash)

@@ -12,7 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from promptopt.backends.local import TransformersBackend, _group_by_prefix
+from promptopt.backends.local import TransformersBackend
+from promptopt.backends.local_kv import _group_by_prefix
 from promptopt.types import Completion, GenerationRequest, Message
 
 MODEL = "smollm2-135m"
@@ -277,7 +278,7 @@ def test_only_amx_makes_bfloat16_the_default() -> None:
 def test_rowwise_int8_linear_matches_float32_and_ignores_batch_mates() -> None:
     import torch
 
-    from promptopt.backends.local import _make_int8_linear_class
+    from promptopt.backends.local_linears import _make_int8_linear_class
 
     torch.manual_seed(0)
     linear = torch.nn.Linear(64, 48)

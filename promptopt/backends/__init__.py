@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from promptopt.backends.base import Backend
+from promptopt.backends.base import DTYPES, Backend
 from promptopt.backends.cache import CachingBackend
 from promptopt.backends.fake import FakeBackend
 from promptopt.backends.retry import RetryingBackend
@@ -32,7 +32,6 @@ __all__ = [
     "make_backend",
 ]
 
-DTYPES = ("auto", "int8", "float32", "bfloat16")  # a local model's weights (--dtype)
 LOCAL_ENGINE_ENV = "PROMPTOPT_LOCAL_ENGINE"  # "transformers" (default) or "llama.cpp"
 
 

@@ -7,6 +7,8 @@ from collections.abc import Callable, Sequence
 
 from promptopt.types import Completion, GenerationRequest
 
+DTYPES = ("auto", "int8", "float32", "bfloat16")  # a local model's weights (--dtype)
+
 OnResults = Callable[[list[tuple[int, Completion]]], None]
 """Called with ``(position of the request, its completion)`` pairs, each once final."""
 

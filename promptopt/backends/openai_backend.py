@@ -13,19 +13,25 @@ only to the client; it is never kept on the backend, shown by ``describe()`` or
 
 from __future__ import annotations
 
-import email.utils
 import json
 import logging
 import os
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from promptopt.backends.base import OnResults, StreamingBackend
+from promptopt.backends.openai_wire import (
+    MAX_STOP_SEQUENCES,
+    PLACEHOLDER_API_KEY,
+    RETRYABLE_STATUSES,
+    error_detail,
+    parse_retry_after,
+    request_body,
+)
 from promptopt.errors import BackendError, ConfigError, MissingDependencyError
 from promptopt.types import Completion, GenerationRequest
 
@@ -36,22 +42,6 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 BASE_URL_ENV = "OPENAI_BASE_URL"
-#: The chat-completions API accepts at most this many stop sequences.
-MAX_STOP_SEQUENCES = 4
-#: Sent when a custom endpoint needs no key: the client insists on some value.
-PLACEHOLDER_API_KEY = "no-key"  # noqa: S105 - not a secret
-#: Statuses worth retrying; every other 4xx is the request's own fault.
-RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
-_ERROR_DETAIL_LIMIT = 300
-
-
-def json_response_format(request: GenerationRequest) -> dict[str, Any]:
-    """The chat-completions ``response_format`` of a json_mode request: the task's JSON Schema
-    where it has one (``json_schema``, not strict: servers that support it constrain to it),
-    else any JSON object (``json_object``)."""
-    if request.json_schema is None:
-        return {"type": "json_object"}
-    return {"type": "json_schema", "json_schema": {"name": "output", "schema": json.loads(request.json_schema)}}
 
 
 class OpenAIBackend(StreamingBackend):
@@ -197,30 +187,15 @@ class OpenAIBackend(StreamingBackend):
             return self._pool
 
     def _request_params(self, request: GenerationRequest) -> dict[str, Any]:
-        params: dict[str, Any] = {
-            "model": self.model,
-            "messages": [m.to_dict() for m in request.messages],
-            "temperature": request.temperature,
-            "max_tokens": request.max_tokens,
-        }
-        if request.stop:
-            stop = list(request.stop)
-            if len(stop) > MAX_STOP_SEQUENCES:
-                if not self._warned_stop:
-                    self._warned_stop = True
-                    logger.warning(
-                        "the chat-completions API takes at most %d stop sequences; sending the first %d of %d",
-                        MAX_STOP_SEQUENCES,
-                        MAX_STOP_SEQUENCES,
-                        len(stop),
-                    )
-                stop = stop[:MAX_STOP_SEQUENCES]
-            params["stop"] = stop
-        if request.temperature > 0:
-            params["seed"] = request.sample_index
-        if request.response_format == "json":
-            params["response_format"] = json_response_format(request)
-        return params
+        if request.stop and len(request.stop) > MAX_STOP_SEQUENCES and not self._warned_stop:
+            self._warned_stop = True
+            logger.warning(
+                "the chat-completions API takes at most %d stop sequences; sending the first %d of %d",
+                MAX_STOP_SEQUENCES,
+                MAX_STOP_SEQUENCES,
+                len(request.stop),
+            )
+        return request_body(self.model, request)
 
     def _generate_one(self, request: GenerationRequest) -> Completion:
         client = self._client
@@ -291,7 +266,7 @@ class OpenAIBackend(StreamingBackend):
 
     def _status_failure(self, exc: Any, *, latency_s: float) -> Completion:
         status = int(exc.status_code)
-        detail = _error_detail(exc.body) or _error_detail(getattr(exc, "message", None)) or ""
+        detail = error_detail(exc.body) or error_detail(getattr(exc, "message", None)) or ""
         message = f"HTTP {status} from {self._host}"
         if detail:
             message += f": {detail}"
@@ -317,35 +292,6 @@ class OpenAIBackend(StreamingBackend):
         return text
 
 
-def parse_retry_after(headers: Mapping[str, str], *, now: datetime | None = None) -> float | None:
-    """Seconds to wait from ``retry-after-ms``, or ``Retry-After`` as seconds or an HTTP
-    date; ``None`` when absent or unreadable. Never negative."""
-    lowered = {k.lower(): v for k, v in headers.items()}
-    millis = lowered.get("retry-after-ms")
-    if millis is not None:
-        try:
-            return max(0.0, float(millis) / 1000.0)
-        except ValueError:
-            pass
-    value = lowered.get("retry-after")
-    if value is None:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        pass
-    else:
-        return max(0.0, seconds) if seconds == seconds else None  # NaN is unreadable
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - (now or datetime.now(timezone.utc))).total_seconds())
-
-
 def _import_openai() -> Any:
     try:
         import openai
@@ -355,22 +301,6 @@ def _import_openai() -> Any:
             hint="pip install 'openai>=1.30' (it is a dependency of promptopt; reinstall promptopt)",
         ) from exc
     return openai
-
-
-def _error_detail(body: Any) -> str | None:
-    """The server's own error message, shortened; OpenAI nests it as error.message."""
-    if isinstance(body, Mapping):
-        inner = body.get("error", body)
-        if isinstance(inner, Mapping):
-            message = inner.get("message")
-            if isinstance(message, str) and message:
-                return message[:_ERROR_DETAIL_LIMIT]
-        elif isinstance(inner, str) and inner:
-            return inner[:_ERROR_DETAIL_LIMIT]
-        return None
-    if isinstance(body, str) and body:
-        return body[:_ERROR_DETAIL_LIMIT]
-    return None
 
 
 def _host_port(url: str) -> str:

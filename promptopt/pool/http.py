@@ -21,11 +21,12 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from promptopt.backends.openai_backend import (
-    MAX_STOP_SEQUENCES,
+from promptopt.backends.openai_wire import (
     PLACEHOLDER_API_KEY,
     RETRYABLE_STATUSES,
+    error_detail,
     parse_retry_after,
+    request_body,
 )
 from promptopt.types import Completion, GenerationRequest
 
@@ -42,22 +43,6 @@ class ChatEndpoint:
     api_key_env: str = "OPENAI_API_KEY"
     timeout: float = 60.0
     max_connections: int = 64
-
-
-def request_body(model: str, request: GenerationRequest) -> dict[str, Any]:
-    """The JSON body OpenAIBackend sends for ``request`` (greedy: no seed; sampled:
-    ``seed=sample_index``; at most four stop sequences)."""
-    body: dict[str, Any] = {
-        "model": model,
-        "messages": [m.to_dict() for m in request.messages],
-        "temperature": request.temperature,
-        "max_tokens": request.max_tokens,
-    }
-    if request.stop:
-        body["stop"] = list(request.stop)[:MAX_STOP_SEQUENCES]
-    if request.temperature > 0:
-        body["seed"] = request.sample_index
-    return body
 
 
 class HttpError(Exception):
@@ -251,7 +236,4 @@ def _detail(response: Any) -> str:
         body = response.json()
     except (ValueError, json.JSONDecodeError):
         return (response.text or "")[:_DETAIL_LIMIT]
-    error = body.get("error", body) if isinstance(body, dict) else body
-    if isinstance(error, dict):
-        return str(error.get("message") or "")[:_DETAIL_LIMIT]
-    return str(error)[:_DETAIL_LIMIT]
+    return error_detail(body) or ""

@@ -1,0 +1,100 @@
+"""A point of a space turned into a :class:`~promptopt.types.Candidate`, and described.
+See :mod:`promptopt.spaces`."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from promptopt.spaces.model import Point, SearchSpace
+from promptopt.types import Candidate
+
+# ------------------------------------------------------------------- point -> Candidate
+
+
+@dataclass(frozen=True)
+class DemoSolutions:
+    """Bootstrapped demos: ids of train items and the model's own worked solutions."""
+
+    demo_ids: tuple[str, ...]
+    solutions: tuple[tuple[str, str], ...]
+
+
+def build_candidate(
+    space: SearchSpace,
+    point: Point,
+    base: Candidate,
+    *,
+    pool: Sequence[str],
+    demo_pool_ids: Sequence[str],
+    fixed_demo_ids: Sequence[str] = (),
+    bootstrapped: Callable[[int], DemoSolutions] | None = None,
+) -> Candidate:
+    """The :class:`Candidate` a point describes: ``base`` with every active dimension set.
+
+    ``pool`` is the instruction pool (the point's ``instruction`` is an index into it);
+    ``demo_pool_ids`` are the task's demo ids (train minus dev), ``fixed_demo_ids`` the
+    task's preferred fixed demos (e.g. its chain-of-thought prompt), ``bootstrapped(k)``
+    gives up to ``k`` bootstrapped demos. Deterministic: the same point gives the same
+    candidate (random demo sets are seeded by ``demo_seed``)."""
+    values: dict[str, Any] = {}
+    for dimension in space.dimensions:
+        if dimension.name in point:
+            values[dimension.name] = point[dimension.name]
+        elif dimension.default is not None:
+            values[dimension.name] = dimension.default
+    changes: dict[str, Any] = {}
+    if "instruction" in values:
+        changes["instruction"] = pool[int(values["instruction"])]
+    for field_name in (
+        "cot_mode",
+        "cot_trigger",
+        "answer_format",
+        "samples",
+        "temperature",
+        "two_stage",
+        "max_tokens",
+    ):
+        if field_name in values:
+            changes[field_name] = values[field_name]
+    if "temperature" in changes:  # Optuna's stepped floats carry binary noise (0.9000000000000001)
+        changes["temperature"] = round(float(changes["temperature"]), 6)
+    if changes.get("cot_mode") == "none":
+        changes["cot_trigger"] = ""
+    if "n_demos" in values:
+        k = int(values["n_demos"])
+        selection = values.get("demo_selection", "random")
+        changes.update(demo_ids=(), similar_demos=0, demo_solutions=())
+        if k > 0:
+            if selection == "similar":
+                changes["similar_demos"] = k
+            elif selection == "bootstrapped" and bootstrapped is not None:
+                found = bootstrapped(k)
+                chosen = found.demo_ids[:k]
+                changes["demo_ids"] = chosen
+                changes["demo_solutions"] = tuple(p for p in found.solutions if p[0] in chosen)
+            elif selection == "fixed":
+                ordered = list(dict.fromkeys([*fixed_demo_ids, *demo_pool_ids]))
+                changes["demo_ids"] = tuple(ordered[:k])
+            else:  # random, and bootstrapped without a bootstrapper
+                rng = random.Random(f"demos:{values.get('demo_seed', 0)}:{k}")
+                changes["demo_ids"] = tuple(rng.sample(list(demo_pool_ids), min(k, len(demo_pool_ids))))
+            order = values.get("demo_order", "as_selected")
+            ids = list(changes["demo_ids"])
+            if order == "reversed":
+                ids.reverse()
+            elif order == "shuffled":
+                random.Random(f"order:{','.join(ids)}").shuffle(ids)
+            changes["demo_ids"] = tuple(ids)
+    return dataclasses.replace(base, **changes)
+
+
+def describe_point(space: SearchSpace, point: Point, pool: Sequence[str]) -> dict[str, Any]:
+    """The point with the instruction index replaced by its text (for people)."""
+    out = dict(point)
+    if "instruction" in out and int(out["instruction"]) < len(pool):
+        out["instruction"] = pool[int(out["instruction"])]
+    return out
