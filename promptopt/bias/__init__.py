@@ -1,0 +1,16 @@
+"""Undoing a model's answer bias at inference time (issue #28).
+
+Small models lean on one answer whatever the question: an option position ("(A)") or a
+label ("yes"). Two executor strategies remove that prior without touching the prompt's
+wording, and a search can pick them like chain of thought or self-consistency:
+
+- **option permutation** (``Candidate.permute``, :mod:`promptopt.bias.permute`): a
+  multiple-choice item is shown ``k`` times with its options reordered, each answer is
+  mapped back to the original letter, and the majority wins;
+- **calibration** (``Candidate.calibration``, :mod:`promptopt.bias.calibration` for the
+  math, :mod:`promptopt.bias.strategy` for the calls): the answer is the label whose
+  log-probability after the prompt is highest once the model's prior over labels
+  (contextual, batch or option position) is divided out.
+
+See docs/answer-bias.md.
+"""
