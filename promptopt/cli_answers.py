@@ -113,3 +113,13 @@ def print_run_checks(run: Any) -> None:
     if isinstance(constant, dict) and constant.get("answer") is not None:
         scores = constant_scores_text(constant)
         click.echo(f"constant baseline: always {constant['answer']}: {scores}")
+
+
+def with_bias_options(candidate: Any, options: dict[str, Any]) -> Any:
+    """The candidate with ``--permute`` and ``--calibration`` applied (issue #28)."""
+    import dataclasses
+
+    permute, calibration = options.get("permute") or 1, options.get("calibration") or "none"
+    if permute == candidate.permute and calibration == candidate.calibration:
+        return candidate
+    return dataclasses.replace(candidate, permute=permute, calibration=calibration)

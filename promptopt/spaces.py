@@ -43,7 +43,7 @@ from typing import Any
 import yaml
 
 from promptopt.errors import ConfigError
-from promptopt.types import COT_MODES, Candidate
+from promptopt.types import CALIBRATIONS, COT_MODES, Candidate
 
 SPACE_VERSION = 1
 KINDS = ("categorical", "integer", "float", "pool")
@@ -76,6 +76,8 @@ DIMENSIONS: dict[str, _Rule] = {
     "temperature": _Rule(("float", "categorical"), "number", minimum=0.0, doc="sampling temperature"),
     "two_stage": _Rule(("categorical",), "bool", doc="two-stage answer extraction"),
     "max_tokens": _Rule(("integer", "categorical"), "int", minimum=1, doc="most tokens per answer"),
+    "permute": _Rule(("integer", "categorical"), "int", minimum=1, doc="option orderings voted over"),
+    "calibration": _Rule(("categorical",), "str", CALIBRATIONS, doc="none | contextual | batch | position"),
 }
 # ``order`` (optional): the order dimensions are sampled in, parents first; by default the
 # file's order. Written by ``to_dict`` because a run's stored copy is JSON with sorted keys.
@@ -837,6 +839,8 @@ def build_candidate(
         "temperature",
         "two_stage",
         "max_tokens",
+        "permute",
+        "calibration",
     ):
         if field_name in values:
             changes[field_name] = values[field_name]
@@ -869,6 +873,10 @@ def build_candidate(
             elif order == "shuffled":
                 random.Random(f"order:{','.join(ids)}").shuffle(ids)
             changes["demo_ids"] = tuple(ids)
+    if changes.get("calibration", base.calibration) != "none":
+        from promptopt.bias.space import direct_answer
+
+        changes = direct_answer(base, changes)
     return dataclasses.replace(base, **changes)
 
 

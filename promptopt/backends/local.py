@@ -662,6 +662,24 @@ class TransformersBackend(StreamingBackend):
             )
         )
 
+    def can_score_labels(self) -> bool:
+        return True
+
+    def _score_labels(self, requests: Sequence[GenerationRequest]) -> list[Completion]:
+        """Label log-probabilities (:mod:`promptopt.backends.local_scores`)."""
+        from promptopt.backends.local_scores import score_label_requests
+
+        self.load()
+        assert self._loaded is not None
+        loaded = self._loaded
+
+        def render(request: GenerationRequest) -> str:
+            messages = [m.to_dict() for m in request.messages]
+            return str(loaded.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False))
+
+        with self._lock:
+            return score_label_requests(loaded, render, requests)
+
     # ----------------------------------------------------------------- generation
 
     def _generate_each(
@@ -670,6 +688,10 @@ class TransformersBackend(StreamingBackend):
         """Reports the rows of the running batch that each decoding step ends."""
         if not requests:
             return []
+        if any(r.score_labels for r in requests):
+            from promptopt.backends.scoring import split_scoring
+
+            return split_scoring(requests, on_results, self._generate_each, self._score_labels)
         self.load()
         assert self._loaded is not None
         loaded = self._loaded
