@@ -61,6 +61,7 @@ class Executor:
         self.on_answers: Callable[[int], None] | None = None
         #: Notices said once per executor (e.g. items left unpermuted), in order.
         self.notes: list[str] = []
+        self.noted: set[str] = set()  # their keys
 
     def requests_for(self, candidate: Candidate, example: Example) -> list[GenerationRequest]:
         messages = render_messages(candidate, self.task, example)

@@ -63,9 +63,11 @@ class _Item:
     back: tuple[dict[str, str], ...]  # per variant: shown letter -> original letter
 
 
-def note_once(executor: Executor, message: str) -> None:
-    """Log ``message`` once per executor (an item left unpermuted, say)."""
-    if message not in executor.notes:
+def note_once(executor: Executor, key: str, message: str) -> None:
+    """Log ``message`` the first time ``key`` comes up in this executor (an item left
+    unpermuted, say); ``executor.notes`` keeps the messages said."""
+    if key not in executor.noted:
+        executor.noted.add(key)
         executor.notes.append(message)
         logger.warning(message)
 
@@ -76,6 +78,7 @@ def expand(executor: Executor, candidate: Candidate, example: Example) -> _Item:
     if block is None:
         note_once(
             executor,
+            f"unpermuted:{executor.task.name}:{why}",
             f"permute {candidate.permute}: task {executor.task.name}: items without a recognisable options "
             f"block ({why}; first: {example.id}) are left unpermuted",
         )
