@@ -308,8 +308,20 @@ def build_document(
         document["extraction"]["json_mode"] = True
     if candidate.demo_solutions:  # the demos whose solution is the candidate's own, for its identity
         document["prompt"]["own_solutions"] = [demo_id for demo_id, _ in candidate.demo_solutions]
+    document["sampling"].update(_bias_fields(candidate))
     document["fingerprint"] = _fingerprint(document)
     return document
+
+
+def _bias_fields(candidate: Candidate) -> dict[str, Any]:
+    """The answer-bias strategy (docs/answer-bias.md), written only when one is used, so
+    that older exports keep their fingerprint."""
+    fields: dict[str, Any] = {}
+    if candidate.permute != 1:
+        fields["permute"] = candidate.permute
+    if candidate.calibration != "none":
+        fields["calibration"] = candidate.calibration
+    return fields
 
 
 def _safe_model(model: str) -> str:
@@ -583,6 +595,7 @@ def load_document(data: Any, where: str = "prompt file", path: Path | None = Non
             cot_trigger=cot_trigger, answer_format=answer_format, samples=samples,
             temperature=float(temperature), max_tokens=max_tokens, two_stage=two_stage,
             demo_solutions=tuple((demo_id, shown[demo_id]) for demo_id in own),
+            permute=data["sampling"].get("permute", 1), calibration=data["sampling"].get("calibration", "none"),
         )  # fmt: skip
     except PromptOptError as exc:
         raise ConfigError(f"{where}: {exc.message}") from None

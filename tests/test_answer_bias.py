@@ -154,7 +154,7 @@ def test_calibration_on_scripted_log_probs_matches_a_hand_computation() -> None:
     plain = Executor(task, FakeBackend(scorer=scorer)).evaluate(
         Candidate(calibration="batch"), task.examples("test")[1:2], "test"
     )
-    assert plain[0].answer == "(A)"  # a batch of one has nothing to learn the prior from
+    assert plain[0].answer == "(A)"  # a batch of one is answered uncalibrated (0.6 against 0.4)
 
 
 def test_position_calibration_removes_a_pure_position_prior() -> None:

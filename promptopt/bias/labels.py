@@ -137,7 +137,13 @@ def _prior_for(
     task = executor.task
     kind = candidate.calibration
     if kind == "batch":
-        return cal.batch_prior([s for s in scored if s]), {}
+        batch = [s for s in scored if s]
+        if len(batch) < 2:  # one item's own distribution as its prior would flatten it
+            from promptopt.bias.strategy import note_once
+
+            note_once(executor, "batch-of-one", "calibration batch: a batch of one item is answered uncalibrated")
+            return {}, {}
+        return cal.batch_prior(batch), {}
     if kind == "contextual":
         if task.extractor_name == "choice":  # the letters any of the items lists
             labels = sorted({label for e in examples for label in item_labels(task, e)})
