@@ -55,7 +55,9 @@ def share_of_most_common(values: list[str | None]) -> tuple[str | None, float]:
     return value, n / len(values)
 
 
-def run_one(task_name: str, model: str, strategy: str, args: argparse.Namespace, backend: Any) -> dict[str, Any]:
+def run_one(
+    task_name: str, model: str, strategy: str, args: argparse.Namespace, backend: Any
+) -> dict[str, Any]:
     import dataclasses
 
     from promptopt.constant import constant_baseline
@@ -64,7 +66,9 @@ def run_one(task_name: str, model: str, strategy: str, args: argparse.Namespace,
 
     task = get_task(task_name, args.data_dir)
     candidate = dataclasses.replace(make_candidate(task), **STRATEGIES[strategy])
-    report = evaluate(task, candidate, backend, split="test", limit=args.limit, db=args.db, batch_size=args.batch_size)
+    report = evaluate(
+        task, candidate, backend, split="test", limit=args.limit, db=args.db, batch_size=args.batch_size
+    )
     results = list(report.results)
     answers = [r.answer for r in results if r.score is not None]
     golds = [r.gold for r in results]
@@ -87,7 +91,9 @@ def run_one(task_name: str, model: str, strategy: str, args: argparse.Namespace,
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tasks", default="", help="comma-separated tasks (default: every small-answer bbh: task)")
+    parser.add_argument(
+        "--tasks", default="", help="comma-separated tasks (default: every small-answer bbh: task)"
+    )
     parser.add_argument("--models", default="qwen2.5-coder-0.5b,qwen2.5-coder-1.5b")
     parser.add_argument("--strategies", default=",".join(STRATEGIES))
     parser.add_argument("--limit", type=int, default=50, help="test items per task")

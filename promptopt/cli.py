@@ -12,11 +12,11 @@ from typing import Any
 import click
 
 from promptopt.backends import DTYPES
+from promptopt.bias.checks import CALIBRATIONS
 from promptopt.cli_answers import with_bias_options
 from promptopt.cli_checks import check_demos, refuse_with_resume, resume_command, warn_sizes
 from promptopt.errors import PromptOptError
 from promptopt.terminal import printable
-from promptopt.types import CALIBRATIONS
 
 DB_HELP = "Database URL (SQLAlchemy) or SQLite file path. Default: $PROMPTOPT_DB, else ./promptopt.db."
 DATA_HELP = "Folder with the benchmark data (e.g. ../shared/data). Default: $PROMPTOPT_DATA_DIR, else the hub (online)."

@@ -89,11 +89,14 @@ def leaderboard_constants(store: Any, entries: Any) -> list[str]:
 
 def print_answer_distribution(results: Any) -> None:
     """``answers     (A) 43 · (B) 7`` for a candidate's scored results."""
-    from promptopt.answer_counts import answer_distribution
+    from promptopt.answer_counts import answer_distribution, gold_distribution
 
+    results = list(results)
     distribution = answer_distribution(results)
     if distribution:
         click.echo("  answers " + " · ".join(f"{answer} {n}" for answer, n in distribution))
+        gold = gold_distribution(results)
+        click.echo("  gold    " + " · ".join(f"{answer} {n}" for answer, n in gold))
 
 
 def print_run_checks(run: Any) -> None:

@@ -25,6 +25,7 @@ from typing import Any
 
 from promptopt.answer_counts import AnswerCounts, count_answers, winner_dev_test
 from promptopt.backends import Backend, CachingBackend, RetryingBackend, make_backend
+from promptopt.bias.costs import candidate_calls, space_calibration_overhead, space_calls_per_example
 from promptopt.budget import Budget, BudgetedBackend, Spend, load_prices
 from promptopt.constant import constant_baseline
 from promptopt.errors import BudgetExceeded, ConfigError
@@ -35,7 +36,6 @@ from promptopt.progress import PhaseProgress
 from promptopt.prompt import render_messages
 from promptopt.proposers import DEMO_ATTEMPTS, Proposer
 from promptopt.racing import Standing, rank, schedule_size, standing, successive_halving
-from promptopt.bias.costs import candidate_calls, space_calibration_overhead, space_calls_per_example
 from promptopt.spaces import SearchSpace, list_spaces, load_space
 from promptopt.stats import mean_interval, paired_difference
 from promptopt.tasks import Task, get_task, load_recorded_task, task_reference
@@ -333,7 +333,9 @@ def space_estimate(config: SearchConfig, task: Task) -> dict[str, Any]:
         boot = max(4 * most, most + 8)
     # a calibration's content-free or permuted dev items, once per candidate
     overhead = space_calibration_overhead(space, config.base)
-    search_calls = races * per_eval + proposer_calls + boot + overhead * config.n_proposals * (config.rounds + 1)
+    search_calls = (
+        races * per_eval + proposer_calls + boot + overhead * config.n_proposals * (config.rounds + 1)
+    )
     test_n = len(task.examples("test", config.test_size))
     final = (config.final_top * dev + test_n) * per_eval + test_n * candidate_calls(config.base)
     tokens_in = prompt_tokens(config, task) + 120 * (

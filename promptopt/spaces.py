@@ -42,8 +42,9 @@ from typing import Any
 
 import yaml
 
+from promptopt.bias.checks import CALIBRATIONS
 from promptopt.errors import ConfigError
-from promptopt.types import CALIBRATIONS, COT_MODES, Candidate
+from promptopt.types import COT_MODES, Candidate
 
 SPACE_VERSION = 1
 KINDS = ("categorical", "integer", "float", "pool")

@@ -14,11 +14,11 @@ from dataclasses import asdict, dataclass, field, fields
 from functools import cached_property
 from typing import Any, Literal
 
+from promptopt.bias.checks import check_bias_fields
+
 Role = Literal["system", "user", "assistant"]
 CotMode = Literal["none", "zero_shot", "few_shot"]
 COT_MODES: tuple[str, ...] = ("none", "zero_shot", "few_shot")
-#: How a candidate undoes the model's answer bias by calibrating label scores (promptopt.bias).
-CALIBRATIONS: tuple[str, ...] = ("none", "contextual", "batch", "position")
 
 
 def canonical_json(value: Any) -> str:
@@ -133,8 +133,6 @@ class Candidate:
             from promptopt.errors import ConfigError
 
             raise ConfigError(f"samples must be at least 1, got {self.samples}")
-        from promptopt.bias.checks import check_bias_fields
-
         check_bias_fields(self)
 
     def to_dict(self) -> dict[str, Any]:

@@ -26,7 +26,9 @@ def mc_task(n_items: int = 12, n_options: int = 3) -> Task:
         gold = i % n_options
         options = [f"{CONTENTS[j]}{' RIGHT' if j == gold else ''}" for j in range(n_options)]
         block = "\n".join(f"({'ABCD'[j]}) {text}" for j, text in enumerate(options))
-        rows.append({"input": f"Question {i}: which is right?\nOptions:\n{block}", "target": f"({'ABCD'[gold]})"})
+        rows.append(
+            {"input": f"Question {i}: which is right?\nOptions:\n{block}", "target": f"({'ABCD'[gold]})"}
+        )
     return Task.from_records(rows, dev=rows[:4], test=rows, input_fields=["input"], target_field="target",
                              extractor="choice", template="{input}")  # fmt: skip
 
@@ -103,7 +105,9 @@ def test_orderings_are_cyclic_or_seeded() -> None:
 
 def test_permutation_recovers_the_answers_of_a_model_biased_to_a() -> None:
     task = mc_task()
-    plain = Executor(task, FakeBackend(biased_reply, scorer=biased_scores)).evaluate(Candidate(), task.examples("test"), "test")
+    plain = Executor(task, FakeBackend(biased_reply, scorer=biased_scores)).evaluate(
+        Candidate(), task.examples("test"), "test"
+    )
     assert accuracy(plain) == pytest.approx(1 / 3)  # right only where the gold is (A)
     backend = FakeBackend(biased_reply, scorer=biased_scores)
     permuted = Executor(task, backend).evaluate(Candidate(permute=3), task.examples("test"), "test")
@@ -120,11 +124,15 @@ def test_permutation_without_log_probs_keeps_the_first_orderings_answer() -> Non
             return False
 
     task = mc_task()
-    results = Executor(task, NoScores(biased_reply)).evaluate(Candidate(permute=3), task.examples("test"), "test")
+    results = Executor(task, NoScores(biased_reply)).evaluate(
+        Candidate(permute=3), task.examples("test"), "test"
+    )
     assert [r.answer for r in results] == ["(A)"] * len(results)
 
 
-def test_an_item_without_an_options_block_is_reported_and_left_unpermuted(caplog: pytest.LogCaptureFixture) -> None:
+def test_an_item_without_an_options_block_is_reported_and_left_unpermuted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     rows = [{"input": "Is water wet? Answer (A) yes or (B) no.", "target": "(A)"},
             {"input": "Is fire cold? Answer (A) yes or (B) no.", "target": "(B)"}]  # fmt: skip
     task = Task.from_records(rows, test=rows, input_fields=["input"], target_field="target", extractor="choice",
@@ -148,7 +156,9 @@ def test_calibration_on_scripted_log_probs_matches_a_hand_computation() -> None:
         item = int(re.search(r"Question (\d+)", request.messages[-1].content).group(1))  # type: ignore[union-attr]
         return {label: math.log(scripted[item]["AB".index(label[-2])]) for label in request.score_labels}
 
-    results = Executor(task, FakeBackend(scorer=scorer)).evaluate(Candidate(calibration="batch"), task.examples("test"), "test")
+    results = Executor(task, FakeBackend(scorer=scorer)).evaluate(
+        Candidate(calibration="batch"), task.examples("test"), "test"
+    )
     # by hand (test_batch_calibration_matches_a_hand_computation): A, B, A -> all right
     assert [r.answer for r in results] == ["(A)", "(B)", "(A)"] and accuracy(results) == 1.0
     plain = Executor(task, FakeBackend(scorer=scorer)).evaluate(
@@ -176,7 +186,9 @@ def test_calibration_refuses_a_backend_without_log_probs_and_bad_mixes() -> None
     from promptopt.backends.scoring import LabelScoringError
 
     with pytest.raises(LabelScoringError, match="cannot give label log-probabilities"):
-        Executor(task, NoScores()).evaluate(Candidate(calibration="contextual"), task.examples("test"), "test")
+        Executor(task, NoScores()).evaluate(
+            Candidate(calibration="contextual"), task.examples("test"), "test"
+        )
     with pytest.raises(ConfigError, match="cannot be combined with cot_mode"):
         Candidate(calibration="batch", cot_mode="zero_shot", cot_trigger="Think.")
     with pytest.raises(ConfigError):
@@ -188,7 +200,9 @@ def test_calibration_refuses_a_backend_without_log_probs_and_bad_mixes() -> None
 def test_resume_after_a_kill_mid_permutation_gives_the_identical_result(db_url: str) -> None:
     task = mc_task()
     examples = task.examples("test")
-    whole = Executor(task, FakeBackend(biased_reply, scorer=biased_scores)).evaluate(Candidate(permute=3), examples, "test")
+    whole = Executor(task, FakeBackend(biased_reply, scorer=biased_scores)).evaluate(
+        Candidate(permute=3), examples, "test"
+    )
 
     class Killed(Exception):
         pass
@@ -204,11 +218,13 @@ def test_resume_after_a_kill_mid_permutation_gives_the_identical_result(db_url: 
 
     store = Store(db_url)
     with pytest.raises(Killed):
-        Executor(task, CachingBackend(FakeBackend(dies, scorer=biased_scores, latency_s=1e-6), store), batch_size=4).evaluate(
-            Candidate(permute=3), examples, "test"
-        )
+        Executor(
+            task, CachingBackend(FakeBackend(dies, scorer=biased_scores, latency_s=1e-6), store), batch_size=4
+        ).evaluate(Candidate(permute=3), examples, "test")
     fresh = FakeBackend(biased_reply, scorer=biased_scores)
-    resumed = Executor(task, CachingBackend(fresh, store), batch_size=4).evaluate(Candidate(permute=3), examples, "test")
+    resumed = Executor(task, CachingBackend(fresh, store), batch_size=4).evaluate(
+        Candidate(permute=3), examples, "test"
+    )
     assert [(r.answer, r.score, [s.parsed_answer for s in r.samples]) for r in resumed] == [
         (r.answer, r.score, [s.parsed_answer for s in r.samples]) for r in whole
     ]

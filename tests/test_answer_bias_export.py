@@ -43,5 +43,7 @@ def test_export_carries_the_strategy_with_parity(data_dir: Path, tmp_path: Path,
     if "permute" in strategy:  # run() applies the permutation on one question
         example = task.examples("dev")[0]
         stored = next(r for r in report.results if r.example_id == example.id)
-        answer = loaded.run(backend=FakeBackend(biased_reply, scorer=position_biased_scores), **example.inputs)
+        answer = loaded.run(
+            backend=FakeBackend(biased_reply, scorer=position_biased_scores), **example.inputs
+        )
         assert answer.answer == stored.answer and len(answer.parsed) == 2  # snarks: two orderings

@@ -675,7 +675,9 @@ class TransformersBackend(StreamingBackend):
 
         def render(request: GenerationRequest) -> str:
             messages = [m.to_dict() for m in request.messages]
-            return str(loaded.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False))
+            return str(
+                loaded.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+            )
 
         with self._lock:
             return score_label_requests(loaded, render, requests)

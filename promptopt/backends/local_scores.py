@@ -16,7 +16,9 @@ from promptopt.backends.scoring import scores_completion
 from promptopt.types import Completion, GenerationRequest
 
 
-def score_label_requests(loaded: Any, render_text: Any, requests: Sequence[GenerationRequest]) -> list[Completion]:
+def score_label_requests(
+    loaded: Any, render_text: Any, requests: Sequence[GenerationRequest]
+) -> list[Completion]:
     """``render_text(request)`` is the prompt text the model sees (chat template applied,
     generation prompt added); ``loaded`` the engine's loaded model and tokenizer."""
     import torch
@@ -50,7 +52,11 @@ def score_label_requests(loaded: Any, render_text: Any, requests: Sequence[Gener
                 total = sum(float(logprobs[i, t - 1, row[t]]) for t in range(max(1, start), len(row)))
                 scores[label] = total
         except (RuntimeError, ValueError, MemoryError) as exc:
-            out.append(Completion(text="", error=f"label scoring failed: {type(exc).__name__}: {exc}", finish_reason="error"))
+            out.append(
+                Completion(
+                    text="", error=f"label scoring failed: {type(exc).__name__}: {exc}", finish_reason="error"
+                )
+            )
             continue
         out.append(
             scores_completion(scores, tokens_in=len(prompt_ids), latency_s=time.perf_counter() - started)

@@ -28,7 +28,9 @@ class LabelScoringError(BackendError):
     """A backend that cannot give log-probabilities was asked for them."""
 
 
-def scores_completion(scores: Mapping[str, float], *, tokens_in: int = 0, latency_s: float = 0.0) -> Completion:
+def scores_completion(
+    scores: Mapping[str, float], *, tokens_in: int = 0, latency_s: float = 0.0
+) -> Completion:
     """The completion of a scoring request: ``scores`` (label text -> log-probability) as JSON."""
     return Completion(
         text=json.dumps({k: float(v) for k, v in scores.items()}, sort_keys=True),

@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 from promptopt.errors import ConfigError
 
-if TYPE_CHECKING:
-    from promptopt.types import Candidate
+#: How a candidate undoes the model's answer bias by calibrating label scores.
+CALIBRATIONS: tuple[str, ...] = ("none", "contextual", "batch", "position")
 
 
-def check_bias_fields(candidate: Candidate) -> None:
+def check_bias_fields(candidate: Any) -> None:
     """Raise :class:`ConfigError` for a ``permute`` or ``calibration`` value, or a mix with
     other fields, that has no meaning. Calibration reads the labels' log-probabilities
     right after the prompt, so it needs a direct answer: no chain of thought, one greedy
     sample, no second stage, no permutation."""
-    from promptopt.types import CALIBRATIONS
-
     if isinstance(candidate.permute, bool) or not isinstance(candidate.permute, int) or candidate.permute < 1:
         raise ConfigError(f"permute must be a whole number >= 1, got {candidate.permute!r}")
     if candidate.calibration not in CALIBRATIONS:

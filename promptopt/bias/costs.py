@@ -49,7 +49,9 @@ def space_calls_per_example(space: Any, base: Candidate) -> int:
         return max([default, *values]) if not isinstance(default, bool) else (default or True in values)
 
     return calls_per_example(
-        int(most("samples", base.samples)), bool(most("two_stage", base.two_stage)), int(most("permute", base.permute))
+        int(most("samples", base.samples)),
+        bool(most("two_stage", base.two_stage)),
+        int(most("permute", base.permute)),
     )
 
 

@@ -131,7 +131,10 @@ def evaluate_calibrated(
 
 
 def _prior_for(
-    executor: Executor, candidate: Candidate, examples: Sequence[Example], scored: Sequence[dict[str, float] | None]
+    executor: Executor,
+    candidate: Candidate,
+    examples: Sequence[Example],
+    scored: Sequence[dict[str, float] | None],
 ) -> tuple[dict[str, float], dict[int, list[float]]]:
     """The label prior (contextual, batch) or the position priors by option count."""
     task = executor.task
@@ -139,9 +142,11 @@ def _prior_for(
     if kind == "batch":
         batch = [s for s in scored if s]
         if len(batch) < 2:  # one item's own distribution as its prior would flatten it
-            from promptopt.bias.strategy import note_once
+            from promptopt.bias.notes import note_once
 
-            note_once(executor, "batch-of-one", "calibration batch: a batch of one item is answered uncalibrated")
+            note_once(
+                executor, "batch-of-one", "calibration batch: a batch of one item is answered uncalibrated"
+            )
             return {}, {}
         return cal.batch_prior(batch), {}
     if kind == "contextual":
@@ -158,7 +163,9 @@ def _prior_for(
     return {}, _position_priors(executor, candidate, examples)
 
 
-def _position_priors(executor: Executor, candidate: Candidate, examples: Sequence[Example]) -> dict[int, list[float]]:
+def _position_priors(
+    executor: Executor, candidate: Candidate, examples: Sequence[Example]
+) -> dict[int, list[float]]:
     """PriDe's position prior for each option count among ``examples``, estimated on
     :data:`POSITION_ITEMS` dev items with that many options (the evaluated items when dev
     has too few), each under every cyclic shift."""
@@ -211,8 +218,10 @@ def _calibrate_candidate(
             continue
         if candidate.calibration == "position":
             prior_n = positions.get(len(scores))
-            values = cal.calibrate_positions(list(scores.values()), prior_n) if prior_n else list(
-                cal.log_normalize(scores).values()
+            values = (
+                cal.calibrate_positions(list(scores.values()), prior_n)
+                if prior_n
+                else list(cal.log_normalize(scores).values())
             )
             calibrated = dict(zip(scores, values, strict=True))
         else:
@@ -221,7 +230,9 @@ def _calibrate_candidate(
         answers.append(answer)
         raw = " · ".join(f"{k} {v:.2f}" for k, v in cal.log_normalize(scores).items())
         after = " · ".join(f"{k} {v:.2f}" for k, v in calibrated.items())
-        shown.append(f"label log-probs: {raw}; {candidate.calibration}-calibrated: {after}; {ANSWER_LEAD} {answer}.")
+        shown.append(
+            f"label log-probs: {raw}; {candidate.calibration}-calibrated: {after}; {ANSWER_LEAD} {answer}."
+        )
     from promptopt.metrics.base import Prediction
 
     asked = [i for i, a in enumerate(answers) if a is not None]
@@ -231,7 +242,9 @@ def _calibrate_candidate(
     for i, (example, (_, completion)) in enumerate(zip(examples, got, strict=True)):
         result = judged.get(i)
         score = result.score if result is not None and not result.failed else None
-        error = completion.error or (f"metric: {result.feedback}" if result is not None and result.failed else None)
+        error = completion.error or (
+            f"metric: {result.feedback}" if result is not None and result.failed else None
+        )
         sample = SampleResult(
             sample_index=0,
             raw_output=shown[i],

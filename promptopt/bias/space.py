@@ -52,7 +52,9 @@ def offer_bias_dimensions(space: SearchSpace, task: Task, backend: Backend) -> S
             if keep != dim.choices:
                 dropped = ", ".join(str(c) for c in dim.choices if c not in keep)
                 logger.warning(
-                    "calibration %s not offered: %s", dropped, why or f"task {task.name} is not multiple choice"
+                    "calibration %s not offered: %s",
+                    dropped,
+                    why or f"task {task.name} is not multiple choice",
                 )
                 dim = dataclasses.replace(dim, choices=keep or ("none",))
         out.append(dim)

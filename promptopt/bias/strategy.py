@@ -11,18 +11,17 @@ handed to ``on_batch`` whole: an item is stored once all its orderings are answe
 from __future__ import annotations
 
 import dataclasses
-import logging
 from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from promptopt.bias.permute import find_options, map_letters, original_letters, orderings, permuted_example
+from promptopt.bias.notes import note_once
+from promptopt.bias.permute import find_options, map_letters, orderings, original_letters, permuted_example
 from promptopt.types import Candidate, EvalResult, Example, SampleResult
 
 if TYPE_CHECKING:
     from promptopt.executor import BatchCallback, Executor
 
-logger = logging.getLogger(__name__)
 
 Pair = tuple[Candidate, Example]
 
@@ -42,7 +41,9 @@ def evaluate_with_strategies(
     permuted = [i for i, (c, _) in enumerate(pairs) if c.permute > 1]
     calibrated = [i for i, (c, _) in enumerate(pairs) if c.calibration != "none"]
     if plain:
-        for i, r in zip(plain, executor.evaluate_plain([pairs[i] for i in plain], split, on_batch=on_batch), strict=True):
+        for i, r in zip(
+            plain, executor.evaluate_plain([pairs[i] for i in plain], split, on_batch=on_batch), strict=True
+        ):
             results[i] = r
     if permuted:
         done = evaluate_permuted(executor, [pairs[i] for i in permuted], split, on_batch)
@@ -61,15 +62,6 @@ class _Item:
     example: Example
     variants: tuple[Example, ...]
     back: tuple[dict[str, str], ...]  # per variant: shown letter -> original letter
-
-
-def note_once(executor: Executor, key: str, message: str) -> None:
-    """Log ``message`` the first time ``key`` comes up in this executor (an item left
-    unpermuted, say); ``executor.notes`` keeps the messages said."""
-    if key not in executor.noted:
-        executor.noted.add(key)
-        executor.notes.append(message)
-        logger.warning(message)
 
 
 def expand(executor: Executor, candidate: Candidate, example: Example) -> _Item:
@@ -107,7 +99,9 @@ def evaluate_permuted(
             size += cost
             index += 1
         variant_pairs = [
-            (dataclasses.replace(item.candidate, permute=1), variant) for item in chunk for variant in item.variants
+            (dataclasses.replace(item.candidate, permute=1), variant)
+            for item in chunk
+            for variant in item.variants
         ]
         inner = executor.evaluate_plain(variant_pairs, split, chunked=False)
         merged: list[EvalResult] = []
@@ -178,5 +172,3 @@ def break_tie(executor: Executor, item: _Item, tied: Sequence[str], split: str) 
             totals[original] = totals.get(original, 0.0) + value
     best = max(tied, key=lambda a: (totals.get(a, float("-inf")), -tied.index(a)))
     return best if best in totals else None
-
-
