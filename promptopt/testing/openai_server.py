@@ -301,7 +301,7 @@ class _Handler(BaseHTTPRequestHandler):
                 {
                     "index": i,
                     "message": {"role": "assistant", "content": text},
-                    "logprobs": None,
+                    "logprobs": _logprobs(owner, request),
                     "finish_reason": finish_reason,
                 }
                 for i in range(n)
@@ -503,6 +503,18 @@ def _apply_limits(text: str, request: dict[str, Any]) -> tuple[str, str]:
     return text, finish_reason
 
 
+TopLogprobs = Callable[[dict[str, Any]], "list[tuple[str, float]]"]
+
+
+def _logprobs(owner: FakeOpenAIServer, request: dict[str, Any]) -> dict[str, Any] | None:
+    """The ``logprobs`` of a choice: the scripted alternatives of the first token."""
+    if not request.get("logprobs") or owner.top_logprobs is None:
+        return None
+    top = [{"token": t, "logprob": lp, "bytes": None} for t, lp in owner.top_logprobs(request)]
+    first = top[0] if top else {"token": "", "logprob": 0.0, "bytes": None}
+    return {"content": [{**first, "top_logprobs": top}]}
+
+
 class FakeOpenAIServer:
     """An OpenAI-compatible chat-completions server on ``host:port`` (port 0: any free port).
 
@@ -526,6 +538,7 @@ class FakeOpenAIServer:
         api_key: str | None = None,
         usage: bool = True,
         record: bool = True,
+        top_logprobs: TopLogprobs | None = None,
     ) -> None:
         if latency_s < 0:
             raise ValueError(f"latency_s must be >= 0, got {latency_s}")
@@ -537,6 +550,10 @@ class FakeOpenAIServer:
         self.api_key = api_key
         self.usage = usage
         self.record = record
+        # A request with "logprobs": true gets top_logprobs(request_json) -> [(token, logprob), ...]
+        # as its first token's alternatives; without it, "logprobs" stays null (as servers that
+        # do not return them).
+        self.top_logprobs = top_logprobs
         self._requested_port = port
         self._lock = threading.Lock()
         self._stopping = threading.Event()
