@@ -248,3 +248,42 @@ def test_the_estimate_counts_the_extra_calls() -> None:
     assert candidate_calls(Candidate(permute=3)) == 3 + 3  # 3 orderings + tie-break scoring
     assert candidate_calls(Candidate(calibration="batch")) == 1
     assert calls_per_example(samples=3, two_stage=True, permute=3) == 3 * 6 + 3
+
+
+# ------------------------------------------------------------------ a real HTTP server on loopback
+
+
+def test_calibration_through_an_openai_compatible_server_with_logprobs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from promptopt.backends.openai_backend import OpenAIBackend
+    from promptopt.testing.openai_server import FakeOpenAIServer
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    task = mc_task(n_items=3, n_options=2)
+    scripted = {0: (0.9, 0.1), 1: (0.6, 0.4), 2: (0.8, 0.2)}  # as the hand computation above
+    prefixes: list[str] = []
+
+    def top(request: dict) -> list[tuple[str, float]]:  # type: ignore[type-arg]
+        prefixes.append(request["messages"][-1]["content"])
+        item = int(re.search(r"Question (\d+)", request["messages"][-2]["content"]).group(1))  # type: ignore[union-attr]
+        a, b = scripted[item]
+        return [("A", math.log(a)), ("B", math.log(b))]
+
+    with FakeOpenAIServer(responder=lambda r: "x", top_logprobs=top) as server:
+        backend = OpenAIBackend("fake-model", base_url=server.base_url)
+        assert backend.can_score_labels()
+        results = Executor(task, backend).evaluate(
+            Candidate(calibration="batch"), task.examples("test"), "test"
+        )
+        backend.close()
+    assert [r.answer for r in results] == ["(A)", "(B)", "(A)"]
+    assert set(prefixes) == {"So the answer is ("}  # the labels' common beginning, continued by the server
+
+    with FakeOpenAIServer(responder=lambda r: "x") as server:  # returns no logprobs
+        backend = OpenAIBackend("fake-model", base_url=server.base_url)
+        results = Executor(task, backend).evaluate(
+            Candidate(calibration="batch"), task.examples("test"), "test"
+        )
+        backend.close()
+    assert all(r.score is None and "returned no logprobs" in (r.error or "") for r in results)

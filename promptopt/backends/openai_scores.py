@@ -54,7 +54,9 @@ def label_completion(response: Any, request: GenerationRequest, host: str, laten
         tokens_in = int(getattr(usage, "prompt_tokens", 0) or 0) if usage is not None else 0
     except (AttributeError, TypeError, IndexError, KeyError, ValueError) as exc:
         return Completion(
-            text="", error=f"malformed logprobs from {host}: {type(exc).__name__}: {exc}", finish_reason="error"
+            text="",
+            error=f"malformed logprobs from {host}: {type(exc).__name__}: {exc}",
+            finish_reason="error",
         )
     if not tokens:
         return Completion(
