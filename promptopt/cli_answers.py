@@ -126,3 +126,21 @@ def with_bias_options(candidate: Any, options: dict[str, Any]) -> Any:
     if permute == candidate.permute and calibration == candidate.calibration:
         return candidate
     return dataclasses.replace(candidate, permute=permute, calibration=calibration)
+
+
+def leaderboard_answers(store: Any, entries: Any, limit: int = 10) -> list[str]:
+    """For tasks with a small answer set: the first ``limit`` candidates' dev answers
+    beside the gold answers of the same items, so a bias toward one answer (and its
+    correction by permutation or calibration, docs/answer-bias.md) shows."""
+    from promptopt.answer_counts import answer_distribution, gold_distribution
+    from promptopt.bias import strategy_text
+
+    lines: list[str] = []
+    for entry in list(entries)[:limit]:
+        results = [r for r in store.get_evaluations(entry.run_id, entry.candidate) if r.split == "dev"]
+        if not results:
+            continue
+        answers = " · ".join(f"{a} {n}" for a, n in answer_distribution(results, top=5))
+        gold = " · ".join(f"{a} {n}" for a, n in gold_distribution(results, top=5))
+        lines.append(f"answers #{entry.rank} {entry.candidate[:10]}{strategy_text(entry.spec)}: {answers}  |  gold {gold}")
+    return lines

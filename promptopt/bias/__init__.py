@@ -14,3 +14,13 @@ wording, and a search can pick them like chain of thought or self-consistency:
 
 See docs/answer-bias.md.
 """
+
+
+def strategy_text(candidate: object) -> str:
+    """``, permute 3`` / ``, calibration batch`` for a candidate that uses a strategy, else ``""``."""
+    parts = []
+    if getattr(candidate, "permute", 1) != 1:
+        parts.append(f"permute {candidate.permute}")  # type: ignore[attr-defined]
+    if getattr(candidate, "calibration", "none") != "none":
+        parts.append(f"calibration {candidate.calibration}")  # type: ignore[attr-defined]
+    return "".join(f", {p}" for p in parts)
