@@ -112,10 +112,12 @@ def test_permutation_recovers_the_answers_of_a_model_biased_to_a() -> None:
     backend = FakeBackend(biased_reply, scorer=biased_scores)
     permuted = Executor(task, backend).evaluate(Candidate(permute=3), task.examples("test"), "test")
     assert accuracy(permuted) == 1.0
-    assert all(len(r.samples) == 3 for r in permuted)
-    # the answers stored per ordering are mapped back to the original letters
+    # three orderings, then (a three-way tie) three scoring calls, kept without an answer
+    assert all(len(r.samples) == 6 for r in permuted)
     first = permuted[1]  # gold (B)
-    assert [s.parsed_answer for s in first.samples] == ["(A)", "(B)", "(C)"] and first.answer == "(B)"
+    assert [s.parsed_answer for s in first.samples] == ["(A)", "(B)", "(C)", None, None, None]
+    assert first.answer == "(B)" and "tie-break" in first.samples[3].raw_output
+    assert first.tokens_in == sum(s.tokens_in for s in first.samples) > 0
 
 
 def test_permutation_without_log_probs_keeps_the_first_orderings_answer() -> None:

@@ -136,7 +136,10 @@ def merge_orderings(executor: Executor, item: _Item, inner: Sequence[EvalResult]
         tied = [a for a in dict.fromkeys(answers) if counts[a] == top]
         answer = tied[0]
         if len(tied) > 1 and len(item.variants) > 1 and executor.backend.can_score_labels():
-            answer = break_tie(executor, item, tied, split) or answer
+            broken, scoring = break_tie(executor, item, tied)
+            answer = broken or answer
+            # kept with the item's samples (no answer of their own): their calls and tokens count
+            samples.extend(dataclasses.replace(s, sample_index=len(samples) + i) for i, s in enumerate(scoring))
     chosen = next((s for s in good if s.parsed_answer == answer), good[0] if good else None)
     return EvalResult(
         candidate_hash=item.candidate.hash,
@@ -151,9 +154,10 @@ def merge_orderings(executor: Executor, item: _Item, inner: Sequence[EvalResult]
     )
 
 
-def break_tie(executor: Executor, item: _Item, tied: Sequence[str], split: str) -> str | None:
+def break_tie(executor: Executor, item: _Item, tied: Sequence[str]) -> tuple[str | None, list[SampleResult]]:
     """The tied answer with the highest label log-probability averaged over the orderings
-    (each ordering's scores normalised over its letters, then mapped back)."""
+    (each ordering's scores normalised over its letters, then mapped back; None when a
+    scoring request failed), and the scoring calls as samples without an answer."""
     from promptopt.bias.calibration import log_normalize
     from promptopt.bias.labels import letter_labels, score_requests
 
@@ -164,11 +168,23 @@ def break_tie(executor: Executor, item: _Item, tied: Sequence[str], split: str) 
         requests.append((plain, variant, labels))
     scored = score_requests(executor, requests)
     totals: dict[str, float] = {}
-    for back, (scores, _) in zip(item.back, scored, strict=True):
-        if scores is None:
-            return None
-        for shown, value in log_normalize(scores).items():
-            original = map_letters(shown, back) or shown
+    failed = False
+    samples: list[SampleResult] = []
+    for j, (back, (scores, completion)) in enumerate(zip(item.back, scored, strict=True)):
+        mapped = {map_letters(k, back) or k: v for k, v in log_normalize(scores).items()} if scores else {}
+        text = " · ".join(f"{k} {v:.2f}" for k, v in sorted(mapped.items()))
+        samples.append(
+            SampleResult(
+                sample_index=j, raw_output=f"tie-break, ordering {j}: label log-probs {text}",
+                parsed_answer=None, score=None, tokens_in=completion.tokens_in, tokens_out=completion.tokens_out,
+                latency_s=completion.latency_s, cached=completion.cached and completion.ok,
+                error=completion.error, finish_reason=completion.finish_reason,
+            )
+        )  # fmt: skip
+        failed = failed or scores is None
+        for original, value in mapped.items():
             totals[original] = totals.get(original, 0.0) + value
+    if failed:
+        return None, samples
     best = max(tied, key=lambda a: (totals.get(a, float("-inf")), -tied.index(a)))
-    return best if best in totals else None
+    return (best if best in totals else None), samples
