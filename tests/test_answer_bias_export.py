@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,9 @@ def test_export_carries_the_strategy_with_parity(data_dir: Path, tmp_path: Path,
     export(db, report.run_id, "yaml", path)
     loaded = load(path)
     assert loaded.candidate == candidate and loaded.candidate.hash == candidate.hash
+    request = tmp_path / "bias.json"
+    export(db, report.run_id, "openai", request)  # one request cannot express it: it says what to add
+    assert set(strategy) <= set(json.loads(request.read_text())["answer_bias"])
     # parity: the loaded prompt reproduces the stored score from the cache, without a model call
     never = FakeBackend(lambda r: "The answer is (Z).", scorer=lambda r: dict.fromkeys(r.score_labels, 0.0))
     again = loaded.evaluate(task, backend=never, db=db, limit=8)

@@ -24,3 +24,23 @@ def strategy_text(candidate: object) -> str:
     if getattr(candidate, "calibration", "none") != "none":
         parts.append(f"calibration {candidate.calibration}")  # type: ignore[attr-defined]
     return "".join(f", {p}" for p in parts)
+
+
+def export_note(candidate: object) -> dict[str, object]:
+    """For an export format that is one request (the OpenAI request): what the strategy
+    adds around it, which that format cannot express; empty without a strategy."""
+    permute = getattr(candidate, "permute", 1)
+    calibration = getattr(candidate, "calibration", "none")
+    if permute == 1 and calibration == "none":
+        return {}
+    if permute != 1:
+        how = (
+            f"send the request {permute} times (at most once per cyclic shift) with the option texts of the "
+            "'(A) …' lines reordered, map each answer's letter back to the original option, take the majority"
+        )
+        return {"answer_bias": {"permute": permute, "how": how}}
+    how = (
+        f"score each label's log-probability after the messages and divide out the {calibration} prior "
+        "instead of reading a generated answer; `promptopt.load(FILE).run()` does this"
+    )
+    return {"answer_bias": {"calibration": calibration, "how": how}}
