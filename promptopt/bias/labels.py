@@ -211,13 +211,14 @@ def _calibrate_candidate(
     prior, positions = _prior_for(executor, candidate, examples, scored)
     answers: list[str | None] = []
     shown: list[str] = []
-    for scores in scored:
+    for example, scores in zip(examples, scored, strict=True):
         if scores is None:
             answers.append(None)
             shown.append("")
             continue
         if candidate.calibration == "position":
-            prior_n = positions.get(len(scores))
+            # an item whose options block cannot be read has no positions: left uncalibrated
+            prior_n = positions.get(len(scores)) if task.options(example) else None
             values = (
                 cal.calibrate_positions(list(scores.values()), prior_n)
                 if prior_n

@@ -90,7 +90,7 @@ def permuted_example(example: Example, block: OptionsBlock, order: Sequence[int]
     return Example(
         id=f"{example.id}~perm{index}",
         inputs=inputs,
-        target=map_letters(example.target, forward),
+        target=map_letters(example.target, forward) or example.target,
         solution=None,
     )
 
