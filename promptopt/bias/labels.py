@@ -169,7 +169,7 @@ def _position_priors(
     """PriDe's position prior for each option count among ``examples``, estimated on
     :data:`POSITION_ITEMS` dev items with that many options (the evaluated items when dev
     has too few), each under every cyclic shift."""
-    from promptopt.bias.permute import find_options, orderings, permuted_example
+    from promptopt.bias.permute import OptionsBlock, find_options, orderings, permuted_example
 
     task = executor.task
     if task.extractor_name != "choice":
@@ -181,18 +181,18 @@ def _position_priors(
     priors: dict[int, list[float]] = {}
     needed = sorted({len(block.lines) for e in examples if (block := find_options(e)[0]) is not None})
     for n in needed:
-        chosen: list[tuple[Example, object]] = []
+        chosen: list[tuple[Example, OptionsBlock]] = []
         for source in (pool, examples):
             for e in source:
-                block = find_options(e)[0]
-                if block is not None and len(block.lines) == n and len(chosen) < POSITION_ITEMS:
-                    chosen.append((e, block))
+                found = find_options(e)[0]
+                if found is not None and len(found.lines) == n and len(chosen) < POSITION_ITEMS:
+                    chosen.append((e, found))
             if len(chosen) >= POSITION_ITEMS:
                 break
         jobs = []
-        for e, block in chosen:
+        for e, options in chosen:
             for j, order in enumerate(orderings(n, n, seed="")):
-                variant = permuted_example(e, block, order, j)  # type: ignore[arg-type]
+                variant = permuted_example(e, options, order, j)
                 jobs.append((candidate, variant, letter_labels(task, variant)))
         got = score_requests(executor, jobs)
         rows = [list(s.values()) if s else None for s, _ in got]
