@@ -66,6 +66,13 @@ def answer_distribution(results: Iterable[EvalResult], top: int = 8) -> list[tup
     return counts.most_common(top)
 
 
+def gold_distribution(results: Iterable[EvalResult], top: int = 8) -> list[tuple[str, int]]:
+    """The gold answers of the same scored results, most common first: beside the model's
+    answers, it shows a bias toward one answer (and its correction, issue #28)."""
+    counts = Counter(r.gold for r in results if r.score is not None)
+    return counts.most_common(top)
+
+
 def raw_examples(results: Sequence[EvalResult], *, limit: int = 3) -> list[tuple[str, str, str]]:
     """A few raw outputs that held no answer or were cut off: (example id, why, output)."""
     shown: list[tuple[str, str, str]] = []

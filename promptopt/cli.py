@@ -12,6 +12,8 @@ from typing import Any
 import click
 
 from promptopt.backends import DTYPES
+from promptopt.bias.checks import CALIBRATIONS
+from promptopt.cli_answers import with_bias_options
 from promptopt.cli_checks import check_demos, refuse_with_resume, resume_command, warn_sizes
 from promptopt.errors import PromptOptError
 from promptopt.terminal import printable
@@ -119,6 +121,12 @@ _prompt_options = _options(
                  help="Most tokens generated per answer."),
     click.option("--two-stage", is_flag=True,
                  help="Ask a second short question for the final answer after the reasoning (Kojima et al.)."),
+    click.option("--permute", type=click.IntRange(min=1), default=1, show_default=True,
+                 help="Show a multiple-choice item N times with its options reordered; vote over the answers "
+                 "mapped back to the original letters (docs/answer-bias.md)."),
+    click.option("--calibration", type=click.Choice(CALIBRATIONS), default="none", show_default=True,
+                 help="Answer from the labels' log-probabilities with the model's prior divided out: contextual, "
+                 "batch or position (docs/answer-bias.md)."),
     click.option("--from-dspy", "from_dspy", type=click.Path(dir_okay=False), default=None, metavar="FILE",
                  help="Start from a DSPy predictor saved with program.save(FILE) (or `export --format dspy`): its "
                  "instruction, demos and chain of thought; the other prompt options fill in the rest."),
@@ -169,6 +177,7 @@ def _candidate_from_options(task: Any, options: dict[str, Any]) -> Any:
         demo_ids=[d.strip() for d in demos.split(",") if d.strip()] if demos else None, seed=options["seed"],
     )  # fmt: skip
     check_demos(task, candidate, options["shots"])
+    candidate = with_bias_options(candidate, options)
     if from_dspy is None:
         from promptopt.evaluation import cot_demo_note
 
@@ -182,7 +191,7 @@ def _candidate_from_options(task: Any, options: dict[str, Any]) -> Any:
 
 
 _PROMPT_OPTION_NAMES = ("instruction", "cot", "shots", "demos", "answer_format", "samples", "temperature",
-                        "max_new_tokens", "two_stage", "from_dspy")  # fmt: skip
+                        "max_new_tokens", "two_stage", "from_dspy", "permute", "calibration")  # fmt: skip
 
 
 def _refuse_prompt_options(ctx: click.Context, because: str) -> None:

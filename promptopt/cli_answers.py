@@ -89,11 +89,14 @@ def leaderboard_constants(store: Any, entries: Any) -> list[str]:
 
 def print_answer_distribution(results: Any) -> None:
     """``answers     (A) 43 · (B) 7`` for a candidate's scored results."""
-    from promptopt.answer_counts import answer_distribution
+    from promptopt.answer_counts import answer_distribution, gold_distribution
 
+    results = list(results)
     distribution = answer_distribution(results)
     if distribution:
         click.echo("  answers " + " · ".join(f"{answer} {n}" for answer, n in distribution))
+        gold = gold_distribution(results)
+        click.echo("  gold    " + " · ".join(f"{answer} {n}" for answer, n in gold))
 
 
 def print_run_checks(run: Any) -> None:
@@ -113,3 +116,31 @@ def print_run_checks(run: Any) -> None:
     if isinstance(constant, dict) and constant.get("answer") is not None:
         scores = constant_scores_text(constant)
         click.echo(f"constant baseline: always {constant['answer']}: {scores}")
+
+
+def with_bias_options(candidate: Any, options: dict[str, Any]) -> Any:
+    """The candidate with ``--permute`` and ``--calibration`` applied (issue #28)."""
+    import dataclasses
+
+    permute, calibration = options.get("permute") or 1, options.get("calibration") or "none"
+    if permute == candidate.permute and calibration == candidate.calibration:
+        return candidate
+    return dataclasses.replace(candidate, permute=permute, calibration=calibration)
+
+
+def leaderboard_answers(store: Any, entries: Any, limit: int = 10) -> list[str]:
+    """For tasks with a small answer set: the first ``limit`` candidates' dev answers
+    beside the gold answers of the same items, so a bias toward one answer (and its
+    correction by permutation or calibration, docs/answer-bias.md) shows."""
+    from promptopt.answer_counts import answer_distribution, gold_distribution
+    from promptopt.bias import strategy_text
+
+    lines: list[str] = []
+    for entry in list(entries)[:limit]:
+        results = [r for r in store.get_evaluations(entry.run_id, entry.candidate) if r.split == "dev"]
+        if not results:
+            continue
+        answers = " · ".join(f"{a} {n}" for a, n in answer_distribution(results, top=5))
+        gold = " · ".join(f"{a} {n}" for a, n in gold_distribution(results, top=5))
+        lines.append(f"answers #{entry.rank} {entry.candidate[:10]}{strategy_text(entry.spec)}: {answers}  |  gold {gold}")
+    return lines

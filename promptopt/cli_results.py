@@ -62,7 +62,7 @@ def leaderboard_command(
     where measured, tokens and cost per example, policy, origin and run. A `*` under
     pareto marks the accuracy/cost Pareto front: no other candidate of the same task and
     model is both more accurate and cheaper (tokens per example)."""
-    from promptopt.cli_answers import leaderboard_constants
+    from promptopt.cli_answers import leaderboard_answers, leaderboard_constants
     from promptopt.leaderboard import leaderboard
     from promptopt.store import Store
 
@@ -71,6 +71,7 @@ def leaderboard_command(
             store, task=task, model=model, run=run_id, top=top, min_dev_n=min_n, prices=prices
         )
         constants = leaderboard_constants(store, entries)
+        answer_lines = leaderboard_answers(store, entries) if constants and not as_json else []
     if as_json:
         click.echo(json.dumps([e.to_dict() for e in entries], indent=2))
         return
@@ -125,7 +126,7 @@ def leaderboard_command(
         click.echo(
             "  ".join(cell.ljust(w) for cell, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1]
         )
-    for line in constants:
+    for line in constants + answer_lines:
         click.echo(line)
     if any(s is not None and s.counts.flagged for e in entries for s in (e.dev, e.test)):
         click.echo("no ans/cut: outputs with no answer found / cut off at the token limit; "
@@ -188,11 +189,12 @@ def _print_candidate(details: Any, examples: int) -> None:
                  f"{score.n_failed} failed, {score.counts.text()})")  # fmt: skip
             if score.counts.warning():
                 echo(f"        warning: {score.counts.warning()}")
+    from promptopt.bias import strategy_text
     from promptopt.cli_answers import print_answer_distribution
 
     print_answer_distribution(details.results)
     echo(f"  cot {c.cot_mode}, samples {c.samples}, temperature {c.temperature}, max tokens {c.max_tokens}, "
-         f"two-stage {'on' if c.two_stage else 'off'}, demos {len(c.demo_ids)}")  # fmt: skip
+         f"two-stage {'on' if c.two_stage else 'off'}, demos {len(c.demo_ids)}{strategy_text(c)}")  # fmt: skip
     if details.other_runs:
         echo(f"  also in runs: {', '.join(details.other_runs)}")
     echo("")

@@ -64,13 +64,15 @@ COMMANDS = (validate_command,)
 def print_policy_state(result: Any) -> None:
     """After a search: the Pareto front of accuracy against tokens, and what a space
     policy learned (REINFORCE's preferred choices, TPE's best trial and its study)."""
+    from promptopt.bias import strategy_text
+
     front = result.pareto_front
     if len(front) > 1:
         click.echo("pareto      dev accuracy vs tokens per example (cheapest first):")
         for row in front:
             click.echo(f"            {row.mean:6.1%}  {row.tokens_per_example:7.0f} tok/ex  {row.candidate.hash[:10]}"
                        f"  samples={row.candidate.samples} demos={len(row.candidate.demo_ids) or row.candidate.similar_demos}"
-                       f" cot={row.candidate.cot_mode}")  # fmt: skip
+                       f" cot={row.candidate.cot_mode}{strategy_text(row.candidate).replace(', ', ' ')}")  # fmt: skip
     state = result.policy_state or {}
     if "reflection" in state:
         from promptopt.report_reflect import reflection_line

@@ -25,6 +25,7 @@ from typing import Any
 
 from promptopt.answer_counts import AnswerCounts, count_answers, winner_dev_test
 from promptopt.backends import Backend, CachingBackend, RetryingBackend, make_backend
+from promptopt.bias.costs import candidate_calls
 from promptopt.budget import Budget, BudgetedBackend, Spend, load_prices
 from promptopt.constant import constant_baseline
 from promptopt.errors import BudgetExceeded, ConfigError
@@ -431,6 +432,10 @@ def _search(
     config, task = run.config, run.task
     dev = task.examples("dev")[: config.dev_size]
     space = resolve_space(config, task) if _needs_space(config.policy) else None
+    if space is not None:  # calibration only where the backend and the task allow it
+        from promptopt.bias.space import offer_bias_dimensions
+
+        space = offer_bias_dimensions(space, task, run.budgeted)
     settings = PolicySettings(
         n_proposals=config.n_proposals, rounds=config.rounds, paraphrases=config.paraphrases, top_k=config.top_k,
         seed=config.seed, space=space, task=task, backend=run.budgeted, run_id=run.run_id,
@@ -498,7 +503,7 @@ def _run_policy(
         total = 0
         for candidate, examples in jobs:
             known = {r.example_id for r in run.evaluator.known(candidate, split)}
-            total += candidate.samples * sum(1 for e in examples if e.id not in known)
+            total += candidate_calls(candidate) * sum(1 for e in examples if e.id not in known)
         moving.phase, moving.total, moving.answered, moving.shown, moving.pool = phase, total, 0, -1, pool
         report(phase, round_index, pool)
         if run.phase_progress is not None:

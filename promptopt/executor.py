@@ -61,6 +61,9 @@ class Executor:
         #: Called with the number of (first-stage) requests answered, as answers arrive
         #: from the backend, for progress displays between ``on_batch`` calls.
         self.on_answers: Callable[[int], None] | None = None
+        #: Notices said once per executor (e.g. items left unpermuted), in order.
+        self.notes: list[str] = []
+        self.noted: set[str] = set()  # their keys
 
     @cached_property
     def _json_schema_text(self) -> str | None:
@@ -104,7 +107,27 @@ class Executor:
         """Evaluate (candidate, example) pairs of any mix of candidates, ``chunk_size``
         requests per backend call (an example's samples stay together, at least one pair
         per call), results in the order of ``pairs``. Several candidates' short racing
-        minibatches thus share one batch of a local model instead of each draining it."""
+        minibatches thus share one batch of a local model instead of each draining it.
+        Candidates with an answer-bias strategy (``permute``, ``calibration``) are run by
+        :mod:`promptopt.bias.strategy`."""
+        if any(c.permute > 1 or c.calibration != "none" for c, _ in pairs):
+            from promptopt.bias.strategy import evaluate_with_strategies
+
+            return evaluate_with_strategies(self, pairs, split, on_batch)
+        return self.evaluate_plain(pairs, split, on_batch=on_batch)
+
+    def evaluate_plain(
+        self,
+        pairs: Sequence[tuple[Candidate, Example]],
+        split: str,
+        *,
+        on_batch: BatchCallback | None = None,
+        chunked: bool = True,
+    ) -> list[EvalResult]:
+        """:meth:`evaluate_pairs` without the answer-bias strategies; ``chunked=False``
+        sends all the pairs in one backend call."""
+        if not chunked:
+            return self._evaluate_chunk(list(pairs), split)
         results: list[EvalResult] = []
         index = 0
         while index < len(pairs):

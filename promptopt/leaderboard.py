@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from promptopt.answer_counts import AnswerCounts, answer_distribution
+from promptopt.answer_counts import AnswerCounts, answer_distribution, gold_distribution
 from promptopt.errors import ConfigError, StoreError
 from promptopt.stats import mean_interval_from_sums, wilson_interval
 from promptopt.store import RunRecord, Store
@@ -327,6 +327,7 @@ class CandidateDetails:
             "demos": list(self.demos),
             "results": [_result_dict(r) for r in self.results],
             "answer_distribution": answer_distribution(self.results, top=50),
+            "gold_distribution": gold_distribution(self.results, top=50),
             "other_runs": list(self.other_runs),
         }
 

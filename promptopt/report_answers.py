@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from promptopt.answer_counts import answer_distribution, count_answers, raw_examples
+from promptopt.answer_counts import answer_distribution, count_answers, gold_distribution, raw_examples
 from promptopt.constant import constant_scores_text
 from promptopt.store import RunRecord, Store
 
@@ -44,14 +44,16 @@ def answers_section(store: Store, run: RunRecord, winner: str) -> str:
             continue
         counts = count_answers(r for r in in_split if r.score is not None)
         distribution = ", ".join(f"{_e(a)} {n}" for a, n in answer_distribution(in_split, top=6))
+        gold = ", ".join(f"{_e(a)} {n}" for a, n in gold_distribution(in_split, top=6))
         flag = ' <b class="flag">more than 10%</b>' if counts.flagged else ""
         rows.append(
             f"<tr><td>{split}</td><td>{counts.n}</td><td>{counts.no_answer}</td><td>{counts.truncated}{flag}</td>"
-            f"<td>{distribution}</td></tr>"
+            f"<td>{distribution}</td><td>{gold}</td></tr>"
         )
     parts.append(
         '<table id="answers"><thead><tr><th>split</th><th>scored</th><th>no answer found</th>'
-        "<th>cut off at the token limit</th><th>the model's answers (most common first)</th></tr></thead>"
+        "<th>cut off at the token limit</th><th>the model's answers (most common first)</th>"
+        "<th>the gold answers</th></tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table>"
     )
     constant = (run.summary or {}).get("constant_baseline")

@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field, fields
 from functools import cached_property
 from typing import Any, Literal
 
+from promptopt.bias.checks import check_bias_fields
+
 Role = Literal["system", "user", "assistant"]
 CotMode = Literal["none", "zero_shot", "few_shot"]
 COT_MODES: tuple[str, ...] = ("none", "zero_shot", "few_shot")
@@ -62,7 +64,12 @@ class Example:
 
 # Fields added after the first release: omitted from to_dict() (and so from the hash)
 # while they hold their default, so that stored candidates keep their identity.
-_OPTIONAL_WHEN_DEFAULT = ("similar_demos", "demo_solutions")
+_OPTIONAL_WHEN_DEFAULT: dict[str, Any] = {
+    "similar_demos": 0,
+    "demo_solutions": [],
+    "permute": 1,
+    "calibration": "none",
+}
 
 
 @dataclass(frozen=True)
@@ -87,7 +94,11 @@ class Candidate:
     (bootstrapped demos: the model's own correct solutions), as ``(demo_id, text)`` pairs;
     an empty text shows that demo with its answer only, no worked solution (a DSPy
     "labelled" demo in a chain-of-thought program).
-    Both are left out of the hash while unused, so older candidates keep their identity.
+    ``permute`` > 1 shows a multiple-choice item that many times with its options
+    reordered and votes over the answers mapped back to the original letters;
+    ``calibration`` (``contextual``, ``batch``, ``position``) answers from the labels'
+    log-probabilities with the model's label prior divided out (:mod:`promptopt.bias`).
+    These are left out of the hash while unused, so older candidates keep their identity.
     """
 
     instruction: str = ""
@@ -101,6 +112,8 @@ class Candidate:
     two_stage: bool = False
     similar_demos: int = 0
     demo_solutions: tuple[tuple[str, str], ...] = ()
+    permute: int = 1
+    calibration: str = "none"
 
     def __post_init__(self) -> None:
         # Accept lists from YAML/JSON but keep the value hashable and immutable.
@@ -120,13 +133,14 @@ class Candidate:
             from promptopt.errors import ConfigError
 
             raise ConfigError(f"samples must be at least 1, got {self.samples}")
+        check_bias_fields(self)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["demo_ids"] = list(self.demo_ids)
         data["demo_solutions"] = [list(pair) for pair in self.demo_solutions]
-        for optional in _OPTIONAL_WHEN_DEFAULT:
-            if data[optional] in (0, [], ()):
+        for optional, default in _OPTIONAL_WHEN_DEFAULT.items():
+            if data[optional] == default:
                 del data[optional]
         return data
 
@@ -174,6 +188,9 @@ class GenerationRequest:
     # with response_format "json": the JSON Schema (canonical JSON text) the object must
     # follow, where the task gives one; the backend constrains to it where it can.
     json_schema: str | None = None
+    # Label scoring instead of generation: the log-probability of each of these texts as
+    # the start of the answer (promptopt.backends.scoring); the completion carries them.
+    score_labels: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -187,6 +204,8 @@ class GenerationRequest:
             data["response_format"] = self.response_format
         if self.json_schema is not None:
             data["json_schema"] = self.json_schema
+        if self.score_labels:  # likewise
+            data["score_labels"] = list(self.score_labels)
         return data
 
     def cache_key(self, model: str) -> str:

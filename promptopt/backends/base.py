@@ -62,6 +62,13 @@ class Backend(ABC):
         """Facts worth storing with a run (no secrets)."""
         return {"model": self.model_id, "backend": type(self).__name__}
 
+    def can_score_labels(self) -> bool:
+        """Whether this backend answers label-scoring requests (``score_labels`` set:
+        log-probabilities instead of text; :mod:`promptopt.backends.scoring`). A wrapper
+        answers as the backend it wraps (``inner``); engines that can say True."""
+        inner = getattr(self, "inner", None)
+        return isinstance(inner, Backend) and inner.can_score_labels()
+
     def remaining_calls(self) -> int | None:
         """Requests this backend will still accept before refusing (a call budget), or
         ``None`` for no such limit; the executor sizes its calls by it."""

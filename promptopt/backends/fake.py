@@ -11,6 +11,9 @@ The default reply knows two formats: a request from the LLM judge
 sentence ending in "The answer is N". Scripted JSON and judge replies:
 ``backend.when("Extract the fields", '{"name": "Ada"}')``,
 ``backend.when("You are grading", judge_reply(4, "clear but long"))``.
+
+A label-scoring request (``score_labels`` set) is answered by ``scorer(request)`` (label
+-> log-probability), or by log-probabilities derived from a hash of the request.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from promptopt.backends.base import OnResults, StreamingBackend
 from promptopt.types import Completion, GenerationRequest
 
 Responder = Callable[[GenerationRequest], "str | Completion"]
+LabelScorer = Callable[[GenerationRequest], "dict[str, float]"]
 Reply = Union[str, Completion, Callable[[GenerationRequest], "str | Completion"]]  # noqa: UP007 - a runtime alias
 _JUDGE_SCALE_RE = re.compile(r"scale from (-?\d+) \(worst\) to (-?\d+) \(best\)")
 
@@ -52,8 +56,10 @@ class FakeBackend(StreamingBackend):
         model: str = "fake",
         latency_s: float = 0.0,
         seed: int = 0,
+        scorer: LabelScorer | None = None,
     ) -> None:
         self._responder = responder
+        self._scorer = scorer
         self._model = model
         self._latency_s = latency_s
         self._seed = seed
@@ -65,6 +71,17 @@ class FakeBackend(StreamingBackend):
     @property
     def model_id(self) -> str:
         return self._model
+
+    def can_score_labels(self) -> bool:
+        return True
+
+    def default_scores(self, request: GenerationRequest) -> dict[str, float]:
+        """Deterministic log-probabilities in (-5, 0] for each label, from a hash."""
+        key = request.cache_key(self._model)
+        return {
+            label: -(hashlib.sha256(f"{self._seed}|{key}|{label}".encode()).digest()[0] % 50) / 10
+            for label in request.score_labels
+        }
 
     def enqueue(self, *replies: str | Completion) -> None:
         """Queue replies that the next requests receive, first in first out."""
@@ -111,6 +128,14 @@ class FakeBackend(StreamingBackend):
         return completions
 
     def _answer(self, request: GenerationRequest) -> Completion:
+        if request.score_labels:
+            from promptopt.backends.scoring import scores_completion
+
+            with self._lock:
+                self.history.append(request)
+            scores = (self._scorer or self.default_scores)(request)
+            prompt_tokens = sum(count_tokens(m.content) for m in request.messages)
+            return scores_completion(scores, tokens_in=prompt_tokens, latency_s=self._latency_s)
         with self._lock:
             self.history.append(request)
             queued = self._queue.popleft() if self._queue else None

@@ -42,7 +42,7 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +61,7 @@ from promptopt.backends.local_linears import (
 from promptopt.backends.local_torch import _INSTALL_HINT, _import_torch, _import_transformers
 from promptopt.errors import MissingDependencyError, ModelError
 from promptopt.models import DEFAULT_MODEL, ResolvedModel, cache_dir, resolve_model, sha256_file
-from promptopt.types import GenerationRequest
+from promptopt.types import Completion, GenerationRequest
 
 __all__ = ["TransformersBackend"]
 
@@ -368,6 +368,26 @@ class TransformersBackend(RunningBatch, StreamingBackend):
             [m.to_dict() for m in request.messages], add_generation_prompt=True, tokenize=False
         )
         return list(loaded.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def can_score_labels(self) -> bool:
+        return True
+
+    def _score_labels(self, requests: Sequence[GenerationRequest]) -> list[Completion]:
+        """Label log-probabilities (:mod:`promptopt.backends.local_scores`)."""
+        from promptopt.backends.local_scores import score_label_requests
+
+        self.load()
+        assert self._loaded is not None
+        loaded = self._loaded
+
+        def render(request: GenerationRequest) -> str:
+            messages = [m.to_dict() for m in request.messages]
+            return str(
+                loaded.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+            )
+
+        with self._lock:
+            return score_label_requests(loaded, render, requests)
 
     def prompt_text(self, request: GenerationRequest) -> str:
         """The exact text the model sees for ``request`` (chat template applied)."""

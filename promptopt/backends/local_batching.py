@@ -46,6 +46,8 @@ class RunningBatch:
 
         def _render(self, loaded: _Loaded, request: GenerationRequest) -> list[int]: ...
 
+        def _score_labels(self, requests: Sequence[GenerationRequest]) -> list[Completion]: ...
+
     # ----------------------------------------------------------------- generation
 
     def _generate_each(
@@ -54,6 +56,10 @@ class RunningBatch:
         """Reports the rows of the running batch that each decoding step ends."""
         if not requests:
             return []
+        if any(r.score_labels for r in requests):
+            from promptopt.backends.scoring import split_scoring
+
+            return split_scoring(requests, on_results, self._generate_each, self._score_labels)
         self.load()
         assert self._loaded is not None
         loaded = self._loaded

@@ -186,6 +186,11 @@ class OpenAIBackend(StreamingBackend):
                 )
             return self._pool
 
+    def can_score_labels(self) -> bool:
+        """Label scoring asks the server for ``logprobs``; one that returns none makes
+        each scoring request fail with a clear error."""
+        return True
+
     def _request_params(self, request: GenerationRequest) -> dict[str, Any]:
         if request.stop and len(request.stop) > MAX_STOP_SEQUENCES and not self._warned_stop:
             self._warned_stop = True
@@ -203,6 +208,10 @@ class OpenAIBackend(StreamingBackend):
             return self._failure("backend closed before the request was sent", retryable=False, latency_s=0.0)
         openai_module = self._openai
         params = self._request_params(request)
+        if request.score_labels:  # label log-probabilities (promptopt.backends.openai_scores)
+            from promptopt.backends.openai_scores import scoring_params
+
+            params = scoring_params(request, params)
         started = time.perf_counter()
         try:
             response = client.chat.completions.create(**params)
@@ -228,6 +237,10 @@ class OpenAIBackend(StreamingBackend):
                 retryable=True,
                 latency_s=time.perf_counter() - started,
             )
+        if request.score_labels:
+            from promptopt.backends.openai_scores import label_completion
+
+            return label_completion(response, request, self._host, time.perf_counter() - started)
         return self._completion(response, latency_s=time.perf_counter() - started)
 
     def _completion(self, response: Any, *, latency_s: float) -> Completion:

@@ -18,7 +18,7 @@ from promptopt.prompt import (
 )
 from promptopt.store import RunRecord, Store, mask_url, scrub_secrets
 from promptopt.tasks import Task, get_task
-from promptopt.types import content_hash
+from promptopt.types import Candidate, content_hash
 
 EXPORT_FORMAT = "promptopt-prompt"
 #: Version of the export document layout. A file of another version is refused with a
@@ -162,8 +162,20 @@ def build_document(
         document["extraction"]["json_mode"] = True
     if candidate.demo_solutions:  # the demos whose solution is the candidate's own, for its identity
         document["prompt"]["own_solutions"] = [demo_id for demo_id, _ in candidate.demo_solutions]
+    document["sampling"].update(_bias_fields(candidate))
     document["fingerprint"] = _fingerprint(document)
     return document
+
+
+def _bias_fields(candidate: Candidate) -> dict[str, Any]:
+    """The answer-bias strategy (docs/answer-bias.md), written only when one is used, so
+    that older exports keep their fingerprint."""
+    fields: dict[str, Any] = {}
+    if candidate.permute != 1:
+        fields["permute"] = candidate.permute
+    if candidate.calibration != "none":
+        fields["calibration"] = candidate.calibration
+    return fields
 
 
 def _safe_model(model: str) -> str:

@@ -20,6 +20,7 @@ from promptopt.prompt import (
 )
 from promptopt.store import Store
 from promptopt.tasks import Task
+from promptopt.types import Candidate
 
 # --------------------------------------------------------------------------- formats
 
@@ -107,8 +108,18 @@ def _openai(prompt: LoadedPrompt) -> dict[str, Any]:
             "max_tokens": TWO_STAGE_MAX_TOKENS,
             "parse": f"<first reply>\\n{prompt.task.spec.answer_prompt} <second reply>",
         }
+    from promptopt.bias import export_note
+
+    out.update(export_note(prompt.candidate))  # permutation or calibration: more than one request
     out["promptopt"] = _summary(prompt)
     return out
+
+
+def _strategy(candidate: Candidate) -> str:
+    from promptopt.bias import strategy_text
+
+    text = strategy_text(candidate)
+    return f"{text} (applied around the rendered messages by promptopt.load(FILE).run())" if text else ""
 
 
 def _jinja_literal(text: str) -> str:
@@ -129,7 +140,7 @@ def _jinja(prompt: LoadedPrompt) -> str:
         f"n={dev.get('n')}). Renders to the JSON list of chat messages. "
         f"Variables: {', '.join(prompt.input_fields)}. Extractor: {prompt.task.extractor_name}; "
         f"samples {prompt.candidate.samples} at temperature {prompt.candidate.temperature}, "
-        f"max_tokens {prompt.candidate.max_tokens}."
+        f"max_tokens {prompt.candidate.max_tokens}{_strategy(prompt.candidate)}."
     ).replace("#}", "# }")
     lines.append("{#- " + comment + " -#}")
     lines.append("[")

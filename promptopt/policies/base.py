@@ -232,8 +232,14 @@ class SpacePolicy(Policy):
         """Minibatch score, minus the cost penalty per extra call per example."""
         if not self.settings.cost_penalty:
             return standing.mean
-        samples = int(point.get("samples", self.base.samples))
-        calls = samples * (2 if point.get("two_stage", self.base.two_stage) else 1)
+        from promptopt.bias.costs import calls_per_example
+
+        calls = calls_per_example(
+            int(point.get("samples", self.base.samples)),
+            bool(point.get("two_stage", self.base.two_stage)),
+            int(point.get("permute", self.base.permute)),
+            str(point.get("calibration", self.base.calibration)),
+        )
         return standing.mean - self.settings.cost_penalty * (calls - 1)
 
     # -- points -> candidates

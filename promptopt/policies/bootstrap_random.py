@@ -114,6 +114,7 @@ class BootstrapRandomPolicy(Policy):
     def estimate(cls, config: SearchConfig, task: Task) -> dict[str, Any]:
         """``rounds + 1`` races of ``n_proposals`` sets (plus the starting prompt, then
         the kept ones), plus the bootstrapping; no proposer calls."""
+        from promptopt.bias.costs import candidate_calls
         from promptopt.policies.estimates import estimate_plan, final_calls, prompt_tokens
         from promptopt.racing import schedule_size
 
@@ -123,7 +124,7 @@ class BootstrapRandomPolicy(Policy):
                           eta=config.race_eta, keep=config.top_k)
             for r in range(config.rounds + 1)
         )  # fmt: skip
-        per_eval = config.base.samples * (2 if config.base.two_stage else 1)
+        per_eval = candidate_calls(config.base)  # sampling, second stage, permutation
         search_calls = races * per_eval + cls.bootstrap_tries()
         test_n = len(task.examples("test", config.test_size))
         tokens_in = prompt_tokens(config, task) + 120 * cls.shots

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from promptopt.bias.costs import candidate_calls, space_calibration_overhead, space_calls_per_example
 from promptopt.prompt import render_messages
 from promptopt.proposers import DEMO_ATTEMPTS
 from promptopt.racing import schedule_size
@@ -36,7 +37,7 @@ def final_calls(config: SearchConfig, task: Task) -> int:
     on the whole dev set, then the winner and the starting prompt on test."""
     dev = min(config.dev_size, len(task.examples("dev")))
     test_n = len(task.examples("test", config.test_size))
-    per_eval = config.base.samples * (2 if config.base.two_stage else 1)
+    per_eval = candidate_calls(config.base)
     return (config.final_top * dev + 2 * test_n) * per_eval
 
 
@@ -67,7 +68,7 @@ def instruction_estimate(config: SearchConfig, task: Task) -> dict[str, Any]:
     later = config.rounds * schedule_size(
         later_pool, dev, start=config.race_start, eta=config.race_eta, keep=config.top_k
     )
-    per_eval = config.base.samples * (2 if config.base.two_stage else 1)
+    per_eval = candidate_calls(config.base)
     search_calls = (first + later) * per_eval + proposer_calls
     test_n = len(task.examples("test", config.test_size))
     tokens_out = 220 if config.base.cot_mode != "none" else 40
@@ -95,23 +96,19 @@ def space_estimate(config: SearchConfig, task: Task) -> dict[str, Any]:
                       eta=config.race_eta, keep=config.top_k)
         for r in range(config.rounds + 1)
     )  # fmt: skip
-    samples = max(
-        [config.base.samples, *(int(v) for v in space["samples"].options())]
-        if "samples" in space
-        else [config.base.samples]
-    )
-    two_stage = config.base.two_stage or ("two_stage" in space and True in space["two_stage"].choices)
-    per_eval = samples * (2 if two_stage else 1)
+    per_eval = space_calls_per_example(space, config.base)  # sampling, second stage, permutation
     proposer_calls = 2 * space["instruction"].grow if "instruction" in space else 0
     boot = 0
     if "demo_selection" in space and "bootstrapped" in space["demo_selection"].choices and "n_demos" in space:
         most = int(space["n_demos"].options()[-1])
         boot = max(4 * most, most + 8)
-    search_calls = races * per_eval + proposer_calls + boot
-    test_n = len(task.examples("test", config.test_size))
-    final = (config.final_top * dev + test_n) * per_eval + test_n * config.base.samples * (
-        2 if config.base.two_stage else 1
+    # a calibration's content-free or permuted dev items, once per candidate
+    overhead = space_calibration_overhead(space, config.base)
+    search_calls = (
+        races * per_eval + proposer_calls + boot + overhead * config.n_proposals * (config.rounds + 1)
     )
+    test_n = len(task.examples("test", config.test_size))
+    final = (config.final_top * dev + test_n) * per_eval + test_n * candidate_calls(config.base)
     tokens_in = prompt_tokens(config, task) + 120 * (
         int(space["n_demos"].options()[-1]) if "n_demos" in space else 0
     )

@@ -330,6 +330,7 @@ class ReflectPolicy(Policy):
         """An upper bound: the starting prompt's first race stage; per step, the parent
         and the child on the minibatch and one reflection call; per step that is accepted
         (every one, at most), a race of the child with the ``top_k`` incumbents."""
+        from promptopt.bias.costs import candidate_calls
         from promptopt.policies.estimates import estimate_plan, final_calls, prompt_tokens
         from promptopt.racing import schedule_size
 
@@ -339,7 +340,7 @@ class ReflectPolicy(Policy):
         race = dict(start=config.race_start, eta=config.race_eta, keep=config.top_k)
         first = schedule_size(1, dev, **race)  # type: ignore[arg-type]
         later = schedule_size(1 + config.top_k, dev, **race)  # type: ignore[arg-type]
-        per_eval = config.base.samples * (2 if config.base.two_stage else 1)
+        per_eval = candidate_calls(config.base)  # sampling, second stage, permutation
         demos = max(0, config.reflect_demos)
         boot = min(len(task.examples("train")), bootstrap_tries(demos)) if demos else 0
         answered = 3 if config.reflect_merge else 2  # a merge step runs both parents and the child

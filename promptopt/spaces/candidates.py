@@ -57,6 +57,8 @@ def build_candidate(
         "temperature",
         "two_stage",
         "max_tokens",
+        "permute",
+        "calibration",
     ):
         if field_name in values:
             changes[field_name] = values[field_name]
@@ -89,6 +91,10 @@ def build_candidate(
             elif order == "shuffled":
                 random.Random(f"order:{','.join(ids)}").shuffle(ids)
             changes["demo_ids"] = tuple(ids)
+    if changes.get("calibration", base.calibration) != "none":
+        from promptopt.bias.space import direct_answer
+
+        changes = direct_answer(base, changes)
     return dataclasses.replace(base, **changes)
 
 

@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from promptopt.bias.checks import CALIBRATIONS
 from promptopt.errors import ConfigError
 from promptopt.types import COT_MODES
 
@@ -43,6 +44,8 @@ DIMENSIONS: dict[str, _Rule] = {
     "temperature": _Rule(("float", "categorical"), "number", minimum=0.0, doc="sampling temperature"),
     "two_stage": _Rule(("categorical",), "bool", doc="two-stage answer extraction"),
     "max_tokens": _Rule(("integer", "categorical"), "int", minimum=1, doc="most tokens per answer"),
+    "permute": _Rule(("integer", "categorical"), "int", minimum=1, doc="option orderings voted over"),
+    "calibration": _Rule(("categorical",), "str", CALIBRATIONS, doc="none | contextual | batch | position"),
 }
 # ``order`` (optional): the order dimensions are sampled in, parents first; by default the
 # file's order. Written by ``to_dict`` because a run's stored copy is JSON with sorted keys.

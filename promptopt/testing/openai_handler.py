@@ -11,7 +11,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
@@ -172,7 +172,7 @@ class _Handler(BaseHTTPRequestHandler):
                 {
                     "index": i,
                     "message": {"role": "assistant", "content": text},
-                    "logprobs": None,
+                    "logprobs": _logprobs(owner, request),
                     "finish_reason": finish_reason,
                 }
                 for i in range(n)
@@ -372,3 +372,15 @@ def _apply_limits(text: str, request: dict[str, Any]) -> tuple[str, str]:
             text = "".join(words[:limit]).lstrip()
             finish_reason = "length"
     return text, finish_reason
+
+
+TopLogprobs = Callable[[dict[str, Any]], "list[tuple[str, float]]"]
+
+
+def _logprobs(owner: FakeOpenAIServer, request: dict[str, Any]) -> dict[str, Any] | None:
+    """The ``logprobs`` of a choice: the scripted alternatives of the first token."""
+    if not request.get("logprobs") or owner.top_logprobs is None:
+        return None
+    top = [{"token": t, "logprob": lp, "bytes": None} for t, lp in owner.top_logprobs(request)]
+    first = top[0] if top else {"token": "", "logprob": 0.0, "bytes": None}
+    return {"content": [{**first, "top_logprobs": top}]}

@@ -42,7 +42,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from promptopt.testing.openai_faults import FAULT_KINDS, Fault, FaultPlan, RecordedRequest, Responder
-from promptopt.testing.openai_handler import _HTTPServer, echo_last_user_message
+from promptopt.testing.openai_handler import TopLogprobs, _HTTPServer, echo_last_user_message
 
 __all__ = [
     "FAULT_KINDS",
@@ -79,6 +79,7 @@ class FakeOpenAIServer:
         api_key: str | None = None,
         usage: bool = True,
         record: bool = True,
+        top_logprobs: TopLogprobs | None = None,
     ) -> None:
         if latency_s < 0:
             raise ValueError(f"latency_s must be >= 0, got {latency_s}")
@@ -90,6 +91,10 @@ class FakeOpenAIServer:
         self.api_key = api_key
         self.usage = usage
         self.record = record
+        # A request with "logprobs": true gets top_logprobs(request_json) -> [(token, logprob), ...]
+        # as its first token's alternatives; without it, "logprobs" stays null (as servers that
+        # do not return them).
+        self.top_logprobs = top_logprobs
         self._requested_port = port
         self._lock = threading.Lock()
         self._stopping = threading.Event()

@@ -1,0 +1,181 @@
+"""Benchmark of issue #28: does option permutation or calibration undo a model's answer bias?
+
+For each BBH task of the data folder whose answers form a small set (multiple choice and
+two-label tasks), each model and each strategy — plain, ``permute 3``, and each
+calibration — the task's default prompt (no chain of thought, greedy) is scored on the
+first ``--limit`` test items. Each finished (task, model, strategy) is one JSON line of
+``--out``; a rerun skips the lines already there, and the response cache in ``--db``
+answers the requests a killed run had made, so a run can be resumed at any point.
+
+``--strategies ...,search-default,search-answer-bias`` adds a TPE search's winner
+without and with the new dimensions at equal ``--search-calls``.
+
+Per line: accuracy, the most common answer's share next to the gold's most common share,
+the constant baseline on the same items, calls and tokens. Figures go into
+docs/answer-bias.md, never into a test.
+
+    python benchmarks/answer_bias.py --tasks bbh:snarks --models qwen2.5-coder-0.5b \\
+        --limit 50 --out answer_bias.jsonl --db sqlite:///answer_bias.db
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+STRATEGIES: dict[str, dict[str, Any]] = {
+    "plain": {},
+    "permute3": {"permute": 3},
+    "contextual": {"calibration": "contextual"},
+    "batch": {"calibration": "batch"},
+    "position": {"calibration": "position"},
+}
+
+
+#: A TPE search over a space at ``--search-calls`` (equal for both), its winner scored on
+#: the same test items: the best search winner without and with the new dimensions.
+SEARCHES = {"search-default": "default", "search-answer-bias": "answer-bias"}
+
+
+def small_answer_tasks(data_dir: str | None) -> list[str]:
+    """The bbh: tasks with a small answer set (multiple choice or a few labels)."""
+    from promptopt.tasks import get_task, list_tasks
+
+    names = []
+    for info in list_tasks(data_dir):
+        if not info.name.startswith("bbh:"):
+            continue
+        task = get_task(info.name, data_dir)
+        if task.labels is not None:
+            names.append(info.name)
+    return names
+
+
+def share_of_most_common(values: list[str | None]) -> tuple[str | None, float]:
+    counts = Counter(values)
+    if not counts:
+        return None, 0.0
+    value, n = counts.most_common(1)[0]
+    return value, n / len(values)
+
+
+def run_search(
+    task: Any, model: str, strategy: str, args: argparse.Namespace, backend: Any
+) -> dict[str, Any]:
+    """A TPE search over the strategy's space; the winner's test results and its candidate."""
+    from promptopt.budget import Budget
+    from promptopt.controller import SearchConfig, search
+    from promptopt.evaluation import make_candidate
+    from promptopt.store import Store
+
+    config = SearchConfig.from_preset(
+        "light", task=task.name, model=model, base=make_candidate(task), policy="tpe", space=SEARCHES[strategy],
+        test_size=args.limit, seed=0, batch_size=args.batch_size, data_dir=args.data_dir,
+        budget=Budget(max_calls=args.search_calls),
+    )  # fmt: skip
+    result = search(config, task=task, backend=backend, db=args.db)
+    with Store(args.db) as store:
+        results = [r for r in store.get_evaluations(result.run_id, result.winner.hash) if r.split == "test"]
+    return {"results": results, "winner": result.winner.to_dict(), "run_id": result.run_id,
+            "search_calls": dict(result.spent).get("calls")}  # fmt: skip
+
+
+def _shares(results: list[Any]) -> dict[str, Any]:
+    answers = [r.answer for r in results if r.score is not None]
+    top, top_share = share_of_most_common(answers)
+    gold_top, gold_share = share_of_most_common([r.gold for r in results])
+    return {
+        "most_common_answer": top, "most_common_share": round(top_share, 4),
+        "gold_most_common": gold_top, "gold_most_common_share": round(gold_share, 4),
+        "share_gap_points": round(100 * abs(top_share - gold_share), 1),
+        "answers": dict(Counter(a or "(no answer)" for a in answers).most_common()),
+    }  # fmt: skip
+
+
+def run_one(
+    task_name: str, model: str, strategy: str, args: argparse.Namespace, backend: Any
+) -> dict[str, Any]:
+    import dataclasses
+
+    from promptopt.constant import constant_baseline
+    from promptopt.evaluation import evaluate, make_candidate
+    from promptopt.tasks import get_task
+
+    task = get_task(task_name, args.data_dir)
+    constant = constant_baseline(task, test=task.examples("test", args.limit)) or {}
+    row: dict[str, Any] = {
+        "task": task_name, "model": model, "strategy": strategy,
+        "constant": {"answer": constant.get("answer"), "accuracy": (constant.get("test") or {}).get("accuracy")},
+    }  # fmt: skip
+    if strategy in SEARCHES:
+        found = run_search(task, model, strategy, args, backend)
+        results = found.pop("results")
+        n = sum(1 for r in results if r.score is not None)
+        accuracy = sum(r.score or 0 for r in results) / max(1, n)
+        return {**row, **_shares(results), **found, "n": n, "accuracy": round(accuracy, 4)}
+    candidate = dataclasses.replace(make_candidate(task), **STRATEGIES[strategy])
+    report = evaluate(
+        task, candidate, backend, split="test", limit=args.limit, db=args.db, batch_size=args.batch_size
+    )
+    return {
+        **row, **_shares(list(report.results)), "n": report.n_scored, "accuracy": round(report.accuracy, 4),
+        "calls": report.calls, "cache_hits": report.cache_hits, "tokens_in": report.tokens_in,
+        "tokens_out": report.tokens_out, "wall_s": round(report.wall_s, 1), "run_id": report.run_id,
+    }  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--tasks", default="", help="comma-separated tasks (default: every small-answer bbh: task)"
+    )
+    parser.add_argument("--models", default="qwen2.5-coder-0.5b,qwen2.5-coder-1.5b")
+    parser.add_argument("--strategies", default=",".join(STRATEGIES))
+    parser.add_argument("--limit", type=int, default=50, help="test items per task")
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--db", default="sqlite:///answer_bias.db", help="store and response cache (resume)")
+    parser.add_argument("--out", default="answer_bias.jsonl", help="JSON lines, one per finished run")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--search-calls", type=int, default=400, help="budget of each search-* strategy")
+    args = parser.parse_args(argv)
+
+    from promptopt.backends import make_backend
+
+    tasks = [t for t in args.tasks.split(",") if t] or small_answer_tasks(args.data_dir)
+    strategies = [s for s in args.strategies.split(",") if s]
+    unknown = set(strategies) - set(STRATEGIES) - set(SEARCHES)
+    if unknown:
+        parser.error(f"unknown strategies {sorted(unknown)}; expected some of {[*STRATEGIES, *SEARCHES]}")
+    out = Path(args.out)
+    done = set()
+    if out.exists():
+        for line in out.read_text(encoding="utf-8").splitlines():
+            row = json.loads(line)
+            done.add((row["task"], row["model"], row["strategy"]))
+    for model in [m for m in args.models.split(",") if m]:
+        backend = make_backend(model, batch_size=args.batch_size)
+        try:
+            for task_name in tasks:
+                for strategy in strategies:
+                    if (task_name, model, strategy) in done:
+                        continue
+                    row = run_one(task_name, model, strategy, args, backend)
+                    with out.open("a", encoding="utf-8") as handle:
+                        handle.write(json.dumps(row, sort_keys=True) + "\n")
+                    print(
+                        f"{task_name:32} {model:20} {strategy:10} acc {row['accuracy']:.1%}  most common "
+                        f"{row['most_common_answer']} {row['most_common_share']:.0%} (gold {row['gold_most_common_share']:.0%})"
+                        f"  constant {row['constant']['accuracy']}  calls {row.get('calls', row.get('search_calls'))}",
+                        flush=True,
+                    )
+        finally:
+            backend.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""What the answer-bias strategies cost in backend calls, for estimates and progress."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from promptopt.types import Candidate
+
+
+def calls_per_example(
+    samples: int = 1, two_stage: bool = False, permute: int = 1, calibration: str = "none"
+) -> int:
+    """An upper bound of the calls one example costs: ``samples`` (twice with a second
+    stage), times the orderings with ``permute`` (plus one label-scoring call per
+    ordering, for a tied vote); one scoring call with a calibration."""
+    if calibration != "none":
+        return 1
+    per_ordering = samples * (2 if two_stage else 1)
+    if permute > 1:
+        return permute * per_ordering + permute
+    return per_ordering
+
+
+def candidate_calls(candidate: Candidate) -> int:
+    """:func:`calls_per_example` of a candidate."""
+    return calls_per_example(candidate.samples, candidate.two_stage, candidate.permute, candidate.calibration)
+
+
+def calibration_overhead(calibration: str, options: int = 5) -> int:
+    """Calls a calibration makes once per candidate, beside the items: the content-free
+    inputs (contextual) or the permuted dev items (position, ``options`` shifts each)."""
+    from promptopt.bias.labels import CONTENT_FREE, POSITION_ITEMS
+
+    if calibration == "contextual":
+        return len(CONTENT_FREE)
+    if calibration == "position":
+        return POSITION_ITEMS * options
+    return 0
+
+
+def space_calls_per_example(space: Any, base: Candidate) -> int:
+    """The most calls one example can cost in ``space`` (a :class:`SearchSpace`): its
+    largest sampling, second stage and permutation (a calibration costs one call)."""
+
+    def most(name: str, default: Any) -> Any:
+        if name not in space:
+            return default
+        values = space[name].options()
+        return max([default, *values]) if not isinstance(default, bool) else (default or True in values)
+
+    return calls_per_example(
+        int(most("samples", base.samples)),
+        bool(most("two_stage", base.two_stage)),
+        int(most("permute", base.permute)),
+    )
+
+
+def space_calibration_overhead(space: Any, base: Candidate) -> int:
+    """The largest once-per-candidate calibration overhead ``space`` allows."""
+    kinds = {base.calibration, *(space["calibration"].options() if "calibration" in space else ())}
+    return max(calibration_overhead(kind) for kind in kinds)

@@ -1,0 +1,61 @@
+"""The answer-bias dimensions of a search space: where they are offered, and how a
+point that picks a calibration together with chain of thought is read."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import TYPE_CHECKING, Any
+
+from promptopt.types import Candidate
+
+if TYPE_CHECKING:
+    from promptopt.backends.base import Backend
+    from promptopt.spaces import SearchSpace
+    from promptopt.tasks import Task
+
+logger = logging.getLogger(__name__)
+
+
+def direct_answer(base: Candidate, changes: dict[str, Any]) -> dict[str, Any]:
+    """A calibration reads label scores right after the prompt: a point that also picks
+    chain of thought, several samples, a second stage or permutation keeps calibration
+    ``none`` (a space's ``when`` conditions should prevent such points; see default.yaml)."""
+    merged = {**dataclasses.asdict(base), **changes}
+    direct = (
+        merged["cot_mode"] == "none"
+        and merged["samples"] == 1
+        and not merged["two_stage"]
+        and merged["permute"] == 1
+    )
+    return changes if direct else {**changes, "calibration": "none"}
+
+
+def offer_bias_dimensions(space: SearchSpace, task: Task, backend: Backend) -> SearchSpace:
+    """``space`` without the answer-bias choices this task and backend cannot use:
+    calibration needs label log-probabilities (``backend.can_score_labels()``) and a task
+    with a small answer set, ``position`` a multiple-choice task; ``permute`` needs items
+    that list options. A dimension left with one choice keeps it as its only value."""
+    dims = list(space.dimensions)
+    out = []
+    for dim in dims:
+        if dim.name == "calibration" and dim.kind == "categorical":
+            why = None
+            if not backend.can_score_labels():
+                why = f"backend {backend.model_id} gives no label log-probabilities"
+            elif task.labels is None:
+                why = f"task {task.name} has no small answer set"
+            keep = tuple(
+                c for c in dim.choices
+                if c == "none" or (why is None and (c != "position" or task.extractor_name == "choice"))
+            )  # fmt: skip
+            if keep != dim.choices:
+                dropped = ", ".join(str(c) for c in dim.choices if c not in keep)
+                logger.warning(
+                    "calibration %s not offered: %s",
+                    dropped,
+                    why or f"task {task.name} is not multiple choice",
+                )
+                dim = dataclasses.replace(dim, choices=keep or ("none",))
+        out.append(dim)
+    return dataclasses.replace(space, dimensions=tuple(out))

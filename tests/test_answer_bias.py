@@ -1,0 +1,291 @@
+"""Issue #28: option permutation and calibration undo a model's answer bias."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import pytest
+
+from promptopt.backends import CachingBackend, FakeBackend
+from promptopt.bias import calibration as cal
+from promptopt.bias.permute import find_options, orderings, permuted_example
+from promptopt.errors import ConfigError
+from promptopt.executor import Executor
+from promptopt.store import Store
+from promptopt.tasks.task import Task
+from promptopt.types import Candidate, GenerationRequest
+
+CONTENTS = ["apple", "pear", "plum", "fig"]
+
+
+def mc_task(n_items: int = 12, n_options: int = 3) -> Task:
+    """Items whose right option is the one marked 'RIGHT', at every position in turn."""
+    rows = []
+    for i in range(n_items):
+        gold = i % n_options
+        options = [f"{CONTENTS[j]}{' RIGHT' if j == gold else ''}" for j in range(n_options)]
+        block = "\n".join(f"({'ABCD'[j]}) {text}" for j, text in enumerate(options))
+        rows.append(
+            {"input": f"Question {i}: which is right?\nOptions:\n{block}", "target": f"({'ABCD'[gold]})"}
+        )
+    return Task.from_records(rows, dev=rows[:4], test=rows, input_fields=["input"], target_field="target",
+                             extractor="choice", template="{input}")  # fmt: skip
+
+
+def shown_options(request: GenerationRequest) -> list[str]:
+    return re.findall(r"^\(([A-D])\) (.+)$", request.messages[-1].content, re.M)
+
+
+def biased_reply(request: GenerationRequest) -> str:
+    """Biased to (A): right only when the right option is shown first (then (A) is right)."""
+    return "So the answer is (A)."
+
+
+def biased_scores(request: GenerationRequest) -> dict[str, float]:
+    """A strong prior on position A, a small bonus for the right content."""
+    texts = dict(shown_options(request))
+    out = {}
+    for label in request.score_labels:
+        letter = label[-2]
+        out[label] = (-0.2 if letter == "A" else -1.5) + (0.6 if "RIGHT" in texts.get(letter, "") else 0.0)
+    return out
+
+
+def accuracy(results) -> float:  # type: ignore[no-untyped-def]
+    return sum(r.score for r in results) / len(results)
+
+
+# ------------------------------------------------------------------ the math, by hand
+
+
+def test_batch_calibration_matches_a_hand_computation() -> None:
+    batch = [{"A": math.log(0.9), "B": math.log(0.1)}, {"A": math.log(0.6), "B": math.log(0.4)},
+             {"A": math.log(0.8), "B": math.log(0.2)}]  # fmt: skip
+    prior = cal.batch_prior(batch)
+    assert prior["A"] == pytest.approx(2.3 / 3) and prior["B"] == pytest.approx(0.7 / 3)
+    # item 2: 0.6 / 0.7667 = 0.7826 against 0.4 / 0.2333 = 1.7143 -> B with 1.7143 / 2.4969
+    second = cal.calibrate(batch[1], prior)
+    assert cal.best_label(second) == "B"
+    assert math.exp(second["B"]) == pytest.approx((0.4 / (0.7 / 3)) / (0.6 / (2.3 / 3) + 0.4 / (0.7 / 3)))
+    assert cal.best_label(cal.calibrate(batch[0], prior)) == "A"
+
+
+def test_contextual_calibration_matches_a_hand_computation() -> None:
+    content_free = [{"A": math.log(0.7), "B": math.log(0.3)}, {"A": 0.0, "B": 0.0},  # 0.5 / 0.5
+                    {"A": math.log(0.9), "B": math.log(0.1)}]  # fmt: skip
+    prior = cal.contextual_prior(content_free)
+    assert prior == pytest.approx({"A": 0.7, "B": 0.3})
+    calibrated = cal.calibrate({"A": math.log(0.6), "B": math.log(0.4)}, prior)
+    # 0.6 / 0.7 = 0.857, 0.4 / 0.3 = 1.333 -> B at 1.333 / 2.190 = 0.6087
+    assert math.exp(calibrated["B"]) == pytest.approx((0.4 / 0.3) / (0.6 / 0.7 + 0.4 / 0.3))
+
+
+def test_position_prior_matches_a_hand_computation() -> None:
+    # shift 0 gives positions (0.8, 0.2), shift 1 (the contents swapped) (0.6, 0.4): the prior
+    # is proportional to the geometric means, sqrt(0.48) and sqrt(0.08)
+    shifted = [[math.log(0.8), math.log(0.2)], [math.log(0.6), math.log(0.4)]]
+    prior = cal.item_position_prior(shifted)
+    expected = math.sqrt(0.48) / (math.sqrt(0.48) + math.sqrt(0.08))
+    assert prior == pytest.approx([expected, 1 - expected])
+    assert cal.position_prior([shifted, shifted]) == pytest.approx(prior)
+    fixed = cal.calibrate_positions([math.log(0.6), math.log(0.4)], prior)
+    assert fixed[1] > fixed[0]  # 0.4 / 0.29 beats 0.6 / 0.71
+
+
+def test_orderings_are_cyclic_or_seeded() -> None:
+    assert orderings(3, 3, "x") == [(0, 1, 2), (1, 2, 0), (2, 0, 1)]
+    assert orderings(2, 3, "x") == [(0, 1), (1, 0)]  # more would repeat
+    four = orderings(4, 3, "item-1")
+    assert four[0] == (0, 1, 2, 3) and len(set(four)) == 3 and four == orderings(4, 3, "item-1")
+
+
+# ------------------------------------------------------------------ through the executor
+
+
+def test_permutation_recovers_the_answers_of_a_model_biased_to_a() -> None:
+    task = mc_task()
+    plain = Executor(task, FakeBackend(biased_reply, scorer=biased_scores)).evaluate(
+        Candidate(), task.examples("test"), "test"
+    )
+    assert accuracy(plain) == pytest.approx(1 / 3)  # right only where the gold is (A)
+    backend = FakeBackend(biased_reply, scorer=biased_scores)
+    permuted = Executor(task, backend).evaluate(Candidate(permute=3), task.examples("test"), "test")
+    assert accuracy(permuted) == 1.0
+    # three orderings, then (a three-way tie) three scoring calls, kept without an answer
+    assert all(len(r.samples) == 6 for r in permuted)
+    first = permuted[1]  # gold (B)
+    assert [s.parsed_answer for s in first.samples] == ["(A)", "(B)", "(C)", None, None, None]
+    assert first.answer == "(B)" and "tie-break" in first.samples[3].raw_output
+    assert first.tokens_in == sum(s.tokens_in for s in first.samples) > 0
+
+
+def test_permutation_without_log_probs_keeps_the_first_orderings_answer() -> None:
+    class NoScores(FakeBackend):
+        def can_score_labels(self) -> bool:
+            return False
+
+    task = mc_task()
+    results = Executor(task, NoScores(biased_reply)).evaluate(
+        Candidate(permute=3), task.examples("test"), "test"
+    )
+    assert [r.answer for r in results] == ["(A)"] * len(results)
+
+
+def test_an_item_without_an_options_block_is_reported_and_left_unpermuted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    rows = [{"input": "Is water wet? Answer (A) yes or (B) no.", "target": "(A)"},
+            {"input": "Is fire cold? Answer (A) yes or (B) no.", "target": "(B)"}]  # fmt: skip
+    task = Task.from_records(rows, test=rows, input_fields=["input"], target_field="target", extractor="choice",
+                             template="{input}")  # fmt: skip
+    backend = FakeBackend(biased_reply)
+    executor = Executor(task, backend)
+    with caplog.at_level("WARNING"):
+        results = executor.evaluate(Candidate(permute=3), task.examples("test"), "test")
+    assert len(results) == 2 and all(len(r.samples) == 1 for r in results)
+    assert [m.messages[-1].content for m in backend.history] == [r["input"] for r in rows]  # as written
+    assert len(executor.notes) == 1 and "left unpermuted" in executor.notes[0]
+    assert sum("left unpermuted" in r.message for r in caplog.records) == 1  # said once
+    assert find_options(task.examples("test")[0])[0] is None
+
+
+def test_calibration_on_scripted_log_probs_matches_a_hand_computation() -> None:
+    task = mc_task(n_items=3, n_options=2)  # golds (A), (B), (A)
+    scripted = {0: (0.9, 0.1), 1: (0.6, 0.4), 2: (0.8, 0.2)}
+
+    def scorer(request: GenerationRequest) -> dict[str, float]:
+        item = int(re.search(r"Question (\d+)", request.messages[-1].content).group(1))  # type: ignore[union-attr]
+        return {label: math.log(scripted[item]["AB".index(label[-2])]) for label in request.score_labels}
+
+    results = Executor(task, FakeBackend(scorer=scorer)).evaluate(
+        Candidate(calibration="batch"), task.examples("test"), "test"
+    )
+    # by hand (test_batch_calibration_matches_a_hand_computation): A, B, A -> all right
+    assert [r.answer for r in results] == ["(A)", "(B)", "(A)"] and accuracy(results) == 1.0
+    plain = Executor(task, FakeBackend(scorer=scorer)).evaluate(
+        Candidate(calibration="batch"), task.examples("test")[1:2], "test"
+    )
+    assert plain[0].answer == "(A)"  # a batch of one is answered uncalibrated (0.6 against 0.4)
+
+
+def test_position_calibration_removes_a_pure_position_prior() -> None:
+    task = mc_task()
+    results = Executor(task, FakeBackend(scorer=biased_scores)).evaluate(
+        Candidate(calibration="position"), task.examples("test"), "test"
+    )
+    assert accuracy(results) == 1.0
+    # the uncalibrated argmax would pick (A) wherever the bonus does not beat the prior
+    assert "position-calibrated" in results[0].samples[0].raw_output
+
+
+def test_calibration_refuses_a_backend_without_log_probs_and_bad_mixes() -> None:
+    class NoScores(FakeBackend):
+        def can_score_labels(self) -> bool:
+            return False
+
+    task = mc_task()
+    from promptopt.backends.scoring import LabelScoringError
+
+    with pytest.raises(LabelScoringError, match="cannot give label log-probabilities"):
+        Executor(task, NoScores()).evaluate(
+            Candidate(calibration="contextual"), task.examples("test"), "test"
+        )
+    with pytest.raises(ConfigError, match="cannot be combined with cot_mode"):
+        Candidate(calibration="batch", cot_mode="zero_shot", cot_trigger="Think.")
+    with pytest.raises(ConfigError):
+        Candidate(permute=0)
+    assert Candidate().hash == Candidate(permute=1, calibration="none").hash  # old identities kept
+    assert Candidate(permute=3).hash != Candidate().hash
+
+
+def test_resume_after_a_kill_mid_permutation_gives_the_identical_result(db_url: str) -> None:
+    task = mc_task()
+    examples = task.examples("test")
+    whole = Executor(task, FakeBackend(biased_reply, scorer=biased_scores)).evaluate(
+        Candidate(permute=3), examples, "test"
+    )
+
+    class Killed(Exception):
+        pass
+
+    answered = 0
+
+    def dies(request: GenerationRequest) -> str:
+        nonlocal answered
+        answered += 1
+        if answered == 5:  # in the middle of the second item's orderings
+            raise Killed
+        return biased_reply(request)
+
+    store = Store(db_url)
+    with pytest.raises(Killed):
+        Executor(
+            task, CachingBackend(FakeBackend(dies, scorer=biased_scores, latency_s=1e-6), store), batch_size=4
+        ).evaluate(Candidate(permute=3), examples, "test")
+    fresh = FakeBackend(biased_reply, scorer=biased_scores)
+    resumed = Executor(task, CachingBackend(fresh, store), batch_size=4).evaluate(
+        Candidate(permute=3), examples, "test"
+    )
+    assert [(r.answer, r.score, [s.parsed_answer for s in r.samples]) for r in resumed] == [
+        (r.answer, r.score, [s.parsed_answer for s in r.samples]) for r in whole
+    ]
+    generated = [r for r in fresh.history if not r.score_labels]
+    assert len(generated) == 3 * len(examples) - 4  # the 4 answered before the kill came from the cache
+    store.close()
+
+
+def test_permuted_example_moves_texts_not_letters() -> None:
+    example = mc_task().examples("test")[1]
+    block, _ = find_options(example)
+    assert block is not None
+    shifted = permuted_example(example, block, (1, 2, 0), 1)
+    assert "(A) pear RIGHT\n(B) plum\n(C) apple" in shifted.inputs["input"] and shifted.target == "(A)"
+
+
+def test_the_estimate_counts_the_extra_calls() -> None:
+    from promptopt.bias.costs import calls_per_example, candidate_calls
+
+    assert candidate_calls(Candidate()) == 1
+    assert candidate_calls(Candidate(permute=3)) == 3 + 3  # 3 orderings + tie-break scoring
+    assert candidate_calls(Candidate(calibration="batch")) == 1
+    assert calls_per_example(samples=3, two_stage=True, permute=3) == 3 * 6 + 3
+
+
+# ------------------------------------------------------------------ a real HTTP server on loopback
+
+
+def test_calibration_through_an_openai_compatible_server_with_logprobs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from promptopt.backends.openai_backend import OpenAIBackend
+    from promptopt.testing.openai_server import FakeOpenAIServer
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    task = mc_task(n_items=3, n_options=2)
+    scripted = {0: (0.9, 0.1), 1: (0.6, 0.4), 2: (0.8, 0.2)}  # as the hand computation above
+    prefixes: list[str] = []
+
+    def top(request: dict) -> list[tuple[str, float]]:  # type: ignore[type-arg]
+        prefixes.append(request["messages"][-1]["content"])
+        item = int(re.search(r"Question (\d+)", request["messages"][-2]["content"]).group(1))  # type: ignore[union-attr]
+        a, b = scripted[item]
+        return [("A", math.log(a)), ("B", math.log(b))]
+
+    with FakeOpenAIServer(responder=lambda r: "x", top_logprobs=top) as server:
+        backend = OpenAIBackend("fake-model", base_url=server.base_url)
+        assert backend.can_score_labels()
+        results = Executor(task, backend).evaluate(
+            Candidate(calibration="batch"), task.examples("test"), "test"
+        )
+        backend.close()
+    assert [r.answer for r in results] == ["(A)", "(B)", "(A)"]
+    assert set(prefixes) == {"So the answer is ("}  # the labels' common beginning, continued by the server
+
+    with FakeOpenAIServer(responder=lambda r: "x") as server:  # returns no logprobs
+        backend = OpenAIBackend("fake-model", base_url=server.base_url)
+        results = Executor(task, backend).evaluate(
+            Candidate(calibration="batch"), task.examples("test"), "test"
+        )
+        backend.close()
+    assert all(r.score is None and "returned no logprobs" in (r.error or "") for r in results)

@@ -1,0 +1,74 @@
+"""Issue #28 from the outside: `eval --permute/--calibration`, a search over the
+answer-bias space, dimensions not offered where they cannot work, answers beside gold."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from promptopt.backends import FakeBackend
+from promptopt.bias.space import offer_bias_dimensions
+from promptopt.cli import cli
+from promptopt.controller import SearchConfig, SearchResult, estimate, search
+from promptopt.spaces import load_space
+from promptopt.tasks import get_task
+from promptopt.types import Candidate
+from tests.test_answer_bias import biased_reply, biased_scores, mc_task
+
+
+class NoScores(FakeBackend):
+    def can_score_labels(self) -> bool:
+        return False
+
+
+def test_calibration_is_not_offered_where_it_cannot_work(data_dir: Path) -> None:
+    space = load_space("answer-bias")
+    mc = get_task("bbh:snarks", data_dir)
+    assert offer_bias_dimensions(space, mc, FakeBackend())["calibration"].choices == (
+        "none", "contextual", "batch", "position",
+    )  # fmt: skip
+    assert offer_bias_dimensions(space, mc, NoScores())["calibration"].choices == ("none",)
+    yes_no = get_task("bbh:sports_understanding", data_dir)
+    assert "position" not in offer_bias_dimensions(space, yes_no, FakeBackend())["calibration"].choices
+    free = get_task("gsm-symbolic")
+    assert offer_bias_dimensions(space, free, FakeBackend())["calibration"].choices == ("none",)
+
+
+def test_eval_options_and_the_answers_beside_gold(data_dir: Path, tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'cli.db'}"
+    runner = CliRunner()
+    base = ["eval", "--task", "bbh:snarks", "--data-dir", str(data_dir), "--model", "fake", "--split", "test",
+            "--limit", "6", "--db", db, "--no-progress", "--json"]  # fmt: skip
+    permuted = runner.invoke(cli, [*base, "--permute", "3"])
+    assert permuted.exit_code == 0, permuted.output
+    shown = runner.invoke(cli, ["show", json.loads(permuted.output)["run_id"], "--db", db])
+    assert shown.exit_code == 0 and "permute 3" in shown.output, shown.output
+    calibrated = runner.invoke(cli, [*base, "--calibration", "batch"])
+    assert calibrated.exit_code == 0, calibrated.output
+    bad = runner.invoke(cli, [*base, "--calibration", "batch", "--cot", "Think."])
+    assert bad.exit_code != 0 and "cannot be combined with cot_mode" in bad.output
+    shown = runner.invoke(cli, ["show", json.loads(calibrated.output)["run_id"], "--db", db])
+    assert shown.exit_code == 0 and "calibration batch" in shown.output, shown.output
+    assert "gold    " in shown.output
+
+
+def test_a_search_over_the_answer_bias_space(tmp_path: Path) -> None:
+    task = mc_task(n_items=24)
+    base = Candidate(instruction="Pick the right option.", answer_format=task.spec.answer_format)
+    config = SearchConfig.from_preset(
+        "light", task="records", model="fake", base=base, policy="random", space="answer-bias",
+        dev_size=8, test_size=8, n_proposals=6, rounds=1, race_start=4, seed=1,
+    )  # fmt: skip
+    plain_space = SearchConfig.from_preset(
+        "light", task="records", model="fake", base=base, policy="random", space="default",
+        dev_size=8, test_size=8, n_proposals=6, rounds=1, race_start=4, seed=1,
+    )  # fmt: skip
+    assert estimate(config, task)["search_calls"] > estimate(plain_space, task)["search_calls"]
+    backend = FakeBackend(biased_reply, scorer=biased_scores)
+    result = search(config, task=task, backend=backend, db=f"sqlite:///{tmp_path / 's.db'}")
+    assert isinstance(result, SearchResult)
+    picked = {(row.candidate.permute, row.candidate.calibration) for row in result.leaderboard}
+    assert len(picked) > 1  # the strategies were searched
+    assert any(r.score_labels for r in backend.history)

@@ -1,0 +1,53 @@
+"""Issue #28: an export carries the answer-bias strategy and `promptopt.load(...).run()` applies it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import promptopt
+from promptopt.backends import FakeBackend
+from promptopt.export import export, load
+from promptopt.tasks import get_task
+from promptopt.types import Candidate, GenerationRequest
+from tests.test_answer_bias import biased_reply
+
+
+def position_biased_scores(request: GenerationRequest) -> dict[str, float]:
+    """Position (A) preferred; the option that contains 'not' a little more likely."""
+    import re
+
+    texts = dict(re.findall(r"^\(([A-D])\) (.+)$", request.messages[-1].content, re.M))
+    return {
+        label: (-0.2 if label[-2] == "A" else -1.5) + (0.6 if " not " in texts.get(label[-2], "") else 0.0)
+        for label in request.score_labels
+    }
+
+
+@pytest.mark.parametrize("strategy", [{"permute": 3}, {"calibration": "batch"}, {"calibration": "position"}])
+def test_export_carries_the_strategy_with_parity(data_dir: Path, tmp_path: Path, strategy: dict) -> None:  # type: ignore[type-arg]
+    task = get_task("bbh:snarks", data_dir)
+    db = f"sqlite:///{tmp_path / 'bias.db'}"
+    candidate = Candidate(instruction="Answer.", answer_format=task.spec.answer_format, **strategy)
+    backend = FakeBackend(biased_reply, scorer=position_biased_scores)
+    report = promptopt.evaluate(task, candidate, backend, split="dev", limit=8, db=db)
+    path = tmp_path / "bias.yaml"
+    export(db, report.run_id, "yaml", path)
+    loaded = load(path)
+    assert loaded.candidate == candidate and loaded.candidate.hash == candidate.hash
+    request = tmp_path / "bias.json"
+    export(db, report.run_id, "openai", request)  # one request cannot express it: it says what to add
+    assert set(strategy) <= set(json.loads(request.read_text())["answer_bias"])
+    # parity: the loaded prompt reproduces the stored score from the cache, without a model call
+    never = FakeBackend(lambda r: "The answer is (Z).", scorer=lambda r: dict.fromkeys(r.score_labels, 0.0))
+    again = loaded.evaluate(task, backend=never, db=db, limit=8)
+    assert again.accuracy == report.accuracy and never.history == []
+    if "permute" in strategy:  # run() applies the permutation on one question
+        example = task.examples("dev")[0]
+        stored = next(r for r in report.results if r.example_id == example.id)
+        answer = loaded.run(
+            backend=FakeBackend(biased_reply, scorer=position_biased_scores), **example.inputs
+        )
+        assert answer.answer == stored.answer and answer.parsed[:2] == ("(A)", "(B)")  # two orderings, mapped back
