@@ -27,7 +27,7 @@ from promptopt.answer_counts import AnswerCounts, count_answers, winner_dev_test
 from promptopt.backends import Backend, CachingBackend, RetryingBackend, make_backend
 from promptopt.budget import Budget, BudgetedBackend, Spend, load_prices
 from promptopt.constant import constant_baseline
-from promptopt.errors import BudgetExceeded, ConfigError
+from promptopt.errors import BudgetExceeded, ConfigError, RunInterruptedError
 from promptopt.executor import Executor
 from promptopt.failures import check_results
 from promptopt.policies import Policy, PolicySettings, get_policy
@@ -92,6 +92,9 @@ class SearchConfig:
     cost_penalty: float = 0.0
     workers: int = 0  # 0: the serial evaluator; N: a Ray pool of N model workers
     ray_address: str | None = None  # "auto" or "ray://host:port" to join a cluster
+    # Ray custom resources each model worker asks for, e.g. {"worker_node": 0.01}: places the
+    # workers on the nodes that offer them (None: anywhere, the driver's node included).
+    ray_resources: Mapping[str, float] | None = None
     dspy_threads: int = 1  # dspy-* policies: DSPy's evaluation threads, their requests joined in batches
     # dspy-* policies: DSPy's share of a call limit (None: the policy's, half)
     dspy_share: float | None = None
@@ -406,8 +409,9 @@ class _Run:
         from promptopt.pool import make_evaluator
 
         self.evaluator = make_evaluator(
-            self.search_executor, self._store_results, workers=config.workers, ray_address=config.ray_address
-        )
+            self.search_executor, self._store_results, workers=config.workers, ray_address=config.ray_address,
+            resources=config.ray_resources,
+        )  # fmt: skip
         self.heartbeat: Any = None  # the lease's Heartbeat while the search runs
         self.phase_progress: Callable[[str, float], None] | None = None
         self.candidates: dict[str, Candidate] = {config.base.hash: config.base}
@@ -549,7 +553,7 @@ def search(
 
         model_backend = pool_backend(
             config.model, workers=max(1, config.workers), ray_address=config.ray_address,
-            batch_size=config.batch_size, **dict(config.backend_options),
+            batch_size=config.batch_size, resources=config.ray_resources, **dict(config.backend_options),
         )  # fmt: skip
     else:
         model_backend = backend or make_backend(
@@ -578,7 +582,8 @@ def search(
         with run.heartbeat:
             result = _search(run, progress, plan, started)
     except BaseException as exc:
-        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        # Ctrl-C, or the world around the run gone (a Ray cluster lost): resumable as it is.
+        status = "interrupted" if isinstance(exc, KeyboardInterrupt | RunInterruptedError) else "failed"
         if not run.heartbeat.lost.is_set():  # a run taken over belongs to its new owner
             store.finish_run(
                 run.run_id,
