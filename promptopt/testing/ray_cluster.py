@@ -267,6 +267,18 @@ class LocalCluster:
         )
         return [r for r in rows if not class_names or r["class"] in class_names]
 
+    def nodes_running(self, title: str) -> list[str]:
+        """Names of the nodes (alive) with a process titled ``title`` (Ray names an actor's
+        process ``ray::ClassName``), read from /proc: instant, unlike asking the cluster."""
+        found = []
+        for name, node in self.nodes.items():
+            for pid in _session_members(node.process.pid):
+                with contextlib.suppress(OSError):
+                    if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(title.encode()):
+                        found.append(name)
+                        break
+        return found
+
     def stop_node(self, name: str, *, timeout: float = 30.0) -> None:
         """End node ``name`` and every process it started (its actors die with it)."""
         node = self.nodes[name]
