@@ -258,6 +258,18 @@ def wait_for_requests(server: FakeOpenAIServer, n: int, process: Any, timeout: f
         time.sleep(0.1)
 
 
+def wait_for_stored_results(url: str, process: Any, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        with Store(url) as store:
+            runs = [r for r in store.list_runs() if r.kind == "search"]
+            if runs and store.get_evaluations(runs[0].id):
+                return
+        assert process.poll() is None, process.communicate()[1][-3000:]
+        assert time.monotonic() < deadline, "the search stored nothing"
+        time.sleep(0.5)
+
+
 def test_a_worker_node_lost_mid_search_loses_and_duplicates_nothing(
     cluster: Any, pg_url: str, workdir: Path, tmp_path: Path
 ) -> None:
@@ -310,6 +322,7 @@ def test_losing_the_head_interrupts_the_run_and_resume_finishes_it(
                               extra=["--workers", "2", "--ray-address", "auto", "--ray-resources", ON_WORKER_NODES])  # fmt: skip
         try:
             wait_for_requests(slow, 8, search)
+            wait_for_stored_results(pg_url, search)
             for name in reversed(list(cluster.nodes)):  # the whole cluster goes, head included
                 cluster.stop_node(name)
             out, err = search.communicate(timeout=120)  # Ray alone would wait 60 s, then kill it
