@@ -54,6 +54,8 @@ def cluster() -> Iterator[Any]:
     from promptopt.testing.ray_cluster import LocalCluster
 
     with LocalCluster(worker_nodes=2, env={"PYTHONPATH": str(REPO)}) as running:
+        running.wait_for_nodes(3)
+        running.wait_for_client()
         yield running
 
 
@@ -308,8 +310,9 @@ def test_a_worker_node_lost_mid_search_loses_and_duplicates_nothing(
     print(f"worker node lost: {extra[0]} requests sent again, {extra[1]} model calls retried")
 
 
+@pytest.mark.parametrize("address", ["auto", "client"])
 def test_losing_the_head_interrupts_the_run_and_resume_finishes_it(
-    cluster: Any, pg_url: str, workdir: Path, tmp_path: Path
+    cluster: Any, pg_url: str, workdir: Path, tmp_path: Path, address: str
 ) -> None:
     with FakeOpenAIServer(respond, api_key=SECRET) as quick:
         spec = ["--model", "openai/plus", "--base-url", quick.base_url]
@@ -318,8 +321,10 @@ def test_losing_the_head_interrupts_the_run_and_resume_finishes_it(
         )
     with FakeOpenAIServer(respond, api_key=SECRET, latency_s=1.0) as slow:
         spec = ["--model", "openai/plus", "--base-url", slow.base_url]
-        search = start_search(workdir, pg_url, spec, env=cluster.driver_env(),
-                              extra=["--workers", "2", "--ray-address", "auto", "--ray-resources", ON_WORKER_NODES])  # fmt: skip
+        ray_address = "auto" if address == "auto" else cluster.client_address
+        env = cluster.driver_env() if address == "auto" else {**os.environ, **cluster.auth_env()}
+        search = start_search(workdir, pg_url, spec, env=env,
+                              extra=["--workers", "2", "--ray-address", ray_address, "--ray-resources", ON_WORKER_NODES])  # fmt: skip
         try:
             wait_for_requests(slow, 8, search)
             wait_for_stored_results(pg_url, search)
@@ -336,7 +341,10 @@ def test_losing_the_head_interrupts_the_run_and_resume_finishes_it(
         stored = len(rows(pg_url, record.id))
         # The cluster is back (same address); the run continues where it stopped.
         cluster.start()
-        env = {**cluster.driver_env(), "PYTHONPATH": str(REPO), "OPENAI_API_KEY": SECRET}
+        cluster.wait_for_nodes(3)
+        if address == "client":
+            cluster.wait_for_client()
+        env = {**env, "PYTHONPATH": str(REPO), "OPENAI_API_KEY": SECRET}
         done = subprocess.run(
             [sys.executable, "-c", "from promptopt.cli import main; main()", "search", "--resume", record.id,
              "--db", pg_url, "--json", "--no-progress"],

@@ -74,13 +74,26 @@ def ensure_ray(address: str | None, num_cpus: int | None = None) -> bool:
     else:
         options["address"] = address
     try:
-        ray.init(**options)
+        _init(ray, options)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise ConfigError(
             f"cannot connect to Ray at {address!r}: {exc}",
             hint="start a cluster with `ray start --head`, or omit --ray-address to start a local one",
         ) from exc
     return address is None
+
+
+def _init(ray: Any, options: dict[str, Any], attempts: int = 3) -> None:
+    """``ray.init``; through Ray Client, tried again when the head's client server failed
+    to start this client's server (seen on a freshly started, loaded head)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            ray.init(**options)
+            return
+        except ConnectionError as exc:
+            if attempt == attempts or "Starting Ray client server failed" not in str(exc):
+                raise
+            time.sleep(2.0 * attempt)
 
 
 class DriverLock:

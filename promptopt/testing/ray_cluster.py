@@ -238,6 +238,22 @@ class LocalCluster:
                 f"the cluster did not reach {count} nodes:\n{done.stderr[-2000:]}\n{self.logs()}"
             )
 
+    def wait_for_client(self, attempts: int = 5) -> None:
+        """Until a Ray Client driver gets in: right after the head starts, its client server
+        can fail a first connection (the runtime-env agent it needs is still starting)."""
+        script = f"import ray; ray.init({self.client_address!r}, logging_level='ERROR'); ray.shutdown()"
+        error = ""
+        for _ in range(attempts):
+            done = subprocess.run(
+                [sys.executable, "-c", script], cwd=self.cwd, env=self.env, capture_output=True, text=True,
+                timeout=self.startup_timeout,
+            )  # fmt: skip
+            if done.returncode == 0:
+                return
+            error = done.stderr[-2000:]
+            time.sleep(2.0)
+        raise RuntimeError(f"no Ray Client connection to {self.client_address}:\n{error}")
+
     def ask(self, expression: str) -> Any:
         """The JSON value of ``expression`` evaluated by a driver of its own on the cluster
         (``ray`` imported and connected), e.g. ``"[n['NodeID'] for n in ray.nodes()]"``."""
@@ -288,6 +304,12 @@ class LocalCluster:
         for name in reversed(list(self.nodes)):  # workers first, the head last
             with contextlib.suppress(Exception):
                 self.stop_node(name, timeout=15.0)
+        keep = os.environ.get("PROMPTOPT_KEEP_RAY_LOGS")  # a directory to copy Ray's logs to
+        if keep:
+            for logs in (self.temp_dir / "ray").glob("session_2*/logs"):
+                shutil.copytree(
+                    logs, Path(keep) / f"{self.temp_dir.name}-{logs.parent.name}", dirs_exist_ok=True
+                )
         shutil.rmtree(self.temp_dir, ignore_errors=True)
 
     def logs(self, tail: int = 2000) -> str:
