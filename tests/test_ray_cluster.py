@@ -202,6 +202,13 @@ def test_search_on_the_cluster_ends_as_the_serial_search(
                 continue
             assert SECRET.encode() not in data, f"API key in Ray's {path}"
         assert SECRET not in done.stdout + done.stderr
+        # Nor what the dashboard shows: the GCS's actor, job, node and worker tables and the
+        # task events (the timeline), as a driver of its own reads them.
+        records = cluster.ask(
+            "repr(ray._private.state.actors()) + repr(ray._private.state.jobs()) + repr(ray.nodes())"
+            " + repr(ray._private.state.workers()) + repr(ray.timeline())"
+        )
+        assert "ChatWorker" in records and SECRET not in records
 
 
 # ------------------------------------------------------------ 2. a cluster-wide rate limiter
