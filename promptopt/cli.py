@@ -14,7 +14,13 @@ import click
 from promptopt.backends import DTYPES
 from promptopt.bias.checks import CALIBRATIONS
 from promptopt.cli_answers import with_bias_options
-from promptopt.cli_checks import check_demos, refuse_with_resume, resume_command, warn_sizes
+from promptopt.cli_checks import (
+    check_demos,
+    parse_ray_resources,
+    refuse_with_resume,
+    resume_command,
+    warn_sizes,
+)
 from promptopt.errors import PromptOptError
 from promptopt.terminal import printable
 
@@ -511,6 +517,13 @@ def _print_report(report: Any, db_url: str) -> None:
 @click.option(
     "--ray-address", default=None, help="Join a Ray cluster (auto or ray://host:port) instead of a local Ray."
 )
+@click.option(
+    "--ray-resources",
+    default=None,
+    metavar="JSON",
+    help="Ray custom resources each model worker asks for, placing it on the nodes that have them, "
+    "e.g. '{\"worker_node\": 0.01}'.",
+)
 @click.option("--resume", default=None, help="Continue an interrupted search run (see `promptopt runs`).")
 @click.option(
     "--take-over",
@@ -526,7 +539,7 @@ def search_command(
     max_tokens: int | None, max_minutes: float | None, max_cost: float | None, prices: str | None,
     proposals: int | None, rounds: int | None, dev_size: int | None, test_size: int | None,
     proposer_model: str | None, max_judge_calls: int | None, workers: int, ray_address: str | None,
-    resume: str | None, take_over: bool, dry_run: bool, **options: Any,
+    ray_resources: str | None, resume: str | None, take_over: bool, dry_run: bool, **options: Any,
 ) -> None:  # fmt: skip
     """Search for the prompt that scores best on dev, and prove it on held-out test.
 
@@ -578,6 +591,7 @@ def search_command(
             data_dir=str(data_dir) if data_dir else None, budget=budget,
             backend_options={k: v for k, v in _backend_options(options).items() if v is not None},
             space=space, cost_penalty=cost_penalty, workers=workers, ray_address=ray_address,
+            ray_resources=parse_ray_resources(ray_resources),
             dspy_threads=dspy_threads, dspy_share=dspy_share, max_judge_calls=max_judge_calls,
             minibatch=minibatch, reflect_demos=reflect_demos, reflect_merge=reflect_merge or None,
             selection=selection,

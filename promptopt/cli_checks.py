@@ -87,3 +87,22 @@ def resume_command(run_id: str, url: str) -> str:
     if had_password:
         command += "   (password left out: give it in PGPASSWORD or ~/.pgpass)"
     return command
+
+
+def parse_ray_resources(text: str | None) -> dict[str, float] | None:
+    """``--ray-resources`` as a dict of positive numbers, or a usage error naming the flag."""
+    if text is None:
+        return None
+    import json
+
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not JSON ({exc.msg})", param_hint="--ray-resources") from None
+    if not isinstance(value, dict) or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in value.values()
+    ):
+        raise click.BadParameter(
+            'expected an object of positive numbers, e.g. {"worker_node": 0.01}', param_hint="--ray-resources"
+        )
+    return {str(k): float(v) for k, v in value.items()}

@@ -28,7 +28,7 @@ from promptopt.backends import Backend, CachingBackend, RetryingBackend, make_ba
 from promptopt.bias.costs import candidate_calls
 from promptopt.budget import Budget, BudgetedBackend, Spend, load_prices
 from promptopt.constant import constant_baseline
-from promptopt.errors import BudgetExceeded, ConfigError
+from promptopt.errors import BudgetExceeded, ConfigError, RunInterruptedError
 from promptopt.executor import Executor
 from promptopt.failures import check_results
 from promptopt.policies import Policy, PolicySettings, get_policy
@@ -227,8 +227,9 @@ class _Run:
         from promptopt.pool import make_evaluator
 
         self.evaluator = make_evaluator(
-            self.search_executor, self._store_results, workers=config.workers, ray_address=config.ray_address
-        )
+            self.search_executor, self._store_results, workers=config.workers, ray_address=config.ray_address,
+            resources=config.ray_resources,
+        )  # fmt: skip
         self.heartbeat: Any = None  # the lease's Heartbeat while the search runs
         self.phase_progress: Callable[[str, float], None] | None = None
         self.candidates: dict[str, Candidate] = {config.base.hash: config.base}
@@ -377,7 +378,7 @@ def search(
 
         model_backend = pool_backend(
             config.model, workers=max(1, config.workers), ray_address=config.ray_address,
-            batch_size=config.batch_size, **dict(config.backend_options),
+            batch_size=config.batch_size, resources=config.ray_resources, **dict(config.backend_options),
         )  # fmt: skip
     else:
         model_backend = backend or make_backend(
@@ -406,7 +407,8 @@ def search(
         with run.heartbeat:
             result = _search(run, progress, plan, started)
     except BaseException as exc:
-        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        # Ctrl-C, or the world around the run gone (a Ray cluster lost): resumable as it is.
+        status = "interrupted" if isinstance(exc, KeyboardInterrupt | RunInterruptedError) else "failed"
         if not run.heartbeat.lost.is_set():  # a run taken over belongs to its new owner
             store.finish_run(
                 run.run_id,

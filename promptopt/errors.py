@@ -81,3 +81,12 @@ class BudgetExceeded(PromptOptError):
 class MetricError(ConfigError):
     """A metric that cannot be found, loaded or configured, that returned a bad score, or
     that raised while scoring (the message names the example)."""
+
+
+class RunInterruptedError(PromptOptError):
+    """The run was stopped by something outside it (not by its own inputs); what it
+    stored stays, and it continues with ``--resume``. The run is marked interrupted."""
+
+
+class ClusterLostError(RunInterruptedError):
+    """The Ray cluster a search joined stopped answering (its head is gone)."""

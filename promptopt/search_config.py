@@ -65,6 +65,9 @@ class SearchConfig:
     cost_penalty: float = 0.0
     workers: int = 0  # 0: the serial evaluator; N: a Ray pool of N model workers
     ray_address: str | None = None  # "auto" or "ray://host:port" to join a cluster
+    # Ray custom resources each model worker asks for, e.g. {"worker_node": 0.01}: places the
+    # workers on the nodes that offer them (None: anywhere, the driver's node included).
+    ray_resources: Mapping[str, float] | None = None
     dspy_threads: int = 1  # dspy-* policies: DSPy's evaluation threads, their requests joined in batches
     # dspy-* policies: DSPy's share of a call limit (None: the policy's, half)
     dspy_share: float | None = None

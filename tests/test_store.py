@@ -821,3 +821,13 @@ def test_migrations_ship_inside_the_package() -> None:
     assert (package_dir / "migrations" / "env.py").is_file()
     assert (package_dir / "migrations" / "script.py.mako").is_file()
     assert (package_dir / "migrations" / "versions" / "0001_initial.py").is_file()
+
+
+def test_the_name_of_a_key_variable_is_kept_for_a_resume(tmp_path: Path) -> None:
+    # "api_key_env" names the variable holding the key; masked, a resumed OpenAI run looked
+    # for a variable called "***" and sent every request without a key.
+    with Store(f"sqlite:///{tmp_path / 's.db'}") as store:
+        config = {"backend_options": {"api_key_env": "MY_KEY"}, "api_key": "sk-live"}
+        run_id = store.create_run(kind="search", task="t", model="m", config=config)
+        stored = store.get_run(run_id).config
+    assert stored == {"backend_options": {"api_key_env": "MY_KEY"}, "api_key": "***"}

@@ -13,6 +13,7 @@ Ray itself is imported only when a pool is built.
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 
 from promptopt.pool.actors import Batching
 from promptopt.pool.backend import PoolStats, RayBackend
@@ -45,6 +46,7 @@ def pool_backend(
     model_cpus: int | None = None,
     num_cpus: int | None = None,
     dtype: str = "auto",
+    resources: Mapping[str, float] | None = None,
 ) -> RayBackend:
     """The model ``spec`` served by Ray actors.
 
@@ -55,6 +57,8 @@ def pool_backend(
       ``max_wait_ms``), with ``model_cpus`` CPUs (default: all of the local Ray's) and the
       weights in ``dtype``;
     - ``fake``: ``workers`` plain workers (tests, benchmarks).
+
+    ``resources`` (Ray custom resources) places every worker on the nodes offering them.
     """
     from promptopt.backends import make_backend
 
@@ -63,12 +67,13 @@ def pool_backend(
         return RayBackend.openai(
             spec[len("openai/") :], base_url=base_url, api_key_env=api_key_env, workers=workers,
             concurrency=concurrency, rate_limit=rate_limit, ray_address=ray_address, num_cpus=num_cpus,
+            resources=resources,
         )  # fmt: skip
     factory = functools.partial(make_backend, spec, batch_size=batch_size, dtype=dtype)
     if spec == "fake" or spec.startswith("fake/"):
         return RayBackend.wrapping(
             factory, workers=workers, ray_address=ray_address, rate_limit=rate_limit, provider=spec,
-            num_cpus=num_cpus,
+            num_cpus=num_cpus, resources=resources,
         )  # fmt: skip
     from promptopt.pool.backend import ensure_ray, import_ray
 
@@ -77,6 +82,7 @@ def pool_backend(
     backend = RayBackend.wrapping(
         factory, workers=workers, ray_address=ray_address, batching=Batching(batch_size, max_wait_ms),
         worker_cpus=cpus, num_cpus=num_cpus, chunk_size=batch_size, max_in_flight=max(64, 4 * batch_size),
+        resources=resources,
     )  # fmt: skip
     backend.owns_ray = backend.owns_ray or started
     return backend

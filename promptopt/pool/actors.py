@@ -177,6 +177,9 @@ class BackendWorker(_Limited):
     def pid(self) -> int:
         return os.getpid()
 
+    def node_id(self) -> str:
+        return _node_id()
+
     def stats(self) -> dict[str, Any]:
         return {"batches": self.batches, "batched_requests": self.batched_requests, "queued": self._queued}
 
@@ -225,5 +228,15 @@ class ChatWorker(_Limited):
     def pid(self) -> int:
         return os.getpid()
 
+    def node_id(self) -> str:
+        return _node_id()
+
     def stats(self) -> dict[str, Any]:
         return {"completed": self.completed}
+
+
+def _node_id() -> str:
+    """The Ray node this actor runs on (where a cluster put it)."""
+    import ray
+
+    return str(ray.get_runtime_context().get_node_id())

@@ -21,12 +21,12 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from promptopt.backends.base import Backend, OnResults, StreamingBackend
-from promptopt.errors import ConfigError, MissingDependencyError, PromptOptError
+from promptopt.errors import ClusterLostError, ConfigError, MissingDependencyError, PromptOptError
 from promptopt.pool.actors import (
     BackendSource,
     BackendWorker,
@@ -37,6 +37,7 @@ from promptopt.pool.actors import (
 )
 from promptopt.pool.http import ChatEndpoint
 from promptopt.pool.ratelimit import NAMESPACE, RateLimit, limiter_actor
+from promptopt.pool.watch import ClusterWatch
 from promptopt.types import Completion, GenerationRequest
 
 #: Seconds over which ``throughput_rps`` is measured.
@@ -73,13 +74,26 @@ def ensure_ray(address: str | None, num_cpus: int | None = None) -> bool:
     else:
         options["address"] = address
     try:
-        ray.init(**options)
+        _init(ray, options)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise ConfigError(
             f"cannot connect to Ray at {address!r}: {exc}",
             hint="start a cluster with `ray start --head`, or omit --ray-address to start a local one",
         ) from exc
     return address is None
+
+
+def _init(ray: Any, options: dict[str, Any], attempts: int = 3) -> None:
+    """``ray.init``; through Ray Client, tried again when the head's client server failed
+    to start this client's server (seen on a freshly started, loaded head)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            ray.init(**options)
+            return
+        except ConnectionError as exc:
+            if attempt == attempts or "Starting Ray client server failed" not in str(exc):
+                raise
+            time.sleep(2.0 * attempt)
 
 
 class DriverLock:
@@ -184,6 +198,8 @@ class RayBackend(StreamingBackend):
         self._recent: deque[tuple[float, int]] = deque()
         self._started = time.monotonic()
         self._closed = False
+        #: Notices a cluster this driver joined going away (None for a local Ray).
+        self._watch = ClusterWatch.of(ray_address, self._ray)
         self._slots = [_Slot(spawn()) for _ in range(workers)]
         if model_id is None or description is None:
             first = self._slots[0].actor
@@ -210,15 +226,19 @@ class RayBackend(StreamingBackend):
         chunk_size: int = 8,
         max_in_flight: int = 64,
         max_concurrency: int = 64,
+        resources: Mapping[str, float] | None = None,
     ) -> RayBackend:
         """Serve ``source`` — a picklable Backend, or a picklable function that builds one
         in each worker (use this for a local model: it is loaded in the worker, not here).
-        With ``batching`` use ``workers=1``: one model actor batches for everyone."""
+        With ``batching`` use ``workers=1``: one model actor batches for everyone.
+        ``resources`` (Ray custom resources, e.g. ``{"worker_node": 0.01}``) pins each
+        worker to the nodes that offer them."""
         ray = import_ray()
         started = ensure_ray(ray_address, num_cpus)
         remote = ray.remote(BackendWorker).options(
-            max_restarts=restarts, max_concurrency=max_concurrency, num_cpus=worker_cpus
-        )
+            max_restarts=restarts, max_concurrency=max_concurrency, num_cpus=worker_cpus,
+            **_placement(resources),
+        )  # fmt: skip
         provider = provider or (source.model_id if isinstance(source, Backend) else None)
         source = _shippable(source)
         limiter = _limiter(provider, rate_limit)
@@ -249,6 +269,7 @@ class RayBackend(StreamingBackend):
         num_cpus: int | None = None,
         chunk_size: int = 8,
         backlog: float = 2.0,
+        resources: Mapping[str, float] | None = None,
     ) -> RayBackend:
         """An OpenAI-compatible endpoint served by ``workers`` async actors, each with up
         to ``concurrency`` requests in flight, all under one cluster-wide ``rate_limit``.
@@ -256,7 +277,8 @@ class RayBackend(StreamingBackend):
 
         The driver hands the workers ``backlog`` times what they may send at once, so that
         a worker starts its next request the moment one returns, without waiting for a
-        round trip to the driver; the server never sees more than ``workers × concurrency``."""
+        round trip to the driver; the server never sees more than ``workers × concurrency``.
+        ``resources`` pins the workers to the nodes that offer them, as in :meth:`wrapping`."""
         import os
 
         from promptopt.backends.openai_backend import BASE_URL_ENV, DEFAULT_BASE_URL, OpenAIBackend
@@ -272,6 +294,7 @@ class RayBackend(StreamingBackend):
             "max_restarts": restarts,
             "max_concurrency": 1000,  # chunk calls waiting on the event loop are cheap
             "num_cpus": 0,
+            **_placement(resources),
         }
         # Workers on other nodes do not see this process's environment, so the key is handed
         # over in a method call (never in a runtime_env: Ray logs those in plain text).
@@ -331,7 +354,7 @@ class RayBackend(StreamingBackend):
                 if not pending:
                     continue
                 with self.driver_lock.released():
-                    ready, _ = ray.wait(list(pending), num_returns=1)
+                    ready = self._wait_one(list(pending))
                 for ref in ready:
                     offset, attempt, slot, size = pending.pop(ref)
                     slot.outstanding -= size
@@ -349,6 +372,8 @@ class RayBackend(StreamingBackend):
                             results[offset : offset + size] = [failure] * size
                             _report(on_results, offset, [failure] * size)
                         continue
+                    except ConnectionError as exc:  # Ray Client: the connection to the cluster is gone
+                        raise self._lost(exc) from None
                     except ray.exceptions.RayTaskError as exc:
                         cause = getattr(exc, "cause", None)
                         raise (cause if isinstance(cause, Exception) else exc) from None
@@ -357,11 +382,13 @@ class RayBackend(StreamingBackend):
                     self._count_done(size)
                     _report(on_results, offset, answers)
         except BaseException:
+            lost = self._watch is not None and self._watch.lost.is_set()
             for ref, (_, _, slot, size) in pending.items():
                 slot.outstanding -= size
                 self._release(size)
-                with contextlib.suppress(Exception):
-                    ray.cancel(ref)
+                if not lost:  # a lost cluster cannot be asked to cancel (it would hang)
+                    with contextlib.suppress(Exception):
+                        ray.cancel(ref)
             raise
         assert all(r is not None for r in results)
         return results  # type: ignore[return-value]
@@ -370,12 +397,40 @@ class RayBackend(StreamingBackend):
         if self._closed:
             return
         self._closed = True
+        if self._watch is not None:
+            self._watch.stop()
+            if self._watch.lost.is_set():  # nothing to clean up there, and asking would hang
+                return
         ray = self._ray
         for slot in self._slots:
             with contextlib.suppress(Exception):
                 ray.kill(slot.actor)
         if self.owns_ray and ray.is_initialized():
             ray.shutdown()
+
+    def _wait_one(self, refs: list[Any]) -> list[Any]:
+        """The refs ready among ``refs`` (at least one), or :class:`ClusterLostError` once the
+        cluster is gone: Ray itself would wait for a lost head for a minute, then end this
+        process without a word, leaving the run marked running."""
+        while True:
+            try:
+                ready, _ = self._ray.wait(refs, num_returns=1, timeout=1.0)
+            except ConnectionError as exc:  # Ray Client
+                raise self._lost(exc) from None
+            if ready:
+                return list(ready)
+            if self._watch is not None and self._watch.lost.is_set():
+                raise self._lost(None)
+
+    def _lost(self, cause: BaseException | None) -> ClusterLostError:
+        if self._watch is not None:
+            self._watch.lost.set()
+        where = self._watch.target if self._watch is not None else "the cluster"
+        detail = f" ({type(cause).__name__}: {cause})" if cause is not None else ""
+        return ClusterLostError(
+            f"lost the Ray cluster at {where}{detail}; the run is interrupted, its results so far are stored",
+            hint="once the cluster is back, continue with `promptopt search --resume RUN_ID` (see `promptopt runs`)",
+        )
 
     # -- pool bookkeeping ----------------------------------------------------------------
 
@@ -472,6 +527,16 @@ def _shippable(source: BackendSource) -> BackendSource:
         hint="build it in the workers instead: promptopt.pool.pool_backend(model, workers=...) or "
         "RayBackend.wrapping(<a function that builds the backend>)",
     )
+
+
+def _placement(resources: Mapping[str, float] | None) -> dict[str, Any]:
+    """Actor options that place a worker on the nodes offering ``resources``."""
+    if not resources:
+        return {}
+    bad = {k: v for k, v in resources.items() if not isinstance(v, int | float) or v <= 0}
+    if bad:
+        raise ConfigError(f"Ray resources must be positive numbers, got {bad}")
+    return {"resources": {str(k): float(v) for k, v in resources.items()}}
 
 
 def _limiter(provider: str | None, limit: RateLimit | None) -> Any | None:

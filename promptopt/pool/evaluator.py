@@ -17,7 +17,7 @@ evaluator's rows, whatever the order in which candidates finish or a worker dies
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -55,12 +55,15 @@ class RayEvaluator(Evaluator):
         ray_address: str | None = None,
         parallel_candidates: int = 16,
         num_cpus: int | None = None,
+        resources: Mapping[str, float] | None = None,
     ) -> None:
         if parallel_candidates < 1:
             raise ConfigError(f"parallel_candidates must be at least 1, got {parallel_candidates}")
         self.executor = executor
         self.sink = sink
-        self.pool = _attach_pool(executor, workers=workers, ray_address=ray_address, num_cpus=num_cpus)
+        self.pool = _attach_pool(
+            executor, workers=workers, ray_address=ray_address, num_cpus=num_cpus, resources=resources
+        )
         self.lock = self.pool.driver_lock
         # (candidate hash, split) -> example id -> result: known() is asked for every
         # candidate after every stage, so it must not scan everything scored so far.
@@ -175,7 +178,12 @@ class _Pick:
 
 
 def _attach_pool(
-    executor: Executor, *, workers: int, ray_address: str | None, num_cpus: int | None
+    executor: Executor,
+    *,
+    workers: int,
+    ray_address: str | None,
+    num_cpus: int | None,
+    resources: Mapping[str, float] | None = None,
 ) -> RayBackend:
     """The RayBackend at the end of the executor's wrapper chain (``.inner`` links); when
     the chain ends in another backend, it is replaced by a pool serving that backend."""
@@ -194,7 +202,9 @@ def _attach_pool(
             f"the {type(node).__name__} was built in this process; a Ray pool builds it in its workers",
             hint="build the model backend with promptopt.pool.pool_backend(model, workers=...)",
         )
-    pool = RayBackend.wrapping(node, workers=workers, ray_address=ray_address, num_cpus=num_cpus)
+    pool = RayBackend.wrapping(
+        node, workers=workers, ray_address=ray_address, num_cpus=num_cpus, resources=resources
+    )
     if parent is None:
         executor.backend = pool
     else:

@@ -108,6 +108,8 @@ def _url_password(url: str) -> str | None:
 
 def _is_secret_key(key: Any) -> bool:
     normalised = re.sub(r"[^a-z0-9]", "", str(key).lower())
+    if normalised.endswith("env"):  # api_key_env: the *name* of a variable, which a resume needs
+        return False
     return any(part in normalised for part in _SECRET_KEY_PARTS)
 
 
