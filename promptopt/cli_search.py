@@ -1,0 +1,395 @@
+"""``promptopt search``: its options, the estimate printed by ``--dry-run``, and the
+summary printed after a search. Registered in :mod:`promptopt.cli` with ``cli.add_command``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from promptopt.cli_checks import parse_ray_resources, refuse_with_resume, resume_command, warn_sizes
+from promptopt.cli_options import (
+    DATA_HELP,
+    _backend_options,
+    _candidate_from_options,
+    _model_options,
+    _model_spec,
+    _prompt_options,
+)
+from promptopt.terminal import printable
+
+
+@click.command("search")
+@click.option(
+    "--task", "task_name", default=None, help="Task name (see `promptopt tasks`) or path to a task YAML file."
+)
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None, help=DATA_HELP)
+@click.option(
+    "--policy",
+    default="ape",
+    show_default=True,
+    help="Search policy: ape, opro or reflect (instruction search; reflect learns from failed items, see "
+    "docs/reflect.md); tpe (Optuna, Bayesian), reinforce (RL) or "
+    "random over a search space (--space); dspy-mipro, dspy-mipro-matched, dspy-copro or dspy-bootstrap "
+    "(DSPy's optimizers, needs dspy).",
+)
+@click.option(
+    "--space",
+    "space",
+    default=None,
+    metavar="FILE|NAME",
+    help="Search space for tpe/reinforce/random: a YAML file or a name (built-in: default, gsm8k; or "
+    "./search_spaces/NAME.yaml). Default: the task's own space if there is one, else default.",
+)
+@click.option(
+    "--cost-penalty",
+    type=click.FloatRange(min=0.0),
+    default=0.0,
+    show_default=True,
+    help="reinforce/tpe: reward = dev score - this x (calls per example - 1), to favour cheaper prompts.",
+)
+@click.option(
+    "--dspy-threads",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="dspy-* policies: threads for DSPy's evaluations; their requests are joined into one backend batch "
+    "(much faster on a local model). Above 1, which examples DSPy gets answered before a call limit is spent "
+    "depends on timing, so a rerun or resume may differ there.",
+)
+@click.option(
+    "--dspy-share",
+    type=click.FloatRange(min=0.0, max=1.0, min_open=True),
+    default=None,
+    help="dspy-* policies: the share of --max-calls DSPy's optimizer may spend; the rest races the programs "
+    "it evaluated. Default: half.",
+)
+@click.option(
+    "--minibatch",
+    type=click.IntRange(min=1),
+    default=None,
+    help="reflect: train items a parent and its rewrite answer before the rewrite is raced (default 6).",
+)
+@click.option(
+    "--reflect-demos",
+    type=click.IntRange(min=0),
+    default=None,
+    help="reflect: every other step swaps in K demos of the model's own correct work, alike the failed "
+    "items (0: off, the default).",
+)
+@click.option(
+    "--reflect-merge",
+    is_flag=True,
+    help="reflect: every third step merges two frontier candidates' instructions into one (off by default).",
+)
+@click.option(
+    "--selection",
+    type=click.Choice(["best", "noise-aware"]),
+    default="best",
+    show_default=True,
+    help="The final pick: the best dev mean, or the cheapest finalist tied with it in a paired test "
+    "(noise-aware; see docs/reflect.md).",
+)
+@click.option(
+    "--search",
+    "slot",
+    type=click.Choice(["instruction", "cot_trigger"]),
+    default="instruction",
+    show_default=True,
+    help="Which part of the prompt to search.",
+)
+@click.option(
+    "--budget",
+    "preset",
+    type=click.Choice(["light", "medium", "heavy"]),
+    default="light",
+    show_default=True,
+    help="Search size preset (see the README): proposals, rounds, dev and test sizes.",
+)
+@click.option(
+    "--max-calls",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Stop the search after this many LLM requests.",
+)
+@click.option(
+    "--max-tokens",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Stop the search after this many tokens (in + out).",
+)
+@click.option(
+    "--max-minutes",
+    type=click.FloatRange(min=0.0),
+    default=None,
+    help="Stop the search after this many minutes.",
+)
+@click.option(
+    "--max-cost",
+    type=click.FloatRange(min=0.0),
+    default=None,
+    help="Stop the search at this cost in USD (prices from --prices or $PROMPTOPT_PRICES).",
+)
+@click.option(
+    "--prices",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="YAML file of model prices: `openai/gpt-4o-mini: {input: 0.15, output: 0.6}` (USD per million tokens).",
+)
+@click.option(
+    "--proposals",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Override the preset: proposals in the first round (APE), per step (OPRO) or per round "
+    "(tpe, reinforce, random).",
+)
+@click.option(
+    "--rounds",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Override the preset: resampling rounds (APE), steps (OPRO) or rounds after the first "
+    "(tpe, reinforce, random; light gives them 1).",
+)
+@click.option(
+    "--dev-size", type=click.IntRange(min=1), default=None, help="Override the preset: dev examples used."
+)
+@click.option(
+    "--test-size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Override the preset: held-out test examples.",
+)
+@click.option("--proposer-model", default=None, help="Model that writes proposals (default: the task model).")
+@click.option(
+    "--max-judge-calls",
+    type=click.IntRange(min=1),
+    default=None,
+    help="With an llm_judge metric: stop after this many judge requests (counted apart from --max-calls).",
+)
+@_prompt_options
+@_model_options
+@click.option(
+    "--workers",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Evaluate the candidates of each racing stage concurrently on a Ray pool of N model workers "
+    "(0: serial, in this process). Worth it for API models; see the README.",
+)
+@click.option(
+    "--ray-address", default=None, help="Join a Ray cluster (auto or ray://host:port) instead of a local Ray."
+)
+@click.option(
+    "--ray-resources",
+    default=None,
+    metavar="JSON",
+    help="Ray custom resources each model worker asks for, placing it on the nodes that have them, "
+    "e.g. '{\"worker_node\": 0.01}'.",
+)
+@click.option("--resume", default=None, help="Continue an interrupted search run (see `promptopt runs`).")
+@click.option(
+    "--take-over",
+    is_flag=True,
+    help="With --resume: resume a run whose process still looks alive (it then stops at its next heartbeat).",
+)
+@click.option("--dry-run", is_flag=True, help="Print the estimate of calls and tokens and exit.")
+def search_command(
+    task_name: str | None, data_dir: str | None, policy: str, space: str | None, cost_penalty: float,
+    dspy_threads: int, dspy_share: float | None, minibatch: int | None, reflect_demos: int | None,
+    reflect_merge: bool, selection: str, slot: str,
+    preset: str, max_calls: int | None,
+    max_tokens: int | None, max_minutes: float | None, max_cost: float | None, prices: str | None,
+    proposals: int | None, rounds: int | None, dev_size: int | None, test_size: int | None,
+    proposer_model: str | None, max_judge_calls: int | None, workers: int, ray_address: str | None,
+    ray_resources: str | None, resume: str | None, take_over: bool, dry_run: bool, **options: Any,
+) -> None:  # fmt: skip
+    """Search for the prompt that scores best on dev, and prove it on held-out test.
+
+    The starting prompt is built from the prompt options (as in `promptopt eval`); the
+    policy proposes new instructions (or chain-of-thought triggers), racing drops weak
+    ones early, the best get a full dev evaluation, and the winner and the starting
+    prompt are compared on the test split with a paired test.
+
+    \b
+    Example:
+      promptopt search --task gsm8k --data-dir ../shared/data --policy ape --budget light \\
+          --cot "Let's think step by step."
+    """
+    from promptopt.budget import Budget, load_prices
+    from promptopt.controller import SearchConfig, search
+    from promptopt.metrics import parse_metric_option
+    from promptopt.store import Store
+    from promptopt.tasks import get_task
+
+    ctx = click.get_current_context()
+    if resume is not None:
+        refuse_with_resume(ctx)
+    elif take_over:
+        raise click.UsageError("--take-over is for --resume RUN_ID")
+    store = Store(options["db"])
+    metric = parse_metric_option(options["metric"])
+    as_json = options["as_json"]
+    if options["no_progress"]:
+        from promptopt.progress import quiet_library_progress
+
+        quiet_library_progress()
+    if resume is None:
+        if task_name is None:
+            raise click.UsageError("--task is required (or --resume RUN_ID)")
+        task = get_task(task_name, data_dir)
+        base = _candidate_from_options(task, options)
+        model = _model_spec(options["model"])
+        price_in, price_out = load_prices(model, prices) if (prices or max_cost is not None) else (0.0, 0.0)
+        budget = Budget(max_calls=max_calls, max_tokens=max_tokens, max_minutes=max_minutes, max_cost=max_cost,
+                        price_in_per_mtok=price_in, price_out_per_mtok=price_out)  # fmt: skip
+        from promptopt.policies import get_policy
+
+        if space is not None and not getattr(get_policy(policy), "needs_space", False):
+            raise click.UsageError(f"--space is for the tpe, reinforce and random policies, not {policy}")
+        config = SearchConfig.from_preset(
+            preset, task=task_name, model=model, base=base, policy=policy, slot=slot, n_proposals=proposals,
+            rounds=rounds, dev_size=dev_size, test_size=test_size, seed=options["seed"],
+            batch_size=options["batch_size"], proposer_model=proposer_model,
+            data_dir=str(data_dir) if data_dir else None, budget=budget,
+            backend_options={k: v for k, v in _backend_options(options).items() if v is not None},
+            space=space, cost_penalty=cost_penalty, workers=workers, ray_address=ray_address,
+            ray_resources=parse_ray_resources(ray_resources),
+            dspy_threads=dspy_threads, dspy_share=dspy_share, max_judge_calls=max_judge_calls,
+            minibatch=minibatch, reflect_demos=reflect_demos, reflect_merge=reflect_merge or None,
+            selection=selection,
+        )  # fmt: skip
+        for flag, value in (("--minibatch", minibatch), ("--reflect-demos", reflect_demos),
+                            ("--reflect-merge", reflect_merge or None)):  # fmt: skip
+            if value is not None and policy != "reflect":
+                raise click.UsageError(f"{flag} is for the reflect policy, not {policy}")
+        for flag, given in (("--dspy-threads", dspy_threads > 1), ("--dspy-share", dspy_share is not None)):
+            if given and not policy.startswith("dspy-"):
+                raise click.UsageError(f"{flag} is for the dspy-* policies, not {policy}")
+        warn_sizes(task, config.dev_size, config.test_size)
+        plan = search(config, db=store, dry_run=True, task=task, metric=metric)
+    else:
+        plan = search(db=store, resume=resume, dry_run=True, metric=metric)
+    if not as_json or dry_run:
+        _print_estimate(plan, as_json)
+        if resume is None and not as_json:
+            from promptopt.cli_answers import print_search_splits
+
+            print_search_splits(task, plan)
+    if dry_run:
+        store.close()
+        return
+    from promptopt.progress import SearchDisplay
+
+    try:
+        with SearchDisplay(enabled=not options["no_progress"] and not as_json) as display:
+            if resume is None:
+                result = search(config, db=store, progress=display.update, task=task, metric=metric,
+                                phase_progress=display.phase_fraction)  # fmt: skip
+            else:
+                result = search(db=store, resume=resume, progress=display.update, take_over=take_over,
+                                metric=metric, phase_progress=display.phase_fraction)  # fmt: skip
+    except KeyboardInterrupt:
+        runs = store.list_runs(limit=1)
+        run_id = resume or (runs[0].id if runs else "RUN_ID")
+        click.echo(f"search interrupted; resume with:  {resume_command(run_id, store.url)}", err=True)
+        store.close()
+        sys.exit(130)
+    summary = result.summary()  # type: ignore[union-attr]
+    if as_json:
+        click.echo(json.dumps({**summary, "db": store.display_url}, indent=2, default=str))
+    else:
+        _print_search(result, store.display_url)
+        from promptopt.cli_spaces import print_policy_state
+
+        print_policy_state(result)
+    store.close()
+
+
+def _print_estimate(plan: Any, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps({"estimate": plan}, indent=2))
+        return
+    click.echo(
+        f"estimate: at most {plan['search_calls']} LLM calls for the search (~{plan['search_tokens']:,} tokens) "
+        f"+ {plan['final_calls']} for the final dev/test evaluation; dev {plan['dev_size']}, test {plan['test_size']}",
+        err=True,
+    )
+    if plan.get("judge_calls"):
+        click.echo(
+            f"judge: at most ~{plan['judge_calls']} judge calls (counted apart from the task's)", err=True
+        )
+    if plan.get("note"):
+        click.echo(f"note: {plan['note']}", err=True)
+
+
+def _print_search(result: Any, db_url: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from promptopt.terminal import rich_text
+
+    console = Console()
+    table = Table(title="Top candidates (dev)")
+    for column in ("candidate", "origin", "dev", "95% CI", "n", "no ans/cut", "tokens/ex", "text"):
+        table.add_column(column)
+    for row in result.leaderboard[:8]:
+        # show the searched part: the trigger when that is what differs, else the instruction
+        text = row.candidate.instruction
+        if row.candidate.cot_trigger != result.baseline.cot_trigger:
+            text = row.candidate.cot_trigger
+        counts = row.counts
+        flag = "!" if counts is not None and counts.flagged else ""
+        table.add_row(
+            row.candidate.hash[:10], row.origin, f"{row.mean:.1%}", f"{row.ci_low:.1%}–{row.ci_high:.1%}", str(row.n),
+            f"{counts.no_answer}/{counts.truncated}{flag}" if counts else "–",
+            f"{row.tokens_per_example:.0f}", rich_text(text[:70] + ("…" if len(text) > 70 else "")),
+        )  # fmt: skip
+    console.print(table)
+    if any(r.counts is not None and r.counts.flagged for r in result.leaderboard[:8]):
+        click.echo(
+            "no ans/cut: dev outputs with no answer found / cut off at the token limit; !: more than 10%"
+        )
+    test = result.test
+    diff = test["difference"]
+
+    def echo(line: str) -> None:
+        click.echo(printable(line))
+
+    echo(f"winner      {result.winner.hash}: {result.winner.instruction!r}"
+         + (f" + {result.winner.cot_trigger!r}" if result.winner.cot_trigger else ""))  # fmt: skip
+    echo(f"test (n={test['n']})  winner {test['winner']['accuracy']:.1%} "
+         f"(95% CI {test['winner']['ci95'][0]:.1%}–{test['winner']['ci95'][1]:.1%})  vs  starting prompt "
+         f"{test['baseline']['accuracy']:.1%} (95% CI {test['baseline']['ci95'][0]:.1%}–{test['baseline']['ci95'][1]:.1%})")  # fmt: skip
+    for side in ("winner", "baseline"):
+        got = test[side]
+        if "no_answer" in got:
+            echo(f"  {side if side == 'winner' else 'starting prompt'} on test: {got['no_answer']} no answer found, "
+                 f"{got['truncated']} cut off at the token limit" + ("  (more than 10%)" if got["flagged"] else ""))  # fmt: skip
+    from promptopt.cli_answers import print_winner_checks
+
+    print_winner_checks(result)
+    verdict = "significant" if result.significant else "NOT significant"
+    echo(f"difference  {diff['diff']:+.1%} (95% CI {diff['ci_low']:+.1%} to {diff['ci_high']:+.1%}), "
+         f"paired p = {diff['p_value']:.3g}: the gain is {verdict} at the 5% level")  # fmt: skip
+    spent = result.spent
+    estimate = result.estimate
+    echo(f"spent       {spent['calls']} search calls of ~{estimate['search_calls']} estimated, {spent['tokens_in'] + spent['tokens_out']:,} tokens, "
+         f"{result.final_calls} final-evaluation calls; {result.model_calls} real model calls, {result.cache_hits} cache hits")  # fmt: skip
+    faults = result.faults
+    if faults.get("faults_met") or faults.get("failed_evaluations"):
+        echo(f"faults      {faults['faults_met']} failed requests met, {faults['retries']} retried; "
+             f"{faults['failed_evaluations']} evaluations stored as failures (excluded from scores)")  # fmt: skip
+    judge = getattr(result, "judge", None) or {}
+    if judge.get("calls"):
+        echo(f"judge       {judge['calls']} judge requests ({judge.get('model_calls', 0)} real calls, "
+             f"{judge.get('cache_hits', 0)} cache hits, {judge.get('failed', 0)} unreadable) with {judge.get('model')}")  # fmt: skip
+    if result.stopped_reason:
+        kept = "" if result.stopped_reason.endswith("is the result") else "; the best found so far was kept"
+        echo(f"stopped     {result.stopped_reason}{kept}")
+    echo(f"wall time   {result.wall_s:.1f} s")
+    echo(f"run         {result.run_id} in {db_url}")
+
+
+COMMANDS = [search_command]
