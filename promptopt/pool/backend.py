@@ -174,7 +174,7 @@ class RayBackend(StreamingBackend):
         num_cpus: int | None = None,
         chunk_size: int = 8,
         max_in_flight: int = 64,
-        max_attempts: int = 3,
+        max_attempts: int = 5,
         model_id: str | None = None,
         description: dict[str, object] | None = None,
     ) -> None:
@@ -365,6 +365,10 @@ class RayBackend(StreamingBackend):
                             ray.exceptions.ObjectLostError) as exc:  # fmt: skip
                         self._worker_failed(slot)
                         if attempt < self.max_attempts:
+                            # Give Ray time to restart the worker elsewhere (a lost node's
+                            # actors fail every call at once until the cluster notices).
+                            with self.driver_lock.released():
+                                time.sleep(min(2.0 ** (attempt - 1), 8.0))
                             self._resubmitted += 1
                             todo.append((offset, attempt + 1, slot))
                         else:
