@@ -279,18 +279,6 @@ def wait_for_stored_results(url: str, process: Any, timeout: float = 300) -> Non
         time.sleep(0.5)
 
 
-# The fault tests stop a node of the cluster mid-search. On this 2-core machine they
-# failed in one CI rehearsal of two (a lost node's worker could not be restarted: its
-# constructor arguments were in that node's object store; a Ray Client driver saw Ray's
-# 30 s reconnection message instead of the lost-cluster one). Until that is fixed they run
-# only when asked: PROMPTOPT_CLUSTER_FAULT_TESTS=1.
-faults_opt_in = pytest.mark.skipif(
-    os.environ.get("PROMPTOPT_CLUSTER_FAULT_TESTS") != "1",
-    reason="cluster fault tests are opt-in until they hold every time (PROMPTOPT_CLUSTER_FAULT_TESTS=1)",
-)
-
-
-@faults_opt_in
 def test_a_worker_node_lost_mid_search_loses_and_duplicates_nothing(
     cluster: Any, pg_url: str, workdir: Path, tmp_path: Path
 ) -> None:
@@ -329,7 +317,6 @@ def test_a_worker_node_lost_mid_search_loses_and_duplicates_nothing(
     print(f"worker node lost: {extra[0]} requests sent again, {extra[1]} model calls retried")
 
 
-@faults_opt_in
 @pytest.mark.parametrize("address", ["auto", "client"])
 def test_losing_the_head_interrupts_the_run_and_resume_finishes_it(
     cluster: Any, pg_url: str, workdir: Path, tmp_path: Path, address: str

@@ -36,7 +36,7 @@ from promptopt.pool.actors import (
     ShippedBackend,
 )
 from promptopt.pool.http import ChatEndpoint
-from promptopt.pool.ratelimit import NAMESPACE, RateLimit, limiter_actor
+from promptopt.pool.ratelimit import NAMESPACE, RateLimit, limiter_actor, on_driver_node
 from promptopt.pool.watch import ClusterWatch
 from promptopt.types import Completion, GenerationRequest
 
@@ -301,7 +301,7 @@ class RayBackend(StreamingBackend):
         key = os.environ.get(api_key_env)
         secrets = None
         if key:
-            secrets = ray.remote(SecretHolder).options(num_cpus=0).remote()
+            secrets = ray.remote(SecretHolder).options(num_cpus=0, **on_driver_node()).remote()
             ray.get(secrets.put.remote(key))
         remote = ray.remote(ChatWorker).options(**options)
         limiter = _limiter(model_id, rate_limit)
@@ -376,8 +376,6 @@ class RayBackend(StreamingBackend):
                             results[offset : offset + size] = [failure] * size
                             _report(on_results, offset, [failure] * size)
                         continue
-                    except ConnectionError as exc:  # Ray Client: the connection to the cluster is gone
-                        raise self._lost(exc) from None
                     except ray.exceptions.RayTaskError as exc:
                         cause = getattr(exc, "cause", None)
                         raise (cause if isinstance(cause, Exception) else exc) from None
@@ -385,7 +383,10 @@ class RayBackend(StreamingBackend):
                     results[offset : offset + size] = answers
                     self._count_done(size)
                     _report(on_results, offset, answers)
-        except BaseException:
+        except BaseException as exc:
+            # Ray Client raises ConnectionError from any call (a get, a wait, a submission, a
+            # worker's replacement) once its connection to the cluster is gone for good.
+            lost_error = self._lost(exc) if isinstance(exc, ConnectionError) else None
             lost = self._watch is not None and self._watch.lost.is_set()
             for ref, (_, _, slot, size) in pending.items():
                 slot.outstanding -= size
@@ -393,6 +394,8 @@ class RayBackend(StreamingBackend):
                 if not lost:  # a lost cluster cannot be asked to cancel (it would hang)
                     with contextlib.suppress(Exception):
                         ray.cancel(ref)
+            if lost_error is not None:
+                raise lost_error from None
             raise
         assert all(r is not None for r in results)
         return results  # type: ignore[return-value]

@@ -156,5 +156,21 @@ def limiter_actor(provider: str, limit: RateLimit) -> Any:
 
     remote = ray.remote(num_cpus=0, max_restarts=-1)(LimiterActor)
     return remote.options(
-        name=limiter_name(provider), namespace=NAMESPACE, get_if_exists=True, lifetime=None
+        name=limiter_name(provider),
+        namespace=NAMESPACE,
+        get_if_exists=True,
+        lifetime=None,
+        **on_driver_node(),
     ).remote(limit)
+
+
+def on_driver_node() -> dict[str, Any]:
+    """Actor options that keep an actor on the driver's node (for a Ray Client driver, the
+    head, where its client server runs). The pool's own actors that hold state for every
+    worker (the API key, the rate limiter) go there: they then share the driver's fate, and
+    losing any other node cannot take them, and every worker's restarts, with it."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    node = ray.get_runtime_context().get_node_id()
+    return {"scheduling_strategy": NodeAffinitySchedulingStrategy(node_id=node, soft=False)}
