@@ -379,11 +379,15 @@ def stored_searches(db: str, config: Any) -> list[Any]:
     (a resume continues with its stored configuration), oldest first."""
     from promptopt.store import Store
 
+    def option(stored: Mapping[str, Any], name: str, default: Any) -> Any:
+        # a run stored before the policies owned their options has them at the top level
+        return (stored.get("policy_options") or {}).get(name, stored.get(name, default))
+
     def same(stored: Mapping[str, Any]) -> bool:
         return (
             (stored.get("budget") or {}).get("max_calls") == config.budget.max_calls
-            and stored.get("dspy_threads", 1) == config.dspy_threads
-            and stored.get("dspy_share") == config.dspy_share
+            and option(stored, "dspy_threads", 1) == config.policy_options.get("dspy_threads", 1)
+            and option(stored, "dspy_share", None) == config.policy_options.get("dspy_share")
         )
 
     with Store(db) as store:

@@ -242,7 +242,7 @@ def table_candidates(
     from promptopt.spaces import load_space
 
     policy = grid_policy(space, task, base)
-    size = check_grid(space, policy.options, max_grid)
+    size = check_grid(space, policy.dimension_options, max_grid)
     rows: dict[str, dict[str, Any]] = {}
 
     def add(candidate: Candidate, point: dict[str, Any] | None, source: str, pool: list[str]) -> None:
@@ -256,12 +256,12 @@ def table_candidates(
             row["sources"].append(source)
 
     add(base, None, "base", policy.pool)
-    for point in grid_points(space, policy.options):
+    for point in grid_points(space, policy.dimension_options):
         add(policy.materialize(point), point, "grid", policy.pool)
     derived = instruction_only(space)
     if derived is not None:
         only = grid_policy(load_space(derived), task, base)
-        for point in grid_points(only.space, only.options):
+        for point in grid_points(only.space, only.dimension_options):
             add(only.materialize(point), None, "instruction-only", only.pool)
     return size, list(rows.values())
 

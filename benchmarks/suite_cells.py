@@ -267,7 +267,7 @@ def native_search_facts(info: dict[str, Any]) -> dict[str, Any]:
 
 
 def with_dspy_share(config: Any, share: float) -> Any:
-    return dataclasses.replace(config, dspy_share=share)
+    return dataclasses.replace(config, policy_options={**config.policy_options, "dspy_share": share})
 
 
 __all__ = [

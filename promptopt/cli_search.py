@@ -18,6 +18,7 @@ from promptopt.cli_options import (
     _model_spec,
     _prompt_options,
 )
+from promptopt.cli_policy_options import policy_option_flags, take_policy_options
 from promptopt.terminal import printable
 
 
@@ -43,47 +44,7 @@ from promptopt.terminal import printable
     help="Search space for tpe/reinforce/random: a YAML file or a name (built-in: default, gsm8k; or "
     "./search_spaces/NAME.yaml). Default: the task's own space if there is one, else default.",
 )
-@click.option(
-    "--cost-penalty",
-    type=click.FloatRange(min=0.0),
-    default=0.0,
-    show_default=True,
-    help="reinforce/tpe: reward = dev score - this x (calls per example - 1), to favour cheaper prompts.",
-)
-@click.option(
-    "--dspy-threads",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="dspy-* policies: threads for DSPy's evaluations; their requests are joined into one backend batch "
-    "(much faster on a local model). Above 1, which examples DSPy gets answered before a call limit is spent "
-    "depends on timing, so a rerun or resume may differ there.",
-)
-@click.option(
-    "--dspy-share",
-    type=click.FloatRange(min=0.0, max=1.0, min_open=True),
-    default=None,
-    help="dspy-* policies: the share of --max-calls DSPy's optimizer may spend; the rest races the programs "
-    "it evaluated. Default: half.",
-)
-@click.option(
-    "--minibatch",
-    type=click.IntRange(min=1),
-    default=None,
-    help="reflect: train items a parent and its rewrite answer before the rewrite is raced (default 6).",
-)
-@click.option(
-    "--reflect-demos",
-    type=click.IntRange(min=0),
-    default=None,
-    help="reflect: every other step swaps in K demos of the model's own correct work, alike the failed "
-    "items (0: off, the default).",
-)
-@click.option(
-    "--reflect-merge",
-    is_flag=True,
-    help="reflect: every third step merges two frontier candidates' instructions into one (off by default).",
-)
+@policy_option_flags
 @click.option(
     "--selection",
     type=click.Choice(["best", "noise-aware"]),
@@ -196,9 +157,7 @@ from promptopt.terminal import printable
 )
 @click.option("--dry-run", is_flag=True, help="Print the estimate of calls and tokens and exit.")
 def search_command(
-    task_name: str | None, data_dir: str | None, policy: str, space: str | None, cost_penalty: float,
-    dspy_threads: int, dspy_share: float | None, minibatch: int | None, reflect_demos: int | None,
-    reflect_merge: bool, selection: str, slot: str,
+    task_name: str | None, data_dir: str | None, policy: str, space: str | None, selection: str, slot: str,
     preset: str, max_calls: int | None,
     max_tokens: int | None, max_minutes: float | None, max_cost: float | None, prices: str | None,
     proposals: int | None, rounds: int | None, dev_size: int | None, test_size: int | None,
@@ -226,6 +185,7 @@ def search_command(
     ctx = click.get_current_context()
     if resume is not None:
         refuse_with_resume(ctx)
+        take_policy_options(ctx, options, None)
     elif take_over:
         raise click.UsageError("--take-over is for --resume RUN_ID")
     store = Store(options["db"])
@@ -248,25 +208,16 @@ def search_command(
 
         if space is not None and not getattr(get_policy(policy), "needs_space", False):
             raise click.UsageError(f"--space is for the tpe, reinforce and random policies, not {policy}")
+        policy_options = take_policy_options(ctx, options, policy)
         config = SearchConfig.from_preset(
             preset, task=task_name, model=model, base=base, policy=policy, slot=slot, n_proposals=proposals,
             rounds=rounds, dev_size=dev_size, test_size=test_size, seed=options["seed"],
             batch_size=options["batch_size"], proposer_model=proposer_model,
             data_dir=str(data_dir) if data_dir else None, budget=budget,
             backend_options={k: v for k, v in _backend_options(options).items() if v is not None},
-            space=space, cost_penalty=cost_penalty, workers=workers, ray_address=ray_address,
-            ray_resources=parse_ray_resources(ray_resources),
-            dspy_threads=dspy_threads, dspy_share=dspy_share, max_judge_calls=max_judge_calls,
-            minibatch=minibatch, reflect_demos=reflect_demos, reflect_merge=reflect_merge or None,
-            selection=selection,
+            space=space, workers=workers, ray_address=ray_address, ray_resources=parse_ray_resources(ray_resources),
+            max_judge_calls=max_judge_calls, policy_options=policy_options, selection=selection,
         )  # fmt: skip
-        for flag, value in (("--minibatch", minibatch), ("--reflect-demos", reflect_demos),
-                            ("--reflect-merge", reflect_merge or None)):  # fmt: skip
-            if value is not None and policy != "reflect":
-                raise click.UsageError(f"{flag} is for the reflect policy, not {policy}")
-        for flag, given in (("--dspy-threads", dspy_threads > 1), ("--dspy-share", dspy_share is not None)):
-            if given and not policy.startswith("dspy-"):
-                raise click.UsageError(f"{flag} is for the dspy-* policies, not {policy}")
         warn_sizes(task, config.dev_size, config.test_size)
         plan = search(config, db=store, dry_run=True, task=task, metric=metric)
     else:

@@ -42,7 +42,7 @@ from promptopt.policies.estimates import (  # noqa: F401  (final_calls ... space
 from promptopt.progress import PhaseProgress
 from promptopt.proposers import Proposer
 from promptopt.racing import Standing, rank, standing, successive_halving
-from promptopt.search_config import POLICY_PRESETS, PRESETS, SIGNIFICANCE, SearchConfig  # noqa: F401
+from promptopt.search_config import PRESETS, SIGNIFICANCE, SearchConfig  # noqa: F401
 from promptopt.search_result import LeaderboardRow, SearchProgress, SearchResult
 from promptopt.stats import mean_interval, paired_difference
 from promptopt.tasks import Task, get_task, load_recorded_task, task_reference
@@ -344,16 +344,15 @@ def _search(
         from promptopt.bias.space import offer_bias_dimensions
 
         space = offer_bias_dimensions(space, task, run.budgeted)
+    policy_type = get_policy(config.policy)
     settings = PolicySettings(
         n_proposals=config.n_proposals, rounds=config.rounds, paraphrases=config.paraphrases, top_k=config.top_k,
         seed=config.seed, space=space, task=task, backend=run.budgeted, run_id=run.run_id,
-        store_url=run.store.url, race_start=config.race_start, cost_penalty=config.cost_penalty,
-        dev_size=config.dev_size, dspy_threads=config.dspy_threads, dspy_share=config.dspy_share,
-        minibatch=config.minibatch, reflect_demos=config.reflect_demos, reflect_merge=config.reflect_merge,
-        evaluate=run.evaluate_for_policy,
+        store_url=run.store.url, race_start=config.race_start, dev_size=config.dev_size,
+        options=policy_type.read_options(config.policy_options), evaluate=run.evaluate_for_policy,
         known=run.evaluator.known,
     )  # fmt: skip
-    policy = get_policy(config.policy)(config.base, run.proposer, settings)
+    policy = policy_type(config.base, run.proposer, settings)
     try:
         return _run_policy(run, policy, dev, progress, plan, started)
     finally:

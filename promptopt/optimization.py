@@ -9,7 +9,7 @@ new question at once.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ def optimize(
     seed: int = 0,
     proposer: str | Backend | None = None,
     data_dir: str | Path | None = None,
+    policy_options: Mapping[str, Any] | None = None,
     **overrides: Any,
 ) -> LoadedPrompt:
     """Search for the best prompt of ``task`` and return it, ready to run.
@@ -44,8 +45,10 @@ def optimize(
     :func:`promptopt.metrics.resolve_metric` takes). ``resume=RUN_ID`` continues an
     interrupted run (pass the same task; a metric that is user code must be the same).
     Other keyword arguments override :class:`~promptopt.controller.SearchConfig` fields
-    (``dev_size``, ``test_size``, ``rounds``, ...). Results go to ``db`` (default
-    ``$PROMPTOPT_DB``, else ``./promptopt.db``).
+    (``dev_size``, ``test_size``, ``rounds``, ...). ``policy_options`` are the policy's own
+    options (e.g. ``{"minibatch": 8}`` for reflect; see its ``Options``), checked against
+    them; they may also be given as keywords of their own (``minibatch=8``). Results go to
+    ``db`` (default ``$PROMPTOPT_DB``, else ``./promptopt.db``).
     """
     from promptopt.budget import Budget
     from promptopt.controller import SearchConfig, SearchResult, search
@@ -87,7 +90,7 @@ def optimize(
                     budget, task=task_obj.name, model=model_name, base=make_candidate(task_obj, instruction=instruction),
                     policy=policy, budget=Budget(max_calls=max_calls), seed=seed,
                     proposer_model=proposer if isinstance(proposer, str) else None,
-                    data_dir=str(data_dir) if data_dir else None, **overrides,
+                    data_dir=str(data_dir) if data_dir else None, policy_options=policy_options, **overrides,
                 )  # fmt: skip
                 result = search(config, db=store, task=task_obj, backend=backend,
                                 proposer_backend=proposer_backend, progress=update)  # fmt: skip

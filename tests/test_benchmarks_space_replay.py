@@ -114,11 +114,11 @@ def test_the_grid_holds_every_point_the_search_samples(program: ModuleType, task
     space = load_space(SPACE)
     base = Candidate(instruction=task.spec.instruction, answer_format=ANSWER, max_tokens=64)
     policy = program.grid_policy(space, task, base)
-    grid = {json.dumps(p, sort_keys=True) for p in program.grid_points(space, policy.options)}
-    assert len(grid) == program.grid_size(space, policy.options) == 24
+    grid = {json.dumps(p, sort_keys=True) for p in program.grid_points(space, policy.dimension_options)}
+    assert len(grid) == program.grid_size(space, policy.dimension_options) == 24
     rng = random.Random(0)
     for _ in range(300):
-        point = space.sample(lambda d: rng.choice(policy.options(d)))
+        point = space.sample(lambda d: rng.choice(policy.dimension_options(d)))
         assert json.dumps(point, sort_keys=True) in grid
 
 

@@ -310,7 +310,7 @@ def test_reinforce_distribution_is_stored_with_the_run(task, db_url: str, tmp_pa
     assert state["updates"] == 4 and set(state["distribution"]) == set(SPACE["dimensions"])  # type: ignore[arg-type]
     for rows in state["distribution"].values():
         assert abs(sum(r["p"] for r in rows) - 1) < 1e-3
-    assert run.config["space"]["name"] == "fake" and run.config["cost_penalty"] == 0.05
+    assert run.config["space"]["name"] == "fake" and run.config["policy_options"]["cost_penalty"] == 0.05
 
 
 def test_space_policies_refuse_to_run_without_a_space(task) -> None:  # type: ignore[no-untyped-def]

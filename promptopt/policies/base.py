@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from promptopt.errors import ConfigError
+from promptopt.policies.options import PolicyOptions, option, read_options
 from promptopt.proposers import Proposer
 from promptopt.racing import Standing, rank
 from promptopt.types import Candidate, EvalResult, Example
@@ -44,7 +45,8 @@ class Proposal:
 
 @dataclass(frozen=True)
 class PolicySettings:
-    """How much a policy proposes. Presets live in :mod:`promptopt.controller`."""
+    """How much a policy proposes (the presets: :mod:`promptopt.search_config` and the
+    policy's own ``presets``), what it works on, and its own ``options``."""
 
     n_proposals: int = 8
     rounds: int = 2
@@ -58,13 +60,10 @@ class PolicySettings:
     run_id: str = ""
     store_url: str | None = None  # the Optuna study lives in the same database
     race_start: int = 8
-    cost_penalty: float = 0.0  # reward = score - cost_penalty * (calls per example - 1)
     dev_size: int | None = None  # dev examples the controller races on (None: not said)
-    dspy_threads: int = 1  # dspy-* policies: threads of DSPy's evaluations (joined into batches)
-    dspy_share: float | None = None  # dspy-* policies: DSPy's share of a call limit (None: the policy's)
-    minibatch: int = 6  # reflect: train items a parent and its child answer before the child is raced
-    reflect_demos: int = 0  # reflect: K > 0 makes every other step a swap to K bootstrapped demos
-    reflect_merge: bool = False  # reflect: every third step merges two frontier candidates
+    # The policy's own options (an instance of its ``Options``, or their values by name);
+    # None: their defaults.
+    options: PolicyOptions | Mapping[str, Any] | None = None
     # Policies that evaluate on their own (reflect's minibatches) do it through the controller's
     # evaluator (stored, budgeted, cached, on the Ray pool when there is one):
     # evaluate(candidate, examples, split, origin, parent) -> results in the order of examples;
@@ -76,11 +75,20 @@ class PolicySettings:
 class Policy(ABC):
     name: ClassVar[str]
     needs_space: ClassVar[bool] = False
+    # The policy's own options: a frozen dataclass whose fields are the options (see
+    # :mod:`promptopt.policies.options`); ``promptopt search`` makes a flag of each, and
+    # ``SearchConfig.policy_options`` is checked against it. The policy reads them as
+    # ``self.options``.
+    Options: ClassVar[type[PolicyOptions]] = PolicyOptions
+    # Where the policy spends a budget preset differently: preset name -> the
+    # SearchConfig fields it sets otherwise (e.g. OPRO's several small steps).
+    presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
 
     def __init__(self, base: Candidate, proposer: Proposer, settings: PolicySettings) -> None:
         self.base = base
         self.proposer = proposer
         self.settings = settings
+        self.options: PolicyOptions = self.read_options(settings.options)
         self.standings: dict[str, Standing] = {}
         self.candidates: dict[str, Candidate] = {base.hash: base}
 
@@ -107,6 +115,16 @@ class Policy(ABC):
         once when the search ends, however it ends, after :meth:`describe`."""
         return None
 
+    @classmethod
+    def read_options(cls, values: PolicyOptions | Mapping[str, Any] | None) -> PolicyOptions:
+        """``values`` checked against :attr:`Options` (ConfigError naming the option if not)."""
+        return read_options(getattr(cls, "name", cls.__name__), cls.Options, values)
+
+    @classmethod
+    def options_of(cls, config: SearchConfig) -> Any:
+        """The policy's options of a configured search (for :meth:`estimate`)."""
+        return cls.read_options(config.policy_options)
+
     # Whether ``rounds`` and ``n_proposals`` size the search (so that the estimate is an
     # upper bound they decide); DSPy's optimizers size themselves.
     sized_by_rounds: ClassVar[bool] = True
@@ -116,7 +134,7 @@ class Policy(ABC):
         """An upper bound of the calls and tokens a search with this policy makes
         (``promptopt search --dry-run``), as the dict of
         :func:`promptopt.policies.estimates.instruction_estimate`. The default is that one: APE's
-        and OPRO's propose-then-race rounds; a policy that spends differently says so."""
+        propose-then-race rounds; a policy that spends differently says so (OPRO, reflect...)."""
         from promptopt.policies.estimates import instruction_estimate
 
         return instruction_estimate(config, task)
@@ -138,6 +156,18 @@ class Policy(ABC):
         return [self.candidates[s.candidate] for s in rank(list(self.standings.values()))[:k]]
 
 
+@dataclass(frozen=True)
+class SpaceOptions(PolicyOptions):
+    """The options of the policies over a search space."""
+
+    cost_penalty: float = option(
+        0.0,
+        "reinforce/tpe: reward = dev score - this x (calls per example - 1), to favour cheaper prompts.",
+        min=0.0,
+        show_default=True,
+    )
+
+
 class SpacePolicy(Policy):
     """A policy over a declarative :class:`~promptopt.spaces.SearchSpace`.
 
@@ -153,6 +183,8 @@ class SpacePolicy(Policy):
     """
 
     needs_space = True
+    Options = SpaceOptions
+    options: SpaceOptions
 
     def __init__(self, base: Candidate, proposer: Proposer, settings: PolicySettings) -> None:
         super().__init__(base, proposer, settings)
@@ -230,7 +262,7 @@ class SpacePolicy(Policy):
 
     def reward(self, point: Point, standing: Standing) -> float:
         """Minibatch score, minus the cost penalty per extra call per example."""
-        if not self.settings.cost_penalty:
+        if not self.options.cost_penalty:
             return standing.mean
         from promptopt.bias.costs import calls_per_example
 
@@ -240,10 +272,10 @@ class SpacePolicy(Policy):
             int(point.get("permute", self.base.permute)),
             str(point.get("calibration", self.base.calibration)),
         )
-        return standing.mean - self.settings.cost_penalty * (calls - 1)
+        return standing.mean - self.options.cost_penalty * (calls - 1)
 
     # -- points -> candidates
-    def options(self, dimension: Dimension) -> list[Any]:
+    def dimension_options(self, dimension: Dimension) -> list[Any]:
         """The discrete choices of a dimension (pool slots for the instruction)."""
         if dimension.kind == "pool":
             return list(range(self.capacity))

@@ -114,7 +114,7 @@ class DSPyGEPAPolicy(DSPyPolicy):
             from promptopt.policies.dspy_policies import dspy_share_of
 
             dev = min(config.dev_size, len(task.examples("dev")))
-            limit = dspy_share_of(config.budget.max_calls, cls.share(config.dspy_share))
+            limit = dspy_share_of(config.budget.max_calls, cls.share(cls.options_of(config).dspy_share))
             extra = cls.reflection_cap(metric_calls_for(limit, dev, shared=False))
             plan = {**plan, "dspy_calls": plan["dspy_calls"] + extra, "search_calls": plan["search_calls"] + extra,
                     "reflection_calls": extra}  # fmt: skip

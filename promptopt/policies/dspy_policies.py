@@ -53,6 +53,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from promptopt.budget import Budget, BudgetedBackend
 from promptopt.errors import BudgetExceeded, ConfigError, PromptOptError
 from promptopt.policies.base import Policy, PolicySettings, Proposal, register_policy
+from promptopt.policies.options import PolicyOptions, option
 from promptopt.proposers import Proposer
 from promptopt.types import Candidate, Example
 
@@ -109,9 +110,33 @@ class EvaluatedProgram:
     error: str | None = None
 
 
+@dataclass(frozen=True)
+class DSPyOptions(PolicyOptions):
+    """The options of the dspy-* policies."""
+
+    dspy_threads: int = option(
+        1,
+        "dspy-* policies: threads for DSPy's evaluations; their requests are joined into one backend batch "
+        "(much faster on a local model). Above 1, which examples DSPy gets answered before a call limit is "
+        "spent depends on timing, so a rerun or resume may differ there.",
+        min=1,
+        show_default=True,
+    )
+    dspy_share: float | None = option(
+        None,
+        "dspy-* policies: the share of --max-calls DSPy's optimizer may spend; the rest races the programs "
+        "it evaluated. Default: half.",
+        min=0.0,
+        max=1.0,
+        min_open=True,
+    )
+
+
 class DSPyPolicy(Policy):
     """Runs one DSPy optimizer on the task, then proposes every program it evaluated."""
 
+    Options = DSPyOptions
+    options: DSPyOptions
     optimizer: ClassVar[str] = ""
     sized_by_rounds: ClassVar[bool] = False
     dspy_share: float = 0.5
@@ -134,8 +159,8 @@ class DSPyPolicy(Policy):
         self.lm: Any = None
         self.dspy_limit: int | None = None  # the calls DSPy may make (its share of a call limit)
         self.dspy_wall_s: float | None = None  # time inside DSPy's optimizer
-        self.threads = max(1, int(settings.dspy_threads))
-        self.dspy_share = self.share(settings.dspy_share)
+        self.threads = max(1, int(self.options.dspy_threads))
+        self.dspy_share = self.share(self.options.dspy_share)
         self._ran = False
 
     @classmethod
@@ -195,7 +220,7 @@ class DSPyPolicy(Policy):
 
         dev = min(config.dev_size, len(task.examples("dev")))
         train = len(task.examples("train"))
-        limit = dspy_share_of(config.budget.max_calls, cls.share(config.dspy_share))
+        limit = dspy_share_of(config.budget.max_calls, cls.share(cls.options_of(config).dspy_share))
         cost = cls.cost(config.n_proposals, config.rounds, dev, train, limit)
         dspy_calls = cost.calls if limit is None else min(cost.calls, limit - 1 + cost.largest_call)
         per_eval = config.base.samples * (2 if config.base.two_stage else 1)
@@ -516,6 +541,7 @@ __all__ = [
     "DSPyMIPROMatchedPolicy",
     "DSPyMIPROPolicy",
     "DSPyCost",
+    "DSPyOptions",
     "MIPROSizes",
     "DSPyPolicy",
     "EvaluatedProgram",

@@ -49,22 +49,33 @@ def prompt_tokens(config: SearchConfig, task: Task) -> int:
 
 
 def instruction_estimate(config: SearchConfig, task: Task) -> dict[str, Any]:
-    """The estimate of the instruction policies (APE, OPRO): a first race of the
-    proposals and the starting prompt, then ``rounds`` races of the kept candidates and
-    their variants, plus the proposer's calls."""
+    """The estimate of APE: a first race of the proposals and the starting prompt, then
+    ``rounds`` races of the kept candidates and their paraphrases, plus the proposer's calls."""
     dev = min(config.dev_size, len(task.examples("dev")))
     first = schedule_size(
         config.n_proposals + 1, dev, start=config.race_start, eta=config.race_eta, keep=config.top_k
     )
-    if config.policy == "opro":
-        later_pool = config.top_k + config.n_proposals
-        proposer_calls = config.rounds * config.n_proposals
-        first = schedule_size(1, dev, start=config.race_start, eta=config.race_eta, keep=config.top_k)
-    else:
-        later_pool = config.top_k * (1 + config.paraphrases)
-        proposer_calls = (
-            DEMO_ATTEMPTS * config.n_proposals + config.rounds * config.top_k * config.paraphrases
-        )
+    later_pool = config.top_k * (1 + config.paraphrases)
+    proposer_calls = DEMO_ATTEMPTS * config.n_proposals + config.rounds * config.top_k * config.paraphrases
+    return _propose_and_race(config, task, first, later_pool, proposer_calls)
+
+
+def opro_estimate(config: SearchConfig, task: Task) -> dict[str, Any]:
+    """The estimate of OPRO: a first race of the starting prompt alone, then ``rounds``
+    steps, each a race of the kept candidates and ``n_proposals`` new ones."""
+    dev = min(config.dev_size, len(task.examples("dev")))
+    first = schedule_size(1, dev, start=config.race_start, eta=config.race_eta, keep=config.top_k)
+    later_pool = config.top_k + config.n_proposals
+    proposer_calls = config.rounds * config.n_proposals
+    return _propose_and_race(config, task, first, later_pool, proposer_calls)
+
+
+def _propose_and_race(
+    config: SearchConfig, task: Task, first: int, later_pool: int, proposer_calls: int
+) -> dict[str, Any]:
+    """The estimate of a first race of ``first`` evaluations and ``rounds`` races of
+    ``later_pool`` candidates, plus ``proposer_calls``."""
+    dev = min(config.dev_size, len(task.examples("dev")))
     later = config.rounds * schedule_size(
         later_pool, dev, start=config.race_start, eta=config.race_eta, keep=config.top_k
     )

@@ -27,7 +27,7 @@ class RandomSearchPolicy(SpacePolicy):
 
     def choose(self, dimension: Dimension) -> Any:
         if dimension.kind in ("categorical", "pool"):
-            return self.rng.choice(self.options(dimension))
+            return self.rng.choice(self.dimension_options(dimension))
         return dimension.uniform(self.rng)
 
     def next_points(self, n: int) -> list[Point]:

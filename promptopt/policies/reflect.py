@@ -38,10 +38,12 @@ from __future__ import annotations
 import dataclasses
 import random
 import re
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from promptopt.errors import ConfigError
 from promptopt.policies.base import Policy, PolicySettings, Proposal, register_policy
+from promptopt.policies.options import PolicyOptions, option
 from promptopt.proposers import _META, Proposer
 from promptopt.reflection import merge_prompt, read_reflection, reflection_prompt
 from promptopt.selection import frontier_weights, item_scores, sample_parent
@@ -71,8 +73,30 @@ def steps_of(n_proposals: int, rounds: int) -> int:
     return max(1, n_proposals) * max(1, rounds)
 
 
+@dataclass(frozen=True)
+class ReflectOptions(PolicyOptions):
+    minibatch: int = option(
+        6,
+        "reflect: train items a parent and its rewrite answer before the rewrite is raced (default 6).",
+        min=1,
+    )
+    reflect_demos: int = option(
+        0,
+        "reflect: every other step swaps in K demos of the model's own correct work, alike the failed "
+        "items (0: off, the default).",
+        min=0,
+    )
+    reflect_merge: bool = option(
+        False,
+        "reflect: every third step merges two frontier candidates' instructions into one (off by default).",
+    )
+
+
 @register_policy("reflect")
 class ReflectPolicy(Policy):
+    Options = ReflectOptions
+    options: ReflectOptions
+
     def __init__(self, base: Candidate, proposer: Proposer, settings: PolicySettings) -> None:
         super().__init__(base, proposer, settings)
         if settings.task is None or settings.evaluate is None or settings.known is None:
@@ -89,7 +113,7 @@ class ReflectPolicy(Policy):
             raise ConfigError(
                 f"policy 'reflect' needs train items for its minibatches; {self.task.name} has none"
             )
-        self.size = max(1, min(settings.minibatch, len(self.train)))
+        self.size = max(1, min(self.options.minibatch, len(self.train)))
         self.steps = steps_of(settings.n_proposals, settings.rounds)
         self.step = 0
         self.started = False
@@ -97,8 +121,8 @@ class ReflectPolicy(Policy):
         self._epochs: dict[int, list[int]] = {}
         sample = [self.task.render_input(e) for e in self.train[:20]]
         self.meta_allowed = any(_META.search(text) for text in sample)
-        self.demos = max(0, settings.reflect_demos)
-        self.merge = settings.reflect_merge
+        self.demos = max(0, self.options.reflect_demos)
+        self.merge = self.options.reflect_merge
         self._bootstrapped: list[tuple[str, str]] | None = None
 
     # -- the ask/tell loop
@@ -334,16 +358,17 @@ class ReflectPolicy(Policy):
         from promptopt.policies.estimates import estimate_plan, final_calls, prompt_tokens
         from promptopt.racing import schedule_size
 
+        options = cls.options_of(config)
         dev = min(config.dev_size, len(task.examples("dev")))
-        size = max(1, min(config.minibatch, len(task.examples("train"))))
+        size = max(1, min(options.minibatch, len(task.examples("train"))))
         steps = steps_of(config.n_proposals, config.rounds)
         race = dict(start=config.race_start, eta=config.race_eta, keep=config.top_k)
         first = schedule_size(1, dev, **race)  # type: ignore[arg-type]
         later = schedule_size(1 + config.top_k, dev, **race)  # type: ignore[arg-type]
         per_eval = candidate_calls(config.base)  # sampling, second stage, permutation
-        demos = max(0, config.reflect_demos)
+        demos = max(0, options.reflect_demos)
         boot = min(len(task.examples("train")), bootstrap_tries(demos)) if demos else 0
-        answered = 3 if config.reflect_merge else 2  # a merge step runs both parents and the child
+        answered = 3 if options.reflect_merge else 2  # a merge step runs both parents and the child
         search_calls = (first + steps * (answered * size + later)) * per_eval + steps + boot
         test_n = len(task.examples("test", config.test_size))
         tokens_out = 220 if config.base.cot_mode != "none" else 40

@@ -54,7 +54,9 @@ class ReinforcePolicy(SpacePolicy):
     def __init__(self, base: Candidate, proposer: Proposer, settings: PolicySettings) -> None:
         super().__init__(base, proposer, settings)
         self.rng = random.Random(f"reinforce:{settings.seed}")
-        self.choices: dict[str, list[Any]] = {d.name: self.options(d) for d in self.space.dimensions}
+        self.choices: dict[str, list[Any]] = {
+            d.name: self.dimension_options(d) for d in self.space.dimensions
+        }
         self.logits: dict[str, list[float]] = {name: [0.0] * len(c) for name, c in self.choices.items()}
         self.baseline: float | None = None
         self.updates = 0

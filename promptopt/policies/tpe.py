@@ -148,7 +148,7 @@ class TPEPolicy(SpacePolicy):
 
     def _suggest(self, trial: Any, dimension: Dimension) -> Any:
         if dimension.kind in ("categorical", "pool"):
-            return trial.suggest_categorical(dimension.name, self.options(dimension))
+            return trial.suggest_categorical(dimension.name, self.dimension_options(dimension))
         assert dimension.low is not None and dimension.high is not None
         if dimension.kind == "integer":
             return trial.suggest_int(
