@@ -24,8 +24,11 @@ same ``--out`` skips the (model, engine, repeat) entries already there, so an in
 run resumes.
 
 Engines: ``llama.cpp`` (the default backend), ``transformers`` (the transformers backend
-as it runs by default on x86: int8), ``transformers-f32`` (its float32 reference).
-Options of the llama.cpp backend follow a colon: ``llama.cpp:pad_batch=0,repack=0``.
+as it runs by default on x86: int8), ``transformers-f32`` (its float32 reference),
+``openvino`` (OpenVINO GenAI's continuous-batching pipeline on the same GGUF files:
+``benchmarks/engines_openvino.py``; benchmark only, ``pip install openvino-genai==2026.4.1.0``).
+Options follow a colon: ``llama.cpp:pad_batch=0,repack=0``, ``openvino:requantize=1``
+(needed for qwen2.5-coder-0.5b, whose Q5_0 tensors OpenVINO's GGUF reader cannot read).
 """
 
 from __future__ import annotations
@@ -79,6 +82,10 @@ def make_engine(engine: str, model: str, batch: int, cache_dir: str | None) -> A
 
         dtype = "float32" if name == "transformers-f32" else kwargs.pop("dtype", "auto")
         return TransformersBackend(model, batch_size=batch, cache_dir=cache_dir, dtype=dtype, **kwargs)
+    if name == "openvino":
+        from engines_openvino import OpenVINOEngine
+
+        return OpenVINOEngine(model, batch_size=batch, cache_dir=cache_dir, **kwargs)
     raise SystemExit(f"unknown engine {engine!r}")
 
 
