@@ -286,6 +286,19 @@ def summarize(record: dict[str, Any], data_dir: str) -> list[str]:
     return lines
 
 
+def split_engines(text: str) -> list[str]:
+    """``llama.cpp:pad_batch=0,repack=0,transformers`` -> ``["llama.cpp:pad_batch=0,repack=0",
+    "transformers"]``: an item ``key=value`` without a colon is one more option of the engine
+    before it, not an engine."""
+    engines: list[str] = []
+    for item in text.split(","):
+        if engines and "=" in item and ":" not in item:
+            engines[-1] += "," + item
+        else:
+            engines.append(item)
+    return engines
+
+
 def worker_args(argv: list[str]) -> list[str]:
     """The command line without ``--out`` (the driver's file, not the worker's)."""
     kept: list[str] = []
@@ -336,7 +349,7 @@ def main() -> None:
     if not args.summary:
         record["command"] = " ".join([Path(sys.executable).name, *sys.argv])
         record["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform()}
-        engines = args.engines.split(",")
+        engines = split_engines(args.engines)
         for model in args.models.split(","):
             for repeat in range(args.repeats):
                 for engine in engines:  # A B A B ...: drift hits every engine alike

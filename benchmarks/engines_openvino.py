@@ -31,10 +31,14 @@ The same work as the other engines' workers:
   counts the end-of-turn token, as the other engines do; the text is decoded without
   special tokens.
 - **Threads.** ``INFERENCE_NUM_THREADS`` = ``threads`` (2 by default: the machines have 2
-  cores); everything else is OpenVINO's CPU default (its KV cache precision included).
+  cores); everything else is OpenVINO's CPU default, unless ``exact=1``: no dynamic
+  quantization of activations, f32 inference, an f16 KV cache (``EXACT_PROPERTIES``: the
+  defaults made an answer depend on its batch).
 
 Options follow a colon, as for the other engines:
-``openvino:requantize=1,threads=2,cache_gb=1,prefix_caching=1``.
+``openvino:requantize=1,threads=2,cache_gb=1,prefix_caching=1,exact=1``; options in capitals are
+OpenVINO CPU properties passed to the pipeline as they are
+(``openvino:KV_CACHE_PRECISION=f16,DYNAMIC_QUANTIZATION_GROUP_SIZE=0``).
 """
 
 from __future__ import annotations
@@ -59,6 +63,15 @@ INSTALL_HINT = (
 )
 # tensor types OpenVINO GenAI 2026.4.1's GGUF reader converts (gguf_utils/gguf.cpp)
 READABLE_TYPES = frozenset({"F32", "F16", "Q4_0", "Q4_1", "Q8_0", "Q4_K", "Q6_K"})
+# ``exact=1``: the CPU defaults that made greedy outputs depend on the batch (smollm2-135m,
+# 8 questions, 64 tokens: alone 0 of 1 equal to the batch, reversed batch 3 of 8; with these
+# three, 1 of 1 and 8 of 8): int8 dynamic quantization of activations, bf16 inference on
+# CPUs with AVX-512 BF16, and a u8 KV cache.
+EXACT_PROPERTIES = {
+    "DYNAMIC_QUANTIZATION_GROUP_SIZE": 0,
+    "INFERENCE_PRECISION_HINT": "f32",
+    "KV_CACHE_PRECISION": "f16",
+}
 
 
 def _import_openvino() -> tuple[Any, Any]:
@@ -136,6 +149,8 @@ class OpenVINOEngine:
         cache_gb: int = 1,
         prefix_caching: int = 1,
         requantize: int = 0,
+        exact: int = 0,
+        **properties: Any,
     ) -> None:
         self.resolved = resolve_model(model)
         if self.resolved.kind != "gguf":
@@ -145,6 +160,13 @@ class OpenVINOEngine:
         self.cache_gb = cache_gb
         self.prefix_caching = bool(prefix_caching)
         self.requantize = bool(requantize)
+        unknown = [k for k in properties if not k.isupper()]
+        if unknown:
+            raise SystemExit(f"engine openvino: unknown option(s) {', '.join(unknown)}")
+        self.properties: dict[str, Any] = {"INFERENCE_NUM_THREADS": threads, **properties}
+        if exact:
+            for key, value in EXACT_PROPERTIES.items():
+                self.properties.setdefault(key, value)
         self.cache_dir = Path(cache_dir) if cache_dir else promptopt_cache_dir() / "openvino"
         self.source_types = tensor_types(Path(self.resolved.path))
         self._pipe: Any = None
@@ -185,9 +207,7 @@ class OpenVINOEngine:
         scheduler.max_num_seqs = self.batch_size
         scheduler.cache_size = self.cache_gb
         scheduler.enable_prefix_caching = self.prefix_caching
-        self._pipe = ov_genai.ContinuousBatchingPipeline(
-            str(self._path), scheduler, "CPU", {"INFERENCE_NUM_THREADS": self.threads}
-        )
+        self._pipe = ov_genai.ContinuousBatchingPipeline(str(self._path), scheduler, "CPU", self.properties)
         self._tokenizer = self._pipe.get_tokenizer()
         stop = {int(self._tokenizer.get_eos_token_id())}
         for token in _END_OF_TURN_TOKENS:
@@ -213,6 +233,7 @@ class OpenVINOEngine:
             "reader": "openvino_genai GGUF reader (legacy)",
             "requantized_to_q8_0": sorted(set(self.source_types) - READABLE_TYPES) if self.requantize else [],
             "threads": self.threads,
+            "properties": {k: str(v) for k, v in self.properties.items()},
             "max_num_seqs": self.batch_size,
             "cache_gb": self.cache_gb,
             "prefix_caching": self.prefix_caching,
