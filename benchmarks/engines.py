@@ -24,8 +24,11 @@ same ``--out`` skips the (model, engine, repeat) entries already there, so an in
 run resumes.
 
 Engines: ``llama.cpp`` (the default backend), ``transformers`` (the transformers backend
-as it runs by default on x86: int8), ``transformers-f32`` (its float32 reference).
-Options of the llama.cpp backend follow a colon: ``llama.cpp:pad_batch=0,repack=0``.
+as it runs by default on x86: int8), ``transformers-f32`` (its float32 reference),
+``openvino`` (OpenVINO GenAI's continuous-batching pipeline on the same GGUF files:
+``benchmarks/engines_openvino.py``; benchmark only, ``pip install openvino-genai==2026.4.1.0``).
+Options follow a colon: ``llama.cpp:pad_batch=0,repack=0``, ``openvino:requantize=1``
+(needed for qwen2.5-coder-0.5b, whose Q5_0 tensors OpenVINO's GGUF reader cannot read).
 """
 
 from __future__ import annotations
@@ -79,6 +82,10 @@ def make_engine(engine: str, model: str, batch: int, cache_dir: str | None) -> A
 
         dtype = "float32" if name == "transformers-f32" else kwargs.pop("dtype", "auto")
         return TransformersBackend(model, batch_size=batch, cache_dir=cache_dir, dtype=dtype, **kwargs)
+    if name == "openvino":
+        from engines_openvino import OpenVINOEngine
+
+        return OpenVINOEngine(model, batch_size=batch, cache_dir=cache_dir, **kwargs)
     raise SystemExit(f"unknown engine {engine!r}")
 
 
@@ -279,6 +286,19 @@ def summarize(record: dict[str, Any], data_dir: str) -> list[str]:
     return lines
 
 
+def split_engines(text: str) -> list[str]:
+    """``llama.cpp:pad_batch=0,repack=0,transformers`` -> ``["llama.cpp:pad_batch=0,repack=0",
+    "transformers"]``: an item ``key=value`` without a colon is one more option of the engine
+    before it, not an engine."""
+    engines: list[str] = []
+    for item in text.split(","):
+        if engines and "=" in item and ":" not in item:
+            engines[-1] += "," + item
+        else:
+            engines.append(item)
+    return engines
+
+
 def worker_args(argv: list[str]) -> list[str]:
     """The command line without ``--out`` (the driver's file, not the worker's)."""
     kept: list[str] = []
@@ -329,7 +349,7 @@ def main() -> None:
     if not args.summary:
         record["command"] = " ".join([Path(sys.executable).name, *sys.argv])
         record["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform()}
-        engines = args.engines.split(",")
+        engines = split_engines(args.engines)
         for model in args.models.split(","):
             for repeat in range(args.repeats):
                 for engine in engines:  # A B A B ...: drift hits every engine alike
