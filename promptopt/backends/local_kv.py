@@ -5,18 +5,11 @@ prompts by the longest shared prefix."""
 from __future__ import annotations
 
 import functools
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from promptopt.types import GenerationRequest
-
-
-def _stable_seed(request: GenerationRequest) -> int:
-    digest = hashlib.sha256(request.cache_key("seed").encode("ascii")).digest()
-    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
-
 
 # --------------------------------------------------------------------------- key/value buffers
 
