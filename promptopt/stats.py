@@ -89,6 +89,9 @@ def binomial_two_sided_p(k: int, n: int) -> float:
     return min(1.0, 2 * tail)
 
 
+_DRAWS_AT_ONCE = 1 << 16
+
+
 def _draw_indices(rng: random.Random, n: int, count: int) -> list[int]:
     """``[rng.randrange(n) for _ in range(count)]``: the same numbers, and ``rng`` left in
     the same state, in a few passes at C speed instead of ``count`` calls (a search's
@@ -182,9 +185,14 @@ def paired_difference(
     diffs = [y - x for x, y in zip(a, b, strict=True)]
     mean = sum(diffs) / n
     rng = random.Random(seed)
-    index = _draw_indices(rng, n, n * resamples)
     value = diffs.__getitem__
-    boot = sorted(sum(map(value, index[r * n : (r + 1) * n])) / n for r in range(resamples))
+    boot: list[float] = []
+    step = max(1, _DRAWS_AT_ONCE // n)  # resamples drawn at once: memory bounded for any n
+    for first in range(0, resamples, step):
+        count = min(step, resamples - first)
+        index = _draw_indices(rng, n, n * count)
+        boot.extend(sum(map(value, index[r * n : (r + 1) * n])) / n for r in range(count))
+    boot.sort()
     low = boot[int(0.025 * resamples)]
     high = boot[min(resamples - 1, int(0.975 * resamples))]
     if all(v in (0.0, 1.0) for v in (*a, *b)):
