@@ -150,7 +150,7 @@ def _accepted(raw: bytes, threshold: int) -> bytearray:
     return marks
 
 
-def _end_of(marks: bytes, wanted: int, step: int = 4096) -> int:
+def _end_of(marks: bytes | bytearray, wanted: int, step: int = 4096) -> int:
     """How many of ``marks`` (bytes 0 and 1) it takes to hold ``wanted`` ones (all of them
     when they hold fewer): counted a ``step`` at a time, then bisected in that step."""
     counts = itertools.accumulate(marks.count(1, i, i + step) for i in range(0, len(marks), step))

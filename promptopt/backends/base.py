@@ -128,14 +128,14 @@ def request_problem(request: GenerationRequest) -> str | None:
 def admit_request(
     request: GenerationRequest,
     tokens: Callable[[GenerationRequest], list[int]],
-    context: int,
+    context: int | None,
     context_name: str,  # as the error names it, with {} for the number of tokens
     json_mode: JsonMode,
     loaded: Any,
 ) -> tuple[list[int], Any, str | None]:
     """A local engine's checks of ``request`` before it joins a batch, so that a bad request
     fails alone and not the batch midway: :func:`request_problem`, its prompt's ``tokens``
-    (the chat template applied), ``context`` (0: no limit; ``context_name`` names it in the
+    (the chat template applied), ``context`` (0 or None: no limit; ``context_name`` names it in the
     error) and, for json_mode, its grammar matcher. Returns ``(prompt tokens, matcher
     or None, None)``, or an error as the last item."""
     error = request_problem(request)
