@@ -156,6 +156,15 @@ def admit_request(
     return prompt, matcher, error
 
 
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """How many tokens two prompts share from the start (a local engine reuses their cache)."""
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
 def find_stop(text: str, stops: tuple[str, ...], previous_len: int) -> int | None:
     """Where the first stop string starts in ``text``, looking only where one could have
     appeared since the text was ``previous_len`` long (decoding adds text step by step)."""

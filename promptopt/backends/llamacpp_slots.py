@@ -10,20 +10,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from promptopt.backends.base import OnResults, admit_request, find_stop
+from promptopt.backends.base import OnResults, admit_request, common_prefix, find_stop
 from promptopt.backends.sampling import sample_token, stable_seed
 from promptopt.types import Completion, GenerationRequest
 
 if TYPE_CHECKING:
     from promptopt.backends.llamacpp import LlamaCppBackend
-
-
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
 
 
 @dataclass
@@ -136,7 +128,7 @@ class _Run:
 
         def reusable(cached: _Slot) -> int:
             # whole chunks of its prompt part, leaving at least one token to evaluate
-            shared = min(_common_prefix(cached.tokens, row.prompt), cached.prompt_len, len(row.prompt) - 1)
+            shared = min(common_prefix(cached.tokens, row.prompt), cached.prompt_len, len(row.prompt) - 1)
             return shared - shared % CHUNK
 
         keep = reusable(slot) if self.backend.prefix_reuse else 0
