@@ -8,7 +8,12 @@ the mean difference, with a paired-bootstrap interval."""
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import math
+import operator
+import random
+import struct
 from collections.abc import Sequence
 
 Z95 = 1.959963984540054
@@ -84,6 +89,86 @@ def binomial_two_sided_p(k: int, n: int) -> float:
     return min(1.0, 2 * tail)
 
 
+_DRAWS_AT_ONCE = 1 << 16
+
+
+def _draw_indices(rng: random.Random, n: int, count: int) -> list[int]:
+    """``[rng.randrange(n) for _ in range(count)]``: the same numbers, and ``rng`` left in
+    the same state, in a few passes at C speed instead of ``count`` calls (a search's
+    paired tests draw 600,000 of them: a third of the engine's own time per evaluation
+    when drawn one by one).
+
+    ``randrange(n)`` takes the top ``n.bit_length()`` bits of the generator's next 32-bit
+    word, and takes the next word while that is ``>= n``; ``getrandbits(32 * m)`` returns
+    the next ``m`` words, the first in the lowest bits. Words are drawn in blocks, the
+    accepted ones kept, and the generator is then set to just after the last word used."""
+    bits = n.bit_length()
+    if bits > 32:
+        return [rng.randrange(n) for _ in range(count)]
+    shift = 32 - bits
+    threshold = n << shift  # a word is accepted when below it
+    start = rng.getstate()
+    drawn: list[int] = []
+    used = 0  # words used, counted from ``start``
+    while len(drawn) < count:
+        missing = count - len(drawn)
+        # more than one block only by bad luck: over half the words are accepted, and the
+        # block is over ten standard deviations above the words ``missing`` accepted ones take
+        block = missing * (1 << bits) // n + 16 * math.isqrt(missing) + 64
+        raw = rng.getrandbits(32 * block).to_bytes(4 * block, "little")
+        marks = _accepted(raw, threshold)
+        end = _end_of(marks, missing)
+        if bits <= 8:  # the top byte is the whole draw (its low bits shifted out)
+            table = bytes((b >> (8 - bits)) & 0xFF for b in range(256))
+            drawn += raw[3 : 4 * end : 4].translate(table, bytes(range(threshold >> 24, 256)))
+        elif bits <= 16:  # the top two bytes are
+            top = bytearray(2 * end)
+            top[0::2], top[1::2] = raw[2 : 4 * end : 4], raw[3 : 4 * end : 4]
+            pairs = struct.unpack(f"<{end}H", top)
+            drawn += map(operator.rshift, itertools.compress(pairs, marks), itertools.repeat(shift - 16))
+        else:
+            words = struct.unpack(f"<{end}I", raw[: 4 * end])
+            drawn += map(operator.rshift, itertools.compress(words, marks), itertools.repeat(shift))
+        used += end
+    rng.setstate(start)
+    if used:
+        rng.getrandbits(32 * used)
+    return drawn
+
+
+def _accepted(raw: bytes, threshold: int) -> bytearray:
+    """1 for each little-endian 32-bit word of ``raw`` below ``threshold``, else 0, decided by
+    its top byte with bytes operations, and by the rest of the word only where the top
+    byte equals the threshold's (one word in 256)."""
+    edge, rest = threshold >> 24, threshold & 0xFFFFFF
+    table = bytes(1 if b < edge else 2 if b == edge and rest else 0 for b in range(256))
+    marks = bytearray(raw[3::4].translate(table))
+    at = marks.find(2)
+    while at >= 0:
+        marks[at] = int.from_bytes(raw[4 * at : 4 * at + 3], "little") < rest
+        at = marks.find(2, at + 1)
+    return marks
+
+
+def _end_of(marks: bytes | bytearray, wanted: int, step: int = 4096) -> int:
+    """How many of ``marks`` (bytes 0 and 1) it takes to hold ``wanted`` ones (all of them
+    when they hold fewer): counted a ``step`` at a time, then bisected in that step."""
+    counts = itertools.accumulate(marks.count(1, i, i + step) for i in range(0, len(marks), step))
+    chunk = next((c for c, total in enumerate(counts) if total >= wanted), None)
+    if chunk is None:
+        return len(marks)
+    low = chunk * step
+    before = marks.count(1, 0, low)
+    return (
+        bisect.bisect_left(
+            range(low, min(low + step, len(marks)) + 1),
+            wanted - before,
+            key=lambda end: marks.count(1, low, end),
+        )
+        + low
+    )
+
+
 def paired_difference(
     a: Sequence[float], b: Sequence[float], *, resamples: int = 2000, seed: int = 0, z: float = Z95
 ) -> dict[str, float]:
@@ -92,8 +177,6 @@ def paired_difference(
     Returns the mean difference ``b - a`` with a 95% paired-bootstrap interval and a
     p-value: McNemar's exact test on the discordant pairs for 0/1 scores, else a
     sign-flip permutation test. Seeded, so a report is reproducible."""
-    import random
-
     if len(a) != len(b):
         raise ValueError(f"paired scores need equal lengths, got {len(a)} and {len(b)}")
     n = len(a)
@@ -102,7 +185,14 @@ def paired_difference(
     diffs = [y - x for x, y in zip(a, b, strict=True)]
     mean = sum(diffs) / n
     rng = random.Random(seed)
-    boot = sorted(sum(diffs[rng.randrange(n)] for _ in range(n)) / n for _ in range(resamples))
+    value = diffs.__getitem__
+    boot: list[float] = []
+    step = max(1, _DRAWS_AT_ONCE // n)  # resamples drawn at once: memory bounded for any n
+    for first in range(0, resamples, step):
+        count = min(step, resamples - first)
+        index = _draw_indices(rng, n, n * count)
+        boot.extend(sum(map(value, index[r * n : (r + 1) * n])) / n for r in range(count))
+    boot.sort()
     low = boot[int(0.025 * resamples)]
     high = boot[min(resamples - 1, int(0.975 * resamples))]
     if all(v in (0.0, 1.0) for v in (*a, *b)):

@@ -831,3 +831,23 @@ def test_the_name_of_a_key_variable_is_kept_for_a_resume(tmp_path: Path) -> None
         run_id = store.create_run(kind="search", task="t", model="m", config=config)
         stored = store.get_run(run_id).config
     assert stored == {"backend_options": {"api_key_env": "MY_KEY"}, "api_key": "***"}
+
+
+def test_a_write_that_cannot_take_sqlites_lock_is_a_store_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """BEGIN IMMEDIATE goes straight to the driver; its failure (another writer holds the
+    lock past the busy timeout) is still a StoreError, and the store works afterwards."""
+    monkeypatch.setattr(store_module, "SQLITE_BUSY_TIMEOUT_MS", 100)
+    with Store(f"sqlite:///{tmp_path}/locked.db") as store:
+        store.cache_put_many([("a", "m", Completion(text="x"))])
+        other = sqlite3.connect(tmp_path / "locked.db", isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            with pytest.raises(StoreError, match="database is locked"):
+                store.cache_put_many([("b", "m", Completion(text="y"))])
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        store.cache_put_many([("b", "m", Completion(text="y"))])
+        assert sorted(store.cache_get_many(["a", "b"])) == ["a", "b"]

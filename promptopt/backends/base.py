@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from promptopt.types import Completion, GenerationRequest
+
+if TYPE_CHECKING:
+    from promptopt.backends.json_grammar import JsonMode
 
 DTYPES = ("auto", "int8", "float32", "bfloat16")  # a local model's weights (--dtype)
 
@@ -119,6 +123,46 @@ def request_problem(request: GenerationRequest) -> str | None:
     if request.temperature < 0:
         return f"temperature must be >= 0, got {request.temperature}"
     return None
+
+
+def admit_request(
+    request: GenerationRequest,
+    tokens: Callable[[GenerationRequest], list[int]],
+    context: int | None,
+    context_name: str,  # as the error names it, with {} for the number of tokens
+    json_mode: JsonMode,
+    loaded: Any,
+) -> tuple[list[int], Any, str | None]:
+    """A local engine's checks of ``request`` before it joins a batch, so that a bad request
+    fails alone and not the batch midway: :func:`request_problem`, its prompt's ``tokens``
+    (the chat template applied), ``context`` (0 or None: no limit; ``context_name`` names it in the
+    error) and, for json_mode, its grammar matcher. Returns ``(prompt tokens, matcher
+    or None, None)``, or an error as the last item."""
+    error = request_problem(request)
+    prompt: list[int] = []
+    if error is None:
+        try:
+            prompt = tokens(request)
+        except Exception as exc:  # a template may raise anything (jinja2, TypeError, ValueError, ...)
+            error = f"cannot apply the chat template: {type(exc).__name__}: {exc}"
+    if error is None and context and len(prompt) + request.max_tokens > context:
+        error = (
+            f"prompt of {len(prompt)} tokens + max_tokens {request.max_tokens} exceeds the "
+            f"{context_name.format(context)}"
+        )
+    matcher = None
+    if error is None:
+        matcher, error = json_mode.admit(loaded, request)
+    return prompt, matcher, error
+
+
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """How many tokens two prompts share from the start (a local engine reuses their cache)."""
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
 
 
 def find_stop(text: str, stops: tuple[str, ...], previous_len: int) -> int | None:

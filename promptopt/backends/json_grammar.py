@@ -12,6 +12,9 @@ valid, instead of the best token.
 One :class:`JsonGrammar` per loaded model holds the tokenizer's view that llguidance
 needs (built once: about a second) and the compiled grammars by schema; each request
 gets its own :class:`JsonMatcher`, which follows the tokens that request generates.
+Each engine holds a :class:`JsonMode`, which builds the grammar at the first json_mode
+request and admits each request (:func:`promptopt.backends.base.admit_request`); a
+sampled token is drawn by :func:`promptopt.backends.sampling.sample_token`.
 
 .. _llguidance: https://github.com/guidance-ai/llguidance
 """
@@ -19,13 +22,17 @@ gets its own :class:`JsonMatcher`, which follows the tokens that request generat
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+from promptopt.backends.sampling import sample_token
+from promptopt.errors import MissingDependencyError, ModelError, PromptOptError
+from promptopt.types import GenerationRequest
 
-from promptopt.errors import MissingDependencyError, ModelError
+if TYPE_CHECKING:
+    import numpy as np
 
-__all__ = ["JsonGrammar", "JsonMatcher", "any_object_schema"]
+__all__ = ["JsonGrammar", "JsonMatcher", "JsonMode", "any_object_schema"]
 
 INSTALL_HINT = "pip install 'llguidance>=1.0' (it comes with the local extra: pip install 'promptopt[local]')"
 
@@ -59,6 +66,8 @@ class JsonMatcher:
 
     def allowed(self) -> np.ndarray:
         """A boolean array over the model's vocabulary: True where the token keeps the output valid."""
+        import numpy as np
+
         bits = np.frombuffer(self._matcher.compute_bitmask(), dtype=np.uint8)
         mask = np.unpackbits(bits, bitorder="little").astype(bool)
         if mask.size < self._n_vocab:  # the model's rows past the tokenizer's words: never allowed
@@ -68,17 +77,10 @@ class JsonMatcher:
     def pick(self, logits: np.ndarray, temperature: float, rng: np.random.Generator | None) -> int:
         """Choose the next token among the allowed ones (greedy, or sampled at ``temperature``
         with ``rng``) and follow it."""
+        import numpy as np
+
         scores = np.where(self.allowed(), np.asarray(logits, dtype=np.float64), -np.inf)
-        if temperature > 0 and rng is not None:
-            scaled = scores / temperature
-            probs = np.exp(scaled - scaled.max())
-            cumulative = np.cumsum(probs)
-            token = int(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right"))
-            token = min(token, self._n_vocab - 1)
-            while not np.isfinite(scores[token]):  # rounding at the edge of the last allowed token
-                token -= 1
-        else:
-            token = int(np.argmax(scores))
+        token = sample_token(scores, temperature, rng)
         self.consume(token)
         return token
 
@@ -144,3 +146,35 @@ class JsonGrammar:
         if matcher.is_error():
             raise ModelError(f"json_mode: the JSON Schema is not usable as a grammar: {matcher.get_error()}")
         return JsonMatcher(matcher, self._n_vocab)
+
+
+class JsonMode:
+    """json_mode in one local engine: its model's :class:`JsonGrammar`, built by ``build``
+    from the engine's loaded model at the first json_mode request, and the matchers of
+    the requests."""
+
+    def __init__(self, build: Callable[[Any], JsonGrammar]) -> None:
+        self._build = build
+        self._grammar: JsonGrammar | None = None
+
+    def matcher(self, loaded: Any, request: GenerationRequest) -> JsonMatcher:
+        """A fresh matcher for ``request`` (it raises what building the grammar raises)."""
+        if self._grammar is None:
+            self._grammar = self._build(loaded)
+        return self._grammar.matcher(request.json_schema)
+
+    def admit(self, loaded: Any, request: GenerationRequest) -> tuple[JsonMatcher | None, str | None]:
+        """The check of a request before it joins a batch, so that a bad schema or a missing
+        llguidance fails that request alone and not the batch midway: ``(matcher, None)``
+        for a json_mode request, ``(None, None)`` for any other, ``(None, error)`` for one
+        that cannot be constrained."""
+        if request.response_format != "json":
+            return None, None
+        try:
+            return self.matcher(loaded, request), None
+        except PromptOptError as exc:
+            return None, str(exc)
+
+    def reset(self) -> None:
+        """Forget the grammar (its tokenizer view belongs to a model that is being freed)."""
+        self._grammar = None

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from promptopt.backends.base import OnResults, StreamingBackend
+from promptopt.backends.json_grammar import JsonGrammar, JsonMode
 from promptopt.backends.llamacpp_slots import _Loaded, _Run, _Slot, _token_text, _tokenize
 from promptopt.errors import MissingDependencyError, ModelError
 from promptopt.models import DEFAULT_MODEL, ResolvedModel, resolve_model, sha256_file
@@ -150,7 +151,7 @@ class LlamaCppBackend(StreamingBackend):
         self._loaded: _Loaded | None = None
         self._slots: list[_Slot] = []
         self._lock = threading.Lock()
-        self._json_grammar: Any = None  # built at the first json_mode request
+        self._json = JsonMode(_json_grammar)  # its grammar is built at the first json_mode request
         self.stats: dict[str, float] = {
             "prompt_tokens_computed": 0,
             "prompt_tokens_reused": 0,
@@ -199,7 +200,7 @@ class LlamaCppBackend(StreamingBackend):
         with self._lock:
             loaded, self._loaded = self._loaded, None
             self._slots = []
-            self._json_grammar = None
+            self._json.reset()
             if loaded is not None:
                 if loaded.batch is not None:
                     loaded.lib.llama_batch_free(loaded.batch)
@@ -280,14 +281,6 @@ class LlamaCppBackend(StreamingBackend):
         assert self._loaded is not None
         return self._render(self._loaded, request)
 
-    def _json_matcher(self, loaded: _Loaded, request: GenerationRequest) -> Any:
-        """The grammar state of a json_mode request (see :mod:`promptopt.backends.json_grammar`)."""
-        if self._json_grammar is None:
-            from promptopt.backends.json_grammar import JsonGrammar
-
-            self._json_grammar = JsonGrammar.for_llama_vocab(loaded.vocab, loaded.n_vocab)
-        return self._json_grammar.matcher(request.json_schema)
-
     @staticmethod
     def _render(loaded: _Loaded, request: GenerationRequest) -> str:
         return str(
@@ -319,6 +312,11 @@ class LlamaCppBackend(StreamingBackend):
             if loaded is None:
                 raise ModelError("the llama.cpp backend was closed during generate")
             return _Run(self, loaded, requests, on_results).run()
+
+
+def _json_grammar(loaded: _Loaded) -> JsonGrammar:
+    """json_mode's grammar for the loaded model: its vocabulary."""
+    return JsonGrammar.for_llama_vocab(loaded.vocab, loaded.n_vocab)
 
 
 _backend_ready = False

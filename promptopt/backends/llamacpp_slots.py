@@ -4,32 +4,18 @@
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from promptopt.backends.base import OnResults, find_stop, request_problem
-from promptopt.errors import PromptOptError
+from promptopt.backends.base import OnResults, admit_request, common_prefix, find_stop
+from promptopt.backends.sampling import sample_token, stable_seed
 from promptopt.types import Completion, GenerationRequest
 
 if TYPE_CHECKING:
     from promptopt.backends.llamacpp import LlamaCppBackend
-
-
-def _stable_seed(request: GenerationRequest) -> int:
-    digest = hashlib.sha256(request.cache_key("seed").encode("ascii")).digest()
-    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
-
-
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
 
 
 @dataclass
@@ -99,29 +85,25 @@ class _Run:
         self.results: list[Completion | None] = [None] * len(requests)
         self.waiting: deque[_Row] = deque()
         invalid: list[tuple[int, Completion]] = []
+
+        def tokens(request: GenerationRequest) -> list[int]:
+            return _tokenize(loaded, backend._render(loaded, request))
+
         for index, request in enumerate(requests):
-            error = request_problem(request)
-            prompt: list[int] = []
-            if error is None:
-                try:
-                    prompt = _tokenize(loaded, backend._render(loaded, request))
-                except Exception as exc:  # a template may raise anything (jinja2, TypeError, ...)
-                    error = f"cannot apply the chat template: {type(exc).__name__}: {exc}"
-            if error is None and len(prompt) + request.max_tokens > loaded.n_ctx_seq:
-                error = (
-                    f"prompt of {len(prompt)} tokens + max_tokens {request.max_tokens} exceeds the "
-                    f"context of {loaded.n_ctx_seq} tokens per sequence (LlamaCppBackend(context=...))"
-                )
-            row = _Row(index, request, prompt)
-            if error is None and request.response_format == "json":  # a bad schema fails here, not mid-batch
-                try:
-                    row.json = backend._json_matcher(loaded, request)
-                except PromptOptError as exc:
-                    error = str(exc)
+            prompt, matcher, error = admit_request(
+                request,
+                tokens,
+                loaded.n_ctx_seq,
+                "context of {} tokens per sequence (LlamaCppBackend(context=...))",
+                backend._json,
+                loaded,
+            )
             if error is not None:
                 failed = self.results[index] = Completion(text="", error=error, finish_reason="error")
                 invalid.append((index, failed))
                 continue
+            row = _Row(index, request, prompt)
+            row.json = matcher
             self.waiting.append(row)
         if on_results is not None and invalid:
             on_results(invalid)
@@ -146,7 +128,7 @@ class _Run:
 
         def reusable(cached: _Slot) -> int:
             # whole chunks of its prompt part, leaving at least one token to evaluate
-            shared = min(_common_prefix(cached.tokens, row.prompt), cached.prompt_len, len(row.prompt) - 1)
+            shared = min(common_prefix(cached.tokens, row.prompt), cached.prompt_len, len(row.prompt) - 1)
             return shared - shared % CHUNK
 
         keep = reusable(slot) if self.backend.prefix_reuse else 0
@@ -246,18 +228,12 @@ class _Run:
             row = slot.row
             assert row is not None
             request = row.request
+            if request.temperature > 0 and row.rng is None:
+                row.rng = np.random.default_rng(stable_seed(request))
             if row.json is not None:
-                if request.temperature > 0 and row.rng is None:
-                    row.rng = np.random.default_rng(_stable_seed(request))
                 token = row.json.pick(logits, request.temperature, row.rng)
             elif request.temperature > 0:
-                if row.rng is None:
-                    row.rng = np.random.default_rng(_stable_seed(request))
-                scaled = logits.astype(np.float64) / request.temperature
-                probs = np.exp(scaled - scaled.max())
-                cumulative = np.cumsum(probs)
-                token = int(np.searchsorted(cumulative, row.rng.random() * cumulative[-1], side="right"))
-                token = min(token, self.loaded.n_vocab - 1)
+                token = sample_token(logits.astype(np.float64), request.temperature, row.rng)
             else:
                 token = int(np.argmax(logits))
             row.generated.append(token)

@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from promptopt.backends.base import DTYPES, StreamingBackend
+from promptopt.backends.json_grammar import JsonGrammar, JsonMode
 from promptopt.backends.local_batching import RunningBatch
 from promptopt.backends.local_kv import (
     _Loaded,
@@ -81,6 +82,12 @@ def _cpu_has_fast_bf16(cpuinfo: str | None = None) -> bool:
         except OSError:
             return False
     return any("amx_bf16" in line.split() for line in cpuinfo.splitlines() if line.startswith("flags"))
+
+
+def _json_grammar(loaded: _Loaded) -> JsonGrammar:
+    """json_mode's grammar for the loaded model: its tokenizer, over the logits' width."""
+    width = int(loaded.model.config.vocab_size)
+    return JsonGrammar.for_hf_tokenizer(loaded.tokenizer, width, sorted(loaded.eos_ids))
 
 
 def _sha256_dir_fingerprint(path: Path) -> str:
@@ -143,7 +150,7 @@ class TransformersBackend(RunningBatch, StreamingBackend):
         self._prefixes: OrderedDict[tuple[int, ...], _Prefix] = OrderedDict()
         self._lock = threading.Lock()
         self._rows_finished: Callable[[list[_Row]], None] | None = None  # set while generating
-        self._json_grammar: Any = None  # built at the first json_mode request
+        self._json = JsonMode(_json_grammar)  # its grammar is built at the first json_mode request
         # Finished rows are dropped from the running batch (a copy of its key/value
         # buffer) once this fraction of it has finished, or when new rows join.
         self.compact_fraction = 0.25

@@ -3,13 +3,15 @@ by step, let finished rows leave and waiting rows join (see :mod:`promptopt.back
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from promptopt.backends.base import OnResults, find_stop, request_problem
+from promptopt.backends.base import OnResults, admit_request, find_stop
+from promptopt.backends.json_grammar import JsonMode
 from promptopt.backends.local_kv import (
     _HEADROOM,
     _group_by_prefix,
@@ -17,11 +19,10 @@ from promptopt.backends.local_kv import (
     _make_buffer_layer_class,
     _Prefix,
     _Row,
-    _stable_seed,
     _with_capacity,
 )
 from promptopt.backends.local_torch import _import_torch
-from promptopt.errors import PromptOptError
+from promptopt.backends.sampling import stable_seed
 from promptopt.types import Completion, GenerationRequest
 
 
@@ -38,7 +39,7 @@ class RunningBatch:
     _prefixes: OrderedDict[tuple[int, ...], _Prefix]
     _lock: threading.Lock
     _rows_finished: Callable[[list[_Row]], None] | None
-    _json_grammar: Any
+    _json: JsonMode
 
     if TYPE_CHECKING:  # defined by TransformersBackend
 
@@ -67,37 +68,17 @@ class RunningBatch:
         results: list[Completion | None] = [None] * len(requests)
         rows: list[_Row] = []
         invalid: list[tuple[int, Completion]] = []
+        render = functools.partial(self._render, loaded)
         for index, request in enumerate(requests):
-            error = request_problem(request)
-            prompt: list[int] = []
-            if error is None:
-                try:
-                    prompt = self._render(loaded, request)
-                except Exception as exc:  # a template may raise anything (jinja2, ValueError, ...)
-                    error = f"cannot apply the chat template: {type(exc).__name__}: {exc}"
-            if (
-                error is None
-                and loaded.max_positions
-                and len(prompt) + request.max_tokens > loaded.max_positions
-            ):
-                error = (
-                    f"prompt of {len(prompt)} tokens + max_tokens {request.max_tokens} exceeds the "
-                    f"model's context of {loaded.max_positions} tokens"
-                )
+            prompt, matcher, error = admit_request(
+                request, render, loaded.max_positions, "model's context of {} tokens", self._json, loaded
+            )
             if error is not None:
                 failed = results[index] = Completion(text="", error=error, finish_reason="error")
                 invalid.append((index, failed))
                 continue
             row = _Row(index, request, prompt, prompt, 0.0)
-            if error is None and request.response_format == "json":  # a bad schema fails here, not mid-batch
-                try:
-                    row.json = self._json_matcher(loaded, request)
-                except PromptOptError as exc:
-                    error = str(exc)
-            if error is not None:
-                failed = results[index] = Completion(text="", error=error, finish_reason="error")
-                invalid.append((index, failed))
-                continue
+            row.json = matcher
             rows.append(row)
         if on_results is not None and invalid:
             on_results(invalid)
@@ -396,7 +377,7 @@ class RunningBatch:
                 token = self._json_token(loaded, logits[i], row)
             elif request.temperature > 0:
                 if row.generator is None:
-                    row.generator = torch.Generator().manual_seed(_stable_seed(request))
+                    row.generator = torch.Generator().manual_seed(stable_seed(request))
                 probs = torch.softmax(logits[i].float() / request.temperature, -1)
                 token = int(torch.multinomial(probs, 1, generator=row.generator).item())
             else:
@@ -423,22 +404,14 @@ class RunningBatch:
         if ended and self._rows_finished is not None:
             self._rows_finished(ended)
 
-    def _json_matcher(self, loaded: _Loaded, request: GenerationRequest) -> Any:
-        if self._json_grammar is None:
-            from promptopt.backends.json_grammar import JsonGrammar
-
-            width = int(loaded.model.config.vocab_size)
-            self._json_grammar = JsonGrammar.for_hf_tokenizer(loaded.tokenizer, width, sorted(loaded.eos_ids))
-        return self._json_grammar.matcher(request.json_schema)
-
     def _json_token(self, loaded: _Loaded, logits: Any, row: _Row) -> int:
         """The next token of a json_mode request: the best one that keeps a valid JSON object."""
         if row.json is None:
-            row.json = self._json_matcher(loaded, row.request)
+            row.json = self._json.matcher(loaded, row.request)
         if row.request.temperature > 0 and row.generator is None:
             import numpy as np
 
-            row.generator = np.random.default_rng(_stable_seed(row.request))
+            row.generator = np.random.default_rng(stable_seed(row.request))
         return int(row.json.pick(logits.float().numpy(), row.request.temperature, row.generator))
 
     @staticmethod

@@ -5,18 +5,11 @@ prompts by the longest shared prefix."""
 from __future__ import annotations
 
 import functools
-import hashlib
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from promptopt.backends.base import common_prefix
 from promptopt.types import GenerationRequest
-
-
-def _stable_seed(request: GenerationRequest) -> int:
-    digest = hashlib.sha256(request.cache_key("seed").encode("ascii")).digest()
-    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
-
 
 # --------------------------------------------------------------------------- key/value buffers
 
@@ -111,14 +104,6 @@ class _Row:
     json: Any = None  # the JsonMatcher of a json_mode request (backends/json_grammar.py)
 
 
-def _longest_common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
-
-
 def _group_by_prefix(prompts: list[list[int]], min_tokens: int) -> list[tuple[list[int], int]]:
     """Split prompts into groups that share a prefix, maximizing prefix tokens saved.
 
@@ -131,7 +116,7 @@ def _group_by_prefix(prompts: list[list[int]], min_tokens: int) -> list[tuple[li
     # A prefix must leave at least one token of every member to run.
     adjacent = [
         min(
-            _longest_common_prefix(prompts[order[k]], prompts[order[k + 1]]),
+            common_prefix(prompts[order[k]], prompts[order[k + 1]]),
             len(prompts[order[k]]) - 1,
             len(prompts[order[k + 1]]) - 1,
         )

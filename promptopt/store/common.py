@@ -7,6 +7,7 @@ Nothing here opens a database; :mod:`promptopt.store.store` does.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -226,11 +227,10 @@ def _insert_ignore(
     if dialect == "postgresql":
         return _pg_insert_ignore(conn, table, rows, key_columns, returning)
     if dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        stmt = sqlite_insert(table).on_conflict_do_nothing(index_elements=list(key_columns))
+        names = tuple(column.name for column in returning or ())
+        stmt = _sqlite_insert_ignore(table, tuple(key_columns), names)
         if returning:
-            return list(conn.execute(stmt.returning(*returning), rows))
+            return list(conn.execute(stmt, rows))
         conn.execute(stmt, rows)
         return []
     # Other dialects: check, then insert what is missing. Safe against our own
@@ -252,6 +252,16 @@ def _insert_ignore(
         return inserted
     conn.execute(table.insert(), fresh)
     return []
+
+
+@functools.lru_cache(maxsize=64)
+def _sqlite_insert_ignore(table: sa.Table, key_columns: tuple[str, ...], returning: tuple[str, ...]) -> Any:
+    """SQLite's ``INSERT ... ON CONFLICT DO NOTHING [RETURNING ...]``, built once per
+    table: building it is most of a small batch's cost in SQLAlchemy."""
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    stmt = sqlite_insert(table).on_conflict_do_nothing(index_elements=list(key_columns))
+    return stmt.returning(*(table.c[name] for name in returning)) if returning else stmt
 
 
 def _pg_insert_ignore(

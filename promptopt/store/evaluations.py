@@ -24,6 +24,12 @@ from promptopt.store.common import (
 from promptopt.store.schema import CANDIDATES, EVALUATIONS, RUN_CANDIDATES, RUNS, SAMPLES
 from promptopt.types import Candidate, EvalResult, SampleResult, canonical_json
 
+_LINKED = sa.select(RUN_CANDIDATES.c.candidate_hash).where(
+    RUN_CANDIDATES.c.run_id == sa.bindparam("run_id"),
+    RUN_CANDIDATES.c.candidate_hash.in_(sa.bindparam("hashes", expanding=True)),
+)
+"""Which of some candidates a run has; built once, as it is asked at every recorded batch."""
+
 
 class CandidateMethods(StoreBase):
     """Candidates: :meth:`add_candidate`, :meth:`get_candidate`."""
@@ -160,21 +166,16 @@ class EvaluationMethods(StoreBase):
         return len(ids)
 
     def _check_run_candidates(self, conn: Connection, run_id: str, hashes: set[str]) -> None:
-        links = RUN_CANDIDATES
+        """The run exists and has every one of ``hashes``: one query when it does (a link
+        is a row of an existing run: its foreign key), the run looked up only otherwise."""
         runs = RUNS
-        if conn.execute(sa.select(runs.c.id).where(runs.c.id == run_id)).first() is None:
-            raise self._unknown("run", run_id, conn, runs.c.id, runs.c.created_at)
         known: set[str] = set()
         ordered = sorted(hashes)
         for chunk in _chunks(ordered, _IN_CHUNK):
-            known.update(
-                conn.execute(
-                    sa.select(links.c.candidate_hash).where(
-                        links.c.run_id == run_id, links.c.candidate_hash.in_(chunk)
-                    )
-                ).scalars()
-            )
+            known.update(conn.execute(_LINKED, {"run_id": run_id, "hashes": list(chunk)}).scalars())
         missing = [h for h in ordered if h not in known]
+        if missing and conn.execute(sa.select(runs.c.id).where(runs.c.id == run_id)).first() is None:
+            raise self._unknown("run", run_id, conn, runs.c.id, runs.c.created_at)
         if missing:
             raise StoreError(
                 f"candidate(s) {', '.join(missing)} are not part of run {run_id!r}",

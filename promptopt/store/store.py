@@ -264,8 +264,14 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        write = conn.get_execution_options().get("promptopt_write", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        # Straight to the driver: the same statement, without a whole SQLAlchemy
+        # execution around it (one of the two in a small read transaction). Its
+        # errors are wrapped as SQLAlchemy's own would be.
+        statement = "BEGIN IMMEDIATE" if conn.get_execution_options().get("promptopt_write") else "BEGIN"
+        try:
+            conn.connection.driver_connection.execute(statement)  # type: ignore[union-attr]
+        except sqlite3.Error as e:
+            raise exc.DBAPIError.instance(statement, (), e, sqlite3.Error) from e
 
 
 def _enable_wal(cursor: Any) -> None:
