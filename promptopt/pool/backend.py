@@ -36,7 +36,8 @@ from promptopt.pool.actors import (
     ShippedBackend,
 )
 from promptopt.pool.http import ChatEndpoint
-from promptopt.pool.ratelimit import NAMESPACE, RateLimit, limiter_actor, on_driver_node
+from promptopt.pool.placement import _placement, on_driver_node
+from promptopt.pool.ratelimit import NAMESPACE, RateLimit, limiter_actor
 from promptopt.pool.watch import ClusterWatch
 from promptopt.types import Completion, GenerationRequest
 
@@ -534,16 +535,6 @@ def _shippable(source: BackendSource) -> BackendSource:
         hint="build it in the workers instead: promptopt.pool.pool_backend(model, workers=...) or "
         "RayBackend.wrapping(<a function that builds the backend>)",
     )
-
-
-def _placement(resources: Mapping[str, float] | None) -> dict[str, Any]:
-    """Actor options that place a worker on the nodes offering ``resources``."""
-    if not resources:
-        return {}
-    bad = {k: v for k, v in resources.items() if not isinstance(v, int | float) or v <= 0}
-    if bad:
-        raise ConfigError(f"Ray resources must be positive numbers, got {bad}")
-    return {"resources": {str(k): float(v) for k, v in resources.items()}}
 
 
 def _limiter(provider: str | None, limit: RateLimit | None) -> Any | None:

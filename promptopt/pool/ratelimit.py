@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from promptopt.pool.placement import on_driver_node
+
 #: Namespace of the named limiter actors, so that several drivers on one cluster share them.
 NAMESPACE = "promptopt"
 
@@ -162,15 +164,3 @@ def limiter_actor(provider: str, limit: RateLimit) -> Any:
         lifetime=None,
         **on_driver_node(),
     ).remote(limit)
-
-
-def on_driver_node() -> dict[str, Any]:
-    """Actor options that keep an actor on the driver's node (for a Ray Client driver, the
-    head, where its client server runs). The pool's own actors that hold state for every
-    worker (the API key, the rate limiter) go there: they then share the driver's fate, and
-    losing any other node cannot take them, and every worker's restarts, with it."""
-    import ray
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-    node = ray.get_runtime_context().get_node_id()
-    return {"scheduling_strategy": NodeAffinitySchedulingStrategy(node_id=node, soft=False)}
