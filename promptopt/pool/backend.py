@@ -385,9 +385,7 @@ class RayBackend(StreamingBackend):
                     self._count_done(size)
                     _report(on_results, offset, answers)
         except BaseException as exc:
-            # Ray Client raises ConnectionError from any call (a get, a wait, a submission, a
-            # worker's replacement) once its connection to the cluster is gone for good.
-            lost_error = self._lost(exc) if isinstance(exc, ConnectionError) else None
+            lost_error = self._lost(exc) if self._disconnected(exc) else None
             lost = self._watch is not None and self._watch.lost.is_set()
             for ref, (_, _, slot, size) in pending.items():
                 slot.outstanding -= size
@@ -429,6 +427,23 @@ class RayBackend(StreamingBackend):
                 return list(ready)
             if self._watch is not None and self._watch.lost.is_set():
                 raise self._lost(None)
+
+    def _disconnected(self, exc: BaseException) -> bool:
+        """Whether ``exc`` means the joined cluster is gone. Ray Client raises
+        ``ConnectionError`` from any call (a get, a wait, a submission, a worker's
+        replacement) once its connection is gone for good, and after that a bare
+        ``Exception`` ("Ray Client is not connected") from the next call, whichever thread
+        noticed first; a driver on a node of the cluster sees the watch fire."""
+        if isinstance(exc, ConnectionError):
+            return True
+        if self._watch is None or not isinstance(exc, Exception):
+            return False  # a local Ray cannot be lost; an interrupt stays an interrupt
+        if self._watch.lost.is_set():
+            return True
+        try:
+            return not self._ray.is_initialized()
+        except Exception:
+            return True
 
     def _lost(self, cause: BaseException | None) -> ClusterLostError:
         if self._watch is not None:
