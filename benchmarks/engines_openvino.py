@@ -50,8 +50,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from promptopt.backends.llamacpp import _compile_template
-from promptopt.backends.local import _END_OF_TURN_TOKENS
+from promptopt.backends.chat_template import END_OF_TURN_TOKENS as _END_OF_TURN_TOKENS
+from promptopt.backends.chat_template import compile_template as _compile_template
 from promptopt.models import cache_dir as promptopt_cache_dir
 from promptopt.models import resolve_model
 from promptopt.types import Completion, GenerationRequest
