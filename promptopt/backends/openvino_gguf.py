@@ -208,8 +208,9 @@ def read_gguf(path: Path) -> GGUFInfo:
 
 
 def requantized_path(source: Path, sha256: str, target_dir: Path) -> Path:
-    """Where :func:`requantized_copy` keeps the copy of ``source`` (by its sha256)."""
-    return target_dir / f"{source.stem}.{sha256[:16]}.q8_0.gguf"
+    """Where :func:`requantized_copy` keeps the copy of ``source`` (by its sha256; the name
+    the benchmark worker gave its copies, so that they are reused)."""
+    return target_dir / f"{source.stem}.{sha256[:12]}.q8_0-requantized.gguf"
 
 
 def requantized_copy(source: Path, sha256: str, target_dir: Path, *, progress: TextIO | None = None) -> Path:
