@@ -298,6 +298,23 @@ class TestGeneration:
         cached = ov.generate(requests)
         assert [c.text for c in cached] == [reference.generate([r])[0].text for r in requests]
 
+    def test_long_answers_do_not_depend_on_the_batch(self, ov) -> None:  # type: ignore[no-untyped-def]
+        # Over 64 tokens OpenVINO's CPU defaults (bf16, int8 activations, u8 KV cache) gave
+        # other answers alone than in the batch (docs/engines.md); exact=True must not.
+        system = Message("system", "Solve the problem. Think step by step, then give the final answer.")
+        requests = [
+            GenerationRequest((system, Message("user", q)), max_tokens=64)
+            for q in (
+                "Tom has 3 boxes of 12 pencils and gives away 7 pencils. How many are left?",
+                "A train travels 60 km per hour for 2.5 hours. How far does it go?",
+                "Sara buys 4 notebooks at 3 dollars each and a pen for 2 dollars. What does she pay?",
+                "A class of 28 students splits into teams of 4. How many teams are there?",
+            )
+        ]
+        batch = [c.text for c in ov.generate(requests)]
+        assert [ov.generate([r])[0].text for r in requests[:2]] == batch[:2]
+        assert [c.text for c in ov.generate(requests[::-1])][::-1] == batch
+
     def test_max_tokens_and_finish_reasons(self, ov) -> None:  # type: ignore[no-untyped-def]
         short, free = ov.generate(
             [
