@@ -374,6 +374,21 @@ class TestGeneration:
         assert len(reports) >= 3 and order.index(1) < order.index(0)
         assert texts == {i: c.text for i, c in enumerate(results)}
 
+    def test_a_failing_caller_leaves_nothing_running(self, ov) -> None:  # type: ignore[no-untyped-def]
+        def on_results(done: list[tuple[int, Completion]]) -> None:
+            raise KeyboardInterrupt  # a Ctrl-C while the long request still runs
+
+        requests = [
+            ask("Write a long story about a dragon.", max_tokens=60),
+            ask("Name a color.", max_tokens=1),
+        ]
+        with pytest.raises(KeyboardInterrupt):
+            ov.generate_each(requests, on_results)
+        assert ov.generate([ask("Name a color.", max_tokens=2)])[0].ok
+        # the long one was cancelled, not decoded on (the backend cancels it; OpenVINO also drops a
+        # request whose handle is freed, so this holds without the backend's cancel too)
+        assert not ov._loaded.pipe.has_non_finished_requests()
+
     def test_concurrent_callers_share_the_pipeline(self, ov) -> None:  # type: ignore[no-untyped-def]
         groups = [
             [ask(q, max_tokens=10) for q in QUESTIONS[:2]],

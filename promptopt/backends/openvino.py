@@ -394,32 +394,49 @@ class OpenVINOBackend(StreamingBackend):
             self.stats["requests"] += len(rows)
         if on_results is not None and invalid:
             on_results(invalid)
+        self._drive(loaded, rows, results, on_results)
+        return [r if r is not None else Completion(text="", error="not generated") for r in results]
+
+    def _drive(
+        self,
+        loaded: _Loaded,
+        rows: list[_Row],
+        results: list[Completion | None],
+        on_results: OnResults | None,
+    ) -> None:
+        """Step the pipeline (taking turns with other callers) until ``rows`` are done,
+        reporting each group the step ends. Requests left unfinished (an exception, a
+        Ctrl-C) are cancelled, so other callers' steps do not go on decoding them."""
         running = loaded.genai.GenerationStatus.RUNNING
         pending = rows
-        while pending:
-            failure: str | None = None
-            with self._pipe_lock:
-                if self._loaded is not loaded:
-                    raise ModelError("the OpenVINO backend was closed during generate")
-                if any(row.handle.get_status() == running for row in pending):
-                    try:
-                        loaded.pipe.step()
-                    except RuntimeError as exc:
-                        failure = f"generation failed: {exc}"
-                        for row in pending:
-                            row.handle.cancel()
-                    else:
-                        self.stats["steps"] += 1
-            done = [row for row in pending if failure or row.handle.get_status() != running]
-            if not done:
-                continue
-            pending = [row for row in pending if row not in done]
-            report = [(row.index, self._completion(loaded, row, failure)) for row in done]
-            for index, completion in report:
-                results[index] = completion
-            if on_results is not None:
-                on_results(report)
-        return [r if r is not None else Completion(text="", error="not generated") for r in results]
+        try:
+            while pending:
+                failure: str | None = None
+                with self._pipe_lock:
+                    if self._loaded is not loaded:
+                        raise ModelError("the OpenVINO backend was closed during generate")
+                    if any(row.handle.get_status() == running for row in pending):
+                        try:
+                            loaded.pipe.step()
+                        except RuntimeError as exc:
+                            failure = f"generation failed: {exc}"
+                            for row in pending:
+                                row.handle.cancel()
+                        else:
+                            self.stats["steps"] += 1
+                done = [row for row in pending if failure or row.handle.get_status() != running]
+                if not done:
+                    continue
+                finished = {id(row) for row in done}  # another caller may step meanwhile
+                pending = [row for row in pending if id(row) not in finished]
+                report = [(row.index, self._completion(loaded, row, failure)) for row in done]
+                for index, completion in report:
+                    results[index] = completion
+                if on_results is not None:
+                    on_results(report)
+        finally:
+            for row in pending:
+                row.handle.cancel()
 
     def _config(self, loaded: _Loaded, request: GenerationRequest) -> Any:
         config = loaded.genai.GenerationConfig()
