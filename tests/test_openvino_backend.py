@@ -74,6 +74,17 @@ def reference() -> Iterator[object]:
 # ----------------------------------------------------------------- without a loaded model
 
 
+def test_shared_prefixes_are_the_longest_each_group_shares() -> None:
+    from promptopt.backends.base import shared_prefixes
+
+    demos, other = list(range(100)), list(range(500, 580))
+    prompts = [demos + [1000 + i] for i in range(3)] + [other + [7], other + [8, 9]] + [[1, 2, 3]]
+    assert sorted(shared_prefixes(prompts, 64)) == [demos, other]
+    assert shared_prefixes(prompts, 90) == [demos]  # the other group shares only 80
+    assert shared_prefixes([demos + [1]], 64) == []  # one prompt shares nothing
+    assert shared_prefixes([demos + [1, 2], demos + [1, 3], demos + [4]], 64) == [demos]
+
+
 @pytest.mark.skipif(bool(_missing), reason=f"needs {', '.join(_missing)}")
 def test_the_engine_is_chosen_by_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     from promptopt import backends
@@ -297,6 +308,18 @@ class TestGeneration:
         ov.generate(requests[:1])  # the prefix is in the cache before the others come
         cached = ov.generate(requests)
         assert [c.text for c in cached] == [reference.generate([r])[0].text for r in requests]
+
+    def test_a_shared_prefix_is_computed_once_first(self, ov, reference) -> None:  # type: ignore[no-untyped-def]
+        # Requests added together are prefilled together; the backend computes the prefix
+        # they share first (one token after it), so the others find it in the cache.
+        demos = Message("system", SYSTEM.content + " " + "Answer like an encyclopedia would. " * 10)
+        requests = [GenerationRequest((demos, Message("user", q)), max_tokens=8) for q in QUESTIONS[:3]]
+        before = ov.stats["warmed_prefixes"]
+        warmed = ov.generate(requests)
+        assert ov.stats["warmed_prefixes"] == before + 1
+        assert [c.text for c in warmed] == [reference.generate([r])[0].text for r in requests]
+        ov.generate(requests[:1])  # alone: nothing shared, nothing warmed
+        assert ov.stats["warmed_prefixes"] == before + 1
 
     def test_long_answers_do_not_depend_on_the_batch(self, ov) -> None:  # type: ignore[no-untyped-def]
         # Over 64 tokens OpenVINO's CPU defaults (bf16, int8 activations, u8 KV cache) gave

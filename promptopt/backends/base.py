@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -163,6 +164,27 @@ def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     while i < n and a[i] == b[i]:
         i += 1
     return i
+
+
+def shared_prefixes(prompts: Sequence[Sequence[int]], min_tokens: int) -> list[list[int]]:
+    """The prefixes of at least ``min_tokens`` tokens that two or more of ``prompts`` share
+    (each the longest that its group has in common), e.g. a few-shot prompt's instruction
+    and demos before each question. Prompts sorted, neighbours compared: a group is a run
+    of neighbours sharing ``min_tokens`` or more."""
+    ordered = sorted(tuple(p) for p in prompts)
+    groups: list[list[int]] = []
+    run: int | None = None  # tokens the current run shares so far
+    for a, b in itertools.pairwise(ordered):
+        shared = common_prefix(a, b)
+        if shared >= min_tokens:
+            run = shared if run is None else min(run, shared)
+            continue
+        if run is not None:
+            groups.append(list(a[:run]))
+        run = None
+    if run is not None:
+        groups.append(list(ordered[-1][:run]))
+    return groups
 
 
 def find_stop(text: str, stops: tuple[str, ...], previous_len: int) -> int | None:
