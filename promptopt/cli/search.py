@@ -1,5 +1,5 @@
 """``promptopt search``: its options, the estimate printed by ``--dry-run``, and the
-summary printed after a search. Registered in :mod:`promptopt.cli` with ``cli.add_command``."""
+summary printed after a search. Registered in :mod:`promptopt.cli.app`."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any
 
 import click
 
-from promptopt.cli_checks import parse_ray_resources, refuse_with_resume, resume_command, warn_sizes
-from promptopt.cli_options import (
+from promptopt.cli.checks import parse_ray_resources, refuse_with_resume, resume_command, warn_sizes
+from promptopt.cli.options import (
     DATA_HELP,
     _backend_options,
     _candidate_from_options,
@@ -18,7 +18,7 @@ from promptopt.cli_options import (
     _model_spec,
     _prompt_options,
 )
-from promptopt.cli_policy_options import policy_option_flags, take_policy_options
+from promptopt.cli.policy_options import policy_option_flags, take_policy_options
 from promptopt.terminal import printable
 
 
@@ -225,7 +225,7 @@ def search_command(
     if not as_json or dry_run:
         _print_estimate(plan, as_json)
         if resume is None and not as_json:
-            from promptopt.cli_answers import print_search_splits
+            from promptopt.cli.answers import print_search_splits
 
             print_search_splits(task, plan)
     if dry_run:
@@ -252,7 +252,7 @@ def search_command(
         click.echo(json.dumps({**summary, "db": store.display_url}, indent=2, default=str))
     else:
         _print_search(result, store.display_url)
-        from promptopt.cli_spaces import print_policy_state
+        from promptopt.cli.spaces import print_policy_state
 
         print_policy_state(result)
     store.close()
@@ -318,7 +318,7 @@ def _print_search(result: Any, db_url: str) -> None:
         if "no_answer" in got:
             echo(f"  {side if side == 'winner' else 'starting prompt'} on test: {got['no_answer']} no answer found, "
                  f"{got['truncated']} cut off at the token limit" + ("  (more than 10%)" if got["flagged"] else ""))  # fmt: skip
-    from promptopt.cli_answers import print_winner_checks
+    from promptopt.cli.answers import print_winner_checks
 
     print_winner_checks(result)
     verdict = "significant" if result.significant else "NOT significant"
