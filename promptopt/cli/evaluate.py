@@ -66,7 +66,7 @@ def eval_command(
     from promptopt.backends import make_backend
     from promptopt.evaluation import evaluate
     from promptopt.metrics import parse_metric_option
-    from promptopt.store import Store
+    from promptopt.session import Session
     from promptopt.tasks import get_task
 
     as_json = options["as_json"]
@@ -93,10 +93,11 @@ def eval_command(
     if metric is not None:
         task = task.with_metric(metric)
     metric_obj = task.metric  # a bad metric fails here, before any work (a task file's reference loads now)
-    store = Store(options["db"])
+    session = Session(options["db"])  # the store, the eval run and its model stack
+    store = session.store
     examples = len(task.examples(split, limit))
     backend = make_backend(model, batch_size=options["batch_size"], **_backend_options(options))
-    settings = {"split": split, "limit": limit, "db": store, "cache": not options["no_cache"],
+    settings = {"split": split, "limit": limit, "db": session, "cache": not options["no_cache"],
                 "batch_size": options["batch_size"], "seed": options["seed"],
                 "metric": metric_obj}  # fmt: skip
     with _progress_display(not options["no_progress"] and not as_json, f"{task.name} {split}") as bar:
@@ -116,7 +117,7 @@ def eval_command(
         from promptopt.tasks.splits import sizes_line
 
         click.echo(sizes_line(sizes))
-    store.close()
+    session.close()
     from promptopt.failures import check_results
 
     check_results(report.results, "the evaluation", options["api_key_env"])
