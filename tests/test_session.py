@@ -169,3 +169,19 @@ def test_the_cli_searches_once_and_prints_the_exact_resume_line_after_ctrl_c(
     assert len(prepared) == 2 and prepared[1].run_id == run_id
     with Store(db_url) as store:
         assert store.get_run(run_id).status == "finished"
+
+
+def test_ctrl_c_before_the_run_is_stored_says_there_is_nothing_to_resume(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def loading(spec: str, **options: Any) -> Backend:  # Ctrl-C while the model loads
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(promptopt.controller, "make_backend", loading)
+    stopped = CliRunner().invoke(
+        cli, ["search", "--task", "gsm-symbolic", "--model", "fake", "--db", db_url, *SMALL]
+    )
+    assert stopped.exit_code == 130, stopped.output
+    assert "nothing to resume" in stopped.stderr and "--resume" not in stopped.stderr
+    with Store(db_url) as store:
+        assert store.list_runs() == []
