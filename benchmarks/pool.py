@@ -119,10 +119,10 @@ def _request(text: str, request_type: Any, message_type: Any) -> Any:
 def bench_evaluator_throughput(base_url: str, repeats: int, latency_s: float) -> dict[str, Any]:
     """16 candidates x 40 examples per stage through RayEvaluator with the controller's
     wrappers (budget, cache, retries) and a SQLite store: evaluations per second."""
-    from promptopt.backends import CachingBackend, RetryingBackend
-    from promptopt.budget import Budget, BudgetedBackend
+    from promptopt.budget import Budget
     from promptopt.executor import Executor
     from promptopt.pool import RayBackend, RayEvaluator
+    from promptopt.session import ModelStack
     from promptopt.store import Store
     from promptopt.tasks import get_task
     from promptopt.types import Candidate
@@ -139,7 +139,7 @@ def bench_evaluator_throughput(base_url: str, repeats: int, latency_s: float) ->
             with tempfile.TemporaryDirectory() as tmp:
                 store = Store(f"sqlite:///{tmp}/bench.db")
                 run_id = store.create_run(kind="search", task=task.name, model=pool.model_id, config={})
-                chain = BudgetedBackend(CachingBackend(RetryingBackend(pool), store), Budget())
+                chain = ModelStack(pool, store, budget=Budget()).backend
                 executor = Executor(task, chain, batch_size=16)
                 candidates = [Candidate(instruction=f"Variant {repeat}-{k}: solve it.") for k in range(16)]
                 for candidate in candidates:

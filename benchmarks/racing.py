@@ -39,17 +39,18 @@ HAND_WRITTEN = [
 
 
 def record(args: argparse.Namespace) -> None:
-    from promptopt.backends import CachingBackend, RetryingBackend, make_backend
+    from promptopt.backends import make_backend
     from promptopt.evaluation import make_candidate
     from promptopt.evaluator import SerialEvaluator
     from promptopt.executor import Executor
     from promptopt.proposers import Proposer
+    from promptopt.session import ModelStack
     from promptopt.store import Store
     from promptopt.tasks import get_task
 
     task = get_task(args.task, args.data_dir)
     store = Store(args.db)
-    backend = CachingBackend(RetryingBackend(make_backend(args.model, batch_size=args.batch_size)), store)
+    backend = ModelStack(make_backend(args.model, batch_size=args.batch_size), store).backend
     proposer = Proposer(backend, task, seed=args.seed)
     texts = list(HAND_WRITTEN)
     round_index = 0

@@ -13,7 +13,7 @@ Two steps:
     with each pool instruction, which the ``ape`` row races), de-duplicates by candidate
     hash, and scores them all on the dev examples the controller races on for that dev
     size (``task.examples("dev")[:dev_size]``), through promptopt's evaluation stack
-    (``Executor`` over ``CachingBackend(RetryingBackend(model))``, as ``evaluate()`` and
+    (``Executor`` over a :class:`~promptopt.session.ModelStack` of the model, as ``evaluate()`` and
     the controller wire it) with the response cache in ``--db``. An interrupted record
     resumes from that cache. It writes the table as JSON: model id, dev example ids, and
     per candidate its grid points, hash, per-example 0/1 scores, mean and tokens.
@@ -80,7 +80,7 @@ if str(REPO) not in sys.path:  # `benchmarks.plotting`
     sys.path.insert(0, str(REPO))
 
 from benchmarks.plotting import figure, save  # noqa: E402
-from promptopt.backends import Backend, CachingBackend, RetryingBackend  # noqa: E402
+from promptopt.backends import Backend, CachingBackend  # noqa: E402
 from promptopt.errors import BackendError, ConfigError  # noqa: E402
 from promptopt.types import Candidate, Completion, GenerationRequest  # noqa: E402
 
@@ -339,13 +339,13 @@ def _record(
     backend: Backend,
 ) -> dict[str, Any] | None:
     from promptopt.executor import Executor
+    from promptopt.session import ModelStack
     from promptopt.store import Store
 
     url = _db_url(args.db)
     with Store(url) as store:
-        retrying = RetryingBackend(backend)
-        caching = CachingBackend(retrying, store)
-        executor = Executor(task, caching, batch_size=args.batch_size, chunk_size=4 * args.batch_size)
+        models = ModelStack(backend, store)  # retries, then the response cache, as evaluate() has them
+        executor = Executor(task, models.backend, batch_size=args.batch_size, chunk_size=4 * args.batch_size)
         model_id = backend.model_id
         keys: dict[str, int] = {}
         for row in rows:
@@ -380,11 +380,11 @@ def _record(
             now = time.perf_counter()
             done = len(results)
             if done == len(pairs) or now - shown[0] >= 30 or done - shown[1] >= max(1, len(pairs) // 20):
-                calls = retrying.sent
+                calls = models.model_calls
                 rate = calls / (now - started) if now > started else 0.0
                 left = len(todo) - calls
                 eta = f", ~{left / rate / 60:.0f} min left" if rate > 0 and left > 0 else ""
-                print(f"  {done}/{len(pairs)} evaluations · {calls} model calls, {caching.hits} cache hits · "
+                print(f"  {done}/{len(pairs)} evaluations · {calls} model calls, {models.cache_hits} cache hits · "
                       f"{now - started:.0f} s{eta}", file=sys.stderr, flush=True)  # fmt: skip
                 shown[0], shown[1] = now, done
 
@@ -413,8 +413,8 @@ def _record(
             "dataset_hash": task.dataset_hash, "model": model_id, "model_spec": args.model, "db": url,
             "space": space.to_dict(), "space_source": str(args.space), "grid_size": size,
             "base": base.to_dict(), "base_hash": base.hash, "dev_size": len(dev), "dev_ids": [e.id for e in dev],
-            "candidates": table_rows, "failed_evaluations": failed, "model_calls": retrying.sent,
-            "cache_hits": caching.hits, "wall_s": wall, "recorded_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "candidates": table_rows, "failed_evaluations": failed, "model_calls": models.model_calls,
+            "cache_hits": models.cache_hits, "wall_s": wall, "recorded_at": time.strftime("%Y-%m-%d %H:%M:%S"),
         }  # fmt: skip
     out = (
         Path(args.out)
@@ -424,7 +424,7 @@ def _record(
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(table, indent=1))
     print(f"recorded {len(table_rows)} candidates × {len(dev)} dev examples in {wall:.0f} s "
-          f"({retrying.sent} model calls, {caching.hits} cache hits, {failed} failed evaluations)")  # fmt: skip
+          f"({models.model_calls} model calls, {models.cache_hits} cache hits, {failed} failed evaluations)")  # fmt: skip
     print(f"table best {best['mean']:.3f} ({best['hash']}), base {base_row['mean']:.3f}")
     if failed:
         print(f"warning: {failed} evaluations failed; failures are not cached, so a replay that asks for "

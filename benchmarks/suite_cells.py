@@ -218,10 +218,10 @@ def native_test(task: Any, base: Any, program_state: Mapping[str, Any], backend:
     import contextlib
     import sys
 
-    from promptopt.backends import CachingBackend, RetryingBackend
     from promptopt.backends.coalesce import CoalescingBackend
     from promptopt.dspy_interop import answer_metric, dspy_example, import_dspy, program_from_candidate
     from promptopt.dspy_interop.lm import PromptOptLM
+    from promptopt.session import ModelStack
     from promptopt.stats import mean_interval
     from promptopt.store import Store
 
@@ -231,7 +231,7 @@ def native_test(task: Any, base: Any, program_state: Mapping[str, Any], backend:
     metric = answer_metric(task, {e.id: e for e in examples})
     started = time.perf_counter()
     with Store(db) as store:
-        caching = CachingBackend(RetryingBackend(backend), store)
+        caching = ModelStack(backend, store).backend
         inner = CoalescingBackend(caching) if threads > 1 else caching
         lm = PromptOptLM(inner)
         evaluator = dspy.Evaluate(devset=[dspy_example(e, task) for e in examples], metric=metric,

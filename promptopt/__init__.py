@@ -21,17 +21,19 @@ except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0+unknown"
 
 if TYPE_CHECKING:
-    from promptopt.controller import SearchConfig, search
+    from promptopt.controller import PreparedSearch, SearchConfig, prepare_search, search
     from promptopt.evaluation import EvalReport, evaluate, make_candidate
     from promptopt.export import load
     from promptopt.metrics import MetricResult, Prediction
     from promptopt.optimization import optimize
+    from promptopt.session import ModelStack, Session
     from promptopt.tasks import Task, get_task, list_tasks
 
 __all__ = [
     "Candidate", "Completion", "EvalReport", "EvalResult", "Example", "GenerationRequest", "Message",
-    "MetricResult", "Prediction", "PromptOptError", "SearchConfig", "Task", "evaluate", "get_task", "list_tasks",
-    "load", "make_candidate", "optimize", "search", "__version__",
+    "MetricResult", "ModelStack", "Prediction", "PreparedSearch", "PromptOptError", "SearchConfig", "Session", "Task",
+    "evaluate", "get_task", "list_tasks", "load", "make_candidate", "optimize", "prepare_search", "search",
+    "__version__",
 ]  # fmt: skip
 
 _LAZY = {
@@ -47,6 +49,10 @@ _LAZY = {
     "MetricResult": "promptopt.metrics",
     "Prediction": "promptopt.metrics",
     "SearchConfig": "promptopt.controller",
+    "prepare_search": "promptopt.controller",
+    "PreparedSearch": "promptopt.controller",
+    "Session": "promptopt.session",
+    "ModelStack": "promptopt.session",
 }
 
 

@@ -20,15 +20,15 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from promptopt.answer_counts import count_answers
-from promptopt.backends import Backend, CachingBackend, RetryingBackend, make_backend
+from promptopt.backends import Backend, make_backend
 from promptopt.bias.costs import candidate_calls
-from promptopt.budget import Budget, BudgetedBackend, Spend, load_prices
+from promptopt.budget import Budget, load_prices
 from promptopt.constant import constant_baseline
-from promptopt.errors import BudgetExceeded, ConfigError, RunInterruptedError
-from promptopt.executor import Executor
+from promptopt.errors import BudgetExceeded, ConfigError
 from promptopt.failures import check_results
 from promptopt.policies import Policy, PolicySettings, get_policy
 from promptopt.policies.estimates import (  # noqa: F401  (final_calls ... space_estimate: re-exported)
@@ -40,13 +40,14 @@ from promptopt.policies.estimates import (  # noqa: F401  (final_calls ... space
     space_estimate,
 )
 from promptopt.progress import PhaseProgress
-from promptopt.proposers import Proposer
-from promptopt.racing import Standing, rank, standing, successive_halving
+from promptopt.racing import rank, successive_halving
 from promptopt.search_config import PRESETS, SIGNIFICANCE, SearchConfig  # noqa: F401
 from promptopt.search_result import LeaderboardRow, SearchProgress, SearchResult
+from promptopt.search_run import SearchRun
+from promptopt.session import Session
 from promptopt.stats import mean_interval, paired_difference
 from promptopt.tasks import Task, get_task, load_recorded_task, task_reference
-from promptopt.types import Candidate, EvalResult, Example
+from promptopt.types import Candidate, Example
 
 
 def estimate(config: SearchConfig, task: Task) -> dict[str, Any]:
@@ -93,119 +94,159 @@ def mark_pareto(rows: Sequence[LeaderboardRow]) -> list[LeaderboardRow]:
     return [dataclasses.replace(r, pareto=i in front) for i, r in enumerate(rows)]
 
 
-class _Run:
-    """The wiring of one search: backends, store, evaluator, policy."""
+def prepare_search(
+    config: SearchConfig | None = None,
+    *,
+    db: Any = None,
+    resume: str | None = None,
+    task: Task | None = None,
+    metric: Any = None,
+    backend: Backend | None = None,
+    proposer_backend: Backend | None = None,
+    take_over: bool = False,
+    prices: str | Path | None = None,
+) -> PreparedSearch:
+    """Prepare a search without running it: the config resolved (from the store for
+    ``resume=RUN_ID``), the task, its metric and the model prices loaded, the plan estimated.
+    Nothing is stored and no model is loaded yet: :meth:`PreparedSearch.run` does that.
+
+    ``db`` is a :class:`~promptopt.session.Session`, a Store, a URL or None. ``prices`` is a
+    price file (see :func:`~promptopt.budget.load_prices`): with it, or with a cost limit in
+    the budget, the budget gets the model's prices, once, and the run stores them. The
+    other arguments are those of :func:`search`."""
+    session, owns_session = Session.of(db)
+    try:
+        return _prepare(session, owns_session, config, resume, task, metric, backend, proposer_backend,
+                        take_over, prices)  # fmt: skip
+    except BaseException:
+        if owns_session:
+            session.close()
+        raise
+
+
+def _prepare(
+    session: Session, owns_session: bool, config: SearchConfig | None, resume: str | None, task: Task | None,
+    metric: Any, backend: Backend | None, proposer_backend: Backend | None, take_over: bool,
+    prices: str | Path | None,
+) -> PreparedSearch:  # fmt: skip
+    record = None
+    if resume is not None:
+        record = session.store.get_run(resume)
+        if record.kind != "search":
+            raise ConfigError(
+                f"run {resume} is a {record.kind} run, not a search; only searches can be resumed"
+            )
+        config = SearchConfig.from_dict(record.config)
+    if config is None:
+        raise ConfigError("search() needs a config or resume=RUN_ID")
+    if record is not None:
+        if task is None:  # the recorded file and data, from any directory
+            task = load_recorded_task(record.config, record.task, dataset_hash=record.dataset_hash)
+        from promptopt.metrics.resume import resume_metric
+
+        task = resume_metric(config, record.id, task, metric)
+    else:
+        if task is None:
+            task = get_task(config.task, config.data_dir)
+        if metric is None and config.metric is not None:
+            metric = config.metric
+        if metric is not None:
+            task = task.with_metric(metric)
+        config = dataclasses.replace(config, metric=task.metric.spec)
+    budget = config.budget
+    if (prices is not None or budget.max_cost is not None) and not (
+        budget.price_in_per_mtok or budget.price_out_per_mtok
+    ):
+        price_in, price_out = load_prices(backend.model_id if backend is not None else config.model, prices)
+        budget = dataclasses.replace(budget, price_in_per_mtok=price_in, price_out_per_mtok=price_out)
+        config = dataclasses.replace(config, budget=budget)
+    if _needs_space(config.policy):
+        # Store the parsed space (with its sampling order) with the run: a resume must not
+        # depend on the file, nor on the key order of the stored JSON.
+        config = dataclasses.replace(config, space=resolve_space(config, task).to_dict())
+    plan = estimate(config, task)
+    if task.metric.spec != "exact_match" and hasattr(task.metric.fn, "judge_calls"):
+        plan["judge_calls"] = task.metric.fn.judge_calls(plan["search_calls"] + plan["final_calls"])
+    return PreparedSearch(
+        config, task, plan, session, owns_session, record, backend, proposer_backend, take_over
+    )
+
+
+class PreparedSearch:
+    """A search prepared by :func:`prepare_search`: ``config`` (resolved), ``task``,
+    ``plan`` (the estimate of calls and tokens) and, once :meth:`run` has stored the run
+    (or taken over the one resumed), ``run_id``: a caller interrupted by Ctrl-C knows which
+    run to resume. Run it once; :meth:`close` closes the store if the search opened it."""
 
     def __init__(
-        self, config: SearchConfig, task: Task, store: Any, backend: Backend, proposer_backend: Backend | None
-    ):
-        self.config = config
-        self.task = task
-        self.store = store
-        from promptopt.pool import RayBackend
+        self, config: SearchConfig, task: Task, plan: dict[str, Any], session: Session, owns_session: bool,
+        record: Any, backend: Backend | None, proposer_backend: Backend | None, take_over: bool,
+    ) -> None:  # fmt: skip
+        self.config, self.task, self.plan, self.session = config, task, plan, session
+        self.run_id: str | None = record.id if record is not None else None
+        self._owns_session, self._record, self._take_over = owns_session, record, take_over
+        self._backend, self._proposer_backend = backend, proposer_backend
 
-        # Under the Ray pool, a retry's backoff must release the driver lock (else it
-        # stalls every candidate in flight); serially it is a plain sleep.
-        sleep = backend.driver_lock.sleep if isinstance(backend, RayBackend) else time.sleep
-        self.retrying = RetryingBackend(backend, sleep=sleep)
-        self.caching = CachingBackend(self.retrying, store)
-        budget = config.budget
-        if budget.max_cost is not None and not (budget.price_in_per_mtok or budget.price_out_per_mtok):
-            price_in, price_out = load_prices(backend.model_id)
-            budget = dataclasses.replace(budget, price_in_per_mtok=price_in, price_out_per_mtok=price_out)
-        self.spend = Spend()
-        self.budgeted = BudgetedBackend(self.caching, budget, self.spend)
-        if proposer_backend is None:
-            proposer_budgeted = self.budgeted
-            self.proposer_caching: CachingBackend | None = None
+    def run(
+        self,
+        progress: Callable[[SearchProgress], None] | None = None,
+        phase_progress: Callable[[str, float], None] | None = None,
+    ) -> SearchResult:
+        """Run the search (see :func:`search`) and store it as it goes; return its result."""
+        config, task, session = self.config, self.task, self.session
+        lifecycle = session.resume_run(self._record.id, take_over=self._take_over) if self._record else None
+        model_backend: Backend
+        if self._backend is None and (config.workers or config.ray_address):
+            from promptopt.pool import pool_backend
+
+            model_backend = pool_backend(
+                config.model, workers=max(1, config.workers), ray_address=config.ray_address,
+                batch_size=config.batch_size, resources=config.ray_resources, **dict(config.backend_options),
+            )  # fmt: skip
         else:
-            self.proposer_caching = CachingBackend(RetryingBackend(proposer_backend), store)
-            proposer_budgeted = BudgetedBackend(self.proposer_caching, budget, self.spend)
-        self.proposer = Proposer(
-            proposer_budgeted,
-            task,
-            slot=config.slot,
-            temperature=config.proposer_temperature,
-            seed=config.seed,
-        )
-        self.search_executor = Executor(task, self.budgeted, batch_size=config.batch_size)
-        self.run_id = ""
-        from promptopt.pool import make_evaluator
-
-        self.evaluator = make_evaluator(
-            self.search_executor, self._store_results, workers=config.workers, ray_address=config.ray_address,
-            resources=config.ray_resources,
-        )  # fmt: skip
-        self.heartbeat: Any = None  # the lease's Heartbeat while the search runs
-        self.phase_progress: Callable[[str, float], None] | None = None
-        self.candidates: dict[str, Candidate] = {config.base.hash: config.base}
-        self.origins: dict[str, str] = {config.base.hash: "seed"}
-
-    def _store_results(self, batch: Sequence[EvalResult]) -> None:
-        if self.heartbeat is not None:  # taken over by another process: stop, write nothing more
-            self.heartbeat.check()
-        self.store.record_evaluations(self.run_id, batch)
-
-    def register(self, candidate: Candidate, origin: str, parent: str | None) -> None:
-        if candidate.hash not in self.candidates or origin != "parent":
-            self.candidates.setdefault(candidate.hash, candidate)
-            self.origins.setdefault(candidate.hash, origin)
-            self.store.add_candidate(
-                self.run_id, candidate, origin=self.origins[candidate.hash], parent=parent
+            model_backend = self._backend or make_backend(
+                config.model, batch_size=config.batch_size, **dict(config.backend_options)
             )
+        proposer = self._proposer_backend
+        if proposer is None and config.proposer_model and config.proposer_model != config.model:
+            proposer = make_backend(config.proposer_model, batch_size=config.batch_size)
+        from promptopt.metrics import MetricContext
 
-    def evaluate_for_policy(
-        self, candidate: Candidate, examples: Sequence[Example], split: str, origin: str, parent: str | None
-    ) -> list[EvalResult]:
-        """A policy's own evaluation (reflect's minibatches): registered, then evaluated as any."""
-        self.register(candidate, origin, parent)
-        return self.evaluator.evaluate(candidate, examples, split)
-
-    def scores(self, candidate_hash: str, examples: Sequence[Any], split: str) -> list[float | None]:
-        results = self.evaluator.evaluate(self.candidates[candidate_hash], examples, split)
-        return [r.score for r in results]
-
-    def known_standings(self) -> dict[str, Standing]:
-        order = {h: i for i, h in enumerate(self.candidates)}
-        out = {}
-        for candidate_hash, candidate in self.candidates.items():
-            known = self.evaluator.known(candidate, "dev")
-            if known:
-                out[candidate_hash] = standing(
-                    candidate_hash, [r.score for r in known], order[candidate_hash]
-                )
-        return out
-
-    @property
-    def model_calls(self) -> int:
-        calls = self.retrying.sent
-        if self.proposer_caching is not None:
-            inner = self.proposer_caching.inner
-            calls += inner.sent if isinstance(inner, RetryingBackend) else 0
-        return calls
-
-    def faults(self) -> dict[str, int]:
-        """Failed requests met (each attempt counts), re-sent requests, and evaluations
-        stored as failures (every sample failed; excluded from scores)."""
-        retrying = [self.retrying]
-        if self.proposer_caching is not None and isinstance(self.proposer_caching.inner, RetryingBackend):
-            retrying.append(self.proposer_caching.inner)
-        failed = sum(
-            1
-            for candidate in self.candidates.values()
-            for split in ("dev", "test")
-            for result in self.evaluator.known(candidate, split)
-            if result.score is None
+        task.metric.prepare(
+            MetricContext(
+                store=session.store, max_judge_calls=config.max_judge_calls, batch_size=config.batch_size
+            )
         )
-        return {
-            "faults_met": sum(r.faults_seen for r in retrying),
-            "retries": sum(r.retries for r in retrying),
-            "failed_evaluations": failed,
-        }
+        run = SearchRun(config, task, session, model_backend, proposer)
+        if lifecycle is None:
+            lifecycle = session.create_run(
+                kind="search", task=task.name, model=model_backend.model_id,
+                config={**config.to_dict(), **task_reference(task)}, seed=config.seed, dataset_hash=task.dataset_hash,
+            )  # fmt: skip
+        self.run_id = run.run_id = lifecycle.run_id
+        started = time.perf_counter()
+        run.heartbeat = lifecycle.heartbeat
+        run.phase_progress = phase_progress
+        try:
+            # Ctrl-C, or the world around the run gone (a Ray cluster lost): resumable as it is.
+            with lifecycle.working(lambda: {"spent": run.spend.to_dict(), "judge": task.metric.describe()}):
+                result = _search(run, progress, self.plan, started)
+        finally:
+            run.evaluator.close()
+            task.metric.close()
+        lifecycle.finish(result.summary())
+        return result
 
-    @property
-    def cache_hits(self) -> int:
-        return self.caching.hits + (self.proposer_caching.hits if self.proposer_caching else 0)
+    def close(self) -> None:
+        """Close the store if :func:`prepare_search` opened it."""
+        if self._owns_session:
+            self.session.close()
+
+    def __enter__(self) -> PreparedSearch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def search(
@@ -235,107 +276,21 @@ def search(
     (the share of their requests answered; a display's bar). ``metric`` scores with
     another metric than the task's (any form :func:`promptopt.metrics.resolve_metric`
     takes); resuming a run whose metric is user code needs it named again here.
+
+    The same as :func:`prepare_search` then :meth:`PreparedSearch.run`, for a caller that
+    needs the plan (or the run id after Ctrl-C) in between.
     """
-    from promptopt.lease import Heartbeat, new_owner, take
-    from promptopt.store import Store
-
-    store = db if isinstance(db, Store) else Store(db)
-    owns_store = not isinstance(db, Store)
-    if resume is not None:
-        record = store.get_run(resume)
-        if record.kind != "search":
-            raise ConfigError(
-                f"run {resume} is a {record.kind} run, not a search; only searches can be resumed"
-            )
-        config = SearchConfig.from_dict(record.config)
-    if config is None:
-        raise ConfigError("search() needs a config or resume=RUN_ID")
-    if task is None and resume is not None:  # the recorded file and data, from any directory
-        task = load_recorded_task(record.config, record.task, dataset_hash=record.dataset_hash)
-    if resume is not None:
-        from promptopt.metrics.resume import resume_metric
-
-        task = resume_metric(config, resume, task, metric)
-    else:
-        if task is None:
-            task = get_task(config.task, config.data_dir)
-        if metric is None and config.metric is not None:
-            metric = config.metric
-        if metric is not None:
-            task = task.with_metric(metric)
-        config = dataclasses.replace(config, metric=task.metric.spec)
-    if _needs_space(config.policy):
-        # Store the parsed space (with its sampling order) with the run: a resume must not
-        # depend on the file, nor on the key order of the stored JSON.
-        config = dataclasses.replace(config, space=resolve_space(config, task).to_dict())
-    plan = estimate(config, task)
-    if task.metric.spec != "exact_match" and hasattr(task.metric.fn, "judge_calls"):
-        plan["judge_calls"] = task.metric.fn.judge_calls(plan["search_calls"] + plan["final_calls"])
-    if dry_run:
-        if owns_store:
-            store.close()
-        return plan
-    owner = new_owner()
-    if resume is not None:
-        take(store, record, owner, take_over=take_over)
-    model_backend: Backend
-    if backend is None and (config.workers or config.ray_address):
-        from promptopt.pool import pool_backend
-
-        model_backend = pool_backend(
-            config.model, workers=max(1, config.workers), ray_address=config.ray_address,
-            batch_size=config.batch_size, resources=config.ray_resources, **dict(config.backend_options),
-        )  # fmt: skip
-    else:
-        model_backend = backend or make_backend(
-            config.model, batch_size=config.batch_size, **dict(config.backend_options)
-        )
-    proposer = proposer_backend
-    if proposer is None and config.proposer_model and config.proposer_model != config.model:
-        proposer = make_backend(config.proposer_model, batch_size=config.batch_size)
-    from promptopt.metrics import MetricContext
-
-    task.metric.prepare(
-        MetricContext(store=store, max_judge_calls=config.max_judge_calls, batch_size=config.batch_size)
-    )
-    run = _Run(config, task, store, model_backend, proposer)
-    if resume is not None:
-        run.run_id = resume
-    else:
-        run.run_id = store.create_run(
-            kind="search", task=task.name, model=model_backend.model_id, config={**config.to_dict(), **task_reference(task)},
-            seed=config.seed, dataset_hash=task.dataset_hash, owner=owner,
-        )  # fmt: skip
-    started = time.perf_counter()
-    run.heartbeat = Heartbeat(store, run.run_id, owner)
-    run.phase_progress = phase_progress
-    try:
-        with run.heartbeat:
-            result = _search(run, progress, plan, started)
-    except BaseException as exc:
-        # Ctrl-C, or the world around the run gone (a Ray cluster lost): resumable as it is.
-        status = "interrupted" if isinstance(exc, KeyboardInterrupt | RunInterruptedError) else "failed"
-        if not run.heartbeat.lost.is_set():  # a run taken over belongs to its new owner
-            store.finish_run(
-                run.run_id,
-                status,
-                {"error": f"{type(exc).__name__}: {exc}"[:2000], "spent": run.spend.to_dict(),
-                 "judge": task.metric.describe()},
-            )  # fmt: skip
-        if owns_store:
-            store.close()
-        raise
-    finally:
-        run.evaluator.close()
-        task.metric.close()
-    store.finish_run(run.run_id, "finished", result.summary())
-    if owns_store:
-        store.close()
-    return result
+    with prepare_search(
+        config, db=db, resume=resume, task=task, metric=metric, backend=backend, proposer_backend=proposer_backend,
+        take_over=take_over,
+    ) as prepared:  # fmt: skip
+        if dry_run:
+            return prepared.plan
+        return prepared.run(progress, phase_progress)
 
 
 def _search(
-    run: _Run, progress: Callable[[SearchProgress], None] | None, plan: Mapping[str, Any], started: float
+    run: SearchRun, progress: Callable[[SearchProgress], None] | None, plan: Mapping[str, Any], started: float
 ) -> SearchResult:
     config, task = run.config, run.task
     dev = task.examples("dev")[: config.dev_size]
@@ -362,7 +317,7 @@ def _search(
 
 
 def _run_policy(
-    run: _Run,
+    run: SearchRun,
     policy: Policy,
     dev: Sequence[Example],
     progress: Callable[[SearchProgress], None] | None,

@@ -9,11 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from promptopt.backends import Backend, CachingBackend, RetryingBackend, make_backend
+from promptopt.backends import Backend, make_backend
 from promptopt.constant import constant_baseline
 from promptopt.errors import ConfigError
 from promptopt.executor import Executor
-from promptopt.lease import Heartbeat, new_owner
 from promptopt.stats import mean_interval
 from promptopt.tasks import Task, get_task, task_reference
 from promptopt.types import Candidate, EvalResult
@@ -206,14 +205,6 @@ def _as_candidate(prompt: Candidate | str | Mapping[str, Any], task: Task) -> Ca
     )
 
 
-def _open_store(db: Any) -> tuple[Any, bool]:
-    from promptopt.store import Store
-
-    if isinstance(db, Store):
-        return db, False
-    return Store(db), True
-
-
 def evaluate(
     task: Task | str,
     prompt: Candidate | str | Mapping[str, Any],
@@ -259,12 +250,15 @@ def evaluate(
         from promptopt.models import DEFAULT_MODEL
 
         inner = make_backend(backend or DEFAULT_MODEL, batch_size=batch_size)
-    store, owns_store = _open_store(db)
-    retrying = RetryingBackend(inner, max_attempts=max_attempts)
-    caching = CachingBackend(retrying, store) if cache else None
-    wrapped: Backend = caching or retrying
-    executor = Executor(task_obj, wrapped, batch_size=batch_size, chunk_size=chunk_size or 4 * batch_size)
-    run_id = store.create_run(
+    from promptopt.session import Session
+
+    session, owns_session = Session.of(db)
+    store = session.store
+    models = session.models(inner, cache=cache, max_attempts=max_attempts)
+    executor = Executor(
+        task_obj, models.backend, batch_size=batch_size, chunk_size=chunk_size or 4 * batch_size
+    )
+    lifecycle = session.create_run(
         kind="eval",
         task=task_obj.name,
         model=inner.model_id,
@@ -283,8 +277,8 @@ def evaluate(
         },
         seed=seed,
         dataset_hash=task_obj.dataset_hash,
-        owner=(owner := new_owner()),
     )
+    run_id = lifecycle.run_id
     store.add_candidate(run_id, candidate, origin="user")
     from promptopt.metrics import MetricContext
 
@@ -305,22 +299,12 @@ def evaluate(
             progress(EvalProgress(done, len(examples), correct, scored, time.perf_counter() - started))
 
     try:
-        with Heartbeat(store, run_id, owner):
+        with lifecycle.working(lambda: {"examples_done": done, "judge": task_obj.metric.describe()}):
             results = executor.evaluate(candidate, examples, split, on_batch=on_batch)
-    except BaseException as exc:
-        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-        store.finish_run(
-            run_id,
-            status,
-            {
-                "error": f"{type(exc).__name__}: {exc}"[:2000],
-                "examples_done": done,
-                "judge": task_obj.metric.describe(),
-            },
-        )
+    except BaseException:
         task_obj.metric.close()
-        if owns_store:
-            store.close()
+        if owns_session:
+            session.close()
         raise
     scores = [r.score for r in results if r.score is not None]
     accuracy, low, high = mean_interval(scores)
@@ -337,9 +321,9 @@ def evaluate(
         ci_high=high,
         tokens_in=sum(r.tokens_in for r in results),
         tokens_out=sum(r.tokens_out for r in results),
-        calls=retrying.sent,
-        cache_hits=caching.hits if caching else 0,
-        retries=retrying.retries,
+        calls=models.model_calls,
+        cache_hits=models.cache_hits,
+        retries=models.retries,
         wall_s=time.perf_counter() - started,
         results=tuple(results),
         n_no_answer=sum(1 for r in results if r.no_answer),
@@ -351,7 +335,7 @@ def evaluate(
         judge=task_obj.metric.describe(),
     )
     task_obj.metric.close()
-    store.finish_run(run_id, "finished", report.summary())
-    if owns_store:
-        store.close()
+    lifecycle.finish(report.summary())
+    if owns_session:
+        session.close()
     return report

@@ -1,8 +1,9 @@
 """``promptopt.optimize(task, model=..., policy=..., max_calls=...)``: one call from data to a
 prompt you can run.
 
-It runs :func:`promptopt.search` (same store, budgets, resume, progress display and report
-as ``promptopt search``) and returns the winner as the very object
+It prepares and runs a search (:func:`promptopt.controller.prepare_search`, on a
+:class:`~promptopt.session.Session`: the same store, budgets, resume, progress display and
+report as ``promptopt search``) and returns the winner as the very object
 :func:`promptopt.load` gives for an exported prompt, so ``best.run(field=...)`` answers a
 new question at once.
 """
@@ -51,23 +52,22 @@ def optimize(
     ``db`` (default ``$PROMPTOPT_DB``, else ``./promptopt.db``).
     """
     from promptopt.budget import Budget
-    from promptopt.controller import SearchConfig, SearchResult, search
+    from promptopt.controller import SearchConfig, prepare_search
     from promptopt.evaluation import make_candidate
     from promptopt.export import build_document, load_document
     from promptopt.progress import SearchDisplay
-    from promptopt.store import Store
+    from promptopt.session import Session
     from promptopt.tasks import Task, get_task
 
     task_obj = task if isinstance(task, Task) else get_task(str(task), data_dir)
     if metric is not None:
         task_obj = task_obj.with_metric(metric)
-    store = db if isinstance(db, Store) else Store(db)
-    owns_store = not isinstance(db, Store)
+    session, owns_session = Session.of(db)
     try:
         if model is None:
             from promptopt.models import DEFAULT_MODEL
 
-            stored = store.get_run(resume).config.get("model") if resume is not None else None
+            stored = session.store.get_run(resume).config.get("model") if resume is not None else None
             model = stored if isinstance(stored, str) else DEFAULT_MODEL
         model_name = model.model_id if isinstance(model, Backend) else str(model)
         # One backend for the search and for the returned prompt's run(): a local model is
@@ -79,27 +79,25 @@ def optimize(
             else make_backend(str(model), batch_size=int(overrides.get("batch_size", 16)))
         )
         proposer_backend = proposer if isinstance(proposer, Backend) else None
-        callback = progress if callable(progress) else None
+        if resume is not None:
+            prepared = prepare_search(db=session, resume=resume, task=task_obj, backend=backend,
+                                      proposer_backend=proposer_backend)  # fmt: skip
+        else:
+            config = SearchConfig.from_preset(
+                budget, task=task_obj.name, model=model_name, base=make_candidate(task_obj, instruction=instruction),
+                policy=policy, budget=Budget(max_calls=max_calls), seed=seed,
+                proposer_model=proposer if isinstance(proposer, str) else None,
+                data_dir=str(data_dir) if data_dir else None, policy_options=policy_options, **overrides,
+            )  # fmt: skip
+            prepared = prepare_search(config, db=session, task=task_obj, backend=backend,
+                                      proposer_backend=proposer_backend)  # fmt: skip
         with SearchDisplay(enabled=progress is True) as display:
-            update = callback or display.update
-            if resume is not None:
-                result = search(db=store, resume=resume, task=task_obj, backend=backend,
-                                proposer_backend=proposer_backend, progress=update)  # fmt: skip
-            else:
-                config = SearchConfig.from_preset(
-                    budget, task=task_obj.name, model=model_name, base=make_candidate(task_obj, instruction=instruction),
-                    policy=policy, budget=Budget(max_calls=max_calls), seed=seed,
-                    proposer_model=proposer if isinstance(proposer, str) else None,
-                    data_dir=str(data_dir) if data_dir else None, policy_options=policy_options, **overrides,
-                )  # fmt: skip
-                result = search(config, db=store, task=task_obj, backend=backend,
-                                proposer_backend=proposer_backend, progress=update)  # fmt: skip
-        assert isinstance(result, SearchResult)
-        document = build_document(store, result.run_id, task=task_obj)
+            result = prepared.run(progress=progress if callable(progress) else display.update)
+        document = build_document(session.store, result.run_id, task=task_obj)
         loaded = load_document(document, where=f"run {result.run_id}")
     finally:
-        if owns_store:
-            store.close()
+        if owns_session:
+            session.close()
     import dataclasses
 
     return dataclasses.replace(loaded, backend=backend)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 import pytest
 
-from promptopt.cli_checks import parse_ray_resources
+from promptopt.cli.checks import parse_ray_resources
 from promptopt.controller import SearchConfig
 from promptopt.types import Candidate
 

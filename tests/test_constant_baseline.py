@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from promptopt.backends.fake import FakeBackend
 from promptopt.cli import cli
-from promptopt.cli_answers import print_winner_checks
+from promptopt.cli.answers import print_winner_checks
 from promptopt.controller import SearchConfig, search
 from promptopt.evaluation import make_candidate
 from promptopt.tasks import get_task

@@ -202,7 +202,7 @@ def test_ambiguous_prefix_is_refused(filled: dict[str, object]) -> None:
 def results_cli() -> click.Group:
     """The `promptopt` group with the result commands (registered by cli.py once wired)."""
     from promptopt.cli import PromptOptGroup, cli
-    from promptopt.cli_results import COMMANDS
+    from promptopt.cli.results import COMMANDS
 
     if all(c.name in cli.commands for c in COMMANDS):
         return cli

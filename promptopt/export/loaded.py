@@ -172,7 +172,8 @@ class LoadedPrompt:
         extract and majority-vote through the same Executor as the search. ``backend``
         is a :class:`~promptopt.backends.Backend` or a model spec (default: the model
         the prompt was tuned on); requests are retried on retryable errors."""
-        from promptopt.backends import Backend, RetryingBackend, make_backend
+        from promptopt.backends import Backend, make_backend
+        from promptopt.session import ModelStack
 
         example = self._example(fields)
         if backend is None and isinstance(self.backend, Backend):
@@ -183,7 +184,7 @@ class LoadedPrompt:
         # user code or a judge) is loaded to run the prompt.
         unscored = self.task.with_metric(_unscored)
         try:
-            result: EvalResult = Executor(unscored, RetryingBackend(inner)).evaluate(
+            result: EvalResult = Executor(unscored, ModelStack(inner).backend).evaluate(
                 self.candidate, [example], "run"
             )[0]
         finally:

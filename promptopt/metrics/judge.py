@@ -95,19 +95,19 @@ class LLMJudge:
 
     def prepare(self, context: MetricContext) -> None:
         """Build the judge's backend chain on the run's store: cache, retries, budget."""
-        from promptopt.backends import CachingBackend, RetryingBackend, make_backend
-        from promptopt.budget import Budget, BudgetedBackend, Spend
+        from promptopt.backends import make_backend
+        from promptopt.budget import Budget, Spend
+        from promptopt.session import ModelStack
 
         inner = self.backend_object
         if inner is None:
             inner = make_backend(self.model, batch_size=context.batch_size)
             self._closers.append(inner)
-        self.retrying = RetryingBackend(inner)
-        self.caching = CachingBackend(self.retrying, context.store) if context.store is not None else None
         self.spend = Spend()
-        self._backend = BudgetedBackend(
-            self.caching or self.retrying, Budget(max_calls=context.max_judge_calls), self.spend
+        self.models = ModelStack(
+            inner, context.store, budget=Budget(max_calls=context.max_judge_calls), spend=self.spend
         )
+        self._backend = self.models.backend
         self._limit = context.max_judge_calls
 
     def describe(self) -> dict[str, Any]:
@@ -118,8 +118,8 @@ class LLMJudge:
         return {
             "model": self.model,
             "calls": self.spend.calls,
-            "model_calls": self.retrying.sent,
-            "cache_hits": self.caching.hits if self.caching is not None else 0,
+            "model_calls": self.models.model_calls,
+            "cache_hits": self.models.cache_hits,
             "tokens_in": self.spend.tokens_in,
             "tokens_out": self.spend.tokens_out,
             "reasked": self.retries,

@@ -10,8 +10,8 @@ import click
 
 from promptopt.backends import DTYPES
 from promptopt.bias.checks import CALIBRATIONS
-from promptopt.cli_answers import with_bias_options
-from promptopt.cli_checks import check_demos
+from promptopt.cli.answers import with_bias_options
+from promptopt.cli.checks import check_demos
 
 DB_HELP = "Database URL (SQLAlchemy) or SQLite file path. Default: $PROMPTOPT_DB, else ./promptopt.db."
 DATA_HELP = "Folder with the benchmark data (e.g. ../shared/data). Default: $PROMPTOPT_DATA_DIR, else the hub (online)."

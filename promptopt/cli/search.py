@@ -1,5 +1,5 @@
 """``promptopt search``: its options, the estimate printed by ``--dry-run``, and the
-summary printed after a search. Registered in :mod:`promptopt.cli` with ``cli.add_command``."""
+summary printed after a search. Registered in :mod:`promptopt.cli.app`."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any
 
 import click
 
-from promptopt.cli_checks import parse_ray_resources, refuse_with_resume, resume_command, warn_sizes
-from promptopt.cli_options import (
+from promptopt.cli.checks import parse_ray_resources, refuse_with_resume, resume_command, warn_sizes
+from promptopt.cli.options import (
     DATA_HELP,
     _backend_options,
     _candidate_from_options,
@@ -18,7 +18,7 @@ from promptopt.cli_options import (
     _model_spec,
     _prompt_options,
 )
-from promptopt.cli_policy_options import policy_option_flags, take_policy_options
+from promptopt.cli.policy_options import policy_option_flags, take_policy_options
 from promptopt.terminal import printable
 
 
@@ -176,10 +176,10 @@ def search_command(
       promptopt search --task gsm8k --data-dir ../shared/data --policy ape --budget light \\
           --cot "Let's think step by step."
     """
-    from promptopt.budget import Budget, load_prices
-    from promptopt.controller import SearchConfig, search
+    from promptopt.budget import Budget
+    from promptopt.controller import SearchConfig, prepare_search
     from promptopt.metrics import parse_metric_option
-    from promptopt.store import Store
+    from promptopt.session import Session
     from promptopt.tasks import get_task
 
     ctx = click.get_current_context()
@@ -188,7 +188,8 @@ def search_command(
         take_policy_options(ctx, options, None)
     elif take_over:
         raise click.UsageError("--take-over is for --resume RUN_ID")
-    store = Store(options["db"])
+    session = Session(options["db"])
+    store = session.store
     metric = parse_metric_option(options["metric"])
     as_json = options["as_json"]
     if options["no_progress"]:
@@ -201,9 +202,7 @@ def search_command(
         task = get_task(task_name, data_dir)
         base = _candidate_from_options(task, options)
         model = _model_spec(options["model"])
-        price_in, price_out = load_prices(model, prices) if (prices or max_cost is not None) else (0.0, 0.0)
-        budget = Budget(max_calls=max_calls, max_tokens=max_tokens, max_minutes=max_minutes, max_cost=max_cost,
-                        price_in_per_mtok=price_in, price_out_per_mtok=price_out)  # fmt: skip
+        budget = Budget(max_calls=max_calls, max_tokens=max_tokens, max_minutes=max_minutes, max_cost=max_cost)
         from promptopt.policies import get_policy
 
         if space is not None and not getattr(get_policy(policy), "needs_space", False):
@@ -219,43 +218,40 @@ def search_command(
             max_judge_calls=max_judge_calls, policy_options=policy_options, selection=selection,
         )  # fmt: skip
         warn_sizes(task, config.dev_size, config.test_size)
-        plan = search(config, db=store, dry_run=True, task=task, metric=metric)
+        prepared = prepare_search(config, db=session, task=task, metric=metric, prices=prices)
     else:
-        plan = search(db=store, resume=resume, dry_run=True, metric=metric)
+        prepared = prepare_search(db=session, resume=resume, metric=metric, take_over=take_over)
+    plan = prepared.plan
     if not as_json or dry_run:
         _print_estimate(plan, as_json)
         if resume is None and not as_json:
-            from promptopt.cli_answers import print_search_splits
+            from promptopt.cli.answers import print_search_splits
 
             print_search_splits(task, plan)
     if dry_run:
-        store.close()
+        session.close()
         return
     from promptopt.progress import SearchDisplay
 
     try:
         with SearchDisplay(enabled=not options["no_progress"] and not as_json) as display:
-            if resume is None:
-                result = search(config, db=store, progress=display.update, task=task, metric=metric,
-                                phase_progress=display.phase_fraction)  # fmt: skip
-            else:
-                result = search(db=store, resume=resume, progress=display.update, take_over=take_over,
-                                metric=metric, phase_progress=display.phase_fraction)  # fmt: skip
+            result = prepared.run(progress=display.update, phase_progress=display.phase_fraction)
     except KeyboardInterrupt:
-        runs = store.list_runs(limit=1)
-        run_id = resume or (runs[0].id if runs else "RUN_ID")
-        click.echo(f"search interrupted; resume with:  {resume_command(run_id, store.url)}", err=True)
-        store.close()
+        if prepared.run_id is None:  # stopped while the model loaded: nothing was stored
+            click.echo("search interrupted before its run was stored; nothing to resume", err=True)
+        else:
+            click.echo(f"search interrupted; resume with:  {resume_command(prepared.run_id, store.url)}", err=True)
+        session.close()
         sys.exit(130)
-    summary = result.summary()  # type: ignore[union-attr]
+    summary = result.summary()
     if as_json:
         click.echo(json.dumps({**summary, "db": store.display_url}, indent=2, default=str))
     else:
         _print_search(result, store.display_url)
-        from promptopt.cli_spaces import print_policy_state
+        from promptopt.cli.spaces import print_policy_state
 
         print_policy_state(result)
-    store.close()
+    session.close()
 
 
 def _print_estimate(plan: Any, as_json: bool) -> None:
@@ -318,7 +314,7 @@ def _print_search(result: Any, db_url: str) -> None:
         if "no_answer" in got:
             echo(f"  {side if side == 'winner' else 'starting prompt'} on test: {got['no_answer']} no answer found, "
                  f"{got['truncated']} cut off at the token limit" + ("  (more than 10%)" if got["flagged"] else ""))  # fmt: skip
-    from promptopt.cli_answers import print_winner_checks
+    from promptopt.cli.answers import print_winner_checks
 
     print_winner_checks(result)
     verdict = "significant" if result.significant else "NOT significant"

@@ -3,7 +3,7 @@
 Thin like the rest of the CLI: parse options, call one library function
 (:mod:`promptopt.leaderboard`, :mod:`promptopt.export`, :mod:`promptopt.report`), print.
 A :class:`~promptopt.errors.PromptOptError` propagates to the command group, which prints
-it and exits with code 2. Registered in :mod:`promptopt.cli` with ``cli.add_command``.
+it and exits with code 2. Registered in :mod:`promptopt.cli.app`.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def leaderboard_command(
     where measured, tokens and cost per example, policy, origin and run. A `*` under
     pareto marks the accuracy/cost Pareto front: no other candidate of the same task and
     model is both more accurate and cheaper (tokens per example)."""
-    from promptopt.cli_answers import leaderboard_answers, leaderboard_constants
+    from promptopt.cli.answers import leaderboard_answers, leaderboard_constants
     from promptopt.leaderboard import leaderboard
     from promptopt.store import Store
 
@@ -168,7 +168,7 @@ def show_command(ref: str, data_dir: str | None, examples: int, db: str | None, 
         from promptopt.report_reflect import reflection_line
 
         click.echo(f"reflect {reflection_line(state['reflection'])}")
-    from promptopt.cli_answers import print_run_checks
+    from promptopt.cli.answers import print_run_checks
 
     print_run_checks(run)
     if details.best is not None:
@@ -190,7 +190,7 @@ def _print_candidate(details: Any, examples: int) -> None:
             if score.counts.warning():
                 echo(f"        warning: {score.counts.warning()}")
     from promptopt.bias import strategy_text
-    from promptopt.cli_answers import print_answer_distribution
+    from promptopt.cli.answers import print_answer_distribution
 
     print_answer_distribution(details.results)
     echo(f"  cot {c.cot_mode}, samples {c.samples}, temperature {c.temperature}, max tokens {c.max_tokens}, "
