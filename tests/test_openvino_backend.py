@@ -112,6 +112,8 @@ def test_the_engine_is_chosen_by_the_environment(monkeypatch: pytest.MonkeyPatch
         make_backend(MODEL, dtype="float32")
     monkeypatch.setenv("PROMPTOPT_LOCAL_ENGINE", "transformers")
     assert isinstance(make_backend(MODEL), TransformersBackend)
+    monkeypatch.setenv("PROMPTOPT_LOCAL_ENGINE", "openvino-exact")
+    assert make_backend(MODEL).model_id == "local/smollm2-135m:openvino-exact"
 
 
 @pytest.mark.skipif(bool(_missing), reason=f"needs {', '.join(_missing)}")

@@ -10,7 +10,7 @@ A local GGUF model (the known models, a ``.gguf`` file) runs on OpenVINO GenAI
 a Hugging Face checkpoint, an explicit ``--dtype`` or a machine without OpenVINO GenAI
 get the transformers backend (:class:`~promptopt.backends.local.TransformersBackend`,
 the exact reference); ``$PROMPTOPT_LOCAL_ENGINE`` names one of ``openvino``,
-``transformers`` or ``llama.cpp`` (:class:`~promptopt.backends.llamacpp.LlamaCppBackend`)
+``openvino-exact`` (batch-invariant numerics), ``transformers`` or ``llama.cpp`` (:class:`~promptopt.backends.llamacpp.LlamaCppBackend`)
 outright. docs/engines.md compares them.
 """
 
@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 LOCAL_ENGINE_ENV = "PROMPTOPT_LOCAL_ENGINE"
-LOCAL_ENGINES = ("transformers", "llama.cpp", "openvino")
+LOCAL_ENGINES = ("transformers", "llama.cpp", "openvino", "openvino-exact")
 DEFAULT_LOCAL_ENGINE = "openvino"
 """The engine of a local GGUF model when ``$PROMPTOPT_LOCAL_ENGINE`` is unset and no
 ``--dtype`` is given (docs/engines.md); Hugging Face checkpoints, an explicit ``--dtype``
@@ -102,10 +102,10 @@ def _local_backend(local: str, *, batch_size: int, dtype: str) -> Backend:
         from promptopt.backends.llamacpp import LlamaCppBackend
 
         return LlamaCppBackend(local, batch_size=batch_size)
-    if engine == "openvino":
+    if engine in ("openvino", "openvino-exact"):
         from promptopt.backends.openvino import OpenVINOBackend
 
-        return OpenVINOBackend(local, batch_size=batch_size)
+        return OpenVINOBackend(local, batch_size=batch_size, exact=engine == "openvino-exact")
     from promptopt.backends.local import TransformersBackend
 
     return TransformersBackend(local, batch_size=batch_size, dtype=dtype)
