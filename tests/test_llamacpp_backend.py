@@ -67,7 +67,8 @@ def test_the_engine_is_chosen_by_the_environment(monkeypatch: pytest.MonkeyPatch
     from promptopt.backends.llamacpp import LlamaCppBackend
     from promptopt.backends.local import TransformersBackend
 
-    assert isinstance(make_backend(MODEL), TransformersBackend)  # the default, for now
+    monkeypatch.setenv("PROMPTOPT_LOCAL_ENGINE", "transformers")
+    assert isinstance(make_backend(MODEL), TransformersBackend)
     monkeypatch.setenv("PROMPTOPT_LOCAL_ENGINE", "llama.cpp")
     chosen = make_backend(MODEL)
     assert isinstance(chosen, LlamaCppBackend)

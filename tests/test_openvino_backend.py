@@ -89,9 +89,18 @@ def test_shared_prefixes_are_the_longest_each_group_shares() -> None:
 def test_the_engine_is_chosen_by_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     from promptopt import backends
     from promptopt.backends import make_backend
+    from promptopt.backends.local import TransformersBackend
     from promptopt.backends.openvino import OpenVINOBackend
 
-    assert backends.DEFAULT_LOCAL_ENGINE == "transformers"  # for now (docs/engines.md)
+    monkeypatch.delenv("PROMPTOPT_LOCAL_ENGINE", raising=False)
+    assert backends.DEFAULT_LOCAL_ENGINE == "openvino"
+    assert isinstance(make_backend(MODEL), OpenVINOBackend)  # a GGUF model: the default engine
+    assert isinstance(make_backend(MODEL, dtype="int8"), TransformersBackend)  # --dtype: transformers
+    import promptopt.backends.openvino as ov_module
+
+    monkeypatch.setattr(ov_module, "openvino_available", lambda: False)
+    assert isinstance(make_backend(MODEL), TransformersBackend)  # no OpenVINO GenAI: transformers
+    monkeypatch.undo()
     monkeypatch.setenv("PROMPTOPT_LOCAL_ENGINE", "openvino")
     chosen = make_backend(MODEL, batch_size=3)
     assert isinstance(chosen, OpenVINOBackend) and chosen.batch_size == 3
@@ -101,9 +110,10 @@ def test_the_engine_is_chosen_by_the_environment(monkeypatch: pytest.MonkeyPatch
     assert info["engine"] == "openvino-genai 2026.4.1.0" and "INFERENCE_NUM_THREADS" in info["properties"]  # type: ignore[operator]
     with pytest.raises(ConfigError, match="--dtype float32 is for the transformers backend"):
         make_backend(MODEL, dtype="float32")
-    monkeypatch.setattr(backends, "DEFAULT_LOCAL_ENGINE", "openvino")  # the lead's switch
-    monkeypatch.delenv("PROMPTOPT_LOCAL_ENGINE")
-    assert isinstance(make_backend(MODEL), OpenVINOBackend)
+    monkeypatch.setenv("PROMPTOPT_LOCAL_ENGINE", "transformers")
+    assert isinstance(make_backend(MODEL), TransformersBackend)
+    monkeypatch.setenv("PROMPTOPT_LOCAL_ENGINE", "openvino-exact")
+    assert make_backend(MODEL).model_id == "local/smollm2-135m:openvino-exact"
 
 
 @pytest.mark.skipif(bool(_missing), reason=f"needs {', '.join(_missing)}")
@@ -123,16 +133,26 @@ def test_numerics_enter_the_model_id() -> None:
 
 
 @pytest.mark.skipif(bool(_missing), reason=f"needs {', '.join(_missing)}")
-def test_json_mode_and_label_scoring_are_refused() -> None:
-    from promptopt.backends.openvino import OpenVINOBackend
+def test_label_scoring_and_json_mode_go_to_the_transformers_backend() -> None:
+    import json
 
-    backend = OpenVINOBackend(MODEL)
-    assert not backend.can_score_labels()
-    with pytest.raises(ConfigError, match="does not constrain output to JSON"):
-        backend.generate([ask("Give me JSON.", response_format="json")])
-    with pytest.raises(ConfigError, match="label log-probabilities"):
-        backend.generate([ask("A or B?", score_labels=("A", "B"))])
-    assert backend._loaded is None  # refused before loading anything
+    from promptopt.backends.local import TransformersBackend
+    from promptopt.backends.openvino import OpenVINOBackend
+    from promptopt.backends.scoring import read_scores
+
+    with OpenVINOBackend(MODEL) as backend, TransformersBackend(MODEL) as reference:
+        assert backend.can_score_labels()
+        scoring = ask("Is the sky blue? Answer yes or no.", score_labels=("yes", "no"))
+        plain = ask("What is two plus two?", max_tokens=4)
+        as_json = ask("Give a JSON object with a key 'color'.", response_format="json", max_tokens=24)
+        assert backend._transformers is None  # built on first use only
+        scored, answered, structured = backend.generate([scoring, plain, as_json])
+        assert isinstance(backend._transformers, TransformersBackend)
+        assert backend._loaded is not None  # the plain request ran on OpenVINO
+        assert read_scores(scored) == pytest.approx(read_scores(reference.generate([scoring])[0]))
+        assert answered.ok and answered.finish_reason in ("stop", "length")
+        assert structured.ok and isinstance(json.loads(structured.text), dict)
+    assert backend._transformers is None  # closed with the backend
 
 
 @pytest.mark.skipif(bool(_missing), reason=f"needs {', '.join(_missing)}")

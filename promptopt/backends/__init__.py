@@ -5,12 +5,13 @@
 - ``local/<name-or-path>``, a known local model name (``promptopt models``), a ``.gguf``
   file or a Hugging Face model folder — a local model.
 
-A local model runs on the engine :data:`DEFAULT_LOCAL_ENGINE` names (the transformers
-backend, :class:`~promptopt.backends.local.TransformersBackend`), or on the one
-``$PROMPTOPT_LOCAL_ENGINE`` names: ``llama.cpp``
-(:class:`~promptopt.backends.llamacpp.LlamaCppBackend`) or ``openvino``
-(:class:`~promptopt.backends.openvino.OpenVINOBackend`), both for GGUF files.
-docs/engines.md compares them.
+A local GGUF model (the known models, a ``.gguf`` file) runs on OpenVINO GenAI
+(:class:`~promptopt.backends.openvino.OpenVINOBackend`, :data:`DEFAULT_LOCAL_ENGINE`);
+a Hugging Face checkpoint, an explicit ``--dtype`` or a machine without OpenVINO GenAI
+get the transformers backend (:class:`~promptopt.backends.local.TransformersBackend`,
+the exact reference); ``$PROMPTOPT_LOCAL_ENGINE`` names one of ``openvino``,
+``openvino-exact`` (batch-invariant numerics), ``transformers`` or ``llama.cpp`` (:class:`~promptopt.backends.llamacpp.LlamaCppBackend`)
+outright. docs/engines.md compares them.
 """
 
 from __future__ import annotations
@@ -35,9 +36,11 @@ __all__ = [
 ]
 
 LOCAL_ENGINE_ENV = "PROMPTOPT_LOCAL_ENGINE"
-LOCAL_ENGINES = ("transformers", "llama.cpp", "openvino")
-DEFAULT_LOCAL_ENGINE = "transformers"
-"""The engine of a local model when ``$PROMPTOPT_LOCAL_ENGINE`` is unset (docs/engines.md)."""
+LOCAL_ENGINES = ("transformers", "llama.cpp", "openvino", "openvino-exact")
+DEFAULT_LOCAL_ENGINE = "openvino"
+"""The engine of a local GGUF model when ``$PROMPTOPT_LOCAL_ENGINE`` is unset and no
+``--dtype`` is given (docs/engines.md); Hugging Face checkpoints, an explicit ``--dtype``
+and a machine without OpenVINO GenAI get the transformers backend."""
 
 
 def is_local_spec(spec: str) -> bool:
@@ -90,7 +93,7 @@ def _local_backend(local: str, *, batch_size: int, dtype: str) -> Backend:
     """The backend of a local model: the engine ``$PROMPTOPT_LOCAL_ENGINE`` names, else
     :data:`DEFAULT_LOCAL_ENGINE` (docs/engines.md: the default changes when a side-by-side
     run shows an engine 1.5x faster on the real evaluation)."""
-    engine = os.environ.get(LOCAL_ENGINE_ENV, "").strip().lower() or DEFAULT_LOCAL_ENGINE
+    engine = os.environ.get(LOCAL_ENGINE_ENV, "").strip().lower() or _default_engine(local, dtype)
     if engine not in LOCAL_ENGINES:
         raise ConfigError(f"${LOCAL_ENGINE_ENV}={engine!r}: expected one of {', '.join(LOCAL_ENGINES)}")
     if engine != "transformers" and dtype != "auto":
@@ -99,10 +102,30 @@ def _local_backend(local: str, *, batch_size: int, dtype: str) -> Backend:
         from promptopt.backends.llamacpp import LlamaCppBackend
 
         return LlamaCppBackend(local, batch_size=batch_size)
-    if engine == "openvino":
+    if engine in ("openvino", "openvino-exact"):
         from promptopt.backends.openvino import OpenVINOBackend
 
-        return OpenVINOBackend(local, batch_size=batch_size)
+        return OpenVINOBackend(local, batch_size=batch_size, exact=engine == "openvino-exact")
     from promptopt.backends.local import TransformersBackend
 
     return TransformersBackend(local, batch_size=batch_size, dtype=dtype)
+
+
+def _default_engine(local: str, dtype: str) -> str:
+    """:data:`DEFAULT_LOCAL_ENGINE` for a GGUF model; transformers for a Hugging Face
+    checkpoint, for an explicit ``--dtype`` (a transformers setting) and when OpenVINO
+    GenAI is not installed."""
+    if DEFAULT_LOCAL_ENGINE != "openvino":
+        return DEFAULT_LOCAL_ENGINE
+    from promptopt.backends.openvino import openvino_available
+    from promptopt.models import KNOWN_MODELS
+
+    path = Path(local).expanduser()
+    gguf = (
+        local in KNOWN_MODELS
+        or (path.is_file() and path.suffix.lower() == ".gguf")
+        or (path.is_dir() and not (path / "config.json").is_file() and any(path.glob("*.gguf")))
+    )
+    if dtype != "auto" or not gguf or not openvino_available():
+        return "transformers"
+    return "openvino"

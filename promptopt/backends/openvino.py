@@ -30,8 +30,9 @@ instruction and demonstrations are computed once). This module only feeds it:
   properties enter :attr:`OpenVINOBackend.model_id`, so the response cache never mixes
   outputs of different numerics (docs/engines.md has the measurements).
 
-Not supported, and refused with a :class:`~promptopt.errors.ConfigError` rather than
-ignored: json_mode (constrained decoding) and label scoring (log-probabilities).
+- **Label scoring and json_mode** go to the transformers backend on the same file, built
+  on first use: OpenVINO GenAI gives no log-probabilities of given texts and no grammar of
+  ours (calibration and JSON tasks therefore keep working on the default engine).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import importlib.metadata
+import importlib.util
 import itertools
 import json
 import os
@@ -49,10 +51,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from promptopt.backends.base import OnResults, StreamingBackend, admit_request, find_stop, shared_prefixes
+from promptopt.backends.base import (
+    Backend,
+    OnResults,
+    StreamingBackend,
+    admit_request,
+    find_stop,
+    shared_prefixes,
+)
 from promptopt.backends.chat_template import END_OF_TURN_TOKENS, compile_template
 from promptopt.backends.openvino_gguf import GGUFInfo, read_gguf, requantized_copy
 from promptopt.backends.sampling import stable_seed
+from promptopt.backends.scoring import split_scoring
 from promptopt.errors import ConfigError, MissingDependencyError, ModelError
 from promptopt.models import DEFAULT_MODEL, ResolvedModel, cache_dir, resolve_model, sha256_file
 from promptopt.types import Completion, GenerationRequest
@@ -89,7 +99,6 @@ _NUMERICS_IGNORED = frozenset({"INFERENCE_NUM_THREADS"})  # properties that do n
 
 def openvino_available() -> bool:
     """True when ``openvino_genai`` can be imported (without importing it)."""
-    import importlib.util
 
     return importlib.util.find_spec("openvino_genai") is not None
 
@@ -209,6 +218,8 @@ class OpenVINOBackend(StreamingBackend):
         self._info: GGUFInfo | None = None
         self._context: int | None = None  # the model's context length, read at load
         self._loaded: _Loaded | None = None
+        self._spec = model
+        self._transformers: Backend | None = None  # label scoring and json_mode, on first use
         self._load_lock = threading.Lock()
         self._pipe_lock = threading.Lock()  # add_request and step, one caller at a time
         self._ids = itertools.count()
@@ -262,6 +273,7 @@ class OpenVINOBackend(StreamingBackend):
             "sha256": self._content_sha256(),
             "tensor_types": dict(sorted(self._source().tensor_types.items())),
             "requantized_to_q8_0": self._source().unreadable,
+            "label_scoring_and_json_mode": "transformers backend, same file",
         }
         if self._loaded is not None:
             info["gguf"] = str(self._loaded.path)
@@ -279,6 +291,9 @@ class OpenVINOBackend(StreamingBackend):
     def close(self) -> None:
         with self._load_lock, self._pipe_lock:
             loaded, self._loaded = self._loaded, None
+            reference, self._transformers = self._transformers, None
+        if reference is not None:
+            reference.close()
         if loaded is not None:
             del loaded
             gc.collect()  # the pipeline's memory goes with its last reference
@@ -367,10 +382,33 @@ class OpenVINOBackend(StreamingBackend):
     def _generate_each(
         self, requests: Sequence[GenerationRequest], on_results: OnResults | None
     ) -> list[Completion]:
-        """Reports the requests that each pipeline step ends."""
+        """Reports the requests that each pipeline step ends; label scoring and json_mode
+        requests go to the transformers backend on the same file (:meth:`_reference`)."""
+        if any(_for_transformers(r) for r in requests):
+            reference = self._reference()
+            return split_scoring(
+                requests, on_results, self._generate_openvino, reference.generate, route=_for_transformers
+            )
+        return self._generate_openvino(requests, on_results)
+
+    def can_score_labels(self) -> bool:
+        return importlib.util.find_spec("transformers") is not None
+
+    def _reference(self) -> Backend:
+        """The transformers backend on the same file, built on first use: OpenVINO GenAI
+        gives no log-probabilities of given texts and no grammar-constrained output."""
+        with self._load_lock:
+            if self._transformers is None:
+                from promptopt.backends.local import TransformersBackend
+
+                self._transformers = TransformersBackend(self._spec, batch_size=self.batch_size)
+            return self._transformers
+
+    def _generate_openvino(
+        self, requests: Sequence[GenerationRequest], on_results: OnResults | None
+    ) -> list[Completion]:
         if not requests:
             return []
-        _refuse_unsupported(requests)
         loaded = self._ready()
         results: list[Completion | None] = [None] * len(requests)
         rows: list[_Row] = []
@@ -524,17 +562,8 @@ class OpenVINOBackend(StreamingBackend):
         )
 
 
-def _refuse_unsupported(requests: Sequence[GenerationRequest]) -> None:
-    if any(r.response_format == "json" for r in requests):
-        raise ConfigError(
-            "the OpenVINO engine does not constrain output to JSON (json_mode)",
-            hint="run json_mode tasks with PROMPTOPT_LOCAL_ENGINE=transformers or llama.cpp",
-        )
-    if any(r.score_labels for r in requests):
-        raise ConfigError(
-            "the OpenVINO engine does not give label log-probabilities (label scoring)",
-            hint="use PROMPTOPT_LOCAL_ENGINE=transformers for label scoring",
-        )
+def _for_transformers(request: GenerationRequest) -> bool:
+    return bool(request.score_labels) or request.response_format == "json"
 
 
 def _render(loaded: _Loaded, request: GenerationRequest) -> str:

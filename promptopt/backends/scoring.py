@@ -54,11 +54,13 @@ def split_scoring(
     on_results: OnResults | None,
     generate_each: Generator,
     score: Scorer,
+    *,
+    route: Callable[[GenerationRequest], bool] = lambda r: bool(r.score_labels),
 ) -> list[Completion]:
-    """Answer the scoring requests with ``score`` and the others with ``generate_each``,
-    results in the order of ``requests`` (for engines that do both)."""
-    scoring = [i for i, r in enumerate(requests) if r.score_labels]
-    plain = [i for i, r in enumerate(requests) if not r.score_labels]
+    """Answer the scoring requests (those ``route`` picks) with ``score`` and the others
+    with ``generate_each``, results in the order of ``requests`` (for engines that do both)."""
+    scoring = [i for i, r in enumerate(requests) if route(r)]
+    plain = [i for i, r in enumerate(requests) if not route(r)]
     results: list[Completion | None] = [None] * len(requests)
     if scoring:
         scored = score([requests[i] for i in scoring])
