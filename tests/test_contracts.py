@@ -15,7 +15,7 @@ from promptopt.backends import Backend, FakeBackend, RetryingBackend
 from promptopt.backends.coalesce import CoalescingBackend
 from promptopt.budget import Budget, BudgetedBackend
 from promptopt.policies import POLICIES
-from promptopt.testing.contracts import BackendContract, PolicyContract, contract_requests
+from promptopt.testing.contracts import BackendContract, PolicyContract, Unclosed, contract_requests
 from promptopt.testing.openai_server import FakeOpenAIServer
 from promptopt.types import GenerationRequest
 
@@ -115,31 +115,11 @@ class TestLocalBackend(BackendContract):
 
     @pytest.fixture
     def make_backend(self, smollm2_float32: Backend) -> Callable[[], Backend]:
-        return lambda: _Unclosed(smollm2_float32)
+        return lambda: Unclosed(smollm2_float32)
 
     @pytest.fixture
     def requests(self) -> list[GenerationRequest]:
         return contract_requests(n=3, max_tokens=8)  # generation on 2 shared cores is slow
-
-
-class _Unclosed(Backend):
-    """``inner`` with a no-op ``close``: a shared backend that the suite may "close"."""
-
-    def __init__(self, inner: Backend) -> None:
-        self.inner = inner
-
-    @property
-    def model_id(self) -> str:
-        return self.inner.model_id
-
-    def generate(self, requests):  # type: ignore[no-untyped-def]
-        return self.inner.generate(requests)
-
-    def generate_each(self, requests, on_results):  # type: ignore[no-untyped-def]
-        return self.inner.generate_each(requests, on_results)
-
-    def describe(self) -> dict[str, object]:
-        return self.inner.describe()
 
 
 class _BatchDependent(FakeBackend):

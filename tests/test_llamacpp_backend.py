@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from promptopt.errors import MissingDependencyError, ModelError
+from promptopt.testing.engine_prompts import QUESTIONS, SYSTEM, ask
 from promptopt.types import Completion, GenerationRequest, Message
 
 MODEL = "smollm2-135m"
@@ -23,24 +24,6 @@ pytestmark = [
     pytest.mark.model,
     pytest.mark.skipif(bool(_missing), reason=f"needs {', '.join(_missing)} (./setup.sh installs them)"),
 ]
-
-SYSTEM = Message(
-    "system",
-    "You are a terse assistant. Answer every question in one short sentence. "
-    "Never use lists. Be polite and accurate.",
-)
-QUESTIONS = (
-    "What is the capital of France?",
-    "Name a primary color.",
-    "What is two plus two?",
-    "Who wrote Romeo and Juliet?",
-    "What is the boiling point of water in Celsius?",
-    "Which planet is closest to the sun?",
-)
-
-
-def ask(question: str, *, max_tokens: int = 12, **kwargs: object) -> GenerationRequest:
-    return GenerationRequest((SYSTEM, Message("user", question)), max_tokens=max_tokens, **kwargs)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")

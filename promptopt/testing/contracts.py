@@ -43,6 +43,7 @@ from typing import Any
 import pytest
 
 from promptopt.backends import Backend, CachingBackend
+from promptopt.backends.base import OnResults
 from promptopt.budget import Budget
 from promptopt.controller import SearchConfig, SearchResult, search
 from promptopt.policies import get_policy
@@ -187,6 +188,29 @@ def contract_requests(n: int = len(QUESTIONS), max_tokens: int = 16) -> list[Gen
         )
         for question in QUESTIONS[:n]
     ]
+
+
+class Unclosed(Backend):
+    """``inner`` with a no-op ``close``: a backend loaded once for a test module, which the
+    suite's tests may "close" without unloading it for the next."""
+
+    def __init__(self, inner: Backend) -> None:
+        self.inner = inner
+
+    @property
+    def model_id(self) -> str:
+        return self.inner.model_id
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[Completion]:
+        return self.inner.generate(requests)
+
+    def generate_each(
+        self, requests: Sequence[GenerationRequest], on_results: OnResults | None
+    ) -> list[Completion]:
+        return self.inner.generate_each(requests, on_results)
+
+    def describe(self) -> dict[str, object]:
+        return self.inner.describe()
 
 
 class BackendContract:
