@@ -10,6 +10,10 @@ and the share of the model's most common answer.
     python benchmarks/bbh_prompts.py --data-dir ../shared/data --model qwen2.5-coder-0.5b \\
         --limit 50 --resume
 
+The two ``+rescue`` modes repeat the CoT modes with ``rescue`` (Kojima's second stage,
+asked only of the outputs that hold no answer); their first stage is answered from the
+response cache, so they cost only the follow-up calls.
+
 Rows go to a JSON-lines file (``--out``), one per (task, mode); ``--resume`` skips the
 rows already there, and every model answer is kept in the response cache of ``--db``,
 so an interrupted run loses at most the evaluation in flight. ``--legacy-format`` uses
@@ -37,6 +41,10 @@ MODES: dict[str, dict[str, Any]] = {
     "plain": {"cot": None, "shots": 0},
     "zero-shot CoT": {"cot": TRIGGER, "shots": 0},
     "3-shot CoT": {"cot": TRIGGER, "shots": 3},
+    # the same, asking for the answer where the reasoning holds none (cut off, or never
+    # stated): the first stage comes from the response cache of the mode above
+    "zero-shot CoT+rescue": {"cot": TRIGGER, "shots": 0, "rescue": True},
+    "3-shot CoT+rescue": {"cot": TRIGGER, "shots": 3, "rescue": True},
 }
 LEGACY_FORMAT = 'End your answer with "So the answer is X."'
 # "So the answer is (X)." / "the answer is X": the placeholder of the format line, copied
@@ -111,18 +119,19 @@ def _pct(value: float | None) -> str:
 def table(rows: list[dict[str, Any]]) -> str:
     """The benchmark table, with a count of tasks where zero-shot CoT reaches the constant."""
     lines = [
-        f"{'task':<38} {'mode':<14} {'acc':>5} {'no ans':>6} {'cut':>5} {'placeh':>6} {'const':>6} {'top':>10}"
+        f"{'task':<38} {'mode':<20} {'acc':>5} {'no ans':>6} {'cut':>5} {'placeh':>6} {'const':>6} {'top':>10}"
     ]
     for r in rows:
         top = f"{r['top_answer']!s:.6} {_pct(r['top_share'])}"
         lines.append(
-            f"{r['task']:<38} {r['mode']:<14} {_pct(r['accuracy']):>5} {_pct(r['no_answer']):>6} "
+            f"{r['task']:<38} {r['mode']:<20} {_pct(r['accuracy']):>5} {_pct(r['no_answer']):>6} "
             f"{_pct(r['truncated']):>5} {_pct(r['placeholder']):>6} {_pct(r['constant']):>6} {top:>10}"
         )
-    cot = [r for r in rows if r["mode"] == "zero-shot CoT" and r["constant"] is not None]
-    if cot:
-        reached = sum(1 for r in cot if r["accuracy"] >= r["constant"])
-        lines.append(f"zero-shot CoT at or above the constant baseline on {reached} of {len(cot)} tasks")
+    for mode in ("zero-shot CoT", "zero-shot CoT+rescue"):
+        cot = [r for r in rows if r["mode"] == mode and r["constant"] is not None]
+        if cot:
+            reached = sum(1 for r in cot if r["accuracy"] >= r["constant"])
+            lines.append(f"{mode} at or above the constant baseline on {reached} of {len(cot)} tasks")
     return "\n".join(lines)
 
 

@@ -155,6 +155,7 @@ def make_candidate(
     temperature: float | None = None,
     max_tokens: int = 512,
     two_stage: bool = False,
+    rescue: bool = False,
     demo_ids: Sequence[str] | None = None,
     seed: int = 0,
 ) -> Candidate:
@@ -190,6 +191,7 @@ def make_candidate(
         temperature=temperature,
         max_tokens=max_tokens,
         two_stage=two_stage,
+        rescue=rescue,
     )
 
 

@@ -3,7 +3,8 @@
 Few-shot demos, zero-shot and few-shot chain of thought are all rendering (see
 :mod:`promptopt.prompt`); self-consistency is ``samples`` requests per example and a
 majority vote over the extracted answers; two-stage extraction (Kojima et al.) sends a
-short follow-up question after the reasoning.
+short follow-up question after the reasoning (``rescue``: only after reasoning that holds
+no answer).
 """
 
 from __future__ import annotations
@@ -185,6 +186,21 @@ class Executor:
             self.task.predict(c.text, c.finish_reason, e) if c.ok else None
             for c, e in zip(completions, examples, strict=True)
         ]
+        missing = [
+            i
+            for (c, _), (lo, hi) in zip(chunk, spans, strict=True)
+            if c.rescue and not c.two_stage
+            for i in range(lo, hi)
+            if predictions[i] is not None and predictions[i].answer is None  # type: ignore[union-attr]
+        ]
+        if missing:
+            seconds = self._second_stage(
+                [requests[i] for i in missing], [completions[i] for i in missing], keep_cut_off=True
+            )
+            for i, merged in zip(missing, seconds, strict=True):
+                completions[i] = merged
+                # the follow-up's answer ends the text: read it whole, as a finished output
+                predictions[i] = self.task.predict(merged.text, "stop", examples[i]) if merged.ok else None
         asked = [i for i, p in enumerate(predictions) if p is not None]
         scored = self.task.score_predictions([(examples[i], predictions[i]) for i in asked])  # type: ignore[misc]
         metric_results: list[MetricResult | None] = [None] * len(completions)
@@ -197,8 +213,12 @@ class Executor:
             for (candidate, example), (lo, hi) in zip(chunk, spans, strict=True)
         ]
 
-    def _second_stage(self, requests: list[GenerationRequest], firsts: list[Completion]) -> list[Completion]:
-        """Ask for the bare answer after each successful reasoning; merge both calls."""
+    def _second_stage(
+        self, requests: list[GenerationRequest], firsts: list[Completion], *, keep_cut_off: bool = False
+    ) -> list[Completion]:
+        """Ask for the bare answer after each successful reasoning; merge both calls.
+        ``keep_cut_off``: a reasoning cut off at the token limit stays counted as cut off
+        (the merged output keeps ``finish_reason`` "length")."""
         followups: list[GenerationRequest] = []
         positions: list[int] = []
         for position, (request, first) in enumerate(zip(requests, firsts, strict=True)):
@@ -226,7 +246,9 @@ class Executor:
                 else first.text,
                 tokens_in=first.tokens_in + second.tokens_in,
                 tokens_out=first.tokens_out + second.tokens_out,
-                finish_reason=second.finish_reason,
+                finish_reason="length"
+                if keep_cut_off and first.finish_reason == "length" and second.ok
+                else second.finish_reason,
                 latency_s=first.latency_s + second.latency_s,
                 cached=first.cached and second.cached,
                 error=second.error,

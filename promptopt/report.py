@@ -263,7 +263,7 @@ def _prompt_section(details: CandidateDetails | None) -> str:
         f"<p>Candidate <code>{_e(details.candidate.hash)}</code> ({_e(details.origin)}); "
         f"chain of thought: {_e(details.candidate.cot_mode)}; samples {details.candidate.samples} at temperature "
         f"{details.candidate.temperature}; max tokens {details.candidate.max_tokens}; two-stage "
-        f"{'on' if details.candidate.two_stage else 'off'}.</p>"
+        f"{'on' if details.candidate.two_stage else 'rescue' if details.candidate.rescue else 'off'}.</p>"
     ]
     if details.messages is None:
         parts.append(f"<p>The full prompt cannot be rendered here: {_e(details.render_error)}</p>")

@@ -69,6 +69,7 @@ _OPTIONAL_WHEN_DEFAULT: dict[str, Any] = {
     "demo_solutions": [],
     "permute": 1,
     "calibration": "none",
+    "rescue": False,
 }
 
 
@@ -86,7 +87,9 @@ class Candidate:
 
     ``samples`` > 1 means self-consistency: that many samples at ``temperature``,
     majority vote over the extracted answers. ``two_stage`` asks a second, short
-    question ("Therefore, the answer is") after the reasoning, as in Kojima et al.
+    question ("Therefore, the answer is") after the reasoning, as in Kojima et al.;
+    ``rescue`` asks it only of the outputs that hold no answer (reasoning cut off at the
+    token limit, or ended without stating one), one extra call for each of those.
 
     ``similar_demos`` > 0 picks that many demos *per question*, the most similar items
     of the demo pool (sentence embeddings; :mod:`promptopt.similarity`), instead of
@@ -98,7 +101,7 @@ class Candidate:
     reordered and votes over the answers mapped back to the original letters;
     ``calibration`` (``contextual``, ``batch``, ``position``) answers from the labels'
     log-probabilities with the model's label prior divided out (:mod:`promptopt.bias`).
-    These are left out of the hash while unused, so older candidates keep their identity.
+    These and ``rescue`` are left out of the hash while unused, so older candidates keep their identity.
     """
 
     instruction: str = ""
@@ -114,6 +117,7 @@ class Candidate:
     demo_solutions: tuple[tuple[str, str], ...] = ()
     permute: int = 1
     calibration: str = "none"
+    rescue: bool = False
 
     def __post_init__(self) -> None:
         # Accept lists from YAML/JSON but keep the value hashable and immutable.

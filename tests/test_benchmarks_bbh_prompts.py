@@ -36,9 +36,12 @@ def test_benchmark_runs_resumes_and_prints_the_table(
     snarks = next(r for r in rows if r["task"] == "bbh:snarks")
     # the fake model answers "The answer is N.": no choice letter, every output counted
     assert snarks["no_answer"] == 1.0 and snarks["constant_answer"] == "(B)" and snarks["placeholder"] == 0.0
-    assert bbh_prompts.main([*args, "--resume", "--proposals", "2"]) == 0  # only 3-shot and proposals are new
+    # only 3-shot, the two +rescue modes and proposals are new
+    assert bbh_prompts.main([*args, "--resume", "--proposals", "2"]) == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert len(rows) == 8
+    assert len(rows) == 12
+    rescued = next(r for r in rows if r["task"] == "bbh:snarks" and r["mode"] == "zero-shot CoT+rescue")
+    assert rescued["calls"] == 5  # the first stage came from the cache: one follow-up per output
     asked = [r for r in rows if r["mode"] == "proposals"]
     assert len(asked) == 2 and all(r["proposals_asked"] == 2 for r in asked)
     printed = capsys.readouterr().out

@@ -108,6 +108,43 @@ def test_two_stage_extraction_asks_a_follow_up(task) -> None:  # type: ignore[no
     assert result.answer == gold and result.score == 1.0
 
 
+def test_rescue_asks_only_the_outputs_without_an_answer(task) -> None:  # type: ignore[no-untyped-def]
+    """Issue #27: a reasoning cut off at the token limit holds no answer; ``rescue`` asks
+    for it (Kojima's second stage) and keeps it counted as cut off; an output that states
+    its answer costs no second call."""
+    first, second = task.examples("test", limit=2)
+    gold1, gold2 = task.target(first), task.target(second)
+    cut_off = Completion(text="First 2 apples, then 7 pears, and then we add", finish_reason="length")
+
+    plain = FakeBackend()
+    plain.enqueue(f"So the answer is {gold1}.", cut_off)
+    candidate = make_candidate(task, cot="Let's think step by step.")
+    results = Executor(task, plain).evaluate(candidate, [first, second], "test")
+    assert [r.answer for r in results] == [gold1, None]  # without rescue: no answer found
+
+    backend = FakeBackend()
+    backend.enqueue(f"So the answer is {gold1}.", cut_off, gold2)
+    rescued = make_candidate(task, cot="Let's think step by step.", rescue=True)
+    assert rescued.hash != candidate.hash and "rescue" not in candidate.to_dict()
+    results = Executor(task, backend).evaluate(rescued, [first, second], "test")
+    assert len(backend.history) == 3  # one follow-up, for the cut-off output only
+    follow_up = backend.history[2].messages
+    assert follow_up[-2] == Message("assistant", cut_off.text)
+    assert follow_up[-1].content == task.spec.answer_prompt
+    assert [r.answer for r in results] == [gold1, gold2] and [r.score for r in results] == [1.0, 1.0]
+    assert results[1].samples[0].finish_reason == "length"  # still counted as cut off
+    assert results[1].samples[0].raw_output.endswith(f"{task.spec.answer_prompt} {gold2}")
+
+
+def test_rescue_counts_in_the_estimate_and_refuses_calibration() -> None:
+    from promptopt.bias.costs import calls_per_example, candidate_calls
+
+    assert calls_per_example(samples=3, rescue=True) == 6 and calls_per_example(samples=3) == 3
+    assert candidate_calls(Candidate(cot_mode="zero_shot", rescue=True)) == 2
+    with pytest.raises(ConfigError, match="rescue"):
+        Candidate(calibration="batch", rescue=True)
+
+
 def test_batches_respect_batch_size_and_callback(task) -> None:  # type: ignore[no-untyped-def]
     calls: list[int] = []
 

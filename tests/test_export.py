@@ -255,6 +255,31 @@ def test_run_uses_the_executor_with_self_consistency_and_two_stage(task: Task, t
         loaded.messages(question="x", questoin="typo")
 
 
+def test_an_exported_rescue_is_applied_by_run(task: Task, tmp_path: Path) -> None:
+    """``rescue`` travels in the export and ``load(...).run()`` asks the follow-up only
+    where the first reply holds no answer (issue #27)."""
+    db = f"sqlite:///{tmp_path / 'rescue.db'}"
+    candidate = Candidate(instruction="Solve.", cot_mode="zero_shot", cot_trigger="Let's think step by step.",
+                          answer_format=task.spec.answer_format, rescue=True)  # fmt: skip
+    report = promptopt.evaluate(task, candidate, "fake", split="dev", limit=2, db=db)
+    path = tmp_path / "rescue.yaml"
+    export(db, report.run_id, "yaml", path)
+    assert yaml.safe_load(path.read_text())["sampling"]["rescue"] is True
+    loaded = load(path)
+    assert loaded.candidate == candidate and loaded.candidate.hash == candidate.hash
+
+    def respond(request: GenerationRequest) -> str:
+        if request.messages[-1].content == task.spec.answer_prompt:
+            return "7"
+        return "So the answer is 5." if "2 + 3" in request.messages[-1].content else "Let me think about it"
+
+    backend = FakeBackend(respond)
+    assert loaded.run(backend=backend, question="What is 2 + 3?").answer == "5"
+    assert len(backend.history) == 1
+    assert loaded.run(backend=backend, question="What is 3 + 4?").answer == "7"
+    assert len(backend.history) == 3
+
+
 def _write(path: Path, data: dict) -> Path:  # type: ignore[type-arg]
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path

@@ -29,6 +29,7 @@ def check_bias_fields(candidate: Any) -> None:
             (f"cot_mode {candidate.cot_mode}", candidate.cot_mode != "none"),
             (f"samples {candidate.samples}", candidate.samples != 1),
             ("two_stage", candidate.two_stage),
+            ("rescue", candidate.rescue),
             (f"permute {candidate.permute}", candidate.permute != 1),
         )
         if clash
@@ -37,5 +38,5 @@ def check_bias_fields(candidate: Any) -> None:
         raise ConfigError(
             f"calibration {candidate.calibration} answers from label log-probabilities right after the "
             f"prompt; it cannot be combined with {', '.join(clashes)}",
-            hint="use calibration with cot_mode none, one sample, no two_stage and permute 1",
+            hint="use calibration with cot_mode none, one sample, no two_stage or rescue and permute 1",
         )

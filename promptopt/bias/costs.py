@@ -8,14 +8,18 @@ from promptopt.types import Candidate
 
 
 def calls_per_example(
-    samples: int = 1, two_stage: bool = False, permute: int = 1, calibration: str = "none"
+    samples: int = 1,
+    two_stage: bool = False,
+    permute: int = 1,
+    calibration: str = "none",
+    rescue: bool = False,
 ) -> int:
     """An upper bound of the calls one example costs: ``samples`` (twice with a second
-    stage), times the orderings with ``permute`` (plus one label-scoring call per
+    stage, or with ``rescue``, which asks it of the outputs without an answer), times the orderings with ``permute`` (plus one label-scoring call per
     ordering, for a tied vote); one scoring call with a calibration."""
     if calibration != "none":
         return 1
-    per_ordering = samples * (2 if two_stage else 1)
+    per_ordering = samples * (2 if two_stage or rescue else 1)
     if permute > 1:
         return permute * per_ordering + permute
     return per_ordering
@@ -23,7 +27,9 @@ def calls_per_example(
 
 def candidate_calls(candidate: Candidate) -> int:
     """:func:`calls_per_example` of a candidate."""
-    return calls_per_example(candidate.samples, candidate.two_stage, candidate.permute, candidate.calibration)
+    return calls_per_example(
+        candidate.samples, candidate.two_stage, candidate.permute, candidate.calibration, candidate.rescue
+    )
 
 
 def calibration_overhead(calibration: str, options: int = 5) -> int:
@@ -52,6 +58,7 @@ def space_calls_per_example(space: Any, base: Candidate) -> int:
         int(most("samples", base.samples)),
         bool(most("two_stage", base.two_stage)),
         int(most("permute", base.permute)),
+        rescue=bool(most("rescue", base.rescue)),
     )
 
 

@@ -26,6 +26,7 @@ def direct_answer(base: Candidate, changes: dict[str, Any]) -> dict[str, Any]:
         merged["cot_mode"] == "none"
         and merged["samples"] == 1
         and not merged["two_stage"]
+        and not merged["rescue"]
         and merged["permute"] == 1
     )
     return changes if direct else {**changes, "calibration": "none"}

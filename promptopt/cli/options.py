@@ -61,6 +61,9 @@ _prompt_options = _options(
                  help="Most tokens generated per answer."),
     click.option("--two-stage", is_flag=True,
                  help="Ask a second short question for the final answer after the reasoning (Kojima et al.)."),
+    click.option("--rescue", is_flag=True,
+                 help="Ask that question only where the reasoning holds no answer (cut off, or no answer stated): "
+                 "one extra call per such output (docs/tasks-and-answers.md)."),
     click.option("--permute", type=click.IntRange(min=1), default=1, show_default=True,
                  help="Show a multiple-choice item N times with its options reordered; vote over the answers "
                  "mapped back to the original letters (docs/answer-bias.md)."),
@@ -113,7 +116,7 @@ def _candidate_from_options(task: Any, options: dict[str, Any]) -> Any:
     candidate = make_candidate(
         task, instruction=options["instruction"], cot=options["cot"], shots=options["shots"],
         answer_format=options["answer_format"], samples=options["samples"], temperature=options["temperature"],
-        max_tokens=options["max_new_tokens"], two_stage=options["two_stage"],
+        max_tokens=options["max_new_tokens"], two_stage=options["two_stage"], rescue=options["rescue"],
         demo_ids=[d.strip() for d in demos.split(",") if d.strip()] if demos else None, seed=options["seed"],
     )  # fmt: skip
     check_demos(task, candidate, options["shots"])
@@ -131,7 +134,7 @@ def _candidate_from_options(task: Any, options: dict[str, Any]) -> Any:
 
 
 _PROMPT_OPTION_NAMES = ("instruction", "cot", "shots", "demos", "answer_format", "samples", "temperature",
-                        "max_new_tokens", "two_stage", "from_dspy", "permute", "calibration")  # fmt: skip
+                        "max_new_tokens", "two_stage", "rescue", "from_dspy", "permute", "calibration")  # fmt: skip
 
 
 def _refuse_prompt_options(ctx: click.Context, because: str) -> None:

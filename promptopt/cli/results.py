@@ -194,7 +194,7 @@ def _print_candidate(details: Any, examples: int) -> None:
 
     print_answer_distribution(details.results)
     echo(f"  cot {c.cot_mode}, samples {c.samples}, temperature {c.temperature}, max tokens {c.max_tokens}, "
-         f"two-stage {'on' if c.two_stage else 'off'}, demos {len(c.demo_ids)}{strategy_text(c)}")  # fmt: skip
+         f"two-stage {'on' if c.two_stage else 'rescue' if c.rescue else 'off'}, demos {len(c.demo_ids)}{strategy_text(c)}")  # fmt: skip
     if details.other_runs:
         echo(f"  also in runs: {', '.join(details.other_runs)}")
     echo("")

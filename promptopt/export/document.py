@@ -175,6 +175,8 @@ def _bias_fields(candidate: Candidate) -> dict[str, Any]:
         fields["permute"] = candidate.permute
     if candidate.calibration != "none":
         fields["calibration"] = candidate.calibration
+    if candidate.rescue:  # the second stage, asked only where the reasoning holds no answer
+        fields["rescue"] = True
     return fields
 
 

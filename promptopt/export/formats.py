@@ -98,7 +98,7 @@ def _openai(prompt: LoadedPrompt) -> dict[str, Any]:
             else None,
         },
     }
-    if prompt.candidate.two_stage:
+    if prompt.candidate.two_stage or prompt.candidate.rescue:
         out["two_stage"] = {
             "append": [
                 {"role": "assistant", "content": "<the first reply>"},
@@ -108,6 +108,8 @@ def _openai(prompt: LoadedPrompt) -> dict[str, Any]:
             "max_tokens": TWO_STAGE_MAX_TOKENS,
             "parse": f"<first reply>\\n{prompt.task.spec.answer_prompt} <second reply>",
         }
+        if prompt.candidate.rescue:
+            out["two_stage"]["when"] = "only when the first reply holds no extractable answer"
     from promptopt.bias import export_note
 
     out.update(export_note(prompt.candidate))  # permutation or calibration: more than one request

@@ -271,6 +271,7 @@ class SpacePolicy(Policy):
             bool(point.get("two_stage", self.base.two_stage)),
             int(point.get("permute", self.base.permute)),
             str(point.get("calibration", self.base.calibration)),
+            bool(point.get("rescue", self.base.rescue)),
         )
         return standing.mean - self.options.cost_penalty * (calls - 1)
 

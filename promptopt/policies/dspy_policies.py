@@ -223,7 +223,7 @@ class DSPyPolicy(Policy):
         limit = dspy_share_of(config.budget.max_calls, cls.share(cls.options_of(config).dspy_share))
         cost = cls.cost(config.n_proposals, config.rounds, dev, train, limit)
         dspy_calls = cost.calls if limit is None else min(cost.calls, limit - 1 + cost.largest_call)
-        per_eval = config.base.samples * (2 if config.base.two_stage else 1)
+        per_eval = config.base.samples * (2 if config.base.two_stage or config.base.rescue else 1)
         race_calls = per_eval * schedule_size(
             cost.programs + 2, dev, start=config.race_start, eta=config.race_eta, keep=config.top_k
         )

@@ -56,6 +56,7 @@ def build_candidate(
         "samples",
         "temperature",
         "two_stage",
+        "rescue",
         "max_tokens",
         "permute",
         "calibration",

@@ -43,6 +43,7 @@ DIMENSIONS: dict[str, _Rule] = {
     "samples": _Rule(("integer", "categorical"), "int", minimum=1, doc="self-consistency samples"),
     "temperature": _Rule(("float", "categorical"), "number", minimum=0.0, doc="sampling temperature"),
     "two_stage": _Rule(("categorical",), "bool", doc="two-stage answer extraction"),
+    "rescue": _Rule(("categorical",), "bool", doc="ask for the answer where the reasoning gave none"),
     "max_tokens": _Rule(("integer", "categorical"), "int", minimum=1, doc="most tokens per answer"),
     "permute": _Rule(("integer", "categorical"), "int", minimum=1, doc="option orderings voted over"),
     "calibration": _Rule(("categorical",), "str", CALIBRATIONS, doc="none | contextual | batch | position"),
