@@ -262,10 +262,14 @@ def _sqlite_insert_ignore(
     would bind, but without compiling and processing every row through the Core
     statement, which was most of a small batch's cost."""
     names = tuple(rows[0])
-    pairs = tuple(zip(names, _sqlite_bind_processors(conn.dialect, table, names), strict=True))
-    values = [
-        tuple(row[name] if process is None else process(row[name]) for name, process in pairs) for row in rows
-    ]
+    processed = _sqlite_bind_processors(conn.dialect, table, names)
+    values = [tuple(row[name] for name in names) for row in rows]
+    if processed:
+        for index, row in enumerate(values):
+            cells = list(row)
+            for position, process in processed:
+                cells[position] = process(cells[position])
+            values[index] = tuple(cells)
     returned = tuple(column.name for column in returning or ())
     if not returned:
         conn.exec_driver_sql(_sqlite_insert_sql(conn.dialect, table, names, key_columns, (), 1), values)
@@ -283,8 +287,10 @@ def _sqlite_insert_ignore(
 
 @functools.lru_cache(maxsize=64)
 def _sqlite_bind_processors(dialect: Any, table: sa.Table, names: tuple[str, ...]) -> tuple[Any, ...]:
-    """The SQLite bind processor of each column (None where a value goes as it is)."""
-    return tuple(table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names)
+    """``(position, processor)`` of the columns whose values SQLite's types convert
+    (timestamps, booleans); the others go as they are."""
+    processors = (table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names)
+    return tuple((position, process) for position, process in enumerate(processors) if process is not None)
 
 
 @functools.lru_cache(maxsize=256)
