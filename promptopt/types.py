@@ -21,9 +21,14 @@ CotMode = Literal["none", "zero_shot", "few_shot"]
 COT_MODES: tuple[str, ...] = ("none", "zero_shot", "few_shot")
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+"""The encoder ``json.dumps`` would build for these options at every call; it keeps no
+state between calls, so one serves every call (and thread)."""
+
+
 def canonical_json(value: Any) -> str:
     """JSON with sorted keys and no whitespace: the input of every content hash."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _CANONICAL.encode(value)
 
 
 def content_hash(value: Any, length: int = 16) -> str:

@@ -227,12 +227,7 @@ def _insert_ignore(
     if dialect == "postgresql":
         return _pg_insert_ignore(conn, table, rows, key_columns, returning)
     if dialect == "sqlite":
-        names = tuple(column.name for column in returning or ())
-        stmt = _sqlite_insert_ignore(table, tuple(key_columns), names)
-        if returning:
-            return list(conn.execute(stmt, rows))
-        conn.execute(stmt, rows)
-        return []
+        return _sqlite_insert_ignore(conn, table, rows, tuple(key_columns), returning)
     # Other dialects: check, then insert what is missing. Safe against our own
     # retries; concurrent writers of the same keys would hit the unique constraint.
     key_cols = [table.c[name] for name in key_columns]
@@ -254,14 +249,66 @@ def _insert_ignore(
     return []
 
 
-@functools.lru_cache(maxsize=64)
-def _sqlite_insert_ignore(table: sa.Table, key_columns: tuple[str, ...], returning: tuple[str, ...]) -> Any:
-    """SQLite's ``INSERT ... ON CONFLICT DO NOTHING [RETURNING ...]``, built once per
-    table: building it is most of a small batch's cost in SQLAlchemy."""
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+def _sqlite_insert_ignore(
+    conn: Connection,
+    table: sa.Table,
+    rows: Sequence[dict[str, Any]],
+    key_columns: tuple[str, ...],
+    returning: Sequence[sa.ColumnElement[Any]] | None,
+) -> list[Any]:
+    """SQLite's ``INSERT ... ON CONFLICT DO NOTHING [RETURNING ...]`` as the driver's SQL:
+    the statement SQLAlchemy would send (one executemany; with RETURNING, pages of a
+    multi-row VALUES list, as its "insertmanyvalues"), with the values its column types
+    would bind, but without compiling and processing every row through the Core
+    statement, which was most of a small batch's cost."""
+    names = tuple(rows[0])
+    processed = _sqlite_bind_processors(conn.dialect, table, names)
+    values = [tuple(row[name] for name in names) for row in rows]
+    if processed:
+        for index, row in enumerate(values):
+            cells = list(row)
+            for position, process in processed:
+                cells[position] = process(cells[position])
+            values[index] = tuple(cells)
+    returned = tuple(column.name for column in returning or ())
+    if not returned:
+        conn.exec_driver_sql(_sqlite_insert_sql(conn.dialect, table, names, key_columns, (), 1), values)
+        return []
+    dialect = conn.dialect
+    page = max(
+        1, min(dialect.insertmanyvalues_page_size, dialect.insertmanyvalues_max_parameters // len(names))
+    )
+    inserted: list[Any] = []
+    for chunk in _chunks(values, page):
+        sql = _sqlite_insert_sql(dialect, table, names, key_columns, returned, len(chunk))
+        inserted.extend(conn.exec_driver_sql(sql, tuple(value for row in chunk for value in row)))
+    return inserted
 
-    stmt = sqlite_insert(table).on_conflict_do_nothing(index_elements=list(key_columns))
-    return stmt.returning(*(table.c[name] for name in returning)) if returning else stmt
+
+@functools.lru_cache(maxsize=64)
+def _sqlite_bind_processors(dialect: Any, table: sa.Table, names: tuple[str, ...]) -> tuple[Any, ...]:
+    """``(position, processor)`` of the columns whose values SQLite's types convert
+    (timestamps, booleans); the others go as they are."""
+    processors = (table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names)
+    return tuple((position, process) for position, process in enumerate(processors) if process is not None)
+
+
+@functools.lru_cache(maxsize=256)
+def _sqlite_insert_sql(
+    dialect: Any, table: sa.Table, names: tuple[str, ...], key_columns: tuple[str, ...],
+    returning: tuple[str, ...], n_rows: int,
+) -> str:  # fmt: skip
+    """The text of an INSERT of ``n_rows`` rows that skips those whose keys exist."""
+    preparer = dialect.identifier_preparer
+    row = "(" + ", ".join("?" for _ in names) + ")"
+    sql = (
+        f"INSERT INTO {preparer.format_table(table)} ({', '.join(preparer.quote(n) for n in names)}) "
+        f"VALUES {', '.join(row for _ in range(n_rows))} "
+        f"ON CONFLICT ({', '.join(preparer.quote(n) for n in key_columns)}) DO NOTHING"
+    )
+    if returning:
+        sql += " RETURNING " + ", ".join(preparer.quote(n) for n in returning)
+    return sql
 
 
 def _pg_insert_ignore(
