@@ -15,8 +15,9 @@ def calls_per_example(
     rescue: bool = False,
 ) -> int:
     """An upper bound of the calls one example costs: ``samples`` (twice with a second
-    stage, or with ``rescue``, which asks it of the outputs without an answer), times the orderings with ``permute`` (plus one label-scoring call per
-    ordering, for a tied vote); one scoring call with a calibration."""
+    stage, or with ``rescue``, which asks it of the outputs without an answer), times the
+    orderings with ``permute`` (plus one label-scoring call per ordering, for a tied
+    vote); one scoring call with a calibration."""
     if calibration != "none":
         return 1
     per_ordering = samples * (2 if two_stage or rescue else 1)
