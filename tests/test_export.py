@@ -267,6 +267,10 @@ def test_an_exported_rescue_is_applied_by_run(task: Task, tmp_path: Path) -> Non
     assert yaml.safe_load(path.read_text())["sampling"]["rescue"] is True
     loaded = load(path)
     assert loaded.candidate == candidate and loaded.candidate.hash == candidate.hash
+    broken = yaml.safe_load(path.read_text())
+    broken["sampling"]["rescue"] = "false"
+    with pytest.raises(ConfigError, match="sampling.rescue"):
+        load(_write(tmp_path / "broken.yaml", broken))
 
     def respond(request: GenerationRequest) -> str:
         if request.messages[-1].content == task.spec.answer_prompt:

@@ -358,7 +358,7 @@ def load_document(data: Any, where: str = "prompt file", path: Path | None = Non
             temperature=float(temperature), max_tokens=max_tokens, two_stage=two_stage,
             demo_solutions=tuple((demo_id, shown[demo_id]) for demo_id in own),
             permute=data["sampling"].get("permute", 1), calibration=data["sampling"].get("calibration", "none"),
-            rescue=bool(data["sampling"].get("rescue", False)),
+            rescue=_need(data, "sampling.rescue", bool, where) if "rescue" in data["sampling"] else False,
         )  # fmt: skip
     except PromptOptError as exc:
         raise ConfigError(f"{where}: {exc.message}") from None
