@@ -373,7 +373,9 @@ def render_report(
         cards.append(("test", _pct(t.accuracy), f"95% CI {_pct(t.ci_low)}–{_pct(t.ci_high)}, n={t.n}"))
     requests = progress[-1][0] if progress else 0
     cards.append(("requests recorded", str(requests), f"{len(entries)} candidates"))
-    judge = summary.get("judge") if isinstance(summary.get("judge"), dict) else {}
+    judge = summary.get("judge")
+    if not isinstance(judge, dict):
+        judge = {}
     if judge.get("calls"):  # an llm_judge metric's own calls, counted apart from the task's
         cards.append(("judge calls", str(judge["calls"]), f"{judge.get('model_calls', 0)} real, "
                       f"{judge.get('cache_hits', 0)} cached, {judge.get('failed', 0)} unreadable"))  # fmt: skip

@@ -122,7 +122,9 @@ def _family(data: Mapping[str, Any], path: Path) -> tuple[str, list[str]] | None
 def _discovered(data: Mapping[str, Any], data_dir: str | Path | None) -> list[str]:
     """The family values whose data files are in the data folder (``family.discover``)."""
     family = data.get("family")
-    pattern = family.get("discover") if isinstance(family, Mapping) else None
+    if not isinstance(family, Mapping):
+        return []
+    pattern = family.get("discover")
     if not pattern:
         return []
     from promptopt.errors import DataError
