@@ -324,7 +324,9 @@ def main() -> None:
         for row in rows:
             print(f"{row['rows']:>5} " + " ".join(f"{v:>25.0f}" for k, v in row.items() if k != "rows"))
         bandwidth = run_bandwidth(max(5, args.repeats))
-        print(f"memory: read {bandwidth['read_gbs']:.1f} GB/s, copy (read + write) {bandwidth['copy_gbs']:.1f} GB/s")
+        print(
+            f"memory: read {bandwidth['read_gbs']:.1f} GB/s, copy (read + write) {bandwidth['copy_gbs']:.1f} GB/s"
+        )
         print(f"load average {os.getloadavg()[0]:.2f}")
         return
     if args.worker:

@@ -85,8 +85,13 @@ class SplitScore:
 
 
 def _split_score(
-    correct: float | None, scored: int, total: int, sumsq: float | None = None, partial: int = 0,
-    no_answer: int = 0, truncated: int = 0,
+    correct: float | None,
+    scored: int,
+    total: int,
+    sumsq: float | None = None,
+    partial: int = 0,
+    no_answer: int = 0,
+    truncated: int = 0,
 ) -> SplitScore | None:
     """Wilson's interval when every score is 0 or 1; with partial credit, the normal
     interval of a mean (:func:`promptopt.stats.mean_interval_from_sums`)."""

@@ -50,4 +50,7 @@ def test_export_carries_the_strategy_with_parity(data_dir: Path, tmp_path: Path,
         answer = loaded.run(
             backend=FakeBackend(biased_reply, scorer=position_biased_scores), **example.inputs
         )
-        assert answer.answer == stored.answer and answer.parsed[:2] == ("(A)", "(B)")  # two orderings, mapped back
+        assert answer.answer == stored.answer and answer.parsed[:2] == (
+            "(A)",
+            "(B)",
+        )  # two orderings, mapped back

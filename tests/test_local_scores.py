@@ -12,7 +12,9 @@ from promptopt.backends.scoring import read_scores
 from promptopt.types import GenerationRequest, Message
 from tests.test_local_backend import MODEL, needs_model
 
-QUESTION = (Message("user", "Is the sky blue on a clear day? Options:\n(A) yes\n(B) no\nAnswer with (A) or (B)."),)
+QUESTION = (
+    Message("user", "Is the sky blue on a clear day? Options:\n(A) yes\n(B) no\nAnswer with (A) or (B)."),
+)
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +26,9 @@ def backend() -> Iterator[TransformersBackend]:
 
 @pytest.mark.model
 @needs_model
-def test_label_scores_are_the_log_probability_of_the_greedy_continuation(backend: TransformersBackend) -> None:
+def test_label_scores_are_the_log_probability_of_the_greedy_continuation(
+    backend: TransformersBackend,
+) -> None:
     greedy = backend.generate([GenerationRequest(QUESTION, max_tokens=3)])[0].text
     labels = (greedy, "Zebra crossing purple", "So the answer is (B)")
     scored = backend.generate([GenerationRequest(QUESTION, max_tokens=1, score_labels=labels)])[0]
@@ -34,11 +38,16 @@ def test_label_scores_are_the_log_probability_of_the_greedy_continuation(backend
     assert all(v < 0 and math.isfinite(v) for v in scores.values())
     # one label at a time (no padding) gives the same numbers as the padded batch
     for label in labels:
-        alone = read_scores(backend.generate([GenerationRequest(QUESTION, max_tokens=1, score_labels=(label,))])[0])
+        alone = read_scores(
+            backend.generate([GenerationRequest(QUESTION, max_tokens=1, score_labels=(label,))])[0]
+        )
         assert alone[label] == pytest.approx(scores[label], abs=1e-3)
     # a batch that mixes scoring and generation answers each in its place
     mixed = backend.generate(
-        [GenerationRequest(QUESTION, max_tokens=3), GenerationRequest(QUESTION, max_tokens=1, score_labels=labels)]
+        [
+            GenerationRequest(QUESTION, max_tokens=3),
+            GenerationRequest(QUESTION, max_tokens=1, score_labels=labels),
+        ]
     )
     assert mixed[0].text == greedy and read_scores(mixed[1]) == pytest.approx(scores, abs=1e-3)
     assert backend.can_score_labels()

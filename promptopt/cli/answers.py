@@ -142,5 +142,7 @@ def leaderboard_answers(store: Any, entries: Any, limit: int = 10) -> list[str]:
             continue
         answers = " · ".join(f"{a} {n}" for a, n in answer_distribution(results, top=5))
         gold = " · ".join(f"{a} {n}" for a, n in gold_distribution(results, top=5))
-        lines.append(f"answers #{entry.rank} {entry.candidate[:10]}{strategy_text(entry.spec)}: {answers}  |  gold {gold}")
+        lines.append(
+            f"answers #{entry.rank} {entry.candidate[:10]}{strategy_text(entry.spec)}: {answers}  |  gold {gold}"
+        )
     return lines

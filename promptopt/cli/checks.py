@@ -59,7 +59,15 @@ def warn_sizes(task: Any, dev_size: int | None, test_size: int | None) -> None:
                        err=True)  # fmt: skip
 
 
-_RESUME_KEEPS = {"resume", "take_over", "db", "as_json", "no_progress", "dry_run", "metric"}  # a user metric is named again
+_RESUME_KEEPS = {
+    "resume",
+    "take_over",
+    "db",
+    "as_json",
+    "no_progress",
+    "dry_run",
+    "metric",
+}  # a user metric is named again
 
 
 def refuse_with_resume(ctx: click.Context) -> None:

@@ -202,7 +202,9 @@ def search_command(
         task = get_task(task_name, data_dir)
         base = _candidate_from_options(task, options)
         model = _model_spec(options["model"])
-        budget = Budget(max_calls=max_calls, max_tokens=max_tokens, max_minutes=max_minutes, max_cost=max_cost)
+        budget = Budget(
+            max_calls=max_calls, max_tokens=max_tokens, max_minutes=max_minutes, max_cost=max_cost
+        )
         from promptopt.policies import get_policy
 
         if space is not None and not getattr(get_policy(policy), "needs_space", False):
@@ -240,7 +242,9 @@ def search_command(
         if prepared.run_id is None:  # stopped while the model loaded: nothing was stored
             click.echo("search interrupted before its run was stored; nothing to resume", err=True)
         else:
-            click.echo(f"search interrupted; resume with:  {resume_command(prepared.run_id, store.url)}", err=True)
+            click.echo(
+                f"search interrupted; resume with:  {resume_command(prepared.run_id, store.url)}", err=True
+            )
         session.close()
         sys.exit(130)
     summary = result.summary()
