@@ -94,7 +94,8 @@ class Candidate:
     majority vote over the extracted answers. ``two_stage`` asks a second, short
     question ("Therefore, the answer is") after the reasoning, as in Kojima et al.;
     ``rescue`` asks it only of the outputs that hold no answer (reasoning cut off at the
-    token limit, or ended without stating one), one extra call for each of those.
+    token limit, or ended without stating one), one extra call for each of those;
+    with ``two_stage`` on it adds nothing and is dropped (the two are one candidate).
 
     ``similar_demos`` > 0 picks that many demos *per question*, the most similar items
     of the demo pool (sentence embeddings; :mod:`promptopt.similarity`), instead of
@@ -142,6 +143,8 @@ class Candidate:
             from promptopt.errors import ConfigError
 
             raise ConfigError(f"samples must be at least 1, got {self.samples}")
+        if self.two_stage and self.rescue:  # two_stage already asks every output
+            object.__setattr__(self, "rescue", False)
         check_bias_fields(self)
 
     def to_dict(self) -> dict[str, Any]:

@@ -118,6 +118,10 @@ def test_cli_eval_human_output(db_url: str) -> None:
             "temperature",
         ),
         (["eval", "--task", "gsm-symbolic", "--model", "fake", "--demos", "nope-1"], "not in the demo pool"),
+        (
+            ["eval", "--task", "gsm-symbolic", "--model", "fake", "--cot", "Think.", "--two-stage", "--rescue"],
+            "--rescue cannot be combined with --two-stage",
+        ),
     ],
 )
 def test_cli_bad_input_is_a_clear_message_and_exit_2(args: list[str], message: str, db_url: str) -> None:

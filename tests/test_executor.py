@@ -145,6 +145,14 @@ def test_rescue_counts_in_the_estimate_and_refuses_calibration() -> None:
         Candidate(calibration="batch", rescue=True)
 
 
+def test_rescue_with_two_stage_is_the_two_stage_candidate() -> None:
+    """two_stage already asks every output, so rescue adds nothing: one candidate, one hash
+    (a search space that varies both does not evaluate the same prompt twice)."""
+    both = Candidate(cot_mode="zero_shot", two_stage=True, rescue=True)
+    assert both == Candidate(cot_mode="zero_shot", two_stage=True)
+    assert both.hash == Candidate(cot_mode="zero_shot", two_stage=True).hash and not both.rescue
+
+
 def test_batches_respect_batch_size_and_callback(task) -> None:  # type: ignore[no-untyped-def]
     calls: list[int] = []
 

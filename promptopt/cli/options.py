@@ -113,6 +113,11 @@ def _candidate_from_options(task: Any, options: dict[str, Any]) -> Any:
             raise click.UsageError(
                 f"{', '.join(given)} cannot be combined with --from-dspy: the demos are the program's"
             )
+    if options["two_stage"] and options["rescue"]:
+        raise click.UsageError(
+            "--rescue cannot be combined with --two-stage: --two-stage already asks the follow-up "
+            "question of every output, --rescue only of those without an answer; pick one"
+        )
     candidate = make_candidate(
         task, instruction=options["instruction"], cot=options["cot"], shots=options["shots"],
         answer_format=options["answer_format"], samples=options["samples"], temperature=options["temperature"],
