@@ -11,11 +11,14 @@ answers the requests a killed run had made, so a run can be resumed at any point
 without and with the new dimensions at equal ``--search-calls``.
 
 Per line: accuracy, the most common answer's share next to the gold's most common share,
-the constant baseline on the same items, calls and tokens. Figures go into
-docs/answer-bias.md, never into a test.
+the constant baseline on the same items, calls and tokens. A strategy a task cannot use
+(``position`` on a task that is not multiple choice) is a line with ``status`` "not
+offered" and the reason. ``--summary`` prints the table and the issue's goals from the
+lines. Figures go into docs/answer-bias.md, never into a test.
 
     python benchmarks/answer_bias.py --tasks bbh:snarks --models qwen2.5-coder-0.5b \\
         --limit 50 --out answer_bias.jsonl --db sqlite:///answer_bias.db
+    python benchmarks/answer_bias.py --summary --out answer_bias.jsonl
 """
 
 from __future__ import annotations
@@ -53,6 +56,13 @@ def small_answer_tasks(data_dir: str | None) -> list[str]:
         if task.labels is not None:
             names.append(info.name)
     return names
+
+
+def not_offered(task: Any, strategy: str) -> str | None:
+    """Why ``strategy`` does not apply to ``task`` (as a search would not offer it), or None."""
+    if STRATEGIES.get(strategy, {}).get("calibration") == "position" and task.extractor_name != "choice":
+        return f"task {task.name} is not multiple choice"
+    return None
 
 
 def share_of_most_common(values: list[str | None]) -> tuple[str | None, float]:
@@ -106,6 +116,15 @@ def run_one(
     from promptopt.tasks import get_task
 
     task = get_task(task_name, args.data_dir)
+    why = not_offered(task, strategy)
+    if why:
+        return {
+            "task": task_name,
+            "model": model,
+            "strategy": strategy,
+            "status": "not offered",
+            "reason": why,
+        }
     constant = constant_baseline(task, test=task.examples("test", args.limit)) or {}
     row: dict[str, Any] = {
         "task": task_name, "model": model, "strategy": strategy,
@@ -128,6 +147,65 @@ def run_one(
     }  # fmt: skip
 
 
+def summary(rows: list[dict[str, Any]]) -> str:
+    """Per model, a table (accuracy and the most common answer's share per task and
+    strategy) and the issue's three goals, computed per corrected strategy over the tasks
+    where it ran."""
+    lines: list[str] = []
+    for model in sorted({r["model"] for r in rows}):
+        mine = {(r["task"], r["strategy"]): r for r in rows if r["model"] == model}
+        tasks = sorted({t for t, _ in mine})
+        strategies = [s for s in [*STRATEGIES, *SEARCHES] if any(k[1] == s for k in mine)]
+        lines += [
+            f"### {model}",
+            "",
+            "accuracy % (the model's most common answer's share %); gold's most common share % / constant baseline %",
+            "",
+        ]
+        lines.append("| task | gold top / constant | " + " | ".join(strategies) + " |")
+        lines.append("|---|---|" + "---|" * len(strategies))
+        for task in tasks:
+            first = next(r for (t, _), r in mine.items() if t == task and r.get("status") != "not offered")
+            cells = []
+            for strategy in strategies:
+                r = mine.get((task, strategy))
+                if r is None:
+                    cells.append("")
+                elif r.get("status") == "not offered":
+                    cells.append("n/a")
+                else:
+                    cells.append(f"{100 * r['accuracy']:.0f} ({100 * r['most_common_share']:.0f})")
+            constant = first["constant"]["accuracy"]
+            head = f"{100 * first['gold_most_common_share']:.0f} / {'–' if constant is None else f'{100 * constant:.0f}'}"
+            lines.append(f"| {task} | {head} | " + " | ".join(cells) + " |")
+        lines += ["", "| strategy | tasks | share within 10 of gold's | mean gain over plain (points) | "
+                  "below constant where another is above |", "|---|---|---|---|---|"]  # fmt: skip
+        for strategy in strategies:
+            if strategy == "plain":
+                continue
+            pairs = [(mine[(t, "plain")], r) for (t, s), r in mine.items()
+                     if s == strategy and r.get("status") != "not offered" and (t, "plain") in mine]  # fmt: skip
+            if not pairs:
+                continue
+            within = sum(1 for _, r in pairs if r["share_gap_points"] <= 10)
+            gain = sum(100 * (r["accuracy"] - p["accuracy"]) for p, r in pairs) / len(pairs)
+            below = []
+            for _, r in pairs:
+                constant = r["constant"]["accuracy"]
+                others = [o for (t, s), o in mine.items() if t == r["task"] and s != "plain"
+                          and o.get("status") != "not offered"]  # fmt: skip
+                if (
+                    constant is not None
+                    and r["accuracy"] < constant
+                    and any(o["accuracy"] > constant for o in others)
+                ):
+                    below.append(r["task"].removeprefix("bbh:"))
+            lines.append(f"| {strategy} | {len(pairs)} | {within} of {len(pairs)} | {gain:+.1f} | "
+                         f"{len(below)}{': ' + ', '.join(below) if below else ''} |")  # fmt: skip
+        lines.append("")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -141,7 +219,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="answer_bias.jsonl", help="JSON lines, one per finished run")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--search-calls", type=int, default=400, help="budget of each search-* strategy")
+    parser.add_argument(
+        "--summary", action="store_true", help="print the table and the goals from --out; run nothing"
+    )
     args = parser.parse_args(argv)
+    if args.summary:
+        print(summary([json.loads(line) for line in Path(args.out).read_text(encoding="utf-8").splitlines()]))
+        return 0
 
     from promptopt.backends import make_backend
 
@@ -166,6 +250,12 @@ def main(argv: list[str] | None = None) -> int:
                     row = run_one(task_name, model, strategy, args, backend)
                     with out.open("a", encoding="utf-8") as handle:
                         handle.write(json.dumps(row, sort_keys=True) + "\n")
+                    if row.get("status") == "not offered":
+                        print(
+                            f"{task_name:32} {model:20} {strategy:10} not offered: {row['reason']}",
+                            flush=True,
+                        )
+                        continue
                     print(
                         f"{task_name:32} {model:20} {strategy:10} acc {row['accuracy']:.1%}  most common "
                         f"{row['most_common_answer']} {row['most_common_share']:.0%} (gold {row['gold_most_common_share']:.0%})"

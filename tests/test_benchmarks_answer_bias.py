@@ -1,0 +1,49 @@
+"""The answer-bias benchmark: a strategy a task cannot use is a row, and the summary's
+goals are computed from the rows (hand-made here; the figures are in the docs)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from benchmarks import answer_bias
+
+
+def test_position_on_a_two_label_task_is_a_not_offered_row(tmp_path: Path) -> None:
+    (tmp_path / "bbh").mkdir()
+    rows = [{"input": f"Is argument {i} valid?", "target": ["valid", "invalid"][i % 2]} for i in range(60)]
+    (tmp_path / "bbh" / "formal_fallacies.json").write_text(json.dumps({"examples": rows}), encoding="utf-8")
+    out = tmp_path / "rows.jsonl"
+    args = ["--data-dir", str(tmp_path), "--models", "fake", "--tasks", "bbh:formal_fallacies", "--limit", "4",
+            "--strategies", "plain,position", "--out", str(out), "--db", f"sqlite:///{tmp_path / 'b.db'}"]  # fmt: skip
+    assert answer_bias.main(args) == 0
+    plain, position = [json.loads(line) for line in out.read_text().splitlines()]
+    assert plain["strategy"] == "plain" and plain["n"] == 4 and "status" not in plain
+    assert position == {"task": "bbh:formal_fallacies", "model": "fake", "strategy": "position",
+                        "status": "not offered", "reason": "task bbh:formal_fallacies is not multiple choice"}  # fmt: skip
+    assert answer_bias.main(args) == 0  # resumed: nothing new
+    assert len(out.read_text().splitlines()) == 2
+
+
+def _row(task: str, strategy: str, accuracy: float, share: float, gold: float, constant: float) -> dict:
+    return {"task": task, "model": "m", "strategy": strategy, "accuracy": accuracy, "most_common_share": share,
+            "gold_most_common_share": gold, "share_gap_points": round(100 * abs(share - gold), 1),
+            "constant": {"answer": "(A)", "accuracy": constant}}  # fmt: skip
+
+
+def test_summary_goals_from_hand_made_rows() -> None:
+    rows = [
+        _row("bbh:a", "plain", 0.20, 1.00, 0.50, 0.50),
+        _row("bbh:a", "permute3", 0.40, 0.55, 0.50, 0.50),  # within 10; below constant, batch is above
+        _row("bbh:a", "batch", 0.60, 0.70, 0.50, 0.50),
+        _row("bbh:b", "plain", 0.30, 0.90, 0.40, 0.40),
+        _row("bbh:b", "permute3", 0.50, 0.45, 0.40, 0.40),
+        _row("bbh:b", "batch", 0.30, 0.40, 0.40, 0.40),  # below constant, permute3 is above
+        {"task": "bbh:b", "model": "m", "strategy": "position", "status": "not offered", "reason": "why"},
+    ]
+    text = answer_bias.summary(rows)
+    assert "| bbh:a | 50 / 50 | 20 (100) | 40 (55) | 60 (70) |  |" in text
+    assert "| bbh:b | 40 / 40 | 30 (90) | 50 (45) | 30 (40) | n/a |" in text
+    assert "| permute3 | 2 | 2 of 2 | +20.0 | 1: a |" in text
+    assert "| batch | 2 | 1 of 2 | +20.0 | 1: b |" in text
+    assert "| position |" not in text.split("| strategy |")[1]  # no task ran it
