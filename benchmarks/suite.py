@@ -160,6 +160,15 @@ def cell_key(row: dict[str, Any]) -> tuple[str, str, int, str]:
     return (row["task"], row["entry"], int(row["seed"]), row["model"])
 
 
+def cell_line(row: dict[str, Any]) -> str:
+    """One finished cell in a line: its status, test accuracy, calls and time."""
+    if row.get("status") != "ok":
+        return f"{row.get('status')}: {row.get('reason')}"
+    test, search = row.get("test") or {}, row.get("search") or {}
+    calls = f", search {search.get('calls')} calls" if search else ""
+    return f"ok: test {100 * test.get('accuracy', 0):.1f}% on {test.get('n')} items{calls}, {row.get('wall_s', 0):.0f} s"
+
+
 def read_rows(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
@@ -387,6 +396,7 @@ def run_grid(args: argparse.Namespace) -> int:
                 ran += 1
                 with path.open("a", encoding="utf-8") as handle:
                     handle.write(json.dumps(row) + "\n")
+                print(f"   {cell_line(row)}", file=sys.stderr, flush=True)
     print(f"{ran} cells run, {path}", file=sys.stderr)
     from benchmarks.suite_report import print_summary
 

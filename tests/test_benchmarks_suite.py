@@ -47,8 +47,10 @@ def test_tiny_grid_runs_end_to_end_then_resumes_without_recomputing(
         assert 0 < search["calls"] <= 60 + 16  # the cap, give or take the last batch
         assert search["task_calls"] + search["proposer_calls"] == search["calls"]
         assert search["tokens"] > 0 and search["judge_calls"] == 0
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
     assert "| bootstrap-random |" in printed and "GOAL vs zero-shot CoT" in printed
+    assert captured.err.count("   ok: test ") == 4 and "search " in captured.err  # a line per finished cell
 
     computed: list[tuple[str, str, int]] = []
     real = suite.compute_cell
