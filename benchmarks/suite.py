@@ -410,9 +410,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from benchmarks.suite_report import summary_command
 
         return summary_command(args)
-    if args.cell:  # the dspy worker: one cell, its row to a file
+    if args.cell:  # the dspy worker: one cell, its row to a file (a failure's row names why)
         task_name, name, seed = args.cell.split("|")
-        row = compute_cell(args, task_name, ENTRIES[name], int(seed))
+        row = run_cell(args, task_name, ENTRIES[name], int(seed))
         Path(args.result_file).write_text(json.dumps(row))
         return 0
     if args.dry_run:

@@ -201,3 +201,21 @@ def test_dry_run_prints_each_cells_bound(capsys: pytest.CaptureFixture[str]) -> 
     assert lines["zero-shot-cot"] == ["–", "–", "20"]
     assert int(lines["bootstrap-random"][0]) <= 60 + 16  # the cap, plus one batch
     assert int(lines["reflect"][0]) <= 60 + 16  # the cap bounds reflect's plan too
+
+
+def test_a_worker_cell_that_fails_writes_a_row_that_says_why(tmp_path: Path) -> None:
+    """The dspy worker's row names the failure (a missing package, an unknown task), not
+    just its exit code."""
+    result = tmp_path / "cell.json"
+    args = [
+        *TINY,
+        "--out",
+        str(tmp_path / "s.jsonl"),
+        "--cell",
+        "nope|zero-shot-cot|0",
+        "--result-file",
+        str(result),
+    ]
+    assert suite.main(args) == 0
+    row = json.loads(result.read_text())
+    assert row["status"] == "failed" and "nope" in row["reason"] and row["entry"] == "zero-shot-cot"
