@@ -42,6 +42,25 @@ def test_label_scores_are_the_log_probability_of_the_greedy_continuation(
             backend.generate([GenerationRequest(QUESTION, max_tokens=1, score_labels=(label,))])[0]
         )
         assert alone[label] == pytest.approx(scores[label], abs=1e-3)
+    # the prompt's shared pass gives what one full pass over prompt + label gives
+    import torch
+
+    loaded = backend._loaded
+    prompt = loaded.tokenizer.apply_chat_template(
+        [m.to_dict() for m in QUESTION], add_generation_prompt=True, tokenize=False
+    )
+    prompt_ids = loaded.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    for label in labels:
+        row = loaded.tokenizer(prompt + label, add_special_tokens=False)["input_ids"]
+        start = next(
+            (i for i, (a, b) in enumerate(zip(prompt_ids, row, strict=False)) if a != b), len(prompt_ids)
+        )
+        with torch.inference_mode():
+            logprobs = torch.log_softmax(
+                loaded.model(input_ids=torch.tensor([row])).logits[0].float(), dim=-1
+            )
+        full = sum(float(logprobs[t - 1, row[t]]) for t in range(start, len(row)))
+        assert scores[label] == pytest.approx(full, abs=1e-3)
     # a batch that mixes scoring and generation answers each in its place
     mixed = backend.generate(
         [
