@@ -9,7 +9,7 @@ import pytest
 
 from promptopt.backends import CachingBackend, FakeBackend
 from promptopt.bias import calibration as cal
-from promptopt.bias.permute import find_options, orderings, permuted_example
+from promptopt.bias.permute import find_options, map_letters, orderings, permuted_example
 from promptopt.errors import ConfigError
 from promptopt.executor import Executor
 from promptopt.store import Store
@@ -241,6 +241,19 @@ def test_permuted_example_moves_texts_not_letters() -> None:
     assert block is not None
     shifted = permuted_example(example, block, (1, 2, 0), 1)
     assert "(A) pear RIGHT\n(B) plum\n(C) apple" in shifted.inputs["input"] and shifted.target == "(A)"
+
+
+def test_a_lower_case_answer_is_mapped_back_too() -> None:
+    """A task with a non-letter gold (BBH's ruin_names, movie_recommendation) reads its
+    answers as lower-cased labels: ``(b)`` under a permutation is still a shown letter,
+    and keeping it unmapped would count another option."""
+    back = {"A": "C", "B": "A", "C": "B"}
+    assert (
+        map_letters("(b)", back) == "(a)"
+        and map_letters("(B)", back) == "(A)"
+        and map_letters("c", back) == "b"
+    )
+    assert map_letters("(z)", back) == "(z)" and map_letters("monsters, inc", back) == "monsters, inc"
 
 
 def test_the_estimate_counts_the_extra_calls() -> None:

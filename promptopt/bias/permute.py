@@ -101,11 +101,14 @@ def original_letters(block: OptionsBlock, order: Sequence[int]) -> dict[str, str
 
 
 def map_letters(answer: str | None, mapping: Mapping[str, str]) -> str | None:
-    """An answer such as ``(B)`` or ``B`` with its letter mapped; other answers unchanged."""
+    """An answer such as ``(B)`` or ``B`` with its letter mapped; other answers unchanged.
+    A lower-case letter (``(b)``: a task whose answers are read as labels, lower-cased)
+    is mapped too and stays lower-case."""
     if answer is None:
         return None
-    match = re.fullmatch(r"\s*\(?([A-R])\)?\s*", answer)
-    if match is None or match.group(1) not in mapping:
+    match = re.fullmatch(r"\s*\(?([A-Ra-r])\)?\s*", answer)
+    if match is None or match.group(1).upper() not in mapping:
         return answer
-    letter = mapping[match.group(1)]
-    return answer.replace(match.group(1), letter, 1)
+    shown = match.group(1)
+    letter = mapping[shown.upper()]
+    return answer.replace(shown, letter if shown.isupper() else letter.lower(), 1)
