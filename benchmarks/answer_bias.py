@@ -60,9 +60,10 @@ def small_answer_tasks(data_dir: str | None) -> list[str]:
 
 def not_offered(task: Any, strategy: str) -> str | None:
     """Why ``strategy`` does not apply to ``task`` (as a search would not offer it), or None."""
-    if STRATEGIES.get(strategy, {}).get("calibration") == "position" and task.extractor_name != "choice":
-        return f"task {task.name} is not multiple choice"
-    return None
+    from promptopt.bias.space import calibration_problem
+
+    calibration = STRATEGIES.get(strategy, {}).get("calibration")
+    return calibration_problem(task, calibration) if calibration else None
 
 
 def share_of_most_common(values: list[str | None]) -> tuple[str | None, float]:

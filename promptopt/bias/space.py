@@ -32,30 +32,35 @@ def direct_answer(base: Candidate, changes: dict[str, Any]) -> dict[str, Any]:
     return changes if direct else {**changes, "calibration": "none"}
 
 
+def calibration_problem(task: Task, calibration: str, backend: Backend | None = None) -> str | None:
+    """Why ``calibration`` cannot be used on ``task`` (with ``backend``, when given), or
+    None: it needs label log-probabilities and a small answer set, and ``position`` a
+    multiple-choice task."""
+    if backend is not None and not backend.can_score_labels():
+        return f"backend {backend.model_id} gives no label log-probabilities"
+    if task.labels is None:
+        return f"task {task.name} has no small answer set"
+    if calibration == "position" and task.extractor_name != "choice":
+        return f"task {task.name} is not multiple choice"
+    return None
+
+
 def offer_bias_dimensions(space: SearchSpace, task: Task, backend: Backend) -> SearchSpace:
     """``space`` without the answer-bias choices this task and backend cannot use:
     calibration needs label log-probabilities (``backend.can_score_labels()``) and a task
     with a small answer set, ``position`` a multiple-choice task; ``permute`` needs items
     that list options. A dimension left with one choice keeps it as its only value."""
-    dims = list(space.dimensions)
     out = []
-    for dim in dims:
+    for dim in space.dimensions:
         if dim.name == "calibration" and dim.kind == "categorical":
-            why = None
-            if not backend.can_score_labels():
-                why = f"backend {backend.model_id} gives no label log-probabilities"
-            elif task.labels is None:
-                why = f"task {task.name} has no small answer set"
-            keep = tuple(
-                c for c in dim.choices
-                if c == "none" or (why is None and (c != "position" or task.extractor_name == "choice"))
-            )  # fmt: skip
+            problems = {c: calibration_problem(task, str(c), backend) for c in dim.choices if c != "none"}
+            keep = tuple(c for c in dim.choices if c == "none" or problems[c] is None)
             if keep != dim.choices:
-                dropped = ", ".join(str(c) for c in dim.choices if c not in keep)
+                dropped = [c for c in dim.choices if c not in keep]
                 logger.warning(
                     "calibration %s not offered: %s",
-                    dropped,
-                    why or f"task {task.name} is not multiple choice",
+                    ", ".join(str(c) for c in dropped),
+                    problems[dropped[0]],
                 )
                 dim = dataclasses.replace(dim, choices=keep or ("none",))
         out.append(dim)
