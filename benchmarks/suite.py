@@ -28,6 +28,13 @@ included, the proposer's too when it is the task model (the default); the table 
 proposer's and an LLM judge's calls apart. A native DSPy entry gives DSPy the whole cap
 (``--dspy-share``, default 1.0).
 
+**Matching DSPy's calls.** MIPROv2 ``auto="light"`` sizes itself and may stop well under
+the cap. ``--match-calls ENTRY`` caps each promptopt search at ENTRY's calls to find on the
+same task and seed (its search and full-dev selection) minus the most a full-dev selection
+can add (``final_top`` × dev), so that no promptopt search spends more than ENTRY did; ENTRY
+runs first in each task and seed (or is read from ``--out``). The summary's verdicts
+compare each promptopt search with each DSPy entry per task at no more calls.
+
 **Tests** are the first ``--test-size`` test items (default 200 for gsm8k, 125 otherwise),
 the same for every entry; per-item scores are kept in the row for the paired tests of
 ``summary`` (``benchmarks/suite_report.py``).
@@ -62,6 +69,7 @@ from benchmarks.suite_cells import (  # noqa: E402
     start_prompt,
     test_evaluation,
 )
+from benchmarks.suite_report import calls_to_find  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results" / "suite"
 DEFAULT_TASKS = ("gsm8k", "bbh:object_counting", "bbh:date_understanding", "bbh:sports_understanding",
@@ -118,6 +126,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--dspy-share", type=float, default=None, help="DSPy's share of the cap (native: default 1.0)"
     )
     run.add_argument("--dspy-python", default=None)
+    run.add_argument("--match-calls", default=None, metavar="ENTRY",
+                     help="cap each promptopt search at ENTRY's calls to find on the same task and seed, "
+                          "minus the full-dev selection's most (e.g. dspy-mipro)")  # fmt: skip
     run.add_argument("--out", default=str(RESULTS / "suite.jsonl"))
     run.add_argument("--db", default=None, help="the response cache (default: <out>.db)")
     run.add_argument("--resume", action="store_true", help="skip the cells already done")
@@ -140,6 +151,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         unknown = [e for e in args.entry_list if e not in ENTRIES]
         if unknown:
             parser.error(f"unknown entries {unknown}; expected some of {', '.join(ENTRIES)}")
+        if args.match_calls is not None and args.match_calls not in ENTRIES:
+            parser.error(
+                f"--match-calls {args.match_calls!r}: not an entry; expected one of {', '.join(ENTRIES)}"
+            )
+        if args.match_calls is not None and ENTRIES[args.match_calls].kind == "baseline":
+            parser.error(f"--match-calls {args.match_calls}: a baseline does not search; name a search entry")
         args.db = args.db or f"sqlite:///{Path(args.out).with_suffix('.db')}"
         if args.dspy_python is None:
             args.dspy_python = os.environ.get("PROMPTOPT_DSPY_PYTHON") or str(
@@ -199,7 +216,10 @@ def make_backends(args: argparse.Namespace, task: Any) -> tuple[Any, Any]:
     return backend, proposer
 
 
-def search_config(args: argparse.Namespace, task_name: str, task: Any, entry: Entry, seed: int) -> Any:
+def search_config(
+    args: argparse.Namespace, task_name: str, task: Any, entry: Entry, seed: int, cap: int | None = None
+) -> Any:
+    """The cell's search; ``cap`` (from ``--match-calls``) replaces ``--max-calls``."""
     from promptopt.budget import Budget
     from promptopt.controller import SearchConfig
 
@@ -215,13 +235,15 @@ def search_config(args: argparse.Namespace, task_name: str, task: Any, entry: En
         args.preset, task=task_name, data_dir=args.data_dir, model=args.model,
         base=start_prompt(task, ENTRIES[args.start].baseline or START, args.max_new_tokens), policy=entry.policy, dev_size=args.dev_size,
         test_size=0, seed=seed, batch_size=args.batch_size, n_proposals=args.proposals, rounds=args.rounds,
-        race_start=args.race_start, budget=Budget(max_calls=args.max_calls), space=space,
+        race_start=args.race_start, budget=Budget(max_calls=args.max_calls if cap is None else cap), space=space,
         dspy_threads=args.dspy_threads, dspy_share=share, proposer_model=args.proposer_model, slot=args.slot,
     )  # fmt: skip
 
 
-def compute_cell(args: argparse.Namespace, task_name: str, entry: Entry, seed: int) -> dict[str, Any]:
-    """Run one cell here and return its row."""
+def compute_cell(
+    args: argparse.Namespace, task_name: str, entry: Entry, seed: int, cap: int | None = None
+) -> dict[str, Any]:
+    """Run one cell here and return its row (``cap``: the matched cap of its search)."""
     from promptopt.tasks import get_task
 
     started = time.perf_counter()
@@ -239,9 +261,10 @@ def compute_cell(args: argparse.Namespace, task_name: str, entry: Entry, seed: i
         assert entry.baseline is not None
         prompt = start_prompt(task, entry.baseline, args.max_new_tokens)
     else:
-        config = search_config(args, task_name, task, entry, seed)
+        config = search_config(args, task_name, task, entry, seed, cap)
         result, search_info = run_search_cell(config, task, backend, proposer, args.db, [],
                                               count_proposer=not entry.needs_dspy)  # fmt: skip
+        search_info["matched_to"] = args.match_calls if cap is not None else None
         prompt = result.winner
     if entry.kind == "native":
         from promptopt.dspy_interop import candidate_from_state
@@ -305,7 +328,9 @@ def dspy_here() -> bool:
     return True
 
 
-def run_cell(args: argparse.Namespace, task_name: str, entry: Entry, seed: int) -> dict[str, Any]:
+def run_cell(
+    args: argparse.Namespace, task_name: str, entry: Entry, seed: int, cap: int | None = None
+) -> dict[str, Any]:
     """One cell's row: computed here, or in the dspy Python for a dspy entry; a cell that
     cannot run or fails is a row too (status ``failed``/``skipped``, with the reason)."""
     base = {"task": task_name, "entry": entry.name, "kind": entry.kind, "seed": seed, "model": args.model,
@@ -330,11 +355,56 @@ def run_cell(args: argparse.Namespace, task_name: str, entry: Entry, seed: int) 
         result_file.unlink()
         return row
     try:
-        return compute_cell(args, task_name, entry, seed)
+        return compute_cell(args, task_name, entry, seed, cap)
     except Exception as exc:  # noqa: BLE001 - one cell's failure is its row; the grid goes on
         reason = f"{type(exc).__name__}: {exc}"[:500]
         print(f"== {task_name} · {entry.name} · seed {seed}: failed: {reason}", file=sys.stderr, flush=True)
         return {**base, "status": "failed", "reason": reason}
+
+
+# --------------------------------------------------------------------------- matching calls
+
+
+def selection_reserve(args: argparse.Namespace) -> int:
+    """The most a search's full-dev selection can add to its calls: the best
+    ``final_top`` on all of dev, one request each per example."""
+    from promptopt.search_config import PRESETS
+
+    return int(PRESETS[args.preset]["final_top"]) * args.dev_size
+
+
+def is_matched(args: argparse.Namespace, entry: Entry) -> bool:
+    """Whether ``--match-calls`` caps this entry's searches (promptopt's, not the reference's)."""
+    return (
+        args.match_calls is not None
+        and entry.kind == "search"
+        and not entry.needs_dspy
+        and entry.name != args.match_calls
+    )
+
+
+def matched_cap(
+    args: argparse.Namespace, rows: list[dict[str, Any]], task_name: str, seed: int
+) -> tuple[int | None, str]:
+    """The cap of a promptopt search on ``task_name`` and ``seed`` under ``--match-calls``,
+    and why (or None and why not)."""
+    ref = None
+    for row in rows:
+        if row.get("status") == "ok" and cell_key(row) == (task_name, args.match_calls, seed, args.model):
+            ref = row
+    if ref is None:
+        return (
+            None,
+            f"--match-calls {args.match_calls}: no finished cell on {task_name}, seed {seed} yet (run it first)",
+        )
+    found, reserve = calls_to_find(ref), selection_reserve(args)
+    cap = found - reserve if args.max_calls is None else min(args.max_calls, found - reserve)
+    if cap <= 0:
+        return None, f"--match-calls {args.match_calls}: its {found} calls to find leave no room for a search"
+    return (
+        cap,
+        f"capped at {cap} calls: {args.match_calls}'s {found} calls to find minus {reserve} for the selection",
+    )
 
 
 # --------------------------------------------------------------------------- the grid
@@ -380,20 +450,42 @@ def run_grid(args: argparse.Namespace) -> int:
               file=sys.stderr)  # fmt: skip
         return 2
     done = {cell_key(r): r for r in rows if r.get("status") == "ok"}
+    # the --match-calls reference runs first in each task and seed: the others' caps need it
+    names = sorted(args.entry_list, key=lambda n: n != args.match_calls)
     ran = 0
     for seed in args.seed_list:
         for task_name in args.task_list:
-            for name in args.entry_list:
-                key = (task_name, name, seed, args.model)
+            for name in names:
+                entry, key, cap = ENTRIES[name], (task_name, name, seed, args.model), None
+                if is_matched(args, entry):
+                    cap, why = matched_cap(args, rows, task_name, seed)
+                    if cap is None:
+                        row: dict[str, Any] = {"task": task_name, "entry": name, "kind": entry.kind, "seed": seed,
+                                               "model": args.model, "settings": settings(args),
+                                               "status": "skipped", "reason": why}  # fmt: skip
+                        print(f"== {task_name} · {name} · seed {seed}: skipped: {why}", file=sys.stderr)
+                        rows.append(row)
+                        with path.open("a", encoding="utf-8") as handle:
+                            handle.write(json.dumps(row) + "\n")
+                        continue
+                    print(f"== {task_name} · {name} · seed {seed}: {why}", file=sys.stderr)
                 if key in done:
                     if done[key].get("settings") != settings(args):
                         print(f"{path}: cell {key} was run with other settings ({done[key].get('settings')}): "
                               "use the same flags or another --out", file=sys.stderr)  # fmt: skip
                         return 2
-                    print(f"== {task_name} · {name} · seed {seed}: done, skipped (--resume)", file=sys.stderr)
-                    continue
-                row = run_cell(args, task_name, ENTRIES[name], seed)
+                    was = (done[key].get("search") or {}).get("cap", args.max_calls)
+                    if entry.kind != "search" or was == (args.max_calls if cap is None else cap):
+                        print(
+                            f"== {task_name} · {name} · seed {seed}: done, skipped (--resume)",
+                            file=sys.stderr,
+                        )
+                        continue
+                    print(f"== {task_name} · {name} · seed {seed}: searched with cap {was} before: again",
+                          file=sys.stderr)  # fmt: skip
+                row = run_cell(args, task_name, entry, seed, cap)
                 ran += 1
+                rows.append(row)
                 with path.open("a", encoding="utf-8") as handle:
                     handle.write(json.dumps(row) + "\n")
                 print(f"   {cell_line(row)}", file=sys.stderr, flush=True)

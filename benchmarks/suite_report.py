@@ -15,6 +15,11 @@ the arithmetic on hand-made rows.
   zero-shot CoT on at least 4 tasks, the pooled test is significant at 5% and the average
   gain is at least +8 points; and its average accuracy over the tasks both ran is above
   ``dspy-gepa-native``'s and ``dspy-mipro-native``'s.
+- **Verdicts vs DSPy** (per task, for each DSPy entry that finished there): does a
+  promptopt search beat it on held-out test, significantly (paired, 5%), with no more
+  calls to find its prompt (search and full-dev selection; DSPy's own requests for a
+  native entry), averaged over the seeds? ``suite.py run --match-calls ENTRY`` caps the
+  searches so that they qualify.
 """
 
 from __future__ import annotations
@@ -150,6 +155,72 @@ def goals(rows: Sequence[Row]) -> dict[str, Any]:
     return out
 
 
+def calls_to_find(row: Row) -> int:
+    """A finished cell's calls to find its prompt: its search and its full-dev selection
+    (a native cell: DSPy's own requests, see ``suite_cells.native_search_facts``)."""
+    search = row.get("search") or {}
+    return int(search.get("calls") or 0) + int(search.get("selection_calls") or 0)
+
+
+def verdicts(rows: Sequence[Row]) -> list[dict[str, Any]]:
+    """Per task and DSPy entry: the best promptopt search there with no more calls to
+    find (mean over seeds), its paired difference, and the verdict (see the docstring)."""
+    from promptopt.stats import paired_difference
+
+    rows = finished(rows)
+    entries = ordered([r["entry"] for r in rows])
+    ours = [e for e in entries if is_promptopt_search(rows, e)]
+    out: list[dict[str, Any]] = []
+    for task in ordered([r["task"] for r in rows]):
+        for dspy in [e for e in entries if e.startswith("dspy-") and cells(rows, task, e)]:
+            budget = statistics.mean(calls_to_find(r) for r in cells(rows, task, dspy))
+            verdict: dict[str, Any] = {"task": task, "dspy": dspy, "dspy_calls": budget,
+                                       "dspy_accuracy": (accuracy(rows, task, dspy) or {}).get("accuracy"),
+                                       "over": [], "best": None}  # fmt: skip
+            candidates = []
+            for entry in [e for e in ours if cells(rows, task, e)]:
+                calls = statistics.mean(calls_to_find(r) for r in cells(rows, task, entry))
+                if calls > budget:
+                    verdict["over"].append({"entry": entry, "calls": calls})
+                    continue
+                a, b = pairs(rows, task, entry, reference=dspy)
+                if a:
+                    d = paired_difference(a, b)
+                    candidates.append({"entry": entry, "calls": calls, "paired": d,
+                                       "significant": d["diff"] > 0 and d["p_value"] < ALPHA})  # fmt: skip
+            if candidates:
+                verdict["best"] = max(candidates, key=lambda c: (c["significant"], c["paired"]["diff"]))
+            best = verdict["best"]
+            verdict["verdict"] = ("no eligible search" if best is None else "yes" if best["significant"]
+                                  else "not shown" if best["paired"]["diff"] > 0 else "no")  # fmt: skip
+            out.append(verdict)
+    return out
+
+
+def verdict_lines(found: Sequence[Mapping[str, Any]]) -> list[str]:
+    lines = []
+    for v in found:
+        head = (f"VERDICT vs {v['dspy']} on {v['task']} (test {100 * (v['dspy_accuracy'] or 0):.1f}%, "
+                f"{v['dspy_calls']:.0f} calls to find):")  # fmt: skip
+        over = ", ".join(f"{o['entry']} ({o['calls']:.0f})" for o in v["over"])
+        tail = f" Excluded for spending more calls: {over}." if over else ""
+        best = v["best"]
+        if best is None:
+            what = "every promptopt search spent more calls" if over else "no promptopt search ran here"
+            lines.append(f"{head} NO — {what}.{tail}")
+            continue
+        d = best["paired"]
+        facts = (f"{best['entry']} {100 * d['diff']:+.1f} points [{100 * d['ci_low']:+.1f}, {100 * d['ci_high']:+.1f}], "
+                 f"p={d['p_value']:.3g}, n={d['n']}, {best['calls']:.0f} calls")  # fmt: skip
+        if v["verdict"] == "yes":
+            lines.append(f"{head} YES — {facts}: significant at the 5% level.{tail}")
+        elif v["verdict"] == "not shown":
+            lines.append(f"{head} NOT SHOWN — best is {facts}: higher, but not significant at 5%.{tail}")
+        else:
+            lines.append(f"{head} NO — best is {facts}: not higher.{tail}")
+    return lines
+
+
 def mean_of(rows: Sequence[Row], entry: str, key: str) -> float | None:
     values = [
         r["search"][key]
@@ -256,7 +327,7 @@ def print_summary(rows: Sequence[Row]) -> dict[str, Any]:
     print()
     print(markdown(task_table(rows)))
     print()
-    for line in goal_lines(summary):
+    for line in goal_lines(summary) + verdict_lines(verdicts(rows)):
         print(line)
     failed = [r for r in rows if r.get("status") != "ok"]
     for row in failed:
@@ -309,7 +380,7 @@ def summary_command(args: Any) -> int:
         print(f"{path}: no rows", flush=True)
         return 2
     if args.json:
-        print(json.dumps(goals(rows), indent=1, default=str))
+        print(json.dumps({**goals(rows), "verdicts": verdicts(rows)}, indent=1, default=str))
     else:
         print_summary(rows)
     if args.markdown:
@@ -318,7 +389,7 @@ def summary_command(args: Any) -> int:
             + "\n\n"
             + markdown(task_table(rows))
             + "\n\n"
-            + "\n".join(f"- {line}" for line in goal_lines(goals(rows)))
+            + "\n".join(f"- {line}" for line in goal_lines(goals(rows)) + verdict_lines(verdicts(rows)))
         )
         Path(args.markdown).write_text(text + "\n")
     picture = Path(args.plot) if args.plot else path.with_suffix(".png")

@@ -55,9 +55,9 @@ def test_tiny_grid_runs_end_to_end_then_resumes_without_recomputing(
     computed: list[tuple[str, str, int]] = []
     real = suite.compute_cell
 
-    def counting(args: Any, task: str, entry: Any, seed: int) -> dict[str, Any]:
+    def counting(args: Any, task: str, entry: Any, seed: int, cap: int | None = None) -> dict[str, Any]:
         computed.append((task, entry.name, seed))
-        return real(args, task, entry, seed)
+        return real(args, task, entry, seed, cap)
 
     monkeypatch.setattr(suite, "compute_cell", counting)
     assert (
@@ -219,3 +219,83 @@ def test_a_worker_cell_that_fails_writes_a_row_that_says_why(tmp_path: Path) -> 
     assert suite.main(args) == 0
     row = json.loads(result.read_text())
     assert row["status"] == "failed" and "nope" in row["reason"] and row["entry"] == "zero-shot-cot"
+
+
+def test_match_calls_caps_each_search_at_the_reference_minus_the_selection(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--match-calls tpe``: tpe runs first in its task and seed, whatever the order of
+    --entries; bootstrap-random's search is capped at tpe's calls to find minus the most a
+    full-dev selection adds (final_top 3 x dev 8)."""
+    out = tmp_path / "m.jsonl"
+    # a high cap, one round: tpe stops by its rounds, so the matched cap binds below --max-calls
+    common = [*TINY[:5], "--max-calls", "300", "--dev-size", "8", "--test-size", "10", "--rounds", "1",
+              "--proposals", "3", "--race-start", "4", "--out", str(out)]  # fmt: skip
+    assert suite.main([*common, "--entries", "bootstrap-random,tpe", "--match-calls", "tpe"]) == 0
+    rows = rows_of(out)
+    assert [r["entry"] for r in rows] == ["tpe", "bootstrap-random"]
+    tpe, matched = rows
+    cap = suite_report.calls_to_find(tpe) - 3 * 8
+    assert 0 < cap < 300 and tpe["search"]["cap"] == 300 and tpe["search"]["matched_to"] is None
+    assert matched["search"]["cap"] == cap and matched["search"]["matched_to"] == "tpe"
+    assert matched["search"]["calls"] <= cap + 16  # the cap, give or take the last batch
+    assert f"capped at {cap} calls: tpe's" in capsys.readouterr().err
+    # resumed with the same flags: nothing runs again
+    assert suite.main([*common, "--entries", "bootstrap-random,tpe", "--match-calls", "tpe", "--resume"]) == 0
+    assert len(rows_of(out)) == 2
+    # without the match, the capped cell is not this grid's cell: it runs again, uncapped
+    assert suite.main([*common, "--entries", "bootstrap-random", "--resume"]) == 0
+    again = rows_of(out)
+    assert len(again) == 3 and again[2]["search"]["cap"] == 300 and again[2]["search"]["matched_to"] is None
+    assert "searched with cap" in capsys.readouterr().err
+    # a reference that has not run: the matched cell is skipped, and says why
+    other = [*common[:-1], str(tmp_path / "n.jsonl")]
+    assert suite.main([*other, "--entries", "bootstrap-random", "--match-calls", "tpe"]) == 0
+    skipped = rows_of(tmp_path / "n.jsonl")
+    assert [r["status"] for r in skipped] == ["skipped"]
+    assert "--match-calls tpe: no finished cell on gsm-symbolic, seed 0" in skipped[0]["reason"]
+
+
+@pytest.mark.parametrize(
+    ("flag", "message"),
+    [("dspy-miprov", "--match-calls 'dspy-miprov': not an entry"), ("plain", "a baseline does not search")],
+)
+def test_a_bad_match_calls_is_refused_up_front(
+    flag: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        suite.parse_args([*TINY, "--match-calls", flag])
+    assert message in capsys.readouterr().err
+
+
+def calls_row(task: str, entry: str, scores: list[int], calls: int, kind: str = "search") -> dict[str, Any]:
+    made = row(task, entry, scores, kind=kind)
+    made["search"].update(calls=calls - 20, selection_calls=20)
+    return made
+
+
+def test_verdict_needs_higher_test_accuracy_significantly_and_no_more_calls() -> None:
+    dspy = calls_row("t", "dspy-mipro", [1] * 20 + [0] * 20, 500)
+    better = [1] * 20 + [1] * 15 + [0] * 5  # 15 more right, none lost: McNemar p < 0.001
+    slightly = [1] * 20 + [1] * 2 + [0] * 18  # 2 more right: not significant
+
+    def lines(*rows: dict[str, Any]) -> list[str]:
+        return suite_report.verdict_lines(suite_report.verdicts(rows))
+
+    [found] = suite_report.verdicts([dspy, calls_row("t", "tpe", better, 480)])
+    assert found["verdict"] == "yes" and found["best"]["paired"]["diff"] == pytest.approx(15 / 40)
+    assert "YES" in lines(dspy, calls_row("t", "tpe", better, 480))[0]
+    [text] = lines(dspy, calls_row("t", "tpe", better, 501))
+    assert "NO — every promptopt search spent more calls" in text and "tpe (501)" in text
+    [text] = lines(dspy, calls_row("t", "reflect", slightly, 400))
+    assert "NOT SHOWN" in text and "not significant" in text
+    [text] = lines(dspy, calls_row("t", "reflect", [0] * 40, 400))
+    assert (
+        text.startswith("VERDICT vs dspy-mipro on t (test 50.0%, 500 calls to find)")
+        and "NO — best is" in text
+    )
+    # the best eligible search is the verdict's, a dearer better one is named as excluded
+    [text] = lines(dspy, calls_row("t", "reflect", slightly, 400), calls_row("t", "tpe", better, 900))
+    assert "NOT SHOWN — best is reflect" in text and "Excluded for spending more calls: tpe (900)" in text
+    # a task without a DSPy cell has no verdict
+    assert suite_report.verdicts([calls_row("u", "tpe", better, 10)]) == []

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -595,89 +594,37 @@ def test_a_dspy_program_with_labelled_demos_is_rebuilt_from_its_candidate(tmp_pa
 
 
 @pytest.mark.slow
-def test_head_to_head_tests_miprov2s_own_pick_in_dspys_format(tmp_path: Path) -> None:
-    """benchmarks/head_to_head.py's dspy-mipro-native entry: dspy-mipro's compiled program,
-    exactly as DSPy dumped it, on the test items through dspy.Evaluate; read from the run
-    summary, or rebuilt by replaying a search that predates it from its cache."""
-    from promptopt.store import Store
-
-    out = tmp_path / "out"
-    # --max-calls 600: DSPy's share (300) is more than MIPRO light spends here, so no budget
-    # cuts it mid-trial (where its 4 threads decide which requests got through, and the
-    # replay below could not follow).
-    command = [sys.executable, str(REPO / "benchmarks" / "head_to_head.py"), "--model", "fake", "--baselines",
-               "zero-shot-cot", "--max-calls", "600", "--dev-size", "8", "--test-limit", "12", "--rounds", "3",
-               "--dspy-threads", "4", "--dspy-python", dspy_python(), "--out-dir", str(out)]  # fmt: skip
-
-    def run(*extra: str) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run([*command, *extra], capture_output=True, text=True, timeout=300, cwd=tmp_path)
-        assert done.returncode == 0, done.stderr[-4000:]
-        return done
-
-    def rows() -> list[dict]:
-        return [json.loads(line) for line in (out / "fake-tiny-add.jsonl").read_text().splitlines()]
-
-    early = run("--policies", "dspy-mipro-native")
-    assert "dspy-mipro-native: not run: dspy-mipro has no finished result yet" in early.stderr
-    plan = run("--policies", "dspy-mipro-native", "--dry-run")
-    assert any(line.split()[0] == "dspy-mipro-native" and "–" in line for line in plan.stdout.splitlines())
-    run("--policies", "dspy-mipro-native,dspy-mipro", "--resume")  # run after its source all the same
-    first = rows()
-    assert [r["name"] for r in first] == ["zero-shot CoT", "dspy-mipro", "dspy-mipro-native"]
-    mipro, native = first[1], first[2]
-    with Store(f"sqlite:///{mipro['search']['db']}") as store:
-        state = store.get_run(mipro["search"]["run_id"]).summary["policy_state"]
-    search, test = native["search"], native["test"]
-    assert native["kind"] == "dspy" and native["status"] == "ok" and not search["replayed"]
-    assert search["dspy_program"] == state["dspy_best_state"] and search["dspy_best"] == state["dspy_best"]
-    # calls to find: what DSPy spent inside the search, not the race or selection after it
-    assert (
-        search["calls"]
-        == search["calls_to_find"]
-        == state["dspy_requests"]
-        < mipro["search"]["calls_to_find"]
-    )
-    assert search["tokens_in"] == state["dspy_tokens_in"] > 0 and search["wall_s"] == state["dspy_wall_s"] > 0
-    assert set(test["scores"]) == set(first[0]["test"]["scores"]) and test["n"] == 12
-    assert round(test["accuracy"] * 100, 2) == test["dspy_score"] and test["requests"] >= 12
+def test_suite_tests_miprov2s_own_pick_in_dspys_format_and_matches_its_calls(
+    task_file: Path, tmp_path: Path
+) -> None:
+    """benchmarks/suite.py's dspy-mipro-native cell: MIPROv2's compiled program, exactly as
+    DSPy dumped it, on the test items through dspy.Evaluate in the dspy Python; ape capped
+    at its calls to find (--match-calls), and the verdict that compares the two."""
+    out = tmp_path / "suite.jsonl"
+    # --max-calls 600: DSPy's whole cap, more than MIPRO light spends here, so no budget
+    # cuts it mid-trial.
+    command = [sys.executable, str(REPO / "benchmarks" / "suite.py"), "run", "--model", "fake-dspy", "--tasks",
+               str(task_file), "--entries", "zero-shot-cot,ape,dspy-mipro-native", "--match-calls",
+               "dspy-mipro-native", "--max-calls", "600", "--dev-size", "8", "--test-size", "8", "--rounds", "3",
+               "--dspy-threads", "4", "--dspy-python", dspy_python(), "--out", str(out)]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-4000:]
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    # the reference runs first: the others' caps need its calls
+    assert [(r["entry"], r["status"]) for r in rows] == [
+        ("dspy-mipro-native", "ok"), ("zero-shot-cot", "ok"), ("ape", "ok"),
+    ]  # fmt: skip
+    native, zero_shot, ape = rows
+    search, test, state = native["search"], native["test"], native["search"]["policy_state"]
+    assert native["kind"] == "native" and native["prompt_summary"].startswith("DSPy's format")
+    assert search["dspy_program"] and "dspy" in native["versions"]
+    # calls to find: what DSPy spent inside the search, not the race after it
+    assert search["calls"] == search["task_calls"] == state["dspy_requests"] < search["race_calls"]
+    assert search["tokens"] == state["dspy_tokens_in"] + state["dspy_tokens_out"] > 0
+    assert set(test["scores"]) == set(zero_shot["test"]["scores"]) and test["n"] == 8
+    assert round(test["accuracy"] * 100, 2) == test["dspy_score"] and test["requests"] >= 8
     assert test["model_calls"] + test["cache_hits"] == test["requests"] and test["tokens_in"] > 0
-
-    # A search stored before its summary kept DSPy's program: replayed from its cache.
-    with Store(f"sqlite:///{mipro['search']['db']}") as store:
-        summary = store.get_run(mipro["search"]["run_id"]).summary
-    for key in ("dspy_best_state", "dspy_tokens_in", "dspy_tokens_out", "dspy_wall_s"):
-        summary["policy_state"].pop(key)
-    with sqlite3.connect(mipro["search"]["db"]) as conn:
-        conn.execute(
-            "UPDATE po_runs SET summary = ? WHERE id = ?", (json.dumps(summary), mipro["search"]["run_id"])
-        )
-        # and the race's answers are gone (as when a newer promptopt renders a candidate
-        # otherwise): only DSPy's part must replay. This connection stays open, its
-        # changes in the store's -wal: the replay's copy of the store must carry them.
-        raced = conn.execute("DELETE FROM po_cache WHERE response NOT LIKE '%[[ ##%'").rowcount
-    assert raced > 0
-    (out / "fake-tiny-add.jsonl").write_text("".join(json.dumps(r) + "\n" for r in first[:2]))
-    replay = run("--policies", "dspy-mipro,dspy-mipro-native", "--resume")
-    assert "kept no DSPy program: replaying it from its cache" in replay.stderr
-    assert "later requests (the race) were not in the cache and are not needed" in replay.stderr
-    again = rows()[-1]
-    assert again["search"]["replayed"] and again["search"]["wall_s"] is None
-    for key in ("dspy_program", "calls", "tokens_in", "tokens_out"):
-        assert again["search"][key] == search[key], key
-    assert (
-        again["test"]["scores"] == test["scores"] and again["test"]["cache_hits"] == again["test"]["requests"]
-    )
-
-    # promptopt's searches can be capped by its calls; the verdict compares with it.
-    matched = run("--policies", "dspy-mipro,dspy-mipro-native,ape", "--resume", "--match-calls",
-                  "dspy-mipro-native")  # fmt: skip
-    cap = search["calls"] - 3 * 8
-    assert f"== ape: capped at {cap} calls: dspy-mipro-native's {search['calls']} calls" in matched.stdout
-    assert "VERDICT vs dspy-mipro-native" in matched.stdout and "VERDICT vs dspy-mipro " in matched.stdout
-    assert rows()[-1]["name"] == "ape" and rows()[-1]["search"]["calls"] <= cap
-
-    # DSPy cut before it compiled anything: no pick to test, said so
-    cut = subprocess.run([*command, "--policies", "dspy-mipro,dspy-mipro-native", "--dspy-share", "0.02",
-                          "--out-dir", str(tmp_path / "cut")], capture_output=True, text=True, timeout=300,
-                         cwd=tmp_path)  # fmt: skip
-    assert cut.returncode == 1 and "DSPy part stopped before it compiled a program" in cut.stderr
+    cap = search["calls"] - 3 * 8  # minus the most a full-dev selection adds (final_top 3 x dev 8)
+    assert f"capped at {cap} calls: dspy-mipro-native's {search['calls']} calls to find" in done.stderr
+    assert ape["search"]["cap"] == cap and ape["search"]["calls"] <= cap + 16
+    assert f"VERDICT vs dspy-mipro-native on {task_file}" in done.stdout
