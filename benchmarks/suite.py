@@ -151,6 +151,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         unknown = [e for e in args.entry_list if e not in ENTRIES]
         if unknown:
             parser.error(f"unknown entries {unknown}; expected some of {', '.join(ENTRIES)}")
+        if args.dspy_share is not None and not 0 < args.dspy_share <= 1:
+            parser.error(f"--dspy-share {args.dspy_share}: must be above 0 and at most 1")
+        if args.dspy_threads < 1:
+            parser.error(f"--dspy-threads {args.dspy_threads}: must be at least 1")
         if args.match_calls is not None and args.match_calls not in ENTRIES:
             parser.error(
                 f"--match-calls {args.match_calls!r}: not an entry; expected one of {', '.join(ENTRIES)}"

@@ -258,13 +258,18 @@ def test_match_calls_caps_each_search_at_the_reference_minus_the_selection(
 
 @pytest.mark.parametrize(
     ("flag", "message"),
-    [("dspy-miprov", "--match-calls 'dspy-miprov': not an entry"), ("plain", "a baseline does not search")],
+    [
+        (["--match-calls", "dspy-miprov"], "--match-calls 'dspy-miprov': not an entry"),
+        (["--match-calls", "plain"], "a baseline does not search"),
+        (["--dspy-share", "2"], "--dspy-share 2.0: must be above 0 and at most 1"),
+        (["--dspy-threads", "0"], "--dspy-threads 0: must be at least 1"),
+    ],
 )
-def test_a_bad_match_calls_is_refused_up_front(
-    flag: str, message: str, capsys: pytest.CaptureFixture[str]
+def test_bad_options_are_refused_up_front(
+    flag: list[str], message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with pytest.raises(SystemExit):
-        suite.parse_args([*TINY, "--match-calls", flag])
+        suite.parse_args([*TINY, *flag])
     assert message in capsys.readouterr().err
 
 
