@@ -181,7 +181,8 @@ def read_reflection(
         # clean_proposal caps at 400 characters; the marked text may be longer
         longer = clean_proposal(raw[:MAX_INSTRUCTION_CHARS])
         text = longer if longer and len(longer) > len(text) else text
-    text = text[:MAX_INSTRUCTION_CHARS].strip()
+    # the 0.5B sometimes opens with a stray "<" (a tag begun, not finished)
+    text = text[:MAX_INSTRUCTION_CHARS].strip().lstrip("<> \t\n")
     if len(text.split()) < MIN_WORDS:
         return None, "too short"
     text, dropped = _without_talk_about_the_setup(text, meta_allowed)
