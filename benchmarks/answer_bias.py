@@ -79,7 +79,7 @@ def run_search(
 ) -> dict[str, Any]:
     """A TPE search over the strategy's space; the winner's test results and its candidate."""
     from promptopt.budget import Budget
-    from promptopt.controller import SearchConfig, search
+    from promptopt.controller import SearchConfig, SearchResult, search
     from promptopt.evaluation import make_candidate
     from promptopt.store import Store
 
@@ -89,6 +89,7 @@ def run_search(
         budget=Budget(max_calls=args.search_calls),
     )  # fmt: skip
     result = search(config, task=task, backend=backend, db=args.db)
+    assert isinstance(result, SearchResult)  # not a dry run
     with Store(args.db) as store:
         results = [r for r in store.get_evaluations(result.run_id, result.winner.hash) if r.split == "test"]
     return {"results": results, "winner": result.winner.to_dict(), "run_id": result.run_id,

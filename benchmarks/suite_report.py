@@ -177,7 +177,7 @@ def verdicts(rows: Sequence[Row]) -> list[dict[str, Any]]:
             verdict: dict[str, Any] = {"task": task, "dspy": dspy, "dspy_calls": budget,
                                        "dspy_accuracy": (accuracy(rows, task, dspy) or {}).get("accuracy"),
                                        "over": [], "best": None}  # fmt: skip
-            candidates = []
+            candidates: list[dict[str, Any]] = []
             for entry in [e for e in ours if cells(rows, task, e)]:
                 calls = statistics.mean(calls_to_find(r) for r in cells(rows, task, entry))
                 if calls > budget:
