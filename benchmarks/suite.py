@@ -421,6 +421,9 @@ def dry_run(args: argparse.Namespace) -> int:
     print(
         f"cap {args.max_calls} calls per search · dev {args.dev_size} · upper bounds from each policy's estimate"
     )
+    if args.match_calls:
+        print(f"--match-calls {args.match_calls}: the promptopt searches get its calls to find minus "
+              f"{selection_reserve(args)}, known once it has run; the bounds below are --max-calls'")  # fmt: skip
     print(f"{'task':<26} {'entry':<20} {'search calls':>12} {'select':>7} {'test':>5}")
     for task_name in args.task_list:
         task = get_task(task_name, args.data_dir)
