@@ -40,9 +40,12 @@ _ITEM_LINE = re.compile(
     re.IGNORECASE | re.MULTILINE,
 )
 _TRAILING_EXAMPLE = re.compile(r"\s*\b(?:for example|for instance|e\.g\.|example)\s*:?\s*$", re.IGNORECASE)
-_STRAY_TAG = re.compile(r"<\s*/?\s*new\s*>", re.IGNORECASE)
+_STRAY_TAG = re.compile(r"<\s*/?\s*new\b\s*>?", re.IGNORECASE)  # an unfinished "<new" too
 _SENTENCE_END = re.compile(r"(?<=[a-z)\]\"'][.!?])\s+(?=[A-Z])")
-_ABOUT_SETUP = re.compile(r"\b(?:the|this) (?:student|model|assistant)\b", re.IGNORECASE)
+_ABOUT_SETUP = re.compile(
+    r"\b(?:the|this) (?:student|model|assistant)\b|\b(?:model|assistant)'s (?:answer|output|reply)",
+    re.IGNORECASE,
+)
 TEMPLATE_EXAMPLE = "Solve the problem step by step."
 _NEW = re.compile(r"<\s*new\s*>(.*?)(?:<\s*/\s*new\s*>|$)", re.IGNORECASE | re.DOTALL)
 _SINGLE_DIGIT = re.compile(r"(?<![\d.,])\d(?![\d.,]?\d)")

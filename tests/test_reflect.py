@@ -232,6 +232,8 @@ def test_a_call_limit_stops_reflect(task: Task, tmp_path: Path) -> None:
         ("<new>Count each item. <new>Express your answer clearly.<new>Keep in mind that the model was "
          "wrong.</new> Please provide the initial instructions.",
          "Count each item. Express your answer clearly.", "usable"),
+        # what the real 0.5B wrote on rg:leg_counting, accepted before as an instruction
+        ("<new>Model's answer is - Answer <new", None, "speaks of the model, not to it"),
         ("<new><Count each item once, then add them up.</new>", "Count each item once, then add them up.", "usable"),
         ("<new>\n< Count each item once, then add them up.", "Count each item once, then add them up.", "usable"),
         ("<new>1. Count each item.\n2. Add them up. The instruction says so.</new>",
