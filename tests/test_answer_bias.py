@@ -120,6 +120,22 @@ def test_permutation_recovers_the_answers_of_a_model_biased_to_a() -> None:
     assert first.tokens_in == sum(s.tokens_in for s in first.samples) > 0
 
 
+def test_the_tie_break_works_where_answers_are_read_as_lower_cased_labels() -> None:
+    """BBH's ruin_names is read as labels (one gold is not a letter): its answers are
+    ``(a)``, the scored labels ``(A)``; the tie-break must still pick by the scores, not
+    fall back to the first ordering's (biased) answer."""
+    task = mc_task()
+    rows = [{"input": e.inputs["input"], "target": e.target} for e in task.examples("test")]
+    odd = [*rows, {"input": "Which is right?\nOptions:\n(A) fig\n(B) plum", "target": "fig"}]  # not a letter
+    task = Task.from_records(odd, dev=rows[:4], test=rows, input_fields=["input"], target_field="target",
+                             template="{input}")  # fmt: skip
+    assert task.extract("So the answer is (B).") == "(b)"
+    permuted = Executor(task, FakeBackend(biased_reply, scorer=biased_scores)).evaluate(
+        Candidate(permute=3), task.examples("test"), "test"
+    )
+    assert accuracy(permuted) == 1.0 and permuted[1].answer == "(b)"
+
+
 def test_permutation_without_log_probs_keeps_the_first_orderings_answer() -> None:
     class NoScores(FakeBackend):
         def can_score_labels(self) -> bool:
