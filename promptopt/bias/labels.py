@@ -35,8 +35,13 @@ Labels = list[tuple[str, str]]  # (text scored after the prompt, the answer it m
 
 
 def letter_labels(task: Task, example: Example) -> Labels:
-    """``("So the answer is (A)", "(A)")`` for each option the item lists."""
-    return [(f"{ANSWER_LEAD} ({letter})", f"({letter})") for letter in task.options(example)]
+    """``("So the answer is (A)", "(A)")`` for each option the item lists, the answer as
+    the task's extractor reads it (``(a)`` on a task whose answers are read as labels)."""
+    labels: Labels = []
+    for letter in task.options(example):
+        text = f"{ANSWER_LEAD} ({letter})"
+        labels.append((text, task.extract(f"{text}.") or f"({letter})"))
+    return labels
 
 
 def task_labels(task: Task) -> Labels:

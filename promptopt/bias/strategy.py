@@ -188,7 +188,5 @@ def break_tie(executor: Executor, item: _Item, tied: Sequence[str]) -> tuple[str
             totals[original] = totals.get(original, 0.0) + value
     if failed:
         return None, samples
-    # a task read as labels lower-cases its answers ("(a)"), the scored labels are "(A)"
-    totals = {k.lower(): v for k, v in totals.items()}
-    best = max(tied, key=lambda a: (totals.get(a.lower(), float("-inf")), -tied.index(a)))
-    return (best if best.lower() in totals else None), samples
+    best = max(tied, key=lambda a: (totals.get(a, float("-inf")), -tied.index(a)))
+    return (best if best in totals else None), samples
