@@ -190,6 +190,19 @@ def cell_line(row: dict[str, Any]) -> str:
     return f"ok: test {100 * test.get('accuracy', 0):.1f}% on {test.get('n')} items{calls}, {row.get('wall_s', 0):.0f} s"
 
 
+def cell_base(args: argparse.Namespace, task_name: str, entry: Entry, seed: int) -> dict[str, Any]:
+    """The fields every row of a cell has, whatever its status."""
+    return {"task": task_name, "entry": entry.name, "kind": entry.kind, "seed": seed, "model": args.model,
+            "settings": settings(args)}  # fmt: skip
+
+
+def append_row(path: Path, rows: list[dict[str, Any]], row: dict[str, Any]) -> None:
+    """``row`` to the grid's rows and, at once, to its file."""
+    rows.append(row)
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(row) + "\n")
+
+
 def read_rows(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
@@ -337,8 +350,7 @@ def run_cell(
 ) -> dict[str, Any]:
     """One cell's row: computed here, or in the dspy Python for a dspy entry; a cell that
     cannot run or fails is a row too (status ``failed``/``skipped``, with the reason)."""
-    base = {"task": task_name, "entry": entry.name, "kind": entry.kind, "seed": seed, "model": args.model,
-            "settings": settings(args)}  # fmt: skip
+    base = cell_base(args, task_name, entry, seed)
     problem = policy_problem(entry)
     if problem:
         print(f"== {task_name} · {entry.name} · seed {seed}: failed: {problem}", file=sys.stderr, flush=True)
@@ -467,13 +479,13 @@ def run_grid(args: argparse.Namespace) -> int:
                 if is_matched(args, entry):
                     cap, why = matched_cap(args, rows, task_name, seed)
                     if cap is None:
-                        row: dict[str, Any] = {"task": task_name, "entry": name, "kind": entry.kind, "seed": seed,
-                                               "model": args.model, "settings": settings(args),
-                                               "status": "skipped", "reason": why}  # fmt: skip
                         print(f"== {task_name} · {name} · seed {seed}: skipped: {why}", file=sys.stderr)
-                        rows.append(row)
-                        with path.open("a", encoding="utf-8") as handle:
-                            handle.write(json.dumps(row) + "\n")
+                        skipped = {
+                            **cell_base(args, task_name, entry, seed),
+                            "status": "skipped",
+                            "reason": why,
+                        }
+                        append_row(path, rows, skipped)
                         continue
                     print(f"== {task_name} · {name} · seed {seed}: {why}", file=sys.stderr)
                 if key in done:
@@ -492,9 +504,7 @@ def run_grid(args: argparse.Namespace) -> int:
                           file=sys.stderr)  # fmt: skip
                 row = run_cell(args, task_name, entry, seed, cap)
                 ran += 1
-                rows.append(row)
-                with path.open("a", encoding="utf-8") as handle:
-                    handle.write(json.dumps(row) + "\n")
+                append_row(path, rows, row)
                 print(f"   {cell_line(row)}", file=sys.stderr, flush=True)
     print(f"{ran} cells run, {path}", file=sys.stderr)
     from benchmarks.suite_report import print_summary
