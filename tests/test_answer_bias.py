@@ -98,6 +98,9 @@ def test_orderings_are_cyclic_or_seeded() -> None:
     assert orderings(2, 3, "x") == [(0, 1), (1, 0)]  # more would repeat
     four = orderings(4, 3, "item-1")
     assert four[0] == (0, 1, 2, 3) and len(set(four)) == 3 and four == orderings(4, 3, "item-1")
+    for seed in range(50):  # k < n: each ordering puts a different option first
+        eleven = orderings(11, 3, f"item-{seed}")
+        assert len({order[0] for order in eleven}) == 3 and all(sorted(o) == list(range(11)) for o in eleven)
 
 
 # ------------------------------------------------------------------ through the executor

@@ -57,18 +57,17 @@ def find_options(example: Example) -> tuple[OptionsBlock | None, str | None]:
 def orderings(n: int, k: int, seed: str) -> list[tuple[int, ...]]:
     """``k`` orderings of ``n`` options, the original first: every cyclic shift when
     ``k >= n`` (each option at each position once; more would repeat them), else the
-    original and ``k - 1`` distinct permutations drawn with ``seed``."""
+    original and ``k - 1`` permutations drawn with ``seed``, each with a different option
+    in the first position (a model that leans on ``(A)`` would otherwise vote twice for
+    whichever option a second ordering happened to leave first)."""
     if k >= n:
         return [tuple((start + i) % n for i in range(n)) for start in range(n)]
     chosen = [tuple(range(n))]
     rng = random.Random(seed)
-    limit = 1
-    for value in range(2, n + 1):
-        limit *= value
-    while len(chosen) < min(k, limit):
+    while len(chosen) < k:
         order = list(range(n))
         rng.shuffle(order)
-        if tuple(order) not in chosen:
+        if all(order[0] != earlier[0] for earlier in chosen):
             chosen.append(tuple(order))
     return chosen
 
