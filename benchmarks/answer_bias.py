@@ -88,7 +88,17 @@ def run_search(
         test_size=args.limit, seed=0, batch_size=args.batch_size, data_dir=args.data_dir,
         budget=Budget(max_calls=args.search_calls),
     )  # fmt: skip
-    result = search(config, task=task, backend=backend, db=args.db)
+    shown = [-1]
+
+    def progress(p: Any) -> None:  # a line per tenth of the budget: a search here takes most of an hour
+        tenth = int(10 * (p.budget_fraction or 0))
+        if tenth > shown[0]:
+            shown[0] = tenth
+            best = "–" if p.best_dev is None else f"{p.best_dev:.1%}"
+            print(f"  {strategy}: {p.phase}, {p.spent.get('calls', 0)} calls of {args.search_calls}, "
+                  f"best dev {best}, {p.elapsed_s:.0f} s", file=sys.stderr, flush=True)  # fmt: skip
+
+    result = search(config, task=task, backend=backend, db=args.db, progress=progress)
     assert isinstance(result, SearchResult)  # not a dry run
     with Store(args.db) as store:
         results = [r for r in store.get_evaluations(result.run_id, result.winner.hash) if r.split == "test"]
@@ -249,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
                 for strategy in strategies:
                     if (task_name, model, strategy) in done:
                         continue
+                    print(f"{task_name:32} {model:20} {strategy:10} ...", file=sys.stderr, flush=True)
                     row = run_one(task_name, model, strategy, args, backend)
                     with out.open("a", encoding="utf-8") as handle:
                         handle.write(json.dumps(row, sort_keys=True) + "\n")

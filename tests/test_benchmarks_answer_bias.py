@@ -47,3 +47,19 @@ def test_summary_goals_from_hand_made_rows() -> None:
     assert "| permute3 | 2 | 2 of 2 | +20.0 | 1: a |" in text
     assert "| batch | 2 | 1 of 2 | +20.0 | 1: b |" in text
     assert "| position |" not in text.split("| strategy |")[1]  # no task ran it
+
+
+def test_a_search_strategy_is_a_row_with_its_winner_and_says_how_far_it_is(tmp_path: Path, capsys) -> None:
+    (tmp_path / "bbh").mkdir()
+    rows = [{"input": f"Is argument {i} valid?", "target": ["valid", "invalid"][i % 2]} for i in range(60)]
+    (tmp_path / "bbh" / "formal_fallacies.json").write_text(json.dumps({"examples": rows}), encoding="utf-8")
+    out = tmp_path / "rows.jsonl"
+    args = ["--data-dir", str(tmp_path), "--models", "fake", "--tasks", "bbh:formal_fallacies", "--limit", "4",
+            "--strategies", "search-default", "--search-calls", "40", "--out", str(out),
+            "--db", f"sqlite:///{tmp_path / 'b.db'}"]  # fmt: skip
+    assert answer_bias.main(args) == 0
+    (row,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert row["strategy"] == "search-default" and row["n"] == 4 and row["winner"]
+    assert 0 < row["search_calls"] <= 40
+    err = capsys.readouterr().err
+    assert "search-default ..." in err and "calls of 40" in err
