@@ -9,10 +9,15 @@ from pathlib import Path
 from benchmarks import answer_bias
 
 
-def test_position_on_a_two_label_task_is_a_not_offered_row(tmp_path: Path) -> None:
-    (tmp_path / "bbh").mkdir()
+def _two_label_task(data_dir: Path) -> None:
+    """``bbh:formal_fallacies`` in ``data_dir``: 60 items, two labels."""
+    (data_dir / "bbh").mkdir()
     rows = [{"input": f"Is argument {i} valid?", "target": ["valid", "invalid"][i % 2]} for i in range(60)]
-    (tmp_path / "bbh" / "formal_fallacies.json").write_text(json.dumps({"examples": rows}), encoding="utf-8")
+    (data_dir / "bbh" / "formal_fallacies.json").write_text(json.dumps({"examples": rows}), encoding="utf-8")
+
+
+def test_position_on_a_two_label_task_is_a_not_offered_row(tmp_path: Path) -> None:
+    _two_label_task(tmp_path)
     out = tmp_path / "rows.jsonl"
     args = ["--data-dir", str(tmp_path), "--models", "fake", "--tasks", "bbh:formal_fallacies", "--limit", "4",
             "--strategies", "plain,position", "--out", str(out), "--db", f"sqlite:///{tmp_path / 'b.db'}"]  # fmt: skip
@@ -50,9 +55,7 @@ def test_summary_goals_from_hand_made_rows() -> None:
 
 
 def test_a_search_strategy_is_a_row_with_its_winner_and_says_how_far_it_is(tmp_path: Path, capsys) -> None:
-    (tmp_path / "bbh").mkdir()
-    rows = [{"input": f"Is argument {i} valid?", "target": ["valid", "invalid"][i % 2]} for i in range(60)]
-    (tmp_path / "bbh" / "formal_fallacies.json").write_text(json.dumps({"examples": rows}), encoding="utf-8")
+    _two_label_task(tmp_path)
     out = tmp_path / "rows.jsonl"
     args = ["--data-dir", str(tmp_path), "--models", "fake", "--tasks", "bbh:formal_fallacies", "--limit", "4",
             "--strategies", "search-default", "--search-calls", "40", "--out", str(out),

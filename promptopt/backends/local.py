@@ -20,10 +20,10 @@ different matrix shapes, which the tests check on a real model).
 Speed on CPU: ``dtype="auto"`` picks int8 on x86 CPUs without AMX (this project's
 2-core machines): every ``nn.Linear`` becomes an fbgemm int8 x int8 matmul
 with per-channel weight scales and per-token activation scales (see
-``RowwiseInt8Linear``), about 4x the tokens/s of float32 at batch 1-16 there, with greedy outputs
-independent of batch composition (log-probabilities are not: int8 label scores move by
-about 0.5-0.9 nats between a padded batch and a prompt scored apart). ``dtype="float32"`` is the exact reference: every
-``nn.Linear`` runs on a oneDNN pre-packed weight, 2-3x faster than the default MKL path at
+``RowwiseInt8Linear``), about 4x the tokens/s of float32 at batch 1-16 there, with
+greedy outputs independent of batch composition (log-probabilities are not: int8 label
+scores move by about 0.5-0.9 nats between a padded batch and a prompt scored apart).
+``dtype="float32"`` is the exact reference: every ``nn.Linear`` runs on a oneDNN pre-packed weight, 2-3x faster than the default MKL path at
 batch 4-32. bfloat16 is chosen only on CPUs with AMX; on AVX2 alone it ran 4x *slower*
 than float32, and with AVX512-BF16 but no AMX (an AMD EPYC) 1.7x slower than int8.
 
