@@ -48,6 +48,9 @@ _ABOUT_SETUP = re.compile(
 )
 TEMPLATE_EXAMPLE = "Solve the problem step by step."
 _NEW = re.compile(r"<\s*new\s*>(.*?)(?:<\s*/\s*new\s*>|$)", re.IGNORECASE | re.DOTALL)
+_CLOSING = re.compile(r"<\s*/\s*new\s*>", re.IGNORECASE)
+_COMPLETE_END = re.compile(r"[.!?:][\"')\]*]*$")
+_LAST_SENTENCE_END = re.compile(r"[.!?][\"')\]*]*(?=\s)")
 _SINGLE_DIGIT = re.compile(r"(?<![\d.,])\d(?![\d.,]?\d)")
 _CODE = re.compile(r"```(?:python|py)\b|^\s*(?:def |import |print\()", re.IGNORECASE | re.MULTILINE)
 
@@ -152,6 +155,20 @@ def merge_prompt(first: str, second: str) -> str:
     )
 
 
+def _complete_part(text: str) -> str:
+    """``text`` without an unfinished end (a reply cut off at the token limit): its
+    last line when that does not end a sentence, or, in one line, what follows the last
+    sentence's end; ``""`` when nothing in it is finished."""
+    text = text.rstrip()
+    if _COMPLETE_END.search(text):
+        return text
+    lines = text.splitlines()
+    if len(lines) > 1:
+        return "\n".join(lines[:-1]).rstrip()
+    ends = list(_LAST_SENTENCE_END.finditer(text))
+    return text[: ends[-1].end()] if ends else ""
+
+
 def read_reflection(
     reply: str,
     *,
@@ -159,11 +176,14 @@ def read_reflection(
     known: Sequence[str],
     shown_inputs: Sequence[str],
     meta_allowed: bool = False,
+    cut_off: bool = False,
 ) -> tuple[str | None, str]:
     """The instruction in a reflection ``reply`` and ``"usable"``, or ``None`` and why
     not. ``known``: instructions already proposed (a repeat is not usable);
     ``shown_inputs``: the inputs the reflection saw (a text that names their numbers or
-    names is about them); ``meta_allowed``: the task's own items speak of instructions."""
+    names is about them); ``meta_allowed``: the task's own items speak of instructions;
+    ``cut_off``: the reply reached the token limit, so an unclosed instruction loses its
+    unfinished end (a rule that stops mid-sentence is not kept)."""
     match = _NEW.search(reply)
     raw = match.group(1) if match else reply
     raw = _STRAY_TAG.sub(" ", raw.replace("...", " ").replace("…", " ")).strip()
@@ -172,6 +192,10 @@ def read_reflection(
     cut = _ITEM_LINE.search(raw)
     if cut is not None and len(raw[: cut.start()].split()) >= MIN_WORDS:
         raw = raw[: cut.start()].strip()
+    elif cut_off and not _CLOSING.search(reply):
+        raw = _complete_part(raw)
+        if not raw:
+            return None, "cut off before its first sentence ended"
     raw = _TRAILING_EXAMPLE.sub("", raw)
     # keep a rule list together: clean_proposal cuts at the first blank line
     raw = re.sub(r"\n\s*\n", "\n", raw)

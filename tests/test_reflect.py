@@ -65,6 +65,8 @@ def kind_backend(task: Task, *, reflection: str = "rule") -> FakeBackend:
             base = current.group(1) if current else ""
             if reflection == "harmful":
                 return f"Here it is:\n<new>{HARMFUL}</new>"
+            if reflection == "rambling":  # the rule, then on past the token limit (200 words)
+                return f"<new>{base} {RULE} Then " + "check again and " * 80
             failed_part = last.split("Current instruction:", 1)[1]
             if reflection == "two":  # a specialist: one rule, for the kind that failed, and no other
                 rule = MONEY if "$" in failed_part and "money" not in base else RULE
@@ -133,6 +135,16 @@ def test_reflect_learns_the_rule_the_model_needs(task: Task, tmp_path: Path) -> 
     with Store(f"sqlite:///{tmp_path / 'r.db'}") as store:
         summary = store.get_run(result.run_id).summary
     assert summary is not None and summary["policy_state"]["proposals"][0]["parent"] == result.baseline.hash
+
+
+def test_a_reflection_cut_off_at_the_token_limit_keeps_only_finished_sentences(
+    task: Task, tmp_path: Path
+) -> None:
+    result = run(task, f"sqlite:///{tmp_path / 'r.db'}", reflection="rambling")
+    children = [e for e in result.policy_state["proposals"] if e["accepted"]]
+    assert children, "the rule it found was not kept"
+    assert all(e["text"].endswith(RULE) for e in children)
+    assert RULE in result.winner.instruction and "check again" not in result.winner.instruction
 
 
 def test_acceptance_rejects_a_worse_child(task: Task, tmp_path: Path) -> None:
@@ -244,6 +256,38 @@ def test_read_reflection(reply: str, text: str | None, why: str) -> None:
     shown = ["Olivia hid 7 dozen eggs in the yard for the Easter egg hunt. Isabella finds 14 eggs."]
     got, reason = read_reflection(reply, current="Solve the math word problem.", known=[], shown_inputs=shown)
     assert (got, reason) == (text, why)
+
+
+# what the real 1.5B wrote on bbh:date_understanding: a rule list cut off at the token limit
+_CUT_LIST = (
+    "<new>1. **Read the question carefully**: Make sure you understand what it asks.\n"
+    "2. **Analyze all options**: Look at every option given.\n"
+    "3. **Write the final answer**: Once you have chosen, write"
+)
+
+
+@pytest.mark.parametrize(
+    ("reply", "text", "why"),
+    [
+        (_CUT_LIST, "1. **Read the question carefully**: Make sure you understand what it asks.\n"
+         "2. **Analyze all options**: Look at every option given.", "usable"),
+        ("<new>Check each date. Then count the days from the", "Check each date.", "usable"),
+        ("<new>Check each date and then count the days from the", None, "cut off before its first sentence ended"),
+        # closed before the limit: nothing is dropped
+        ("<new>Check each date and count the days</new> and then some more", "Check each date and count the days",
+         "usable"),
+        ("<new>Check each date. Count the days.", "Check each date. Count the days.", "usable"),
+    ],
+)  # fmt: skip
+def test_a_reflection_cut_off_at_the_token_limit_loses_its_unfinished_end(
+    reply: str, text: str | None, why: str
+) -> None:
+    got, reason = read_reflection(reply, current="Solve it.", known=[], shown_inputs=[], cut_off=True)
+    assert (got, reason) == (text, why)
+    if why == "usable" and "</new>" not in reply and text != reply.removeprefix("<new>"):
+        # the same reply, not cut off, keeps its end
+        whole, _ = read_reflection(reply, current="Solve it.", known=[], shown_inputs=[])
+        assert whole is not None and len(whole) > len(text or "")
 
 
 def _result(raw: str, answer: str | None, *, finish: str = "stop", feedback: str | None = None) -> EvalResult:

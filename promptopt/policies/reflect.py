@@ -219,12 +219,12 @@ class ReflectPolicy(Policy):
         prompt, shown = reflection_prompt(self.task, parent.instruction, failed)
         entry["shown"] = [{"example": s.example_id, "feedback": s.feedback} for s in shown]
         entry["reflected"] = True
-        reply = self._ask_reflection(prompt, step)
+        reply, cut_off = self._ask_reflection(prompt, step)
         shown_inputs = [self.task.render_input(e) for e, _ in failed[: len(shown)]]
         known_texts = [c.instruction for c in self.candidates.values()]
         text, why = read_reflection(
             reply, current=parent.instruction, known=known_texts, shown_inputs=shown_inputs,
-            meta_allowed=self.meta_allowed,
+            meta_allowed=self.meta_allowed, cut_off=cut_off,
         )  # fmt: skip
         entry["reason"] = why
         entry["text"] = text if text is not None else " ".join(reply.split())[:300]
@@ -256,7 +256,7 @@ class ReflectPolicy(Policy):
         if second_score > entry["parent_score"]:
             entry.update(parent=second.hash, parent_score=second_score, other_parent=first.hash)
             first, second = second, first
-        reply = self._ask_reflection(merge_prompt(first.instruction, second.instruction), step)
+        reply, cut_off = self._ask_reflection(merge_prompt(first.instruction, second.instruction), step)
         known_texts = [c.instruction for c in self.candidates.values()]
         text, why = read_reflection(
             reply,
@@ -264,6 +264,7 @@ class ReflectPolicy(Policy):
             known=known_texts,
             shown_inputs=[],
             meta_allowed=self.meta_allowed,
+            cut_off=cut_off,
         )
         entry["reason"] = why
         entry["text"] = text if text is not None else " ".join(reply.split())[:300]
@@ -318,8 +319,9 @@ class ReflectPolicy(Policy):
             self._bootstrapped = list(report.demos.solutions)
         return self._bootstrapped
 
-    def _ask_reflection(self, prompt: str, step: int) -> str:
-        """One call to the proposer model (cached: a resumed search gets the same reply)."""
+    def _ask_reflection(self, prompt: str, step: int) -> tuple[str, bool]:
+        """One call to the proposer model (cached: a resumed search gets the same reply):
+        its text, and whether it was cut off at the token limit."""
         request = GenerationRequest(
             messages=(Message("user", prompt),),
             temperature=self.proposer.temperature,
@@ -328,7 +330,7 @@ class ReflectPolicy(Policy):
         )
         self.proposer.calls += 1
         (completion,) = self.proposer.backend.generate([request])
-        return completion.text if completion.ok else ""
+        return (completion.text, completion.finish_reason == "length") if completion.ok else ("", False)
 
     # -- reporting and budgeting
     def describe(self) -> dict[str, Any]:
