@@ -97,6 +97,8 @@ _BARE_LABEL = re.compile(
     r"(?:the\s+)?(?:new|improved|revised|updated|better)\s+(?:instruction|prompt|text|variation)s?\s*[:：]",
     re.IGNORECASE,
 )
+_COMPLETE_END = re.compile(r"[.!?][\"')\]*]*$")
+_LAST_SENTENCE_END = re.compile(r"[.!?][\"')\]*]*(?=\s)")
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 _CAPITALIZED = re.compile(r"\b[A-Z][a-z]+\b")
 _SENTENCE_START = re.compile(r"(?:^|[.!?:;\n]\s*|\"\s*)$")
@@ -115,7 +117,31 @@ def _list_without_gaps(lines: list[str]) -> list[str]:
     return kept
 
 
-def clean_proposal(text: str) -> str | None:
+def finished_part(text: str) -> str:
+    """``text`` without an unfinished end (cut off at a token or character limit): its
+    last line when that does not end a sentence, or, in one line, what follows the last
+    sentence's end; ``""`` when nothing in it is finished."""
+    text = text.rstrip()
+    if _COMPLETE_END.search(text):
+        return text
+    lines = text.splitlines()
+    if len(lines) > 1:
+        return "\n".join(lines[:-1]).rstrip()
+    ends = list(_LAST_SENTENCE_END.finditer(text))
+    return text[: ends[-1].end()] if ends else ""
+
+
+def capped(text: str, limit: int) -> str:
+    """``text`` in at most ``limit`` characters, ending where a sentence or a line ends
+    (a rule cut mid-word is not an instruction); at a word's end when the first sentence
+    alone is longer."""
+    if len(text) <= limit:
+        return text
+    head = text[:limit]
+    return finished_part(head) or head.rsplit(None, 1)[0]
+
+
+def clean_proposal(text: str, limit: int = MAX_PROPOSAL_CHARS) -> str | None:
     """The proposed text alone: no quotes, labels, markdown or chatter; ``None`` if empty.
 
     Small chat models often open with a line of chatter that ends in a colon ("Certainly!
@@ -125,7 +151,8 @@ def clean_proposal(text: str) -> str | None:
     ("Solve it in a way that:\n1. ..."), is part of the text and stays with its list. A proposal wrapped in
     the meta-prompt's ``<INS>`` mark is taken from inside it; a closing line about its
     expected score is dropped. A text without a letter (``---``) or a copy of the example
-    format (a question line and an output line) is no proposal."""
+    format (a question line and an output line) is no proposal. At most ``limit``
+    characters, ending where a sentence or a line ends."""
     text = text.strip()
     tagged = _TAGGED.search(text)
     if tagged:
@@ -155,7 +182,7 @@ def clean_proposal(text: str) -> str | None:
     text = text.strip("*`#> \t\n").strip().strip("\"'“”").strip()
     if not _LETTER.search(text) or _BARE_LABEL.fullmatch(text):
         return None
-    return text[:MAX_PROPOSAL_CHARS].strip() or None
+    return capped(text, limit).strip() or None
 
 
 def _names(source: str) -> set[str]:

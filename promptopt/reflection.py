@@ -20,7 +20,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from promptopt.proposers import _META, clean_proposal, mentions_examples
+from promptopt.proposers import _META, clean_proposal, finished_part, mentions_examples
 from promptopt.tasks import Task
 from promptopt.types import EvalResult, Example
 
@@ -49,8 +49,6 @@ _ABOUT_SETUP = re.compile(
 TEMPLATE_EXAMPLE = "Solve the problem step by step."
 _NEW = re.compile(r"<\s*new\s*>(.*?)(?:<\s*/\s*new\s*>|$)", re.IGNORECASE | re.DOTALL)
 _CLOSING = re.compile(r"<\s*/\s*new\s*>", re.IGNORECASE)
-_COMPLETE_END = re.compile(r"[.!?:][\"')\]*]*$")
-_LAST_SENTENCE_END = re.compile(r"[.!?][\"')\]*]*(?=\s)")
 _SINGLE_DIGIT = re.compile(r"(?<![\d.,])\d(?![\d.,]?\d)")
 _CODE = re.compile(r"```(?:python|py)\b|^\s*(?:def |import |print\()", re.IGNORECASE | re.MULTILINE)
 
@@ -155,20 +153,6 @@ def merge_prompt(first: str, second: str) -> str:
     )
 
 
-def _complete_part(text: str) -> str:
-    """``text`` without an unfinished end (a reply cut off at the token limit): its
-    last line when that does not end a sentence, or, in one line, what follows the last
-    sentence's end; ``""`` when nothing in it is finished."""
-    text = text.rstrip()
-    if _COMPLETE_END.search(text):
-        return text
-    lines = text.splitlines()
-    if len(lines) > 1:
-        return "\n".join(lines[:-1]).rstrip()
-    ends = list(_LAST_SENTENCE_END.finditer(text))
-    return text[: ends[-1].end()] if ends else ""
-
-
 def read_reflection(
     reply: str,
     *,
@@ -193,23 +177,20 @@ def read_reflection(
     if cut is not None and len(raw[: cut.start()].split()) >= MIN_WORDS:
         raw = raw[: cut.start()].strip()
     elif cut_off and not _CLOSING.search(reply):
-        raw = _complete_part(raw)
+        raw = finished_part(raw)
         if not raw:
             return None, "cut off before its first sentence ended"
     raw = _TRAILING_EXAMPLE.sub("", raw)
     # keep a rule list together: clean_proposal cuts at the first blank line
     raw = re.sub(r"\n\s*\n", "\n", raw)
-    text = clean_proposal(raw)
+    # a marked text may be longer than an unmarked proposal's 400 characters
+    text = clean_proposal(raw, MAX_INSTRUCTION_CHARS) if match is not None else clean_proposal(raw)
     if text is None and match is None:
         return None, "no instruction found"
     if text is None:
         return None, "empty"
-    if len(raw) > len(text) and len(raw) <= MAX_INSTRUCTION_CHARS and match is not None:
-        # clean_proposal caps at 400 characters; the marked text may be longer
-        longer = clean_proposal(raw[:MAX_INSTRUCTION_CHARS])
-        text = longer if longer and len(longer) > len(text) else text
     # the 0.5B sometimes opens with a stray "<" (a tag begun, not finished)
-    text = text[:MAX_INSTRUCTION_CHARS].strip().lstrip("<> \t\n")
+    text = text.strip().lstrip("<> \t\n")
     if len(text.split()) < MIN_WORDS:
         return None, "too short"
     text, dropped = _without_talk_about_the_setup(text, meta_allowed)

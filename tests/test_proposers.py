@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from promptopt.backends.fake import FakeBackend
-from promptopt.proposers import Proposer, clean_proposal, mentions_examples
+from promptopt.proposers import Proposer, capped, clean_proposal, finished_part, mentions_examples
 from promptopt.tasks import get_task
 
 DARIA = (
@@ -93,6 +93,28 @@ def test_a_colon_line_about_the_task_stays_with_what_follows_it() -> None:
     ):
         assert clean_proposal(f"{header}\n\nLet's work it out.") == "Let's work it out.", header
         assert clean_proposal(f"{header}\nLet's work it out.") == "Let's work it out.", header
+
+
+def test_a_long_proposal_is_capped_where_a_sentence_or_line_ends() -> None:
+    rules = "\n".join(
+        f"{n}. Check the step number {n} of the working carefully before going on." for n in range(1, 9)
+    )
+    text = clean_proposal(rules)
+    assert text is not None and len(text) <= 400 and text.endswith("going on.")
+    assert text == "\n".join(rules.splitlines()[: len(text.splitlines())])  # whole lines only
+    one_line = "Add the numbers. " * 30
+    assert capped(one_line, 100) == ("Add the numbers. " * 5).strip()
+    # a first sentence longer than the cap ends at a word's end, not inside a word
+    assert capped("word " * 100, 22) == "word word word word"
+    assert capped("short enough", 400) == "short enough"
+
+
+def test_the_finished_part_of_a_cut_text() -> None:
+    assert finished_part("1. Read it.\n2. Then wri") == "1. Read it."
+    assert finished_part("Read it. Then wri") == "Read it."
+    assert finished_part("Read it (all of it).") == "Read it (all of it)."
+    assert finished_part("Follow the steps below:") == ""
+    assert finished_part("Then wri") == ""
 
 
 def test_proposals_naming_an_example_are_recognized() -> None:

@@ -266,6 +266,40 @@ _CUT_LIST = (
 )
 
 
+# what the real 1.5B wrote on bbh:date_understanding, whole (163 tokens): five rules, kept
+# whole; the 400-character cap of a proposal used to cut the fourth mid-sentence
+_FIVE_RULES = [
+    "1. **Read the question carefully**: Make sure you understand what the question is asking, including "
+    "the specific information provided.",
+    "2. **Analyze all options**: Look at all the options given and consider their relevance to the question.",
+    "3. **Choose the correct answer**: Select the option that best answers the question.",
+    "4. **Write the final answer**: Once you've selected the correct answer, write the answer in the provided "
+    "format, ensuring it is in MM/DD/YYYY format.",
+    "5. **Verify your answer**: Check if all parts of the question have been addressed and if the answer is "
+    "correct.",
+]
+
+
+def test_a_long_rule_list_is_kept_whole_up_to_its_cap() -> None:
+    reply = (
+        "<new>When answering questions, make sure to follow these rules to prevent these mistakes:\n\n"
+        + "\n\n".join(_FIVE_RULES)
+        + "\n\nBy following these rules, you can prevent getting these mistakes and ensure the model provides "
+        "accurate answers. Thank you for helping."
+    )
+    text, why = read_reflection(reply, current="Solve it.", known=[], shown_inputs=[])
+    assert (text, why) == ("\n".join(_FIVE_RULES), "usable")
+    # over the cap (700 characters), whole rules only
+    text, _ = read_reflection(
+        "<new>" + "\n".join(_FIVE_RULES * 2), current="Solve it.", known=[], shown_inputs=[]
+    )
+    assert (
+        text is not None
+        and len(text) <= 700
+        and text.splitlines() == (_FIVE_RULES * 2)[: len(text.splitlines())]
+    )
+
+
 @pytest.mark.parametrize(
     ("reply", "text", "why"),
     [
