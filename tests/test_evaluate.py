@@ -119,7 +119,17 @@ def test_cli_eval_human_output(db_url: str) -> None:
         ),
         (["eval", "--task", "gsm-symbolic", "--model", "fake", "--demos", "nope-1"], "not in the demo pool"),
         (
-            ["eval", "--task", "gsm-symbolic", "--model", "fake", "--cot", "Think.", "--two-stage", "--rescue"],
+            [
+                "eval",
+                "--task",
+                "gsm-symbolic",
+                "--model",
+                "fake",
+                "--cot",
+                "Think.",
+                "--two-stage",
+                "--rescue",
+            ],
             "--rescue cannot be combined with --two-stage",
         ),
     ],
