@@ -7,7 +7,8 @@
 # on its LAST line (everything else goes to stderr), so CI can do
 #   export PROMPTOPT_TEST_PG_URL=$(bash .ci/postgres.sh | tail -1)
 #
-# The role gets CREATEDB because the test-suite creates a throw-away database per test.
+# The role gets CREATEDB because the test-suite creates a throw-away database per test, and
+# pg_signal_backend so that dropping one ends an autovacuum worker still in it.
 # Override with PROMPTOPT_PG_USER / PROMPTOPT_PG_PASSWORD / PROMPTOPT_PG_DB.
 set -euo pipefail
 
@@ -60,6 +61,10 @@ else
     log "creating role $PG_USER"
     psql_admin "-c \"CREATE ROLE \\\"$PG_USER\\\" WITH LOGIN CREATEDB PASSWORD '$sql_password'\"" >&2
 fi
+# DROP DATABASE ... WITH (FORCE) in the tests' teardown terminates the database's other
+# sessions; an autovacuum worker's session belongs to no role, so only pg_signal_backend
+# lets a non-superuser end it (without it the drop fails when autovacuum happens to run).
+psql_admin "-c \"GRANT pg_signal_backend TO \\\"$PG_USER\\\"\"" >&2
 if [ "$(psql_admin "-c \"SELECT 1 FROM pg_database WHERE datname = '$PG_DB'\"")" != "1" ]; then
     log "creating database $PG_DB"
     psql_admin "-c \"CREATE DATABASE \\\"$PG_DB\\\" OWNER \\\"$PG_USER\\\"\"" >&2
