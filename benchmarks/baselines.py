@@ -1,7 +1,9 @@
 """Fixed-prompt baselines on GSM8K: the scores an optimized prompt has to beat.
 
 (a) a plain instruction, no chain of thought; (b) zero-shot CoT "Let's think step by
-step."; (c) 8-shot CoT with worked solutions from the train split. Greedy decoding.
+step."; (c) 8-shot CoT with worked solutions from the train split; (d) 3-shot CoT: the
+task's own worked demos where it ships them (BBH's 3-shot CoT prompt), else three from
+the train split. Greedy decoding.
 For each: accuracy with 95% CI, tokens per example, wall time, and how often the model
 answered with code or an invented output block (the coder models tend to).
 
@@ -31,6 +33,7 @@ BASELINES = {
     "plain": {"cot": None, "shots": 0},
     "zero-shot CoT": {"cot": "Let's think step by step.", "shots": 0},
     "8-shot CoT": {"cot": "Let's think step by step.", "shots": 8},
+    "3-shot CoT": {"cot": "Let's think step by step.", "shots": 3},
 }
 
 
@@ -38,6 +41,7 @@ ENTRY_OF = {
     "plain": "plain",
     "zero-shot CoT": "zero-shot-cot",
     "8-shot CoT": "8-shot-cot",
+    "3-shot CoT": "3-shot-cot",
 }  # the suite's names
 
 
@@ -52,7 +56,7 @@ def suite_argv(argv: list[str] | None = None) -> list[str]:
     parser.add_argument("--limit", type=int, default=200, help="the first N test items")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-new-tokens", type=int, default=400)
-    parser.add_argument("--only", nargs="*", default=list(BASELINES), choices=list(BASELINES))
+    parser.add_argument("--only", nargs="*", default=list(BASELINES)[:3], choices=list(BASELINES))
     parser.add_argument("--db", default=str(RESULTS / "baselines.db"))
     args = parser.parse_args(argv)
     db = args.db if "://" in args.db else f"sqlite:///{args.db}"

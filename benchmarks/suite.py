@@ -17,9 +17,9 @@ in a cold run; only wall time benefits). Without ``--resume`` an existing file i
 **Entries** (``--entries``, default the issue's six): ``zero-shot-cot`` (no search; every
 search starts from it), ``bootstrap-random`` (random search over 4-shot sets of the
 model's own correct worked solutions, Wan et al. 2024), ``tpe`` (over ``--space``, else the
-task's), ``reflect`` (the reflective policy; a clear failure while it is not registered),
+task's), ``reflect`` (the reflective policy),
 ``dspy-mipro-native`` and ``dspy-gepa-native`` (DSPy's own pick in DSPy's format, see
-``benchmarks/suite_cells.py``); also ``plain``, ``8-shot-cot``, ``random``, ``reinforce``,
+``benchmarks/suite_cells.py``); also ``plain``, ``8-shot-cot``, ``3-shot-cot``, ``random``, ``reinforce``,
 ``ape``, ``opro``, ``dspy-mipro``, ``dspy-mipro-matched``, ``dspy-gepa``. The dspy entries
 run in ``--dspy-python`` (default ``$PROMPTOPT_DSPY_PYTHON``, else ``.venv-dspy``).
 
@@ -116,8 +116,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     run.add_argument("--slot", default="instruction", choices=["instruction", "cot_trigger"],
                      help="what ape/opro search (benchmarks/search_gsm8k.py's --search)")  # fmt: skip
     run.add_argument("--race-start", type=int, default=8)
-    run.add_argument("--start", default="zero-shot-cot", choices=["zero-shot-cot", "plain"],
-                     help="the prompt every search starts from (plain: benchmarks/policies.py's)")  # fmt: skip
+    run.add_argument("--start", default="zero-shot-cot", choices=["zero-shot-cot", "plain", "3-shot-cot"],
+                     help="the prompt every search starts from (plain: benchmarks/policies.py's; 3-shot-cot: "
+                          "the task's own worked demos, BBH's paper prompt)")  # fmt: skip
     run.add_argument("--space", default=None, help="the space of tpe/random/reinforce (default: the task's)")
     run.add_argument("--max-new-tokens", type=int, default=400)
     run.add_argument("--batch-size", type=int, default=16)

@@ -55,6 +55,7 @@ ENTRIES: dict[str, Entry] = {
         Entry("zero-shot-cot", "baseline", baseline=START),
         Entry("plain", "baseline", baseline="plain"),
         Entry("8-shot-cot", "baseline", baseline="8-shot CoT"),
+        Entry("3-shot-cot", "baseline", baseline="3-shot CoT"),
         Entry("bootstrap-random", "search", policy="bootstrap-random"),
         Entry("tpe", "search", policy="tpe", space=True),
         Entry("random", "search", policy="random", space=True),

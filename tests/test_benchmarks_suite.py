@@ -180,6 +180,18 @@ def test_baselines_is_a_suite_command() -> None:
     assert [suite.ENTRIES[e].baseline for e in args.entry_list] == ["plain", "8-shot CoT"]
 
 
+def test_three_shot_cot_is_the_tasks_own_worked_demos(data_dir: Path) -> None:
+    """On BBH, the 3-shot-cot baseline (and ``--start 3-shot-cot``) is the paper's 3-shot
+    CoT prompt: the task's three fixed demos, none from the train split."""
+    from benchmarks.suite_cells import start_prompt
+    from promptopt.tasks import get_task
+
+    task = get_task("bbh:date_understanding", data_dir)
+    prompt = start_prompt(task, suite.ENTRIES["3-shot-cot"].baseline or "", 256)
+    assert prompt.demo_ids == ("cot-0", "cot-1", "cot-2") and prompt.cot_mode == "few_shot"
+    assert suite.parse_args(["run", "--start", "3-shot-cot"]).start == "3-shot-cot"
+
+
 def test_policies_benchmark_is_a_suite_command(tmp_path: Path) -> None:
     import argparse
 
