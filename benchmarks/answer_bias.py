@@ -30,14 +30,20 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+#: ``raw`` corrects nothing: it answers with the best-scored label, so that a calibration's
+#: gain over ``plain`` splits into reading the answer from label scores and dividing the
+#: prior out. It is not a corrected candidate for the constant-baseline goal.
 STRATEGIES: dict[str, dict[str, Any]] = {
     "plain": {},
+    "raw": {"calibration": "raw"},  # label scores, no prior: what the calibrations start from
     "permute3": {"permute": 3},
     "contextual": {"calibration": "contextual"},
     "batch": {"calibration": "batch"},
     "position": {"calibration": "position"},
 }
 
+
+UNCORRECTED = ("plain", "raw")
 
 #: A TPE search over a space at ``--search-calls`` (equal for both), its winner scored on
 #: the same test items: the best search winner without and with the new dimensions.
@@ -204,7 +210,7 @@ def summary(rows: list[dict[str, Any]]) -> str:
             below = []
             for _, r in pairs:
                 constant = r["constant"]["accuracy"]
-                others = [o for (t, s), o in mine.items() if t == r["task"] and s != "plain"
+                others = [o for (t, s), o in mine.items() if t == r["task"] and s not in UNCORRECTED
                           and o.get("status") != "not offered"]  # fmt: skip
                 if (
                     constant is not None

@@ -186,6 +186,13 @@ def test_calibration_on_scripted_log_probs_matches_a_hand_computation() -> None:
         Candidate(calibration="batch"), task.examples("test")[1:2], "test"
     )
     assert plain[0].answer == "(A)"  # a batch of one is answered uncalibrated (0.6 against 0.4)
+    raw = Executor(task, FakeBackend(scorer=scorer)).evaluate(
+        Candidate(calibration="raw"), task.examples("test"), "test"
+    )
+    # the best-scored label as it is: (A) everywhere, the lean batch calibration removes
+    assert [r.answer for r in raw] == ["(A)", "(A)", "(A)"] and accuracy(raw) == pytest.approx(2 / 3)
+    assert "calibrated" not in raw[1].samples[0].raw_output
+    assert raw[1].samples[0].raw_output.endswith("So the answer is (A).")
 
 
 def test_position_calibration_removes_a_pure_position_prior() -> None:

@@ -26,7 +26,10 @@ def position_biased_scores(request: GenerationRequest) -> dict[str, float]:
     }
 
 
-@pytest.mark.parametrize("strategy", [{"permute": 3}, {"calibration": "batch"}, {"calibration": "position"}])
+@pytest.mark.parametrize(
+    "strategy",
+    [{"permute": 3}, {"calibration": "raw"}, {"calibration": "batch"}, {"calibration": "position"}],
+)
 def test_export_carries_the_strategy_with_parity(data_dir: Path, tmp_path: Path, strategy: dict) -> None:  # type: ignore[type-arg]
     task = get_task("bbh:snarks", data_dir)
     db = f"sqlite:///{tmp_path / 'bias.db'}"

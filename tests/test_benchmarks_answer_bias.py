@@ -66,3 +66,16 @@ def test_a_search_strategy_is_a_row_with_its_winner_and_says_how_far_it_is(tmp_p
     assert 0 < row["search_calls"] <= 40
     err = capsys.readouterr().err
     assert "search-default ..." in err and "calls of 40" in err
+
+
+def test_raw_label_scores_are_no_corrected_candidate_for_the_constant_goal() -> None:
+    rows = [
+        _row("bbh:a", "plain", 0.20, 1.00, 0.50, 0.50),
+        _row("bbh:a", "raw", 0.60, 0.60, 0.50, 0.50),  # above the constant, but it corrects nothing
+        _row("bbh:a", "batch", 0.40, 0.50, 0.50, 0.50),
+    ]
+    text = answer_bias.summary(rows)
+    assert "| bbh:a | 50 / 50 | 20 (100) | 60 (60) | 40 (50) |" in text
+    assert "| batch | 1 | 1 of 1 | +20.0 | 0 |" in text
+    rows.append(_row("bbh:a", "contextual", 0.55, 0.60, 0.50, 0.50))
+    assert "| batch | 1 | 1 of 1 | +20.0 | 1: a |" in answer_bias.summary(rows)

@@ -39,8 +39,9 @@ def export_note(candidate: object) -> dict[str, object]:
             "'(A) …' lines reordered, map each answer's letter back to the original option, take the majority"
         )
         return {"answer_bias": {"permute": permute, "how": how}}
+    prior = "" if calibration == "raw" else f" and divide out the {calibration} prior"
     how = (
-        f"score each label's log-probability after the messages and divide out the {calibration} prior "
+        f"score each label's log-probability after the messages{prior}, answer with the best label "
         "instead of reading a generated answer; `promptopt.load(FILE).run()` does this"
     )
     return {"answer_bias": {"calibration": calibration, "how": how}}

@@ -6,8 +6,10 @@ from typing import Any
 
 from promptopt.errors import ConfigError
 
-#: How a candidate undoes the model's answer bias by calibrating label scores.
-CALIBRATIONS: tuple[str, ...] = ("none", "contextual", "batch", "position")
+#: How a candidate answers from label scores: ``none`` generates its answer as usual;
+#: ``raw`` takes the best-scored label as it is (no prior divided out: the baseline the
+#: calibrations are measured against); the others divide the model's prior out.
+CALIBRATIONS: tuple[str, ...] = ("none", "raw", "contextual", "batch", "position")
 
 
 def check_bias_fields(candidate: Any) -> None:

@@ -144,6 +144,8 @@ def _prior_for(
     """The label prior (contextual, batch) or the position priors by option count."""
     task = executor.task
     kind = candidate.calibration
+    if kind == "raw":  # the label scores as they are
+        return {}, {}
     if kind == "batch":
         batch = [s for s in scored if s]
         if len(batch) < 2:  # one item's own distribution as its prior would flatten it
@@ -236,9 +238,10 @@ def _calibrate_candidate(
         answers.append(answer)
         raw = " · ".join(f"{k} {v:.2f}" for k, v in cal.log_normalize(scores).items())
         after = " · ".join(f"{k} {v:.2f}" for k, v in calibrated.items())
-        shown.append(
-            f"label log-probs: {raw}; {candidate.calibration}-calibrated: {after}; {ANSWER_LEAD} {answer}."
+        calibrated_part = (
+            "" if candidate.calibration == "raw" else f" {candidate.calibration}-calibrated: {after};"
         )
+        shown.append(f"label log-probs: {raw};{calibrated_part} {ANSWER_LEAD} {answer}.")
     from promptopt.metrics.base import Prediction
 
     asked = [i for i, a in enumerate(answers) if a is not None]

@@ -69,7 +69,7 @@ _prompt_options = _options(
                  "mapped back to the original letters (docs/answer-bias.md)."),
     click.option("--calibration", type=click.Choice(CALIBRATIONS), default="none", show_default=True,
                  help="Answer from the labels' log-probabilities with the model's prior divided out: contextual, "
-                 "batch or position (docs/answer-bias.md)."),
+                 "batch or position; raw: the best-scored label as it is (docs/answer-bias.md)."),
     click.option("--from-dspy", "from_dspy", type=click.Path(dir_okay=False), default=None, metavar="FILE",
                  help="Start from a DSPy predictor saved with program.save(FILE) (or `export --format dspy`): its "
                  "instruction, demos and chain of thought; the other prompt options fill in the rest."),

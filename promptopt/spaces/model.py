@@ -46,7 +46,9 @@ DIMENSIONS: dict[str, _Rule] = {
     "rescue": _Rule(("categorical",), "bool", doc="ask for the answer where the reasoning gave none"),
     "max_tokens": _Rule(("integer", "categorical"), "int", minimum=1, doc="most tokens per answer"),
     "permute": _Rule(("integer", "categorical"), "int", minimum=1, doc="option orderings voted over"),
-    "calibration": _Rule(("categorical",), "str", CALIBRATIONS, doc="none | contextual | batch | position"),
+    "calibration": _Rule(
+        ("categorical",), "str", CALIBRATIONS, doc="none | raw | contextual | batch | position"
+    ),
 }
 # ``order`` (optional): the order dimensions are sampled in, parents first; by default the
 # file's order. Written by ``to_dict`` because a run's stored copy is JSON with sorted keys.
