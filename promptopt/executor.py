@@ -13,6 +13,7 @@ import json
 from collections import Counter
 from collections.abc import Callable, Sequence
 from functools import cached_property
+from typing import Any
 
 from promptopt.backends.base import Backend
 from promptopt.metrics.base import MetricResult, Prediction
@@ -65,6 +66,8 @@ class Executor:
         #: Notices said once per executor (e.g. items left unpermuted), in order.
         self.notes: list[str] = []
         self.noted: set[str] = set()  # their keys
+        #: A calibration's per-candidate priors (contextual, position), computed once.
+        self.bias_priors: dict[tuple[Any, ...], Any] = {}
 
     @cached_property
     def _json_schema_text(self) -> str | None:

@@ -195,6 +195,40 @@ def test_calibration_on_scripted_log_probs_matches_a_hand_computation() -> None:
     assert raw[1].samples[0].raw_output.endswith("So the answer is (A).")
 
 
+def test_batch_calibration_takes_each_label_set_apart() -> None:
+    """Items with 2 and with 4 options in one batch: a prior pooled over both would give
+    (C) and (D) more weight than (A) and (B) have (these appear in every item, so their mean
+    is diluted by the 2-option items' larger shares) and push the 4-option items toward
+    (C) and (D); one prior per label set answers every item right (hand-computed below)."""
+    rows = []
+    for i, (n, gold) in enumerate([(2, 0), (2, 1), (4, 0), (4, 1), (4, 2), (4, 3)]):
+        block = "\n".join(f"({'ABCD'[j]}) {CONTENTS[j]}" for j in range(n))
+        rows.append({"input": f"Question {i}: which?\nOptions:\n{block}", "target": f"({'ABCD'[gold]})"})
+    task = Task.from_records(rows, dev=rows, test=rows, input_fields=["input"], target_field="target",
+                             extractor="choice", template="{input}")  # fmt: skip
+    # 2 options: 0.6 on the gold; 4 options: 0.28 on the gold, 0.24 on each other option
+    probs = {0: (0.6, 0.4), 1: (0.4, 0.6)}
+    probs.update({2 + g: tuple(0.28 if j == g else 0.24 for j in range(4)) for g in range(4)})
+
+    def scorer(request: GenerationRequest) -> dict[str, float]:
+        item = int(re.search(r"Question (\d+)", request.messages[-1].content).group(1))  # type: ignore[union-attr]
+        return {label: math.log(probs[item]["ABCD".index(label[-2])]) for label in request.score_labels}
+
+    results = Executor(task, FakeBackend(scorer=scorer)).evaluate(
+        Candidate(calibration="batch"), task.examples("test"), "test"
+    )
+    assert [r.answer for r in results] == [r["target"] for r in rows]
+    # pooled, (A) would get (0.6 + 0.4 + 0.28 + 3 * 0.24) / 6 = 1/3 and (C) (0.28 + 3 * 0.24) / 4 = 1/4:
+    # the 4-option item whose gold is (A) would read 0.28 / (1/3) = 0.84 against 0.24 / (1/4) = 0.96 for (C)
+    pooled = cal.batch_prior(
+        [{k: math.log(v) for k, v in zip("ABCD", probs[i], strict=False)} for i in probs]
+    )
+    assert (
+        cal.best_label(cal.calibrate({k: math.log(v) for k, v in zip("ABCD", probs[2], strict=True)}, pooled))
+        == "C"
+    )
+
+
 def test_position_calibration_removes_a_pure_position_prior() -> None:
     task = mc_task()
     results = Executor(task, FakeBackend(scorer=biased_scores)).evaluate(
@@ -328,3 +362,21 @@ def test_calibration_through_an_openai_compatible_server_with_logprobs(
         )
         backend.close()
     assert all(r.score is None and "returned no logprobs" in (r.error or "") for r in results)
+
+
+@pytest.mark.parametrize("calibration", ["contextual", "position"])
+def test_a_candidates_prior_is_estimated_once_per_executor(calibration: str) -> None:
+    """Racing evaluates a candidate in stages: its content-free or permuted dev requests are
+    sent once, not at every stage (each would be charged to the budget again)."""
+    task = mc_task(n_items=8)
+    backend = FakeBackend(scorer=biased_scores)
+    executor = Executor(task, backend)
+    candidate = Candidate(calibration=calibration)
+    items = task.examples("test")
+    executor.evaluate(candidate, items[:4], "test")
+    first = len(backend.history)
+    executor.evaluate(candidate, items[4:], "test")
+    assert len(backend.history) - first == 4  # the items only
+    assert first == 4 + (
+        3 if calibration == "contextual" else 4 * 3
+    )  # items + content-free / 4 dev x 3 shifts

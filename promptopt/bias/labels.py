@@ -5,11 +5,12 @@ Each item gets one label-scoring request (the log-probability of
 item allows). The prior comes from (see :mod:`promptopt.bias.calibration`):
 
 - ``contextual``: the same prompt on :data:`CONTENT_FREE` inputs, 3 more requests per
-  candidate (cached after the first time);
+  candidate (once per executor: kept in ``Executor.bias_priors``);
 - ``batch``: the items scored together (the examples of this candidate in one executor
-  call), no more requests;
+  call) that allow the same labels, no more requests;
 - ``position`` (multiple choice): :data:`POSITION_ITEMS` dev items under every cyclic
-  shift of their options, ``POSITION_ITEMS × options`` more requests per candidate.
+  shift of their options, ``POSITION_ITEMS × options`` more requests per candidate and
+  option count (once per executor, like ``contextual``).
 """
 
 from __future__ import annotations
@@ -135,39 +136,59 @@ def evaluate_calibrated(
     return [results[i] for i in range(len(pairs))]
 
 
+Priors = dict[tuple[str, ...] | None, dict[str, float]]  # by label set (None: any item's)
+
+
 def _prior_for(
     executor: Executor,
     candidate: Candidate,
     examples: Sequence[Example],
     scored: Sequence[dict[str, float] | None],
-) -> tuple[dict[str, float], dict[int, list[float]]]:
-    """The label prior (contextual, batch) or the position priors by option count."""
+) -> tuple[Priors, dict[int, list[float]]]:
+    """The label priors (contextual: one for every item; batch: one per label set) or the
+    position priors by option count."""
     task = executor.task
     kind = candidate.calibration
     if kind == "raw":  # the label scores as they are
         return {}, {}
     if kind == "batch":
-        batch = [s for s in scored if s]
-        if len(batch) < 2:  # one item's own distribution as its prior would flatten it
-            from promptopt.bias.notes import note_once
-
-            note_once(
-                executor, "batch-of-one", "calibration batch: a batch of one item is answered uncalibrated"
-            )
-            return {}, {}
-        return cal.batch_prior(batch), {}
+        return _batch_priors(executor, scored), {}
     if kind == "contextual":
         if task.extractor_name == "choice":  # the letters any of the items lists
             labels = sorted({label for e in examples for label in item_labels(task, e)})
         else:
             labels = task_labels(task)
-        free = [
-            Example(id=f"content-free-{n}", inputs={f: text for f in task.spec.input_fields}, target="")
-            for n, text in enumerate(CONTENT_FREE)
-        ]
-        got = score_requests(executor, [(candidate, e, labels) for e in free])
-        return cal.contextual_prior([s for s, _ in got if s]), {}
+        key = (candidate.hash, "contextual", tuple(labels))
+        if key not in executor.bias_priors:  # once per candidate and label set, not per call
+            free = [
+                Example(id=f"content-free-{n}", inputs={f: text for f in task.spec.input_fields}, target="")
+                for n, text in enumerate(CONTENT_FREE)
+            ]
+            got = score_requests(executor, [(candidate, e, labels) for e in free])
+            executor.bias_priors[key] = cal.contextual_prior([s for s, _ in got if s])
+        return {None: executor.bias_priors[key]}, {}
     return {}, _position_priors(executor, candidate, examples)
+
+
+def _batch_priors(executor: Executor, scored: Sequence[dict[str, float] | None]) -> Priors:
+    """Batch calibration's prior for each label set among the scored items, from the items
+    with that set: a mean over items with more options would give their letters less mass
+    and push every item toward them. An item whose label set no other item shares is
+    answered uncalibrated (its own distribution as its prior would flatten it)."""
+    groups: dict[tuple[str, ...], list[dict[str, float]]] = {}
+    for scores in scored:
+        if scores:
+            groups.setdefault(tuple(scores), []).append(scores)
+    if any(len(group) < 2 for group in groups.values()):
+        from promptopt.bias.notes import note_once
+
+        note_once(
+            executor,
+            "batch-of-one",
+            "calibration batch: an item whose set of labels no other item in its batch has (a batch of one "
+            "item, or its only item with that many options) is answered uncalibrated",
+        )
+    return {labels: cal.batch_prior(group) for labels, group in groups.items() if len(group) >= 2}
 
 
 def _position_priors(
@@ -188,6 +209,10 @@ def _position_priors(
     priors: dict[int, list[float]] = {}
     needed = sorted({len(block.lines) for e in examples if (block := find_options(e)[0]) is not None})
     for n in needed:
+        key = (candidate.hash, "position", n)
+        if key in executor.bias_priors:  # once per candidate and option count, not per call
+            priors[n] = list(executor.bias_priors[key])
+            continue
         chosen: list[tuple[Example, OptionsBlock]] = []
         for source in (pool, examples):
             for e in source:
@@ -205,6 +230,9 @@ def _position_priors(
         rows = [list(s.values()) if s else None for s, _ in got]
         items = [rows[k * n : (k + 1) * n] for k in range(len(chosen))]
         priors[n] = cal.position_prior([[r for r in item if r] for item in items if all(item)])
+        dev_ids = {e.id for e in pool}
+        if all(e.id in dev_ids for e, _ in chosen):  # from the evaluated items, it depends on the call
+            executor.bias_priors[key] = priors[n]
     return priors
 
 
@@ -215,7 +243,7 @@ def _calibrate_candidate(
     labelled = [item_labels(task, e) for e in examples]
     got = score_requests(executor, list(zip([candidate] * len(examples), examples, labelled, strict=True)))
     scored = [s for s, _ in got]
-    prior, positions = _prior_for(executor, candidate, examples, scored)
+    priors, positions = _prior_for(executor, candidate, examples, scored)
     answers: list[str | None] = []
     shown: list[str] = []
     for example, scores in zip(examples, scored, strict=True):
@@ -233,6 +261,7 @@ def _calibrate_candidate(
             )
             calibrated = dict(zip(scores, values, strict=True))
         else:
+            prior = priors.get(tuple(scores), priors.get(None, {}))
             calibrated = cal.calibrate(scores, {k: v for k, v in prior.items() if k in scores})
         answer = cal.best_label(calibrated)
         answers.append(answer)
