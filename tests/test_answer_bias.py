@@ -380,3 +380,43 @@ def test_a_candidates_prior_is_estimated_once_per_executor(calibration: str) -> 
     assert first == 4 + (
         3 if calibration == "contextual" else 4 * 3
     )  # items + content-free / 4 dev x 3 shifts
+
+
+def test_an_openai_compatible_server_scores_labels_one_token_tells_apart(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Word labels continue after ``So the answer is`` (no bare trailing space); labels one
+    token cannot tell apart (``1`` and ``10`` after a tokenizer that splits digits), or none
+    among the top tokens, are a clear error, not a tie settled by the label order."""
+    from promptopt.backends.openai_backend import OpenAIBackend
+    from promptopt.backends.openai_scores import common_prefix
+    from promptopt.testing.openai_server import FakeOpenAIServer
+
+    assert common_prefix(("So the answer is yes", "So the answer is no")) == "So the answer is"
+    assert common_prefix(("So the answer is yes", "So the answer is yet")) == "So the answer is"
+    assert common_prefix(("So the answer is (A)", "So the answer is (B)")) == "So the answer is ("
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    rows = [{"input": f"How many in {i}?", "target": t} for i, t in enumerate(["1", "10", "2"] * 3)]
+    task = Task.from_records(rows, test=rows, input_fields=["input"], target_field="target", extractor="number",
+                             template="{input}")  # fmt: skip
+    assert task.labels is not None and set(task.labels) == {"1", "2", "10"}
+    replies = {
+        "split digits": [(" 1", -0.5), (" 2", -1.0)],  # "10" can only be read from " 1"
+        "whole numbers": [(" 1", -0.5), (" 10", -0.7), (" 2", -1.0)],
+        "none": [(" the", -0.1), (" a", -0.2)],
+    }
+    for name, top in replies.items():
+        with FakeOpenAIServer(responder=lambda r: "x", top_logprobs=lambda r, top=top: top) as server:
+            backend = OpenAIBackend("fake-model", base_url=server.base_url)
+            results = Executor(task, backend).evaluate(
+                Candidate(calibration="raw"), task.examples("test"), "test"
+            )
+            backend.close()
+        errors = {r.error for r in results}
+        if name == "whole numbers":
+            assert errors == {None} and {r.answer for r in results} == {"1"}
+        elif name == "split digits":
+            assert all(r.score is None for r in results)
+            assert "'1', '10' begin with the same token '1'" in str(errors) or "'10', '1'" in str(errors)
+        else:
+            assert all(r.score is None for r in results) and "none of the labels" in str(errors)
