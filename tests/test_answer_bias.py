@@ -325,6 +325,22 @@ def test_the_estimate_counts_the_extra_calls() -> None:
     assert calls_per_example(samples=3, two_stage=True, permute=3) == 3 * 6 + 3
 
 
+def test_the_position_overhead_counts_every_option_count_of_the_task() -> None:
+    from promptopt.bias.costs import calibration_overhead, option_counts
+
+    rows = []
+    for i, n in enumerate([2, 2, 4, 4]):
+        block = "\n".join(f"({'ABCD'[j]}) {CONTENTS[j]}" for j in range(n))
+        rows.append({"input": f"Question {i}: which?\nOptions:\n{block}", "target": "(A)"})
+    task = Task.from_records(rows, dev=rows, test=rows, input_fields=["input"], target_field="target",
+                             extractor="choice", template="{input}")  # fmt: skip
+    assert option_counts(task) == (2, 4)
+    assert calibration_overhead("position", option_counts(task)) == 4 * (2 + 4)
+    backend = FakeBackend(scorer=biased_scores)
+    Executor(task, backend).evaluate(Candidate(calibration="position"), task.examples("test"), "test")
+    assert len(backend.history) == 4 + calibration_overhead("position", option_counts(task))  # items + prior
+
+
 # ------------------------------------------------------------------ a real HTTP server on loopback
 
 

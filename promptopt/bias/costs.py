@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from promptopt.types import Candidate
@@ -33,16 +34,26 @@ def candidate_calls(candidate: Candidate) -> int:
     )
 
 
-def calibration_overhead(calibration: str, options: int = 5) -> int:
+def calibration_overhead(calibration: str, option_counts: Sequence[int] = (5,)) -> int:
     """Calls a calibration makes once per candidate, beside the items: the content-free
-    inputs (contextual) or the permuted dev items (position, ``options`` shifts each)."""
+    inputs (contextual) or the permuted dev items (position: every shift of
+    :data:`POSITION_ITEMS` items for each option count among the task's items)."""
     from promptopt.bias.labels import CONTENT_FREE, POSITION_ITEMS
 
     if calibration == "contextual":
         return len(CONTENT_FREE)
     if calibration == "position":
-        return POSITION_ITEMS * options
+        return POSITION_ITEMS * sum(option_counts)
     return 0
+
+
+def option_counts(task: Any) -> tuple[int, ...]:
+    """The distinct numbers of options the task's dev and test items list (for the
+    position calibration's overhead); ``(5,)`` when none can be read."""
+    from promptopt.bias.labels import split_items
+
+    counts = {n for e in split_items(task) if (n := len(task.options(e)))}
+    return tuple(sorted(counts)) or (5,)
 
 
 def space_calls_per_example(space: Any, base: Candidate) -> int:
@@ -63,7 +74,9 @@ def space_calls_per_example(space: Any, base: Candidate) -> int:
     )
 
 
-def space_calibration_overhead(space: Any, base: Candidate) -> int:
-    """The largest once-per-candidate calibration overhead ``space`` allows."""
+def space_calibration_overhead(space: Any, base: Candidate, task: Any = None) -> int:
+    """The largest once-per-candidate calibration overhead ``space`` allows (``task``
+    gives the option counts of ``position``; without it, 5 options are assumed)."""
     kinds = {base.calibration, *(space["calibration"].options() if "calibration" in space else ())}
-    return max(calibration_overhead(kind) for kind in kinds)
+    counts = option_counts(task) if task is not None and "position" in kinds else (5,)
+    return max(calibration_overhead(kind, counts) for kind in kinds)

@@ -154,8 +154,10 @@ def _prior_for(
     if kind == "batch":
         return _batch_priors(executor, scored), {}
     if kind == "contextual":
-        if task.extractor_name == "choice":  # the letters any of the items lists
-            labels = sorted({label for e in examples for label in item_labels(task, e)})
+        if task.extractor_name == "choice":  # the letters any of the task's or these items lists
+            labels = sorted(
+                {label for e in (*split_items(task), *examples) for label in item_labels(task, e)}
+            )
         else:
             labels = task_labels(task)
         key = (candidate.hash, "contextual", tuple(labels))
@@ -168,6 +170,18 @@ def _prior_for(
             executor.bias_priors[key] = cal.contextual_prior([s for s, _ in got if s])
         return {None: executor.bias_priors[key]}, {}
     return {}, _position_priors(executor, candidate, examples)
+
+
+def split_items(task: Task) -> list[Example]:
+    """The task's dev and test items (none for a prompt loaded without its data), so that a
+    candidate's content-free labels are the same whichever items an evaluation holds."""
+    items: list[Example] = []
+    for split in ("dev", "test"):
+        try:
+            items.extend(task.examples(split))
+        except PromptOptError:
+            continue
+    return items
 
 
 def _batch_priors(executor: Executor, scored: Sequence[dict[str, float] | None]) -> Priors:

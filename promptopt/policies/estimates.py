@@ -114,7 +114,7 @@ def space_estimate(config: SearchConfig, task: Task) -> dict[str, Any]:
         most = int(space["n_demos"].options()[-1])
         boot = max(4 * most, most + 8)
     # a calibration's content-free or permuted dev items, once per candidate
-    overhead = space_calibration_overhead(space, config.base)
+    overhead = space_calibration_overhead(space, config.base, task)
     search_calls = (
         races * per_eval + proposer_calls + boot + overhead * config.n_proposals * (config.rounds + 1)
     )
