@@ -106,7 +106,8 @@ class Candidate:
     ``permute`` > 1 shows a multiple-choice item that many times with its options
     reordered and votes over the answers mapped back to the original letters;
     ``calibration`` (``contextual``, ``batch``, ``position``) answers from the labels'
-    log-probabilities with the model's label prior divided out (:mod:`promptopt.bias`).
+    log-probabilities with the model's label prior divided out (:mod:`promptopt.bias`);
+    ``raw`` from the label log-probabilities as they are.
     These and ``rescue`` are left out of the hash while unused, so older candidates keep their identity.
     """
 

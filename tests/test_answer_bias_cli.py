@@ -32,6 +32,10 @@ def test_calibration_is_not_offered_where_it_cannot_work(data_dir: Path) -> None
     assert offer_bias_dimensions(space, mc, NoScores())["calibration"].choices == ("none",)
     yes_no = get_task("bbh:sports_understanding", data_dir)
     assert "position" not in offer_bias_dimensions(space, yes_no, FakeBackend())["calibration"].choices
+    assert offer_bias_dimensions(space, yes_no, FakeBackend())["permute"].choices == (
+        1,
+    )  # no options to reorder
+    assert offer_bias_dimensions(space, mc, FakeBackend())["permute"].choices == (1, 3)
     free = get_task("gsm-symbolic")
     assert offer_bias_dimensions(space, free, FakeBackend())["calibration"].choices == ("none",)
 

@@ -10,7 +10,8 @@ wording, and a search can pick them like chain of thought or self-consistency:
 - **calibration** (``Candidate.calibration``, :mod:`promptopt.bias.calibration` for the
   math, :mod:`promptopt.bias.strategy` for the calls): the answer is the label whose
   log-probability after the prompt is highest once the model's prior over labels
-  (contextual, batch or option position) is divided out.
+  (contextual, batch or option position) is divided out (``raw``: as it is, the
+  baseline the calibrations are measured against).
 
 See docs/answer-bias.md.
 """

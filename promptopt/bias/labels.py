@@ -85,7 +85,7 @@ def score_requests(
     if jobs and not backend.can_score_labels():
         raise LabelScoringError(
             f"backend {backend.model_id} cannot give label log-probabilities",
-            hint="calibration and the permutation tie-break need the transformers engine, an "
+            hint="calibration needs the transformers engine, an "
             "OpenAI-compatible server that returns logprobs, or the fake backend",
         )
     requests = [

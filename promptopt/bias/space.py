@@ -48,8 +48,9 @@ def calibration_problem(task: Task, calibration: str, backend: Backend | None = 
 def offer_bias_dimensions(space: SearchSpace, task: Task, backend: Backend) -> SearchSpace:
     """``space`` without the answer-bias choices this task and backend cannot use:
     calibration needs label log-probabilities (``backend.can_score_labels()``) and a task
-    with a small answer set, ``position`` a multiple-choice task; ``permute`` needs items
-    that list options. A dimension left with one choice keeps it as its only value."""
+    with a small answer set, ``position`` a multiple-choice task; ``permute`` (as a list of
+    choices) needs items that list options. A dimension left with one choice keeps it as
+    its only value."""
     out = []
     for dim in space.dimensions:
         if dim.name == "calibration" and dim.kind == "categorical":
@@ -63,5 +64,17 @@ def offer_bias_dimensions(space: SearchSpace, task: Task, backend: Backend) -> S
                     problems[dropped[0]],
                 )
                 dim = dataclasses.replace(dim, choices=keep or ("none",))
+        permutes = dim.name == "permute" and dim.kind == "categorical" and any(c != 1 for c in dim.choices)
+        if permutes and not _lists_options(task):  # every ordering would be the item as it is: twins
+            logger.warning("permute %s not offered: no item of task %s lists its options",
+                           ", ".join(str(c) for c in dim.choices if c != 1), task.name)  # fmt: skip
+            dim = dataclasses.replace(dim, choices=(1,))
         out.append(dim)
     return dataclasses.replace(space, dimensions=tuple(out))
+
+
+def _lists_options(task: Task) -> bool:
+    """Whether any of the task's dev and test items has an options block to reorder."""
+    from promptopt.bias.labels import split_items
+
+    return any(task.options(e) for e in split_items(task))

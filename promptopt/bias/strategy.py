@@ -139,9 +139,8 @@ def merge_orderings(executor: Executor, item: _Item, inner: Sequence[EvalResult]
             broken, scoring = break_tie(executor, item, tied)
             answer = broken or answer
             # kept with the item's samples (no answer of their own): their calls and tokens count
-            samples.extend(
-                dataclasses.replace(s, sample_index=len(samples) + i) for i, s in enumerate(scoring)
-            )
+            first = len(samples)  # numbered on from the item's samples, without gaps
+            samples.extend(dataclasses.replace(s, sample_index=first + i) for i, s in enumerate(scoring))
     chosen = next((s for s in good if s.parsed_answer == answer), good[0] if good else None)
     return EvalResult(
         candidate_hash=item.candidate.hash,
