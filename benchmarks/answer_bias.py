@@ -30,9 +30,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-#: ``raw`` corrects nothing: it answers with the best-scored label, so that a calibration's
-#: gain over ``plain`` splits into reading the answer from label scores and dividing the
-#: prior out. It is not a corrected candidate for the constant-baseline goal.
 STRATEGIES: dict[str, dict[str, Any]] = {
     "plain": {},
     "raw": {"calibration": "raw"},  # label scores, no prior: what the calibrations start from
@@ -43,6 +40,9 @@ STRATEGIES: dict[str, dict[str, Any]] = {
 }
 
 
+#: ``raw`` corrects nothing: it answers with the best-scored label, so that a calibration's
+#: gain over ``plain`` splits into reading the answer from label scores and dividing the
+#: prior out. It is not a corrected candidate for the constant-baseline goal.
 UNCORRECTED = ("plain", "raw")
 
 #: A TPE search over a space at ``--search-calls`` (equal for both), its winner scored on

@@ -66,7 +66,8 @@ class Executor:
         #: Notices said once per executor (e.g. items left unpermuted), in order.
         self.notes: list[str] = []
         self.noted: set[str] = set()  # their keys
-        #: A calibration's per-candidate priors (contextual, position), computed once.
+        #: A calibration's per-candidate priors (contextual, position) and the task's
+        #: option letters, computed once (promptopt.bias.labels).
         self.bias_priors: dict[tuple[Any, ...], Any] = {}
 
     @cached_property

@@ -155,9 +155,7 @@ def _prior_for(
         return _batch_priors(executor, scored), {}
     if kind == "contextual":
         if task.extractor_name == "choice":  # the letters any of the task's or these items lists
-            labels = sorted(
-                {label for e in (*split_items(task), *examples) for label in item_labels(task, e)}
-            )
+            labels = sorted(_task_letters(executor).union(*(item_labels(task, e) for e in examples)))
         else:
             labels = task_labels(task)
         key = (candidate.hash, "contextual", tuple(labels))
@@ -170,6 +168,16 @@ def _prior_for(
             executor.bias_priors[key] = cal.contextual_prior([s for s, _ in got if s])
         return {None: executor.bias_priors[key]}, {}
     return {}, _position_priors(executor, candidate, examples)
+
+
+def _task_letters(executor: Executor) -> set[tuple[str, str]]:
+    """The option labels any of the task's dev and test items lists, read once per executor."""
+    key = ("task letters",)
+    if key not in executor.bias_priors:
+        task = executor.task
+        executor.bias_priors[key] = {label for e in split_items(task) for label in item_labels(task, e)}
+    letters: set[tuple[str, str]] = executor.bias_priors[key]
+    return letters
 
 
 def split_items(task: Task) -> list[Example]:
@@ -220,6 +228,7 @@ def _position_priors(
         pool = task.examples("dev")
     except PromptOptError:
         pool = []
+    dev_ids = {e.id for e in pool}
     priors: dict[int, list[float]] = {}
     needed = sorted({len(block.lines) for e in examples if (block := find_options(e)[0]) is not None})
     for n in needed:
@@ -244,7 +253,6 @@ def _position_priors(
         rows = [list(s.values()) if s else None for s, _ in got]
         items = [rows[k * n : (k + 1) * n] for k in range(len(chosen))]
         priors[n] = cal.position_prior([[r for r in item if r] for item in items if all(item)])
-        dev_ids = {e.id for e in pool}
         if all(e.id in dev_ids for e, _ in chosen):  # from the evaluated items, it depends on the call
             executor.bias_priors[key] = priors[n]
     return priors
