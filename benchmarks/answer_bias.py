@@ -8,7 +8,10 @@ first ``--limit`` test items. Each finished (task, model, strategy) is one JSON 
 answers the requests a killed run had made, so a run can be resumed at any point.
 
 ``--strategies ...,search-default,search-answer-bias`` adds a TPE search's winner
-without and with the new dimensions at equal ``--search-calls``.
+without and with the new dimensions at equal ``--search-calls``. ``dev-pick`` is the
+cheapest search over the new dimensions: each strategy of ``--pick-from`` is scored on the
+first ``--dev-limit`` dev items, and the best on dev (ties: the earlier in ``--pick-from``,
+plain first) is scored on test; the row says which it picked and every dev score.
 
 Per line: accuracy, the most common answer's share next to the gold's most common share,
 the constant baseline on the same items, calls and tokens. A strategy a task cannot use
@@ -48,6 +51,10 @@ UNCORRECTED = ("plain", "raw")
 #: A TPE search over a space at ``--search-calls`` (equal for both), its winner scored on
 #: the same test items: the best search winner without and with the new dimensions.
 SEARCHES = {"search-default": "default", "search-answer-bias": "answer-bias"}
+
+#: The strategy that picks one of ``--pick-from`` on dev (a grid search over the new
+#: dimensions with the default prompt); its row is the picked strategy's test result.
+DEV_PICK = "dev-pick"
 
 
 def small_answer_tasks(data_dir: str | None) -> list[str]:
@@ -112,6 +119,36 @@ def run_search(
             "search_calls": dict(result.spent).get("calls")}  # fmt: skip
 
 
+def run_pick(task: Any, model: str, args: argparse.Namespace, backend: Any) -> dict[str, Any]:
+    """Score each strategy of ``args.pick_from`` the task can use on dev; the best one's test
+    results, which it was and every dev score, and the calls of both splits."""
+    import dataclasses
+
+    from promptopt.evaluation import evaluate, make_candidate
+
+    def scored(strategy: str, split: str, limit: int) -> Any:
+        candidate = dataclasses.replace(make_candidate(task), **STRATEGIES[strategy])
+        return evaluate(
+            task, candidate, backend, split=split, limit=limit, db=args.db, batch_size=args.batch_size
+        )
+
+    dev: dict[str, Any] = {}
+    for strategy in args.pick_from:
+        if not_offered(task, strategy) is None:
+            dev[strategy] = scored(strategy, "dev", args.dev_limit)
+            print(f"  {DEV_PICK}: {strategy} on {dev[strategy].n_scored} dev items: {dev[strategy].accuracy:.1%}",
+                  file=sys.stderr, flush=True)  # fmt: skip
+    picked = max(dev, key=lambda s: dev[s].accuracy)  # the first of the best: plain before any correction
+    report = scored(picked, "test", args.limit)
+    reports = [*dev.values(), report]
+    return {
+        "results": list(report.results), "picked": picked, "n": report.n_scored, "accuracy": round(report.accuracy, 4),
+        "dev_accuracy": {s: round(r.accuracy, 4) for s, r in dev.items()}, "dev_n": max(r.n_scored for r in dev.values()),
+        "calls": sum(r.calls for r in reports), "cache_hits": sum(r.cache_hits for r in reports),
+        "wall_s": round(sum(r.wall_s for r in reports), 1),
+    }  # fmt: skip
+
+
 def _shares(results: list[Any]) -> dict[str, Any]:
     answers = [r.answer for r in results if r.score is not None]
     top, top_share = share_of_most_common(answers)
@@ -148,6 +185,9 @@ def run_one(
         "task": task_name, "model": model, "strategy": strategy,
         "constant": {"answer": constant.get("answer"), "accuracy": (constant.get("test") or {}).get("accuracy")},
     }  # fmt: skip
+    if strategy == DEV_PICK:
+        found = run_pick(task, model, args, backend)
+        return {**row, **_shares(found.pop("results")), **found}
     if strategy in SEARCHES:
         found = run_search(task, model, strategy, args, backend)
         results = found.pop("results")
@@ -173,7 +213,7 @@ def summary(rows: list[dict[str, Any]]) -> str:
     for model in sorted({r["model"] for r in rows}):
         mine = {(r["task"], r["strategy"]): r for r in rows if r["model"] == model}
         tasks = sorted({t for t, _ in mine})
-        strategies = [s for s in [*STRATEGIES, *SEARCHES] if any(k[1] == s for k in mine)]
+        strategies = [s for s in [*STRATEGIES, *SEARCHES, DEV_PICK] if any(k[1] == s for k in mine)]
         lines += [
             f"### {model}",
             "",
@@ -238,6 +278,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--search-calls", type=int, default=400, help="budget of each search-* strategy")
     parser.add_argument(
+        "--pick-from", default="plain,contextual,batch,position",
+        help=f"the strategies {DEV_PICK} scores on dev, in tie order (permute3 costs 3 generations per item)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--dev-limit", type=int, default=40, help=f"dev items each {DEV_PICK} strategy is scored on"
+    )
+    parser.add_argument(
         "--summary", action="store_true", help="print the table and the goals from --out; run nothing"
     )
     args = parser.parse_args(argv)
@@ -249,9 +296,14 @@ def main(argv: list[str] | None = None) -> int:
 
     tasks = [t for t in args.tasks.split(",") if t] or small_answer_tasks(args.data_dir)
     strategies = [s for s in args.strategies.split(",") if s]
-    unknown = set(strategies) - set(STRATEGIES) - set(SEARCHES)
+    unknown = set(strategies) - set(STRATEGIES) - set(SEARCHES) - {DEV_PICK}
     if unknown:
-        parser.error(f"unknown strategies {sorted(unknown)}; expected some of {[*STRATEGIES, *SEARCHES]}")
+        parser.error(
+            f"unknown strategies {sorted(unknown)}; expected some of {[*STRATEGIES, *SEARCHES, DEV_PICK]}"
+        )
+    args.pick_from = [s for s in args.pick_from.split(",") if s]
+    if not args.pick_from or set(args.pick_from) - set(STRATEGIES):
+        parser.error(f"--pick-from takes some of {list(STRATEGIES)}, got {args.pick_from}")
     out = Path(args.out)
     done = set()
     if out.exists():
@@ -278,7 +330,8 @@ def main(argv: list[str] | None = None) -> int:
                     print(
                         f"{task_name:32} {model:20} {strategy:10} acc {row['accuracy']:.1%}  most common "
                         f"{row['most_common_answer']} {row['most_common_share']:.0%} (gold {row['gold_most_common_share']:.0%})"
-                        f"  constant {row['constant']['accuracy']}  calls {row.get('calls', row.get('search_calls'))}",
+                        f"  constant {row['constant']['accuracy']}  calls {row.get('calls', row.get('search_calls'))}"
+                        + (f"  picked {row['picked']}" if "picked" in row else ""),
                         flush=True,
                     )
         finally:

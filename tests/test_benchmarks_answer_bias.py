@@ -79,3 +79,28 @@ def test_raw_label_scores_are_no_corrected_candidate_for_the_constant_goal() -> 
     assert "| batch | 1 | 1 of 1 | +20.0 | 0 |" in text
     rows.append(_row("bbh:a", "contextual", 0.55, 0.60, 0.50, 0.50))
     assert "| batch | 1 | 1 of 1 | +20.0 | 1: a |" in answer_bias.summary(rows)
+
+
+def test_dev_pick_scores_each_usable_strategy_on_dev_and_the_best_on_test(tmp_path: Path, capsys) -> None:
+    _two_label_task(tmp_path)
+    out = tmp_path / "rows.jsonl"
+    args = ["--data-dir", str(tmp_path), "--models", "fake", "--tasks", "bbh:formal_fallacies", "--limit", "4",
+            "--strategies", "dev-pick", "--pick-from", "plain,batch,position", "--dev-limit", "6",
+            "--out", str(out), "--db", f"sqlite:///{tmp_path / 'b.db'}"]  # fmt: skip
+    assert answer_bias.main(args) == 0
+    (row,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert set(row["dev_accuracy"]) == {"plain", "batch"}  # position is not offered on a two-label task
+    best = max(row["dev_accuracy"].values())
+    assert row["picked"] == next(s for s, a in row["dev_accuracy"].items() if a == best)  # ties: the earlier
+    assert row["dev_n"] == 6 and row["n"] == 4 and row["calls"] > 0
+    assert "dev-pick: plain on 6 dev items" in capsys.readouterr().err
+    assert "| dev-pick |" in answer_bias.summary([row, {**row, "strategy": "plain"}])
+
+
+def test_dev_pick_refuses_an_unknown_strategy_to_pick_from(tmp_path: Path) -> None:
+    import pytest
+
+    with pytest.raises(SystemExit):
+        answer_bias.main(
+            ["--strategies", "dev-pick", "--pick-from", "plain,bogus", "--out", str(tmp_path / "o")]
+        )
