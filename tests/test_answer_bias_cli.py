@@ -76,3 +76,19 @@ def test_a_search_over_the_answer_bias_space(tmp_path: Path) -> None:
     picked = {(row.candidate.permute, row.candidate.calibration) for row in result.leaderboard}
     assert len(picked) > 1  # the strategies were searched
     assert any(r.score_labels for r in backend.history)
+
+
+def test_the_answer_bias_only_space_keeps_the_prompt_and_finds_a_correction(tmp_path: Path) -> None:
+    task = mc_task(n_items=24)
+    base = Candidate(instruction="Pick the right option.", answer_format=task.spec.answer_format)
+    config = SearchConfig.from_preset(
+        "light", task="records", model="fake", base=base, policy="tpe", space="answer-bias-only",
+        dev_size=8, test_size=8, n_proposals=4, rounds=3, race_start=4, seed=0,
+    )  # fmt: skip
+    backend = FakeBackend(biased_reply, scorer=biased_scores)
+    result = search(config, task=task, backend=backend, db=f"sqlite:///{tmp_path / 's.db'}")
+    assert isinstance(result, SearchResult)
+    assert {row.candidate.instruction for row in result.leaderboard} == {"Pick the right option."}
+    assert {(row.candidate.demo_ids, row.candidate.cot_mode) for row in result.leaderboard} == {((), "none")}
+    assert (result.winner.permute, result.winner.calibration) != (1, "none")  # plain answers (A) on every item
+    assert result.test["winner"]["accuracy"] > result.test["baseline"]["accuracy"]
