@@ -90,5 +90,6 @@ def test_the_answer_bias_only_space_keeps_the_prompt_and_finds_a_correction(tmp_
     assert isinstance(result, SearchResult)
     assert {row.candidate.instruction for row in result.leaderboard} == {"Pick the right option."}
     assert {(row.candidate.demo_ids, row.candidate.cot_mode) for row in result.leaderboard} == {((), "none")}
-    assert (result.winner.permute, result.winner.calibration) != (1, "none")  # plain answers (A) on every item
+    plain = (1, "none")  # answers (A) on every item
+    assert (result.winner.permute, result.winner.calibration) != plain
     assert result.test["winner"]["accuracy"] > result.test["baseline"]["accuracy"]
