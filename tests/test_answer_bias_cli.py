@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from click.testing import CliRunner
 
@@ -13,7 +14,7 @@ from promptopt.bias.space import offer_bias_dimensions
 from promptopt.cli import cli
 from promptopt.controller import SearchConfig, SearchResult, estimate, search
 from promptopt.spaces import load_space
-from promptopt.tasks import get_task
+from promptopt.tasks import Task, get_task
 from promptopt.types import Candidate
 from tests.test_answer_bias import biased_reply, biased_scores, mc_task
 
@@ -58,17 +59,21 @@ def test_eval_options_and_the_answers_beside_gold(data_dir: Path, tmp_path: Path
     assert "gold    " in shown.output
 
 
-def test_a_search_over_the_answer_bias_space(tmp_path: Path) -> None:
+def _mc_search(space: str, **options: Any) -> tuple[Task, SearchConfig]:
+    """A search config on a 24-item multiple-choice task, from an instruction of its own."""
     task = mc_task(n_items=24)
     base = Candidate(instruction="Pick the right option.", answer_format=task.spec.answer_format)
+    settings = {"policy": "random", "n_proposals": 6, "rounds": 1, "seed": 1, **options}
     config = SearchConfig.from_preset(
-        "light", task="records", model="fake", base=base, policy="random", space="answer-bias",
-        dev_size=8, test_size=8, n_proposals=6, rounds=1, race_start=4, seed=1,
+        "light", task="records", model="fake", base=base, space=space, dev_size=8, test_size=8, race_start=4,
+        **settings,
     )  # fmt: skip
-    plain_space = SearchConfig.from_preset(
-        "light", task="records", model="fake", base=base, policy="random", space="default",
-        dev_size=8, test_size=8, n_proposals=6, rounds=1, race_start=4, seed=1,
-    )  # fmt: skip
+    return task, config
+
+
+def test_a_search_over_the_answer_bias_space(tmp_path: Path) -> None:
+    task, config = _mc_search("answer-bias")
+    _, plain_space = _mc_search("default")
     assert estimate(config, task)["search_calls"] > estimate(plain_space, task)["search_calls"]
     backend = FakeBackend(biased_reply, scorer=biased_scores)
     result = search(config, task=task, backend=backend, db=f"sqlite:///{tmp_path / 's.db'}")
@@ -79,12 +84,7 @@ def test_a_search_over_the_answer_bias_space(tmp_path: Path) -> None:
 
 
 def test_the_answer_bias_only_space_keeps_the_prompt_and_finds_a_correction(tmp_path: Path) -> None:
-    task = mc_task(n_items=24)
-    base = Candidate(instruction="Pick the right option.", answer_format=task.spec.answer_format)
-    config = SearchConfig.from_preset(
-        "light", task="records", model="fake", base=base, policy="tpe", space="answer-bias-only",
-        dev_size=8, test_size=8, n_proposals=4, rounds=3, race_start=4, seed=0,
-    )  # fmt: skip
+    task, config = _mc_search("answer-bias-only", policy="tpe", n_proposals=4, rounds=3, seed=0)
     backend = FakeBackend(biased_reply, scorer=biased_scores)
     result = search(config, task=task, backend=backend, db=f"sqlite:///{tmp_path / 's.db'}")
     assert isinstance(result, SearchResult)
