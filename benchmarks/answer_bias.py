@@ -186,6 +186,15 @@ def run_one(
         "constant": {"answer": constant.get("answer"), "accuracy": (constant.get("test") or {}).get("accuracy")},
     }  # fmt: skip
     if strategy == DEV_PICK:
+        if all(not_offered(task, s) for s in args.pick_from):
+            reason = f"none of --pick-from {','.join(args.pick_from)} applies to {task_name}"
+            return {
+                "task": task_name,
+                "model": model,
+                "strategy": strategy,
+                "status": "not offered",
+                "reason": reason,
+            }
         found = run_pick(task, model, args, backend)
         return {**row, **_shares(found.pop("results")), **found}
     if strategy in SEARCHES:

@@ -104,3 +104,14 @@ def test_dev_pick_refuses_an_unknown_strategy_to_pick_from(tmp_path: Path) -> No
         answer_bias.main(
             ["--strategies", "dev-pick", "--pick-from", "plain,bogus", "--out", str(tmp_path / "o")]
         )
+
+
+def test_dev_pick_with_nothing_the_task_can_use_is_a_not_offered_row(tmp_path: Path) -> None:
+    _two_label_task(tmp_path)
+    out = tmp_path / "rows.jsonl"
+    args = ["--data-dir", str(tmp_path), "--models", "fake", "--tasks", "bbh:formal_fallacies", "--limit", "4",
+            "--strategies", "dev-pick", "--pick-from", "position", "--out", str(out),
+            "--db", f"sqlite:///{tmp_path / 'b.db'}"]  # fmt: skip
+    assert answer_bias.main(args) == 0
+    (row,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert row["status"] == "not offered" and "none of --pick-from position" in row["reason"]
