@@ -16,6 +16,17 @@ def _two_label_task(data_dir: Path) -> None:
     (data_dir / "bbh" / "formal_fallacies.json").write_text(json.dumps({"examples": rows}), encoding="utf-8")
 
 
+def _rows_of(tmp_path: Path, *options: str) -> list[dict]:
+    """Run the benchmark on the fake model over ``bbh:formal_fallacies`` (4 test items)
+    with ``options``; the JSON lines it wrote."""
+    _two_label_task(tmp_path)
+    out = tmp_path / "rows.jsonl"
+    args = ["--data-dir", str(tmp_path), "--models", "fake", "--tasks", "bbh:formal_fallacies", "--limit", "4",
+            *options, "--out", str(out), "--db", f"sqlite:///{tmp_path / 'b.db'}"]  # fmt: skip
+    assert answer_bias.main(args) == 0
+    return [json.loads(line) for line in out.read_text().splitlines()]
+
+
 def test_position_on_a_two_label_task_is_a_not_offered_row(tmp_path: Path) -> None:
     _two_label_task(tmp_path)
     out = tmp_path / "rows.jsonl"
@@ -55,13 +66,7 @@ def test_summary_goals_from_hand_made_rows() -> None:
 
 
 def test_a_search_strategy_is_a_row_with_its_winner_and_says_how_far_it_is(tmp_path: Path, capsys) -> None:
-    _two_label_task(tmp_path)
-    out = tmp_path / "rows.jsonl"
-    args = ["--data-dir", str(tmp_path), "--models", "fake", "--tasks", "bbh:formal_fallacies", "--limit", "4",
-            "--strategies", "search-default", "--search-calls", "40", "--out", str(out),
-            "--db", f"sqlite:///{tmp_path / 'b.db'}"]  # fmt: skip
-    assert answer_bias.main(args) == 0
-    (row,) = [json.loads(line) for line in out.read_text().splitlines()]
+    (row,) = _rows_of(tmp_path, "--strategies", "search-default", "--search-calls", "40")
     assert row["strategy"] == "search-default" and row["n"] == 4 and row["winner"]
     assert 0 < row["search_calls"] <= 40
     err = capsys.readouterr().err
@@ -82,13 +87,8 @@ def test_raw_label_scores_are_no_corrected_candidate_for_the_constant_goal() -> 
 
 
 def test_dev_pick_scores_each_usable_strategy_on_dev_and_the_best_on_test(tmp_path: Path, capsys) -> None:
-    _two_label_task(tmp_path)
-    out = tmp_path / "rows.jsonl"
-    args = ["--data-dir", str(tmp_path), "--models", "fake", "--tasks", "bbh:formal_fallacies", "--limit", "4",
-            "--strategies", "dev-pick", "--pick-from", "plain,batch,position", "--dev-limit", "6",
-            "--out", str(out), "--db", f"sqlite:///{tmp_path / 'b.db'}"]  # fmt: skip
-    assert answer_bias.main(args) == 0
-    (row,) = [json.loads(line) for line in out.read_text().splitlines()]
+    options = ["--strategies", "dev-pick", "--pick-from", "plain,batch,position", "--dev-limit", "6"]
+    (row,) = _rows_of(tmp_path, *options)
     assert set(row["dev_accuracy"]) == {"plain", "batch"}  # position is not offered on a two-label task
     best = max(row["dev_accuracy"].values())
     assert row["picked"] == next(s for s, a in row["dev_accuracy"].items() if a == best)  # ties: the earlier
@@ -107,11 +107,5 @@ def test_dev_pick_refuses_an_unknown_strategy_to_pick_from(tmp_path: Path) -> No
 
 
 def test_dev_pick_with_nothing_the_task_can_use_is_a_not_offered_row(tmp_path: Path) -> None:
-    _two_label_task(tmp_path)
-    out = tmp_path / "rows.jsonl"
-    args = ["--data-dir", str(tmp_path), "--models", "fake", "--tasks", "bbh:formal_fallacies", "--limit", "4",
-            "--strategies", "dev-pick", "--pick-from", "position", "--out", str(out),
-            "--db", f"sqlite:///{tmp_path / 'b.db'}"]  # fmt: skip
-    assert answer_bias.main(args) == 0
-    (row,) = [json.loads(line) for line in out.read_text().splitlines()]
+    (row,) = _rows_of(tmp_path, "--strategies", "dev-pick", "--pick-from", "position")
     assert row["status"] == "not offered" and "none of --pick-from position" in row["reason"]
