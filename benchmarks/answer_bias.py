@@ -71,12 +71,29 @@ def small_answer_tasks(data_dir: str | None) -> list[str]:
     return names
 
 
-def not_offered(task: Any, strategy: str) -> str | None:
-    """Why ``strategy`` does not apply to ``task`` (as a search would not offer it), or None."""
+def not_offered(task: Any, strategy: str, pick_from: list[str] | None = None) -> str | None:
+    """Why ``strategy`` does not apply to ``task`` (as a search would not offer it), or None;
+    ``dev-pick`` applies where one of ``pick_from`` does."""
     from promptopt.bias.space import calibration_problem
 
+    if strategy == DEV_PICK:
+        if all(not_offered(task, s) for s in pick_from or []):
+            return f"none of --pick-from {','.join(pick_from or [])} applies to {task.name}"
+        return None
     calibration = STRATEGIES.get(strategy, {}).get("calibration")
     return calibration_problem(task, calibration) if calibration else None
+
+
+def score(task: Any, strategy: str, split: str, limit: int, args: argparse.Namespace, backend: Any) -> Any:
+    """The task's default prompt with ``strategy``, scored on ``split`` (an EvalReport)."""
+    import dataclasses
+
+    from promptopt.evaluation import evaluate, make_candidate
+
+    candidate = dataclasses.replace(make_candidate(task), **STRATEGIES[strategy])
+    return evaluate(
+        task, candidate, backend, split=split, limit=limit, db=args.db, batch_size=args.batch_size
+    )
 
 
 def share_of_most_common(values: list[str | None]) -> tuple[str | None, float]:
@@ -119,27 +136,17 @@ def run_search(
             "search_calls": dict(result.spent).get("calls")}  # fmt: skip
 
 
-def run_pick(task: Any, model: str, args: argparse.Namespace, backend: Any) -> dict[str, Any]:
+def run_pick(task: Any, args: argparse.Namespace, backend: Any) -> dict[str, Any]:
     """Score each strategy of ``args.pick_from`` the task can use on dev; the best one's test
     results, which it was and every dev score, and the calls of both splits."""
-    import dataclasses
-
-    from promptopt.evaluation import evaluate, make_candidate
-
-    def scored(strategy: str, split: str, limit: int) -> Any:
-        candidate = dataclasses.replace(make_candidate(task), **STRATEGIES[strategy])
-        return evaluate(
-            task, candidate, backend, split=split, limit=limit, db=args.db, batch_size=args.batch_size
-        )
-
     dev: dict[str, Any] = {}
     for strategy in args.pick_from:
         if not_offered(task, strategy) is None:
-            dev[strategy] = scored(strategy, "dev", args.dev_limit)
+            dev[strategy] = score(task, strategy, "dev", args.dev_limit, args, backend)
             print(f"  {DEV_PICK}: {strategy} on {dev[strategy].n_scored} dev items: {dev[strategy].accuracy:.1%}",
                   file=sys.stderr, flush=True)  # fmt: skip
     picked = max(dev, key=lambda s: dev[s].accuracy)  # the first of the best: plain before any correction
-    report = scored(picked, "test", args.limit)
+    report = score(task, picked, "test", args.limit, args, backend)
     reports = [*dev.values(), report]
     return {
         "results": list(report.results), "picked": picked, "n": report.n_scored, "accuracy": round(report.accuracy, 4),
@@ -164,14 +171,11 @@ def _shares(results: list[Any]) -> dict[str, Any]:
 def run_one(
     task_name: str, model: str, strategy: str, args: argparse.Namespace, backend: Any
 ) -> dict[str, Any]:
-    import dataclasses
-
     from promptopt.constant import constant_baseline
-    from promptopt.evaluation import evaluate, make_candidate
     from promptopt.tasks import get_task
 
     task = get_task(task_name, args.data_dir)
-    why = not_offered(task, strategy)
+    why = not_offered(task, strategy, args.pick_from)
     if why:
         return {
             "task": task_name,
@@ -186,16 +190,7 @@ def run_one(
         "constant": {"answer": constant.get("answer"), "accuracy": (constant.get("test") or {}).get("accuracy")},
     }  # fmt: skip
     if strategy == DEV_PICK:
-        if all(not_offered(task, s) for s in args.pick_from):
-            reason = f"none of --pick-from {','.join(args.pick_from)} applies to {task_name}"
-            return {
-                "task": task_name,
-                "model": model,
-                "strategy": strategy,
-                "status": "not offered",
-                "reason": reason,
-            }
-        found = run_pick(task, model, args, backend)
+        found = run_pick(task, args, backend)
         return {**row, **_shares(found.pop("results")), **found}
     if strategy in SEARCHES:
         found = run_search(task, model, strategy, args, backend)
@@ -203,10 +198,7 @@ def run_one(
         n = sum(1 for r in results if r.score is not None)
         accuracy = sum(r.score or 0 for r in results) / max(1, n)
         return {**row, **_shares(results), **found, "n": n, "accuracy": round(accuracy, 4)}
-    candidate = dataclasses.replace(make_candidate(task), **STRATEGIES[strategy])
-    report = evaluate(
-        task, candidate, backend, split="test", limit=args.limit, db=args.db, batch_size=args.batch_size
-    )
+    report = score(task, strategy, "test", args.limit, args, backend)
     return {
         **row, **_shares(list(report.results)), "n": report.n_scored, "accuracy": round(report.accuracy, 4),
         "calls": report.calls, "cache_hits": report.cache_hits, "tokens_in": report.tokens_in,
