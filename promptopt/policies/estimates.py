@@ -6,11 +6,21 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from promptopt.bias.costs import candidate_calls, space_calibration_overhead, space_calls_per_example
+from promptopt.bias.costs import (
+    calibration_overhead,
+    candidate_calls,
+    option_counts,
+    space_calibration_overhead,
+    space_calls_per_example,
+)
 from promptopt.prompt import render_messages
 from promptopt.proposers import DEMO_ATTEMPTS
 from promptopt.racing import schedule_size
-from promptopt.spaces import SearchSpace, list_spaces, load_space
+from promptopt.spaces import SearchSpace, build_candidate, list_spaces, load_space
+
+# A space with more points than this is not listed (:func:`finite_space_calls`): listing
+# would take a while, and a search of any preset races far fewer candidates than that.
+FINITE_POINTS = 10_000
 
 if TYPE_CHECKING:
     from promptopt.search_config import SearchConfig
@@ -98,8 +108,10 @@ def resolve_space(config: SearchConfig, task: Task) -> SearchSpace:
 
 def space_estimate(config: SearchConfig, task: Task) -> dict[str, Any]:
     """Upper bound for the space policies: ``rounds + 1`` races of ``n_proposals`` points
-    (plus the starting prompt), each point at the space's most expensive sampling, plus
-    the proposer filling every pool slot and the bootstrapping of demos."""
+    (plus the starting prompt), each point at the space's most expensive sampling, or,
+    when fewer, every distinct point of a finite space once on each dev item
+    (:func:`finite_space_calls`); plus the proposer filling every pool slot and the
+    bootstrapping of demos."""
     space = resolve_space(config, task)
     dev = min(config.dev_size, len(task.examples("dev")))
     races = sum(
@@ -108,16 +120,18 @@ def space_estimate(config: SearchConfig, task: Task) -> dict[str, Any]:
         for r in range(config.rounds + 1)
     )  # fmt: skip
     per_eval = space_calls_per_example(space, config.base)  # sampling, second stage, permutation
+    # a calibration's content-free or permuted dev items, once per candidate
+    overhead = space_calibration_overhead(space, config.base, task)
+    evaluations = races * per_eval + overhead * config.n_proposals * (config.rounds + 1)
+    finite = finite_space_calls(config, task, space, dev)
+    if finite is not None:
+        evaluations = min(evaluations, finite)
     proposer_calls = 2 * space["instruction"].grow if "instruction" in space else 0
     boot = 0
     if "demo_selection" in space and "bootstrapped" in space["demo_selection"].choices and "n_demos" in space:
         most = int(space["n_demos"].options()[-1])
         boot = max(4 * most, most + 8)
-    # a calibration's content-free or permuted dev items, once per candidate
-    overhead = space_calibration_overhead(space, config.base, task)
-    search_calls = (
-        races * per_eval + proposer_calls + boot + overhead * config.n_proposals * (config.rounds + 1)
-    )
+    search_calls = evaluations + proposer_calls + boot
     test_n = len(task.examples("test", config.test_size))
     final = (config.final_top * dev + test_n) * per_eval + test_n * candidate_calls(config.base)
     tokens_in = prompt_tokens(config, task) + 120 * (
@@ -125,3 +139,25 @@ def space_estimate(config: SearchConfig, task: Task) -> dict[str, Any]:
     )
     tokens_out = 220
     return {**estimate_plan(search_calls, final, tokens_in, tokens_out, dev, test_n), "space": space.name}
+
+
+def finite_space_calls(config: SearchConfig, task: Task, space: SearchSpace, dev: int) -> int | None:
+    """The evaluation calls of a space policy's search when the space's points can be
+    listed (:meth:`~promptopt.spaces.SearchSpace.points`), else None: the starting prompt
+    and every distinct point at most once on each of the ``dev`` items, whatever the rounds
+    (the evaluator keeps each candidate's results, so a point drawn again, or raced further,
+    costs no call), each at its own calls per item, plus its calibration's once-per-candidate
+    overhead. Not the proposer's calls nor the bootstrapping (:func:`space_estimate` adds
+    them). The space as written is an upper bound of the one searched: a search only drops
+    the calibration and permutation choices the task or backend cannot use."""
+    points = space.points(FINITE_POINTS)
+    if points is None:
+        return None
+    # What a point costs does not depend on its instruction (a pool slot, filled during the search).
+    candidates = [config.base] + [
+        build_candidate(space, {k: v for k, v in p.items() if k != "instruction"}, config.base, pool=(),
+                        demo_pool_ids=())
+        for p in points
+    ]  # fmt: skip
+    counts = option_counts(task) if any(c.calibration == "position" for c in candidates) else (5,)
+    return sum(dev * candidate_calls(c) + calibration_overhead(c.calibration, counts) for c in candidates)

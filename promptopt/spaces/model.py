@@ -139,6 +139,20 @@ class Dimension:
             return [round(self.low * ratio**i, 10) for i in range(bins)]
         return [round(self.low + (self.high - self.low) * i / (bins - 1), 10) for i in range(bins)]
 
+    def finite_options(self) -> list[Any] | None:
+        """The values a space policy (tpe, random, reinforce) can give this dimension, at
+        least as many as it can (tpe's stepped floats: the same grid, or fewer points where
+        the range is not a multiple of the step, up to binary noise the candidate rounds
+        off), or None when there is no finite list: a float without ``step`` is drawn from
+        its whole range. The instruction pool gives its slot indices (the starting
+        instruction, the seeds, then the ``grow`` slots the proposer fills once each): a
+        fixed number of slots, however the pool grows during the search."""
+        if self.kind == "pool":
+            return list(range(int(self.include_base) + len(self.choices) + self.grow))
+        if self.kind == "float" and not self.step:
+            return None
+        return self.options()
+
     def uniform(self, rng: random.Random) -> Any:
         """A value drawn uniformly (log-uniformly when ``log``) from this dimension."""
         if self.kind in ("categorical", "pool"):
@@ -212,6 +226,29 @@ class SearchSpace:
             if self.is_active(dimension, point):
                 point[dimension.name] = choose(dimension)
         return point
+
+    def points(self, limit: int) -> list[dict[str, Any]] | None:
+        """Every point :meth:`sample` can build (inactive dimensions absent), or None when
+        they cannot be listed: a dimension without :meth:`Dimension.finite_options`, a
+        condition on a float dimension (Optuna's stepped floats carry binary noise, so
+        which side of a condition 0.6000000000000001 falls on cannot be read from the
+        grid), or more than ``limit`` points."""
+        floats = {d.name for d in self.dimensions if d.kind == "float"}
+        points: list[dict[str, Any]] = [{}]
+        for dimension in self.dimensions:
+            values = dimension.finite_options()
+            if not values or floats.intersection(dimension.parents):
+                return None
+            grown: list[dict[str, Any]] = []
+            for point in points:
+                if self.is_active(dimension, point):
+                    grown.extend({**point, dimension.name: value} for value in values)
+                else:
+                    grown.append(point)
+            if len(grown) > limit:
+                return None
+            points = grown
+        return points
 
     def to_dict(self) -> dict[str, Any]:
         return {
