@@ -63,7 +63,13 @@ def estimate(config: SearchConfig, task: Task) -> dict[str, Any]:
     if limit is not None and plan["search_calls"] > limit:  # the budget stops it first
         per_call = plan.get("tokens_in_per_call", 0) + plan.get("tokens_out_per_call", 0)
         plan.update(search_calls=limit, search_tokens=limit * per_call or plan["search_tokens"])
-    if limit is not None and policy.sized_by_rounds and plan["search_calls"] < limit:
+    if limit is not None and plan.get("space_points") and plan["search_calls"] < limit:
+        plan["note"] = (
+            f"space {plan.get('space')} has {plan['space_points']} distinct points: with the starting prompt, "
+            f"each on every one of {plan['dev_size']} dev items makes at most {plan['search_calls']} calls, "
+            f"under --max-calls {limit}; more rounds would spend no more (a larger --dev-size would)"
+        )
+    elif limit is not None and policy.sized_by_rounds and plan["search_calls"] < limit:
         plan["note"] = (
             f"with {config.rounds} rounds and {config.n_proposals} proposals this search makes at most "
             f"{plan['search_calls']} calls, under --max-calls {limit}: its rounds end it first; "

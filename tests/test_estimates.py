@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from promptopt.backends import FakeBackend
+from promptopt.budget import Budget
 from promptopt.controller import SearchConfig, SearchResult, search
 from promptopt.policies.estimates import FINITE_POINTS, finite_space_calls, space_estimate
 from promptopt.racing import schedule_size
@@ -134,3 +135,16 @@ def test_the_instruction_pool_counts_its_slots_and_a_large_space_keeps_the_bound
     dev = min(config.dev_size, len(task.examples("dev")))
     proposer_and_boot = 2 * 4 + max(4 * 4, 4 + 8)  # 4 grown slots, bootstrapping for 4 demos
     assert space_estimate(config, task)["search_calls"] == _races_bound(config, dev, 3) + proposer_and_boot
+
+
+def test_the_budget_note_on_an_exhausted_finite_space_says_more_rounds_spend_no_more() -> None:
+    from promptopt.controller import estimate
+
+    task = mc_task(n_items=24)
+    plan = estimate(_config("answer-bias-only", budget=Budget(max_calls=5000)), task)
+    assert plan["space_points"] == 5
+    assert "space answer-bias-only has 5 distinct points" in plan["note"]
+    assert f"at most {plan['search_calls']} calls, under --max-calls 5000" in plan["note"]
+    assert "raise --rounds" not in plan["note"]
+    # a large space keeps the rounds' note
+    assert "raise --rounds" in estimate(_config("default", budget=Budget(max_calls=50_000)), task)["note"]

@@ -124,8 +124,9 @@ def space_estimate(config: SearchConfig, task: Task) -> dict[str, Any]:
     overhead = space_calibration_overhead(space, config.base, task)
     evaluations = races * per_eval + overhead * config.n_proposals * (config.rounds + 1)
     finite = finite_space_calls(config, task, space, dev)
-    if finite is not None:
-        evaluations = min(evaluations, finite)
+    bounded_by_space = finite is not None and finite < evaluations
+    if finite is not None and bounded_by_space:
+        evaluations = finite
     proposer_calls = 2 * space["instruction"].grow if "instruction" in space else 0
     boot = 0
     if "demo_selection" in space and "bootstrapped" in space["demo_selection"].choices and "n_demos" in space:
@@ -138,7 +139,10 @@ def space_estimate(config: SearchConfig, task: Task) -> dict[str, Any]:
         int(space["n_demos"].options()[-1]) if "n_demos" in space else 0
     )
     tokens_out = 220
-    return {**estimate_plan(search_calls, final, tokens_in, tokens_out, dev, test_n), "space": space.name}
+    plan = {**estimate_plan(search_calls, final, tokens_in, tokens_out, dev, test_n), "space": space.name}
+    if bounded_by_space:  # every point on every dev item: more rounds would spend no more
+        plan["space_points"] = len(space.points(FINITE_POINTS) or ())
+    return plan
 
 
 def finite_space_calls(config: SearchConfig, task: Task, space: SearchSpace, dev: int) -> int | None:
