@@ -12,6 +12,9 @@ without and with the new dimensions at equal ``--search-calls``. ``dev-pick`` is
 cheapest search over the new dimensions: each strategy of ``--pick-from`` is scored on the
 first ``--dev-limit`` dev items, and the best on dev (ties: the earlier in ``--pick-from``,
 plain first) is scored on test; the row says which it picked and every dev score.
+``dev-pick-balanced`` picks by balanced accuracy on dev instead (the mean of each gold
+label's accuracy), so that a strategy's lean earns nothing from the dev split's share of
+the label it leans on.
 
 Per line: accuracy, the most common answer's share next to the gold's most common share,
 the constant baseline on the same items, calls and tokens. A strategy a task cannot use
@@ -55,6 +58,10 @@ SEARCHES = {"search-default": "default", "search-answer-bias": "answer-bias"}
 #: The strategy that picks one of ``--pick-from`` on dev (a grid search over the new
 #: dimensions with the default prompt); its row is the picked strategy's test result.
 DEV_PICK = "dev-pick"
+#: The same pick by balanced accuracy on dev (the mean over gold labels of each label's
+#: accuracy), which gives a lean no credit for the dev split's share of its label.
+DEV_PICK_BALANCED = "dev-pick-balanced"
+PICKS = (DEV_PICK, DEV_PICK_BALANCED)
 
 
 def small_answer_tasks(data_dir: str | None) -> list[str]:
@@ -76,7 +83,7 @@ def not_offered(task: Any, strategy: str, pick_from: list[str] | None = None) ->
     ``dev-pick`` applies where one of ``pick_from`` does."""
     from promptopt.bias.space import calibration_problem
 
-    if strategy == DEV_PICK:
+    if strategy in PICKS:
         if all(not_offered(task, s) for s in pick_from or []):
             return f"none of --pick-from {','.join(pick_from or [])} applies to {task.name}"
         return None
@@ -136,21 +143,31 @@ def run_search(
             "search_calls": dict(result.spent).get("calls")}  # fmt: skip
 
 
-def run_pick(task: Any, args: argparse.Namespace, backend: Any) -> dict[str, Any]:
-    """Score each strategy of ``args.pick_from`` the task can use on dev; the best one's test
-    results, which it was and every dev score, and the calls of both splits."""
+def run_pick(task: Any, args: argparse.Namespace, backend: Any, by: str = DEV_PICK) -> dict[str, Any]:
+    """Score each strategy of ``args.pick_from`` the task can use on dev; the best one (by
+    accuracy, or by balanced accuracy for ``dev-pick-balanced``)'s test results, which it
+    was and every dev score, and the calls of both splits."""
+    from promptopt.stats import balanced_accuracy
+
     dev: dict[str, Any] = {}
+    balanced: dict[str, float] = {}
     for strategy in args.pick_from:
         if not_offered(task, strategy) is None:
             dev[strategy] = score(task, strategy, "dev", args.dev_limit, args, backend)
-            print(f"  {DEV_PICK}: {strategy} on {dev[strategy].n_scored} dev items: {dev[strategy].accuracy:.1%}",
-                  file=sys.stderr, flush=True)  # fmt: skip
-    picked = max(dev, key=lambda s: dev[s].accuracy)  # the first of the best: plain before any correction
+            balanced[strategy] = balanced_accuracy(
+                [(r.gold, r.score) for r in dev[strategy].results if r.score is not None]
+            )
+            print(f"  {by}: {strategy} on {dev[strategy].n_scored} dev items: {dev[strategy].accuracy:.1%}"
+                  f" (balanced {balanced[strategy]:.1%})", file=sys.stderr, flush=True)  # fmt: skip
+    on_dev = balanced if by == DEV_PICK_BALANCED else {s: r.accuracy for s, r in dev.items()}
+    picked = max(on_dev, key=lambda s: on_dev[s])  # the first of the best: plain before any correction
     report = score(task, picked, "test", args.limit, args, backend)
     reports = [*dev.values(), report]
     return {
         "results": list(report.results), "picked": picked, "n": report.n_scored, "accuracy": round(report.accuracy, 4),
-        "dev_accuracy": {s: round(r.accuracy, 4) for s, r in dev.items()}, "dev_n": max(r.n_scored for r in dev.values()),
+        "dev_accuracy": {s: round(r.accuracy, 4) for s, r in dev.items()},
+        "dev_balanced_accuracy": {s: round(a, 4) for s, a in balanced.items()},
+        "dev_n": max(r.n_scored for r in dev.values()),
         "calls": sum(r.calls for r in reports), "cache_hits": sum(r.cache_hits for r in reports),
         "wall_s": round(sum(r.wall_s for r in reports), 1),
     }  # fmt: skip
@@ -189,8 +206,8 @@ def run_one(
         "task": task_name, "model": model, "strategy": strategy,
         "constant": {"answer": constant.get("answer"), "accuracy": (constant.get("test") or {}).get("accuracy")},
     }  # fmt: skip
-    if strategy == DEV_PICK:
-        found = run_pick(task, args, backend)
+    if strategy in PICKS:
+        found = run_pick(task, args, backend, by=strategy)
         return {**row, **_shares(found.pop("results")), **found}
     if strategy in SEARCHES:
         found = run_search(task, model, strategy, args, backend)
@@ -214,7 +231,7 @@ def summary(rows: list[dict[str, Any]]) -> str:
     for model in sorted({r["model"] for r in rows}):
         mine = {(r["task"], r["strategy"]): r for r in rows if r["model"] == model}
         tasks = sorted({t for t, _ in mine})
-        strategies = [s for s in [*STRATEGIES, *SEARCHES, DEV_PICK] if any(k[1] == s for k in mine)]
+        strategies = [s for s in [*STRATEGIES, *SEARCHES, *PICKS] if any(k[1] == s for k in mine)]
         lines += [
             f"### {model}",
             "",
@@ -280,10 +297,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--search-calls", type=int, default=400, help="budget of each search-* strategy")
     parser.add_argument(
         "--pick-from", default="plain,contextual,batch,position",
-        help=f"the strategies {DEV_PICK} scores on dev, in tie order (permute3 costs 3 generations per item)",
+        help=f"the strategies {DEV_PICK} and {DEV_PICK_BALANCED} score on dev, in tie order (permute3 costs 3 "
+        "generations per item)",
     )  # fmt: skip
     parser.add_argument(
-        "--dev-limit", type=int, default=40, help=f"dev items each {DEV_PICK} strategy is scored on"
+        "--dev-limit",
+        type=int,
+        default=40,
+        help=f"dev items each {DEV_PICK} or {DEV_PICK_BALANCED} strategy is scored on",
     )
     parser.add_argument(
         "--summary", action="store_true", help="print the table and the goals from --out; run nothing"
@@ -297,10 +318,10 @@ def main(argv: list[str] | None = None) -> int:
 
     tasks = [t for t in args.tasks.split(",") if t] or small_answer_tasks(args.data_dir)
     strategies = [s for s in args.strategies.split(",") if s]
-    unknown = set(strategies) - set(STRATEGIES) - set(SEARCHES) - {DEV_PICK}
+    unknown = set(strategies) - set(STRATEGIES) - set(SEARCHES) - set(PICKS)
     if unknown:
         parser.error(
-            f"unknown strategies {sorted(unknown)}; expected some of {[*STRATEGIES, *SEARCHES, DEV_PICK]}"
+            f"unknown strategies {sorted(unknown)}; expected some of {[*STRATEGIES, *SEARCHES, *PICKS]}"
         )
     args.pick_from = [s for s in args.pick_from.split(",") if s]
     if not args.pick_from or set(args.pick_from) - set(STRATEGIES):

@@ -221,3 +221,15 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
         if not dominated:
             front.append(i)
     return sorted(front, key=lambda i: points[i][0])
+
+
+def balanced_accuracy(scored: Sequence[tuple[str, float]]) -> float:
+    """The mean over gold labels of the mean score of the items with that gold, from
+    (gold, score) pairs: a constant answer gets 1/labels whatever the split's balance,
+    where plain accuracy gives it that split's share of its label. 0.0 when empty."""
+    by_gold: dict[str, list[float]] = {}
+    for gold, score in scored:
+        by_gold.setdefault(gold, []).append(score)
+    if not by_gold:
+        return 0.0
+    return sum(sum(s) / len(s) for s in by_gold.values()) / len(by_gold)

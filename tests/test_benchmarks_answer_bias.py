@@ -97,6 +97,16 @@ def test_dev_pick_scores_each_usable_strategy_on_dev_and_the_best_on_test(tmp_pa
     assert "| dev-pick |" in answer_bias.summary([row, {**row, "strategy": "plain"}])
 
 
+def test_dev_pick_balanced_picks_by_each_gold_labels_accuracy_on_dev(tmp_path: Path, capsys) -> None:
+    options = ["--strategies", "dev-pick-balanced", "--pick-from", "plain,batch", "--dev-limit", "6"]
+    (row,) = _rows_of(tmp_path, *options)
+    balanced = row["dev_balanced_accuracy"]
+    assert set(balanced) == set(row["dev_accuracy"]) == {"plain", "batch"}
+    assert row["picked"] == next(s for s, a in balanced.items() if a == max(balanced.values()))
+    assert "dev-pick-balanced: plain on 6 dev items" in capsys.readouterr().err
+    assert "| dev-pick-balanced |" in answer_bias.summary([row, {**row, "strategy": "plain"}])
+
+
 def test_dev_pick_refuses_an_unknown_strategy_to_pick_from(tmp_path: Path) -> None:
     import pytest
 

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from promptopt.stats import _draw_indices, paired_difference
+from promptopt.stats import _draw_indices, balanced_accuracy, paired_difference
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 100, 128, 200, 255, 256, 300, 5000, 65535, 65536, 70000, 2**31 + 5])
@@ -46,3 +46,13 @@ def test_paired_difference_of_partial_credit_is_unchanged(n: int) -> None:
     a, b = [rng.random() for _ in range(n)], [rng.random() for _ in range(n)]
     result = paired_difference(a, b, resamples=300, seed=3)
     assert (result["ci_low"], result["ci_high"], result["p_value"]) == _paired_one_by_one(a, b, 300, 3)
+
+
+def test_balanced_accuracy_is_the_mean_of_each_gold_labels_accuracy() -> None:
+    # always "no" on a split of 3 no and 1 yes: accuracy 3/4, balanced (1 + 0) / 2
+    assert balanced_accuracy([("no", 1.0), ("no", 1.0), ("no", 1.0), ("yes", 0.0)]) == 0.5
+    # (A) 2 of 2 right, (B) 1 of 3, (C) 0 of 1: (1 + 1/3 + 0) / 3
+    pairs = [("(A)", 1.0), ("(A)", 1.0), ("(B)", 1.0), ("(B)", 0.0), ("(B)", 0.0), ("(C)", 0.0)]
+    assert balanced_accuracy(pairs) == pytest.approx(4 / 9)
+    assert balanced_accuracy([("x", 0.5), ("y", 1.0)]) == 0.75  # partial credit averages as scores
+    assert balanced_accuracy([]) == 0.0
