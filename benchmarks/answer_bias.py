@@ -174,6 +174,8 @@ def run_pick(task: Any, args: argparse.Namespace, backend: Any, by: str = DEV_PI
 
 
 def _shares(results: list[Any]) -> dict[str, Any]:
+    """The answers' and golds' distributions of ``results``, and each scored item's score
+    (for the summary's paired test against plain on the same items)."""
     answers = [r.answer for r in results if r.score is not None]
     top, top_share = share_of_most_common(answers)
     gold_top, gold_share = share_of_most_common([r.gold for r in results])
@@ -182,7 +184,27 @@ def _shares(results: list[Any]) -> dict[str, Any]:
         "gold_most_common": gold_top, "gold_most_common_share": round(gold_share, 4),
         "share_gap_points": round(100 * abs(top_share - gold_share), 1),
         "answers": dict(Counter(a or "(no answer)" for a in answers).most_common()),
+        "item_scores": {r.example_id: r.score for r in results if r.score is not None},
     }  # fmt: skip
+
+
+def paired_against_plain(pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> str:
+    """The pooled paired test of a strategy against plain over the items both rows scored
+    (every task's items together): "+6.6 p=0.01 (n 650)", or "–" when the rows carry no
+    per-item scores (rows written before they did)."""
+    from promptopt.stats import paired_difference
+
+    a: list[float] = []
+    b: list[float] = []
+    for plain, row in pairs:
+        mine, theirs = row.get("item_scores") or {}, plain.get("item_scores") or {}
+        for item in sorted(set(mine) & set(theirs)):
+            a.append(float(theirs[item]))
+            b.append(float(mine[item]))
+    if not a:
+        return "–"
+    test = paired_difference(a, b)
+    return f"{100 * test['diff']:+.1f} p={test['p_value']:.2g} (n {test['n']})"
 
 
 def run_one(
@@ -255,7 +277,8 @@ def summary(rows: list[dict[str, Any]]) -> str:
             head = f"{100 * first['gold_most_common_share']:.0f} / {'–' if constant is None else f'{100 * constant:.0f}'}"
             lines.append(f"| {task} | {head} | " + " | ".join(cells) + " |")
         lines += ["", "| strategy | tasks | share within 10 of gold's | mean gain over plain (points) | "
-                  "below constant where another is above |", "|---|---|---|---|---|"]  # fmt: skip
+                  "below constant where another is above | pooled paired vs plain (points) |",
+                  "|---|---|---|---|---|---|"]  # fmt: skip
         for strategy in strategies:
             if strategy == "plain":
                 continue
@@ -277,7 +300,8 @@ def summary(rows: list[dict[str, Any]]) -> str:
                 ):
                     below.append(r["task"].removeprefix("bbh:"))
             lines.append(f"| {strategy} | {len(pairs)} | {within} of {len(pairs)} | {gain:+.1f} | "
-                         f"{len(below)}{': ' + ', '.join(below) if below else ''} |")  # fmt: skip
+                         f"{len(below)}{': ' + ', '.join(below) if below else ''} | "
+                         f"{paired_against_plain(pairs)} |")  # fmt: skip
         lines.append("")
     return "\n".join(lines)
 

@@ -73,6 +73,26 @@ def test_a_search_strategy_is_a_row_with_its_winner_and_says_how_far_it_is(tmp_p
     assert "search-default ..." in err and "calls of 40" in err
 
 
+def test_the_summary_pools_a_paired_test_against_plain_over_the_items_both_scored(tmp_path: Path) -> None:
+    plain = {**_row("bbh:a", "plain", 0.25, 1.0, 0.5, 0.5), "item_scores": {"1": 0, "2": 0, "3": 1, "4": 0}}
+    batch = {**_row("bbh:a", "batch", 0.75, 0.5, 0.5, 0.5), "item_scores": {"1": 1, "2": 1, "3": 1, "4": 0}}
+    plain_b = {**_row("bbh:b", "plain", 0.5, 1.0, 0.5, 0.5), "item_scores": {"1": 1, "2": 0}}
+    batch_b = {
+        **_row("bbh:b", "batch", 0.5, 0.5, 0.5, 0.5),
+        "item_scores": {"1": 1, "2": 1, "3": 0},
+    }  # 3: not in plain
+    text = answer_bias.summary([plain, batch, plain_b, batch_b])
+    # 6 pairs, 3 gained and none lost: +50.0 points, McNemar's exact p = 2 x (1/2)^3 = 0.25
+    assert "| batch | 2 | 2 of 2 | +25.0 | 0 | +50.0 p=0.25 (n 6) |" in text
+    # rows without per-item scores (written before they were kept) say so
+    assert "| batch | 1 | 1 of 1 | +50.0 | 0 | – |" in answer_bias.summary(
+        [_row("bbh:a", "plain", 0.25, 1.0, 0.5, 0.5), _row("bbh:a", "batch", 0.75, 0.5, 0.5, 0.5)]
+    )
+    # and a real run's rows carry them
+    (row,) = _rows_of(tmp_path, "--strategies", "batch")
+    assert len(row["item_scores"]) == row["n"] == 4
+
+
 def test_raw_label_scores_are_no_corrected_candidate_for_the_constant_goal() -> None:
     rows = [
         _row("bbh:a", "plain", 0.20, 1.00, 0.50, 0.50),
