@@ -124,12 +124,15 @@ def test_permutation_recovers_the_answers_of_a_model_biased_to_a() -> None:
 
 
 def test_the_tie_break_works_where_answers_are_read_as_lower_cased_labels() -> None:
-    """BBH's ruin_names is read as labels (one gold is not a letter): its answers are
-    ``(a)``, the scored labels ``(A)``; the tie-break must still pick by the scores, not
-    fall back to the first ordering's (biased) answer."""
+    """A task with options whose golds are more than 5% no letter is read as labels: its
+    answers are ``(a)``, the scored labels ``(A)``; the tie-break must still pick by the
+    scores, not fall back to the first ordering's (biased) answer."""
     task = mc_task()
     rows = [{"input": e.inputs["input"], "target": e.target} for e in task.examples("test")]
-    odd = [*rows, {"input": "Which is right?\nOptions:\n(A) fig\n(B) plum", "target": "fig"}]  # not a letter
+    stray = [
+        {"input": f"Which is right {i}?\nOptions:\n(A) fig\n(B) plum", "target": "fig"} for i in range(2)
+    ]
+    odd = [*rows, *stray]  # 2 of 30 golds are no letter
     task = Task.from_records(odd, dev=rows[:4], test=rows, input_fields=["input"], target_field="target",
                              template="{input}")  # fmt: skip
     assert task.extract("So the answer is (B).") == "(b)"
@@ -304,7 +307,7 @@ def test_permuted_example_moves_texts_not_letters() -> None:
 
 
 def test_a_lower_case_answer_is_mapped_back_too() -> None:
-    """A task with a non-letter gold (BBH's ruin_names, movie_recommendation) reads its
+    """A task with options read as labels (more than 5% of its golds no letter) reads its
     answers as lower-cased labels: ``(b)`` under a permutation is still a shown letter,
     and keeping it unmapped would count another option."""
     back = {"A": "C", "B": "A", "C": "B"}

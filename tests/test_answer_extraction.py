@@ -54,6 +54,35 @@ def test_small_closed_answer_sets_get_a_label_extractor() -> None:
     assert label_set(["a", "b", "c"]) is None  # each seen once: not a closed set
 
 
+def test_a_few_golds_that_are_no_letter_leave_a_task_multiple_choice() -> None:
+    letters = ["(A)", "(B)", "(C)", "(D)"] * 10
+    assert detect_extractor([*letters, "dearth, wind, & fire"]) == "choice"  # 1 of 41
+    assert detect_extractor([*letters[:20], "x", "y"]) != "choice"  # 2 of 22: more than 5%
+
+
+def test_a_multiple_choice_task_with_a_stray_gold_warns_once_and_keeps_it_out_of_its_labels(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    rows = [{"input": f"Which edit of name {i}?\nOptions:\n(A) one\n(B) two", "target": "(A)" if i % 2 else "(B)"}
+            for i in range(40)]  # fmt: skip
+    rows[7] = {
+        "input": "Which edit of 'earth, wind'?\nOptions:\n(A) earth\n(B) wind",
+        "target": "dearth, wind",
+    }
+    folder = _bbh_folder(tmp_path, "ruin_names", rows)
+    with caplog.at_level("WARNING", logger="promptopt.tasks.task"):
+        task = get_task("bbh:ruin_names", folder)
+        assert task.extractor_name == "choice"
+        assert get_task("bbh:ruin_names", folder).extractor_name == "choice"
+    assert set(task.labels or ()) == {"(A)", "(B)"}
+    warned = [r.getMessage() for r in caplog.records if "no option letter" in r.getMessage()]
+    assert len(warned) == 1 and "1 of 40" in warned[0] and "'dearth, wind'" in warned[0]
+    stray = next(
+        e for split in ("train", "dev", "test") for e in task.examples(split) if e.target == "dearth, wind"
+    )
+    assert task.extract("So the answer is (A).") == "(A)" != task.target(stray)  # never answered right
+
+
 def _bbh_folder(tmp_path: Path, subtask: str, rows: list[dict]) -> Path:
     (tmp_path / "bbh").mkdir(exist_ok=True)
     (tmp_path / "bbh" / f"{subtask}.json").write_text(json.dumps({"examples": rows}), encoding="utf-8")

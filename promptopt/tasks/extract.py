@@ -290,12 +290,25 @@ def get_extractor(name: str) -> Extractor:
         ) from None
 
 
+#: A task is multiple choice when at least this share of its gold answers are option
+#: letters: BBH's ruin_names and movie_recommendation each have an item or two whose options
+#: were split at commas and whose gold is the option's text ("dearth, wind, & fire"); those
+#: items cannot be answered right, but they do not make the task a label task.
+CHOICE_SHARE = 0.95
+_LETTER = re.compile(r"\([A-R]\)")
+
+
+def not_letters(targets: Sequence[str]) -> list[str]:
+    """The gold answers among ``targets`` that are no option letter."""
+    return [t for t in targets if not _LETTER.fullmatch(t.strip())]
+
+
 def detect_extractor(targets: Sequence[str]) -> str:
     """Pick an extractor name from what the gold answers look like (for ``auto``)."""
     values = [t.strip() for t in targets if t.strip()]
     if not values:
         return "text"
-    if all(re.fullmatch(r"\([A-R]\)", v) for v in values):
+    if len(not_letters(values)) <= (1 - CHOICE_SHARE) * len(values):
         return "choice"
     if all(v.lower() in _YESNO_MAP for v in values):
         return "yesno"

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
 import random
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,19 @@ from promptopt.tasks.answer_format import DEFAULT_ANSWER_FORMAT
 from promptopt.tasks.loaders import LOADERS, resolve_data_dir
 from promptopt.tasks.splits import dev_count, size_value, test_count
 from promptopt.types import Example, content_hash
+
+logger = logging.getLogger(__name__)
+
+
+@lru_cache(maxsize=64)
+def _warn_stray_golds(task: str, stray: int, total: int, first_id: str, first: str) -> None:
+    """Once per task and process: the gold answers of a multiple-choice task that are no
+    option letter (:data:`~promptopt.tasks.extract.CHOICE_SHARE`)."""
+    logger.warning(
+        "task %s: %d of %d gold answers are no option letter (first: %s, %r); it is read as multiple "
+        "choice, and those items cannot be answered right", task, stray, total, first_id, first,
+    )  # fmt: skip
+
 
 SPLITS = ("train", "dev", "test")
 _SPEC_KEYS = {
@@ -291,6 +305,11 @@ class Task:
             return self.spec.extractor
         sample = [e.target for e in self._splits["_train_full"][:200] + self._splits["test"][:200]]
         detected = extraction.detect_extractor(sample)
+        if detected == "choice":
+            every = self._splits["_train_full"] + self._splits["test"]
+            stray = [e for e in every if e.target.strip() and extraction.not_letters([e.target])]
+            if stray:
+                _warn_stray_golds(self.name, len(stray), len(every), stray[0].id, stray[0].target)
         if detected == "labels":
             from promptopt.tasks.options import label_set
 
@@ -305,6 +324,8 @@ class Task:
         from promptopt.tasks.options import label_set
 
         targets = [self.target(e) for split in SPLITS for e in self._examples_or_none(split)]
+        if self.extractor_name == "choice":  # a stray gold that is no letter is no label
+            targets = [t for t in targets if not extraction.not_letters([t])]
         if self.spec.extractor == "labels":
             return label_set(targets, max_labels=len(targets)) or tuple(dict.fromkeys(targets))
         return label_set(targets)
