@@ -306,10 +306,10 @@ class Task:
         sample = [e.target for e in self._splits["_train_full"][:200] + self._splits["test"][:200]]
         detected = extraction.detect_extractor(sample)
         if detected == "choice":
-            every = self._splits["_train_full"] + self._splits["test"]
-            stray = [e for e in every if e.target.strip() and extraction.not_letters([e.target])]
+            items = self._splits["_train_full"] + self._splits["test"]
+            stray = [e for e in items if e.target.strip() and extraction.not_letters([e.target])]
             if stray:
-                _warn_stray_golds(self.name, len(stray), len(every), stray[0].id, stray[0].target)
+                _warn_stray_golds(self.name, len(stray), len(items), stray[0].id, stray[0].target)
         if detected == "labels":
             from promptopt.tasks.options import label_set
 
