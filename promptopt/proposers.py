@@ -192,10 +192,32 @@ def _names(source: str) -> set[str]:
     }
 
 
+QUOTE_WORDS = 8  # a run of this many words of one shown input is a quote of that input
+
+
+def _word_runs(text: str) -> set[tuple[str, ...]]:
+    words = re.findall(r"\w+", text.lower())
+    return {tuple(words[i : i + QUOTE_WORDS]) for i in range(len(words) - QUOTE_WORDS + 1)}
+
+
+def quotes_an_input(text: str, inputs: Sequence[str]) -> bool:
+    """True if ``text`` repeats ``QUOTE_WORDS`` words in a row of one of ``inputs`` that
+    not every one of them has: an item's own question ("I have a mouse, four snails, a
+    chicken, …"), where the task's shared wording ("Which of the following is a humorous
+    edit of this artist or movie name") may be quoted freely."""
+    runs = [_word_runs(i) for i in inputs]
+    shared = set.intersection(*runs) if len(runs) > 1 else set()
+    mine = _word_runs(text)
+    return any((mine & r) - shared for r in runs)
+
+
 def mentions_examples(text: str, inputs: Sequence[str]) -> bool:
-    """True if ``text`` names a number or a proper name from the example ``inputs``: it is
-    about those examples (a solution of one, "calculate what Daria still owes") rather
-    than an instruction for the task, and could not help on other items."""
+    """True if ``text`` names a number or a proper name from the example ``inputs``, or
+    quotes one of them (:func:`quotes_an_input`): it is about those examples (a solution
+    of one, "calculate what Daria still owes") rather than an instruction for the task,
+    and could not help on other items."""
+    if quotes_an_input(text, inputs):
+        return True
     source = "\n".join(inputs)
     numbers = set(_NUMBER.findall(source))
     if any(n in numbers for n in _NUMBER.findall(text)):

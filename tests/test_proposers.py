@@ -127,6 +127,22 @@ def test_proposals_naming_an_example_are_recognized() -> None:
     # general instructions pass, including capitalized words that open sentences there
     assert not mentions_examples("Solve the math word problem.", shown)
     assert not mentions_examples("How much is left? One step at a time, compute it.", shown)
+
+
+def test_a_proposal_that_quotes_one_shown_item_is_about_it_but_the_tasks_shared_wording_is_not() -> None:
+    stem = "Which of the following is a humorous edit of this artist or movie name"
+    shown = [
+        "I have a mouse, four snails, a chicken, a cat, three pigs, and a dog. How many animals do I have?",
+        "I have a yam, a carrot, and two heads of broccoli. How many vegetables do I have?",
+    ]
+    # the 0.5B's pool instruction in the suite: a shown item's question, without a digit or a name
+    assert mentions_examples("I have a mouse, four snails, a chicken, a cat, three pigs. How many?", shown)
+    assert not mentions_examples("Count the objects of the kind the question asks about.", shown)
+    named = [f"{stem}: 'rain man'?", f"{stem}: 'the beatles'?"]
+    assert not mentions_examples(f"{stem}? Pick the funny one.", named)  # every item has it
+    # the shared wording run on into one item's own words is a quote of that item
+    assert mentions_examples("Which is a humorous edit of this artist or movie name: 'rain man'?", named)
+
     assert not mentions_examples("She should show her work and state the final number.", shown)
     assert not mentions_examples("Count the miles, then give 1 number.", [DARIA])
 
