@@ -125,7 +125,7 @@ def space_estimate(config: SearchConfig, task: Task) -> dict[str, Any]:
     evaluations = races * per_eval + overhead * config.n_proposals * (config.rounds + 1)
     finite = finite_space_calls(config, task, space, dev)
     bounded_by_space = finite is not None and finite < evaluations
-    if finite is not None and bounded_by_space:
+    if finite is not None and bounded_by_space:  # (the first test tells mypy finite is an int)
         evaluations = finite
     proposer_calls = 2 * space["instruction"].grow if "instruction" in space else 0
     boot = 0

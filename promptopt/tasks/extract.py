@@ -295,12 +295,11 @@ def get_extractor(name: str) -> Extractor:
 #: were split at commas and whose gold is the option's text ("dearth, wind, & fire"); those
 #: items cannot be answered right, but they do not make the task a label task.
 CHOICE_SHARE = 0.95
-_LETTER = re.compile(r"\([A-R]\)")
 
 
-def not_letters(targets: Sequence[str]) -> list[str]:
-    """The gold answers among ``targets`` that are no option letter."""
-    return [t for t in targets if not _LETTER.fullmatch(t.strip())]
+def is_option_letter(target: str) -> bool:
+    """Whether a gold answer is an option letter, ``(A)`` … ``(R)``."""
+    return _CHOICE_RE.fullmatch(target.strip()) is not None
 
 
 def detect_extractor(targets: Sequence[str]) -> str:
@@ -308,7 +307,7 @@ def detect_extractor(targets: Sequence[str]) -> str:
     values = [t.strip() for t in targets if t.strip()]
     if not values:
         return "text"
-    if len(not_letters(values)) <= (1 - CHOICE_SHARE) * len(values):
+    if sum(not is_option_letter(v) for v in values) <= (1 - CHOICE_SHARE) * len(values):
         return "choice"
     if all(v.lower() in _YESNO_MAP for v in values):
         return "yesno"

@@ -307,7 +307,7 @@ class Task:
         detected = extraction.detect_extractor(sample)
         if detected == "choice":
             items = self._splits["_train_full"] + self._splits["test"]
-            stray = [e for e in items if e.target.strip() and extraction.not_letters([e.target])]
+            stray = [e for e in items if e.target.strip() and not extraction.is_option_letter(e.target)]
             if stray:
                 _warn_stray_golds(self.name, len(stray), len(items), stray[0].id, stray[0].target)
         if detected == "labels":
@@ -325,7 +325,7 @@ class Task:
 
         targets = [self.target(e) for split in SPLITS for e in self._examples_or_none(split)]
         if self.extractor_name == "choice":  # a stray gold that is no letter is no label
-            targets = [t for t in targets if not extraction.not_letters([t])]
+            targets = [t for t in targets if extraction.is_option_letter(t)]
         if self.spec.extractor == "labels":
             return label_set(targets, max_labels=len(targets)) or tuple(dict.fromkeys(targets))
         return label_set(targets)
