@@ -4,6 +4,7 @@ be listed keeps the bound of its rounds' races."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -133,7 +134,8 @@ def test_the_instruction_pool_counts_its_slots_and_a_large_space_keeps_the_bound
     )
     config = _config("default", dev_size=20, race_start=8)
     dev = min(config.dev_size, len(task.examples("dev")))
-    proposer_and_boot = 2 * 4 + max(4 * 4, 4 + 8)  # 4 grown slots, bootstrapping for 4 demos
+    # 4 grown slots, each its proposal and a paraphrase, each retried once; bootstrapping for 4 demos
+    proposer_and_boot = 4 * 4 + max(4 * 4, 4 + 8)
     assert space_estimate(config, task)["search_calls"] == _races_bound(config, dev, 3) + proposer_and_boot
 
 
@@ -148,3 +150,28 @@ def test_the_budget_note_on_an_exhausted_finite_space_says_more_rounds_spend_no_
     assert "raise --rounds" not in plan["note"]
     # a large space keeps the rounds' note
     assert "raise --rounds" in estimate(_config("default", budget=Budget(max_calls=50_000)), task)["note"]
+
+
+POOLED = _small_with(instruction={"type": "pool", "seeds": ["Answer."], "grow": {"max": 3}})
+
+
+@pytest.mark.parametrize(
+    ("policy", "space"), [("ape", None), ("opro", None), ("random", POOLED), ("tpe", POOLED)]
+)
+def test_a_proposer_whose_proposals_are_all_dropped_spends_within_the_estimate(
+    policy: str, space: Any, tmp_path: Path
+) -> None:
+    # Every reply of the proposer is empty, so dropped: each proposal is retried, and with a
+    # short starting instruction each paraphrase (and OPRO) is induction from demos, retried too.
+    task = mc_task(n_items=24)
+    config = dataclasses.replace(
+        _config(space, policy=policy, rounds=3, paraphrases=2), base=Candidate(instruction="Pick.")
+    )
+    plan = search(config, task=task, dry_run=True, db=f"sqlite:///{tmp_path / 'plan.db'}")
+    assert isinstance(plan, dict)
+    proposer = FakeBackend(lambda request: "")
+    result = search(config, task=task, backend=FakeBackend(biased_reply, scorer=biased_scores),
+                    proposer_backend=proposer, db=f"sqlite:///{tmp_path / 's.db'}")  # fmt: skip
+    assert isinstance(result, SearchResult)
+    assert 0 < len(proposer.history) <= plan["proposer_calls"]
+    assert result.spent["calls"] <= plan["search_calls"]

@@ -262,8 +262,9 @@ def _print_estimate(plan: Any, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({"estimate": plan}, indent=2))
         return
+    proposer = f", {plan['proposer_calls']} of them the proposer's" if plan.get("proposer_calls") else ""
     click.echo(
-        f"estimate: at most {plan['search_calls']} LLM calls for the search (~{plan['search_tokens']:,} tokens) "
+        f"estimate: at most {plan['search_calls']} LLM calls for the search{proposer} (~{plan['search_tokens']:,} tokens) "
         f"+ {plan['final_calls']} for the final dev/test evaluation; dev {plan['dev_size']}, test {plan['test_size']}",
         err=True,
     )

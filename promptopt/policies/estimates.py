@@ -28,10 +28,17 @@ if TYPE_CHECKING:
 
 
 def estimate_plan(
-    search_calls: int, final_calls: int, tokens_in: int, tokens_out: int, dev: int, test_n: int
+    search_calls: int,
+    final_calls: int,
+    tokens_in: int,
+    tokens_out: int,
+    dev: int,
+    test_n: int,
+    proposer_calls: int | None = None,
 ) -> dict[str, Any]:
-    """The estimate's dict (what ``--dry-run`` prints) from its parts."""
-    return {
+    """The estimate's dict (what ``--dry-run`` prints) from its parts; ``proposer_calls``:
+    the part of ``search_calls`` the proposer (or reflection model) may make, where known."""
+    plan: dict[str, Any] = {
         "search_calls": search_calls,
         "final_calls": final_calls,
         "search_tokens": search_calls * (tokens_in + tokens_out),
@@ -40,6 +47,17 @@ def estimate_plan(
         "dev_size": dev,
         "test_size": test_n,
     }
+    if proposer_calls is not None:
+        plan["proposer_calls"] = proposer_calls
+    return plan
+
+
+def proposals_calls(wanted: int) -> int:
+    """The proposer's calls for ``wanted`` texts at most: each proposal that is dropped
+    (empty, a repeat, about its demos) is retried, up to ``DEMO_ATTEMPTS`` calls per text;
+    a paraphrase of a short instruction and OPRO from a history of short ones are
+    induction from demos, retried alike."""
+    return DEMO_ATTEMPTS * wanted
 
 
 def final_calls(config: SearchConfig, task: Task) -> int:
@@ -66,7 +84,7 @@ def instruction_estimate(config: SearchConfig, task: Task) -> dict[str, Any]:
         config.n_proposals + 1, dev, start=config.race_start, eta=config.race_eta, keep=config.top_k
     )
     later_pool = config.top_k * (1 + config.paraphrases)
-    proposer_calls = DEMO_ATTEMPTS * config.n_proposals + config.rounds * config.top_k * config.paraphrases
+    proposer_calls = proposals_calls(config.n_proposals + config.rounds * config.top_k * config.paraphrases)
     return _propose_and_race(config, task, first, later_pool, proposer_calls)
 
 
@@ -76,7 +94,7 @@ def opro_estimate(config: SearchConfig, task: Task) -> dict[str, Any]:
     dev = min(config.dev_size, len(task.examples("dev")))
     first = schedule_size(1, dev, start=config.race_start, eta=config.race_eta, keep=config.top_k)
     later_pool = config.top_k + config.n_proposals
-    proposer_calls = config.rounds * config.n_proposals
+    proposer_calls = proposals_calls(config.rounds * config.n_proposals)
     return _propose_and_race(config, task, first, later_pool, proposer_calls)
 
 
@@ -94,7 +112,13 @@ def _propose_and_race(
     test_n = len(task.examples("test", config.test_size))
     tokens_out = 220 if config.base.cot_mode != "none" else 40
     return estimate_plan(
-        search_calls, final_calls(config, task), prompt_tokens(config, task), tokens_out, dev, test_n
+        search_calls,
+        final_calls(config, task),
+        prompt_tokens(config, task),
+        tokens_out,
+        dev,
+        test_n,
+        proposer_calls=proposer_calls,
     )
 
 
@@ -127,7 +151,8 @@ def space_estimate(config: SearchConfig, task: Task) -> dict[str, Any]:
     bounded_by_space = finite is not None and finite < evaluations
     if finite is not None and bounded_by_space:  # (the first test tells mypy finite is an int)
         evaluations = finite
-    proposer_calls = 2 * space["instruction"].grow if "instruction" in space else 0
+    # a grown slot: its proposal, then, when that repeats the pool, a paraphrase of the best
+    proposer_calls = 2 * proposals_calls(space["instruction"].grow) if "instruction" in space else 0
     boot = 0
     if "demo_selection" in space and "bootstrapped" in space["demo_selection"].choices and "n_demos" in space:
         most = int(space["n_demos"].options()[-1])
@@ -139,7 +164,12 @@ def space_estimate(config: SearchConfig, task: Task) -> dict[str, Any]:
         int(space["n_demos"].options()[-1]) if "n_demos" in space else 0
     )
     tokens_out = 220
-    plan = {**estimate_plan(search_calls, final, tokens_in, tokens_out, dev, test_n), "space": space.name}
+    plan = {
+        **estimate_plan(
+            search_calls, final, tokens_in, tokens_out, dev, test_n, proposer_calls=proposer_calls
+        ),
+        "space": space.name,
+    }
     if bounded_by_space:  # every point on every dev item: more rounds would spend no more
         plan["space_points"] = len(space.points(FINITE_POINTS) or ())
     return plan

@@ -375,6 +375,12 @@ class ReflectPolicy(Policy):
         test_n = len(task.examples("test", config.test_size))
         tokens_out = 220 if config.base.cot_mode != "none" else 40
         plan = estimate_plan(
-            search_calls, final_calls(config, task), prompt_tokens(config, task), tokens_out, dev, test_n
+            search_calls,
+            final_calls(config, task),
+            prompt_tokens(config, task),
+            tokens_out,
+            dev,
+            test_n,
+            proposer_calls=steps,
         )
         return {**plan, "reflection_steps": steps, "minibatch": size}
