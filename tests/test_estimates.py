@@ -175,3 +175,18 @@ def test_a_proposer_whose_proposals_are_all_dropped_spends_within_the_estimate(
     assert isinstance(result, SearchResult)
     assert 0 < len(proposer.history) <= plan["proposer_calls"]
     assert result.spent["calls"] <= plan["search_calls"]
+
+
+def test_the_estimate_counts_only_the_answer_bias_choices_the_task_allows() -> None:
+    yes_no = Task.from_records(
+        [{"q": f"Is {i} even?", "a": "yes" if i % 2 == 0 else "no"} for i in range(40)],
+        input_fields=["q"], target_field="a", dev_size=8,
+    )  # fmt: skip
+    config = _config("answer-bias-only", dev_size=8, race_start=8, budget=Budget(max_calls=5000))
+    plan = space_estimate(config, yes_no)
+    # no options to reorder, no positions: permute 1 with none, contextual or batch, and the
+    # starting prompt, each once on 8 dev items, plus contextual's 3 content-free inputs
+    assert plan["space_points"] == 3
+    assert plan["search_calls"] == 4 * 8 + 3
+    mc_plan = space_estimate(config, mc_task(n_items=40))  # a multiple-choice task keeps them all
+    assert mc_plan["space_points"] == 5 and mc_plan["search_calls"] > plan["search_calls"]

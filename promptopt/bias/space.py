@@ -45,12 +45,16 @@ def calibration_problem(task: Task, calibration: str, backend: Backend | None = 
     return None
 
 
-def offer_bias_dimensions(space: SearchSpace, task: Task, backend: Backend) -> SearchSpace:
+def offer_bias_dimensions(
+    space: SearchSpace, task: Task, backend: Backend | None, *, quiet: bool = False
+) -> SearchSpace:
     """``space`` without the answer-bias choices this task and backend cannot use:
-    calibration needs label log-probabilities (``backend.can_score_labels()``) and a task
-    with a small answer set, ``position`` a multiple-choice task; ``permute`` (as a list of
-    choices) needs items that list options. A dimension left with one choice keeps it as
-    its only value."""
+    calibration needs label log-probabilities (``backend.can_score_labels()``; without a
+    backend, as the estimate is made, that is not checked) and a task with a small answer
+    set, ``position`` a multiple-choice task; ``permute`` (as a list of choices) needs items
+    that list options. A dimension left with one choice keeps it as its only value. Each
+    dropped choice is logged, unless ``quiet``."""
+    warn = (lambda *args: None) if quiet else logger.warning
     out = []
     for dim in space.dimensions:
         if dim.name == "calibration" and dim.kind == "categorical":
@@ -58,7 +62,7 @@ def offer_bias_dimensions(space: SearchSpace, task: Task, backend: Backend) -> S
             keep = tuple(c for c in dim.choices if c == "none" or problems[c] is None)
             if keep != dim.choices:
                 dropped = [c for c in dim.choices if c not in keep]
-                logger.warning(
+                warn(
                     "calibration %s not offered: %s",
                     ", ".join(str(c) for c in dropped),
                     problems[dropped[0]],
@@ -66,7 +70,7 @@ def offer_bias_dimensions(space: SearchSpace, task: Task, backend: Backend) -> S
                 dim = dataclasses.replace(dim, choices=keep or ("none",))
         permutes = dim.name == "permute" and dim.kind == "categorical" and any(c != 1 for c in dim.choices)
         if permutes and not _lists_options(task):  # every ordering would be the item as it is: twins
-            logger.warning("permute %s not offered: no item of task %s lists its options",
+            warn("permute %s not offered: no item of task %s lists its options",
                            ", ".join(str(c) for c in dim.choices if c != 1), task.name)  # fmt: skip
             dim = dataclasses.replace(dim, choices=(1,))
         out.append(dim)

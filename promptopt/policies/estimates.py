@@ -13,6 +13,7 @@ from promptopt.bias.costs import (
     space_calibration_overhead,
     space_calls_per_example,
 )
+from promptopt.bias.space import offer_bias_dimensions
 from promptopt.prompt import render_messages
 from promptopt.proposers import DEMO_ATTEMPTS
 from promptopt.racing import schedule_size
@@ -130,13 +131,20 @@ def resolve_space(config: SearchConfig, task: Task) -> SearchSpace:
     return load_space(task.name if task.name in known else "default")
 
 
+def searched_space(config: SearchConfig, task: Task) -> SearchSpace:
+    """The space of a run as far as it can be known before the backend is: without the
+    answer-bias choices the task cannot use (:func:`~promptopt.bias.space.offer_bias_dimensions`);
+    calibrations the backend might not score are kept."""
+    return offer_bias_dimensions(resolve_space(config, task), task, None, quiet=True)
+
+
 def space_estimate(config: SearchConfig, task: Task) -> dict[str, Any]:
     """Upper bound for the space policies: ``rounds + 1`` races of ``n_proposals`` points
     (plus the starting prompt), each point at the space's most expensive sampling, or,
     when fewer, every distinct point of a finite space once on each dev item
     (:func:`finite_space_calls`); plus the proposer filling every pool slot and the
     bootstrapping of demos."""
-    space = resolve_space(config, task)
+    space = searched_space(config, task)
     dev = min(config.dev_size, len(task.examples("dev")))
     races = sum(
         schedule_size(config.n_proposals + (1 if r == 0 else 0), dev, start=config.race_start,
@@ -182,8 +190,8 @@ def finite_space_calls(config: SearchConfig, task: Task, space: SearchSpace, dev
     (the evaluator keeps each candidate's results, so a point drawn again, or raced further,
     costs no call), each at its own calls per item, plus its calibration's once-per-candidate
     overhead. Not the proposer's calls nor the bootstrapping (:func:`space_estimate` adds
-    them). The space as written is an upper bound of the one searched: a search only drops
-    the calibration and permutation choices the task or backend cannot use."""
+    them). ``space`` is best the one the task allows (:func:`searched_space`): the space as
+    written is an upper bound of it."""
     points = space.points(FINITE_POINTS)
     if points is None:
         return None
