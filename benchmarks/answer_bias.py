@@ -377,6 +377,7 @@ def main(argv: list[str] | None = None) -> int:
                         f"{task_name:32} {model:20} {strategy:10} acc {row['accuracy']:.1%}  most common "
                         f"{row['most_common_answer']} {row['most_common_share']:.0%} (gold {row['gold_most_common_share']:.0%})"
                         f"  constant {row['constant']['accuracy']}  calls {row.get('calls', row.get('search_calls'))}"
+                        + (f" (+{row['cache_hits']} from the cache)" if row.get("cache_hits") else "")
                         + (f"  picked {row['picked']}" if "picked" in row else ""),
                         flush=True,
                     )

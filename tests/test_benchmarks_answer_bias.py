@@ -139,3 +139,13 @@ def test_dev_pick_refuses_an_unknown_strategy_to_pick_from(tmp_path: Path) -> No
 def test_dev_pick_with_nothing_the_task_can_use_is_a_not_offered_row(tmp_path: Path) -> None:
     (row,) = _rows_of(tmp_path, "--strategies", "dev-pick", "--pick-from", "position")
     assert row["status"] == "not offered" and "none of --pick-from position" in row["reason"]
+
+
+def test_a_row_replayed_from_the_cache_says_where_its_answers_came_from(tmp_path: Path, capsys) -> None:
+    _two_label_task(tmp_path)
+    common = ["--data-dir", str(tmp_path), "--models", "fake", "--tasks", "bbh:formal_fallacies", "--limit", "4",
+              "--strategies", "plain", "--db", f"sqlite:///{tmp_path / 'b.db'}"]  # fmt: skip
+    assert answer_bias.main([*common, "--out", str(tmp_path / "first.jsonl")]) == 0
+    assert "calls 4\n" in capsys.readouterr().out
+    assert answer_bias.main([*common, "--out", str(tmp_path / "again.jsonl")]) == 0  # same cache, new rows
+    assert "calls 0 (+4 from the cache)" in capsys.readouterr().out
