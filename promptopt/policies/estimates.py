@@ -109,18 +109,21 @@ def _propose_and_race(
         later_pool, dev, start=config.race_start, eta=config.race_eta, keep=config.top_k
     )
     per_eval = candidate_calls(config.base)
-    search_calls = (first + later) * per_eval + proposer_calls
+    return base_shaped_plan(config, task, (first + later) * per_eval + proposer_calls, proposer_calls)
+
+
+def base_shaped_plan(
+    config: SearchConfig, task: Task, search_calls: int, proposer_calls: int | None = None
+) -> dict[str, Any]:
+    """The plan of a search whose candidates answer as the starting prompt does (its
+    tokens, its chain of thought or not), given its ``search_calls``."""
+    dev = min(config.dev_size, len(task.examples("dev")))
     test_n = len(task.examples("test", config.test_size))
     tokens_out = 220 if config.base.cot_mode != "none" else 40
     return estimate_plan(
-        search_calls,
-        final_calls(config, task),
-        prompt_tokens(config, task),
-        tokens_out,
-        dev,
-        test_n,
+        search_calls, final_calls(config, task), prompt_tokens(config, task), tokens_out, dev, test_n,
         proposer_calls=proposer_calls,
-    )
+    )  # fmt: skip
 
 
 def resolve_space(config: SearchConfig, task: Task) -> SearchSpace:

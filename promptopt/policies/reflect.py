@@ -357,7 +357,7 @@ class ReflectPolicy(Policy):
         and the child on the minibatch and one reflection call; per step that is accepted
         (every one, at most), a race of the child with the ``top_k`` incumbents."""
         from promptopt.bias.costs import candidate_calls
-        from promptopt.policies.estimates import estimate_plan, final_calls, prompt_tokens
+        from promptopt.policies.estimates import base_shaped_plan
         from promptopt.racing import schedule_size
 
         options = cls.options_of(config)
@@ -372,15 +372,5 @@ class ReflectPolicy(Policy):
         boot = min(len(task.examples("train")), bootstrap_tries(demos)) if demos else 0
         answered = 3 if options.reflect_merge else 2  # a merge step runs both parents and the child
         search_calls = (first + steps * (answered * size + later)) * per_eval + steps + boot
-        test_n = len(task.examples("test", config.test_size))
-        tokens_out = 220 if config.base.cot_mode != "none" else 40
-        plan = estimate_plan(
-            search_calls,
-            final_calls(config, task),
-            prompt_tokens(config, task),
-            tokens_out,
-            dev,
-            test_n,
-            proposer_calls=steps,
-        )
+        plan = base_shaped_plan(config, task, search_calls, proposer_calls=steps)
         return {**plan, "reflection_steps": steps, "minibatch": size}
