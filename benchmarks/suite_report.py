@@ -2,19 +2,26 @@
 goals computed from the rows, one plot. Pure functions of the rows, so the tests check
 the arithmetic on hand-made rows.
 
-- **Accuracy** of an entry on a task: the mean of its per-item test scores, pooled over
-  the seeds it ran (a 95% interval from ``promptopt.stats.mean_interval``).
+- **Items, not runs**: each test item is one observation. An entry that ran several
+  seeds scores an item by the mean of its seeds' scores (two seeds on 100 items are 100
+  paired observations, not 200), and a task run on more than one model is one task of the
+  summary per model (``gsm8k · qwen2.5-coder-1.5b``), never pooled across models.
+- **Accuracy** of an entry on a task: the mean of its per-item test scores (a 95% interval
+  from ``promptopt.stats.mean_interval``).
 - **Gain vs zero-shot CoT** on a task: the entry's per-item scores minus zero-shot CoT's
-  on the same items, seed by seed (zero-shot CoT of the same seed, else of any seed: it
-  does not search), pooled over the seeds: ``promptopt.stats.paired_difference`` (mean
-  difference, paired-bootstrap 95% interval, McNemar's exact p for 0/1 scores, else a
-  sign-flip permutation p).
+  on the same items: ``promptopt.stats.paired_difference`` (mean difference,
+  paired-bootstrap 95% interval, McNemar's exact p for 0/1 scores, else a sign-flip
+  permutation p).
 - **Pooled paired test**: the same over every item pair of every task at once.
 - **Average gain**: the mean over tasks of the per-task gains (each task weighs the same).
-- **Goals** (issue #21): the best promptopt search entry (highest average gain) beats
-  zero-shot CoT on at least 4 tasks, the pooled test is significant at 5% and the average
-  gain is at least +8 points; and its average accuracy over the tasks both ran is above
-  ``dspy-gepa-native``'s and ``dspy-mipro-native``'s.
+- **Goals** (issue #21): a promptopt search entry beats zero-shot CoT on at least 4
+  tasks, its pooled test is significant and its average gain at least +8 points. The best
+  entry is looked for among several, on the test items the goal is judged on, so the
+  significance level is 5% divided by the number of entries compared (Bonferroni); the
+  entry reported is one that meets the goal, else the one with the highest average gain.
+  And that entry's average accuracy over the tasks both ran is above
+  ``dspy-gepa-native``'s and ``dspy-mipro-native``'s, with no more calls to find its
+  prompt on those tasks (equal calls, as the verdicts below).
 - **Verdicts vs DSPy** (per task, for each DSPy entry that finished there): does a
   promptopt search beat it on held-out test, significantly (paired, 5%), with no more
   calls to find its prompt (search and full-dev selection; DSPy's own requests for a
@@ -38,12 +45,16 @@ Row = Mapping[str, Any]
 
 
 def finished(rows: Sequence[Row]) -> list[Row]:
-    """The last ok row of each cell (task, entry, seed, model)."""
+    """The last ok row of each cell (task, entry, seed, model); with more than one model,
+    each row's task is named with its model (a task per model, see the docstring)."""
     last: dict[tuple[Any, ...], Row] = {}
     for row in rows:
         if row.get("status") == "ok":
             last[(row["task"], row["entry"], row["seed"], row["model"])] = row
-    return list(last.values())
+    done = list(last.values())
+    if len({r["model"] for r in done}) > 1:
+        done = [{**r, "task": f"{r['task']} · {r['model']}"} for r in done]
+    return done
 
 
 def ordered(values: Sequence[str]) -> list[str]:
@@ -54,33 +65,30 @@ def cells(rows: Sequence[Row], task: str, entry: str) -> list[Row]:
     return [r for r in rows if r["task"] == task and r["entry"] == entry]
 
 
+def item_scores(rows: Sequence[Row], task: str, entry: str) -> dict[str, float]:
+    """Each test item's score on ``task`` by ``entry``, the mean over the seeds that scored it."""
+    seen: dict[str, list[float]] = {}
+    for row in cells(rows, task, entry):
+        for item, score in row["test"]["scores"].items():
+            if score is not None:
+                seen.setdefault(item, []).append(float(score))
+    return {item: statistics.mean(scores) for item, scores in seen.items()}
+
+
 def pairs(
     rows: Sequence[Row], task: str, entry: str, reference: str = REFERENCE
 ) -> tuple[list[float], list[float]]:
-    """(reference scores, entry scores) on the items both scored, seed by seed."""
-    refs = {(r["seed"], r["model"]): r for r in cells(rows, task, reference)}
-    a: list[float] = []
-    b: list[float] = []
-    for row in cells(rows, task, entry):
-        ref = refs.get((row["seed"], row["model"])) or next(
-            (r for r in refs.values() if r["model"] == row["model"]), None
-        )
-        if ref is None:
-            continue
-        mine, theirs = row["test"]["scores"], ref["test"]["scores"]
-        for item, score in mine.items():
-            if score is not None and theirs.get(item) is not None:
-                a.append(float(theirs[item]))
-                b.append(float(score))
-    return a, b
+    """(reference scores, entry scores) on the items both scored, each side's item score
+    the mean over its seeds."""
+    mine, theirs = item_scores(rows, task, entry), item_scores(rows, task, reference)
+    both = [item for item in mine if item in theirs]
+    return [theirs[item] for item in both], [mine[item] for item in both]
 
 
 def accuracy(rows: Sequence[Row], task: str, entry: str) -> dict[str, Any] | None:
     from promptopt.stats import mean_interval
 
-    scores = [
-        float(s) for r in cells(rows, task, entry) for s in r["test"]["scores"].values() if s is not None
-    ]
+    scores = list(item_scores(rows, task, entry).values())
     if not scores:
         return None
     mean, low, high = mean_interval(scores)
@@ -118,6 +126,15 @@ def mean_accuracy(rows: Sequence[Row], entry: str, tasks: Sequence[str]) -> floa
     return statistics.mean(values) if values else None
 
 
+def meets_goal(g: Mapping[str, Any], alpha: float) -> bool:
+    """Whether gains ``g`` (:func:`gains`) meet the goal vs zero-shot CoT at level ``alpha``."""
+    pooled = g["pooled"]
+    return bool(
+        g["tasks_beaten"] >= GOAL_TASKS and pooled["diff"] > 0 and pooled["p_value"] < alpha
+        and g["average_gain"] >= GOAL_GAIN
+    )  # fmt: skip
+
+
 def goals(rows: Sequence[Row]) -> dict[str, Any]:
     """The issue's goals, from the finished rows (see the module docstring)."""
     rows = finished(rows)
@@ -128,15 +145,16 @@ def goals(rows: Sequence[Row]) -> dict[str, Any]:
     out: dict[str, Any] = {"tasks": tasks, "entries": {e: ours[e] for e in ranked}, "best": None}
     if not ranked:
         return out
-    best = max(ranked, key=lambda e: ours[e]["average_gain"])
+    alpha = ALPHA / len(ranked)  # the best of several, judged on the items it was picked on
+    meeting = [e for e in ranked if meets_goal(ours[e], alpha)]
+    best = max(meeting or ranked, key=lambda e: ours[e]["average_gain"])
     g = ours[best]
     pooled = g["pooled"]
     out["best"] = best
     out["goal_vs_zero_shot"] = {
         "tasks_beaten": g["tasks_beaten"], "tasks": len(g["per_task"]), "average_gain": g["average_gain"],
         "pooled_diff": pooled["diff"], "pooled_p": pooled["p_value"], "pooled_n": pooled["n"],
-        "met": g["tasks_beaten"] >= GOAL_TASKS and pooled["diff"] > 0 and pooled["p_value"] < ALPHA
-        and g["average_gain"] >= GOAL_GAIN,
+        "alpha": alpha, "compared": len(ranked), "met": best in meeting,
     }  # fmt: skip
     for native in NATIVES:
         common = [t for t in tasks if accuracy(rows, t, native) and accuracy(rows, t, best)]
@@ -148,9 +166,13 @@ def goals(rows: Sequence[Row]) -> dict[str, Any]:
             continue
         mine, theirs = mean_accuracy(rows, best, common), mean_accuracy(rows, native, common)
         assert mine is not None and theirs is not None
+        my_calls, their_calls = (
+            statistics.mean(calls_to_find(r) for t in common for r in cells(rows, t, e))
+            for e in (best, native)
+        )
         out[f"goal_vs_{native}"] = {
-            "tasks": common, "best_accuracy": mine, "native_accuracy": theirs, "met": mine > theirs,
-            "best_calls": mean_of(rows, best, "task_calls"), "native_calls": mean_of(rows, native, "task_calls"),
+            "tasks": common, "best_accuracy": mine, "native_accuracy": theirs,
+            "best_calls": my_calls, "native_calls": their_calls, "met": mine > theirs and my_calls <= their_calls,
         }  # fmt: skip
     return out
 
@@ -240,7 +262,7 @@ def entry_table(rows: Sequence[Row]) -> list[list[str]]:
         return "–" if value is None else format(value, spec)
 
     table = [["entry", "cells", "task calls", "proposer calls", "judge calls", "tokens search+test",
-              "wall s search+test", "reflections accepted", "mean test acc"]]  # fmt: skip
+              "wall s search+test", "reflections accepted", "mean test acc (tasks)"]]  # fmt: skip
     for entry in ordered([r["entry"] for r in rows]):
         mine = [r for r in rows if r["entry"] == entry]
         searched = [r["search"] for r in mine if r.get("search")]
@@ -254,10 +276,11 @@ def entry_table(rows: Sequence[Row]) -> list[list[str]]:
         refl = [s["reflection"] for s in searched if s.get("reflection")]
         accepted = f"{sum(x['accepted'] for x in refl)}/{sum(x['proposals'] for x in refl)}" if refl else "–"
         acc = mean_accuracy(rows, entry, tasks)
+        ran = sum(1 for t in tasks if cells(rows, t, entry))
         table.append([
             entry, str(len(mine)), fmt(mean_of(rows, entry, "task_calls")), fmt(mean_of(rows, entry, "proposer_calls")),
             fmt(mean_of(rows, entry, "judge_calls")), fmt(statistics.mean(tokens)), fmt(statistics.mean(wall)),
-            accepted, fmt(None if acc is None else 100 * acc, ".1f"),
+            accepted, "–" if acc is None else f"{100 * acc:.1f} ({ran})",
         ])  # fmt: skip
     return table
 
@@ -304,7 +327,8 @@ def goal_lines(summary: Mapping[str, Any]) -> list[str]:
         f"GOAL vs zero-shot CoT ({'MET' if g['met'] else 'NOT MET'}): best promptopt entry {best}: beats it on "
         f"{g['tasks_beaten']} of {g['tasks']} tasks (goal {GOAL_TASKS}), average gain {100 * g['average_gain']:+.1f} "
         f"points (goal +{100 * GOAL_GAIN:.0f}), pooled paired {100 * g['pooled_diff']:+.1f} points, "
-        f"p={g['pooled_p']:.3g} over {g['pooled_n']} item pairs (goal p<{ALPHA})"
+        f"p={g['pooled_p']:.3g} over {g['pooled_n']} item pairs (goal p<{g['alpha']:.3g}: "
+        f"{ALPHA} over the {g['compared']} {'entry' if g['compared'] == 1 else 'entries'} compared)"
     ]
     for native in NATIVES:
         v = summary.get(f"goal_vs_{native}")
@@ -313,9 +337,7 @@ def goal_lines(summary: Mapping[str, Any]) -> list[str]:
         if v["met"] is None:
             lines.append(f"GOAL vs {native}: not measured: {v['why']}")
             continue
-        calls = ""
-        if v.get("best_calls") is not None and v.get("native_calls") is not None:
-            calls = f", task calls {v['best_calls']:.0f} against {v['native_calls']:.0f}"
+        calls = f", calls to find {v['best_calls']:.0f} against {v['native_calls']:.0f} (goal: no more)"
         lines.append(f"GOAL vs {native} ({'MET' if v['met'] else 'NOT MET'}): {best} {100 * v['best_accuracy']:.1f}% "
                      f"against {100 * v['native_accuracy']:.1f}% on average over {len(v['tasks'])} tasks{calls}")  # fmt: skip
     return lines

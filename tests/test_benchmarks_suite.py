@@ -97,7 +97,8 @@ def row(task: str, entry: str, scores: list[int], *, seed: int = 0, kind: str = 
         "task": task, "entry": entry, "seed": seed, "model": "m", "kind": kind, "status": status,
         "test": {"scores": {f"{task}-{i}": float(s) for i, s in enumerate(scores)}, "tokens_in": 10,
                  "tokens_out": 5, "wall_s": 1.0},
-        "search": None if kind == "baseline" else {"task_calls": task_calls, "proposer_calls": 3, "judge_calls": 0,
+        "search": None if kind == "baseline" else {"task_calls": task_calls, "calls": task_calls,
+                                                    "proposer_calls": 3, "judge_calls": 0,
                                                     "tokens": 50, "wall_s": 2.0,
                                                     "reflection": {"proposals": 4, "accepted": 1}},
     }  # fmt: skip
@@ -107,7 +108,7 @@ HAND_MADE = [
     row("t1", "zero-shot-cot", [1] * 5 + [0] * 5, kind="baseline"),
     row("t1", "tpe", [0] * 10, task_calls=999),  # superseded by the later row of the same cell
     row("t1", "tpe", [1] * 8 + [0] * 2),
-    row("t1", "tpe", [1] * 10, seed=1),  # paired with zero-shot CoT of seed 0 (it does not search)
+    row("t1", "tpe", [1] * 10, seed=1),  # an item's score is the mean of the two seeds' scores
     row("t1", "reflect", [1] * 10, status="failed"),  # not finished: not counted
     row("t2", "zero-shot-cot", [1, 0, 0, 0], kind="baseline"),
     row("t2", "tpe", [1, 1, 0, 0]),
@@ -120,15 +121,16 @@ def test_summary_math_on_hand_made_rows() -> None:
     assert summary["tasks"] == ["t1", "t2"] and summary["best"] == "tpe"
     tpe = summary["entries"]["tpe"]
     t1, t2 = tpe["per_task"]["t1"], tpe["per_task"]["t2"]
-    # t1: seed 0 gains 3 items, seed 1 gains 5, none lost, over 20 pairs
-    assert (
-        t1["n"] == 20 and t1["diff"] == pytest.approx(8 / 20) and t1["p_value"] == pytest.approx(2 * 0.5**8)
-    )
+    # t1, 10 items (not 20: two seeds score the same items): zero-shot CoT's 5 right stay
+    # right, 3 gained by both seeds (+1 each), 2 by seed 1 only (+0.5 each); the scores are
+    # no longer 0/1, so the p-value is the sign-flip permutation's: 2 of 2^5 sign patterns
+    assert t1["n"] == 10 and t1["diff"] == pytest.approx(4 / 10)
+    assert t1["p_value"] == pytest.approx(2 / 32, abs=0.02)
     assert t2["n"] == 4 and t2["diff"] == pytest.approx(0.25) and t2["p_value"] == pytest.approx(1.0)
     assert tpe["tasks_beaten"] == 2 and tpe["average_gain"] == pytest.approx((0.4 + 0.25) / 2)
-    pooled = tpe["pooled"]  # 9 gained, 0 lost over 24 pairs: McNemar's exact p
-    assert pooled["n"] == 24 and pooled["diff"] == pytest.approx(9 / 24)
-    assert pooled["p_value"] == pytest.approx(2 * 0.5**9)
+    pooled = tpe["pooled"]  # 14 pairs, 6 gained (4 by 1, 2 by 0.5), none lost: 2 of 2^6 patterns
+    assert pooled["n"] == 14 and pooled["diff"] == pytest.approx(5 / 14)
+    assert pooled["p_value"] == pytest.approx(2 / 64, abs=0.015)
     assert pooled["ci_low"] > 0
     goal = summary["goal_vs_zero_shot"]
     assert goal["tasks_beaten"] == 2 and not goal["met"]  # 2 tasks of the 4 the goal asks
@@ -139,8 +141,13 @@ def test_summary_math_on_hand_made_rows() -> None:
     )
     assert native["best_calls"] == 100 and native["native_calls"] == 150
     assert summary["goal_vs_dspy-mipro-native"]["met"] is None
+    # more accurate, but with more calls to find its prompt than the native: not at equal calls
+    cheap = [r for r in HAND_MADE if r["entry"] != "dspy-gepa-native"]
+    cheap.append(row("t1", "dspy-gepa-native", [1] * 6 + [0] * 4, kind="native", task_calls=90))
+    assert not suite_report.goals(cheap)["goal_vs_dspy-gepa-native"]["met"]
     table = {line[0]: line for line in suite_report.entry_table(HAND_MADE)}
     assert table["tpe"][1:4] == ["3", "100", "3"] and table["tpe"][7] == "3/12"
+    assert table["tpe"][8] == "70.0 (2)"  # t1 90% (8 items right, 2 right in one seed of two), t2 50%
     assert table["zero-shot-cot"][2] == "–" and "reflect" not in table
     lines = suite_report.goal_lines(summary)
     assert lines[0].startswith(
@@ -159,7 +166,37 @@ def test_the_goal_is_met_only_with_enough_tasks_significance_and_gain() -> None:
     assert goal["pooled_p"] == pytest.approx(2 * 0.5**4) and not goal["met"]  # p = 0.125: not significant
     rows = [r for r in rows if r["entry"] != "bootstrap-random"]
     rows += [row(t, "bootstrap-random", [1] * 3 + [0] * 7) for t in tasks]
-    assert suite_report.goals(rows)["goal_vs_zero_shot"]["met"]
+    goal = suite_report.goals(rows)["goal_vs_zero_shot"]
+    assert goal["met"] and goal["pooled_p"] == pytest.approx(2 * 0.5**12) and goal["alpha"] == 0.05
+
+
+def test_the_goal_level_is_divided_among_the_entries_compared() -> None:
+    # one entry: +10 points on each of 4 tasks of 20 items, 8 gained, 0 lost: p = 2^-7
+    tasks = [f"t{i}" for i in range(4)]
+    rows = [row(t, "zero-shot-cot", [0] * 20, kind="baseline") for t in tasks]
+    rows += [row(t, "tpe", [1] * 2 + [0] * 18) for t in tasks]
+    assert suite_report.goals(rows)["goal_vs_zero_shot"]["met"]  # 0.0078 < 0.05
+    # the same entry beside six others that gained nothing: 0.0078 is not below 0.05 / 7
+    for other in ("random", "reinforce", "ape", "opro", "reflect", "bootstrap-random"):
+        rows += [row(t, other, [0] * 20) for t in tasks]
+    summary = suite_report.goals(rows)
+    goal = summary["goal_vs_zero_shot"]
+    assert summary["best"] == "tpe" and goal["compared"] == 7 and not goal["met"]
+    assert goal["alpha"] == pytest.approx(0.05 / 7)
+    assert "(goal p<0.00714: 0.05 over the 7 entries compared)" in suite_report.goal_lines(summary)[0]
+
+
+def test_seeds_score_each_item_once_and_models_are_never_pooled() -> None:
+    one = [row("t", "zero-shot-cot", [0] * 10, kind="baseline"), row("t", "tpe", [1] * 4 + [0] * 6)]
+    twice = [*one, row("t", "tpe", [1] * 4 + [0] * 6, seed=1)]  # the same answers again
+    assert suite_report.goals(one)["entries"] == suite_report.goals(twice)["entries"]
+    other_model = [{**r, "model": "big"} for r in one]
+    other_model[1] = {**other_model[1], "test": {**other_model[1]["test"],
+                                                 "scores": {f"t-{i}": 0.0 for i in range(10)}}}  # fmt: skip
+    summary = suite_report.goals([*one, *other_model])
+    assert summary["tasks"] == ["t · m", "t · big"]
+    per_task = summary["entries"]["tpe"]["per_task"]
+    assert per_task["t · m"]["diff"] == pytest.approx(0.4) and per_task["t · big"]["diff"] == 0
 
 
 def test_search_gsm8k_is_a_suite_command() -> None:
