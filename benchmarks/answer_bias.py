@@ -64,6 +64,23 @@ DEV_PICK_BALANCED = "dev-pick-balanced"
 PICKS = (DEV_PICK, DEV_PICK_BALANCED)
 
 
+def corrects(strategy: str, row: dict[str, Any]) -> bool:
+    """Whether a row's answers were corrected for the lean: a strategy other than plain
+    and raw, a dev pick of one, or a search winner that permutes or calibrates (a winner
+    of the default space, or a pick of plain, is no corrected candidate)."""
+    if strategy in UNCORRECTED:
+        return False
+    if "picked" in row:
+        return row["picked"] not in UNCORRECTED
+    if "winner" in row:
+        winner = row["winner"] or {}
+        return winner.get("permute", 1) != 1 or winner.get("calibration", "none") not in (
+            "none",
+            *UNCORRECTED,
+        )
+    return True
+
+
 def small_answer_tasks(data_dir: str | None) -> list[str]:
     """The bbh: tasks with a small answer set (multiple choice or a few labels)."""
     from promptopt.tasks import get_task, list_tasks
@@ -291,7 +308,7 @@ def summary(rows: list[dict[str, Any]]) -> str:
             below = []
             for _, r in pairs:
                 constant = r["constant"]["accuracy"]
-                others = [o for (t, s), o in mine.items() if t == r["task"] and s not in UNCORRECTED
+                others = [o for (t, s), o in mine.items() if t == r["task"] and corrects(s, o)
                           and o.get("status") != "not offered"]  # fmt: skip
                 if (
                     constant is not None

@@ -102,7 +102,16 @@ def test_raw_label_scores_are_no_corrected_candidate_for_the_constant_goal() -> 
     text = answer_bias.summary(rows)
     assert "| bbh:a | 50 / 50 | 20 (100) | 60 (60) | 40 (50) |" in text
     assert "| batch | 1 | 1 of 1 | +20.0 | 0 |" in text
+    # nor are a default-space search winner, a dev pick of plain, nor a winner that neither
+    # permutes nor calibrates
+    rows.append({**_row("bbh:a", "search-default", 0.70, 0.60, 0.50, 0.50), "winner": {"cot_mode": "none"}})
+    rows.append({**_row("bbh:a", "dev-pick", 0.65, 1.00, 0.50, 0.50), "picked": "plain"})
+    rows.append({**_row("bbh:a", "search-answer-bias", 0.66, 0.60, 0.50, 0.50),
+                 "winner": {"permute": 1, "calibration": "none"}})  # fmt: skip
+    assert "| batch | 1 | 1 of 1 | +20.0 | 0 |" in answer_bias.summary(rows)
     rows.append(_row("bbh:a", "contextual", 0.55, 0.60, 0.50, 0.50))
+    assert "| batch | 1 | 1 of 1 | +20.0 | 1: a |" in answer_bias.summary(rows)
+    rows[-1] = {**_row("bbh:a", "search-answer-bias", 0.55, 0.60, 0.50, 0.50), "winner": {"permute": 3}}
     assert "| batch | 1 | 1 of 1 | +20.0 | 1: a |" in answer_bias.summary(rows)
 
 
