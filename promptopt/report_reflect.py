@@ -53,7 +53,10 @@ def lineage_section(summary: Mapping[str, Any], baseline: str | None, winner: st
     rows = []
     for entry in proposals:
         child = entry.get("child") or ""
-        fate = "accepted" if entry.get("accepted") else ("rejected" if entry.get("usable") else "not usable")
+        fate = (
+            "accepted" if entry.get("accepted") else "rejected" if entry.get("usable")
+            else "skipped" if str(entry.get("reason", "")).startswith("skipped") else "not usable"
+        )  # fmt: skip
         shown = "<br>".join(f"{_e(s['example'])}: {_e(s['feedback'])}" for s in entry.get("shown", []))
         scores = (
             f"{entry['parent_score']:g} → {entry['child_score']:g}"

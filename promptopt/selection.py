@@ -38,16 +38,23 @@ def item_scores(results: Iterable[EvalResult]) -> dict[str, float]:
 
 
 def item_frontier(scores: Mapping[str, ItemScores]) -> dict[str, set[str]]:
-    """For every item that some candidate was scored on: the candidates with the best
-    score there (ties: all of them). ``scores`` maps candidate -> item -> score."""
+    """For every item that two candidates or more were scored on (any, when there is only
+    one candidate): the candidates with the best score there (ties: all of them).
+    ``scores`` maps candidate -> item -> score. An item only one candidate was scored on
+    (one that went further in a race than the others) is no contest: counting it would
+    make that candidate best there whatever its score."""
     best: dict[str, float] = {}
+    seen: dict[str, int] = {}
     for per_item in scores.values():
         for item, score in per_item.items():
             best[item] = max(score, best.get(item, score))
+            seen[item] = seen.get(item, 0) + 1
+    if len(scores) > 1:
+        best = {item: score for item, score in best.items() if seen[item] > 1}
     front: dict[str, set[str]] = {item: set() for item in best}
     for candidate, per_item in scores.items():
         for item, score in per_item.items():
-            if score >= best[item]:
+            if item in best and score >= best[item]:
                 front[item].add(candidate)
     return front
 

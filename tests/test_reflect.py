@@ -176,6 +176,50 @@ def test_the_frontier_keeps_an_item_specialist() -> None:
     assert 5 <= draws.count("s") <= 40 and "w" not in draws
 
 
+def test_an_item_only_one_candidate_was_scored_on_is_no_contest() -> None:
+    # a went further in the race (16 dev items), b stopped at 8: on the 8 both have, b is
+    # right wherever a is and on 2 more; a's zeros on the items b never saw win it nothing
+    a = {f"i{k}": 1.0 for k in range(4)} | {f"i{k}": 0.0 for k in range(4, 16)}
+    b = {f"i{k}": 1.0 for k in range(6)} | {f"i{k}": 0.0 for k in range(6, 8)}
+    assert set(item_frontier({"a": a, "b": b})) == {f"i{k}" for k in range(8)}
+    assert frontier_weights({"a": a, "b": b}, ["a", "b"], {"a": 4 / 16, "b": 6 / 8}) == {"b": 8}
+    assert item_frontier({"a": a}) == {item: {"a"} for item in a}  # one candidate: every item
+
+
+def test_a_request_that_failed_is_no_wrong_answer_on_the_minibatch(task: Task, tmp_path: Path) -> None:
+    # the reflection adds words that change no answer; two of the parent's minibatch
+    # requests fail once (not retried): the child must not win on those two items
+    from promptopt.types import Completion
+
+    inner = kind_backend(task)
+    train = {e.inputs["question"] for e in task.examples("train")}
+    failures = {"left": 2}
+
+    def respond(request: GenerationRequest) -> str | Completion:
+        last = request.messages[-1].content
+        if last.startswith(OPENING):
+            current = re.search(r"Current instruction:\n(.*?)\n\n", last, re.DOTALL)
+            assert current is not None
+            return f"<new>{current.group(1)} Check the arithmetic.</new>"
+        system = request.messages[0].content if request.messages[0].role == "system" else ""
+        if (
+            failures["left"]
+            and system.strip() == "Solve the math word problem."
+            and any(q in last for q in train)
+        ):
+            failures["left"] -= 1
+            return Completion("", error="HTTP 500 (a test failure)", retryable=False)
+        return inner._responder(request)  # type: ignore[misc]
+
+    result = search(config(n_proposals=1, rounds=1), backend=FakeBackend(respond),
+                    db=f"sqlite:///{tmp_path / 'r.db'}", task=task)  # fmt: skip
+    assert isinstance(result, SearchResult) and failures["left"] == 0
+    (step,) = result.policy_state["proposals"]
+    assert step["usable"] and step["child_score"] > step["parent_score"]  # the parent lost 2 items...
+    assert not step["accepted"]  # ... to failures: on the items both answered, no better
+    assert not any("HTTP 500" in shown["feedback"] for shown in step["shown"])
+
+
 def test_resume_after_a_kill_gives_the_identical_result(task: Task, tmp_path: Path) -> None:
     reference = run(task, f"sqlite:///{tmp_path / 'ref.db'}")
     db = f"sqlite:///{tmp_path / 'killed.db'}"
@@ -206,6 +250,91 @@ def test_the_estimate_bounds_the_spend(task: Task, tmp_path: Path, reflection: s
     if reflection == "better":  # every step that reflects is accepted and raced
         assert result.policy_state["reflection"]["accepted"] >= 3
         assert result.spent["calls"] >= 0.25 * plan["search_calls"], (result.spent, plan)
+
+
+def _calibrated_mc(calibration: str, **options: Any) -> tuple[Task, SearchConfig, FakeBackend]:
+    """A 3-option task whose fake model scores the right option higher the more
+    "Check" rules its instruction has, a reflection that adds one, and a calibrated start."""
+    from tests.test_answer_bias import mc_task, shown_options
+
+    def reply(request: GenerationRequest) -> str:
+        last = request.messages[-1].content
+        if last.startswith(OPENING):
+            current = re.search(r"Current instruction:\n(.*?)\n\n", last, re.DOTALL)
+            assert current is not None
+            how = ("again", "twice", "carefully", "slowly")[request.sample_index % 4]
+            return f"<new>{current.group(1)} Check step {current.group(1).count('Check') + 1} {how}.</new>"
+        return "So the answer is (A)."
+
+    def scores(request: GenerationRequest) -> dict[str, float]:
+        system = " ".join(m.content for m in request.messages if m.role == "system")
+        texts = dict(shown_options(request))
+        right = _coin(request.messages[-1].content, system) < 0.2 + 0.3 * system.count("Check")
+        return {
+            label: 0.0 if right and "RIGHT" in texts.get(label[-2], "") else -1.0
+            for label in request.score_labels
+        }
+
+    made = SearchConfig.from_preset(
+        "light", task="records", model="fake", policy="reflect", seed=0, dev_size=12, test_size=8, n_proposals=4,
+        rounds=1, race_start=4, minibatch=4, base=Candidate(instruction="Pick the right option.", calibration=calibration),
+        policy_options=options,
+    )  # fmt: skip
+    return mc_task(n_items=24), made, FakeBackend(reply, scorer=scores)
+
+
+@pytest.mark.parametrize("calibration", ["position", "contextual"])
+def test_the_estimate_counts_a_calibrations_calls_for_every_child(calibration: str, tmp_path: Path) -> None:
+    mc, made, backend = _calibrated_mc(calibration)
+    plan = search(made, task=mc, dry_run=True, db=f"sqlite:///{tmp_path / 'p.db'}")
+    result = search(made, task=mc, backend=backend, db=f"sqlite:///{tmp_path / 'r.db'}")
+    assert isinstance(plan, dict) and isinstance(result, SearchResult)
+    assert result.policy_state["reflection"]["accepted"] >= 1
+    assert 0 < result.spent["calls"] <= plan["search_calls"]
+
+
+def test_reflect_demos_with_a_calibrated_start_is_refused_before_any_call(tmp_path: Path) -> None:
+    from promptopt.errors import ConfigError
+
+    mc, made, backend = _calibrated_mc("contextual", reflect_demos=2)
+    with pytest.raises(ConfigError, match="calibration contextual cannot read"):
+        search(made, task=mc, backend=backend, db=f"sqlite:///{tmp_path / 'r.db'}")
+    assert not backend.history
+
+
+def test_a_reflection_model_that_cannot_answer_stops_the_search_with_its_error(
+    task: Task, tmp_path: Path
+) -> None:
+    from promptopt.failures import AllRequestsFailed
+    from promptopt.types import Completion
+
+    def refused(request: GenerationRequest) -> Completion:
+        return Completion("", error="HTTP 401 Unauthorized", retryable=False)
+
+    with pytest.raises(AllRequestsFailed, match="reflection model.*HTTP 401") as caught:
+        search(config(), backend=kind_backend(task), proposer_backend=FakeBackend(refused),
+               db=f"sqlite:///{tmp_path / 'r.db'}", task=task)  # fmt: skip
+    assert caught.value.hint and "key" in caught.value.hint
+
+
+def test_a_failed_reflection_is_a_step_that_says_why(task: Task, tmp_path: Path) -> None:
+    from promptopt.types import Completion
+
+    inner = kind_backend(task)
+    calls = {"n": 0}
+
+    def once_refused(request: GenerationRequest) -> str | Completion:
+        calls["n"] += 1
+        if calls["n"] == 2:  # the second reflection fails, the others answer
+            return Completion("", error="HTTP 503 overloaded", retryable=False)
+        return inner._responder(request)  # type: ignore[misc]
+
+    result = search(config(), backend=kind_backend(task), proposer_backend=FakeBackend(once_refused),
+                    db=f"sqlite:///{tmp_path / 'r.db'}", task=task)  # fmt: skip
+    assert isinstance(result, SearchResult)
+    reasons = [e["reason"] for e in result.policy_state["proposals"] if e["reflected"]]
+    assert "the reflection request failed: HTTP 503 overloaded" in reasons
+    assert result.policy_state["reflection"]["accepted"] >= 1
 
 
 def test_a_call_limit_stops_reflect(task: Task, tmp_path: Path) -> None:
@@ -433,3 +562,17 @@ def test_merge_combines_two_specialists(task: Task, tmp_path: Path) -> None:
     assert "reflect-merge" in {row.origin for row in result.leaderboard}
     plan = search(config(**overrides), db=f"sqlite:///{tmp_path / 'e.db'}", task=task, dry_run=True)
     assert isinstance(plan, dict) and result.spent["calls"] <= plan["search_calls"]
+
+
+def test_the_lineage_names_a_skipped_step_apart_from_an_unusable_one() -> None:
+    from promptopt.report_reflect import lineage_section
+
+    proposals = [
+        {"step": 0, "parent": "p", "child": None, "usable": False, "accepted": False, "parent_score": 6,
+         "reason": "skipped: the parent is perfect on the minibatch"},
+        {"step": 1, "parent": "p", "child": None, "usable": False, "accepted": False, "parent_score": 3,
+         "reason": "empty"},
+    ]  # fmt: skip
+    html = lineage_section({"policy_state": {"proposals": proposals, "reflection": {}}}, "p", None)
+    assert "<td>skipped</td><td>skipped: the parent is perfect" in html
+    assert "<td>not usable</td><td>empty</td>" in html

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from promptopt.errors import ConfigError
+from promptopt.failures import check_not_all_failed
 from promptopt.policies.base import Policy, PolicySettings, Proposal, register_policy
 from promptopt.policies.options import PolicyOptions, option
 from promptopt.proposers import _META, Proposer
@@ -122,8 +123,15 @@ class ReflectPolicy(Policy):
         sample = [self.task.render_input(e) for e in self.train[:20]]
         self.meta_allowed = any(_META.search(text) for text in sample)
         self.demos = max(0, self.options.reflect_demos)
+        if self.demos and base.calibration != "none":
+            raise ConfigError(
+                f"policy 'reflect' with reflect_demos swaps in worked solutions (few-shot chain of thought), "
+                f"which calibration {base.calibration} cannot read (it scores a direct answer); "
+                "start from a prompt without calibration, or set reflect_demos 0"
+            )
         self.merge = self.options.reflect_merge
         self._bootstrapped: list[tuple[str, str]] | None = None
+        self.reflection_errors: list[str | None] = []  # per reflection call, None when it answered
 
     # -- the ask/tell loop
     def ask(self) -> list[Proposal]:
@@ -177,23 +185,31 @@ class ReflectPolicy(Policy):
         parent = self._parent(random.Random(f"{self.settings.seed}:reflect:parent:{step}"))
         batch = self._minibatch(step)
         parent_results = evaluate(parent, batch, "train", "parent", None)
-        parent_score = sum(r.score or 0.0 for r in parent_results)
+        parent_items = item_scores(parent_results)
+        parent_score = sum(parent_items.values())
         entry: dict[str, Any] = {
             "step": step, "parent": parent.hash, "minibatch": [e.id for e in batch],
             "parent_score": parent_score, "child": None, "child_score": None, "shown": [],
             "kind": "reflection", "reflected": False, "usable": False, "accepted": False, "reason": "", "text": "",
         }  # fmt: skip
         self.log.append(entry)
-        failed = [(e, r) for e, r in zip(batch, parent_results, strict=True) if (r.score or 0.0) < 1.0]
+        # a request that failed is no wrong answer: not shown to the reflection, not compared
+        failed = [
+            (e, r)
+            for e, r in zip(batch, parent_results, strict=True)
+            if r.score is not None and r.score < 1.0
+        ]
         if not failed:
-            entry["reason"] = "skipped: the parent is perfect on the minibatch"
+            entry["reason"] = (
+                "skipped: the parent is perfect on the minibatch" if parent_items
+                else "skipped: every request of the parent failed on the minibatch"
+            )  # fmt: skip
             return None
         other = self._merge_partner(parent, step)
         if other is not None:
-            child = self._merge_child(parent, other, batch, entry, step)
+            child, other_items = self._merge_child(parent, other, batch, entry, step)
             if child is not None and entry["parent"] != parent.hash:  # the other one scored higher
-                parent = other
-            parent_score = entry["parent_score"]
+                parent, parent_items = other, other_items
         elif self.demos and step % 2 == 1:
             child = self._demo_child(parent, batch, failed, entry)
         else:
@@ -204,9 +220,10 @@ class ReflectPolicy(Policy):
         self.candidates[child.hash] = child
         entry["child"] = child.hash
         child_results = evaluate(child, batch, "train", ORIGINS[entry["kind"]], parent.hash)
-        child_score = sum(r.score or 0.0 for r in child_results)
-        entry["child_score"] = child_score
-        entry["accepted"] = child_score > parent_score
+        child_items = item_scores(child_results)
+        entry["child_score"] = sum(child_items.values())
+        common = [item for item in child_items if item in parent_items]  # the same items on both sides
+        entry["accepted"] = sum(child_items[i] for i in common) > sum(parent_items[i] for i in common)
         if not entry["accepted"]:
             entry["reason"] = "rejected: not better than its parent on the minibatch"
             return None
@@ -219,7 +236,10 @@ class ReflectPolicy(Policy):
         prompt, shown = reflection_prompt(self.task, parent.instruction, failed)
         entry["shown"] = [{"example": s.example_id, "feedback": s.feedback} for s in shown]
         entry["reflected"] = True
-        reply, cut_off = self._ask_reflection(prompt, step)
+        reply, cut_off, error = self._ask_reflection(prompt, step)
+        if error is not None:
+            entry["reason"] = f"the reflection request failed: {error}"
+            return None
         shown_inputs = [self.task.render_input(e) for e, _ in failed[: len(shown)]]
         known_texts = [c.instruction for c in self.candidates.values()]
         text, why = read_reflection(
@@ -246,17 +266,24 @@ class ReflectPolicy(Policy):
 
     def _merge_child(
         self, first: Candidate, second: Candidate, batch: list[Example], entry: dict[str, Any], step: int
-    ) -> Candidate | None:
+    ) -> tuple[Candidate | None, dict[str, float]]:
         """GEPA's merge, for one component: one instruction that keeps the rules of two
-        frontier candidates; it must beat the better of the two on the minibatch."""
+        frontier candidates; it must beat the better of the two on the minibatch. Also
+        ``second``'s scores on the minibatch."""
         evaluate = self.settings.evaluate
         assert evaluate is not None
-        second_score = sum(r.score or 0.0 for r in evaluate(second, batch, "train", "parent", None))
+        second_items = item_scores(evaluate(second, batch, "train", "parent", None))
+        second_score = sum(second_items.values())
         entry.update(kind="merge", reflected=True, other_parent=second.hash, other_score=second_score)
         if second_score > entry["parent_score"]:
             entry.update(parent=second.hash, parent_score=second_score, other_parent=first.hash)
             first, second = second, first
-        reply, cut_off = self._ask_reflection(merge_prompt(first.instruction, second.instruction), step)
+        reply, cut_off, error = self._ask_reflection(
+            merge_prompt(first.instruction, second.instruction), step
+        )
+        if error is not None:
+            entry["reason"] = f"the reflection request failed: {error}"
+            return None, second_items
         known_texts = [c.instruction for c in self.candidates.values()]
         text, why = read_reflection(
             reply,
@@ -268,7 +295,7 @@ class ReflectPolicy(Policy):
         )
         entry["reason"] = why
         entry["text"] = text if text is not None else " ".join(reply.split())[:300]
-        return dataclasses.replace(first, instruction=text) if text is not None else None
+        return (dataclasses.replace(first, instruction=text) if text is not None else None), second_items
 
     def _demo_child(
         self,
@@ -319,9 +346,11 @@ class ReflectPolicy(Policy):
             self._bootstrapped = list(report.demos.solutions)
         return self._bootstrapped
 
-    def _ask_reflection(self, prompt: str, step: int) -> tuple[str, bool]:
+    def _ask_reflection(self, prompt: str, step: int) -> tuple[str, bool, str | None]:
         """One call to the proposer model (cached: a resumed search gets the same reply):
-        its text, and whether it was cut off at the token limit."""
+        its text, whether it was cut off at the token limit, and its error when it failed.
+        Raises :class:`~promptopt.failures.AllRequestsFailed` when the first two calls (and
+        every one since) failed."""
         request = GenerationRequest(
             messages=(Message("user", prompt),),
             temperature=self.proposer.temperature,
@@ -330,7 +359,12 @@ class ReflectPolicy(Policy):
         )
         self.proposer.calls += 1
         (completion,) = self.proposer.backend.generate([request])
-        return (completion.text, completion.finish_reason == "length") if completion.ok else ("", False)
+        self.reflection_errors.append(None if completion.ok else completion.error or "unknown error")
+        if len(self.reflection_errors) >= 2:  # a proposer model that cannot answer at all
+            check_not_all_failed(self.reflection_errors, "the reflection model (--proposer-model)")
+        if not completion.ok:
+            return "", False, self.reflection_errors[-1]
+        return completion.text, completion.finish_reason == "length", None
 
     # -- reporting and budgeting
     def describe(self) -> dict[str, Any]:
@@ -356,7 +390,7 @@ class ReflectPolicy(Policy):
         """An upper bound: the starting prompt's first race stage; per step, the parent
         and the child on the minibatch and one reflection call; per step that is accepted
         (every one, at most), a race of the child with the ``top_k`` incumbents."""
-        from promptopt.bias.costs import candidate_calls
+        from promptopt.bias.costs import calibration_overhead, candidate_calls, option_counts
         from promptopt.policies.estimates import base_shaped_plan
         from promptopt.racing import schedule_size
 
@@ -371,6 +405,11 @@ class ReflectPolicy(Policy):
         demos = max(0, options.reflect_demos)
         boot = min(len(task.examples("train")), bootstrap_tries(demos)) if demos else 0
         answered = 3 if options.reflect_merge else 2  # a merge step runs both parents and the child
-        search_calls = (first + steps * (answered * size + later)) * per_eval + steps + boot
+        # a calibration's content-free or permuted items, once per candidate: the starting
+        # prompt, a child per step, and a second parent per merge step (every third)
+        counts = option_counts(task) if config.base.calibration == "position" else (5,)
+        candidates = 1 + steps + (steps // 3 if options.reflect_merge else 0)
+        overhead = calibration_overhead(config.base.calibration, counts) * candidates
+        search_calls = (first + steps * (answered * size + later)) * per_eval + steps + boot + overhead
         plan = base_shaped_plan(config, task, search_calls, proposer_calls=steps)
         return {**plan, "reflection_steps": steps, "minibatch": size}
