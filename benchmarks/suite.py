@@ -255,6 +255,7 @@ def search_config(
         test_size=0, seed=seed, batch_size=args.batch_size, n_proposals=args.proposals, rounds=args.rounds,
         race_start=args.race_start, budget=Budget(max_calls=args.max_calls if cap is None else cap), space=space,
         dspy_threads=args.dspy_threads, dspy_share=share, proposer_model=args.proposer_model, slot=args.slot,
+        **dict(entry.options),
     )  # fmt: skip
 
 

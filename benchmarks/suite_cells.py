@@ -43,6 +43,7 @@ class Entry:
     policy: str | None = None  # search: the policy; native: the DSPy policy whose pick is tested
     baseline: str | None = None  # baseline: the key of BASELINES
     space: bool = False  # the policy searches a space (--space, the task's own, the fake's)
+    options: tuple[tuple[str, Any], ...] = ()  # the policy's own options, as (name, value)
 
     @property
     def needs_dspy(self) -> bool:
@@ -63,6 +64,8 @@ ENTRIES: dict[str, Entry] = {
         Entry("ape", "search", policy="ape"),
         Entry("opro", "search", policy="opro"),
         Entry("reflect", "search", policy="reflect"),
+        # every other step swaps in K of the model's own correct worked solutions (Wan et al.)
+        Entry("reflect-demos", "search", policy="reflect", options=(("reflect_demos", 4),)),
         Entry("dspy-mipro", "search", policy="dspy-mipro"),
         Entry("dspy-mipro-matched", "search", policy="dspy-mipro-matched"),
         Entry("dspy-gepa", "search", policy="dspy-gepa"),

@@ -353,3 +353,15 @@ def test_verdict_needs_higher_test_accuracy_significantly_and_no_more_calls() ->
     assert "NOT SHOWN — best is reflect" in text and "Excluded for spending more calls: tpe (900)" in text
     # a task without a DSPy cell has no verdict
     assert suite_report.verdicts([calls_row("u", "tpe", better, 10)]) == []
+
+
+def test_an_entry_passes_its_policys_own_options() -> None:
+    from benchmarks.suite_cells import ENTRIES
+    from promptopt.tasks import get_task
+
+    args = suite.parse_args([*TINY, "--entries", "reflect-demos"])
+    task = get_task("gsm-symbolic")
+    made = suite.search_config(args, "gsm-symbolic", task, ENTRIES["reflect-demos"], 0)
+    assert made.policy == "reflect" and made.policy_options["reflect_demos"] == 4
+    plain_reflect = suite.search_config(args, "gsm-symbolic", task, ENTRIES["reflect"], 0)
+    assert plain_reflect.policy_options["reflect_demos"] == 0
