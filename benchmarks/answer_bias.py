@@ -193,9 +193,10 @@ def run_pick(task: Any, args: argparse.Namespace, backend: Any, by: str = DEV_PI
 def _shares(results: list[Any]) -> dict[str, Any]:
     """The answers' and golds' distributions of ``results``, and each scored item's score
     (for the summary's paired test against plain on the same items)."""
-    answers = [r.answer for r in results if r.score is not None]
+    scored = [r for r in results if r.score is not None]  # both shares over the same items
+    answers = [r.answer for r in scored]
     top, top_share = share_of_most_common(answers)
-    gold_top, gold_share = share_of_most_common([r.gold for r in results])
+    gold_top, gold_share = share_of_most_common([r.gold for r in scored])
     return {
         "most_common_answer": top, "most_common_share": round(top_share, 4),
         "gold_most_common": gold_top, "gold_most_common_share": round(gold_share, 4),
