@@ -98,12 +98,14 @@ def small_answer_tasks(data_dir: str | None) -> list[str]:
 def not_offered(task: Any, strategy: str, pick_from: list[str] | None = None) -> str | None:
     """Why ``strategy`` does not apply to ``task`` (as a search would not offer it), or None;
     ``dev-pick`` applies where one of ``pick_from`` does."""
-    from promptopt.bias.space import calibration_problem
+    from promptopt.bias.space import calibration_problem, permute_problem
 
     if strategy in PICKS:
         if all(not_offered(task, s) for s in pick_from or []):
             return f"none of --pick-from {','.join(pick_from or [])} applies to {task.name}"
         return None
+    if STRATEGIES.get(strategy, {}).get("permute", 1) != 1:
+        return permute_problem(task)
     calibration = STRATEGIES.get(strategy, {}).get("calibration")
     return calibration_problem(task, calibration) if calibration else None
 

@@ -158,3 +158,10 @@ def test_a_row_replayed_from_the_cache_says_where_its_answers_came_from(tmp_path
     assert "calls 4\n" in capsys.readouterr().out
     assert answer_bias.main([*common, "--out", str(tmp_path / "again.jsonl")]) == 0  # same cache, new rows
     assert "calls 0 (+4 from the cache)" in capsys.readouterr().out
+
+
+def test_permute_on_a_task_without_options_is_a_not_offered_row(tmp_path: Path) -> None:
+    plain, permute = _rows_of(tmp_path, "--strategies", "plain,permute3")
+    assert "status" not in plain
+    assert permute == {"task": "bbh:formal_fallacies", "model": "fake", "strategy": "permute3",
+                       "status": "not offered", "reason": "no item of task bbh:formal_fallacies lists its options"}  # fmt: skip

@@ -69,16 +69,18 @@ def offer_bias_dimensions(
                 )
                 dim = dataclasses.replace(dim, choices=keep or ("none",))
         permutes = dim.name == "permute" and dim.kind == "categorical" and any(c != 1 for c in dim.choices)
-        if permutes and not _lists_options(task):  # every ordering would be the item as it is: twins
-            warn("permute %s not offered: no item of task %s lists its options",
-                           ", ".join(str(c) for c in dim.choices if c != 1), task.name)  # fmt: skip
+        if permutes and (problem := permute_problem(task)):  # every ordering would be the item as it is
+            warn("permute %s not offered: %s", ", ".join(str(c) for c in dim.choices if c != 1), problem)
             dim = dataclasses.replace(dim, choices=(1,))
         out.append(dim)
     return dataclasses.replace(space, dimensions=tuple(out))
 
 
-def _lists_options(task: Task) -> bool:
-    """Whether any of the task's dev and test items has an options block to reorder."""
+def permute_problem(task: Task) -> str | None:
+    """Why permuting the options of ``task``'s items would change nothing, or None: no
+    dev or test item has an options block to reorder."""
     from promptopt.bias.labels import split_items
 
-    return any(task.options(e) for e in split_items(task))
+    if any(task.options(e) for e in split_items(task)):
+        return None
+    return f"no item of task {task.name} lists its options"
