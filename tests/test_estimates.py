@@ -124,7 +124,7 @@ def test_the_instruction_pool_counts_its_slots_and_a_large_space_keeps_the_bound
     space = load_space(pooled)
     assert space["instruction"].finite_options() == [0, 1, 2, 3, 4, 5]  # the starting one, 2 seeds, 3 grown
     assert (points := space.points(FINITE_POINTS)) is not None and len(points) == 6 * 6
-    # default: 7 slots x 5 chain-of-thought settings x 53 demo settings x 9 sampling settings
+    # default: 7 slots x 5 chain-of-thought settings x 77 demo settings x 9 sampling settings
     assert load_space("default").points(FINITE_POINTS) is None
     task = Task.from_records(
         [{"q": f"{i} + 1?", "a": str(i + 1)} for i in range(60)],
@@ -134,8 +134,9 @@ def test_the_instruction_pool_counts_its_slots_and_a_large_space_keeps_the_bound
     )
     config = _config("default", dev_size=20, race_start=8)
     dev = min(config.dev_size, len(task.examples("dev")))
-    # 4 grown slots, each its proposal and a paraphrase, each retried once; bootstrapping for 4 demos
-    proposer_and_boot = 4 * 4 + max(4 * 4, 4 + 8)
+    # 4 grown slots, each its proposal and a paraphrase, each retried once; bootstrapping a
+    # pool of 4 x 4 demos (demo_seed picks sets of up to 4 from it)
+    proposer_and_boot = 4 * 4 + max(4 * 16, 16 + 8)
     assert space_estimate(config, task)["search_calls"] == _races_bound(config, dev, 3) + proposer_and_boot
 
 

@@ -244,6 +244,34 @@ def test_inactive_dimensions_are_absent_and_keep_the_base_value(tmp_path: Path) 
     assert candidate == base  # the point that changes nothing is the starting prompt itself
 
 
+def test_demo_seed_picks_a_set_of_the_bootstrapped_pool() -> None:
+    from promptopt.spaces import DemoSolutions, bootstrap_count
+
+    space = load_space("default")
+    assert bootstrap_count(space) == 4 * 4  # demo_seed is active with bootstrapped: a pool to draw from
+    narrow = load_space({"name": "narrow", "dimensions": {
+        "n_demos": {"type": "integer", "low": 0, "high": 4},
+        "demo_selection": {"type": "categorical", "choices": ["random", "bootstrapped"], "when": {"n_demos": {"min": 1}}},
+        "demo_seed": {"type": "integer", "low": 0, "high": 3, "when": {"demo_selection": ["random"]}}}})  # fmt: skip
+    assert bootstrap_count(narrow) == 4  # one bootstrapped set: only as many as a point shows
+    ids = tuple(f"train-{i}" for i in range(16))
+    pool = DemoSolutions(ids, tuple((i, f"worked {i}. So the answer is 1.") for i in ids))
+    base = Candidate(instruction="Solve.", cot_mode="zero_shot", cot_trigger="Think.")
+
+    def demos(seed: int) -> Candidate:
+        point = {"cot_mode": "few_shot", "cot_trigger": "Think.", "n_demos": 3, "demo_selection": "bootstrapped",
+                 "demo_seed": seed, "demo_order": "as_selected"}  # fmt: skip
+        return build_candidate(
+            space, point, base, pool=["Solve."], demo_pool_ids=ids, bootstrapped=lambda k: pool
+        )
+
+    sets = [demos(seed).demo_ids for seed in range(4)]
+    assert sets[0] == ids[:3]  # seed 0: the first found, as before
+    assert len(set(sets)) == 4 and all(len(set(s)) == 3 and set(s) <= set(ids) for s in sets)
+    assert demos(2) == demos(2)  # seeded by the point
+    assert {i for i, _ in demos(2).demo_solutions} == set(sets[2])  # each demo with its own worked solution
+
+
 def test_points_become_candidates(tmp_path: Path) -> None:
     space = load_space(write(tmp_path, GOOD))
     base = Candidate(instruction="Solve.")

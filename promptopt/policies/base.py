@@ -314,7 +314,9 @@ class SpacePolicy(Policy):
             task, backend = self.settings.task, self.settings.backend
             if task is None or backend is None:
                 raise ConfigError("bootstrapped demos need the task and its model")
-            most = max(k, int(self.space["n_demos"].options()[-1]) if "n_demos" in self.space else k)
+            from promptopt.spaces import bootstrap_count
+
+            most = max(k, bootstrap_count(self.space))
             self._bootstrapped = bootstrap_demos(
                 task, backend, k=most, seed=self.settings.seed, instruction=self.base.instruction or None,
                 answer_format=self.base.answer_format or None,

@@ -17,7 +17,7 @@ from promptopt.bias.space import offer_bias_dimensions
 from promptopt.prompt import render_messages
 from promptopt.proposers import DEMO_ATTEMPTS
 from promptopt.racing import schedule_size
-from promptopt.spaces import SearchSpace, build_candidate, list_spaces, load_space
+from promptopt.spaces import SearchSpace, bootstrap_count, build_candidate, list_spaces, load_space
 
 # A space with more points than this is not listed (:func:`finite_space_calls`): listing
 # would take a while, and a search of any preset races far fewer candidates than that.
@@ -166,7 +166,7 @@ def space_estimate(config: SearchConfig, task: Task) -> dict[str, Any]:
     proposer_calls = 2 * proposals_calls(space["instruction"].grow) if "instruction" in space else 0
     boot = 0
     if "demo_selection" in space and "bootstrapped" in space["demo_selection"].choices and "n_demos" in space:
-        most = int(space["n_demos"].options()[-1])
+        most = bootstrap_count(space)
         boot = max(4 * most, most + 8)
     search_calls = evaluations + proposer_calls + boot
     test_n = len(task.examples("test", config.test_size))

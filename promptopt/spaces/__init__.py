@@ -27,7 +27,7 @@ its path in the file and its line: ``gsm8k.yaml:31: dimensions.temperature.low:
 expected a number, got 'warm'``.
 """
 
-from promptopt.spaces.candidates import DemoSolutions, build_candidate, describe_point
+from promptopt.spaces.candidates import DemoSolutions, bootstrap_count, build_candidate, describe_point
 from promptopt.spaces.files import (
     builtin_dir,
     check_file,
@@ -51,6 +51,7 @@ from promptopt.spaces.model import (
 )
 
 __all__ = [
+    "bootstrap_count",
     "DIMENSIONS",
     "KINDS",
     "ORDERS",

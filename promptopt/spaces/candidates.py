@@ -23,6 +23,24 @@ class DemoSolutions:
     solutions: tuple[tuple[str, str], ...]
 
 
+#: With ``demo_seed`` over bootstrapped demos, the pool a set is drawn from holds up to this
+#: many times the most demos a point shows (as ``bootstrap-random`` draws its sets).
+BOOTSTRAP_POOL_FACTOR = 4
+
+
+def bootstrap_count(space: SearchSpace) -> int:
+    """How many worked solutions a space policy bootstraps: the most demos a point can
+    show, times :data:`BOOTSTRAP_POOL_FACTOR` when ``demo_seed`` picks among sets of
+    bootstrapped demos (its condition lets it be active with ``bootstrapped``)."""
+    most = int(space["n_demos"].options()[-1]) if "n_demos" in space else 0
+    if "demo_seed" not in space:
+        return most
+    seeds = space["demo_seed"]
+    chooses = max(int(v) for v in seeds.options()) > 0
+    with_bootstrapped = all(c.holds("bootstrapped") for c in seeds.when if c.parent == "demo_selection")
+    return most * BOOTSTRAP_POOL_FACTOR if chooses and with_bootstrapped else most
+
+
 def build_candidate(
     space: SearchSpace,
     point: Point,
@@ -38,8 +56,9 @@ def build_candidate(
     ``pool`` is the instruction pool (the point's ``instruction`` is an index into it);
     ``demo_pool_ids`` are the task's demo ids (train minus dev), ``fixed_demo_ids`` the
     task's preferred fixed demos (e.g. its chain-of-thought prompt), ``bootstrapped(k)``
-    gives up to ``k`` bootstrapped demos. Deterministic: the same point gives the same
-    candidate (random demo sets are seeded by ``demo_seed``)."""
+    gives the bootstrapped demos (at least ``k`` when it can). Deterministic: the same
+    point gives the same candidate: ``demo_seed`` picks a random demo set, and with
+    ``bootstrapped`` a set of ``k`` from the bootstrapped pool (0: its first ``k``)."""
     values: dict[str, Any] = {}
     for dimension in space.dimensions:
         if dimension.name in point:
@@ -77,6 +96,12 @@ def build_candidate(
             elif selection == "bootstrapped" and bootstrapped is not None:
                 found = bootstrapped(k)
                 chosen = found.demo_ids[:k]
+                seed = int(values.get("demo_seed", 0))
+                if seed:  # another set of k from the bootstrapped pool (MIPROv2's demo-set index)
+                    drawn = random.Random(f"bootstrapped:{seed}:{k}").sample(
+                        list(found.demo_ids), len(found.demo_ids)
+                    )
+                    chosen = tuple(drawn[:k])
                 changes["demo_ids"] = chosen
                 changes["demo_solutions"] = tuple(p for p in found.solutions if p[0] in chosen)
             elif selection == "fixed":
