@@ -135,7 +135,7 @@ def test_the_instruction_pool_counts_its_slots_and_a_large_space_keeps_the_bound
     config = _config("default", dev_size=20, race_start=8)
     dev = min(config.dev_size, len(task.examples("dev")))
     # 4 grown slots, each its proposal and a paraphrase, each retried once; bootstrapping a
-    # pool of 4 x 4 demos (demo_seed picks sets of up to 4 from it)
+    # pool of 16 demos (demo_seed picks sets of up to 4 from it)
     proposer_and_boot = 4 * 4 + max(4 * 16, 16 + 8)
     assert space_estimate(config, task)["search_calls"] == _races_bound(config, dev, 3) + proposer_and_boot
 

@@ -248,7 +248,8 @@ def test_demo_seed_picks_a_set_of_the_bootstrapped_pool() -> None:
     from promptopt.spaces import DemoSolutions, bootstrap_count
 
     space = load_space("default")
-    assert bootstrap_count(space) == 4 * 4  # demo_seed is active with bootstrapped: a pool to draw from
+    assert bootstrap_count(space) == 16  # demo_seed is active with bootstrapped: a pool to draw from
+    assert bootstrap_count(load_space("gsm8k")) == 16  # up to 8 demos a point
     narrow = load_space({"name": "narrow", "dimensions": {
         "n_demos": {"type": "integer", "low": 0, "high": 4},
         "demo_selection": {"type": "categorical", "choices": ["random", "bootstrapped"], "when": {"n_demos": {"min": 1}}},

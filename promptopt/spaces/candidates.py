@@ -23,14 +23,14 @@ class DemoSolutions:
     solutions: tuple[tuple[str, str], ...]
 
 
-#: With ``demo_seed`` over bootstrapped demos, the pool a set is drawn from holds up to this
-#: many times the most demos a point shows (as ``bootstrap-random`` draws its sets).
-BOOTSTRAP_POOL_FACTOR = 4
+#: With ``demo_seed`` over bootstrapped demos, the pool a set is drawn from: this many
+#: worked solutions (``bootstrap-random``'s 4 x 4), or the most demos a point shows if more.
+BOOTSTRAP_POOL = 16
 
 
 def bootstrap_count(space: SearchSpace) -> int:
     """How many worked solutions a space policy bootstraps: the most demos a point can
-    show, times :data:`BOOTSTRAP_POOL_FACTOR` when ``demo_seed`` picks among sets of
+    show, or :data:`BOOTSTRAP_POOL` if more when ``demo_seed`` picks among sets of
     bootstrapped demos (its condition lets it be active with ``bootstrapped``)."""
     most = int(space["n_demos"].options()[-1]) if "n_demos" in space else 0
     if "demo_seed" not in space:
@@ -38,7 +38,7 @@ def bootstrap_count(space: SearchSpace) -> int:
     seeds = space["demo_seed"]
     chooses = max(int(v) for v in seeds.options()) > 0
     with_bootstrapped = all(c.holds("bootstrapped") for c in seeds.when if c.parent == "demo_selection")
-    return most * BOOTSTRAP_POOL_FACTOR if chooses and with_bootstrapped else most
+    return max(most, BOOTSTRAP_POOL) if chooses and with_bootstrapped else most
 
 
 def build_candidate(
