@@ -14,7 +14,9 @@ the arithmetic on hand-made rows.
   permutation p).
 - **Pooled paired test**: the same over every item pair of every task at once.
 - **Average gain**: the mean over tasks of the per-task gains (each task weighs the same).
-- **Goals** (issue #21): a promptopt search entry beats zero-shot CoT on at least 4
+- **Goals** (issue #21): a promptopt search entry (not ``bootstrap-random``, which the
+  issue names as the Wan et al. baseline: its gain is printed beside the goal) beats
+  zero-shot CoT on at least 4
   tasks, its pooled test is significant and its average gain at least +8 points. The best
   entry is looked for among several, on the test items the goal is judged on, so the
   significance level is 5% divided by the number of entries compared (Bonferroni); the
@@ -38,6 +40,10 @@ from pathlib import Path
 from typing import Any
 
 REFERENCE = "zero-shot-cot"
+#: Searches the issue names as baselines: Wan et al.'s random search over the model's own
+#: worked solutions. In the tables, and its gain printed beside the goal, but no entry the
+#: goal is met by.
+BASELINE_SEARCHES = ("bootstrap-random",)
 NATIVES = ("dspy-gepa-native", "dspy-mipro-native")
 GOAL_TASKS, GOAL_GAIN, ALPHA = 4, 0.08, 0.05
 
@@ -118,7 +124,11 @@ def gains(rows: Sequence[Row], entry: str, tasks: Sequence[str]) -> dict[str, An
 
 
 def is_promptopt_search(rows: Sequence[Row], entry: str) -> bool:
-    return any(r["entry"] == entry and r["kind"] == "search" for r in rows) and not entry.startswith("dspy-")
+    """A search of promptopt's own (not DSPy's, not a baseline the issue names)."""
+    return (
+        any(r["entry"] == entry and r["kind"] == "search" for r in rows)
+        and not entry.startswith("dspy-") and entry not in BASELINE_SEARCHES
+    )  # fmt: skip
 
 
 def mean_accuracy(rows: Sequence[Row], entry: str, tasks: Sequence[str]) -> float | None:
@@ -142,7 +152,9 @@ def goals(rows: Sequence[Row]) -> dict[str, Any]:
     entries = ordered([r["entry"] for r in rows])
     ours = {e: gains(rows, e, tasks) for e in entries if is_promptopt_search(rows, e)}
     ranked = [e for e in ours if ours[e]["average_gain"] is not None]
-    out: dict[str, Any] = {"tasks": tasks, "entries": {e: ours[e] for e in ranked}, "best": None}
+    baselines = {e: g for e in BASELINE_SEARCHES if e in entries and (g := gains(rows, e, tasks))["pooled"]}
+    out: dict[str, Any] = {"tasks": tasks, "entries": {e: ours[e] for e in ranked}, "best": None,
+                           "baselines": baselines}  # fmt: skip
     if not ranked:
         return out
     alpha = ALPHA / len(ranked)  # the best of several, judged on the items it was picked on
@@ -318,10 +330,27 @@ def markdown(table: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
+def baseline_lines(summary: Mapping[str, Any]) -> list[str]:
+    """The searches the issue names as baselines, against zero-shot CoT as the goal reads."""
+    lines = []
+    for entry, g in (summary.get("baselines") or {}).items():
+        pooled = g["pooled"]
+        lines.append(
+            f"BASELINE {entry} (a baseline of the issue, not a promptopt entry for the goal): beats zero-shot CoT "
+            f"on {g['tasks_beaten']} of {len(g['per_task'])} tasks, average gain {100 * g['average_gain']:+.1f} "
+            f"points, pooled paired {100 * pooled['diff']:+.1f} points, p={pooled['p_value']:.3g} over {pooled['n']} "
+            "item pairs"
+        )
+    return lines
+
+
 def goal_lines(summary: Mapping[str, Any]) -> list[str]:
     best = summary.get("best")
     if best is None:
-        return ["GOALS: no promptopt search entry has a result paired with zero-shot CoT yet."]
+        return [
+            "GOALS: no promptopt search entry has a result paired with zero-shot CoT yet.",
+            *baseline_lines(summary),
+        ]
     g = summary["goal_vs_zero_shot"]
     lines = [
         f"GOAL vs zero-shot CoT ({'MET' if g['met'] else 'NOT MET'}): best promptopt entry {best}: beats it on "
@@ -340,7 +369,7 @@ def goal_lines(summary: Mapping[str, Any]) -> list[str]:
         calls = f", calls to find {v['best_calls']:.0f} against {v['native_calls']:.0f} (goal: no more)"
         lines.append(f"GOAL vs {native} ({'MET' if v['met'] else 'NOT MET'}): {best} {100 * v['best_accuracy']:.1f}% "
                      f"against {100 * v['native_accuracy']:.1f}% on average over {len(v['tasks'])} tasks{calls}")  # fmt: skip
-    return lines
+    return lines + baseline_lines(summary)
 
 
 def print_summary(rows: Sequence[Row]) -> dict[str, Any]:

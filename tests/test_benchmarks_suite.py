@@ -158,14 +158,12 @@ def test_summary_math_on_hand_made_rows() -> None:
 def test_the_goal_is_met_only_with_enough_tasks_significance_and_gain() -> None:
     tasks = [f"t{i}" for i in range(4)]
     rows = [row(t, "zero-shot-cot", [0] * 10, kind="baseline") for t in tasks]
-    rows += [
-        row(t, "bootstrap-random", [1] * 1 + [0] * 9) for t in tasks
-    ]  # +10 points each: 4 gained, 0 lost
+    rows += [row(t, "reflect", [1] * 1 + [0] * 9) for t in tasks]  # +10 points each: 4 gained, 0 lost
     goal = suite_report.goals(rows)["goal_vs_zero_shot"]
     assert goal["tasks_beaten"] == 4 and goal["average_gain"] == pytest.approx(0.1)
     assert goal["pooled_p"] == pytest.approx(2 * 0.5**4) and not goal["met"]  # p = 0.125: not significant
-    rows = [r for r in rows if r["entry"] != "bootstrap-random"]
-    rows += [row(t, "bootstrap-random", [1] * 3 + [0] * 7) for t in tasks]
+    rows = [r for r in rows if r["entry"] != "reflect"]
+    rows += [row(t, "reflect", [1] * 3 + [0] * 7) for t in tasks]
     goal = suite_report.goals(rows)["goal_vs_zero_shot"]
     assert goal["met"] and goal["pooled_p"] == pytest.approx(2 * 0.5**12) and goal["alpha"] == 0.05
 
@@ -177,7 +175,7 @@ def test_the_goal_level_is_divided_among_the_entries_compared() -> None:
     rows += [row(t, "tpe", [1] * 2 + [0] * 18) for t in tasks]
     assert suite_report.goals(rows)["goal_vs_zero_shot"]["met"]  # 0.0078 < 0.05
     # the same entry beside six others that gained nothing: 0.0078 is not below 0.05 / 7
-    for other in ("random", "reinforce", "ape", "opro", "reflect", "bootstrap-random"):
+    for other in ("random", "reinforce", "ape", "opro", "reflect", "reflect-demos"):
         rows += [row(t, other, [0] * 20) for t in tasks]
     summary = suite_report.goals(rows)
     goal = summary["goal_vs_zero_shot"]
@@ -365,3 +363,19 @@ def test_an_entry_passes_its_policys_own_options() -> None:
     assert made.policy == "reflect" and made.policy_options["reflect_demos"] == 4
     plain_reflect = suite.search_config(args, "gsm-symbolic", task, ENTRIES["reflect"], 0)
     assert plain_reflect.policy_options["reflect_demos"] == 0
+
+
+def test_the_wan_baseline_is_printed_beside_the_goal_but_does_not_meet_it() -> None:
+    tasks = [f"t{i}" for i in range(4)]
+    rows = [row(t, "zero-shot-cot", [0] * 10, kind="baseline") for t in tasks]
+    rows += [row(t, "bootstrap-random", [1] * 3 + [0] * 7) for t in tasks]  # what meets the goal as tpe
+    summary = suite_report.goals(rows)
+    assert summary["best"] is None and "goal_vs_zero_shot" not in summary
+    lines = suite_report.goal_lines(summary)
+    assert lines[0].startswith("GOALS: no promptopt search entry")
+    assert lines[1].startswith("BASELINE bootstrap-random (a baseline of the issue, not a promptopt entry for the goal): "
+                               "beats zero-shot CoT on 4 of 4 tasks, average gain +30.0 points")  # fmt: skip
+    rows += [row(t, "tpe", [1] * 3 + [0] * 7) for t in tasks]
+    summary = suite_report.goals(rows)
+    assert summary["best"] == "tpe" and summary["goal_vs_zero_shot"]["compared"] == 1
+    assert suite_report.goal_lines(summary)[-1].startswith("BASELINE bootstrap-random")
