@@ -321,3 +321,13 @@ def test_validate_command_exit_codes(tmp_path: Path) -> None:
     assert as_json.exit_code == 2 and "problems" in yaml.safe_load(as_json.output)
     missing = runner.invoke(cli, ["validate", str(tmp_path / "nope.yaml")])
     assert missing.exit_code == 2 and "not found" in missing.output
+
+
+def test_the_demos_space_is_few_shot_over_bootstrapped_sets_only() -> None:
+    from promptopt.spaces import bootstrap_count
+
+    space = load_space("demos")
+    points = space.points(10_000)
+    assert points is not None and len(points) == 4 * 3 * 8 * 2  # slots x demo counts x sets x orders
+    assert {(p["cot_mode"], p["demo_selection"]) for p in points} == {("few_shot", "bootstrapped")}
+    assert bootstrap_count(space) == 16
