@@ -120,6 +120,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                      help="the prompt every search starts from (plain: benchmarks/policies.py's; 3-shot-cot: "
                           "the task's own worked demos, BBH's paper prompt)")  # fmt: skip
     run.add_argument("--space", default=None, help="the space of tpe/random/reinforce (default: the task's)")
+    run.add_argument(
+        "--selection",
+        default="best",
+        choices=["best", "noise-aware", "balanced"],
+        help="every search's final pick (promptopt search --selection)",
+    )
     run.add_argument("--max-new-tokens", type=int, default=400)
     run.add_argument("--batch-size", type=int, default=16)
     run.add_argument("--dspy-threads", type=int, default=1)
@@ -171,7 +177,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def settings(args: argparse.Namespace) -> dict[str, Any]:
-    return {key: getattr(args, key) for key in SETTINGS}
+    made = {key: getattr(args, key) for key in SETTINGS}
+    if args.selection != "best":  # (rows written before --selection existed were all "best")
+        made["selection"] = args.selection
+    return made
 
 
 def test_size(args: argparse.Namespace, task: str) -> int:
@@ -255,7 +264,7 @@ def search_config(
         test_size=0, seed=seed, batch_size=args.batch_size, n_proposals=args.proposals, rounds=args.rounds,
         race_start=args.race_start, budget=Budget(max_calls=args.max_calls if cap is None else cap), space=space,
         dspy_threads=args.dspy_threads, dspy_share=share, proposer_model=args.proposer_model, slot=args.slot,
-        **dict(entry.options),
+        selection=args.selection, **dict(entry.options),
     )  # fmt: skip
 
 

@@ -13,6 +13,11 @@ Two uses:
   items both have; those whose difference from the best is within the test's 95% band are
   *tied* with it, and among the tied ones the cheapest (fewest tokens per example) wins
   when it saves at least :data:`MIN_SAVING` of the best one's tokens.
+- :func:`balanced_pick`: the final pick by balanced accuracy on dev (the mean over gold
+  answers of each one's accuracy). A small model that leans on one answer scores that
+  answer's share of the dev split; on 30 dev items of a six-option task the share can be
+  twice the test split's, and the lean wins the race. Balanced accuracy gives a constant
+  answer 1/labels whatever the split.
 
 Scores are per-item vectors: ``{example_id: score}`` (failed evaluations left out).
 """
@@ -29,7 +34,7 @@ from promptopt.types import EvalResult
 
 ItemScores = Mapping[str, float]
 MIN_SAVING = 0.10  # a tied candidate must save this share of tokens to be preferred
-SELECTIONS = ("best", "noise-aware")
+SELECTIONS = ("best", "noise-aware", "balanced")
 
 
 def item_scores(results: Iterable[EvalResult]) -> dict[str, float]:
@@ -160,6 +165,24 @@ def noise_aware_pick(
     }
 
 
+def balanced_pick(rows: Sequence[Any], known: Any) -> tuple[str, dict[str, float]]:
+    """The finalist with the best balanced accuracy on dev (ties: the better mean, then
+    the earlier row), and every finalist's balanced accuracy. For a free-form task, whose
+    golds hardly repeat, it is close to the mean."""
+    from promptopt.stats import balanced_accuracy
+
+    balanced = {
+        row.candidate.hash: balanced_accuracy(
+            [(r.gold, r.score) for r in known(row.candidate, "dev") if r.score is not None]
+        )
+        for row in rows
+    }
+    order = {row.candidate.hash: i for i, row in enumerate(rows)}
+    means = {row.candidate.hash: row.mean for row in rows}
+    chosen = max(balanced, key=lambda h: (balanced[h], means[h], -order[h]))
+    return chosen, balanced
+
+
 def final_pick(
     selection: str,
     rows: Sequence[Any],
@@ -172,8 +195,8 @@ def final_pick(
 
     ``rows`` are the finalists' leaderboard rows (whole dev set), ``winner`` the best by
     mean (the ``best`` pick), ``known(candidate, "dev")`` their results. The comparison
-    is made under both selections (the summary says which finalists are tied with the
-    best); only ``noise-aware`` changes the winner."""
+    is made under every selection (the summary says which finalists are tied with the
+    best); ``noise-aware`` and ``balanced`` (:func:`balanced_pick`) change the winner."""
     if len(rows) < 2:
         return winner, {
             "selection": selection,
@@ -186,7 +209,10 @@ def final_pick(
         for row in rows
     ]
     chosen, report = noise_aware_pick(finalists, winner.hash, seed=seed)
-    if selection != "noise-aware":
+    if selection == "balanced":
+        chosen, balanced = balanced_pick(rows, known)
+        report["balanced_accuracy"] = balanced
+    elif selection != "noise-aware":
         chosen = winner.hash
     report.update(selection=selection, chosen=chosen)
     by_hash = {row.candidate.hash: row.candidate for row in rows}

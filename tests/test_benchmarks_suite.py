@@ -379,3 +379,15 @@ def test_the_wan_baseline_is_printed_beside_the_goal_but_does_not_meet_it() -> N
     summary = suite_report.goals(rows)
     assert summary["best"] == "tpe" and summary["goal_vs_zero_shot"]["compared"] == 1
     assert suite_report.goal_lines(summary)[-1].startswith("BASELINE bootstrap-random")
+
+
+def test_selection_is_a_setting_of_the_cells_when_it_is_not_the_default() -> None:
+    from benchmarks.suite_cells import ENTRIES
+    from promptopt.tasks import get_task
+
+    best = suite.parse_args([*TINY, "--entries", "tpe"])
+    assert "selection" not in suite.settings(best)  # rows from before the flag resume as they were
+    balanced = suite.parse_args([*TINY, "--entries", "tpe", "--selection", "balanced"])
+    assert suite.settings(balanced)["selection"] == "balanced"
+    made = suite.search_config(balanced, "gsm-symbolic", get_task("gsm-symbolic"), ENTRIES["tpe"], 0)
+    assert made.selection == "balanced"

@@ -500,6 +500,43 @@ def test_selection_is_best_by_default_and_noise_aware_on_request(task: Task, tmp
         config(selection="cheapest")
 
 
+def test_balanced_pick_does_not_reward_a_lean_on_the_dev_splits_most_common_answer() -> None:
+    from types import SimpleNamespace
+
+    from promptopt.selection import balanced_pick, final_pick
+
+    golds = ["(B)"] * 6 + ["(A)"] * 2 + ["(C)"] * 2  # dev leans on (B) as the model does
+
+    def results(name: str, answers: list[str]) -> list[EvalResult]:
+        return [
+            EvalResult(name, f"d{i}", "dev", a, g, float(a == g))
+            for i, (a, g) in enumerate(zip(answers, golds, strict=True))
+        ]
+
+    lean = results("lean", ["(B)"] * 10)  # 60% on dev: every (B) item, no other
+    reader = results("reader", ["(B)", "(A)", "(A)", "(C)", "(C)", "(C)", "(A)", "(A)", "(C)", "(C)"])  # 50%
+    known = {"lean": lean, "reader": reader}
+
+    def row(name: str) -> SimpleNamespace:
+        scores = [r.score for r in known[name]]
+        return SimpleNamespace(candidate=SimpleNamespace(hash=name), mean=sum(scores) / len(scores),
+                               tokens_per_example=100.0)  # fmt: skip
+
+    rows = [row("lean"), row("reader")]
+    chosen, balanced = balanced_pick(rows, lambda c, split: known[c.hash])
+    assert chosen == "reader"
+    assert balanced == pytest.approx({"lean": 1 / 3, "reader": (1 / 6 + 1 + 1) / 3})
+    winner, report = final_pick("balanced", rows, rows[0].candidate, lambda c, split: known[c.hash])
+    assert winner.hash == "reader" and report["chosen"] == "reader" and report["best_by_mean"] == "lean"
+    assert final_pick("best", rows, rows[0].candidate, lambda c, split: known[c.hash])[0].hash == "lean"
+
+
+def test_balanced_selection_runs_a_search(task: Task, tmp_path: Path) -> None:
+    result = run(task, f"sqlite:///{tmp_path / 'r.db'}", selection="balanced")
+    assert result.selection["selection"] == "balanced" and result.winner.hash == result.selection["chosen"]
+    assert set(result.selection["balanced_accuracy"]) >= {result.winner.hash}
+
+
 def test_demo_steps_swap_in_the_models_own_work_on_the_failing_kind(task: Task, tmp_path: Path) -> None:
     # instruction rewrites are harmful here: only a demo step can help, by showing a
     # bootstrapped percent question (the kind the parent fails)

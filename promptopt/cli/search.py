@@ -47,11 +47,12 @@ from promptopt.terminal import printable
 @policy_option_flags
 @click.option(
     "--selection",
-    type=click.Choice(["best", "noise-aware"]),
+    type=click.Choice(["best", "noise-aware", "balanced"]),
     default="best",
     show_default=True,
-    help="The final pick: the best dev mean, or the cheapest finalist tied with it in a paired test "
-    "(noise-aware; see docs/reflect.md).",
+    help="The final pick: the best dev mean, the cheapest finalist tied with it in a paired test "
+    "(noise-aware; see docs/reflect.md), or the best balanced accuracy on dev, the mean over gold "
+    "answers of each one's accuracy (balanced: for a small answer set and a model that leans on one answer).",
 )
 @click.option(
     "--search",

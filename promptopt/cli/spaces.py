@@ -80,7 +80,13 @@ def print_policy_state(result: Any) -> None:
         click.echo(f"reflect     {reflection_line(state['reflection'])}")
     selection = getattr(result, "selection", None) or {}
     tied = [row for row in selection.get("compared", []) if row.get("tied")]
-    if tied:
+    balanced = selection.get("balanced_accuracy")
+    if balanced:
+        chosen, by_mean = selection.get("chosen"), selection.get("best_by_mean")
+        other = "" if chosen == by_mean else f"; the best dev mean's {balanced.get(by_mean, 0.0):.1%}"
+        click.echo(f"selection   picked the best balanced accuracy on dev of {len(balanced)} finalists: "
+                   f"{balanced.get(chosen, 0.0):.1%}{other} (balanced)")  # fmt: skip
+    elif tied:
         picked = (
             "the cheapest of them"
             if selection.get("chosen") != selection.get("best_by_mean")
