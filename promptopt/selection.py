@@ -1,6 +1,6 @@
 """Choosing among candidates with their per-item scores, not their means alone.
 
-Two uses:
+Three uses:
 
 - :func:`item_frontier` and :func:`frontier_weights`: the per-item Pareto frontier of
   the reflective policy (as in GEPA). For every dev item, the candidates that score best
