@@ -70,6 +70,7 @@ from benchmarks.suite_cells import (  # noqa: E402
     test_evaluation,
 )
 from benchmarks.suite_report import calls_to_find  # noqa: E402
+from promptopt.selection import SELECTIONS  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results" / "suite"
 DEFAULT_TASKS = ("gsm8k", "bbh:object_counting", "bbh:date_understanding", "bbh:sports_understanding",
@@ -123,7 +124,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     run.add_argument(
         "--selection",
         default="best",
-        choices=["best", "noise-aware", "balanced"],
+        choices=SELECTIONS,
         help="every search's final pick (promptopt search --selection)",
     )
     run.add_argument("--max-new-tokens", type=int, default=400)

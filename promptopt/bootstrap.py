@@ -41,6 +41,11 @@ class BootstrapReport:
     correct: int
 
 
+def default_tries(k: int) -> int:
+    """The most train items :func:`bootstrap_demos` asks for ``k`` demos when not told."""
+    return max(4 * k, k + 8)
+
+
 def bootstrap_demos(
     task: Task,
     backend: Backend,
@@ -58,7 +63,7 @@ def bootstrap_demos(
     pool = task.examples("train")
     order = list(range(len(pool)))
     random.Random(f"bootstrap:{seed}").shuffle(order)
-    limit = min(len(pool), max_tries if max_tries is not None else max(4 * k, k + 8))
+    limit = min(len(pool), max_tries if max_tries is not None else default_tries(k))
     prompt = Candidate(
         instruction=task.spec.instruction if instruction is None else instruction,
         cot_mode="zero_shot",

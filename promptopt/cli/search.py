@@ -19,6 +19,7 @@ from promptopt.cli.options import (
     _prompt_options,
 )
 from promptopt.cli.policy_options import policy_option_flags, take_policy_options
+from promptopt.selection import SELECTIONS
 from promptopt.terminal import printable
 
 
@@ -47,7 +48,7 @@ from promptopt.terminal import printable
 @policy_option_flags
 @click.option(
     "--selection",
-    type=click.Choice(["best", "noise-aware", "balanced"]),
+    type=click.Choice(SELECTIONS),
     default="best",
     show_default=True,
     help="The final pick: the best dev mean, the cheapest finalist tied with it in a paired test "

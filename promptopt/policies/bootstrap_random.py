@@ -53,8 +53,9 @@ class BootstrapRandomPolicy(Policy):
     @classmethod
     def bootstrap_tries(cls) -> int:
         """The most demo-pool items bootstrapping asks (``bootstrap_demos``' own limit)."""
-        k = cls.pool_size()
-        return max(4 * k, k + 8)
+        from promptopt.bootstrap import default_tries
+
+        return default_tries(cls.pool_size())
 
     def bootstrap(self) -> DemoSolutions:
         if self.pool is None:

@@ -14,6 +14,7 @@ from promptopt.bias.costs import (
     space_calls_per_example,
 )
 from promptopt.bias.space import offer_bias_dimensions
+from promptopt.bootstrap import default_tries
 from promptopt.prompt import render_messages
 from promptopt.proposers import DEMO_ATTEMPTS
 from promptopt.racing import schedule_size
@@ -166,8 +167,7 @@ def space_estimate(config: SearchConfig, task: Task) -> dict[str, Any]:
     proposer_calls = 2 * proposals_calls(space["instruction"].grow) if "instruction" in space else 0
     boot = 0
     if "demo_selection" in space and "bootstrapped" in space["demo_selection"].choices and "n_demos" in space:
-        most = bootstrap_count(space)
-        boot = max(4 * most, most + 8)
+        boot = default_tries(bootstrap_count(space))
     search_calls = evaluations + proposer_calls + boot
     test_n = len(task.examples("test", config.test_size))
     final = (config.final_top * dev + test_n) * per_eval + test_n * candidate_calls(config.base)
