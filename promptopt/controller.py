@@ -354,6 +354,8 @@ def _run_policy(
     # The final and test phases: the share of their requests answered, as answers arrive
     # (to ``phase_progress``; ``progress`` is called once a phase, as before).
     moving = PhaseProgress()
+    # --selection balanced: the race ranks by balanced accuracy too, not only the final pick.
+    golds = [task.target(e) for e in dev] if config.selection == "balanced" else None
     key_env = dict(config.backend_options).get("api_key_env", "OPENAI_API_KEY")  # for failure hints
 
     def on_answers(count: int) -> None:
@@ -391,6 +393,7 @@ def _run_policy(
             standings = successive_halving(
                 [p.candidate.hash for p in proposals], None, len(dev), score_many=dev_scores,
                 start=config.race_start, eta=config.race_eta, keep=config.top_k, prune=policy.should_prune,
+                golds=golds,
             )  # fmt: skip
             policy.tell(standings)
             check_results((r for c in run.candidates.values() for r in run.evaluator.known(c, "dev")), "the search",

@@ -3,7 +3,9 @@
 Successive halving: every alive candidate is scored on the first ``start`` dev examples;
 the better half (by mean score) goes on to twice as many examples, and so on, until
 ``keep`` candidates remain or the whole dev set is used. Examples are a fixed order, so
-results on the first n examples are reused when a candidate goes on.
+results on the first n examples are reused when a candidate goes on. Given the examples'
+golds, a standing is the balanced accuracy instead of the mean (``--selection balanced``:
+a lean toward the dev split's most common answer wins no stage).
 
 The race only needs a scoring function, so it replays offline over a recorded matrix of
 results as well as it runs live (see ``benchmarks/racing.py``).
@@ -15,13 +17,16 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from promptopt.stats import balanced_accuracy
+
 ScoreFn = Callable[[str, int], list[float | None]]
 """score(candidate_id, n) -> scores of that candidate on the first n dev examples."""
 
 
 @dataclass(frozen=True)
 class Standing:
-    """A candidate's mean dev score over ``n`` scored examples (failures excluded)."""
+    """A candidate's mean dev score over ``n`` scored examples (failures excluded); its
+    balanced accuracy over them when the race is balanced."""
 
     candidate: str
     mean: float
@@ -36,7 +41,14 @@ PruneFn = Callable[[Standing], bool]
 """prune(standing) -> True to drop the candidate now (e.g. an Optuna pruner's verdict)."""
 
 
-def standing(candidate: str, scores: Sequence[float | None], order: int) -> Standing:
+def standing(
+    candidate: str, scores: Sequence[float | None], order: int, golds: Sequence[str] | None = None
+) -> Standing:
+    """``scores`` in example order; with ``golds`` (the same examples' gold answers) the
+    standing's mean is the balanced accuracy (:func:`promptopt.stats.balanced_accuracy`)."""
+    if golds is not None:
+        pairs = [(g, s) for g, s in zip(golds, scores, strict=True) if s is not None]
+        return Standing(candidate, balanced_accuracy(pairs), len(pairs), order)
     valid = [s for s in scores if s is not None]
     return Standing(candidate, sum(valid) / len(valid) if valid else 0.0, len(valid), order)
 
@@ -56,11 +68,13 @@ def successive_halving(
     keep: int = 1,
     score_many: BatchScoreFn | None = None,
     prune: PruneFn | None = None,
+    golds: Sequence[str] | None = None,
 ) -> dict[str, Standing]:
     """Race ``pool``; returns every candidate's standing at the point it was dropped
     (survivors: on the most examples reached). Give ``score`` (one candidate at a time)
     or ``score_many`` (a whole stage at once). ``prune`` may drop a candidate after any
-    stage in addition to the halving (never the last one alive)."""
+    stage in addition to the halving (never the last one alive). ``golds`` (the dev
+    examples' gold answers, in order) makes every stage rank by balanced accuracy."""
     if score_many is None:
         if score is None:
             raise ValueError("successive_halving needs score or score_many")
@@ -76,7 +90,9 @@ def successive_halving(
     while alive:
         stage = score_many(alive, n)
         for candidate in alive:
-            results[candidate] = standing(candidate, stage[candidate], order[candidate])
+            results[candidate] = standing(
+                candidate, stage[candidate], order[candidate], None if golds is None else golds[:n]
+            )
         if prune is not None:
             kept = [c for c in alive if not prune(results[c])]
             alive = kept or [rank([results[c] for c in alive])[0].candidate]

@@ -70,7 +70,8 @@ class SearchConfig:
     max_judge_calls: int | None = None  # llm_judge: a limit on the judge's calls, apart from the task's
     # The final pick (promptopt.selection): "best" the best dev mean; "noise-aware" the
     # cheapest finalist statistically tied with it (paired test on the shared items);
-    # "balanced" the best balanced accuracy on dev (mean over gold answers).
+    # "balanced" the best balanced accuracy on dev (mean over gold answers), which the race
+    # (promptopt.racing) then ranks by as well.
     selection: str = "best"
     # The policy's own options by name (the fields of its ``Options``, e.g. reflect's
     # ``minibatch``): checked against them here, and kept with every one of them, the

@@ -92,14 +92,18 @@ class SearchRun:
         return [r.score for r in results]
 
     def known_standings(self) -> dict[str, Standing]:
+        """Every candidate's standing on the dev results it has (balanced accuracy under
+        ``selection="balanced"``, as the race ranks them)."""
         order = {h: i for i, h in enumerate(self.candidates)}
+        balanced = self.config.selection == "balanced"
         out = {}
         for candidate_hash, candidate in self.candidates.items():
             known = self.evaluator.known(candidate, "dev")
             if known:
                 out[candidate_hash] = standing(
-                    candidate_hash, [r.score for r in known], order[candidate_hash]
-                )
+                    candidate_hash, [r.score for r in known], order[candidate_hash],
+                    [r.gold for r in known] if balanced else None,
+                )  # fmt: skip
         return out
 
     def _stacks(self) -> list[ModelStack]:

@@ -531,10 +531,28 @@ def test_balanced_pick_does_not_reward_a_lean_on_the_dev_splits_most_common_answ
     assert final_pick("best", rows, rows[0].candidate, lambda c, split: known[c.hash])[0].hash == "lean"
 
 
-def test_balanced_selection_runs_a_search(task: Task, tmp_path: Path) -> None:
+def test_balanced_selection_runs_a_search(
+    task: Task, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import promptopt.controller as controller
+    from promptopt.racing import successive_halving
+
+    raced_with: list[Any] = []
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        raced_with.append(kwargs.get("golds"))
+        return successive_halving(*args, **kwargs)
+
+    monkeypatch.setattr(controller, "successive_halving", recording)
     result = run(task, f"sqlite:///{tmp_path / 'r.db'}", selection="balanced")
     assert result.selection["selection"] == "balanced" and result.winner.hash == result.selection["chosen"]
     assert set(result.selection["balanced_accuracy"]) >= {result.winner.hash}
+    # the race ranks by balanced accuracy too: every stage was given the dev golds
+    dev = [task.target(e) for e in task.examples("dev", 40)]
+    assert raced_with and all(golds == dev for golds in raced_with)
+    raced_with.clear()
+    run(task, f"sqlite:///{tmp_path / 'b.db'}")
+    assert raced_with and all(golds is None for golds in raced_with)
 
 
 def test_demo_steps_swap_in_the_models_own_work_on_the_failing_kind(task: Task, tmp_path: Path) -> None:

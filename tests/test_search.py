@@ -184,6 +184,27 @@ def test_successive_halving_spends_less_and_keeps_the_best() -> None:
     assert schedule_size(16, 80, start=10) < 16 * 80 * 0.4
 
 
+def test_a_balanced_race_drops_the_lean_that_the_mean_keeps() -> None:
+    golds = ["(B)"] * 6 + ["(A)"] * 2 + ["(C)"] * 2  # the first dev items lean on (B), as the model does
+    answers = {
+        "lean": ["(B)"] * 10,  # every (B) item, no other: 60% by the mean, 1/3 balanced
+        "reader": ["(B)", "(A)", "(A)", "(C)", "(C)", "(C)", "(A)", "(A)", "(C)", "(C)"],  # 50%, 7/9 balanced
+    }
+
+    def score(candidate: str, n: int) -> list[float | None]:
+        return [float(a == g) for a, g in zip(answers[candidate][:n], golds[:n], strict=True)]
+
+    by_mean = successive_halving(list(answers), score, 10, start=10, keep=1)
+    balanced = successive_halving(list(answers), score, 10, start=10, keep=1, golds=golds)
+    assert max(by_mean.values(), key=lambda s: s.mean).candidate == "lean"
+    assert max(balanced.values(), key=lambda s: s.mean).candidate == "reader"
+    assert balanced["lean"].mean == pytest.approx(1 / 3)
+    assert balanced["reader"].mean == pytest.approx((1 / 6 + 1 + 1) / 3)
+    # a stage on the first 4 items: balanced over the golds of those items only
+    first = successive_halving(["lean", "reader"], score, 4, start=4, keep=2, golds=golds)
+    assert first["lean"].mean == 1.0 and first["reader"].mean == pytest.approx(1 / 4)
+
+
 def test_paired_difference_mcnemar() -> None:
     base = [0.0] * 50 + [1.0] * 50
     better = [1.0] * 30 + [0.0] * 20 + [1.0] * 50

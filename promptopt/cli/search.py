@@ -53,7 +53,8 @@ from promptopt.terminal import printable
     show_default=True,
     help="The final pick: the best dev mean, the cheapest finalist tied with it in a paired test "
     "(noise-aware; see docs/reflect.md), or the best balanced accuracy on dev, the mean over gold "
-    "answers of each one's accuracy (balanced: for a small answer set and a model that leans on one answer).",
+    "answers of each one's accuracy (balanced: the race ranks by it too; for a small answer set and a "
+    "model that leans on one answer).",
 )
 @click.option(
     "--search",
