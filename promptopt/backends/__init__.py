@@ -32,6 +32,7 @@ __all__ = [
     "FakeBackend",
     "RetryingBackend",
     "is_local_spec",
+    "local_engine",
     "make_backend",
 ]
 
@@ -89,13 +90,19 @@ def make_backend(
     )
 
 
-def _local_backend(local: str, *, batch_size: int, dtype: str) -> Backend:
-    """The backend of a local model: the engine ``$PROMPTOPT_LOCAL_ENGINE`` names, else
-    :data:`DEFAULT_LOCAL_ENGINE` (docs/engines.md: the default changes when a side-by-side
-    run shows an engine 1.5x faster on the real evaluation)."""
+def local_engine(local: str, dtype: str = "auto") -> str:
+    """The engine a local model runs on in this Python: the one ``$PROMPTOPT_LOCAL_ENGINE``
+    names, else :data:`DEFAULT_LOCAL_ENGINE` where it applies (docs/engines.md: the default
+    changes when a side-by-side run shows an engine 1.5x faster on the real evaluation)."""
     engine = os.environ.get(LOCAL_ENGINE_ENV, "").strip().lower() or _default_engine(local, dtype)
     if engine not in LOCAL_ENGINES:
         raise ConfigError(f"${LOCAL_ENGINE_ENV}={engine!r}: expected one of {', '.join(LOCAL_ENGINES)}")
+    return engine
+
+
+def _local_backend(local: str, *, batch_size: int, dtype: str) -> Backend:
+    """The backend of a local model on :func:`local_engine`'s engine."""
+    engine = local_engine(local, dtype)
     if engine != "transformers" and dtype != "auto":
         raise ConfigError(f"--dtype {dtype} is for the transformers backend, but the engine is {engine}")
     if engine == "llama.cpp":
