@@ -340,7 +340,29 @@ def dspy_problem(args: argparse.Namespace) -> str | None:
         return (
             f"{python} cannot import dspy and promptopt: {(probe.stderr.strip().splitlines() or ['?'])[-1]}"
         )
-    return None
+    return engine_mismatch(args)
+
+
+def engine_mismatch(args: argparse.Namespace) -> str | None:
+    """Why a local model would run on another engine in ``--dspy-python`` than here (the
+    dspy venv lacking OpenVINO GenAI falls back to transformers: other numerics, another
+    cache key and several times the wall time), or None."""
+    from promptopt.backends import is_local_spec, local_engine
+
+    if args.model.startswith("fake") or not is_local_spec(args.model):
+        return None
+    local = args.model.removeprefix("local/")
+    here = local_engine(local, args.dtype)
+    code = f"from promptopt.backends import local_engine; print(local_engine({local!r}, {args.dtype!r}))"
+    probe = subprocess.run([args.dspy_python, "-c", code], capture_output=True, text=True, env=worker_env(),
+                           cwd=REPO, check=False)  # fmt: skip
+    there = probe.stdout.strip().splitlines()[-1] if probe.returncode == 0 and probe.stdout.strip() else "?"
+    if there == here:
+        return None
+    return (
+        f"{args.model} runs on {here} here but on {there} in {args.dspy_python}: install the same engine "
+        f"there (for openvino: pip install 'promptopt[openvino]') or set $PROMPTOPT_LOCAL_ENGINE for both"
+    )
 
 
 def worker_env() -> dict[str, str]:

@@ -391,3 +391,17 @@ def test_selection_is_a_setting_of_the_cells_when_it_is_not_the_default() -> Non
     assert suite.settings(balanced)["selection"] == "balanced"
     made = suite.search_config(balanced, "gsm-symbolic", get_task("gsm-symbolic"), ENTRIES["tpe"], 0)
     assert made.selection == "balanced"
+
+
+def test_a_dspy_python_on_another_engine_is_refused_before_any_cell(tmp_path: Path) -> None:
+    args = suite.parse_args(["run", "--model", "qwen2.5-coder-0.5b", "--entries", "dspy-gepa-native",
+                             "--dspy-python", sys.executable])  # fmt: skip
+    assert suite.engine_mismatch(args) is None  # the same Python picks the same engine
+    other = tmp_path / "python"  # a dspy venv whose promptopt would run the model on llama.cpp
+    other.write_text("#!/bin/sh\necho llama.cpp\n")
+    other.chmod(0o755)
+    args.dspy_python = str(other)
+    problem = suite.engine_mismatch(args)
+    assert problem is not None and "on llama.cpp in" in problem and "install the same engine" in problem
+    args.model = "fake-dspy"
+    assert suite.engine_mismatch(args) is None
