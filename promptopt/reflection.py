@@ -20,7 +20,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from promptopt.proposers import _META, clean_proposal, finished_part, mentions_examples
+from promptopt.proposers import _META, _word_runs, clean_proposal, finished_part, mentions_examples
 from promptopt.tasks import Task
 from promptopt.types import EvalResult, Example
 
@@ -159,13 +159,15 @@ def read_reflection(
     current: str,
     known: Sequence[str],
     shown_inputs: Sequence[str],
+    shown_outputs: Sequence[str] = (),
     meta_allowed: bool = False,
     cut_off: bool = False,
 ) -> tuple[str | None, str]:
     """The instruction in a reflection ``reply`` and ``"usable"``, or ``None`` and why
     not. ``known``: instructions already proposed (a repeat is not usable);
     ``shown_inputs``: the inputs the reflection saw (a text that names their numbers or
-    names is about them); ``meta_allowed``: the task's own items speak of instructions;
+    names is about them); ``shown_outputs``: the model's answers it saw (a text that repeats
+    one is an answer, not an instruction); ``meta_allowed``: the task's own items speak of instructions;
     ``cut_off``: the reply reached the token limit, so an unclosed instruction loses its
     unfinished end (a rule that stops mid-sentence is not kept)."""
     match = _NEW.search(reply)
@@ -203,4 +205,17 @@ def read_reflection(
     # single digits ("Step 1:", "2 decimals") are too common to say the text copies an item
     if shown_inputs and mentions_examples(_SINGLE_DIGIT.sub(" ", text), shown_inputs):
         return None, "copies the shown items"
+    if copies_an_output(text, shown_outputs, current):
+        return None, "copies a shown answer"
     return text, "usable"
+
+
+def copies_an_output(text: str, outputs: Sequence[str], current: str = "") -> bool:
+    """True if ``text`` repeats ``QUOTE_WORDS`` words in a row of one of the model's
+    ``outputs`` that the ``current`` instruction does not have (an output may echo its
+    instruction, and a rewrite may keep it): the 0.5B's reflection on
+    ``sports_understanding`` replied with one of the answers it was shown ("Based on the
+    information provided, the sentence is plausible. Therefore, the answer is: yes."),
+    which the reader took for an instruction and which then won the search."""
+    mine = _word_runs(text) - _word_runs(current)
+    return any(mine & _word_runs(output) for output in outputs)

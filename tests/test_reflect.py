@@ -395,6 +395,26 @@ _CUT_LIST = (
 )
 
 
+def test_a_reply_that_repeats_a_shown_answer_is_not_an_instruction() -> None:
+    # the 0.5B's reflection on bbh:sports_understanding (seed 0): one of the answers it was shown,
+    # which the reader took for an instruction and which then won the search
+    shown = ("3. **Conclusion**: Based on the information provided, the sentence is plausible. It accurately "
+             "describes the player's performance in a specific period of time.\n\nTherefore, the answer is: yes.")  # fmt: skip
+    reply = "<new>Based on the information provided, the sentence is plausible. Therefore, the answer is: yes.</new>"
+    common = {"known": [], "shown_inputs": ["Is the following sentence plausible? X scored."]}
+    assert read_reflection(reply, current="", shown_outputs=[shown], **common) == (
+        None,
+        "copies a shown answer",
+    )
+    assert read_reflection(reply, current="", **common)[1] == "usable"  # what it read before
+    # an output that echoes its instruction: a rewrite may keep that instruction's words
+    current = "Decide whether the sentence is plausible for the sport the player is known for."
+    echo = f"{current} The player is a hockey player, so it is plausible. So the answer is yes."
+    rewrite = f"<new>{current} Check the sport of the action too.</new>"
+    text, why = read_reflection(rewrite, current=current, shown_outputs=[echo], **common)
+    assert why == "usable" and text is not None and text.endswith("Check the sport of the action too.")
+
+
 # what the real 1.5B wrote on bbh:date_understanding, whole (163 tokens): five rules, kept
 # whole; the 400-character cap of a proposal used to cut the fourth mid-sentence
 _FIVE_RULES = [

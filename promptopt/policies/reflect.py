@@ -241,10 +241,11 @@ class ReflectPolicy(Policy):
             entry["reason"] = f"the reflection request failed: {error}"
             return None
         shown_inputs = [self.task.render_input(e) for e, _ in failed[: len(shown)]]
+        shown_outputs = [r.samples[0].raw_output for _, r in failed[: len(shown)] if r.samples]
         known_texts = [c.instruction for c in self.candidates.values()]
         text, why = read_reflection(
             reply, current=parent.instruction, known=known_texts, shown_inputs=shown_inputs,
-            meta_allowed=self.meta_allowed, cut_off=cut_off,
+            shown_outputs=shown_outputs, meta_allowed=self.meta_allowed, cut_off=cut_off,
         )  # fmt: skip
         entry["reason"] = why
         entry["text"] = text if text is not None else " ".join(reply.split())[:300]
