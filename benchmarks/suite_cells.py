@@ -230,14 +230,14 @@ def native_test(task: Any, base: Any, program_state: Mapping[str, Any], backend:
     from promptopt.store import Store
 
     dspy = import_dspy()
-    program = program_from_candidate(base, task)
+    program = program_from_candidate(base, task, describe_answer=True)  # as the search's student
     program.load_state(program_state)
     metric = answer_metric(task, {e.id: e for e in examples})
     started = time.perf_counter()
     with Store(db) as store:
         caching = ModelStack(backend, store).backend
         inner = CoalescingBackend(caching) if threads > 1 else caching
-        lm = PromptOptLM(inner)
+        lm = PromptOptLM(inner, max_tokens=base.max_tokens)  # the search's limit, as for every entry
         evaluator = dspy.Evaluate(devset=[dspy_example(e, task) for e in examples], metric=metric,
                                   num_threads=threads, display_progress=True,
                                   max_errors=len(examples) + 1, failure_score=0.0)  # fmt: skip

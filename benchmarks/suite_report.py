@@ -170,6 +170,8 @@ def goals(rows: Sequence[Row]) -> dict[str, Any]:
     }  # fmt: skip
     for native in NATIVES:
         common = [t for t in tasks if accuracy(rows, t, native) and accuracy(rows, t, best)]
+        # a native cell that failed (e.g. DSPy stopped by the cap before it compiled a program)
+        missing = [t for t in tasks if accuracy(rows, t, best) and not accuracy(rows, t, native)]
         if not common:
             out[f"goal_vs_{native}"] = {
                 "met": None,
@@ -183,7 +185,7 @@ def goals(rows: Sequence[Row]) -> dict[str, Any]:
             for e in (best, native)
         )
         out[f"goal_vs_{native}"] = {
-            "tasks": common, "best_accuracy": mine, "native_accuracy": theirs,
+            "tasks": common, "best_accuracy": mine, "native_accuracy": theirs, "not_finished": missing,
             "best_calls": my_calls, "native_calls": their_calls, "met": mine > theirs and my_calls <= their_calls,
         }  # fmt: skip
     return out
@@ -367,8 +369,11 @@ def goal_lines(summary: Mapping[str, Any]) -> list[str]:
             lines.append(f"GOAL vs {native}: not measured: {v['why']}")
             continue
         calls = f", calls to find {v['best_calls']:.0f} against {v['native_calls']:.0f} (goal: no more)"
+        missing = v.get("not_finished") or []
+        unfinished = f"; {native} did not finish on {', '.join(missing)}" if missing else ""
         lines.append(f"GOAL vs {native} ({'MET' if v['met'] else 'NOT MET'}): {best} {100 * v['best_accuracy']:.1f}% "
-                     f"against {100 * v['native_accuracy']:.1f}% on average over {len(v['tasks'])} tasks{calls}")  # fmt: skip
+                     f"against {100 * v['native_accuracy']:.1f}% on average over {len(v['tasks'])} tasks{calls}"
+                     f"{unfinished}")  # fmt: skip
     return lines + baseline_lines(summary)
 
 
@@ -380,8 +385,11 @@ def print_summary(rows: Sequence[Row]) -> dict[str, Any]:
     print()
     for line in goal_lines(summary) + verdict_lines(verdicts(rows)):
         print(line)
-    failed = [r for r in rows if r.get("status") != "ok"]
-    for row in failed:
+    done = {(r["task"], r["entry"], r["seed"], r["model"]) for r in rows if r.get("status") == "ok"}
+    unfinished = {(r["task"], r["entry"], r["seed"], r["model"]): r for r in rows if r.get("status") != "ok"}
+    for key, row in unfinished.items():  # the last failure of each cell that has no ok row
+        if key in done:
+            continue
         print(
             f"{row['task']} · {row['entry']} · seed {row['seed']}: {row['status']}: {row.get('reason', '')}"
         )

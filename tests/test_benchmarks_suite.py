@@ -140,6 +140,7 @@ def test_summary_math_on_hand_made_rows() -> None:
         0.6
     )
     assert native["best_calls"] == 100 and native["native_calls"] == 150
+    assert native["not_finished"] == ["t2"]  # tpe has t2, DSPy's GEPA did not finish there
     assert summary["goal_vs_dspy-mipro-native"]["met"] is None
     # more accurate, but with more calls to find its prompt than the native: not at equal calls
     cheap = [r for r in HAND_MADE if r["entry"] != "dspy-gepa-native"]
@@ -153,6 +154,23 @@ def test_summary_math_on_hand_made_rows() -> None:
     assert lines[0].startswith(
         "GOAL vs zero-shot CoT (NOT MET): best promptopt entry tpe: beats it on 2 of 2"
     )
+
+
+def test_the_summary_lists_the_cells_left_unfinished_and_the_tasks_a_native_entry_missed(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    rows = [
+        row("t2", "dspy-gepa-native", [0] * 4, kind="native", status="failed"),  # never finished
+        row("t1", "dspy-gepa-native", [0] * 10, kind="native", status="failed"),  # finished later
+        *HAND_MADE,
+    ]
+    rows[0]["reason"], rows[1]["reason"] = "the budget ran out before DSPy compiled", "MissingDependencyError"
+    suite_report.print_summary(rows)
+    out = capsys.readouterr().out
+    assert "dspy-gepa-native did not finish on t2" in out
+    assert "t2 · dspy-gepa-native · seed 0: failed: the budget ran out before DSPy compiled" in out
+    assert "t1 · reflect · seed 0: failed" in out
+    assert "MissingDependencyError" not in out  # superseded by the cell's ok row
 
 
 def test_the_goal_is_met_only_with_enough_tasks_significance_and_gain() -> None:

@@ -86,6 +86,53 @@ def test_feedback_metric_gives_the_task_metrics_score_and_feedback(task_file: Pa
     assert out["text"][0] == 0.0 and out["text"][1]  # no number read: the metric says so
 
 
+CHOICE = """
+import json, sys
+from promptopt.dspy_interop import answer_metric, dspy_example, feedback_metric, import_dspy, program_from_candidate
+from promptopt.dspy_interop.programs import answer_description
+from promptopt.tasks import get_task
+from promptopt.types import Candidate
+dspy = import_dspy()
+task = get_task(sys.argv[1])
+example = task.examples("train")[0]
+by_id = {example.id: example}
+gold = dspy_example(example, task)
+scores = {}
+for name, answer in [("letter", example.target), ("text", sys.argv[2]), ("other", "(C)")]:
+    prediction = dspy.Prediction(answer=answer)
+    scores[name] = [answer_metric(task, by_id)(gold, prediction), feedback_metric(task, by_id)(gold, prediction).score]
+program = program_from_candidate(Candidate(instruction=""), task, describe_answer=True)
+field = program.predictors()[0].signature.output_fields["answer"]
+print(json.dumps({"scores": scores, "desc": field.json_schema_extra.get("desc"),
+                  "number": answer_description(get_task(sys.argv[3]))}))
+"""
+
+
+def test_dspy_metrics_read_an_answer_as_promptopt_does_and_the_answer_field_names_the_answer_set(
+    task_file: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "choice"
+    folder.mkdir()
+    rows = [{"input": f"Item {i}: which one is a pear?\nOptions:\n(A) a red apple\n(B) a green pear\n(C) a blue plum",
+             "target": "(B)"} for i in range(30)]  # fmt: skip
+    (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:24]))
+    (folder / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[24:]))
+    choice = folder / "tiny-choice.yaml"
+    choice.write_text(
+        "name: tiny-choice\nversion: 1\n"
+        "source: {type: records, files: {train: train.jsonl, test: test.jsonl}, target_field: target}\n"
+        'input_fields: [input]\ntemplate: "{input}"\nextractor: choice\ndev: {size: 8, seed: 0}\n'
+    )
+    first = get_task(str(choice)).examples("train")[0]
+    option_text = first.inputs["input"].split("(B) ")[1].splitlines()[0]  # the right option's own text
+    out = run_dspy(CHOICE, tmp_path, str(choice), option_text, str(task_file))
+    # the answer metric (MIPROv2's and the native test's) and GEPA's feedback metric agree, and an
+    # answer that quotes the right option's text is that option, as promptopt's executor reads it
+    assert out["scores"] == {"letter": [1.0, 1.0], "text": [1.0, 1.0], "other": [0.0, 0.0]}
+    assert out["desc"] == "the letter of the chosen option, in parentheses, e.g. (A)"
+    assert out["number"] == "a number"
+
+
 def test_dspy_gepa_search_reflects_and_its_pick_is_raced(task_file: Path, tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'gepa.db'}"
     out = run_search(tmp_path, task_file, policy="dspy-gepa", db=db, max_calls=200)

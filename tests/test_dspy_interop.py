@@ -338,8 +338,10 @@ task_file, db, max_calls, policy, dev_size, proposals, rounds, threads, share = 
 task = get_task(task_file)
 model = fake_model()
 model_calls = []  # the size of each call the model got
+max_tokens = set()  # the token limits its requests asked for
 answer = model.generate
-model.generate = lambda requests: (model_calls.append(len(requests)), answer(requests))[1]
+model.generate = lambda requests: (model_calls.append(len(requests)), max_tokens.update(r.max_tokens for r in requests),
+                                   answer(requests))[2]
 config = SearchConfig.from_preset(
     "light", task=task_file, model="fake", policy=policy,
     base=Candidate(instruction="Add the numbers.", answer_format=task.spec.answer_format),
@@ -349,7 +351,8 @@ config = SearchConfig.from_preset(
 )
 result = search(config, backend=model, db=db, task=task)
 print(json.dumps({"run": result.run_id, "spent": result.spent["calls"], "final_calls": result.final_calls,
-                  "model_calls": model_calls,
+                  "model_calls": model_calls, "max_tokens": sorted(max_tokens),
+                  "base_max_tokens": config.base.max_tokens,
                   "estimate": dict(result.estimate), "policy_state": dict(result.policy_state),
                   "rows": [[r.origin, r.candidate.hash, r.n, list(r.candidate.demo_ids), r.candidate.instruction]
                            for r in result.leaderboard]}))
@@ -409,6 +412,8 @@ def test_dspy_bootstrap_search_records_every_evaluated_program(task_file: Path, 
     dspy_rows = [r for r in out["rows"] if r[0].startswith("dspy-bootstrap")]
     assert len(dspy_rows) >= 2 and any(r[3] for r in dspy_rows)  # demo sets found by DSPy
     assert out["spent"] <= 400
+    # DSPy's requests have the starting prompt's token limit, as promptopt's own (not DSPy's 512)
+    assert out["max_tokens"] == [out["base_max_tokens"]]
 
 
 def test_dspy_copro_search_runs_end_to_end(task_file: Path, tmp_path: Path) -> None:

@@ -188,16 +188,25 @@ def dspy_example(example: Example, task: Task) -> Any:
     )
 
 
+def _scored(task: Task, example: Example, answer: Any) -> Any:
+    """The task metric's result for a prediction's answer field, read as promptopt reads
+    a model's output (``task.predict`` with the item: an answer that quotes an option's
+    text is that option), or None when there is no answer. The one scoring rule of the
+    DSPy metrics, so that DSPy selects on what it is tested on and both score as
+    promptopt's own entries do."""
+    if answer is None or not str(answer).strip():
+        return None
+    return task.metric.score(example, task.predict(str(answer), example=example))
+
+
 def answer_metric(task: Task, by_id: Mapping[str, Example]) -> Any:
     """A DSPy metric (``metric(example, prediction, trace=None)``) that scores a
-    prediction's answer the task's way: extracted, then compared with the promptopt
-    example that ``example.promptopt_id`` names in ``by_id``."""
+    prediction's answer the task's way (:func:`_scored`) against the promptopt example
+    that ``example.promptopt_id`` names in ``by_id``; no answer scores 0."""
 
     def score(example: Any, prediction: Any, trace: Any = None, *args: Any, **kwargs: Any) -> float:
-        answer = getattr(prediction, ANSWER_FIELD, None)
-        return task.score(
-            task.extract(str(answer)) if answer is not None else None, by_id[example.promptopt_id]
-        )
+        result = _scored(task, by_id[example.promptopt_id], getattr(prediction, ANSWER_FIELD, None))
+        return float(result.score or 0.0) if result is not None else 0.0
 
     return score
 
@@ -206,7 +215,7 @@ def feedback_metric(task: Task, by_id: Mapping[str, Example]) -> Any:
     """A DSPy metric that returns the task metric's feedback with its score, in the form
     ``dspy.GEPA`` reads: ``metric(gold, pred, trace=None, pred_name=None, pred_trace=None)``
     gives ``dspy.Prediction(score=..., feedback=...)``. The score is :func:`answer_metric`'s
-    (the prediction's answer field, extracted and scored by the task's metric); the
+    (the prediction's answer field, read and scored by the task's metric); the
     feedback is the metric's :class:`~promptopt.metrics.MetricResult` feedback, and where
     a metric gives none, the expected answer against the one read. A prediction without
     an answer field (DSPy could not parse the reply) is feedback too."""
@@ -217,9 +226,9 @@ def feedback_metric(task: Task, by_id: Mapping[str, Example]) -> Any:
     def metric(gold: Any, pred: Any, trace: Any = None, pred_name: Any = None, pred_trace: Any = None) -> Any:
         example = by_id[gold.promptopt_id]
         answer = getattr(pred, ANSWER_FIELD, None)
-        if answer is None or not str(answer).strip():
+        result = _scored(task, example, answer)
+        if result is None:
             return dspy.Prediction(score=0.0, feedback="No final answer: the reply had no answer field.")
-        result = task.metric.score(example, task.predict(str(answer), example=example))
         score = float(result.score or 0.0)
         feedback = result.feedback.strip()
         if not feedback:
@@ -230,10 +239,42 @@ def feedback_metric(task: Task, by_id: Mapping[str, Example]) -> Any:
     return metric
 
 
-def program_from_candidate(candidate: Candidate, task: Task, *, chain_of_thought: bool | None = None) -> Any:
+def answer_description(task: Task) -> str | None:
+    """What the answer field holds, as a DSPy user describes an output field
+    (``dspy.OutputField(desc=...)``): the answer set of promptopt's answer-format line
+    (:func:`~promptopt.tasks.answer_format.answer_space`) without its "End your answer
+    with" wording, which DSPy's field layout replaces. None for free text. Without it the
+    0.5B answered BBH's multiple-choice items with a date instead of an option's letter."""
+    from promptopt.errors import PromptOptError
+    from promptopt.tasks.answer_format import answer_space
+
+    name = task.extractor_name
+    if name == "choice":
+        return "the letter of the chosen option, in parentheses, e.g. (A)"
+    if name == "number":
+        return "a number"
+    if name not in ("yesno", "labels"):
+        return None
+    for split in ("train", "dev", "test"):  # the labels' order follows an item's wording
+        try:
+            examples = task.examples(split, 1)
+        except PromptOptError:
+            continue
+        if examples:
+            space = answer_space(task, examples[0])
+            return None if space == "your answer" else space
+    return None
+
+
+def program_from_candidate(
+    candidate: Candidate, task: Task, *, chain_of_thought: bool | None = None, describe_answer: bool = False
+) -> Any:
     """The DSPy program of a candidate: ``dspy.ChainOfThought`` when it uses chain of
     thought (else ``dspy.Predict``) over the task's signature, with its instruction and
-    demos (worked solutions as the demos' reasoning)."""
+    demos (worked solutions as the demos' reasoning). ``describe_answer``: the answer
+    field says what an answer is (:func:`answer_description`), as the student a DSPy
+    optimizer starts from (promptopt's answer-format line has no place in DSPy's layout);
+    off, a program read from DSPy is rebuilt exactly."""
     from promptopt.dspy_interop._env import import_dspy
     from promptopt.prompt import demo_solution
 
@@ -247,6 +288,9 @@ def program_from_candidate(candidate: Candidate, task: Task, *, chain_of_thought
     dspy = import_dspy()
     cot = candidate.cot_mode != "none" if chain_of_thought is None else chain_of_thought
     signature = dspy.Signature(signature_text(task))
+    described = answer_description(task) if describe_answer else None
+    if described is not None:
+        signature = signature.with_updated_fields(ANSWER_FIELD, desc=described)
     if candidate.instruction.strip():
         signature = signature.with_instructions(candidate.instruction.strip())
     program = dspy.ChainOfThought(signature) if cot else dspy.Predict(signature)

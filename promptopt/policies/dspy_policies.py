@@ -282,8 +282,9 @@ class DSPyPolicy(Policy):
             from promptopt.backends.coalesce import CoalescingBackend
 
             backend = CoalescingBackend(backend)
-        self.lm = PromptOptLM(backend)
-        student = program_from_candidate(self.base, self.task)
+        # the starting prompt's token limit, as promptopt's own searches have (DSPy's default: 512)
+        self.lm = PromptOptLM(backend, max_tokens=self.base.max_tokens)
+        student = program_from_candidate(self.base, self.task, describe_answer=True)
         started = time.perf_counter()
         # DSPy's optimizers print their progress; stdout belongs to promptopt (--json).
         with dspy.context(lm=self.lm, callbacks=[self.recorder()]), contextlib.redirect_stdout(sys.stderr):
