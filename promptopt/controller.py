@@ -344,7 +344,8 @@ def _run_policy(
         fraction = run.spend.calls / limit if limit else run.spend.calls / max(1, plan["search_calls"])
         stats = getattr(run.evaluator, "stats", None)
         progress(SearchProgress(phase, round_index, pool, best, run.spend.to_dict(), min(1.0, fraction),
-                                time.perf_counter() - started, stats() if callable(stats) else None))  # fmt: skip
+                                time.perf_counter() - started, stats() if callable(stats) else None,
+                                config.selection == "balanced"))  # fmt: skip
 
     def dev_scores(candidates: Sequence[str], n: int) -> dict[str, list[float | None]]:
         jobs = [(run.candidates[c], dev[:n]) for c in candidates]

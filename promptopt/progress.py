@@ -128,6 +128,8 @@ class SearchDisplay:
         if self._progress is None:
             return
         best = f"{state.best_dev:.1%}" if state.best_dev is not None else "–"
+        if state.best_dev is not None and getattr(state, "balanced", False):
+            best += " balanced"
         # search: the budget spent; final and test: from 0, moved by phase_fraction
         if state.phase == "search":
             self._completed = int(1000 * (state.budget_fraction or 0.0))

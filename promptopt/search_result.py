@@ -103,3 +103,4 @@ class SearchProgress:
     budget_fraction: float | None
     elapsed_s: float
     pool_stats: Mapping[str, Any] | None = None  # Ray pool: workers, in_flight, throughput_rps, ...
+    balanced: bool = False  # best_dev is a balanced accuracy (selection "balanced": the race ranks by it)

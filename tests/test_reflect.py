@@ -573,6 +573,11 @@ def test_balanced_selection_runs_a_search(
     raced_with.clear()
     run(task, f"sqlite:///{tmp_path / 'b.db'}")
     assert raced_with and all(golds is None for golds in raced_with)
+    # the live display says the best dev score it shows is a balanced accuracy
+    states: list[Any] = []
+    search(config(selection="balanced"), backend=kind_backend(task), db=f"sqlite:///{tmp_path / 'c.db'}",
+           task=task, progress=states.append)  # fmt: skip
+    assert states and all(s.balanced for s in states)
 
 
 def test_demo_steps_swap_in_the_models_own_work_on_the_failing_kind(task: Task, tmp_path: Path) -> None:
