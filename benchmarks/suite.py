@@ -144,7 +144,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     run.add_argument("--cell", help=argparse.SUPPRESS)  # worker: task|entry|seed
     run.add_argument("--result-file", help=argparse.SUPPRESS)
     summary = sub.add_parser("summary", help="the table, the issue's goals and the plot from the rows")
-    summary.add_argument("--out", default=str(RESULTS / "suite.jsonl"), help="the rows (JSON lines)")
+    summary.add_argument("--out", nargs="+", default=[str(RESULTS / "suite.jsonl")],
+                         help="the rows (JSON lines); several files are read as one, in order (a cell in two: "
+                         "the later file's row)")  # fmt: skip
     summary.add_argument("--markdown", default=None, help="also write the table here")
     summary.add_argument("--plot", default=None, help="the plot's file (default: <out>.png)")
     summary.add_argument("--json", action="store_true", help="print the summary as JSON")

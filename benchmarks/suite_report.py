@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import json
 import statistics
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -430,13 +431,33 @@ def plot(rows: Sequence[Row], path: Path) -> bool:
     return True
 
 
-def summary_command(args: Any) -> int:
+def rows_of_files(paths: Sequence[Path]) -> list[Row]:
+    """The rows of several ``--out`` files, in order: a summary over runs kept apart (a
+    setting such as ``--space`` or ``--selection`` is a file of its own). A finished cell
+    found in two files with different settings is reported on stderr: the later file's
+    row is the one summarised."""
     from benchmarks.suite import read_rows
 
-    path = Path(args.out)
-    rows = read_rows(path)
+    rows: list[Row] = []
+    seen: dict[tuple[Any, ...], tuple[Path, Any]] = {}
+    for path in paths:
+        for row in read_rows(path):
+            key = (row["task"], row["entry"], row["seed"], row["model"])
+            if row.get("status") == "ok":
+                earlier = seen.get(key)
+                if earlier is not None and earlier[0] != path and earlier[1] != row.get("settings"):
+                    print(f"{path}: cell {' · '.join(map(str, key))} is also in {earlier[0]} with other settings: "
+                          f"this file's row is used", file=sys.stderr)  # fmt: skip
+                seen[key] = (path, row.get("settings"))
+            rows.append(row)
+    return rows
+
+
+def summary_command(args: Any) -> int:
+    paths = [Path(p) for p in ([args.out] if isinstance(args.out, str) else args.out)]
+    rows = rows_of_files(paths)
     if not rows:
-        print(f"{path}: no rows", flush=True)
+        print(f"{', '.join(map(str, paths))}: no rows", flush=True)
         return 2
     if args.json:
         print(json.dumps({**goals(rows), "verdicts": verdicts(rows)}, indent=1, default=str))
@@ -451,7 +472,7 @@ def summary_command(args: Any) -> int:
             + "\n".join(f"- {line}" for line in goal_lines(goals(rows)) + verdict_lines(verdicts(rows)))
         )
         Path(args.markdown).write_text(text + "\n")
-    picture = Path(args.plot) if args.plot else path.with_suffix(".png")
+    picture = Path(args.plot) if args.plot else paths[0].with_suffix(".png")
     if plot(rows, picture):
         print(f"wrote {picture}")
     return 0

@@ -423,3 +423,24 @@ def test_a_dspy_python_on_another_engine_is_refused_before_any_cell(tmp_path: Pa
     assert problem is not None and "on llama.cpp in" in problem and "install the same engine" in problem
     args.model = "fake-dspy"
     assert suite.engine_mismatch(args) is None
+
+
+def test_summary_reads_several_files_as_one_and_names_a_cell_run_with_other_settings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    base = [r for r in HAND_MADE if r["entry"] != "dspy-gepa-native"]
+    native = [r for r in HAND_MADE if r["entry"] == "dspy-gepa-native"]
+    first.write_text("".join(json.dumps({**r, "settings": {"space": None}}) + "\n" for r in base))
+    second.write_text("".join(json.dumps({**r, "settings": {"space": None}}) + "\n" for r in native))
+    assert suite.main(["summary", "--out", str(first), str(second), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out.split("\nwrote ")[0])
+    assert out["goal_vs_dspy-gepa-native"]["tasks"] == ["t1"]  # the native rows of the second file
+    # the same cell in both files with other settings: said, and the later row is summarised
+    better = row("t2", "tpe", [1, 1, 1, 1])
+    second.write_text(json.dumps({**better, "settings": {"space": "demos"}}) + "\n")
+    assert suite.main(["summary", "--out", str(first), str(second), "--json"]) == 0
+    captured = capsys.readouterr()
+    assert "cell t2 · tpe · 0 · m is also in" in captured.err and "other settings" in captured.err
+    summary = json.loads(captured.out.split("\nwrote ")[0])
+    assert summary["entries"]["tpe"]["per_task"]["t2"]["diff"] == pytest.approx(0.75)
