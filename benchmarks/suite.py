@@ -354,6 +354,8 @@ def engine_mismatch(args: argparse.Namespace) -> str | None:
     if args.model.startswith("fake") or not is_local_spec(args.model):
         return None
     local = args.model.removeprefix("local/")
+    if Path(local).expanduser().exists():  # a path: the same file for the probe, run from the repository
+        local = str(Path(local).expanduser().resolve())
     here = local_engine(local, args.dtype)
     code = f"from promptopt.backends import local_engine; print(local_engine({local!r}, {args.dtype!r}))"
     probe = subprocess.run([args.dspy_python, "-c", code], capture_output=True, text=True, env=worker_env(),

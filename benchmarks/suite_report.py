@@ -148,6 +148,7 @@ def meets_goal(g: Mapping[str, Any], alpha: float) -> bool:
 
 def goals(rows: Sequence[Row]) -> dict[str, Any]:
     """The issue's goals, from the finished rows (see the module docstring)."""
+    tried = [r for r in rows if r.get("status") != "ok"]  # cells that ran and did not finish
     rows = finished(rows)
     tasks = ordered([r["task"] for r in rows])
     entries = ordered([r["entry"] for r in rows])
@@ -172,7 +173,8 @@ def goals(rows: Sequence[Row]) -> dict[str, Any]:
     for native in NATIVES:
         common = [t for t in tasks if accuracy(rows, t, native) and accuracy(rows, t, best)]
         # a native cell that failed (e.g. DSPy stopped by the cap before it compiled a program)
-        missing = [t for t in tasks if accuracy(rows, t, best) and not accuracy(rows, t, native)]
+        missing = [t for t in tasks if accuracy(rows, t, best) and not accuracy(rows, t, native)
+                   and any(r["task"] == t and r["entry"] == native for r in tried)]  # fmt: skip
         if not common:
             out[f"goal_vs_{native}"] = {
                 "met": None,
@@ -445,7 +447,10 @@ def rows_of_files(paths: Sequence[Path]) -> list[Row]:
             key = (row["task"], row["entry"], row["seed"], row["model"])
             if row.get("status") == "ok":
                 earlier = seen.get(key)
-                if earlier is not None and earlier[0] != path and earlier[1] != row.get("settings"):
+                differs = earlier is not None and earlier[0] != path and earlier[1] != row.get("settings")
+                if (
+                    differs and row.get("kind") == "search"
+                ):  # a baseline's row is its prompt's, whatever the flags
                     print(f"{path}: cell {' · '.join(map(str, key))} is also in {earlier[0]} with other settings: "
                           f"this file's row is used", file=sys.stderr)  # fmt: skip
                 seen[key] = (path, row.get("settings"))
@@ -472,7 +477,9 @@ def summary_command(args: Any) -> int:
             + "\n".join(f"- {line}" for line in goal_lines(goals(rows)) + verdict_lines(verdicts(rows)))
         )
         Path(args.markdown).write_text(text + "\n")
-    picture = Path(args.plot) if args.plot else paths[0].with_suffix(".png")
+    first = paths[0]  # several files: a plot of their own beside the first
+    picture = Path(args.plot) if args.plot else first.with_suffix(".png") if len(paths) == 1 else (
+        first.with_name(f"{first.stem}+{len(paths) - 1}.png"))  # fmt: skip
     if plot(rows, picture):
         print(f"wrote {picture}")
     return 0

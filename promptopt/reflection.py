@@ -20,7 +20,14 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from promptopt.proposers import _META, _word_runs, clean_proposal, finished_part, mentions_examples
+from promptopt.proposers import (
+    _META,
+    QUOTE_WORDS,
+    _word_runs,
+    clean_proposal,
+    finished_part,
+    mentions_examples,
+)
 from promptopt.tasks import Task
 from promptopt.types import EvalResult, Example
 
@@ -160,6 +167,7 @@ def read_reflection(
     known: Sequence[str],
     shown_inputs: Sequence[str],
     shown_outputs: Sequence[str] = (),
+    setup: Sequence[str] = (),
     meta_allowed: bool = False,
     cut_off: bool = False,
 ) -> tuple[str | None, str]:
@@ -167,7 +175,8 @@ def read_reflection(
     not. ``known``: instructions already proposed (a repeat is not usable);
     ``shown_inputs``: the inputs the reflection saw (a text that names their numbers or
     names is about them); ``shown_outputs``: the model's answers it saw (a text that repeats
-    one is an answer, not an instruction); ``meta_allowed``: the task's own items speak of instructions;
+    one is an answer, not an instruction; ``setup``: the parent's other lines, such as its
+    answer-format line, which an answer may echo and a rewrite may keep); ``meta_allowed``: the task's own items speak of instructions;
     ``cut_off``: the reply reached the token limit, so an unclosed instruction loses its
     unfinished end (a rule that stops mid-sentence is not kept)."""
     match = _NEW.search(reply)
@@ -205,17 +214,34 @@ def read_reflection(
     # single digits ("Step 1:", "2 decimals") are too common to say the text copies an item
     if shown_inputs and mentions_examples(_SINGLE_DIGIT.sub(" ", text), shown_inputs):
         return None, "copies the shown items"
-    if copies_an_output(text, shown_outputs, current):
+    shown = [_tail(output, MAX_OUTPUT_CHARS) for output in shown_outputs]  # as the prompt showed them
+    if copies_an_output(text, shown, [current, *shown_inputs, *setup]):
         return None, "copies a shown answer"
     return text, "usable"
 
 
-def copies_an_output(text: str, outputs: Sequence[str], current: str = "") -> bool:
-    """True if ``text`` repeats ``QUOTE_WORDS`` words in a row of one of the model's
-    ``outputs`` that the ``current`` instruction does not have (an output may echo its
-    instruction, and a rewrite may keep it): the 0.5B's reflection on
+def copies_an_output(text: str, outputs: Sequence[str], allowed: Sequence[str] = ()) -> bool:
+    """True if ``text``, without its quotes of the ``allowed`` texts, repeats
+    ``QUOTE_WORDS`` words in a row of one of the model's ``outputs``. An output may echo
+    its instruction, the question's wording or the answer-format line, and a rewrite may
+    keep them ("To find which of the following is a humorous edit …, compare letters"), so
+    the spans of ``text`` that quote those are set aside first; quotes of one item are
+    :func:`mentions_examples`' to catch. The case: the 0.5B's reflection on
     ``sports_understanding`` replied with one of the answers it was shown ("Based on the
     information provided, the sentence is plausible. Therefore, the answer is: yes."),
     which the reader took for an instruction and which then won the search."""
-    mine = _word_runs(text) - _word_runs(current)
+    words = re.findall(r"\w+", text.lower())
+    allowed_runs = set().union(*(_word_runs(a) for a in allowed))
+    quoted = [False] * len(words)
+    for i in range(len(words) - QUOTE_WORDS + 1):
+        if tuple(words[i : i + QUOTE_WORDS]) in allowed_runs:
+            quoted[i : i + QUOTE_WORDS] = [True] * QUOTE_WORDS
+    mine: set[tuple[str, ...]] = set()
+    stretch: list[str] = []  # the text's own words between its quotes of the allowed texts
+    for word, is_quoted in [*zip(words, quoted, strict=True), ("", True)]:
+        if is_quoted:
+            mine |= _word_runs(" ".join(stretch))
+            stretch = []
+        else:
+            stretch.append(word)
     return any(mine & _word_runs(output) for output in outputs)

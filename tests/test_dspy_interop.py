@@ -344,7 +344,7 @@ model.generate = lambda requests: (model_calls.append(len(requests)), max_tokens
                                    answer(requests))[2]
 config = SearchConfig.from_preset(
     "light", task=task_file, model="fake", policy=policy,
-    base=Candidate(instruction="Add the numbers.", answer_format=task.spec.answer_format),
+    base=Candidate(instruction="Add the numbers.", answer_format=task.spec.answer_format, max_tokens=300),
     n_proposals=int(proposals), rounds=int(rounds), dev_size=int(dev_size), test_size=8, race_start=4,
     budget=Budget(max_calls=int(max_calls) if max_calls != "none" else None), dspy_threads=int(threads),
     dspy_share=None if share == "none" else float(share),
@@ -452,6 +452,9 @@ def test_dspy_mipro_light_search_runs_end_to_end(task_file: Path, tmp_path: Path
     assert best[1] == state["dspy_best"] and best[4] in json.dumps(state["dspy_best_state"])
     assert state["dspy_tokens_in"] > 0 and state["dspy_tokens_out"] > 0 and state["dspy_wall_s"] > 0
     assert any(row[3] for row in out["rows"] if row[0].startswith("dspy-mipro"))  # and its demo sets
+    # the task model's requests have the starting prompt's token limit; MIPROv2's instruction
+    # proposer keeps DSPy's 512 (at least), so that a proposal is not cut off by a small limit
+    assert out["max_tokens"] == sorted({out["base_max_tokens"], max(512, out["base_max_tokens"])})
 
 
 def test_dspy_threads_join_dspy_requests_into_batches_with_the_same_results(

@@ -413,6 +413,26 @@ def test_a_reply_that_repeats_a_shown_answer_is_not_an_instruction() -> None:
     rewrite = f"<new>{current} Check the sport of the action too.</new>"
     text, why = read_reflection(rewrite, current=current, shown_outputs=[echo], **common)
     assert why == "usable" and text is not None and text.endswith("Check the sport of the action too.")
+    # nor an output that restates the question's shared wording or the answer-format line
+    shared = "Which of the following is a humorous edit of this artist or movie name"
+    inputs = [f"{shared}: 'the beatles'?", f"{shared}: 'star wars'?"]
+    restates = "To find which of the following is a humorous edit of this artist or movie name, read them."
+    kept = "<new>To find which of the following is a humorous edit of this artist or movie name, compare letters.</new>"
+    assert (
+        read_reflection(kept, current="", known=[], shown_inputs=inputs, shown_outputs=[restates])[1]
+        == "usable"
+    )
+    # the start of a long output was cut from the prompt (its last 300 characters are shown)
+    unseen = "Based on the information provided, the sentence is plausible. " + "and so on " * 40
+    assert read_reflection(reply, current="", shown_outputs=[unseen], **common)[1] == "usable"
+    line = 'End your answer with "So the answer is" followed by (A), (B) or (C).'
+    echoed = f"The answer is the second one. {line}"
+    rule = '<new>Compare each option with the question. End your answer with "So the answer is" followed by the letter.</new>'
+    assert read_reflection(rule, current="", known=[], shown_inputs=inputs, shown_outputs=[echoed])[1] == (
+        "copies a shown answer"
+    )  # without the parent's own line as setup: its words count as the output's
+    assert read_reflection(rule, current="", known=[], shown_inputs=inputs, shown_outputs=[echoed],
+                           setup=[line])[1] == "usable"  # fmt: skip
 
 
 # what the real 1.5B wrote on bbh:date_understanding, whole (163 tokens): five rules, kept

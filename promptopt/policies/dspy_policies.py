@@ -502,8 +502,14 @@ class DSPyMIPROPolicy(DSPyPolicy):
             options = {"num_trials": sizes.trials, "minibatch": sizes.minibatch,
                        "minibatch_size": min(sizes.minibatch_size, len(valset))}  # fmt: skip
         self.sized = sizes
+        # the instruction proposer (DSPy's prompt_model, else the task LM) keeps DSPy's own token
+        # limit: the task LM's is the starting prompt's, which may cut a proposal off
+        from promptopt.dspy_interop.lm import DEFAULT_MAX_TOKENS
+
+        proposer = self.lm.copy(max_tokens=max(DEFAULT_MAX_TOKENS, self.base.max_tokens))
         optimizer = self.dspy.MIPROv2(
-            metric=metric, auto=self.auto, num_threads=self.threads, seed=self.settings.seed, verbose=False,
+            metric=metric, prompt_model=proposer, auto=self.auto, num_threads=self.threads,
+            seed=self.settings.seed, verbose=False,
             track_stats=False, max_bootstrapped_demos=self.max_bootstrapped_demos,
             max_labeled_demos=self.max_labeled_demos,
             num_candidates=None if self.auto is not None else sizes.instruction_candidates,

@@ -48,6 +48,7 @@ from promptopt.policies.options import PolicyOptions, option
 from promptopt.proposers import _META, Proposer
 from promptopt.reflection import merge_prompt, read_reflection, reflection_prompt
 from promptopt.selection import frontier_weights, item_scores, sample_parent
+from promptopt.tasks.answer_format import render_answer_format
 from promptopt.types import Candidate, EvalResult, Example, GenerationRequest, Message
 
 if TYPE_CHECKING:
@@ -242,10 +243,14 @@ class ReflectPolicy(Policy):
             return None
         shown_inputs = [self.task.render_input(e) for e, _ in failed[: len(shown)]]
         shown_outputs = [r.samples[0].raw_output for _, r in failed[: len(shown)] if r.samples]
+        # the parent's lines besides its instruction, as the model saw them (an output may echo them)
+        setup = [parent.cot_trigger] + [
+            render_answer_format(parent.answer_format, self.task, e) for e, _ in failed[: len(shown)]
+        ]
         known_texts = [c.instruction for c in self.candidates.values()]
         text, why = read_reflection(
             reply, current=parent.instruction, known=known_texts, shown_inputs=shown_inputs,
-            shown_outputs=shown_outputs, meta_allowed=self.meta_allowed, cut_off=cut_off,
+            shown_outputs=shown_outputs, setup=setup, meta_allowed=self.meta_allowed, cut_off=cut_off,
         )  # fmt: skip
         entry["reason"] = why
         entry["text"] = text if text is not None else " ".join(reply.split())[:300]
