@@ -69,7 +69,7 @@ from benchmarks.suite_cells import (  # noqa: E402
     start_prompt,
     test_evaluation,
 )
-from benchmarks.suite_report import calls_to_find  # noqa: E402
+from benchmarks.suite_report import calls_to_find, cell_key  # noqa: E402
 from promptopt.selection import SELECTIONS  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results" / "suite"
@@ -188,10 +188,6 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
 
 def test_size(args: argparse.Namespace, task: str) -> int:
     return args.test_size if args.test_size is not None else (200 if task == "gsm8k" else 125)
-
-
-def cell_key(row: dict[str, Any]) -> tuple[str, str, int, str]:
-    return (row["task"], row["entry"], int(row["seed"]), row["model"])
 
 
 def cell_line(row: dict[str, Any]) -> str:

@@ -51,13 +51,18 @@ GOAL_TASKS, GOAL_GAIN, ALPHA = 4, 0.08, 0.05
 Row = Mapping[str, Any]
 
 
+def cell_key(row: Row) -> tuple[str, str, int, str]:
+    """A row's cell: (task, entry, seed, model)."""
+    return (row["task"], row["entry"], int(row["seed"]), row["model"])
+
+
 def finished(rows: Sequence[Row]) -> list[Row]:
     """The last ok row of each cell (task, entry, seed, model); with more than one model,
     each row's task is named with its model (a task per model, see the docstring)."""
     last: dict[tuple[Any, ...], Row] = {}
     for row in rows:
         if row.get("status") == "ok":
-            last[(row["task"], row["entry"], row["seed"], row["model"])] = row
+            last[cell_key(row)] = row
     done = list(last.values())
     if len({r["model"] for r in done}) > 1:
         done = [{**r, "task": f"{r['task']} · {r['model']}"} for r in done]
@@ -388,8 +393,8 @@ def print_summary(rows: Sequence[Row]) -> dict[str, Any]:
     print()
     for line in goal_lines(summary) + verdict_lines(verdicts(rows)):
         print(line)
-    done = {(r["task"], r["entry"], r["seed"], r["model"]) for r in rows if r.get("status") == "ok"}
-    unfinished = {(r["task"], r["entry"], r["seed"], r["model"]): r for r in rows if r.get("status") != "ok"}
+    done = {cell_key(r) for r in rows if r.get("status") == "ok"}
+    unfinished = {cell_key(r): r for r in rows if r.get("status") != "ok"}
     for key, row in unfinished.items():  # the last failure of each cell that has no ok row
         if key in done:
             continue
@@ -444,13 +449,12 @@ def rows_of_files(paths: Sequence[Path]) -> list[Row]:
     seen: dict[tuple[Any, ...], tuple[Path, Any]] = {}
     for path in paths:
         for row in read_rows(path):
-            key = (row["task"], row["entry"], row["seed"], row["model"])
+            key = cell_key(row)
             if row.get("status") == "ok":
                 earlier = seen.get(key)
                 differs = earlier is not None and earlier[0] != path and earlier[1] != row.get("settings")
-                if (
-                    differs and row.get("kind") == "search"
-                ):  # a baseline's row is its prompt's, whatever the flags
+                # (a baseline's row is its prompt's, whatever the flags)
+                if differs and row.get("kind") == "search":
                     print(f"{path}: cell {' · '.join(map(str, key))} is also in {earlier[0]} with other settings: "
                           f"this file's row is used", file=sys.stderr)  # fmt: skip
                 seen[key] = (path, row.get("settings"))

@@ -345,7 +345,7 @@ def _run_policy(
         stats = getattr(run.evaluator, "stats", None)
         progress(SearchProgress(phase, round_index, pool, best, run.spend.to_dict(), min(1.0, fraction),
                                 time.perf_counter() - started, stats() if callable(stats) else None,
-                                config.selection == "balanced"))  # fmt: skip
+                                config.balanced_race))  # fmt: skip
 
     def dev_scores(candidates: Sequence[str], n: int) -> dict[str, list[float | None]]:
         jobs = [(run.candidates[c], dev[:n]) for c in candidates]
@@ -356,7 +356,7 @@ def _run_policy(
     # (to ``phase_progress``; ``progress`` is called once a phase, as before).
     moving = PhaseProgress()
     # --selection balanced: the race ranks by balanced accuracy too, not only the final pick.
-    golds = [task.target(e) for e in dev] if config.selection == "balanced" else None
+    golds = [task.target(e) for e in dev] if config.balanced_race else None
     key_env = dict(config.backend_options).get("api_key_env", "OPENAI_API_KEY")  # for failure hints
 
     def on_answers(count: int) -> None:

@@ -175,8 +175,9 @@ def read_reflection(
     not. ``known``: instructions already proposed (a repeat is not usable);
     ``shown_inputs``: the inputs the reflection saw (a text that names their numbers or
     names is about them); ``shown_outputs``: the model's answers it saw (a text that repeats
-    one is an answer, not an instruction; ``setup``: the parent's other lines, such as its
-    answer-format line, which an answer may echo and a rewrite may keep); ``meta_allowed``: the task's own items speak of instructions;
+    one is an answer, not an instruction); ``setup``: the parent's other lines, such as its
+    answer-format line, which an answer may echo and a rewrite may keep; ``meta_allowed``:
+    the task's own items speak of instructions;
     ``cut_off``: the reply reached the token limit, so an unclosed instruction loses its
     unfinished end (a rule that stops mid-sentence is not kept)."""
     match = _NEW.search(reply)
@@ -236,12 +237,10 @@ def copies_an_output(text: str, outputs: Sequence[str], allowed: Sequence[str] =
     for i in range(len(words) - QUOTE_WORDS + 1):
         if tuple(words[i : i + QUOTE_WORDS]) in allowed_runs:
             quoted[i : i + QUOTE_WORDS] = [True] * QUOTE_WORDS
-    mine: set[tuple[str, ...]] = set()
-    stretch: list[str] = []  # the text's own words between its quotes of the allowed texts
-    for word, is_quoted in [*zip(words, quoted, strict=True), ("", True)]:
-        if is_quoted:
-            mine |= _word_runs(" ".join(stretch))
-            stretch = []
-        else:
-            stretch.append(word)
+    # the text's own runs: those with no word inside a quote of the allowed texts
+    mine = {
+        tuple(words[i : i + QUOTE_WORDS])
+        for i in range(len(words) - QUOTE_WORDS + 1)
+        if not any(quoted[i : i + QUOTE_WORDS])
+    }
     return any(mine & _word_runs(output) for output in outputs)

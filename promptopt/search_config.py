@@ -78,6 +78,11 @@ class SearchConfig:
     # defaults included, so that a resume runs with the values the run started with.
     policy_options: Mapping[str, Any] = field(default_factory=dict)
 
+    @property
+    def balanced_race(self) -> bool:
+        """The race ranks by balanced accuracy (``selection="balanced"``, promptopt.racing)."""
+        return self.selection == "balanced"
+
     def __post_init__(self) -> None:
         from promptopt.policies import POLICIES
         from promptopt.policies.options import options_dict

@@ -95,7 +95,7 @@ class SearchRun:
         """Every candidate's standing on the dev results it has (balanced accuracy under
         ``selection="balanced"``, as the race ranks them)."""
         order = {h: i for i, h in enumerate(self.candidates)}
-        balanced = self.config.selection == "balanced"
+        balanced = self.config.balanced_race
         out = {}
         for candidate_hash, candidate in self.candidates.items():
             known = self.evaluator.known(candidate, "dev")
