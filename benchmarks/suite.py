@@ -30,9 +30,11 @@ proposer's and an LLM judge's calls apart. A native DSPy entry gives DSPy the wh
 
 **Matching DSPy's calls.** MIPROv2 ``auto="light"`` sizes itself and may stop well under
 the cap. ``--match-calls ENTRY`` caps each promptopt search at ENTRY's calls to find on the
-same task and seed (its search and full-dev selection) minus the most a full-dev selection
-can add (``final_top`` × dev), so that no promptopt search spends more than ENTRY did; ENTRY
-runs first in each task and seed (or is read from ``--out``). The summary's verdicts
+same task and seed, with a budget that covers the search's final full-dev selection too
+(``Budget(covers_final=True)``, ``promptopt search --final-in-budget``), so that no promptopt
+search spends more than ENTRY did; ENTRY runs first in each task and seed (or is read from
+``--out``). (Until 2026-12-05 the cap was those calls minus ``final_top`` × dev, a reserve
+the selections never used up.) The summary's verdicts
 compare each promptopt search with each DSPy entry per task at no more calls.
 
 **Tests** are the first ``--test-size`` test items (default 200 for gsm8k, 125 otherwise),
@@ -261,7 +263,7 @@ def search_config(
         args.preset, task=task_name, data_dir=args.data_dir, model=args.model,
         base=start_prompt(task, ENTRIES[args.start].baseline or START, args.max_new_tokens), policy=entry.policy, dev_size=args.dev_size,
         test_size=0, seed=seed, batch_size=args.batch_size, n_proposals=args.proposals, rounds=args.rounds,
-        race_start=args.race_start, budget=Budget(max_calls=args.max_calls if cap is None else cap), space=space,
+        race_start=args.race_start, budget=Budget(max_calls=args.max_calls if cap is None else cap, covers_final=cap is not None), space=space,
         dspy_threads=args.dspy_threads, dspy_share=share, proposer_model=args.proposer_model, slot=args.slot,
         selection=args.selection, **dict(entry.options),
     )  # fmt: skip
@@ -415,14 +417,6 @@ def run_cell(
 # --------------------------------------------------------------------------- matching calls
 
 
-def selection_reserve(args: argparse.Namespace) -> int:
-    """The most a search's full-dev selection can add to its calls: the best
-    ``final_top`` on all of dev, one request each per example."""
-    from promptopt.search_config import PRESETS
-
-    return int(PRESETS[args.preset]["final_top"]) * args.dev_size
-
-
 def is_matched(args: argparse.Namespace, entry: Entry) -> bool:
     """Whether ``--match-calls`` caps this entry's searches (promptopt's, not the reference's)."""
     return (
@@ -447,14 +441,11 @@ def matched_cap(
             None,
             f"--match-calls {args.match_calls}: no finished cell on {task_name}, seed {seed} yet (run it first)",
         )
-    found, reserve = calls_to_find(ref), selection_reserve(args)
-    cap = found - reserve if args.max_calls is None else min(args.max_calls, found - reserve)
+    found = calls_to_find(ref)
+    cap = found if args.max_calls is None else min(args.max_calls, found)
     if cap <= 0:
-        return None, f"--match-calls {args.match_calls}: its {found} calls to find leave no room for a search"
-    return (
-        cap,
-        f"capped at {cap} calls: {args.match_calls}'s {found} calls to find minus {reserve} for the selection",
-    )
+        return None, f"--match-calls {args.match_calls}: it found its prompt with no calls"
+    return cap, f"capped at {cap} calls, the final selection included: {args.match_calls}'s calls to find"
 
 
 # --------------------------------------------------------------------------- the grid
@@ -468,8 +459,8 @@ def dry_run(args: argparse.Namespace) -> int:
         f"cap {args.max_calls} calls per search · dev {args.dev_size} · upper bounds from each policy's estimate"
     )
     if args.match_calls:
-        print(f"--match-calls {args.match_calls}: the promptopt searches get its calls to find minus "
-              f"{selection_reserve(args)}, known once it has run; the bounds below are --max-calls'")  # fmt: skip
+        print(f"--match-calls {args.match_calls}: the promptopt searches get its calls to find, their final "
+              "selection included, known once it has run; the bounds below are --max-calls'")  # fmt: skip
     print(f"{'task':<26} {'entry':<20} {'search calls':>12} {'select':>7} {'test':>5}")
     for task_name in args.task_list:
         task = get_task(task_name, args.data_dir)

@@ -26,7 +26,12 @@ PRICES_ENV = "PROMPTOPT_PRICES"
 
 @dataclass(frozen=True)
 class Budget:
-    """Limits; ``None`` means unlimited. Prices are per million tokens (in, out)."""
+    """Limits; ``None`` means unlimited. Prices are per million tokens (in, out).
+
+    ``covers_final``: ``max_calls`` bounds the search *and* the final full-dev scoring of
+    its finalists (the controller keeps back, before each round, what the current
+    finalists' unscored dev items would take, and scores only the finalists the rest pays
+    for). Off, the final scoring comes after the cap (its size is in the estimate)."""
 
     max_calls: int | None = None
     max_tokens: int | None = None
@@ -34,6 +39,7 @@ class Budget:
     max_cost: float | None = None
     price_in_per_mtok: float = 0.0
     price_out_per_mtok: float = 0.0
+    covers_final: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

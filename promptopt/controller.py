@@ -78,6 +78,20 @@ def estimate(config: SearchConfig, task: Task) -> dict[str, Any]:
     return plan
 
 
+def affordable(ranked: Sequence[str], need: Mapping[str, int], calls: int, top: int) -> list[str]:
+    """The finalists when the budget covers the final scoring: in rank order, up to
+    ``top`` candidates whose unscored dev items (``need``) the ``calls`` left pay for;
+    when none fits, the best-ranked alone, judged on the items it has."""
+    chosen: list[str] = []
+    for candidate_hash in ranked:
+        if len(chosen) == top:
+            break
+        if need[candidate_hash] <= calls:
+            chosen.append(candidate_hash)
+            calls -= need[candidate_hash]
+    return chosen or list(ranked[:1])
+
+
 def _needs_space(policy: str) -> bool:
     return bool(getattr(get_policy(policy), "needs_space", False))
 
@@ -347,7 +361,22 @@ def _run_policy(
                                 time.perf_counter() - started, stats() if callable(stats) else None,
                                 config.balanced_race))  # fmt: skip
 
+    limit = config.budget.max_calls if config.budget.covers_final else None
+    kept = 0
+
+    def ranked() -> list[str]:
+        return [s.candidate for s in rank(list(run.known_standings().values()))]
+
+    def keep_back() -> None:
+        """With a budget that covers the final: before each round and racing stage, the
+        search may spend only what the final scoring of today's finalists leaves."""
+        nonlocal kept
+        if limit is not None:
+            kept = sum(run.dev_calls_left(ranked()[: config.final_top], dev).values())
+            run.limit_calls(dataclasses.replace(config.budget, max_calls=max(0, limit - kept)))
+
     def dev_scores(candidates: Sequence[str], n: int) -> dict[str, list[float | None]]:
+        keep_back()
         jobs = [(run.candidates[c], dev[:n]) for c in candidates]
         results = run.evaluator.evaluate_many(jobs, "dev")
         return {c: [r.score for r in rs] for c, rs in zip(candidates, results, strict=True)}
@@ -385,6 +414,7 @@ def _run_policy(
     round_index = 0
     try:
         while True:
+            keep_back()
             proposals = policy.ask()
             if not proposals:
                 break
@@ -403,12 +433,20 @@ def _run_policy(
             report("search", round_index, len(proposals))
     except BudgetExceeded as exc:
         stopped = exc.message
+        if limit is not None and kept:
+            stopped = (f"budget spent: {run.spend.calls} calls of --max-calls {limit}, with {kept} kept for "
+                       f"the final scoring of the best {config.final_top}")  # fmt: skip
 
     # Final: the best by dev standing get the whole dev set (outside the search budget,
-    # so that the reported scores are always complete; its size is in the estimate).
+    # so that the reported scores are always complete; its size is in the estimate), or,
+    # when the budget covers the final, those of them the calls left pay for.
     search_calls = run.spend.calls
-    run.budgeted.budget = Budget()
-    finalists = [s.candidate for s in rank(list(run.known_standings().values()))[: config.final_top]]
+    run.limit_calls(Budget())
+    finalists = ranked()[: config.final_top]
+    if limit is not None and finalists:
+        finalists = affordable(
+            ranked(), run.dev_calls_left(ranked(), dev), limit - search_calls, config.final_top
+        )
     if not finalists:  # a budget too small to score anything: the starting prompt is the result
         finalists = [config.base.hash]
         stopped = (
@@ -416,6 +454,8 @@ def _run_policy(
         )
     rows: list[LeaderboardRow] = []
     final_jobs = [(run.candidates[c], dev) for c in finalists]
+    if limit is not None and sum(run.dev_calls_left(finalists, dev).values()) > limit - search_calls:
+        final_jobs = []  # none the calls left pay for: the best-ranked stands on the items it has
     start_phase("final", len(finalists), final_jobs, "dev")
     final = run.evaluator.evaluate_many(final_jobs, "dev")
     check_results((r for rs in final for r in rs), "the final dev evaluation", key_env)

@@ -10,7 +10,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from promptopt.backends import Backend
-from promptopt.budget import BudgetedBackend, Spend
+from promptopt.bias.costs import candidate_calls
+from promptopt.budget import Budget, BudgetedBackend, Spend
 from promptopt.executor import Executor
 from promptopt.proposers import Proposer
 from promptopt.racing import Standing, standing
@@ -90,6 +91,23 @@ class SearchRun:
     def scores(self, candidate_hash: str, examples: Sequence[Any], split: str) -> list[float | None]:
         results = self.evaluator.evaluate(self.candidates[candidate_hash], examples, split)
         return [r.score for r in results]
+
+    def limit_calls(self, budget: Budget) -> None:
+        """Hold the task's and the proposer's requests to ``budget`` from now on (the
+        controller's reserve for the final scoring, then no limit for the final)."""
+        self.budgeted.budget = budget
+        if self.proposer_models is not None and self.proposer_models.budgeted is not None:
+            self.proposer_models.budgeted.budget = budget
+
+    def dev_calls_left(self, candidate_hashes: Sequence[str], dev: Sequence[Example]) -> dict[str, int]:
+        """Per candidate, the requests scoring it on all of ``dev`` still takes: its dev
+        items with no stored result, times its calls per item."""
+        out = {}
+        for candidate_hash in candidate_hashes:
+            candidate = self.candidates[candidate_hash]
+            scored = {r.example_id for r in self.evaluator.known(candidate, "dev")}
+            out[candidate_hash] = candidate_calls(candidate) * sum(1 for e in dev if e.id not in scored)
+        return out
 
     def known_standings(self) -> dict[str, Standing]:
         """Every candidate's standing on the dev results it has (balanced accuracy under

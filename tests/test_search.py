@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from promptopt.budget import Budget
-from promptopt.controller import SearchConfig, SearchResult, search
+from promptopt.controller import SearchConfig, SearchResult, affordable, search
 from promptopt.policies import POLICIES, Policy, PolicySettings, Proposal
 from promptopt.proposers import Proposer
 from promptopt.racing import full_evaluation, schedule_size, successive_halving
@@ -49,6 +49,40 @@ def test_budget_stops_cleanly_with_best_so_far(task, db_url: str) -> None:  # ty
     assert result.stopped_reason and "calls" in result.stopped_reason
     assert result.spent["calls"] <= 60 + 16  # at most one batch past the limit
     assert result.test["n"] == 120
+
+
+def _calls_to_find(result: SearchResult, db_url: str) -> int:
+    """The search's calls and its final dev scoring (the final's calls less the test's)."""
+    store = Store(db_url)
+    test_calls = len(store.get_evaluations(result.run_id, split="test"))
+    store.close()
+    return int(result.spent["calls"]) + result.final_calls - test_calls
+
+
+def test_a_budget_that_covers_the_final_bounds_search_and_final_scoring(task, db_url: str) -> None:  # type: ignore[no-untyped-def]
+    after = search(
+        config(budget=Budget(max_calls=150), test_size=10), backend=skilled_backend(task), db=db_url
+    )
+    covered = search(config(budget=Budget(max_calls=150, covers_final=True), test_size=10),
+                     backend=skilled_backend(task), db=db_url)  # fmt: skip
+    assert isinstance(after, SearchResult) and isinstance(covered, SearchResult)
+    assert _calls_to_find(after, db_url) > 150  # the final scoring comes after the cap
+    assert _calls_to_find(covered, db_url) <= 150
+    assert covered.stopped_reason and "kept for the final scoring" in covered.stopped_reason
+    store = Store(db_url)
+    assert (
+        len(store.get_evaluations(covered.run_id, covered.winner.hash, "dev")) == 40
+    )  # scored on all of dev
+    store.close()
+    again = search(db=db_url, resume=covered.run_id, backend=skilled_backend(task))
+    assert isinstance(again, SearchResult) and again.winner == covered.winner and again.test == covered.test
+
+
+def test_the_final_takes_the_best_ranked_finalists_the_calls_left_pay_for() -> None:
+    need = {"a": 30, "b": 0, "c": 10, "d": 5}
+    assert affordable(["a", "b", "c", "d"], need, 40, 3) == ["a", "b", "c"]
+    assert affordable(["a", "b", "c", "d"], need, 20, 3) == ["b", "c", "d"]  # a does not fit
+    assert affordable(["a", "c"], need, 4, 3) == ["a"]  # none fits: the best-ranked, on what it has
 
 
 def test_resume_replays_from_cache_to_the_same_result(task, db_url: str) -> None:  # type: ignore[no-untyped-def]

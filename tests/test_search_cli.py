@@ -178,3 +178,22 @@ def test_dtype_is_for_local_models_only(tmp_path: Path) -> None:
     assert bad.exit_code == 2 and "--dtype int8 applies to local models" in bad.stderr
     assert make_backend("smollm2-135m", dtype="float32").dtype == "float32"  # type: ignore[attr-defined]
     assert make_backend("smollm2-135m", dtype="int8").model_id.endswith(":int8")
+
+
+def test_final_in_budget_needs_a_call_limit_and_keeps_the_final_under_it(db_url: str) -> None:
+    runner = CliRunner()
+    base = ["search", "--task", "gsm-symbolic", "--model", "fake", "--db", db_url, "--dev-size", "12",
+            "--test-size", "5", "--final-in-budget"]  # fmt: skip
+    alone = runner.invoke(cli, base)
+    assert (
+        alone.exit_code == 2 and "--final-in-budget bounds --max-calls: give --max-calls too" in alone.stderr
+    )
+    result = runner.invoke(cli, [*base, "--max-calls", "40", "--json"])
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    store = Store(db_url)
+    test_rows = store.get_evaluations(summary["run_id"], split="test")
+    assert store.get_run(summary["run_id"]).config["budget"]["covers_final"] is True  # kept for a resume
+    store.close()
+    final_dev = summary["final_calls"] - len(test_rows)  # without the flag: 40 + 17 here
+    assert summary["spent"]["calls"] + final_dev <= 40

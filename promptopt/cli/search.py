@@ -79,6 +79,12 @@ from promptopt.terminal import printable
     help="Stop the search after this many LLM requests.",
 )
 @click.option(
+    "--final-in-budget",
+    is_flag=True,
+    help="Make --max-calls bound the final full-dev scoring of the best candidates too: the search "
+    "keeps back what it takes and stops earlier (default: the final scoring comes after the cap).",
+)
+@click.option(
     "--max-tokens",
     type=click.IntRange(min=1),
     default=None,
@@ -161,7 +167,7 @@ from promptopt.terminal import printable
 @click.option("--dry-run", is_flag=True, help="Print the estimate of calls and tokens and exit.")
 def search_command(
     task_name: str | None, data_dir: str | None, policy: str, space: str | None, selection: str, slot: str,
-    preset: str, max_calls: int | None,
+    preset: str, max_calls: int | None, final_in_budget: bool,
     max_tokens: int | None, max_minutes: float | None, max_cost: float | None, prices: str | None,
     proposals: int | None, rounds: int | None, dev_size: int | None, test_size: int | None,
     proposer_model: str | None, max_judge_calls: int | None, workers: int, ray_address: str | None,
@@ -202,11 +208,17 @@ def search_command(
     if resume is None:
         if task_name is None:
             raise click.UsageError("--task is required (or --resume RUN_ID)")
+        if final_in_budget and max_calls is None:
+            raise click.UsageError("--final-in-budget bounds --max-calls: give --max-calls too")
         task = get_task(task_name, data_dir)
         base = _candidate_from_options(task, options)
         model = _model_spec(options["model"])
         budget = Budget(
-            max_calls=max_calls, max_tokens=max_tokens, max_minutes=max_minutes, max_cost=max_cost
+            max_calls=max_calls,
+            max_tokens=max_tokens,
+            max_minutes=max_minutes,
+            max_cost=max_cost,
+            covers_final=final_in_budget,
         )
         from promptopt.policies import get_policy
 
