@@ -63,10 +63,15 @@ def finished(rows: Sequence[Row]) -> list[Row]:
     for row in rows:
         if row.get("status") == "ok":
             last[cell_key(row)] = row
-    done = list(last.values())
+    return named_by_model(list(last.values()), list(last.values()))
+
+
+def named_by_model(rows: Sequence[Row], done: Sequence[Row]) -> list[Row]:
+    """``rows`` with each task named with its model when the finished rows ``done`` are of
+    more than one model (as :func:`finished` names them)."""
     if len({r["model"] for r in done}) > 1:
-        done = [{**r, "task": f"{r['task']} · {r['model']}"} for r in done]
-    return done
+        return [{**r, "task": f"{r['task']} · {r['model']}"} for r in rows]
+    return list(rows)
 
 
 def ordered(values: Sequence[str]) -> list[str]:
@@ -153,8 +158,12 @@ def meets_goal(g: Mapping[str, Any], alpha: float) -> bool:
 
 def goals(rows: Sequence[Row]) -> dict[str, Any]:
     """The issue's goals, from the finished rows (see the module docstring)."""
-    tried = [r for r in rows if r.get("status") != "ok"]  # cells that ran and did not finish
-    rows = finished(rows)
+    done = finished(rows)
+    # cells that ran and did not finish, their tasks named as the finished rows' are
+    tried = named_by_model(
+        [r for r in rows if r.get("status") != "ok"], [r for r in rows if r.get("status") == "ok"]
+    )
+    rows = done
     tasks = ordered([r["task"] for r in rows])
     entries = ordered([r["entry"] for r in rows])
     ours = {e: gains(rows, e, tasks) for e in entries if is_promptopt_search(rows, e)}

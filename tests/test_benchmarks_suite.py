@@ -444,3 +444,13 @@ def test_summary_reads_several_files_as_one_and_names_a_cell_run_with_other_sett
     assert "cell t2 · tpe · 0 · m is also in" in captured.err and "other settings" in captured.err
     summary = json.loads(captured.out.split("\nwrote ")[0])
     assert summary["entries"]["tpe"]["per_task"]["t2"]["diff"] == pytest.approx(0.75)
+
+
+def test_a_native_entry_that_did_not_finish_is_named_with_rows_of_two_models() -> None:
+    """With rows of two models each task is named with its model ("t2 · m1"): the failed
+    native cell must be found under that name too."""
+    rows = [{**r, "model": "m1"} for r in HAND_MADE]
+    rows.append({**row("t2", "dspy-gepa-native", [0] * 4, kind="native", status="failed"), "model": "m1"})
+    rows.append({**row("t3", "zero-shot-cot", [1, 0], kind="baseline"), "model": "m2"})
+    native = suite_report.goals(rows)["goal_vs_dspy-gepa-native"]
+    assert native["tasks"] == ["t1 · m1"] and native["not_finished"] == ["t2 · m1"]
