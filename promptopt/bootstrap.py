@@ -12,6 +12,7 @@ so a resumed search gets the same solutions back from the response cache.
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass
 
 from promptopt.backends.base import Backend
@@ -22,15 +23,20 @@ from promptopt.types import Candidate
 
 DEFAULT_TRIGGER = "Let's think step by step."
 _FINAL_MARKERS = ("the answer is", "####")
+# what is left dangling when the answer itself is cut: "So, the final answer is" (<answer>3</answer>)
+_LEAD_IN = re.compile(r"(?:\b(?:so|thus|therefore|hence)\b,?\s*)?(?:the\s+)?(?:final\s+)?answer\s*(?:is)?\s*:?\s*$",
+                      re.IGNORECASE)  # fmt: skip
 
 
-def solution_text(output: str) -> str:
-    """A model's worked solution without its final answer sentence (the demo's assistant
-    turn adds "The answer is N." back)."""
+def solution_text(output: str, lead: str = "") -> str:
+    """A model's worked solution without its final answer (the demo's assistant turn adds
+    it back, as the task states it: "The answer is N.", ``<answer>N</answer>``); ``lead``
+    is that form's text before the answer ("<answer>"), cut too."""
     text = output.strip()
     lowered = text.lower()
-    cut = max(lowered.rfind(marker) for marker in _FINAL_MARKERS)
-    head = text[:cut].rstrip() if cut >= 0 else text
+    markers = (*_FINAL_MARKERS, lead.strip().lower()) if lead.strip() else _FINAL_MARKERS
+    cut = max(lowered.rfind(marker) for marker in markers)
+    head = _LEAD_IN.sub("", text[:cut]).rstrip() if cut >= 0 else text
     return head or text
 
 
@@ -72,6 +78,7 @@ def bootstrap_demos(
         max_tokens=max_tokens,
     )
     executor = Executor(task, backend, batch_size=batch_size)
+    lead = task.demo_answer_form.split("{answer}")[0]
     ids: list[str] = []
     solutions: list[tuple[str, str]] = []
     tried = 0
@@ -81,5 +88,5 @@ def bootstrap_demos(
         for example, result in zip(chunk, executor.evaluate(prompt, chunk, "train"), strict=True):
             if result.score == 1.0 and result.samples and len(ids) < k:
                 ids.append(example.id)
-                solutions.append((example.id, solution_text(result.samples[0].raw_output)))
+                solutions.append((example.id, solution_text(result.samples[0].raw_output, lead)))
     return BootstrapReport(DemoSolutions(tuple(ids), tuple(solutions)), tried, len(ids))

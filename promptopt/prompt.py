@@ -2,7 +2,8 @@
 
 Layout (chat): an optional system message with the instruction; each demo as a user turn
 (the task template and the answer-format line, as the real question will be shown) and an
-assistant turn (worked solution in few-shot CoT mode, then "The answer is X."); then the
+assistant turn (worked solution in few-shot CoT mode, then "The answer is X.", or the
+form the task's extractor reads); then the
 question as the last user turn, followed by the answer-format line and, in zero-shot CoT
 mode, the trigger phrase. Everything that is the same for every question comes first, so
 backends can reuse the shared prefix.
@@ -22,8 +23,6 @@ from promptopt.tasks import Task
 from promptopt.tasks.answer_format import render_answer_format
 from promptopt.types import Candidate, Example, Message
 
-ANSWER_SENTENCE = "The answer is {answer}."
-
 
 def demo_solution(candidate: Candidate, demo: Example) -> str | None:
     """A demo's worked solution under ``candidate``: its own (a bootstrapped one, or ""
@@ -34,9 +33,11 @@ def demo_solution(candidate: Candidate, demo: Example) -> str | None:
     return "" if solution is not None and not solution.strip() else solution
 
 
-def demo_answer(candidate: Candidate, demo: Example) -> str:
-    """The assistant turn of a demo: reasoning (few-shot CoT) and the answer sentence."""
-    final = ANSWER_SENTENCE.format(answer=demo.target)
+def demo_answer(candidate: Candidate, task: Task, demo: Example) -> str:
+    """The assistant turn of a demo: reasoning (few-shot CoT) and the answer line, in the
+    form the task's extractor reads (:meth:`Task.demo_answer`: "The answer is X.", or
+    ``<answer>X</answer>`` for reasoning-gym's tasks)."""
+    final = task.demo_answer(demo)
     solution = demo_solution(candidate, demo)
     if candidate.cot_mode == "few_shot" and solution:
         lead = f"{candidate.cot_trigger.strip()}\n" if candidate.cot_trigger.strip() else ""
@@ -90,7 +91,7 @@ def render_messages(candidate: Candidate, task: Task, example: Example) -> tuple
         messages.append(Message("system", candidate.instruction.strip()))
     for demo in demos_for(candidate, task, example):
         messages.append(Message("user", demo_turn(candidate, task, demo)))
-        messages.append(Message("assistant", demo_answer(candidate, demo)))
+        messages.append(Message("assistant", demo_answer(candidate, task, demo)))
     messages.append(Message("user", question_turn(candidate, task, example)))
     return tuple(messages)
 
@@ -101,7 +102,7 @@ def render_text(candidate: Candidate, task: Task, example: Example) -> str:
     if candidate.instruction.strip():
         blocks.append(candidate.instruction.strip())
     for demo in demos_for(candidate, task, example):
-        blocks.append(f"{demo_turn(candidate, task, demo)}\nAnswer: {demo_answer(candidate, demo)}")
+        blocks.append(f"{demo_turn(candidate, task, demo)}\nAnswer: {demo_answer(candidate, task, demo)}")
     blocks.append(f"{question_turn(candidate, task, example)}\nAnswer:")
     return "\n\n".join(blocks)
 

@@ -49,7 +49,7 @@ _WHAT = {
 def _example_block(task: Task, example: Example, *, with_reasoning: bool) -> str:
     answer = example.target
     if with_reasoning and example.solution:
-        answer = f"{example.solution.strip()}\nThe answer is {example.target}."
+        answer = f"{example.solution.strip()}\n{task.demo_answer(example)}"
     return f"Input: {task.render_input(example)}\nOutput: {answer}"
 
 

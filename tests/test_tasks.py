@@ -163,6 +163,11 @@ def test_custom_task_found_on_task_path(tmp_path: Path, monkeypatch: pytest.Monk
         ("name: x\nsource: {type: records}\ninput_fields: [q]\ncolour: red\n", "unknown field(s) colour"),
         ("name: x\ninput_fields: [q]\n", "missing required field 'source'"),
         ("name: [unclosed\n", "invalid YAML"),
+        (
+            "name: x\nsource: {type: records, files: {test: a.jsonl}, target_field: y}\ninput_fields: [q]\n"
+            "template: '{q}'\ndemo_answer: 'Answer: X'\n",
+            "demo_answer must be a text with an {answer} slot",
+        ),
     ],
 )
 def test_bad_task_files_have_clear_messages(tmp_path: Path, body: str, message: str) -> None:

@@ -53,7 +53,7 @@ SPLITS = ("train", "dev", "test")
 _SPEC_KEYS = {
     "name", "version", "description", "source", "input_fields", "template", "extractor", "metric",
     "answer_format", "instruction", "dev", "test_size", "cot_prompt", "answer_prompt", "include", "family",
-    "json_schema", "json_mode",
+    "json_schema", "json_mode", "demo_answer",
 }  # fmt: skip
 #: Extractors that read more than one string (promptopt.metrics); the rest are in tasks.extract.
 METRIC_EXTRACTORS = ("json", "answer_tag")
@@ -80,6 +80,9 @@ class TaskSpec:
     test_size: int | float | None = None
     cot_prompt: str | None = None
     answer_prompt: str = "Therefore, the final answer is"
+    # How a demo's assistant turn states its answer ({answer}: the gold); None: the form
+    # the extractor reads (DEMO_ANSWERS), else "The answer is {answer}."
+    demo_answer: str | None = None
     origin: str = "builtin"
     extra: Mapping[str, Any] = field(default_factory=dict)
     json_schema: Any = None  # a JSON Schema (mapping) or a path to one, for extractor json
@@ -158,10 +161,26 @@ class TaskSpec:
             test_size=test_size,
             cot_prompt=data.get("cot_prompt"),
             answer_prompt=str(data.get("answer_prompt", cls.answer_prompt)),
+            demo_answer=_demo_answer(data.get("demo_answer"), where),
             origin=origin,
             json_schema=json_schema,
             json_mode=json_mode,
         )
+
+
+#: The demo answer line of the extractors that read a form of their own (the rest: the
+#: answer sentence of promptopt.prompt, which every other extractor reads).
+DEMO_ANSWERS = {"answer_tag": "<answer>{answer}</answer>", "json": "{answer}"}
+
+
+def _demo_answer(value: Any, where: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or "{answer}" not in value:
+        raise TaskError(
+            f"{where}: demo_answer must be a text with an {{answer}} slot, e.g. 'The answer is {{answer}}.'"
+        )
+    return value
 
 
 def _check_metric(metric: Any, where: str) -> None:
@@ -394,6 +413,16 @@ class Task:
 
     def demo_pool(self) -> list[Example]:
         return list(self._demo_index.values())
+
+    @property
+    def demo_answer_form(self) -> str:
+        """How a demo's assistant turn states its answer (``{answer}``: the gold): the
+        task's ``demo_answer``, else the form its extractor reads, else "The answer is X."."""
+        return self.spec.demo_answer or DEMO_ANSWERS.get(self.extractor_name, "The answer is {answer}.")
+
+    def demo_answer(self, example: Example) -> str:
+        """``example``'s answer line as a demo states it (:attr:`demo_answer_form`)."""
+        return self.demo_answer_form.replace("{answer}", example.target)
 
     def render_input(self, example: Example) -> str:
         return templating.render(self.spec.template, example.inputs, where=f"task {self.name} template")
