@@ -24,7 +24,7 @@ from promptopt.types import Candidate
 DEFAULT_TRIGGER = "Let's think step by step."
 _FINAL_MARKERS = ("the answer is", "####")
 # what is left dangling when the answer itself is cut: "So, the final answer is" (<answer>3</answer>)
-_LEAD_IN = re.compile(r"(?:\b(?:so|thus|therefore|hence)\b,?\s*)?(?:the\s+)?(?:final\s+)?answer\s*(?:is)?\s*:?\s*$",
+_LEAD_IN = re.compile(r"(?:\b(?:so|thus|therefore|hence)\b,?\s*)?(?:the\s+)?(?:final\s+)?answer\s*(?:is\s*:?|:)\s*$",
                       re.IGNORECASE)  # fmt: skip
 
 

@@ -120,7 +120,9 @@ class BudgetedBackend(Backend):
 
     A batch is let through whole when the budget is not yet exhausted; the executor sizes
     batches by :meth:`remaining_calls`, so ``max_calls`` is overshot by at most one
-    example's self-consistency samples (token, time and cost limits by one batch)."""
+    example's self-consistency samples (token, time and cost limits by one batch). Under
+    ``covers_final`` no batch may pass ``max_calls`` (a proposer's batch of proposals, a
+    candidate's samples): it is refused whole."""
 
     def __init__(self, inner: Backend, budget: Budget, spend: Spend | None = None) -> None:
         self.inner = inner
@@ -164,6 +166,12 @@ class BudgetedBackend(Backend):
         reason = self.exhausted()
         if reason is not None:
             raise BudgetExceeded(f"budget spent: {reason}")
+        b, s = self.budget, self.spend
+        if b.covers_final and b.max_calls is not None and s.calls + len(requests) > b.max_calls:
+            # the cap is what the final scoring was promised: no batch passes it
+            raise BudgetExceeded(
+                f"budget spent: calls ({s.calls} of {b.max_calls}; {len(requests)} more would pass it)"
+            )
         completions = self.inner.generate_each(requests, on_results)
         self.spend.calls += len(requests)
         tokens_in = sum(c.tokens_in for c in completions)

@@ -433,7 +433,7 @@ def _run_policy(
             report("search", round_index, len(proposals))
     except BudgetExceeded as exc:
         stopped = exc.message
-        if limit is not None and kept:
+        if limit is not None and kept and exc.message.startswith("budget spent: calls"):
             stopped = (f"budget spent: {run.spend.calls} calls of --max-calls {limit}, with {kept} kept for "
                        f"the final scoring of the best {config.final_top}")  # fmt: skip
 
@@ -443,19 +443,30 @@ def _run_policy(
     search_calls = run.spend.calls
     run.limit_calls(Budget())
     finalists = ranked()[: config.final_top]
+    unpaid = False  # covers_final, and the calls left pay for no finalist's scoring
     if limit is not None and finalists:
-        finalists = affordable(
-            ranked(), run.dev_calls_left(ranked(), dev), limit - search_calls, config.final_top
-        )
+        left = max(0, limit - search_calls)
+        need = run.dev_calls_left(ranked(), dev)
+        paid = affordable(ranked(), need, left, config.final_top)
+        unpaid = sum(need[c] for c in paid) > left
+        note = None  # say so when the pick is not among the best-ranked by the race
+        if unpaid:
+            note = f"the {left} calls left pay for no final scoring: {paid[0][:8]} stands on the dev items it has"
+        elif paid != finalists:
+            note = (
+                f"the {left} calls left paid for the final scoring of {', '.join(p[:8] for p in paid)} "
+                f"in place of the best-ranked {', '.join(f[:8] for f in finalists)}"
+            )
+        if note:
+            stopped = f"{stopped}; {note}" if stopped else note
+        finalists = paid
     if not finalists:  # a budget too small to score anything: the starting prompt is the result
         finalists = [config.base.hash]
         stopped = (
             f"{stopped or 'budget spent'} before any prompt was scored: the starting prompt is the result"
         )
     rows: list[LeaderboardRow] = []
-    final_jobs = [(run.candidates[c], dev) for c in finalists]
-    if limit is not None and sum(run.dev_calls_left(finalists, dev).values()) > limit - search_calls:
-        final_jobs = []  # none the calls left pay for: the best-ranked stands on the items it has
+    final_jobs = [] if unpaid else [(run.candidates[c], dev) for c in finalists]
     start_phase("final", len(finalists), final_jobs, "dev")
     final = run.evaluator.evaluate_many(final_jobs, "dev")
     check_results((r for rs in final for r in rs), "the final dev evaluation", key_env)

@@ -63,6 +63,7 @@ def test_reasoning_gym_tasks_demos_use_the_tags() -> None:
         ("2 + 1 = 3.\nThe answer is 3.", "The answer is ", "2 + 1 = 3."),
         ("x = 3\n#### 3", "", "x = 3"),
         ("2 + 1 = 3, <answer>3</answer>", "<answer>", "2 + 1 = 3,"),
+        ("Let me work out the answer\n#### 3", "", "Let me work out the answer"),  # no dangling "is"
     ],
 )
 def test_a_bootstrapped_solution_loses_its_own_answer(output: str, lead: str, solution: str) -> None:

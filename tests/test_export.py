@@ -434,3 +434,26 @@ def test_bootstrapped_and_answer_only_demos_are_exported_as_shown(task: Task, tm
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(broken))
     with pytest.raises(ConfigError, match=r"bad\.yaml: field 'prompt\.own_solutions' names demos not in"):
         load(tmp_path / "bad.yaml")
+
+
+def test_a_tasks_own_demo_answer_is_exported_and_shown_by_the_loaded_prompt(tmp_path: Path) -> None:
+    """A task YAML's ``demo_answer`` ("#### {answer}") travels in the export: the loaded
+    prompt's demos end as the search's did (not with "The answer is X.")."""
+    rows = [{"q": f"What is {i} + 1?", "a": str(i + 1)} for i in range(12)]
+    (tmp_path / "a.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    (tmp_path / "t.yaml").write_text(
+        "name: t\nsource: {type: records, files: {train: a.jsonl, test: a.jsonl}, target_field: a}\n"
+        "input_fields: [q]\ntemplate: '{q}'\nextractor: number\ndemo_answer: '#### {answer}'\ndev: {size: 2}\n"
+    )
+    own = get_task(str(tmp_path / "t.yaml"))
+    demo = own.demo_pool()[0]
+    candidate = Candidate(instruction="Add.", demo_ids=(demo.id,))
+    db = f"sqlite:///{tmp_path / 'd.db'}"
+    report = promptopt.evaluate(own, candidate, "fake", split="dev", limit=1, db=db)
+    export(db, report.run_id, "yaml", tmp_path / "p.yaml")
+    assert yaml.safe_load((tmp_path / "p.yaml").read_text())["prompt"]["demo_answer"] == "#### {answer}"
+    loaded = load(tmp_path / "p.yaml")
+    example = own.examples("dev", limit=1)[0]
+    shown = loaded.messages(**example.inputs)
+    assert shown[2]["content"] == f"#### {demo.target}"
+    assert shown == [{"role": m.role, "content": m.content} for m in render_messages(candidate, own, example)]

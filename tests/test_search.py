@@ -83,6 +83,39 @@ def test_the_final_takes_the_best_ranked_finalists_the_calls_left_pay_for() -> N
     assert affordable(["a", "b", "c", "d"], need, 40, 3) == ["a", "b", "c"]
     assert affordable(["a", "b", "c", "d"], need, 20, 3) == ["b", "c", "d"]  # a does not fit
     assert affordable(["a", "c"], need, 4, 3) == ["a"]  # none fits: the best-ranked, on what it has
+    assert affordable(["a", "b", "c"], need, 0, 3) == ["b"]  # nothing left: the fully scored only
+
+
+def test_under_a_budget_that_covers_the_final_no_batch_passes_the_cap() -> None:
+    """A proposer's batch of proposals (or a candidate's samples) is refused whole where it
+    would pass the cap: the calls kept for the final are not spent by one batch."""
+    from promptopt.backends.fake import FakeBackend
+    from promptopt.budget import BudgetedBackend
+    from promptopt.errors import BudgetExceeded
+    from promptopt.types import GenerationRequest, Message
+
+    def ask(n: int) -> list[GenerationRequest]:
+        return [GenerationRequest(messages=(Message("user", f"q{i}"),)) for i in range(n)]
+
+    strict = BudgetedBackend(FakeBackend(), Budget(max_calls=10, covers_final=True))
+    strict.generate(ask(8))
+    with pytest.raises(BudgetExceeded, match=r"calls \(8 of 10; 3 more would pass it\)"):
+        strict.generate(ask(3))
+    assert strict.spend.calls == 8
+    loose = BudgetedBackend(FakeBackend(), Budget(max_calls=10))
+    loose.generate(ask(8))
+    loose.generate(ask(3))  # let through whole: the cap is overshot by the batch
+    assert loose.spend.calls == 11
+
+
+def test_a_limit_other_than_calls_keeps_its_own_reason_under_covers_final(task, db_url: str) -> None:  # type: ignore[no-untyped-def]
+    budget = Budget(max_calls=500, max_tokens=6000, covers_final=True)
+    result = search(config(budget=budget, dev_size=16, test_size=4, race_start=4), backend=skilled_backend(task),
+                    db=db_url)  # fmt: skip
+    assert isinstance(result, SearchResult)
+    assert result.stopped_reason and result.stopped_reason.startswith("budget spent: tokens")
+    plan = search(config(budget=budget, dev_size=16, test_size=4), db=db_url, dry_run=True)
+    assert isinstance(plan, dict) and plan["final_calls"] == 2 * 4  # the final dev scoring is inside the cap
 
 
 def test_resume_replays_from_cache_to_the_same_result(task, db_url: str) -> None:  # type: ignore[no-untyped-def]

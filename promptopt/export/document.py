@@ -160,6 +160,8 @@ def build_document(
         document["extraction"]["json_schema"] = dict(task_obj.json_schema or {})
     if task_obj.spec.json_mode:  # the backend was asked for JSON output (response_format)
         document["extraction"]["json_mode"] = True
+    if task_obj.spec.demo_answer is not None:  # the task's own demo answer line (else the extractor's)
+        document["prompt"]["demo_answer"] = task_obj.spec.demo_answer
     if candidate.demo_solutions:  # the demos whose solution is the candidate's own, for its identity
         document["prompt"]["own_solutions"] = [demo_id for demo_id, _ in candidate.demo_solutions]
     document["sampling"].update(_bias_fields(candidate))

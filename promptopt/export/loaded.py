@@ -19,6 +19,7 @@ from promptopt.prompt import (
     render_messages,
 )
 from promptopt.tasks import Task, TaskSpec, get_task
+from promptopt.tasks.task import checked_demo_answer
 from promptopt.types import COT_MODES, Candidate, EvalResult, Example
 
 
@@ -368,6 +369,7 @@ def load_document(data: Any, where: str = "prompt file", path: Path | None = Non
         instruction=system, answer_prompt=answer_prompt, origin=str(path or where),
         json_schema=data["extraction"].get("json_schema"),
         json_mode=bool(data["extraction"].get("json_mode", False)),
+        demo_answer=checked_demo_answer(data["prompt"].get("demo_answer"), f"{where}: prompt"),
     )  # fmt: skip
     task = PromptTask(spec, demos, extractor, dataset_hash)
     edited = candidate.hash != candidate_hash or data.get("fingerprint") != _fingerprint(data)

@@ -64,10 +64,13 @@ def proposals_calls(wanted: int) -> int:
 
 def final_calls(config: SearchConfig, task: Task) -> int:
     """Calls of the final evaluation (outside the search budget): the ``final_top`` best
-    on the whole dev set, then the winner and the starting prompt on test."""
+    on the whole dev set (inside it under ``Budget.covers_final``), then the winner and
+    the starting prompt on test."""
     dev = min(config.dev_size, len(task.examples("dev")))
     test_n = len(task.examples("test", config.test_size))
     per_eval = candidate_calls(config.base)
+    if config.budget.covers_final and config.budget.max_calls is not None:
+        return 2 * test_n * per_eval  # the final dev scoring is inside --max-calls
     return (config.final_top * dev + 2 * test_n) * per_eval
 
 

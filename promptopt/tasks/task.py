@@ -161,7 +161,7 @@ class TaskSpec:
             test_size=test_size,
             cot_prompt=data.get("cot_prompt"),
             answer_prompt=str(data.get("answer_prompt", cls.answer_prompt)),
-            demo_answer=_demo_answer(data.get("demo_answer"), where),
+            demo_answer=checked_demo_answer(data.get("demo_answer"), where),
             origin=origin,
             json_schema=json_schema,
             json_mode=json_mode,
@@ -173,7 +173,8 @@ class TaskSpec:
 DEMO_ANSWERS = {"answer_tag": "<answer>{answer}</answer>", "json": "{answer}"}
 
 
-def _demo_answer(value: Any, where: str) -> str | None:
+def checked_demo_answer(value: Any, where: str) -> str | None:
+    """A task's (or an export's) ``demo_answer``: None, or a text with an ``{answer}`` slot."""
     if value is None:
         return None
     if not isinstance(value, str) or "{answer}" not in value:
