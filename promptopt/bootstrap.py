@@ -88,5 +88,10 @@ def bootstrap_demos(
         for example, result in zip(chunk, executor.evaluate(prompt, chunk, "train"), strict=True):
             if result.score == 1.0 and result.samples and len(ids) < k:
                 ids.append(example.id)
-                solutions.append((example.id, solution_text(result.samples[0].raw_output, lead)))
+                output = result.samples[0].raw_output
+                if task.extractor_name == "json":  # the demo adds the gold object: cut the model's
+                    from promptopt.metrics.jsonout import json_start
+
+                    output = output[: json_start(output)] if json_start(output) >= 0 else output
+                solutions.append((example.id, solution_text(output, lead)))
     return BootstrapReport(DemoSolutions(tuple(ids), tuple(solutions)), tried, len(ids))

@@ -77,3 +77,23 @@ def test_a_json_task_demo_is_the_object_alone() -> None:
                              dev_size=2)  # fmt: skip
     turn = _demo_turns(task)[0]
     assert turn == task.demo_pool()[0].target and task.extract(turn) is not None
+
+
+@pytest.mark.parametrize(
+    ("output", "solution"),
+    [
+        ('Count them: one.\n{"n": 1}', "Count them: one."),
+        ('Count them: one.\n```json\n{"n": 1}\n```', "Count them: one."),
+        ('{"n": 1}', ""),  # nothing before it: an answer-only demo
+    ],
+)
+def test_a_bootstrapped_json_solution_ends_before_its_own_object(output: str, solution: str) -> None:
+    """The demo adds the gold object after the solution: the model's own must not stay."""
+    from promptopt.backends.fake import FakeBackend
+    from promptopt.bootstrap import bootstrap_demos
+
+    rows = [{"q": f"Item {i}", "a": '{"n": 1}'} for i in range(10)]
+    task = Task.from_records(rows[:8], test=rows[8:], input_fields=["q"], target_field="a", extractor="json",
+                             dev_size=2)  # fmt: skip
+    report = bootstrap_demos(task, FakeBackend(lambda request: output), k=1)
+    assert report.correct == 1 and report.demos.solutions[0][1] == solution

@@ -34,6 +34,16 @@ def find_json(text: str) -> tuple[Any, str | None]:
     return None, first_error or "no JSON object found in the output"
 
 
+def json_start(text: str) -> int:
+    """Where the last JSON value in ``text`` begins (a fenced block's fence, or a balanced
+    top-level ``{...}``/``[...]``), or -1: what a worked solution before it ends at."""
+    last = max((text.rfind(span) for span in _balanced(text)), default=-1)
+    for fence in _FENCE_RE.finditer(text):
+        if fence.start() <= last < fence.end():  # the value is fenced: the fence opens it
+            return fence.start()
+    return last
+
+
 def _balanced(text: str) -> list[str]:
     """Every top-level ``{...}``/``[...]`` span whose brackets balance (strings respected)."""
     spans: list[str] = []
