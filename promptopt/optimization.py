@@ -24,6 +24,7 @@ def optimize(
     model: str | Backend | None = None,
     policy: str = "ape",
     max_calls: int | None = None,
+    final_in_budget: bool = False,
     budget: str = "light",
     metric: Any = None,
     instruction: str | None = None,
@@ -41,7 +42,8 @@ def optimize(
     ``task`` is a :class:`~promptopt.tasks.Task` (e.g. from ``Task.from_records``) or a
     task name; ``model`` a model spec (``openai/gpt-4o-mini``, ``fake``, a local model)
     or a :class:`~promptopt.backends.Backend`; ``policy`` any search policy; ``max_calls``
-    the limit on the search's model calls; ``budget`` the size preset (light, medium,
+    the limit on the search's model calls (with ``final_in_budget``, on the search and its
+    final full-dev scoring together, as ``promptopt search --final-in-budget``); ``budget`` the size preset (light, medium,
     heavy); ``metric`` overrides the task's metric (any form
     :func:`promptopt.metrics.resolve_metric` takes). ``resume=RUN_ID`` continues an
     interrupted run (pass the same task; a metric that is user code must be the same).
@@ -85,7 +87,7 @@ def optimize(
         else:
             config = SearchConfig.from_preset(
                 budget, task=task_obj.name, model=model_name, base=make_candidate(task_obj, instruction=instruction),
-                policy=policy, budget=Budget(max_calls=max_calls), seed=seed,
+                policy=policy, budget=Budget(max_calls=max_calls, covers_final=final_in_budget), seed=seed,
                 proposer_model=proposer if isinstance(proposer, str) else None,
                 data_dir=str(data_dir) if data_dir else None, policy_options=policy_options, **overrides,
             )  # fmt: skip

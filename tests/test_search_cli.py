@@ -197,3 +197,21 @@ def test_final_in_budget_needs_a_call_limit_and_keeps_the_final_under_it(db_url:
     store.close()
     final_dev = summary["final_calls"] - len(test_rows)  # without the flag: 40 + 17 here
     assert summary["spent"]["calls"] + final_dev <= 40
+
+
+def test_optimize_takes_final_in_budget(tmp_path: Path) -> None:
+    import promptopt
+    from promptopt.backends.fake import FakeBackend
+    from promptopt.tasks import Task
+
+    rows = [{"q": f"What is {i} + 1?", "a": str(i + 1)} for i in range(40)]
+    task = Task.from_records(rows[:30], test=rows[30:], input_fields=["q"], target_field="a", dev_size=10)
+    db = f"sqlite:///{tmp_path / 'o.db'}"
+    best = promptopt.optimize(task, model=FakeBackend(), db=db, progress=False, max_calls=30, final_in_budget=True,
+                              test_size=5)  # fmt: skip
+    with Store(db) as store:
+        run = store.get_run(best.provenance["run_id"])
+        assert run.config["budget"] == {**run.config["budget"], "max_calls": 30, "covers_final": True}
+        summary = run.summary or {}
+        final_dev = summary["final_calls"] - len(store.get_evaluations(run.id, split="test"))
+    assert summary["spent"]["calls"] + final_dev <= 30
