@@ -29,9 +29,9 @@ class Budget:
     """Limits; ``None`` means unlimited. Prices are per million tokens (in, out).
 
     ``covers_final``: ``max_calls`` bounds the search *and* the final full-dev scoring of
-    its finalists (the controller keeps back, before each round, what the current
-    finalists' unscored dev items would take, and scores only the finalists the rest pays
-    for). Off, the final scoring comes after the cap (its size is in the estimate)."""
+    its finalists (the controller keeps back, before each round and racing stage, what the
+    current finalists' unscored dev items would take, and scores only the finalists the
+    rest pays for). Off, the final scoring comes after the cap (its size is in the estimate)."""
 
     max_calls: int | None = None
     max_tokens: int | None = None
