@@ -160,9 +160,7 @@ def goals(rows: Sequence[Row]) -> dict[str, Any]:
     """The issue's goals, from the finished rows (see the module docstring)."""
     done = finished(rows)
     # cells that ran and did not finish, their tasks named as the finished rows' are
-    tried = named_by_model(
-        [r for r in rows if r.get("status") != "ok"], [r for r in rows if r.get("status") == "ok"]
-    )
+    tried = named_by_model([r for r in rows if r.get("status") != "ok"], done)
     rows = done
     tasks = ordered([r["task"] for r in rows])
     entries = ordered([r["entry"] for r in rows])

@@ -92,6 +92,7 @@ def bootstrap_demos(
                 if task.extractor_name == "json":  # the demo adds the gold object: cut the model's
                     from promptopt.metrics.jsonout import json_start
 
-                    output = output[: json_start(output)] if json_start(output) >= 0 else output
+                    start = json_start(output)
+                    output = output[:start] if start >= 0 else output
                 solutions.append((example.id, solution_text(output, lead)))
     return BootstrapReport(DemoSolutions(tuple(ids), tuple(solutions)), tried, len(ids))

@@ -442,12 +442,13 @@ def _run_policy(
     # when the budget covers the final, those of them the calls left pay for.
     search_calls = run.spend.calls
     run.limit_calls(Budget())
-    finalists = ranked()[: config.final_top]
+    order = ranked()
+    finalists = order[: config.final_top]
     unpaid = False  # covers_final, and the calls left pay for no finalist's scoring
     if limit is not None and finalists:
         left = max(0, limit - search_calls)
-        need = run.dev_calls_left(ranked(), dev)
-        paid = affordable(ranked(), need, left, config.final_top)
+        need = run.dev_calls_left(order, dev)
+        paid = affordable(order, need, left, config.final_top)
         unpaid = sum(need[c] for c in paid) > left
         note = None  # say so when the pick is not among the best-ranked by the race
         if unpaid:
