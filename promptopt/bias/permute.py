@@ -14,8 +14,10 @@ import random
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from promptopt.types import Example
+from promptopt.bias.notes import note_once
+from promptopt.types import Candidate, Example
 
 _OPTION_LINE_RE = re.compile(r"^(\s*\()([A-R])(\)\s*)(.+?)\s*$", re.MULTILINE)
 _LETTERS = "ABCDEFGHIJKLMNOPQR"
@@ -111,3 +113,31 @@ def map_letters(answer: str | None, mapping: Mapping[str, str]) -> str | None:
     shown = match.group(1)
     letter = mapping[shown.upper()]
     return answer.replace(shown, letter if shown.isupper() else letter.lower(), 1)
+
+
+@dataclass(frozen=True)
+class PermutedItem:
+    """An item and the orderings it is shown in."""
+
+    candidate: Candidate
+    example: Example
+    variants: tuple[Example, ...]
+    back: tuple[dict[str, str], ...]  # per variant: shown letter -> original letter
+
+
+def expand(executor: Any, candidate: Candidate, example: Example) -> PermutedItem:
+    """The orderings of one item (just the item itself when its options cannot be found)."""
+    block, why = find_options(example)
+    if block is None:
+        note_once(
+            executor,
+            f"unpermuted:{executor.task.name}:{why}",
+            f"permute {candidate.permute}: task {executor.task.name}: items without a recognisable options "
+            f"block ({why}; first: {example.id}) are left unpermuted",
+        )
+        return PermutedItem(candidate, example, (example,), ({},))
+    orders = orderings(len(block.lines), candidate.permute, seed=f"permute:{example.id}")
+    variants = tuple(permuted_example(example, block, order, j) for j, order in enumerate(orders))
+    return PermutedItem(
+        candidate, example, variants, tuple(original_letters(block, order) for order in orders)
+    )

@@ -15,8 +15,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from promptopt.bias.notes import note_once
-from promptopt.bias.permute import find_options, map_letters, orderings, original_letters, permuted_example
+from promptopt.bias.permute import PermutedItem, expand, map_letters
 from promptopt.types import Candidate, EvalResult, Example, SampleResult
 
 if TYPE_CHECKING:
@@ -56,30 +55,6 @@ def evaluate_with_strategies(
     return [r for r in results if r is not None]
 
 
-@dataclasses.dataclass(frozen=True)
-class _Item:
-    candidate: Candidate
-    example: Example
-    variants: tuple[Example, ...]
-    back: tuple[dict[str, str], ...]  # per variant: shown letter -> original letter
-
-
-def expand(executor: Executor, candidate: Candidate, example: Example) -> _Item:
-    """The orderings of one item (just the item itself when its options cannot be found)."""
-    block, why = find_options(example)
-    if block is None:
-        note_once(
-            executor,
-            f"unpermuted:{executor.task.name}:{why}",
-            f"permute {candidate.permute}: task {executor.task.name}: items without a recognisable options "
-            f"block ({why}; first: {example.id}) are left unpermuted",
-        )
-        return _Item(candidate, example, (example,), ({},))
-    orders = orderings(len(block.lines), candidate.permute, seed=f"permute:{example.id}")
-    variants = tuple(permuted_example(example, block, order, j) for j, order in enumerate(orders))
-    return _Item(candidate, example, variants, tuple(original_letters(block, order) for order in orders))
-
-
 def evaluate_permuted(
     executor: Executor, pairs: Sequence[Pair], split: str, on_batch: BatchCallback | None
 ) -> list[EvalResult]:
@@ -89,7 +64,7 @@ def evaluate_permuted(
     index = 0
     while index < len(items):
         limit = executor._request_limit()
-        chunk: list[_Item] = []
+        chunk: list[PermutedItem] = []
         size = 0
         while index < len(items):
             cost = len(items[index].variants) * items[index].candidate.samples
@@ -115,7 +90,9 @@ def evaluate_permuted(
     return results
 
 
-def merge_orderings(executor: Executor, item: _Item, inner: Sequence[EvalResult], split: str) -> EvalResult:
+def merge_orderings(
+    executor: Executor, item: PermutedItem, inner: Sequence[EvalResult], split: str
+) -> EvalResult:
     """One result from an item's orderings: answers mapped back to the original letters,
     the majority voted (ties: the permutation-averaged label score where the backend
     gives log-probabilities, else the first ordering's answer)."""
@@ -155,7 +132,9 @@ def merge_orderings(executor: Executor, item: _Item, inner: Sequence[EvalResult]
     )
 
 
-def break_tie(executor: Executor, item: _Item, tied: Sequence[str]) -> tuple[str | None, list[SampleResult]]:
+def break_tie(
+    executor: Executor, item: PermutedItem, tied: Sequence[str]
+) -> tuple[str | None, list[SampleResult]]:
     """The tied answer with the highest label log-probability averaged over the orderings
     (each ordering's scores normalised over its letters, then mapped back; None when a
     scoring request failed), and the scoring calls as samples without an answer."""
