@@ -43,6 +43,11 @@ STRATEGIES: dict[str, dict[str, Any]] = {
     "contextual": {"calibration": "contextual"},
     "batch": {"calibration": "batch"},
     "position": {"calibration": "position"},
+    # the label scores under 3 orderings of the options, each calibrated, averaged
+    "permute3-raw": {"permute": 3, "calibration": "raw"},
+    "permute3-contextual": {"permute": 3, "calibration": "contextual"},
+    "permute3-batch": {"permute": 3, "calibration": "batch"},
+    "permute3-position": {"permute": 3, "calibration": "position"},
 }
 
 
@@ -104,8 +109,8 @@ def not_offered(task: Any, strategy: str, pick_from: list[str] | None = None) ->
         if all(not_offered(task, s) for s in pick_from or []):
             return f"none of --pick-from {','.join(pick_from or [])} applies to {task.name}"
         return None
-    if STRATEGIES.get(strategy, {}).get("permute", 1) != 1:
-        return permute_problem(task)
+    if STRATEGIES.get(strategy, {}).get("permute", 1) != 1 and (problem := permute_problem(task)):
+        return problem
     calibration = STRATEGIES.get(strategy, {}).get("calibration")
     return calibration_problem(task, calibration) if calibration else None
 

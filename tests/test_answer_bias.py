@@ -93,6 +93,23 @@ def test_position_prior_matches_a_hand_computation() -> None:
     assert fixed[1] > fixed[0]  # 0.4 / 0.29 beats 0.6 / 0.71
 
 
+def test_averaging_over_orderings_matches_a_hand_computation() -> None:
+    # two orderings of one item, already mapped back to the original letters: (A) at
+    # 0.8 then 0.3, (B) at 0.2 then 0.7 -> mean log-probabilities (log 0.24 / 2, log 0.14 / 2)
+    first = {"A": math.log(0.8), "B": math.log(0.2)}
+    second = {"A": math.log(0.3) + 5.0, "B": math.log(0.7) + 5.0}  # any offset per ordering
+    mean = cal.average_orderings([first, second])
+    assert mean["A"] == pytest.approx(math.log(0.24) / 2) and mean["B"] == pytest.approx(math.log(0.14) / 2)
+    assert cal.best_label(mean) == "A"
+    # a pure position prior cancels: (A) is first in one ordering, second in the other
+    prior_first = {"A": math.log(0.9 * 0.5), "B": math.log(0.1 * 0.5)}
+    prior_second = {"A": math.log(0.1 * 0.5), "B": math.log(0.9 * 0.5)}
+    assert cal.average_orderings([prior_first, prior_second]) == pytest.approx(
+        {"A": math.log(0.3), "B": math.log(0.3)}
+    )
+    assert cal.average_orderings([]) == {}
+
+
 def test_orderings_are_cyclic_or_seeded() -> None:
     assert orderings(3, 3, "x") == [(0, 1, 2), (1, 2, 0), (2, 0, 1)]
     assert orderings(2, 3, "x") == [(0, 1), (1, 0)]  # more would repeat
@@ -242,6 +259,67 @@ def test_position_calibration_removes_a_pure_position_prior() -> None:
     assert "position-calibrated" in results[0].samples[0].raw_output
 
 
+def test_label_scores_averaged_over_orderings_remove_the_position_prior() -> None:
+    """permute 3 with calibration raw: every cyclic shift of 3 options scored, mapped back,
+    averaged: the prior on (A) cancels where raw label scores keep it."""
+    task = mc_task()
+    raw = Executor(task, FakeBackend(scorer=biased_scores)).evaluate(
+        Candidate(calibration="raw"), task.examples("test"), "test"
+    )
+    assert accuracy(raw) == pytest.approx(1 / 3)  # (A) everywhere
+    backend = FakeBackend(scorer=biased_scores)
+    results = Executor(task, backend).evaluate(
+        Candidate(calibration="raw", permute=3), task.examples("test"), "test"
+    )
+    assert accuracy(results) == 1.0
+    assert len(backend.history) == 3 * len(task.examples("test"))  # one scoring call per ordering
+    first = results[1].samples[0]
+    assert len(results[1].samples) == 1 and first.raw_output.count("ordering ") == 3
+    assert "mean over 3 orderings" in first.raw_output and first.raw_output.endswith("So the answer is (B).")
+    one = (
+        Executor(task, FakeBackend(scorer=biased_scores))
+        .evaluate(Candidate(calibration="raw"), task.examples("test")[:1], "test")[0]
+        .samples[0]
+    )
+    assert first.tokens_in > one.tokens_in  # the orderings' tokens are added up
+    # with a calibration too: each ordering calibrated, then averaged
+    batch = Executor(task, FakeBackend(scorer=biased_scores)).evaluate(
+        Candidate(calibration="batch", permute=2), task.examples("test"), "test"
+    )
+    assert accuracy(batch) == 1.0 and "batch-calibrated" in batch[0].samples[0].raw_output
+
+
+def test_averaged_label_scores_leave_an_item_without_options_as_it_is() -> None:
+    rows = [
+        {"input": "Is it right? yes or no", "target": "yes"},
+        {"input": "Is it wrong? yes or no", "target": "no"},
+    ]
+    task = Task.from_records(rows, dev=rows, test=rows, input_fields=["input"], target_field="target",
+                             extractor="yesno", template="{input}")  # fmt: skip
+    backend = FakeBackend(
+        scorer=lambda r: {label: (0.0 if "yes" in label else -1.0) for label in r.score_labels}
+    )
+    executor = Executor(task, backend)
+    results = executor.evaluate(Candidate(calibration="raw", permute=3), task.examples("test"), "test")
+    assert [r.answer for r in results] == ["yes", "yes"] and len(backend.history) == 2  # one ordering each
+    assert any("left unpermuted" in note for note in executor.notes)
+
+
+def test_an_ordering_that_fails_fails_its_item_not_the_others() -> None:
+    task = mc_task(n_items=2)
+
+    def scorer(request: GenerationRequest) -> dict[str, float]:
+        if shown_options(request)[0][1].startswith("pear") and "Question 1" in request.messages[-1].content:
+            return {}  # unreadable label scores: the request fails
+        return biased_scores(request)
+
+    results = Executor(task, FakeBackend(scorer=scorer)).evaluate(
+        Candidate(calibration="raw", permute=3), task.examples("test"), "test"
+    )
+    assert results[0].answer == "(A)" and results[0].error is None
+    assert results[1].answer is None and results[1].score is None and results[1].error
+
+
 def test_calibration_refuses_a_backend_without_log_probs_and_bad_mixes() -> None:
     class NoScores(FakeBackend):
         def can_score_labels(self) -> bool:
@@ -325,6 +403,7 @@ def test_the_estimate_counts_the_extra_calls() -> None:
     assert candidate_calls(Candidate()) == 1
     assert candidate_calls(Candidate(permute=3)) == 3 + 3  # 3 orderings + tie-break scoring
     assert candidate_calls(Candidate(calibration="batch")) == 1
+    assert candidate_calls(Candidate(calibration="raw", permute=3)) == 3  # a scoring call per ordering
     assert calls_per_example(samples=3, two_stage=True, permute=3) == 3 * 6 + 3
 
 

@@ -34,13 +34,21 @@ def export_note(candidate: object) -> dict[str, object]:
     calibration = getattr(candidate, "calibration", "none")
     if permute == 1 and calibration == "none":
         return {}
+    prior = "" if calibration == "raw" else f" and divide out the {calibration} prior"
+    if permute != 1 and calibration != "none":
+        how = (
+            f"score each label's log-probability after the messages{prior}, under {permute} orderings (at most "
+            "once per cyclic shift) of the option texts of the '(A) …' lines; map each ordering's letters back "
+            "to the original options, average the normalised log-probabilities, answer with the best; "
+            "`promptopt.load(FILE).run()` does this"
+        )
+        return {"answer_bias": {"permute": permute, "calibration": calibration, "how": how}}
     if permute != 1:
         how = (
             f"send the request {permute} times (at most once per cyclic shift) with the option texts of the "
             "'(A) …' lines reordered, map each answer's letter back to the original option, take the majority"
         )
         return {"answer_bias": {"permute": permute, "how": how}}
-    prior = "" if calibration == "raw" else f" and divide out the {calibration} prior"
     how = (
         f"score each label's log-probability after the messages{prior}, answer with the best label "
         "instead of reading a generated answer; `promptopt.load(FILE).run()` does this"

@@ -83,6 +83,20 @@ def best_label(scores: Mapping[str, float]) -> str | None:
     return best
 
 
+def average_orderings(orderings: Sequence[Mapping[str, float]]) -> dict[str, float]:
+    """One item's label scores from its option orderings (each mapped back to the original
+    letters): the mean over the orderings of each label's normalised log-probability.
+    Under PriDe's model (a label's probability is its content's times its position's
+    prior) the position term is the same for every label once each option has sat at each
+    position equally often (every cyclic shift), so it cancels exactly; with fewer
+    orderings it is averaged down. A label some ordering did not score is left out."""
+    normalized = [log_normalize(scores) for scores in orderings if scores]
+    if not normalized:
+        return {}
+    common = [label for label in normalized[0] if all(label in n for n in normalized)]
+    return {label: sum(n[label] for n in normalized) / len(normalized) for label in common}
+
+
 def item_position_prior(shifted: Sequence[Sequence[float]]) -> list[float]:
     """PriDe's prior of one item: ``shifted[s][i]`` is the log-probability the model gives
     position ``i`` when the options are cyclically shifted by ``s`` (all ``n`` shifts).

@@ -16,7 +16,8 @@ def check_bias_fields(candidate: Any) -> None:
     """Raise :class:`ConfigError` for a ``permute`` or ``calibration`` value, or a mix with
     other fields, that has no meaning. Calibration reads the labels' log-probabilities
     right after the prompt, so it needs a direct answer: no chain of thought, one greedy
-    sample, no second stage, no permutation."""
+    sample, no second stage. With ``permute`` k it scores the labels under k orderings of
+    the options and averages them (:func:`promptopt.bias.calibration.average_orderings`)."""
     if isinstance(candidate.permute, bool) or not isinstance(candidate.permute, int) or candidate.permute < 1:
         raise ConfigError(f"permute must be a whole number >= 1, got {candidate.permute!r}")
     if candidate.calibration not in CALIBRATIONS:
@@ -32,7 +33,6 @@ def check_bias_fields(candidate: Any) -> None:
             (f"samples {candidate.samples}", candidate.samples != 1),
             ("two_stage", candidate.two_stage),
             ("rescue", candidate.rescue),
-            (f"permute {candidate.permute}", candidate.permute != 1),
         )
         if clash
     ]
@@ -40,5 +40,5 @@ def check_bias_fields(candidate: Any) -> None:
         raise ConfigError(
             f"calibration {candidate.calibration} answers from label log-probabilities right after the "
             f"prompt; it cannot be combined with {', '.join(clashes)}",
-            hint="use calibration with cot_mode none, one sample, no two_stage or rescue and permute 1",
+            hint="use calibration with cot_mode none, one sample, no two_stage or rescue",
         )

@@ -18,9 +18,9 @@ def calls_per_example(
     """An upper bound of the calls one example costs: ``samples`` (twice with a second
     stage, or with ``rescue``, which asks it of the outputs without an answer), times the
     orderings with ``permute`` (plus one label-scoring call per ordering, for a tied
-    vote); one scoring call with a calibration."""
+    vote); one scoring call with a calibration, per ordering with ``permute``."""
     if calibration != "none":
-        return 1
+        return max(1, permute)
     per_ordering = samples * (2 if two_stage or rescue else 1)
     if permute > 1:
         return permute * per_ordering + permute

@@ -258,22 +258,21 @@ def _position_priors(
     return priors
 
 
-def _calibrate_candidate(
-    executor: Executor, candidate: Candidate, examples: Sequence[Example], split: str
-) -> list[EvalResult]:
+def _calibrated_scores(
+    executor: Executor, candidate: Candidate, examples: Sequence[Example]
+) -> tuple[list[dict[str, float] | None], list[dict[str, float] | None], list[Completion]]:
+    """Each item's label log-probabilities as scored and with the prior divided out
+    (``None`` where its scoring request failed), and the scoring calls."""
     task = executor.task
     labelled = [item_labels(task, e) for e in examples]
     got = score_requests(executor, list(zip([candidate] * len(examples), examples, labelled, strict=True)))
     scored = [s for s, _ in got]
     priors, positions = _prior_for(executor, candidate, examples, scored)
-    answers: list[str | None] = []
-    shown: list[str] = []
+    calibrated: list[dict[str, float] | None] = []
     for example, scores in zip(examples, scored, strict=True):
         if scores is None:
-            answers.append(None)
-            shown.append("")
-            continue
-        if candidate.calibration == "position":
+            calibrated.append(None)
+        elif candidate.calibration == "position":
             # an item whose options block cannot be read has no positions: left uncalibrated
             prior_n = positions.get(len(scores)) if task.options(example) else None
             values = (
@@ -281,25 +280,103 @@ def _calibrate_candidate(
                 if prior_n
                 else list(cal.log_normalize(scores).values())
             )
-            calibrated = dict(zip(scores, values, strict=True))
+            calibrated.append(dict(zip(scores, values, strict=True)))
         else:
             prior = priors.get(tuple(scores), priors.get(None, {}))
-            calibrated = cal.calibrate(scores, {k: v for k, v in prior.items() if k in scores})
-        answer = cal.best_label(calibrated)
-        answers.append(answer)
-        raw = " · ".join(f"{k} {v:.2f}" for k, v in cal.log_normalize(scores).items())
-        after = " · ".join(f"{k} {v:.2f}" for k, v in calibrated.items())
-        calibrated_part = (
-            "" if candidate.calibration == "raw" else f" {candidate.calibration}-calibrated: {after};"
+            calibrated.append(cal.calibrate(scores, {k: v for k, v in prior.items() if k in scores}))
+    return scored, calibrated, [c for _, c in got]
+
+
+def _shown(candidate: Candidate, scores: dict[str, float], calibrated: dict[str, float]) -> str:
+    raw = " · ".join(f"{k} {v:.2f}" for k, v in cal.log_normalize(scores).items())
+    after = " · ".join(f"{k} {v:.2f}" for k, v in calibrated.items())
+    return f"label log-probs: {raw};" + (
+        "" if candidate.calibration == "raw" else f" {candidate.calibration}-calibrated: {after};"
+    )
+
+
+def _answers(
+    executor: Executor, candidate: Candidate, examples: Sequence[Example]
+) -> tuple[list[str | None], list[str], list[Completion]]:
+    """Each item's answer, the text that shows how it was read, and its scoring call."""
+    scored, calibrated, completions = _calibrated_scores(executor, candidate, examples)
+    answers: list[str | None] = []
+    shown: list[str] = []
+    for scores, after in zip(scored, calibrated, strict=True):
+        if scores is None or after is None:
+            answers.append(None)
+            shown.append("")
+            continue
+        answers.append(cal.best_label(after))
+        shown.append(f"{_shown(candidate, scores, after)} {ANSWER_LEAD} {answers[-1]}.")
+    return answers, shown, completions
+
+
+def _permuted_answers(
+    executor: Executor, candidate: Candidate, examples: Sequence[Example]
+) -> tuple[list[str | None], list[str], list[Completion]]:
+    """With ``permute`` k: each item's label scores under its k orderings, each calibrated,
+    mapped back to the original letters and averaged (:func:`calibration.average_orderings`);
+    an item's calls are merged into one (their tokens and time added), and it fails
+    when one of its orderings failed."""
+    from promptopt.bias.permute import expand, map_letters
+
+    plain = dataclasses.replace(candidate, permute=1)  # each ordering is the plain candidate's request
+    items = [expand(executor, candidate, e) for e in examples]
+    variants = [v for item in items for v in item.variants]
+    scored, calibrated, completions = _calibrated_scores(executor, plain, variants)
+    answers: list[str | None] = []
+    shown: list[str] = []
+    merged: list[Completion] = []
+    at = 0
+    for item in items:
+        span = range(at, at + len(item.variants))
+        at += len(item.variants)
+        calls = [completions[j] for j in span]
+        failed = next((c for c in calls if not c.ok), None)
+        merged.append(
+            Completion(
+                text="", tokens_in=sum(c.tokens_in for c in calls), tokens_out=sum(c.tokens_out for c in calls),
+                latency_s=sum(c.latency_s for c in calls), cached=all(c.cached for c in calls),
+                error=failed.error if failed else None, finish_reason=calls[-1].finish_reason,
+            )
+        )  # fmt: skip
+        mapped = [
+            {map_letters(k, back) or k: v for k, v in after.items()} if after is not None else None
+            for back, after in zip(item.back, (calibrated[j] for j in span), strict=True)
+        ]
+        if failed is not None or any(m is None for m in mapped):
+            answers.append(None)
+            shown.append("")
+            continue
+        lines = [
+            f"ordering {n}: {_shown(plain, scored[j] or {}, calibrated[j] or {})}" for n, j in enumerate(span)
+        ]
+        average = cal.average_orderings([m for m in mapped if m is not None])
+        answers.append(cal.best_label(average))
+        text = " · ".join(f"{k} {v:.2f}" for k, v in average.items())
+        lines.append(
+            f"mean over {len(span)} orderings (original letters): {text}; {ANSWER_LEAD} {answers[-1]}."
         )
-        shown.append(f"label log-probs: {raw};{calibrated_part} {ANSWER_LEAD} {answer}.")
+        shown.append("\n".join(lines))
+    return answers, shown, merged
+
+
+def _calibrate_candidate(
+    executor: Executor, candidate: Candidate, examples: Sequence[Example], split: str
+) -> list[EvalResult]:
+    task = executor.task
+    if candidate.permute > 1:
+        answers, shown, completions = _permuted_answers(executor, candidate, examples)
+    else:
+        answers, shown, completions = _answers(executor, candidate, examples)
     from promptopt.metrics.base import Prediction
 
     asked = [i for i, a in enumerate(answers) if a is not None]
     metric = task.score_predictions([(examples[i], Prediction(shown[i], answers[i])) for i in asked])
     judged = dict(zip(asked, metric, strict=True))
     results: list[EvalResult] = []
-    for i, (example, (_, completion)) in enumerate(zip(examples, got, strict=True)):
+    for i, (example, completion) in enumerate(zip(examples, completions, strict=True)):
         result = judged.get(i)
         score = result.score if result is not None and not result.failed else None
         error = completion.error or (

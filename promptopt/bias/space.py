@@ -19,15 +19,15 @@ logger = logging.getLogger(__name__)
 
 def direct_answer(base: Candidate, changes: dict[str, Any]) -> dict[str, Any]:
     """A calibration reads label scores right after the prompt: a point that also picks
-    chain of thought, several samples, a second stage or permutation keeps calibration
-    ``none`` (a space's ``when`` conditions should prevent such points; see default.yaml)."""
+    chain of thought, several samples or a second stage keeps calibration ``none`` (a
+    space's ``when`` conditions should prevent such points; see default.yaml). With
+    permutation it averages the label scores over the orderings."""
     merged = {**dataclasses.asdict(base), **changes}
     direct = (
         merged["cot_mode"] == "none"
         and merged["samples"] == 1
         and not merged["two_stage"]
         and not merged["rescue"]
-        and merged["permute"] == 1
     )
     return changes if direct else {**changes, "calibration": "none"}
 

@@ -37,7 +37,7 @@ def evaluate_with_strategies(
 
     results: list[EvalResult | None] = [None] * len(pairs)
     plain = [i for i, (c, _) in enumerate(pairs) if not uses_strategy(c)]
-    permuted = [i for i, (c, _) in enumerate(pairs) if c.permute > 1]
+    permuted = [i for i, (c, _) in enumerate(pairs) if c.permute > 1 and c.calibration == "none"]
     calibrated = [i for i, (c, _) in enumerate(pairs) if c.calibration != "none"]
     if plain:
         for i, r in zip(
