@@ -31,13 +31,14 @@ _LEAD_IN = re.compile(r"(?:\b(?:so|thus|therefore|hence)\b,?\s*)?(?:the\s+)?(?:f
 def solution_text(output: str, lead: str = "") -> str:
     """A model's worked solution without its final answer (the demo's assistant turn adds
     it back, as the task states it: "The answer is N.", ``<answer>N</answer>``); ``lead``
-    is that form's text before the answer ("<answer>"), cut too."""
+    is that form's text before the answer ("<answer>"), cut too. An output that is its
+    answer alone gives an empty solution: the demo then shows the answer once."""
     text = output.strip()
     lowered = text.lower()
     markers = (*_FINAL_MARKERS, lead.strip().lower()) if lead.strip() else _FINAL_MARKERS
     cut = max(lowered.rfind(marker) for marker in markers)
-    head = _LEAD_IN.sub("", text[:cut]).rstrip() if cut >= 0 else text
-    return head or text
+    # nothing before the answer: no worked solution (the demo shows its answer alone, not twice)
+    return _LEAD_IN.sub("", text[:cut]).rstrip() if cut >= 0 else text
 
 
 @dataclass(frozen=True)

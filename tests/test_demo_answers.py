@@ -64,6 +64,8 @@ def test_reasoning_gym_tasks_demos_use_the_tags() -> None:
         ("x = 3\n#### 3", "", "x = 3"),
         ("2 + 1 = 3, <answer>3</answer>", "<answer>", "2 + 1 = 3,"),
         ("Let me work out the answer\n#### 3", "", "Let me work out the answer"),  # no dangling "is"
+        ("The answer is 3.", "The answer is ", ""),  # the answer alone: shown once, by the demo
+        ("So the answer is: <answer>3</answer>", "<answer>", ""),
     ],
 )
 def test_a_bootstrapped_solution_loses_its_own_answer(output: str, lead: str, solution: str) -> None:
