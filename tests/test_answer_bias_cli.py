@@ -57,6 +57,12 @@ def test_eval_options_and_the_answers_beside_gold(data_dir: Path, tmp_path: Path
     shown = runner.invoke(cli, ["show", json.loads(calibrated.output)["run_id"], "--db", db])
     assert shown.exit_code == 0 and "calibration batch" in shown.output, shown.output
     assert "gold    " in shown.output
+    both = runner.invoke(cli, [*base, "--permute", "2", "--calibration", "raw"])
+    assert both.exit_code == 0, both.output
+    counts = json.loads(both.output)  # a scoring call per ordering of the 2 options, the original cached
+    assert (counts["calls"], counts["cache_hits"]) == (6, 6), counts
+    shown = runner.invoke(cli, ["show", json.loads(both.output)["run_id"], "--db", db])
+    assert "permute 2, calibration raw" in shown.output, shown.output
 
 
 def _mc_search(space: str, **options: Any) -> tuple[Task, SearchConfig]:

@@ -66,7 +66,8 @@ _prompt_options = _options(
                  "one extra call per such output (docs/tasks-and-answers.md)."),
     click.option("--permute", type=click.IntRange(min=1), default=1, show_default=True,
                  help="Show a multiple-choice item N times with its options reordered; vote over the answers "
-                 "mapped back to the original letters (docs/answer-bias.md)."),
+                 "mapped back to the original letters; with --calibration, average the label scores of the N "
+                 "orderings instead (docs/answer-bias.md)."),
     click.option("--calibration", type=click.Choice(CALIBRATIONS), default="none", show_default=True,
                  help="Answer from the labels' log-probabilities with the model's prior divided out: contextual, "
                  "batch or position; raw: the best-scored label as it is (docs/answer-bias.md)."),
