@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from promptopt.proposers import (
     _META,
+    _NUMBER,
     QUOTE_WORDS,
     _word_runs,
     clean_proposal,
@@ -167,6 +168,7 @@ def read_reflection(
     known: Sequence[str],
     shown_inputs: Sequence[str],
     shown_outputs: Sequence[str] = (),
+    shown_answers: Sequence[str] = (),
     setup: Sequence[str] = (),
     meta_allowed: bool = False,
     cut_off: bool = False,
@@ -175,7 +177,9 @@ def read_reflection(
     not. ``known``: instructions already proposed (a repeat is not usable);
     ``shown_inputs``: the inputs the reflection saw (a text that names their numbers or
     names is about them); ``shown_outputs``: the model's answers it saw (a text that repeats
-    one is an answer, not an instruction); ``setup``: the parent's other lines, such as its
+    one is an answer, not an instruction); ``shown_answers``: the gold and the model's
+    answers it saw (a text that names one of their numbers of two digits or more states an
+    answer, "<answer>-102</answer>", however short); ``setup``: the parent's other lines, such as its
     answer-format line, which an answer may echo and a rewrite may keep; ``meta_allowed``:
     the task's own items speak of instructions;
     ``cut_off``: the reply reached the token limit, so an unclosed instruction loses its
@@ -215,6 +219,9 @@ def read_reflection(
     # single digits ("Step 1:", "2 decimals") are too common to say the text copies an item
     if shown_inputs and mentions_examples(_SINGLE_DIGIT.sub(" ", text), shown_inputs):
         return None, "copies the shown items"
+    answer_numbers = set(_NUMBER.findall(_SINGLE_DIGIT.sub(" ", " ".join(a for a in shown_answers if a))))
+    if answer_numbers & set(_NUMBER.findall(_SINGLE_DIGIT.sub(" ", text))):
+        return None, "names a shown answer"
     shown = [_tail(output, MAX_OUTPUT_CHARS) for output in shown_outputs]  # as the prompt showed them
     if copies_an_output(text, shown, [current, *shown_inputs, *setup]):
         return None, "copies a shown answer"

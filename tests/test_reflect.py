@@ -435,6 +435,17 @@ def test_a_reply_that_repeats_a_shown_answer_is_not_an_instruction() -> None:
                            setup=[line])[1] == "usable"  # fmt: skip
 
 
+def test_a_reply_that_names_a_shown_answer_is_not_an_instruction() -> None:
+    # the 0.5B's reflection on rg:basic_arithmetic (seed 0) carried a gold it was shown,
+    # shorter than the words a copied output needs
+    reply = "<new>Work out the expression step by step, then give it as <answer>-102</answer</new>"
+    common = {"current": "", "known": [], "shown_inputs": ["Calculate -34 * 3."]}
+    assert read_reflection(reply, shown_answers=["-102", "-98"], **common) == (None, "names a shown answer")
+    assert read_reflection(reply, shown_answers=["(A)", "7"], **common)[1] == "usable"  # letters, one digit
+    example = "<new>Work out the expression step by step, then give it as <answer>42</answer>.</new>"
+    assert read_reflection(example, shown_answers=["-102"], **common)[1] == "usable"  # a format example
+
+
 # what the real 1.5B wrote on bbh:date_understanding, whole (163 tokens): five rules, kept
 # whole; the 400-character cap of a proposal used to cut the fourth mid-sentence
 _FIVE_RULES = [

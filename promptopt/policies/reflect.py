@@ -251,6 +251,7 @@ class ReflectPolicy(Policy):
         text, why = read_reflection(
             reply, current=parent.instruction, known=known_texts, shown_inputs=shown_inputs,
             shown_outputs=shown_outputs, setup=setup, meta_allowed=self.meta_allowed, cut_off=cut_off,
+            shown_answers=[str(a) for _, r in failed[: len(shown)] for a in (r.gold, r.answer) if a is not None],
         )  # fmt: skip
         entry["reason"] = why
         entry["text"] = text if text is not None else " ".join(reply.split())[:300]
