@@ -289,6 +289,29 @@ def test_label_scores_averaged_over_orderings_remove_the_position_prior() -> Non
     assert accuracy(batch) == 1.0 and "batch-calibrated" in batch[0].samples[0].raw_output
 
 
+def test_an_items_own_orderings_are_no_batch() -> None:
+    """batch with permute on one item: its orderings alone would make its own mean the
+    prior (every label equal when the right option sits at one shown position in each),
+    so it is answered uncalibrated, as a batch of one is without permute."""
+    task = mc_task(n_items=8, n_options=4)
+
+    def sure(request: GenerationRequest) -> dict[str, float]:  # the right content, no lean
+        texts = dict(shown_options(request))
+        return {
+            label: (0.0 if "RIGHT" in texts.get(label[-2], "") else -3.0) for label in request.score_labels
+        }
+
+    for example in task.examples("test"):
+        executor = Executor(task, FakeBackend(scorer=sure))
+        (result,) = executor.evaluate(Candidate(calibration="batch", permute=2), [example], "test")
+        assert result.score == 1.0, result.samples[0].raw_output
+        assert any("answered uncalibrated" in note for note in executor.notes)
+    together = Executor(task, FakeBackend(scorer=sure)).evaluate(
+        Candidate(calibration="batch", permute=2), task.examples("test"), "test"
+    )
+    assert accuracy(together) == 1.0
+
+
 def test_averaged_label_scores_leave_an_item_without_options_as_it_is() -> None:
     rows = [
         {"input": "Is it right? yes or no", "target": "yes"},

@@ -58,7 +58,8 @@ def option_counts(task: Any) -> tuple[int, ...]:
 
 def space_calls_per_example(space: Any, base: Candidate) -> int:
     """The most calls one example can cost in ``space`` (a :class:`SearchSpace`): its
-    largest sampling, second stage and permutation (a calibration costs one call)."""
+    largest sampling, second stage and permutation (a calibration costs one call per
+    ordering, which the permutation's bound covers)."""
 
     def most(name: str, default: Any) -> Any:
         if name not in space:

@@ -2,7 +2,8 @@
 
 Each item gets one label-scoring request (the log-probability of
 ``"So the answer is <label>"`` as the start of the model's answer, for each label the
-item allows). The prior comes from (see :mod:`promptopt.bias.calibration`):
+item allows); with ``permute`` k, one for each of its k option orderings, averaged.
+The prior comes from (see :mod:`promptopt.bias.calibration`):
 
 - ``contextual``: the same prompt on :data:`CONTENT_FREE` inputs, 3 more requests per
   candidate (once per executor: kept in ``Executor.bias_priors``);
@@ -144,6 +145,7 @@ def _prior_for(
     candidate: Candidate,
     examples: Sequence[Example],
     scored: Sequence[dict[str, float] | None],
+    owners: Sequence[int] | None = None,
 ) -> tuple[Priors, dict[int, list[float]]]:
     """The label priors (contextual: one for every item; batch: one per label set) or the
     position priors by option count."""
@@ -152,7 +154,7 @@ def _prior_for(
     if kind == "raw":  # the label scores as they are
         return {}, {}
     if kind == "batch":
-        return _batch_priors(executor, scored), {}
+        return _batch_priors(executor, scored, owners), {}
     if kind == "contextual":
         if task.extractor_name == "choice":  # the letters any of the task's or these items lists
             labels = sorted(_task_letters(executor).union(*(item_labels(task, e) for e in examples)))
@@ -192,16 +194,22 @@ def split_items(task: Task) -> list[Example]:
     return items
 
 
-def _batch_priors(executor: Executor, scored: Sequence[dict[str, float] | None]) -> Priors:
+def _batch_priors(
+    executor: Executor, scored: Sequence[dict[str, float] | None], owners: Sequence[int] | None = None
+) -> Priors:
     """Batch calibration's prior for each label set among the scored items, from the items
     with that set: a mean over items with more options would give their letters less mass
     and push every item toward them. An item whose label set no other item shares is
-    answered uncalibrated (its own distribution as its prior would flatten it)."""
+    answered uncalibrated (its own distribution as its prior would flatten it). ``owners``:
+    the item each score belongs to, when an item's option orderings are scored as several
+    (with ``permute``): its orderings alone are no batch."""
     groups: dict[tuple[str, ...], list[dict[str, float]]] = {}
-    for scores in scored:
+    items: dict[tuple[str, ...], set[int]] = {}
+    for i, scores in enumerate(scored):
         if scores:
             groups.setdefault(tuple(scores), []).append(scores)
-    if any(len(group) < 2 for group in groups.values()):
+            items.setdefault(tuple(scores), set()).add(owners[i] if owners is not None else i)
+    if any(len(group) < 2 for group in items.values()):
         from promptopt.bias.notes import note_once
 
         note_once(
@@ -210,7 +218,7 @@ def _batch_priors(executor: Executor, scored: Sequence[dict[str, float] | None])
             "calibration batch: an item whose set of labels no other item in its batch has (a batch of one "
             "item, or its only item with that many options) is answered uncalibrated",
         )
-    return {labels: cal.batch_prior(group) for labels, group in groups.items() if len(group) >= 2}
+    return {labels: cal.batch_prior(group) for labels, group in groups.items() if len(items[labels]) >= 2}
 
 
 def _position_priors(
@@ -259,15 +267,16 @@ def _position_priors(
 
 
 def _calibrated_scores(
-    executor: Executor, candidate: Candidate, examples: Sequence[Example]
+    executor: Executor, candidate: Candidate, examples: Sequence[Example], owners: Sequence[int] | None = None
 ) -> tuple[list[dict[str, float] | None], list[dict[str, float] | None], list[Completion]]:
     """Each item's label log-probabilities as scored and with the prior divided out
-    (``None`` where its scoring request failed), and the scoring calls."""
+    (``None`` where its scoring request failed), and the scoring calls; ``owners``: the
+    original item of each of ``examples`` when they are orderings of fewer items."""
     task = executor.task
     labelled = [item_labels(task, e) for e in examples]
     got = score_requests(executor, list(zip([candidate] * len(examples), examples, labelled, strict=True)))
     scored = [s for s, _ in got]
-    priors, positions = _prior_for(executor, candidate, examples, scored)
+    priors, positions = _prior_for(executor, candidate, examples, scored, owners)
     calibrated: list[dict[str, float] | None] = []
     for example, scores in zip(examples, scored, strict=True):
         if scores is None:
@@ -324,7 +333,8 @@ def _permuted_answers(
     plain = dataclasses.replace(candidate, permute=1)  # each ordering is the plain candidate's request
     items = [expand(executor, candidate, e) for e in examples]
     variants = [v for item in items for v in item.variants]
-    scored, calibrated, completions = _calibrated_scores(executor, plain, variants)
+    owners = [n for n, item in enumerate(items) for _ in item.variants]
+    scored, calibrated, completions = _calibrated_scores(executor, plain, variants, owners)
     answers: list[str | None] = []
     shown: list[str] = []
     merged: list[Completion] = []
