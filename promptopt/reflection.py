@@ -178,8 +178,9 @@ def read_reflection(
     ``shown_inputs``: the inputs the reflection saw (a text that names their numbers or
     names is about them); ``shown_outputs``: the model's answers it saw (a text that repeats
     one is an answer, not an instruction); ``shown_answers``: the gold and the model's
-    answers it saw (a text that names one of their numbers of two digits or more states an
-    answer, "<answer>-102</answer>", however short); ``setup``: the parent's other lines, such as its
+    answers it saw (a text that names one of their numbers of two digits or more, which the
+    parent's own text does not hold, states an answer, "<answer>-102</answer>", however
+    short); ``setup``: the parent's other lines, such as its
     answer-format line, which an answer may echo and a rewrite may keep; ``meta_allowed``:
     the task's own items speak of instructions;
     ``cut_off``: the reply reached the token limit, so an unclosed instruction loses its
@@ -219,13 +220,23 @@ def read_reflection(
     # single digits ("Step 1:", "2 decimals") are too common to say the text copies an item
     if shown_inputs and mentions_examples(_SINGLE_DIGIT.sub(" ", text), shown_inputs):
         return None, "copies the shown items"
-    answer_numbers = set(_NUMBER.findall(_SINGLE_DIGIT.sub(" ", " ".join(a for a in shown_answers if a))))
-    if answer_numbers & set(_NUMBER.findall(_SINGLE_DIGIT.sub(" ", text))):
+    if _names_an_answer(text, shown_answers, [current, *setup]):
         return None, "names a shown answer"
     shown = [_tail(output, MAX_OUTPUT_CHARS) for output in shown_outputs]  # as the prompt showed them
     if copies_an_output(text, shown, [current, *shown_inputs, *setup]):
         return None, "copies a shown answer"
     return text, "usable"
+
+
+def _numbers(texts: Sequence[str]) -> set[str]:
+    """The numbers of two digits or more in ``texts``."""
+    return set(_NUMBER.findall(_SINGLE_DIGIT.sub(" ", " ".join(t for t in texts if t))))
+
+
+def _names_an_answer(text: str, answers: Sequence[str], allowed: Sequence[str]) -> bool:
+    """True if ``text`` names a number of one of the shown ``answers`` that the ``allowed``
+    texts (the parent's instruction and lines, which a rewrite may keep) do not hold."""
+    return bool((_numbers(answers) - _numbers(allowed)) & _numbers([text]))
 
 
 def copies_an_output(text: str, outputs: Sequence[str], allowed: Sequence[str] = ()) -> bool:

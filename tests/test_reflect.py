@@ -444,6 +444,12 @@ def test_a_reply_that_names_a_shown_answer_is_not_an_instruction() -> None:
     assert read_reflection(reply, shown_answers=["(A)", "7"], **common)[1] == "usable"  # letters, one digit
     example = "<new>Work out the expression step by step, then give it as <answer>42</answer>.</new>"
     assert read_reflection(example, shown_answers=["-102"], **common)[1] == "usable"  # a format example
+    # a number the parent's instruction already holds may stay in its rewrite
+    parent = "Convert times to the 24-hour clock before you compare them."
+    kept = f"<new>{parent} Check the day too.</new>"
+    assert (
+        read_reflection(kept, current=parent, known=[], shown_inputs=[], shown_answers=["24"])[1] == "usable"
+    )
 
 
 # what the real 1.5B wrote on bbh:date_understanding, whole (163 tokens): five rules, kept
