@@ -28,17 +28,27 @@ _LEAD_IN = re.compile(r"(?:\b(?:so|thus|therefore|hence)\b,?\s*)?(?:the\s+)?(?:f
                       re.IGNORECASE)  # fmt: skip
 
 
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+
+
 def solution_text(output: str, lead: str = "") -> str:
     """A model's worked solution without its final answer (the demo's assistant turn adds
     it back, as the task states it: "The answer is N.", ``<answer>N</answer>``); ``lead``
     is that form's text before the answer ("<answer>"), cut too. An output that is its
-    answer alone gives an empty solution: the demo then shows the answer once."""
+    answer sentence alone gives an empty solution: the demo then shows the answer once."""
     text = output.strip()
     lowered = text.lower()
     markers = (*_FINAL_MARKERS, lead.strip().lower()) if lead.strip() else _FINAL_MARKERS
     cut = max(lowered.rfind(marker) for marker in markers)
-    # nothing before the answer: no worked solution (the demo shows its answer alone, not twice)
-    return _LEAD_IN.sub("", text[:cut]).rstrip() if cut >= 0 else text
+    if cut < 0:
+        return text
+    head = _LEAD_IN.sub("", text[:cut]).rstrip()
+    if head:
+        return head
+    # nothing before the answer: an output that is its answer sentence alone has no worked
+    # solution (the demo shows the answer once); one that reasons after it is kept whole
+    after = _SENTENCE_END.split(text[cut:], maxsplit=1)
+    return text if len(after) > 1 and len(after[1].split()) >= 3 else ""
 
 
 @dataclass(frozen=True)

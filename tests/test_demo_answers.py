@@ -66,6 +66,11 @@ def test_reasoning_gym_tasks_demos_use_the_tags() -> None:
         ("Let me work out the answer\n#### 3", "", "Let me work out the answer"),  # no dangling "is"
         ("The answer is 3.", "The answer is ", ""),  # the answer alone: shown once, by the demo
         ("So the answer is: <answer>3</answer>", "<answer>", ""),
+        (
+            "The answer is 3, because 1 + 2 = 3.\nThat is all of it.",
+            "The answer is ",
+            "The answer is 3, because 1 + 2 = 3.\nThat is all of it.",
+        ),  # reasoning after it: kept whole
     ],
 )
 def test_a_bootstrapped_solution_loses_its_own_answer(output: str, lead: str, solution: str) -> None:
