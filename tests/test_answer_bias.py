@@ -312,6 +312,22 @@ def test_an_items_own_orderings_are_no_batch() -> None:
     assert accuracy(together) == 1.0
 
 
+def test_the_position_prior_takes_an_item_once_not_each_of_its_orderings() -> None:
+    """With too few dev items the prior falls back on the evaluated items; with permute
+    those are one item's orderings, whose cyclic shifts are one set of requests."""
+    full = mc_task(n_items=6)
+    rows = [{"input": e.inputs["input"], "target": e.target} for e in full.examples("test")]
+    task = Task.from_records(rows, dev=rows[:1], test=rows, input_fields=["input"], target_field="target",
+                             extractor="choice", template="{input}")  # fmt: skip
+    backend = FakeBackend(scorer=biased_scores)
+    (result,) = Executor(task, backend).evaluate(
+        Candidate(calibration="position", permute=3), task.examples("test")[4:5], "test"
+    )
+    assert result.score == 1.0
+    # 3 orderings of the item + the prior: every shift of the dev item and of the item itself
+    assert len(backend.history) == 3 + 3 * 2
+
+
 def test_averaged_label_scores_leave_an_item_without_options_as_it_is() -> None:
     rows = [
         {"input": "Is it right? yes or no", "target": "yes"},

@@ -227,7 +227,7 @@ def _position_priors(
     """PriDe's position prior for each option count among ``examples``, estimated on
     :data:`POSITION_ITEMS` dev items with that many options (the evaluated items when dev
     has too few), each under every cyclic shift."""
-    from promptopt.bias.permute import OptionsBlock, find_options, orderings, permuted_example
+    from promptopt.bias.permute import PERMUTED_ID, OptionsBlock, find_options, orderings, permuted_example
 
     task = executor.task
     if task.extractor_name != "choice":
@@ -245,11 +245,19 @@ def _position_priors(
             priors[n] = list(executor.bias_priors[key])
             continue
         chosen: list[tuple[Example, OptionsBlock]] = []
+        seen: set[str] = set()  # an item once, not each of its orderings (permute): their shifts are one set
         for source in (pool, examples):
             for e in source:
                 found = find_options(e)[0]
-                if found is not None and len(found.lines) == n and len(chosen) < POSITION_ITEMS:
+                base = e.id.split(PERMUTED_ID)[0]
+                if (
+                    found is not None
+                    and len(found.lines) == n
+                    and len(chosen) < POSITION_ITEMS
+                    and base not in seen
+                ):
                     chosen.append((e, found))
+                    seen.add(base)
             if len(chosen) >= POSITION_ITEMS:
                 break
         jobs = []

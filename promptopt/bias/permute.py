@@ -21,6 +21,7 @@ from promptopt.types import Candidate, Example
 
 _OPTION_LINE_RE = re.compile(r"^(\s*\()([A-R])(\)\s*)(.+?)\s*$", re.MULTILINE)
 _LETTERS = "ABCDEFGHIJKLMNOPQR"
+PERMUTED_ID = "~perm"  # a reordered item's id: "<item id>~perm<ordering>"
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ def permuted_example(example: Example, block: OptionsBlock, order: Sequence[int]
     back = original_letters(block, order)
     forward = {original: shown for shown, original in back.items()}
     return Example(
-        id=f"{example.id}~perm{index}",
+        id=f"{example.id}{PERMUTED_ID}{index}",
         inputs=inputs,
         target=map_letters(example.target, forward) or example.target,
         solution=None,
