@@ -54,18 +54,21 @@ def _races_bound(config: SearchConfig, dev: int, per_eval: int) -> int:
 def test_the_points_of_answer_bias_only_are_counted_by_hand() -> None:
     points = load_space("answer-bias-only").points(FINITE_POINTS)
     assert points is not None
-    # permute 3 (calibration inactive), or permute 1 with each of the four calibrations
+    # permute 1 or 3, each uncalibrated or with each of the three calibrations
+    calibrations = ("none", "contextual", "batch", "position")
     assert sorted(map(str, points)) == sorted(
-        map(str, [{"permute": 3}, *({"permute": 1, "calibration": c} for c in ("none", "contextual", "batch", "position"))])
+        map(str, [{"permute": k, "calibration": c} for k in (1, 3) for c in calibrations])
     )  # fmt: skip
     task = mc_task(n_items=24)  # 4 dev items of 3 options
     config = _config("answer-bias-only")
-    # per dev item: the starting prompt 1, permute 3 (3 orderings + 3 tie-break scorings) 6,
-    # permute 1 uncalibrated 1, each calibration 1 -> 11; once per candidate: contextual's
-    # 3 content-free inputs and position's 4 items x 3 shifts -> 15
-    assert finite_space_calls(config, task, load_space("answer-bias-only"), 4) == 11 * 4 + 15
+    # per dev item: the starting prompt 1, permute 3 uncalibrated (3 orderings + 3 tie-break
+    # scorings) 6, permute 1 uncalibrated 1, each calibration 1 with permute 1 and 3 (a scoring
+    # call per ordering) with permute 3 -> 1 + 6 + 1 + 3 + 9 = 20; once per candidate:
+    # contextual's 3 content-free inputs and position's 4 items x 3 shifts, for permute 1
+    # and 3 -> 30 (an upper bound: the permuted ones share these requests through the cache)
+    assert finite_space_calls(config, task, load_space("answer-bias-only"), 4) == 20 * 4 + 30
     plan = space_estimate(config, task)
-    assert plan["search_calls"] == 11 * 4 + 15 < _races_bound(config, 4, 6)
+    assert plan["search_calls"] == 20 * 4 + 30 < _races_bound(config, 4, 6)
 
 
 def test_a_small_categorical_space_is_counted_with_its_conditions() -> None:
@@ -86,7 +89,7 @@ def test_a_search_on_a_finite_space_spends_within_the_estimate(
     space: Any, policy: str, tmp_path: Path
 ) -> None:
     task = mc_task(n_items=24)
-    config = _config(space, policy=policy, rounds=3)  # 16 draws of a space of 5 or 6 points
+    config = _config(space, policy=policy, rounds=3)  # 16 draws of a space of 8 or 6 points
     plan = search(config, task=task, dry_run=True, db=f"sqlite:///{tmp_path / 'plan.db'}")
     assert isinstance(plan, dict) and plan["search_calls"] < _races_bound(config, 4, 3)
     result = search(config, task=task, backend=FakeBackend(biased_reply, scorer=biased_scores),
@@ -145,8 +148,8 @@ def test_the_budget_note_on_an_exhausted_finite_space_says_more_rounds_spend_no_
 
     task = mc_task(n_items=24)
     plan = estimate(_config("answer-bias-only", budget=Budget(max_calls=5000)), task)
-    assert plan["space_points"] == 5
-    assert "space answer-bias-only has 5 distinct points" in plan["note"]
+    assert plan["space_points"] == 8
+    assert "space answer-bias-only has 8 distinct points" in plan["note"]
     assert f"at most {plan['search_calls']} calls, under --max-calls 5000" in plan["note"]
     assert "raise --rounds" not in plan["note"]
     # a large space keeps the rounds' note
@@ -190,4 +193,4 @@ def test_the_estimate_counts_only_the_answer_bias_choices_the_task_allows() -> N
     assert plan["space_points"] == 3
     assert plan["search_calls"] == 4 * 8 + 3
     mc_plan = space_estimate(config, mc_task(n_items=40))  # a multiple-choice task keeps them all
-    assert mc_plan["space_points"] == 5 and mc_plan["search_calls"] > plan["search_calls"]
+    assert mc_plan["space_points"] == 8 and mc_plan["search_calls"] > plan["search_calls"]
