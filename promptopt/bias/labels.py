@@ -17,7 +17,7 @@ The prior comes from (see :mod:`promptopt.bias.calibration`):
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from promptopt.backends.scoring import LabelScoringError, read_scores
@@ -304,11 +304,16 @@ def _calibrated_scores(
     return scored, calibrated, [c for _, c in got]
 
 
+def scores_text(scores: Mapping[str, float]) -> str:
+    """``(A) -0.51 · (B) -0.92``: label scores as an output shows them."""
+    return " · ".join(f"{k} {v:.2f}" for k, v in scores.items())
+
+
 def _shown(candidate: Candidate, scores: dict[str, float], calibrated: dict[str, float]) -> str:
-    raw = " · ".join(f"{k} {v:.2f}" for k, v in cal.log_normalize(scores).items())
-    after = " · ".join(f"{k} {v:.2f}" for k, v in calibrated.items())
-    return f"label log-probs: {raw};" + (
-        "" if candidate.calibration == "raw" else f" {candidate.calibration}-calibrated: {after};"
+    return f"label log-probs: {scores_text(cal.log_normalize(scores))};" + (
+        ""
+        if candidate.calibration == "raw"
+        else f" {candidate.calibration}-calibrated: {scores_text(calibrated)};"
     )
 
 
@@ -359,22 +364,23 @@ def _permuted_answers(
                 error=failed.error if failed else None, finish_reason=calls[-1].finish_reason,
             )
         )  # fmt: skip
-        mapped = [
-            {map_letters(k, back) or k: v for k, v in after.items()} if after is not None else None
-            for back, after in zip(item.back, (calibrated[j] for j in span), strict=True)
-        ]
-        if failed is not None or any(m is None for m in mapped):
+        got = [(scored[j], calibrated[j]) for j in span]
+        if failed is not None or any(raw is None or after is None for raw, after in got):
             answers.append(None)
             shown.append("")
             continue
         lines = [
-            f"ordering {n}: {_shown(plain, scored[j] or {}, calibrated[j] or {})}" for n, j in enumerate(span)
+            f"ordering {n}: {_shown(plain, raw or {}, after or {})}" for n, (raw, after) in enumerate(got)
         ]
-        average = cal.average_orderings([m for m in mapped if m is not None])
+        average = cal.average_orderings(
+            [
+                {map_letters(k, back) or k: v for k, v in (after or {}).items()}
+                for back, (_, after) in zip(item.back, got, strict=True)
+            ]
+        )
         answers.append(cal.best_label(average))
-        text = " · ".join(f"{k} {v:.2f}" for k, v in average.items())
         lines.append(
-            f"mean over {len(span)} orderings (original letters): {text}; {ANSWER_LEAD} {answers[-1]}."
+            f"mean over {len(span)} orderings (original letters): {scores_text(average)}; {ANSWER_LEAD} {answers[-1]}."
         )
         shown.append("\n".join(lines))
     return answers, shown, merged

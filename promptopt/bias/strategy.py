@@ -139,7 +139,7 @@ def break_tie(
     (each ordering's scores normalised over its letters, then mapped back; None when a
     scoring request failed), and the scoring calls as samples without an answer."""
     from promptopt.bias.calibration import log_normalize
-    from promptopt.bias.labels import letter_labels, score_requests
+    from promptopt.bias.labels import letter_labels, score_requests, scores_text
 
     plain = dataclasses.replace(item.candidate, permute=1)
     requests = []
@@ -152,7 +152,7 @@ def break_tie(
     samples: list[SampleResult] = []
     for j, (back, (scores, completion)) in enumerate(zip(item.back, scored, strict=True)):
         mapped = {map_letters(k, back) or k: v for k, v in log_normalize(scores).items()} if scores else {}
-        text = " · ".join(f"{k} {v:.2f}" for k, v in sorted(mapped.items()))
+        text = scores_text(dict(sorted(mapped.items())))
         samples.append(
             SampleResult(
                 sample_index=j, raw_output=f"tie-break, ordering {j}: label log-probs {text}",
