@@ -43,7 +43,9 @@ STRATEGIES: dict[str, dict[str, Any]] = {
     "contextual": {"calibration": "contextual"},
     "batch": {"calibration": "batch"},
     "position": {"calibration": "position"},
-    # the label scores under 3 orderings of the options, each calibrated, averaged
+    # the label scores under 3 orderings of the options, each calibrated, averaged (batch:
+    # then the batch's mean average divided out); on a task whose items list no options,
+    # each item is scored once, as the calibration alone scores it
     "permute3-raw": {"permute": 3, "calibration": "raw"},
     "permute3-contextual": {"permute": 3, "calibration": "contextual"},
     "permute3-batch": {"permute": 3, "calibration": "batch"},
@@ -109,9 +111,15 @@ def not_offered(task: Any, strategy: str, pick_from: list[str] | None = None) ->
         if all(not_offered(task, s) for s in pick_from or []):
             return f"none of --pick-from {','.join(pick_from or [])} applies to {task.name}"
         return None
-    if STRATEGIES.get(strategy, {}).get("permute", 1) != 1 and (problem := permute_problem(task)):
-        return problem
     calibration = STRATEGIES.get(strategy, {}).get("calibration")
+    # with a calibration, items without options are scored once as they are (the executor
+    # says so): permute3-<calibration> is then the calibration's row, not a missing one
+    if (
+        STRATEGIES.get(strategy, {}).get("permute", 1) != 1
+        and not calibration
+        and (problem := permute_problem(task))
+    ):
+        return problem
     return calibration_problem(task, calibration) if calibration else None
 
 

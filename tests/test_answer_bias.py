@@ -344,6 +344,63 @@ def test_averaged_label_scores_leave_an_item_without_options_as_it_is() -> None:
     assert any("left unpermuted" in note for note in executor.notes)
 
 
+def test_batch_with_permute_divides_out_the_batchs_lean_on_the_original_letters() -> None:
+    """Over every cyclic shift the position prior cancels, but a lean on one option's
+    *content* stays: here 'plum', always the original (C). batch with permute divides the
+    batch's mean averaged distribution (over the original letters) out of each item's
+    average; raw (and contextual, position) leave the lean."""
+    task = mc_task(n_items=12, n_options=3)
+
+    def leaning(request: GenerationRequest) -> dict[str, float]:
+        texts = dict(shown_options(request))
+        out = {}
+        for label in request.score_labels:
+            text = texts.get(label[-2], "")
+            out[label] = (
+                (0.8 if label[-2] == "A" else 0.0)
+                + (1.0 if "plum" in text else 0.0)
+                + (0.6 if "RIGHT" in text else 0.0)
+            )
+        return out
+
+    raw = Executor(task, FakeBackend(scorer=leaning)).evaluate(
+        Candidate(calibration="raw", permute=3), task.examples("test"), "test"
+    )
+    assert {r.answer for r in raw} == {"(C)"}  # plum everywhere: right on a third
+    batch = Executor(task, FakeBackend(scorer=leaning)).evaluate(
+        Candidate(calibration="batch", permute=3), task.examples("test"), "test"
+    )
+    assert accuracy(batch) == 1.0
+    # by hand: the averages are the content scores up to a constant; gold (A): apple 0.6,
+    # pear 0, plum 1.0, each item's softmax averaged over the 12 items is the prior
+    soft = [cal.probabilities(s) for s in ({"A": 0.6, "B": 0.0, "C": 1.0}, {"A": 0.0, "B": 0.6, "C": 1.0},
+                                           {"A": 0.0, "B": 0.0, "C": 1.6})]  # fmt: skip
+    prior = {k: sum(p[k] for p in soft) / 3 for k in "ABC"}
+    assert 0.6 - math.log(prior["A"]) > 1.0 - math.log(prior["C"])  # apple beats plum once divided
+    assert "mean batch-calibrated" in batch[0].samples[0].raw_output
+
+
+def test_batch_with_permute_is_batch_on_items_without_options() -> None:
+    """Items whose options cannot be found have one ordering: batch-calibrated once, as
+    without permute (not a second time after the average)."""
+    rows = [{"input": f"Is item {i} right? yes or no", "target": "yes" if i % 3 else "no"} for i in range(9)]
+    task = Task.from_records(rows, dev=rows, test=rows, input_fields=["input"], target_field="target",
+                             extractor="yesno", template="{input}")  # fmt: skip
+
+    def scorer(request: GenerationRequest) -> dict[str, float]:
+        i = int(re.search(r"item (\d+)", request.messages[-1].content).group(1))  # type: ignore[union-attr]
+        return {label: (0.1 * i if "yes" in label else 0.4) for label in request.score_labels}
+
+    once = Executor(task, FakeBackend(scorer=scorer)).evaluate(
+        Candidate(calibration="batch"), task.examples("test"), "test"
+    )
+    permuted = Executor(task, FakeBackend(scorer=scorer)).evaluate(
+        Candidate(calibration="batch", permute=3), task.examples("test"), "test"
+    )
+    assert [r.answer for r in permuted] == [r.answer for r in once]
+    assert "mean batch-calibrated" not in permuted[0].samples[0].raw_output
+
+
 def test_an_ordering_that_fails_fails_its_item_not_the_others() -> None:
     task = mc_task(n_items=2)
 

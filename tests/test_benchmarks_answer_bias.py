@@ -165,3 +165,11 @@ def test_permute_on_a_task_without_options_is_a_not_offered_row(tmp_path: Path) 
     assert "status" not in plain
     assert permute == {"task": "bbh:formal_fallacies", "model": "fake", "strategy": "permute3",
                        "status": "not offered", "reason": "no item of task bbh:formal_fallacies lists its options"}  # fmt: skip
+
+
+def test_a_calibration_with_permute_on_a_task_without_options_is_the_calibrations_row(tmp_path: Path) -> None:
+    """The executor scores items without options once, as they are: permute3-batch runs
+    there and answers as batch does (its row is not a missing one)."""
+    batch, permuted = _rows_of(tmp_path, "--strategies", "batch,permute3-batch")
+    assert "status" not in permuted
+    assert permuted["accuracy"] == batch["accuracy"] and permuted["answers"] == batch["answers"]

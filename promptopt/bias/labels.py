@@ -339,8 +339,11 @@ def _permuted_answers(
 ) -> tuple[list[str | None], list[str], list[Completion]]:
     """With ``permute`` k: each item's label scores under its k orderings, each calibrated,
     mapped back to the original letters and averaged (:func:`calibration.average_orderings`);
-    an item's calls are merged into one (their tokens and time added), and it fails
-    when one of its orderings failed."""
+    with ``batch``, the batch's mean averaged distribution over the original letters is
+    then divided out too (averaging cancels the lean on a position, not a lean on an
+    option's content, which the original letters follow: BBH lists an option kind at one
+    letter). An item's calls are merged into one (their tokens and time added), and it
+    fails when one of its orderings failed."""
     from promptopt.bias.permute import expand, map_letters
 
     plain = dataclasses.replace(candidate, permute=1)  # each ordering is the plain candidate's request
@@ -348,9 +351,9 @@ def _permuted_answers(
     variants = [v for item in items for v in item.variants]
     owners = [n for n, item in enumerate(items) for _ in item.variants]
     scored, calibrated, completions = _calibrated_scores(executor, plain, variants, owners)
-    answers: list[str | None] = []
-    shown: list[str] = []
     merged: list[Completion] = []
+    averages: list[dict[str, float] | None] = []
+    lines: list[list[str]] = []
     at = 0
     for item in items:
         span = range(at, at + len(item.variants))
@@ -366,23 +369,33 @@ def _permuted_answers(
         )  # fmt: skip
         got = [(scored[j], calibrated[j]) for j in span]
         if failed is not None or any(raw is None or after is None for raw, after in got):
-            answers.append(None)
-            shown.append("")
+            averages.append(None)
+            lines.append([])
             continue
-        lines = [
-            f"ordering {n}: {_shown(plain, raw or {}, after or {})}" for n, (raw, after) in enumerate(got)
-        ]
+        lines.append(
+            [f"ordering {n}: {_shown(plain, raw or {}, after or {})}" for n, (raw, after) in enumerate(got)]
+        )
         average = cal.average_orderings(
             [
                 {map_letters(k, back) or k: v for k, v in (after or {}).items()}
                 for back, (_, after) in zip(item.back, got, strict=True)
             ]
         )
-        answers.append(cal.best_label(average))
-        lines.append(
-            f"mean over {len(span)} orderings (original letters): {scores_text(average)}; {ANSWER_LEAD} {answers[-1]}."
-        )
-        shown.append("\n".join(lines))
+        averages.append(average)
+        lines[-1].append(f"mean over {len(span)} orderings (original letters): {scores_text(average)};")
+    if candidate.calibration == "batch":  # the batch's lean on the original letters, divided out
+        permuted = [n for n, item in enumerate(items) if len(item.variants) > 1]  # one ordering: done above
+        priors = _batch_priors(executor, [averages[n] for n in permuted])
+        for n in permuted:
+            mean = averages[n]
+            if mean is not None and tuple(mean) in priors:
+                mean = averages[n] = cal.calibrate(mean, priors[tuple(mean)])
+                lines[n].append(f"mean batch-calibrated: {scores_text(mean)};")
+    answers: list[str | None] = []
+    shown: list[str] = []
+    for mean, text in zip(averages, lines, strict=True):
+        answers.append(cal.best_label(mean) if mean is not None else None)
+        shown.append("\n".join(text) + f" {ANSWER_LEAD} {answers[-1]}." if mean is not None else "")
     return answers, shown, merged
 
 
