@@ -99,3 +99,20 @@ def test_the_answer_bias_only_space_keeps_the_prompt_and_finds_a_correction(tmp_
     plain = (1, "none")  # answers (A) on every item
     assert (result.winner.permute, result.winner.calibration) != plain
     assert result.test["winner"]["accuracy"] > result.test["baseline"]["accuracy"]
+
+
+def test_eval_bar_steps_by_every_request_an_item_makes(data_dir: Path, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """`eval --permute 3` shows an item done after its 3 orderings, not after its first."""
+    from promptopt.progress import EvalProgressBar
+
+    steps: list[int] = []
+    start = EvalProgressBar.start
+    monkeypatch.setattr(
+        EvalProgressBar, "start", lambda self, total, per=1: (steps.append(per), start(self, total, per))
+    )
+    base = ["eval", "--task", "bbh:snarks", "--data-dir", str(data_dir), "--model", "fake", "--split", "test",
+            "--limit", "4", "--db", f"sqlite:///{tmp_path / 'bar.db'}"]  # fmt: skip
+    for extra in (["--permute", "3"], ["--permute", "3", "--calibration", "raw"], ["--samples", "2"]):
+        result = CliRunner().invoke(cli, [*base, *extra])
+        assert result.exit_code == 0, result.output
+    assert steps == [3, 3, 2]

@@ -34,6 +34,16 @@ def candidate_calls(candidate: Candidate) -> int:
     )
 
 
+def steady_calls_per_example(candidate: Candidate) -> int:
+    """The calls every example of ``candidate`` makes, whatever its answers (a progress
+    display's step): each ordering's samples (two calls each with a second stage), or one
+    scoring call per ordering with a calibration; a tie-break or a rescue only some make."""
+    orderings = max(1, candidate.permute)
+    if candidate.calibration != "none":
+        return orderings
+    return orderings * candidate.samples * (2 if candidate.two_stage else 1)
+
+
 def calibration_overhead(calibration: str, option_counts: Sequence[int] = (5,)) -> int:
     """Calls a calibration makes once per candidate, beside the items: the content-free
     inputs (contextual) or the permuted dev items (position: every shift of

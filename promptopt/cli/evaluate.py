@@ -64,6 +64,7 @@ def eval_command(
           --instruction "Solve the math word problem." --cot "Let's think step by step."
     """
     from promptopt.backends import make_backend
+    from promptopt.bias.costs import steady_calls_per_example
     from promptopt.evaluation import evaluate
     from promptopt.metrics import parse_metric_option
     from promptopt.session import Session
@@ -101,7 +102,8 @@ def eval_command(
                 "batch_size": options["batch_size"], "seed": options["seed"],
                 "metric": metric_obj}  # fmt: skip
     with _progress_display(not options["no_progress"] and not as_json, f"{task.name} {split}") as bar:
-        bar.start(examples, (loaded.candidate if prompt_file is not None else candidate).samples)
+        shown = loaded.candidate if prompt_file is not None else candidate
+        bar.start(examples, steady_calls_per_example(shown))  # requests per example: the bar's step
         settings["on_answers"] = bar.answered  # the bar moves with answers, not per stored batch
         if prompt_file is not None:
             report = loaded.evaluate(task, backend=backend, progress=bar.update, **settings)
