@@ -342,6 +342,7 @@ def test_averaged_label_scores_leave_an_item_without_options_as_it_is() -> None:
     results = executor.evaluate(Candidate(calibration="raw", permute=3), task.examples("test"), "test")
     assert [r.answer for r in results] == ["yes", "yes"] and len(backend.history) == 2  # one ordering each
     assert any("left unpermuted" in note for note in executor.notes)
+    assert "mean over" not in results[0].samples[0].raw_output  # one ordering: no mean of one
 
 
 def test_batch_with_permute_divides_out_the_batchs_lean_on_the_original_letters() -> None:

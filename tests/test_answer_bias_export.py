@@ -34,6 +34,7 @@ def position_biased_scores(request: GenerationRequest) -> dict[str, float]:
         {"calibration": "batch"},
         {"calibration": "position"},
         {"permute": 3, "calibration": "raw"},
+        {"permute": 3, "calibration": "batch"},
     ],
 )
 def test_export_carries_the_strategy_with_parity(data_dir: Path, tmp_path: Path, strategy: dict) -> None:  # type: ignore[type-arg]
@@ -48,7 +49,11 @@ def test_export_carries_the_strategy_with_parity(data_dir: Path, tmp_path: Path,
     assert loaded.candidate == candidate and loaded.candidate.hash == candidate.hash
     request = tmp_path / "bias.json"
     export(db, report.run_id, "openai", request)  # one request cannot express it: it says what to add
-    assert set(strategy) <= set(json.loads(request.read_text())["answer_bias"])
+    note = json.loads(request.read_text())["answer_bias"]
+    assert set(strategy) <= set(note)
+    assert ("mean of those averages over the batch" in note["how"]) == (
+        strategy == {"permute": 3, "calibration": "batch"}
+    )
     # parity: the loaded prompt reproduces the stored score from the cache, without a model call
     never = FakeBackend(lambda r: "The answer is (Z).", scorer=lambda r: dict.fromkeys(r.score_labels, 0.0))
     again = loaded.evaluate(task, backend=never, db=db, limit=8)

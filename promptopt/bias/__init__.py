@@ -39,7 +39,13 @@ def export_note(candidate: object) -> dict[str, object]:
         how = (
             f"score each label's log-probability after the messages{prior}, under {permute} orderings (at most "
             "once per cyclic shift) of the option texts of the '(A) …' lines; map each ordering's letters back "
-            "to the original options, average the normalised log-probabilities, answer with the best; "
+            "to the original options, average the normalised log-probabilities"
+            + (
+                ", then divide out the mean of those averages over the batch of items"
+                if calibration == "batch"
+                else ""
+            )
+            + ", answer with the best; "
             "`promptopt.load(FILE).run()` does this"
         )
         return {"answer_bias": {"permute": permute, "calibration": calibration, "how": how}}

@@ -382,7 +382,8 @@ def _permuted_answers(
             ]
         )
         averages.append(average)
-        lines[-1].append(f"mean over {len(span)} orderings (original letters): {scores_text(average)};")
+        if len(span) > 1:  # an item without options has its one ordering's line
+            lines[-1].append(f"mean over {len(span)} orderings (original letters): {scores_text(average)};")
     if candidate.calibration == "batch":  # the batch's lean on the original letters, divided out
         permuted = [n for n, item in enumerate(items) if len(item.variants) > 1]  # one ordering: done above
         priors = _batch_priors(executor, [averages[n] for n in permuted])
