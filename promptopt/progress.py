@@ -27,7 +27,7 @@ class EvalProgressBar:
         self.enabled = enabled
         self._progress: Any = None
         self._task: Any = None
-        self._total, self._per_example, self._answers, self._done = 0, 1, 0, 0
+        self._total, self._per_example, self._answers, self._done = 0, 1.0, 0, 0
 
     def __enter__(self) -> EvalProgressBar:
         if self.enabled:
@@ -55,9 +55,9 @@ class EvalProgressBar:
             self._progress.__enter__()
         return self
 
-    def start(self, total: int, per_example: int = 1) -> None:
-        """``total`` examples of ``per_example`` requests each (self-consistency samples)."""
-        self._total, self._per_example, self._answers, self._done = total, max(1, per_example), 0, 0
+    def start(self, total: int, per_example: float = 1) -> None:
+        """``total`` examples of ``per_example`` requests each on average (samples, orderings)."""
+        self._total, self._per_example, self._answers, self._done = total, max(1.0, per_example), 0, 0
         if self._progress is not None:
             from rich.markup import escape
 
@@ -82,7 +82,7 @@ class EvalProgressBar:
     @property
     def shown(self) -> int:
         """Examples shown as done: stored ones, or further by the answers already in."""
-        return max(self._done, min(self._total, self._answers // self._per_example))
+        return max(self._done, min(self._total, int(self._answers / self._per_example)))
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None

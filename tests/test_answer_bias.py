@@ -508,14 +508,14 @@ def test_the_eval_bar_steps_by_the_orderings_and_never_runs_ahead(tmp_path) -> N
     """`promptopt eval --permute 3` feeds its bar 3 requests per item: an item is shown
     done once its orderings are answered (it ran 3 items ahead per 3 answers before)."""
     import promptopt
-    from promptopt.bias.costs import steady_calls_per_example
+    from promptopt.bias.costs import steady_calls
     from promptopt.progress import EvalProgressBar
 
     task = mc_task(n_items=12)
     for candidate in (Candidate(permute=3), Candidate(calibration="raw", permute=3)):
-        assert steady_calls_per_example(candidate) == 3
+        assert steady_calls(candidate, task.examples("test")) == 36  # 3 options: every shift
         bar = EvalProgressBar("mc test", enabled=False)
-        bar.start(12, steady_calls_per_example(candidate))
+        bar.start(12, steady_calls(candidate, task.examples("test")) / 12)
         answered = [0]
 
         def on_answers(count: int, bar: EvalProgressBar = bar, answered: list[int] = answered) -> None:
@@ -527,7 +527,9 @@ def test_the_eval_bar_steps_by_the_orderings_and_never_runs_ahead(tmp_path) -> N
         report = promptopt.evaluate(task, candidate, backend, split="test", batch_size=4, progress=bar.update,
                                     on_answers=on_answers, db=f"sqlite:///{tmp_path / 'bar.db'}")  # fmt: skip
         assert report.n == 12 and bar.shown == 12 and answered[0] >= 36
-    assert steady_calls_per_example(Candidate(samples=2, two_stage=True, permute=3)) == 12
+    assert steady_calls(Candidate(samples=2, two_stage=True, permute=3), task.examples("test")) == 12 * 12
+    two = mc_task(n_items=4, n_options=2).examples("test")  # 2 options: 2 orderings, not 3
+    assert steady_calls(Candidate(permute=3, calibration="raw"), two) == 8
 
 
 def test_the_position_overhead_counts_every_option_count_of_the_task() -> None:

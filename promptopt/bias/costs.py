@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from promptopt.types import Candidate
+from promptopt.types import Candidate, Example
 
 
 def calls_per_example(
@@ -34,14 +34,22 @@ def candidate_calls(candidate: Candidate) -> int:
     )
 
 
-def steady_calls_per_example(candidate: Candidate) -> int:
-    """The calls every example of ``candidate`` makes, whatever its answers (a progress
-    display's step): each ordering's samples (two calls each with a second stage), or one
-    scoring call per ordering with a calibration; a tie-break or a rescue only some make."""
-    orderings = max(1, candidate.permute)
-    if candidate.calibration != "none":
-        return orderings
-    return orderings * candidate.samples * (2 if candidate.two_stage else 1)
+def steady_calls(candidate: Candidate, examples: Sequence[Example]) -> int:
+    """The calls ``examples`` make under ``candidate`` whatever the answers (a progress
+    display's total): each item's orderings (every cyclic shift when ``permute`` is at
+    least its options; one for an item whose options cannot be found) times its samples
+    (two calls each with a second stage), or one scoring call per ordering with a
+    calibration; a tie-break, a rescue or a calibration's prior only some make."""
+    from promptopt.bias.permute import find_options
+
+    per = 1 if candidate.calibration != "none" else candidate.samples * (2 if candidate.two_stage else 1)
+    if candidate.permute <= 1:
+        return per * len(examples)
+    total = 0
+    for example in examples:
+        block = find_options(example)[0]
+        total += per * (min(candidate.permute, len(block.lines)) if block is not None else 1)
+    return total
 
 
 def calibration_overhead(calibration: str, option_counts: Sequence[int] = (5,)) -> int:

@@ -64,7 +64,7 @@ def eval_command(
           --instruction "Solve the math word problem." --cot "Let's think step by step."
     """
     from promptopt.backends import make_backend
-    from promptopt.bias.costs import steady_calls_per_example
+    from promptopt.bias.costs import steady_calls
     from promptopt.evaluation import evaluate
     from promptopt.metrics import parse_metric_option
     from promptopt.session import Session
@@ -96,14 +96,14 @@ def eval_command(
     metric_obj = task.metric  # a bad metric fails here, before any work (a task file's reference loads now)
     session = Session(options["db"])  # the store, the eval run and its model stack
     store = session.store
-    examples = len(task.examples(split, limit))
+    items = task.examples(split, limit)
     backend = make_backend(model, batch_size=options["batch_size"], **_backend_options(options))
     settings = {"split": split, "limit": limit, "db": session, "cache": not options["no_cache"],
                 "batch_size": options["batch_size"], "seed": options["seed"],
                 "metric": metric_obj}  # fmt: skip
     with _progress_display(not options["no_progress"] and not as_json, f"{task.name} {split}") as bar:
         shown = loaded.candidate if prompt_file is not None else candidate
-        bar.start(examples, steady_calls_per_example(shown))  # requests per example: the bar's step
+        bar.start(len(items), steady_calls(shown, items) / max(1, len(items)))  # requests per item: its step
         settings["on_answers"] = bar.answered  # the bar moves with answers, not per stored batch
         if prompt_file is not None:
             report = loaded.evaluate(task, backend=backend, progress=bar.update, **settings)
