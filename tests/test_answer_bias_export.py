@@ -67,3 +67,28 @@ def test_export_carries_the_strategy_with_parity(data_dir: Path, tmp_path: Path,
         assert answer.answer == stored.answer
         if "calibration" not in strategy:
             assert answer.parsed[:2] == ("(A)", "(B)")  # two orderings, mapped back
+
+
+@pytest.mark.parametrize("strategy", [{"calibration": "batch"}, {"calibration": "batch", "permute": 3}])
+def test_run_many_answers_a_batch_as_the_evaluation_did(
+    data_dir: Path, tmp_path: Path, strategy: dict
+) -> None:  # type: ignore[type-arg]
+    """A batch calibration needs the questions together: `run_many` gives the stored
+    evaluation's answers on the same items; `run` one at a time has no batch."""
+    task = get_task("bbh:snarks", data_dir)
+    db = f"sqlite:///{tmp_path / 'many.db'}"
+    candidate = Candidate(instruction="Answer.", answer_format=task.spec.answer_format, **strategy)
+    report = promptopt.evaluate(task, candidate, FakeBackend(biased_reply, scorer=position_biased_scores),
+                                split="dev", limit=8, db=db)  # fmt: skip
+    path = tmp_path / "many.yaml"
+    export(db, report.run_id, "yaml", path)
+    loaded = load(path)
+    items = task.examples("dev")[:8]
+    backend = FakeBackend(biased_reply, scorer=position_biased_scores)
+    answers = loaded.run_many([e.inputs for e in items], backend=backend)
+    stored = {r.example_id: r.answer for r in report.results}
+    assert [a.answer for a in answers] == [stored[e.id] for e in items]
+    if "permute" not in strategy:  # uncalibrated alone: the position lean comes back
+        one_by_one = [loaded.run(backend=backend, **e.inputs).answer for e in items]
+        assert one_by_one != [a.answer for a in answers]
+    assert loaded.run_many([], backend=backend) == []

@@ -4,6 +4,7 @@ search, over a :class:`PromptTask` built from the file. See :mod:`promptopt.expo
 
 from __future__ import annotations
 
+import hashlib
 import json
 import warnings
 from collections.abc import Mapping, Sequence
@@ -149,6 +150,8 @@ class LoadedPrompt:
         return self.task.spec.input_fields
 
     def _example(self, fields: Mapping[str, Any]) -> Example:
+        """The question as an item; its id comes from its inputs, so that a question gets
+        the same option orderings (seeded by the id) alone or among others."""
         missing = [name for name in self.input_fields if name not in fields]
         unknown = [name for name in fields if name not in self.input_fields]
         if missing or unknown:
@@ -158,7 +161,9 @@ class LoadedPrompt:
             if unknown:
                 problems.append(f"unknown input field(s) {', '.join(unknown)}")
             raise ConfigError(f"{'; '.join(problems)}; this prompt takes: {', '.join(self.input_fields)}")
-        return Example(id="input", inputs={k: str(v) for k, v in fields.items()}, target="")
+        inputs = {k: str(v) for k, v in fields.items()}
+        digest = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:12]
+        return Example(id=f"input-{digest}", inputs=inputs, target="")
 
     def messages(self, **fields: Any) -> list[dict[str, str]]:
         """The chat messages for these input fields, exactly as the search sent them."""
@@ -173,10 +178,19 @@ class LoadedPrompt:
         extract and majority-vote through the same Executor as the search. ``backend``
         is a :class:`~promptopt.backends.Backend` or a model spec (default: the model
         the prompt was tuned on); requests are retried on retryable errors."""
+        return self._answer([self._example(fields)], backend)[0]
+
+    def run_many(self, inputs: Sequence[Mapping[str, Any]], backend: Any = None) -> list[PromptAnswer]:
+        """:meth:`run` on many questions (each a mapping of the input fields) in one call:
+        the requests go to the backend in batches, and a ``batch`` calibration estimates
+        its prior from these questions together (one question alone has none)."""
+        examples = [self._example(fields) for fields in inputs]
+        return self._answer(examples, backend) if examples else []
+
+    def _answer(self, examples: Sequence[Example], backend: Any) -> list[PromptAnswer]:
         from promptopt.backends import Backend, make_backend
         from promptopt.session import ModelStack
 
-        example = self._example(fields)
         if backend is None and isinstance(self.backend, Backend):
             backend = self.backend
         owned = not isinstance(backend, Backend)
@@ -185,20 +199,23 @@ class LoadedPrompt:
         # user code or a judge) is loaded to run the prompt.
         unscored = self.task.with_metric(_unscored)
         try:
-            result: EvalResult = Executor(unscored, ModelStack(inner).backend).evaluate(
-                self.candidate, [example], "run"
-            )[0]
+            results: list[EvalResult] = Executor(unscored, ModelStack(inner).backend).evaluate(
+                self.candidate, examples, "run"
+            )
         finally:
             if owned:
                 inner.close()
-        return PromptAnswer(
-            answer=result.answer,
-            outputs=tuple(s.raw_output for s in result.samples),
-            parsed=tuple(s.parsed_answer for s in result.samples),
-            tokens_in=result.tokens_in,
-            tokens_out=result.tokens_out,
-            error=result.error,
-        )
+        return [
+            PromptAnswer(
+                answer=result.answer,
+                outputs=tuple(s.raw_output for s in result.samples),
+                parsed=tuple(s.parsed_answer for s in result.samples),
+                tokens_in=result.tokens_in,
+                tokens_out=result.tokens_out,
+                error=result.error,
+            )
+            for result in results
+        ]
 
     def evaluate(
         self,
