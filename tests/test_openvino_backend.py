@@ -100,6 +100,30 @@ def test_the_engine_is_chosen_by_the_environment(monkeypatch: pytest.MonkeyPatch
 
 
 @pytest.mark.skipif(bool(_missing), reason=f"needs {', '.join(_missing)}")
+def test_a_stored_model_id_rebuilds_its_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run stores its backend's model id and an export writes it (`local/<name>:<engine>`):
+    as a --model spec (`eval --prompt-file`, `promptopt.load(...).run()`) it builds the
+    backend of the same id, on the engine it names; it failed as an unknown model before."""
+    from promptopt.backends import make_backend, stored_local_model
+    from promptopt.backends.llamacpp import LlamaCppBackend
+    from promptopt.backends.local import TransformersBackend
+
+    monkeypatch.delenv("PROMPTOPT_LOCAL_ENGINE", raising=False)
+    for engine in ("openvino", "openvino-exact", "transformers"):
+        monkeypatch.setenv("PROMPTOPT_LOCAL_ENGINE", engine)
+        stored = make_backend(MODEL, dtype="int8" if engine == "transformers" else "auto").model_id
+        monkeypatch.delenv("PROMPTOPT_LOCAL_ENGINE")
+        again = make_backend(stored)
+        assert again.model_id == stored, (engine, stored)
+    assert isinstance(make_backend(f"local/{MODEL}:int8"), TransformersBackend)
+    assert isinstance(make_backend(f"local/{MODEL}:llama.cpp"), LlamaCppBackend)
+    assert stored_local_model("model.gguf@1a2b3c4d5e6f:openvino-q8_0") == ("model.gguf", "openvino", "auto")
+    assert stored_local_model(MODEL) is None and stored_local_model("org/model") is None
+    monkeypatch.setenv("PROMPTOPT_LOCAL_ENGINE", "transformers")  # the environment still decides
+    assert isinstance(make_backend(f"local/{MODEL}:openvino"), TransformersBackend)
+
+
+@pytest.mark.skipif(bool(_missing), reason=f"needs {', '.join(_missing)}")
 def test_numerics_enter_the_model_id() -> None:
     from promptopt.backends import openvino
 

@@ -17,6 +17,7 @@ outright. docs/engines.md compares them.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from promptopt.backends.base import DTYPES, Backend
@@ -34,6 +35,7 @@ __all__ = [
     "is_local_spec",
     "local_engine",
     "make_backend",
+    "stored_local_model",
 ]
 
 LOCAL_ENGINE_ENV = "PROMPTOPT_LOCAL_ENGINE"
@@ -74,6 +76,10 @@ def make_backend(
             raise ConfigError("--model openai/<model>: name the model, e.g. openai/gpt-4o-mini")
         return OpenAIBackend(model, base_url=base_url, api_key_env=api_key_env, concurrency=concurrency)
     local = spec[len("local/") :] if spec.startswith("local/") else spec
+    engine = None
+    if not Path(local).expanduser().exists() and (stored := stored_local_model(local)) is not None:
+        local, engine, stored_dtype = stored  # a run's model id, as a store or an export holds it
+        dtype = stored_dtype if dtype == "auto" else dtype
     from promptopt.models import KNOWN_MODELS
 
     if (
@@ -82,7 +88,7 @@ def make_backend(
         or Path(local).expanduser().exists()
         or "/" in local
     ):
-        return _local_backend(local, batch_size=batch_size, dtype=dtype)
+        return _local_backend(local, batch_size=batch_size, dtype=dtype, engine=engine)
     raise ConfigError(
         f"unknown model {spec!r}",
         hint="use fake, openai/<model>, local/<name-or-path>, a .gguf file, or one of: "
@@ -100,9 +106,36 @@ def local_engine(local: str, dtype: str = "auto") -> str:
     return engine
 
 
-def _local_backend(local: str, *, batch_size: int, dtype: str) -> Backend:
-    """The backend of a local model on :func:`local_engine`'s engine."""
-    engine = local_engine(local, dtype)
+#: A local model's id as its backend writes it (``<name>[@<sha>]:<engine or dtype>``).
+_STORED_LOCAL = re.compile(
+    r"^(?P<name>.+?)(?:@[0-9a-f]{12})?:(?P<tail>openvino(?:-exact)?(?:-p[0-9a-f]{8})?(?:-q8_0)?|llama\.cpp|"
+    + "|".join(re.escape(d) for d in DTYPES if d != "auto")
+    + ")$"
+)
+
+
+def stored_local_model(local: str) -> tuple[str, str, str] | None:
+    """``(name, engine, dtype)`` of a local model id as a run stores it and an export
+    writes it (``qwen2.5-coder-0.5b:openvino-q8_0``, ``model.gguf@1a2b3c4d5e6f:llama.cpp``,
+    ``qwen2.5-coder-0.5b:int8`` on transformers), so that ``--model`` and
+    ``promptopt.load(...).run()`` rebuild the backend it names (with the same id where the
+    engine's settings are its defaults); None for anything else."""
+    found = _STORED_LOCAL.match(local)
+    if found is None:
+        return None
+    tail = found["tail"]
+    if tail.startswith("openvino"):
+        return found["name"], "openvino-exact" if "-exact" in tail else "openvino", "auto"
+    if tail == "llama.cpp":
+        return found["name"], "llama.cpp", "auto"
+    return found["name"], "transformers", tail
+
+
+def _local_backend(local: str, *, batch_size: int, dtype: str, engine: str | None = None) -> Backend:
+    """The backend of a local model on :func:`local_engine`'s engine (``engine``: the one a
+    stored model id names, unless ``$PROMPTOPT_LOCAL_ENGINE`` says otherwise)."""
+    if engine is None or os.environ.get(LOCAL_ENGINE_ENV, "").strip():
+        engine = local_engine(local, dtype)
     if engine != "transformers" and dtype != "auto":
         raise ConfigError(f"--dtype {dtype} is for the transformers backend, but the engine is {engine}")
     if engine == "llama.cpp":
