@@ -92,3 +92,29 @@ def test_run_many_answers_a_batch_as_the_evaluation_did(
         one_by_one = [loaded.run(backend=backend, **e.inputs).answer for e in items]
         assert one_by_one != [a.answer for a in answers]
     assert loaded.run_many([], backend=backend) == []
+
+
+def test_run_many_answers_a_repeated_question_once(data_dir: Path, tmp_path: Path) -> None:
+    """Two copies of one question under batch calibration would be each other's batch (and
+    tie every label): the question is answered once, as run answers it."""
+    from promptopt.errors import ConfigError
+    from promptopt.export.loaded import PromptEditedWarning, warn_if_other_model
+
+    task = get_task("bbh:snarks", data_dir)
+    db = f"sqlite:///{tmp_path / 'twice.db'}"
+    candidate = Candidate(instruction="Answer.", answer_format=task.spec.answer_format, calibration="batch")
+    report = promptopt.evaluate(task, candidate, FakeBackend(biased_reply, scorer=position_biased_scores),
+                                split="dev", limit=4, db=db)  # fmt: skip
+    export(db, report.run_id, "yaml", tmp_path / "twice.yaml")
+    loaded = load(tmp_path / "twice.yaml")
+    question = task.examples("dev")[0].inputs
+    leans_b = FakeBackend(
+        biased_reply, scorer=lambda r: {k: 0.0 if "(B)" in k else -3.0 for k in r.score_labels}
+    )
+    twice = loaded.run_many([question, question], backend=leans_b)
+    assert [a.answer for a in twice] == [loaded.run(backend=leans_b, **question).answer] * 2 == ["(B)"] * 2
+    backend = leans_b
+    with pytest.raises(ConfigError, match="list of input mappings"):
+        loaded.run_many(question, backend=backend)  # type: ignore[arg-type]
+    with pytest.warns(PromptEditedWarning, match="tuned on local/m:openvino"):
+        warn_if_other_model("local/m", "local/m:openvino")

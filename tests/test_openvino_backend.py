@@ -107,6 +107,7 @@ def test_a_stored_model_id_rebuilds_its_backend(monkeypatch: pytest.MonkeyPatch)
     from promptopt.backends import make_backend, stored_local_model
     from promptopt.backends.llamacpp import LlamaCppBackend
     from promptopt.backends.local import TransformersBackend
+    from promptopt.backends.openvino import OpenVINOBackend
 
     monkeypatch.delenv("PROMPTOPT_LOCAL_ENGINE", raising=False)
     for engine in ("openvino", "openvino-exact", "transformers"):
@@ -121,6 +122,11 @@ def test_a_stored_model_id_rebuilds_its_backend(monkeypatch: pytest.MonkeyPatch)
     assert stored_local_model(MODEL) is None and stored_local_model("org/model") is None
     monkeypatch.setenv("PROMPTOPT_LOCAL_ENGINE", "transformers")  # the environment still decides
     assert isinstance(make_backend(f"local/{MODEL}:openvino"), TransformersBackend)
+    monkeypatch.setenv("PROMPTOPT_LOCAL_ENGINE", "openvino")  # an id's dtype is no --dtype the user gave
+    assert isinstance(make_backend(f"local/{MODEL}:int8"), OpenVINOBackend)
+    with pytest.raises(ConfigError, match="a local file's id") as info:  # the id says no path
+        make_backend("local/mymodel@1a2b3c4d5e6f:llama.cpp")
+    assert "path" in str(info.value.hint)
 
 
 @pytest.mark.skipif(bool(_missing), reason=f"needs {', '.join(_missing)}")

@@ -77,11 +77,18 @@ def make_backend(
         return OpenAIBackend(model, base_url=base_url, api_key_env=api_key_env, concurrency=concurrency)
     local = spec[len("local/") :] if spec.startswith("local/") else spec
     engine = None
-    if not Path(local).expanduser().exists() and (stored := stored_local_model(local)) is not None:
-        local, engine, stored_dtype = stored  # a run's model id, as a store or an export holds it
-        dtype = stored_dtype if dtype == "auto" else dtype
     from promptopt.models import KNOWN_MODELS
 
+    if not Path(local).expanduser().exists() and (stored := stored_local_model(local)) is not None:
+        local, engine, stored_dtype = stored  # a run's model id, as a store or an export holds it
+        forced = os.environ.get(LOCAL_ENGINE_ENV, "").strip().lower()
+        if dtype == "auto" and forced in ("", "transformers"):  # the environment's engine may take no dtype
+            dtype = stored_dtype
+        if local not in KNOWN_MODELS and "/" not in local and not Path(local).expanduser().exists():
+            raise ConfigError(
+                f"model {spec!r} is a local file's id: it names the file ({local}), not where it is",
+                hint="pass the file's path as --model (or a backend to run())",
+            )
     if (
         spec.startswith("local/")
         or local in KNOWN_MODELS
@@ -116,10 +123,12 @@ _STORED_LOCAL = re.compile(
 
 def stored_local_model(local: str) -> tuple[str, str, str] | None:
     """``(name, engine, dtype)`` of a local model id as a run stores it and an export
-    writes it (``qwen2.5-coder-0.5b:openvino-q8_0``, ``model.gguf@1a2b3c4d5e6f:llama.cpp``,
+    writes it (``qwen2.5-coder-0.5b:openvino-q8_0``, ``mymodel@1a2b3c4d5e6f:llama.cpp``,
     ``qwen2.5-coder-0.5b:int8`` on transformers), so that ``--model`` and
-    ``promptopt.load(...).run()`` rebuild the backend it names (with the same id where the
-    engine's settings are its defaults); None for anything else."""
+    ``promptopt.load(...).run()`` rebuild the backend it names: the same id for a known
+    model or a hub id on its engine's default settings (a float32 transformers id names no
+    engine; an OpenVINO id with other properties, ``-p<hash>``, loses them); None for
+    anything else."""
     found = _STORED_LOCAL.match(local)
     if found is None:
         return None

@@ -98,6 +98,9 @@ def eval_command(
     store = session.store
     items = task.examples(split, limit)
     backend = make_backend(model, batch_size=options["batch_size"], **_backend_options(options))
+    if prompt_file is not None and not options["model"] and backend.model_id != loaded.model:
+        click.echo(f"warning: the prompt was tuned on {loaded.model}; its model id built {backend.model_id}: "
+                   "scores may differ from the file's (another engine or numerics)", err=True)  # fmt: skip
     settings = {"split": split, "limit": limit, "db": session, "cache": not options["no_cache"],
                 "batch_size": options["batch_size"], "seed": options["seed"],
                 "metric": metric_obj}  # fmt: skip

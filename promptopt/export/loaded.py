@@ -116,6 +116,19 @@ class PromptTask(Task):
 # --------------------------------------------------------------------------- loading
 
 
+def warn_if_other_model(built: str, tuned_on: str) -> None:
+    """Warn when the backend built from a prompt file's ``model`` is not the one it was
+    tuned on (another engine or numerics: its answers and scores may differ, and the
+    response cache has none of its requests)."""
+    if built != tuned_on:
+        warnings.warn(
+            f"the prompt was tuned on {tuned_on}; its model id built {built}: answers may differ from the "
+            "file's scores (pass the model or backend to use explicitly)",
+            PromptEditedWarning,
+            stacklevel=3,
+        )
+
+
 @dataclass(frozen=True)
 class PromptAnswer:
     """What :meth:`LoadedPrompt.run` returns: the voted, extracted answer and every sample."""
@@ -183,9 +196,14 @@ class LoadedPrompt:
     def run_many(self, inputs: Sequence[Mapping[str, Any]], backend: Any = None) -> list[PromptAnswer]:
         """:meth:`run` on many questions (each a mapping of the input fields) in one call:
         the requests go to the backend in batches, and a ``batch`` calibration estimates
-        its prior from these questions together (one question alone has none)."""
+        its prior from these questions together (one question alone has none). A question
+        asked twice is answered once (a batch of its own copies would be its own prior)."""
+        if isinstance(inputs, Mapping):
+            raise ConfigError("run_many takes a list of input mappings; for one question use run(**fields)")
         examples = [self._example(fields) for fields in inputs]
-        return self._answer(examples, backend) if examples else []
+        distinct = list({e.id: e for e in examples}.values())
+        answers = dict(zip((e.id for e in distinct), self._answer(distinct, backend), strict=True))
+        return [answers[e.id] for e in examples]
 
     def _answer(self, examples: Sequence[Example], backend: Any) -> list[PromptAnswer]:
         from promptopt.backends import Backend, make_backend
@@ -195,6 +213,8 @@ class LoadedPrompt:
             backend = self.backend
         owned = not isinstance(backend, Backend)
         inner = backend if isinstance(backend, Backend) else make_backend(backend or self.model)
+        if backend is None:
+            warn_if_other_model(inner.model_id, self.model)
         # An answer to a new question has no gold to score against: no metric (least of all
         # user code or a judge) is loaded to run the prompt.
         unscored = self.task.with_metric(_unscored)
