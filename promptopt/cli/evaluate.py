@@ -98,9 +98,11 @@ def eval_command(
     store = session.store
     items = task.examples(split, limit)
     backend = make_backend(model, batch_size=options["batch_size"], **_backend_options(options))
-    if prompt_file is not None and not options["model"] and backend.model_id != loaded.model:
-        click.echo(f"warning: the prompt was tuned on {loaded.model}; its model id built {backend.model_id}: "
-                   "scores may differ from the file's (another engine or numerics)", err=True)  # fmt: skip
+    if prompt_file is not None and not options["model"]:
+        from promptopt.export.loaded import other_model_note
+
+        if (note := other_model_note(backend.model_id, loaded.model)) is not None:
+            click.echo(f"warning: {note}", err=True)
     settings = {"split": split, "limit": limit, "db": session, "cache": not options["no_cache"],
                 "batch_size": options["batch_size"], "seed": options["seed"],
                 "metric": metric_obj}  # fmt: skip

@@ -116,17 +116,22 @@ class PromptTask(Task):
 # --------------------------------------------------------------------------- loading
 
 
+def other_model_note(built: str, tuned_on: str) -> str | None:
+    """What to say when the backend built from a prompt file's ``model`` is not the one it
+    was tuned on (another engine or numerics: its answers and scores may differ, and the
+    response cache has none of its requests); None when it is."""
+    if built == tuned_on:
+        return None
+    return (
+        f"the prompt was tuned on {tuned_on}; its model id built {built}: answers and scores may differ "
+        "from the file's (another engine or numerics; pass the model to use explicitly)"
+    )
+
+
 def warn_if_other_model(built: str, tuned_on: str) -> None:
-    """Warn when the backend built from a prompt file's ``model`` is not the one it was
-    tuned on (another engine or numerics: its answers and scores may differ, and the
-    response cache has none of its requests)."""
-    if built != tuned_on:
-        warnings.warn(
-            f"the prompt was tuned on {tuned_on}; its model id built {built}: answers may differ from the "
-            "file's scores (pass the model or backend to use explicitly)",
-            PromptEditedWarning,
-            stacklevel=3,
-        )
+    """:func:`other_model_note` as a :class:`PromptEditedWarning`."""
+    if (note := other_model_note(built, tuned_on)) is not None:
+        warnings.warn(note, PromptEditedWarning, stacklevel=3)
 
 
 @dataclass(frozen=True)
