@@ -240,13 +240,30 @@ def paired_against_plain(pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> 
     return f"{100 * test['diff']:+.1f} p={test['p_value']:.2g} (n {test['n']})"
 
 
+def held_out(task: Any, skip: int) -> Any:
+    """``task`` with the first ``skip`` items of its test split left out: a second, fresh
+    slice of test for a strategy chosen on the first one (the same data, prompt and
+    cache keys; only which items are scored, and what ``batch`` calibrates on, change)."""
+    import copy
+
+    if not skip:
+        return task
+    test = task.examples("test")
+    if skip >= len(test):
+        raise SystemExit(f"--skip {skip}: {task.name} has only {len(test)} test items")
+    task.labels  # noqa: B018 - the label set of the whole task, computed before the test split is cut
+    clone = copy.copy(task)
+    clone.__dict__["_splits"] = {**task._splits, "test": test[skip:]}
+    return clone
+
+
 def run_one(
     task_name: str, model: str, strategy: str, args: argparse.Namespace, backend: Any
 ) -> dict[str, Any]:
     from promptopt.constant import constant_baseline
     from promptopt.tasks import get_task
 
-    task = get_task(task_name, args.data_dir)
+    task = held_out(get_task(task_name, args.data_dir), args.skip)
     why = not_offered(task, strategy, args.pick_from)
     if why:
         return {
@@ -258,7 +275,7 @@ def run_one(
         }
     constant = constant_baseline(task, test=task.examples("test", args.limit)) or {}
     row: dict[str, Any] = {
-        "task": task_name, "model": model, "strategy": strategy,
+        "task": task_name, "model": model, "strategy": strategy, "skip": args.skip,
         "constant": {"answer": constant.get("answer"), "accuracy": (constant.get("test") or {}).get("accuracy")},
     }  # fmt: skip
     if strategy in PICKS:
@@ -347,6 +364,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", default="qwen2.5-coder-0.5b,qwen2.5-coder-1.5b")
     parser.add_argument("--strategies", default=",".join(STRATEGIES))
     parser.add_argument("--limit", type=int, default=50, help="test items per task")
+    parser.add_argument(
+        "--skip", type=int, default=0,
+        help="leave out the first SKIP test items (--skip 50: the items after the first 50, a fresh slice "
+        "for a strategy chosen on them)",
+    )  # fmt: skip
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--db", default="sqlite:///answer_bias.db", help="store and response cache (resume)")
     parser.add_argument("--out", default="answer_bias.jsonl", help="JSON lines, one per finished run")
