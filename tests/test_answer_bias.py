@@ -527,6 +527,13 @@ def test_the_eval_bar_steps_by_the_orderings_and_never_runs_ahead(tmp_path) -> N
         report = promptopt.evaluate(task, candidate, backend, split="test", batch_size=4, progress=bar.update,
                                     on_answers=on_answers, db=f"sqlite:///{tmp_path / 'bar.db'}")  # fmt: skip
         assert report.n == 12 and bar.shown == 12 and answered[0] >= 36
+    for calibration in ("contextual", "position"):  # their priors' calls answer no item: not counted
+        candidate = Candidate(calibration=calibration)
+        counted = [0]
+        promptopt.evaluate(task, candidate, FakeBackend(biased_reply, scorer=biased_scores), split="test",
+                           on_answers=lambda n, counted=counted: counted.__setitem__(0, counted[0] + n),
+                           db=f"sqlite:///{tmp_path / f'{calibration}.db'}")  # fmt: skip
+        assert counted[0] == steady_calls(candidate, task.examples("test")) == 12
     assert steady_calls(Candidate(samples=2, two_stage=True, permute=3), task.examples("test")) == 12 * 12
     two = mc_task(n_items=4, n_options=2).examples("test")  # 2 options: 2 orderings, not 3
     assert steady_calls(Candidate(permute=3, calibration="raw"), two) == 8

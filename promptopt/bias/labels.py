@@ -77,11 +77,12 @@ def item_labels(task: Task, example: Example) -> Labels:
 
 
 def score_requests(
-    executor: Executor, jobs: Sequence[tuple[Candidate, Example, Labels]]
+    executor: Executor, jobs: Sequence[tuple[Candidate, Example, Labels]], *, answers: bool = True
 ) -> list[tuple[dict[str, float] | None, Completion]]:
     """Label log-probabilities (answer -> log-probability) for each (candidate, item,
     labels), through the executor's backend (so cached and charged), ``None`` where the
-    request failed."""
+    request failed. ``answers=False``: requests that answer no item (a prior's, a
+    tie-break's), which the executor's ``on_answers`` display does not count."""
     backend = executor.backend
     if jobs and not backend.can_score_labels():
         raise LabelScoringError(
@@ -103,7 +104,7 @@ def score_requests(
         size = executor._request_limit()
         part = requests[len(completions) : len(completions) + size]
         answered = executor.backend.generate(part)
-        if executor.on_answers is not None:
+        if answers and executor.on_answers is not None:
             executor.on_answers(len(answered))
         completions.extend(answered)
     out: list[tuple[dict[str, float] | None, Completion]] = []
@@ -166,7 +167,7 @@ def _prior_for(
                 Example(id=f"content-free-{n}", inputs={f: text for f in task.spec.input_fields}, target="")
                 for n, text in enumerate(CONTENT_FREE)
             ]
-            got = score_requests(executor, [(candidate, e, labels) for e in free])
+            got = score_requests(executor, [(candidate, e, labels) for e in free], answers=False)
             executor.bias_priors[key] = cal.contextual_prior([s for s, _ in got if s])
         return {None: executor.bias_priors[key]}, {}
     return {}, _position_priors(executor, candidate, examples)
@@ -265,7 +266,7 @@ def _position_priors(
             for j, order in enumerate(orderings(n, n, seed="")):
                 variant = permuted_example(e, options, order, j)
                 jobs.append((candidate, variant, letter_labels(task, variant)))
-        got = score_requests(executor, jobs)
+        got = score_requests(executor, jobs, answers=False)
         rows = [list(s.values()) if s else None for s, _ in got]
         items = [rows[k * n : (k + 1) * n] for k in range(len(chosen))]
         priors[n] = cal.position_prior([[r for r in item if r] for item in items if all(item)])

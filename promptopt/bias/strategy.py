@@ -146,7 +146,7 @@ def break_tie(
     for variant in item.variants:
         labels = letter_labels(executor.task, variant)
         requests.append((plain, variant, labels))
-    scored = score_requests(executor, requests)
+    scored = score_requests(executor, requests, answers=False)
     totals: dict[str, float] = {}
     failed = False
     samples: list[SampleResult] = []
