@@ -50,6 +50,9 @@ STRATEGIES: dict[str, dict[str, Any]] = {
     "permute3-contextual": {"permute": 3, "calibration": "contextual"},
     "permute3-batch": {"permute": 3, "calibration": "batch"},
     "permute3-position": {"permute": 3, "calibration": "position"},
+    # every cyclic shift of an item of up to 6 options (seeded orderings beyond): a letter's
+    # lean cancels in the average however the options are ordered (3 shifts of 6 do not)
+    "permute6-batch": {"permute": 6, "calibration": "batch"},
 }
 
 
