@@ -298,13 +298,19 @@ def run_one(
     }  # fmt: skip
 
 
+def slice_name(row: dict[str, Any]) -> str:
+    """A row's task, with the test items it skipped (``bbh:snarks @50``) when it did: rows
+    of two slices of one task are two lines of the summary."""
+    return row["task"] + (f" @{row['skip']}" if row.get("skip") else "")
+
+
 def summary(rows: list[dict[str, Any]]) -> str:
     """Per model, a table (accuracy and the most common answer's share per task and
     strategy) and the issue's three goals, computed per corrected strategy over the tasks
-    where it ran."""
+    (and slices of test, with ``--skip``) where it ran."""
     lines: list[str] = []
     for model in sorted({r["model"] for r in rows}):
-        mine = {(r["task"], r["strategy"]): r for r in rows if r["model"] == model}
+        mine = {(slice_name(r), r["strategy"]): r for r in rows if r["model"] == model}
         tasks = sorted({t for t, _ in mine})
         strategies = [s for s in [*STRATEGIES, *SEARCHES, *PICKS] if any(k[1] == s for k in mine)]
         lines += [
@@ -344,14 +350,14 @@ def summary(rows: list[dict[str, Any]]) -> str:
             below = []
             for _, r in pairs:
                 constant = r["constant"]["accuracy"]
-                others = [o for (t, s), o in mine.items() if t == r["task"] and corrects(s, o)
+                others = [o for (t, s), o in mine.items() if t == slice_name(r) and corrects(s, o)
                           and o.get("status") != "not offered"]  # fmt: skip
                 if (
                     constant is not None
                     and r["accuracy"] < constant
                     and any(o["accuracy"] > constant for o in others)
                 ):
-                    below.append(r["task"].removeprefix("bbh:"))
+                    below.append(slice_name(r).removeprefix("bbh:"))
             lines.append(f"| {strategy} | {len(pairs)} | {within} of {len(pairs)} | {gain:+.1f} | "
                          f"{len(below)}{': ' + ', '.join(below) if below else ''} | "
                          f"{paired_against_plain(pairs)} |")  # fmt: skip
@@ -374,7 +380,11 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--db", default="sqlite:///answer_bias.db", help="store and response cache (resume)")
-    parser.add_argument("--out", default="answer_bias.jsonl", help="JSON lines, one per finished run")
+    parser.add_argument(
+        "--out", default="answer_bias.jsonl",
+        help="JSON lines, one per finished run (--summary: several files, comma-separated; a row of a later "
+        "file replaces an earlier one's for the same task, slice, model and strategy)",
+    )  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--search-calls", type=int, default=400, help="budget of each search-* strategy")
     parser.add_argument(
@@ -393,7 +403,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.summary:
-        print(summary([json.loads(line) for line in Path(args.out).read_text(encoding="utf-8").splitlines()]))
+        files = [Path(f) for f in args.out.split(",") if f]
+        print(
+            summary([json.loads(line) for f in files for line in f.read_text(encoding="utf-8").splitlines()])
+        )
         return 0
 
     from promptopt.backends import make_backend

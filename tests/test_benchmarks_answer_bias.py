@@ -190,3 +190,18 @@ def test_skip_scores_a_fresh_slice_of_test_after_the_first_items(tmp_path: Path)
     too_far = [*args[:8], "--skip", "1000", *args[10:-4], "--out", str(tmp_path / "none.jsonl"), *args[-2:]]
     with pytest.raises(SystemExit, match="has only"):
         answer_bias.main(too_far)
+
+
+def test_the_summary_reads_several_files_and_keeps_two_slices_of_a_task_apart(tmp_path: Path, capsys) -> None:
+    first = [_row("bbh:a", "plain", 0.20, 1.00, 0.50, 0.50), _row("bbh:a", "batch", 0.40, 0.90, 0.50, 0.50)]
+    redone = [_row("bbh:a", "batch", 0.60, 0.55, 0.50, 0.50)]  # a later file's row replaces the earlier
+    fresh = [{**_row("bbh:a", s, a, 0.5, 0.5, 0.5), "skip": 50} for s, a in (("plain", 0.3), ("batch", 0.5))]
+    files = []
+    for name, rows in (("first", first), ("redone", redone), ("fresh", fresh)):
+        files.append(tmp_path / f"{name}.jsonl")
+        files[-1].write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    assert answer_bias.main(["--summary", "--out", ",".join(str(f) for f in files)]) == 0
+    text = capsys.readouterr().out
+    assert "| bbh:a | 50 / 50 | 20 (100) | 60 (55) |" in text
+    assert "| bbh:a @50 | 50 / 50 | 30 (50) | 50 (50) |" in text
+    assert "| batch | 2 | 2 of 2 | +30.0 | 0 |" in text  # two slices: (+40 + +20) / 2
