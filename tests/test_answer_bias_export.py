@@ -118,3 +118,56 @@ def test_run_many_answers_a_repeated_question_once(data_dir: Path, tmp_path: Pat
         loaded.run_many(question, backend=backend)  # type: ignore[arg-type]
     with pytest.warns(PromptEditedWarning, match="tuned on local/m:openvino"):
         warn_if_other_model("local/m", "local/m:openvino")
+
+
+@pytest.mark.parametrize("calibration", ["contextual", "position"])
+def test_a_fixed_prior_travels_in_the_export_and_answers_each_question_as_the_evaluation_did(
+    data_dir: Path, tmp_path: Path, calibration: str
+) -> None:
+    """The export writes the prior the evaluation divided out (read from the response
+    cache), so `run` on one question, `run_many` on many, give the stored answers and ask
+    the model for the item only: a position prior is not estimated from the call's own
+    questions, a contextual one is not asked again on every call."""
+    from promptopt.errors import ConfigError
+
+    task = get_task("bbh:snarks", data_dir)
+    db = f"sqlite:///{tmp_path / 'fixed.db'}"
+    candidate = Candidate(
+        instruction="Answer.", answer_format=task.spec.answer_format, calibration=calibration
+    )
+    report = promptopt.evaluate(task, candidate, FakeBackend(biased_reply, scorer=position_biased_scores),
+                                split="dev", limit=8, db=db)  # fmt: skip
+    export(db, report.run_id, "yaml", tmp_path / "fixed.yaml")
+    loaded = load(tmp_path / "fixed.yaml")
+    assert set(loaded.document["sampling"]["calibration_prior"]) == {calibration}
+    export(db, report.run_id, "openai", tmp_path / "fixed.json")  # the one-request format says it too
+    note = json.loads((tmp_path / "fixed.json").read_text())["answer_bias"]
+    assert note["prior"] == loaded.document["sampling"]["calibration_prior"]
+    items = task.examples("dev")[:8]
+    stored = {r.example_id: r.answer for r in report.results}
+    backend = FakeBackend(biased_reply, scorer=position_biased_scores)
+    assert [loaded.run(backend=backend, **e.inputs).answer for e in items] == [stored[e.id] for e in items]
+    assert [a.answer for a in loaded.run_many([e.inputs for e in items[::-1]], backend=backend)] == [
+        stored[e.id] for e in items[::-1]
+    ]
+    assert len(backend.history) == 8 + 8  # one scoring request per question asked, no prior's
+    # another model's answers get their own prior, asked of that model once
+    other = FakeBackend(biased_reply, scorer=position_biased_scores, model="other")
+    fresh = load(tmp_path / "fixed.yaml")
+    for e in items[:2]:
+        fresh.run(backend=other, **e.inputs)
+    assert len(other.history) > 2
+    asked = len(other.history)
+    fresh.run(backend=other, **items[2].inputs)
+    # position without dev items: a prior from the question's own 2 orderings, each call anew
+    assert len(other.history) == asked + (1 if calibration == "contextual" else 1 + 2)
+    # a run without the cache has no stored answers to build the prior from: no field, the model is asked
+    bare = promptopt.evaluate(task, candidate, FakeBackend(biased_reply, scorer=position_biased_scores),
+                              split="dev", limit=8, db=f"sqlite:///{tmp_path / 'bare.db'}", cache=False)  # fmt: skip
+    export(f"sqlite:///{tmp_path / 'bare.db'}", bare.run_id, "yaml", tmp_path / "bare.yaml")
+    assert "calibration_prior" not in load(tmp_path / "bare.yaml").document["sampling"]
+    # a broken prior field says where
+    text = (tmp_path / "fixed.yaml").read_text().replace("calibration_prior:", "calibration_prior: 3\n  was:")
+    (tmp_path / "broken.yaml").write_text(text)
+    with pytest.raises(ConfigError, match="sampling.calibration_prior"):
+        load(tmp_path / "broken.yaml")

@@ -168,9 +168,72 @@ def _prior_for(
                 for n, text in enumerate(CONTENT_FREE)
             ]
             got = score_requests(executor, [(candidate, e, labels) for e in free], answers=False)
-            executor.bias_priors[key] = cal.contextual_prior([s for s, _ in got if s])
+            prior = cal.contextual_prior([s for s, _ in got if s])
+            if not all(s for s, _ in got):  # a failed request: this call's prior, not kept
+                return {None: prior}, {}
+            executor.bias_priors[key] = prior
         return {None: executor.bias_priors[key]}, {}
     return {}, _position_priors(executor, candidate, examples)
+
+
+def fixed_priors(executor: Executor, candidate: Candidate) -> dict[str, object]:
+    """The priors a ``contextual`` or ``position`` calibration of ``candidate`` (with
+    ``permute``: of its orderings' plain candidate) holds in ``executor`` as plain data:
+    ``{"contextual": [[label text, answer, prior], ...]}`` or ``{"position": {"4": [...]}}``
+    for each option count whose prior came from dev items (one from the evaluated items
+    depends on the call and is not kept). What an export carries."""
+    plain = dataclasses.replace(candidate, permute=1)
+    out: dict[str, object] = {}
+    for key, value in executor.bias_priors.items():
+        if key[0] != plain.hash or not value:
+            continue
+        if key[1] == "contextual":
+            out["contextual"] = [[text, answer, value[answer]] for text, answer in key[2] if answer in value]
+        elif key[1] == "position":
+            positions = out.setdefault("position", {})
+            assert isinstance(positions, dict)
+            positions[str(key[2])] = list(value)
+    return out
+
+
+def keep_fixed_priors(executor: Executor, candidate: Candidate, priors: Mapping[str, object]) -> None:
+    """Put :func:`fixed_priors`' data back into ``executor``, where the calibration looks
+    for a prior before it asks the model for one."""
+    plain = dataclasses.replace(candidate, permute=1)
+    contextual = priors.get("contextual")
+    if isinstance(contextual, list) and contextual:
+        labels = tuple((str(text), str(answer)) for text, answer, _ in contextual)
+        executor.bias_priors[(plain.hash, "contextual", labels)] = {
+            str(answer): float(value) for _, answer, value in contextual
+        }
+    position = priors.get("position")
+    if isinstance(position, Mapping):
+        for count, values in position.items():
+            executor.bias_priors[(plain.hash, "position", int(count))] = [float(v) for v in values]
+
+
+def estimate_fixed_priors(executor: Executor, candidate: Candidate) -> None:
+    """Estimate ``candidate``'s ``contextual`` prior, or its ``position`` prior for each
+    option count of the task's dev items, into ``executor`` as an evaluation of the
+    task's items would (the same requests), without scoring any item."""
+    plain = dataclasses.replace(candidate, permute=1)
+    if plain.calibration == "contextual":
+        _prior_for(executor, plain, split_items(executor.task), [])
+    elif plain.calibration == "position":
+        try:
+            dev = executor.task.examples("dev")
+        except PromptOptError:
+            return
+        from promptopt.bias.permute import find_options
+
+        by_count: dict[int, list[Example]] = {}
+        for e in dev:
+            block = find_options(e)[0]
+            if block is not None:
+                by_count.setdefault(len(block.lines), []).append(e)
+        for items in by_count.values():  # a count with too few dev items takes evaluated ones: none here
+            if len(items) >= POSITION_ITEMS:
+                _position_priors(executor, plain, items[:1])
 
 
 def _task_letters(executor: Executor) -> set[tuple[str, str]]:
@@ -270,7 +333,9 @@ def _position_priors(
         rows = [list(s.values()) if s else None for s, _ in got]
         items = [rows[k * n : (k + 1) * n] for k in range(len(chosen))]
         priors[n] = cal.position_prior([[r for r in item if r] for item in items if all(item)])
-        if all(e.id in dev_ids for e, _ in chosen):  # from the evaluated items, it depends on the call
+        # kept when it came from dev items alone (from the evaluated items it depends on the
+        # call) and no request failed (a prior from fewer items is this call's only)
+        if all(e.id in dev_ids for e, _ in chosen) and all(s for s, _ in got):
             executor.bias_priors[key] = priors[n]
     return priors
 

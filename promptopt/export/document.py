@@ -66,6 +66,7 @@ def build_document(
     """The export document of a run (a search's winner, an eval's prompt) or of a
     candidate hash (in the run where it was scored most on dev)."""
     from promptopt import __version__
+    from promptopt.export.priors import exported_priors
     from promptopt.leaderboard import candidate_scores
     from promptopt.store.queries import candidate_link
 
@@ -165,6 +166,9 @@ def build_document(
     if candidate.demo_solutions:  # the demos whose solution is the candidate's own, for its identity
         document["prompt"]["own_solutions"] = [demo_id for demo_id, _ in candidate.demo_solutions]
     document["sampling"].update(_bias_fields(candidate))
+    prior = exported_priors(store, task_obj, candidate, run.model)
+    if prior:  # a contextual or position prior, as the evaluation divided it out
+        document["sampling"]["calibration_prior"] = prior
     document["fingerprint"] = _fingerprint(document)
     return document
 

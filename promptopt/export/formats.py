@@ -113,6 +113,9 @@ def _openai(prompt: LoadedPrompt) -> dict[str, Any]:
     from promptopt.bias import export_note
 
     out.update(export_note(prompt.candidate))  # permutation or calibration: more than one request
+    prior = prompt.document.get("sampling", {}).get("calibration_prior")
+    if prior and "answer_bias" in out:  # the fixed prior to divide out, as the evaluation did
+        out["answer_bias"]["prior"] = prior
     out["promptopt"] = _summary(prompt)
     return out
 

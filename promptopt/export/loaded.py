@@ -15,7 +15,7 @@ from typing import Any
 
 from promptopt.errors import ConfigError, PromptOptError, TaskError, TemplateError
 from promptopt.executor import Executor
-from promptopt.export.document import EXPORT_FORMAT, EXPORT_VERSION, _fingerprint
+from promptopt.export.document import EXPORT_FORMAT, EXPORT_VERSION, _fingerprint, _safe_model
 from promptopt.prompt import (
     render_messages,
 )
@@ -162,6 +162,9 @@ class LoadedPrompt:
     edited: bool = False
     # The backend ``run`` uses when given none (``promptopt.optimize`` sets the one it searched with).
     backend: Any = field(default=None, repr=False, compare=False)
+    # A calibration's priors (contextual, position) by backend model id: the file's, else the
+    # first call's, kept for the next calls (a prior is asked of the model once, not per call).
+    _priors: dict[str, dict[tuple[Any, ...], Any]] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def input_fields(self) -> tuple[str, ...]:
@@ -223,13 +226,22 @@ class LoadedPrompt:
         # An answer to a new question has no gold to score against: no metric (least of all
         # user code or a judge) is loaded to run the prompt.
         unscored = self.task.with_metric(_unscored)
-        try:
-            results: list[EvalResult] = Executor(unscored, ModelStack(inner).backend).evaluate(
-                self.candidate, examples, "run"
+        executor = Executor(unscored, ModelStack(inner).backend)
+        kept = self._priors.get(inner.model_id)
+        if kept is not None:
+            executor.bias_priors.update(kept)
+        elif _safe_model(inner.model_id) == self.model:  # the file's prior is its model's, not another's
+            from promptopt.bias.labels import keep_fixed_priors
+
+            keep_fixed_priors(
+                executor, self.candidate, self.document["sampling"].get("calibration_prior") or {}
             )
+        try:
+            results: list[EvalResult] = executor.evaluate(self.candidate, examples, "run")
         finally:
             if owned:
                 inner.close()
+        self._priors[inner.model_id] = dict(executor.bias_priors)
         return [
             PromptAnswer(
                 answer=result.answer,
@@ -403,6 +415,10 @@ def load_document(data: Any, where: str = "prompt file", path: Path | None = Non
             permute=data["sampling"].get("permute", 1), calibration=data["sampling"].get("calibration", "none"),
             rescue=_need(data, "sampling.rescue", bool, where) if "rescue" in data["sampling"] else False,
         )  # fmt: skip
+        if "calibration_prior" in data["sampling"]:
+            _check_prior(
+                data["sampling"]["calibration_prior"], f"{where}: field 'sampling.calibration_prior'"
+            )
     except PromptOptError as exc:
         raise ConfigError(f"{where}: {exc.message}") from None
     spec = TaskSpec(
@@ -426,6 +442,31 @@ def load_document(data: Any, where: str = "prompt file", path: Path | None = Non
         candidate=candidate, task=task, model=model, provenance=dict(provenance), document=dict(data),
         path=path, edited=edited,
     )  # fmt: skip
+
+
+def _check_prior(prior: Any, where: str) -> None:
+    """A ``calibration_prior`` as the export writes it: ``contextual`` rows of [label text,
+    answer, number], ``position`` a number list per option count; else ConfigError."""
+
+    def number(value: Any) -> bool:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+
+    contextual = prior.get("contextual", []) if isinstance(prior, Mapping) else None
+    position = prior.get("position", {}) if isinstance(prior, Mapping) else None
+    good = (
+        isinstance(contextual, list)
+        and all(isinstance(r, list) and len(r) == 3 and isinstance(r[0], str) and isinstance(r[1], str)
+                and number(r[2]) for r in contextual)
+        and isinstance(position, Mapping)
+        and all(str(k).isdigit() and isinstance(v, list) and all(number(x) for x in v) for k, v in position.items())
+    )  # fmt: skip
+    if not good:
+        raise ConfigError(
+            f"{where} must hold 'contextual' rows of [label text, answer, number] or 'position' lists of "
+            "numbers by option count",
+            hint="re-export the prompt with `promptopt export`, or delete the field (the prior is then asked "
+            "of the model)",
+        )
 
 
 def _version() -> str:
