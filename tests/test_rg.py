@@ -21,6 +21,15 @@ def test_the_family_is_listed() -> None:
     assert len(names) >= 100 and "rg:leg_counting" in names and "rg:spell_backward" in names
 
 
+def test_a_misspelt_dataset_is_a_clear_error_with_the_closest_names() -> None:
+    result = CliRunner().invoke(
+        cli, ["eval", "--task", "rg:basic_arithmetc", "--model", "fake", "--limit", "2"]
+    )
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert "reasoning-gym has no dataset 'basic_arithmetc'" in result.output
+    assert "rg:basic_arithmetic" in result.output
+
+
 def test_answer_tag_extraction() -> None:
     assert extract_answer_tag("so <answer>A</answer> no <answer> Foo Bar </answer>") == "Foo Bar"
     assert extract_answer_tag("thinking <answer>42") == "42"

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from promptopt.errors import DataError, MissingDependencyError
+from promptopt.errors import DataError, MissingDependencyError, TaskError
 from promptopt.types import Example
 
 Source = Mapping[str, Any]
@@ -216,6 +216,18 @@ def load_reasoning_gym(source: Source, data_dir: Path | None, task_name: str) ->
             f"task {task_name} needs the 'reasoning-gym' package", hint="pip install 'promptopt[data]'"
         ) from None
     name = source["dataset"]
+    known = sorted(getattr(reasoning_gym.factory, "DATASETS", {}))
+    if known and name not in known:
+        import difflib
+
+        close = difflib.get_close_matches(str(name), known, n=3, cutoff=0.5)
+        family = task_name.partition(":")[0] + ":" if ":" in task_name else ""
+        raise TaskError(
+            f"unknown task {task_name!r}: reasoning-gym has no dataset {name!r}",
+            hint=f"did you mean {' or '.join(f'{family}{c}' for c in close)}?"
+            if close
+            else "`promptopt tasks` lists the tasks",
+        )
     seed = int(source.get("seed", 0))
     stride = int(source.get("split_seed_stride", 1))
     splits: Splits = {}
