@@ -116,6 +116,12 @@ def test_run_many_answers_a_repeated_question_once(data_dir: Path, tmp_path: Pat
     backend = leans_b
     with pytest.raises(ConfigError, match="list of input mappings"):
         loaded.run_many(question, backend=backend)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="list of input mappings"):
+        loaded.run_many("what is 2+2?", backend=backend)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="question 1 is a str, not a mapping of input fields"):
+        loaded.run_many([question, "q2"], backend=backend)  # type: ignore[list-item]
+    with pytest.raises(ConfigError, match="question 2: missing input field.*unknown input field"):
+        loaded.run_many([question, question, {"questoin": "?"}], backend=backend)
     with pytest.warns(PromptEditedWarning, match="tuned on local/m:openvino"):
         warn_if_other_model("local/m", "local/m:openvino")
 

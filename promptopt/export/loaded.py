@@ -206,9 +206,19 @@ class LoadedPrompt:
         the requests go to the backend in batches, and a ``batch`` calibration estimates
         its prior from these questions together (one question alone has none). A question
         asked twice is answered once (a batch of its own copies would be its own prior)."""
-        if isinstance(inputs, Mapping):
+        if isinstance(inputs, Mapping | str | bytes):
             raise ConfigError("run_many takes a list of input mappings; for one question use run(**fields)")
-        examples = [self._example(fields) for fields in inputs]
+        examples = []
+        for n, fields in enumerate(inputs):
+            if not isinstance(fields, Mapping):
+                raise ConfigError(
+                    f"run_many: question {n} is a {type(fields).__name__}, not a mapping of input fields "
+                    f"(this prompt takes: {', '.join(self.input_fields)})"
+                )
+            try:
+                examples.append(self._example(fields))
+            except ConfigError as exc:
+                raise ConfigError(f"run_many: question {n}: {exc.message}") from None
         distinct = list({e.id: e for e in examples}.values())
         answers = dict(zip((e.id for e in distinct), self._answer(distinct, backend), strict=True))
         return [answers[e.id] for e in examples]
