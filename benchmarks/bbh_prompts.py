@@ -165,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     model_tag = args.model.replace("/", "_") + ("_legacy" if args.legacy_format else "")
     out = Path(args.out) if args.out else RESULTS / f"bbh_prompts_{model_tag}.jsonl"
     out.parent.mkdir(parents=True, exist_ok=True)
-    Path(args.db).parent.mkdir(parents=True, exist_ok=True)
+    if "://" not in args.db:  # a file path (a URL's own folder is the user's to make)
+        Path(args.db).parent.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     if args.resume and out.is_file():
         rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines() if line.strip()]
