@@ -11,7 +11,7 @@ from typing import Any
 
 from promptopt.backends import Backend, make_backend
 from promptopt.constant import constant_baseline
-from promptopt.errors import ConfigError
+from promptopt.errors import ConfigError, PromptOptError
 from promptopt.executor import Executor
 from promptopt.stats import mean_interval
 from promptopt.tasks import Task, get_task, task_reference
@@ -246,12 +246,26 @@ def evaluate(
         task_obj = task_obj.with_metric(metric)
     candidate = _as_candidate(prompt, task_obj)
     examples = task_obj.examples(split, limit)
+    if candidate.calibration != "none":  # refused before a run is stored, not as a failed run
+        from promptopt.bias.space import calibration_problem
+
+        if (problem := calibration_problem(task_obj, candidate.calibration)) is not None:
+            raise ConfigError(f"calibration {candidate.calibration}: {problem}")
     if isinstance(backend, Backend):
         inner = backend
     else:
         from promptopt.models import DEFAULT_MODEL
 
         inner = make_backend(backend or DEFAULT_MODEL, batch_size=batch_size)
+    if candidate.calibration != "none":
+        from promptopt.bias.labels import check_label_scoring
+
+        try:
+            check_label_scoring(inner)
+        except PromptOptError:
+            if inner is not backend:
+                inner.close()
+            raise
     from promptopt.session import Session
 
     session, owns_session = Session.of(db)

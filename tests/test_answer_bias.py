@@ -650,3 +650,23 @@ def test_an_openai_compatible_server_scores_labels_one_token_tells_apart(
             assert "'1', '10' begin with the same token '1'" in str(errors) or "'10', '1'" in str(errors)
         else:
             assert all(r.score is None for r in results) and "none of the labels" in str(errors)
+
+
+def test_a_calibration_the_task_or_backend_cannot_use_is_refused_before_a_run_is_stored(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import promptopt
+    from promptopt.backends.scoring import LabelScoringError
+    from promptopt.store import Store
+
+    class NoScores(FakeBackend):
+        def can_score_labels(self) -> bool:
+            return False
+
+    db = f"sqlite:///{tmp_path / 'refused.db'}"
+    labels = Task.from_records([{"q": f"{i}?", "a": ["yes", "no"][i % 2]} for i in range(8)],
+                               input_fields=["q"], target_field="a", test_size=4)  # fmt: skip
+    with pytest.raises(ConfigError, match="calibration position: task records is not multiple choice"):
+        promptopt.evaluate(labels, Candidate(calibration="position"), FakeBackend(), db=db)
+    with pytest.raises(LabelScoringError, match="cannot give label log-probabilities"):
+        promptopt.evaluate(mc_task(), Candidate(calibration="batch"), NoScores(), db=db)
+    with Store(db) as store:
+        assert store.list_runs() == []

@@ -27,6 +27,7 @@ from promptopt.prompt import render_messages
 from promptopt.types import Candidate, Completion, EvalResult, Example, GenerationRequest, SampleResult
 
 if TYPE_CHECKING:
+    from promptopt.backends.base import Backend
     from promptopt.executor import BatchCallback, Executor
     from promptopt.tasks import Task
 
@@ -76,6 +77,16 @@ def item_labels(task: Task, example: Example) -> Labels:
     return task_labels(task)
 
 
+def check_label_scoring(backend: Backend) -> None:
+    """Raise :class:`LabelScoringError` when ``backend`` gives no label log-probabilities."""
+    if not backend.can_score_labels():
+        raise LabelScoringError(
+            f"backend {backend.model_id} cannot give label log-probabilities",
+            hint="calibration needs the transformers engine, an "
+            "OpenAI-compatible server that returns logprobs, or the fake backend",
+        )
+
+
 def score_requests(
     executor: Executor, jobs: Sequence[tuple[Candidate, Example, Labels]], *, answers: bool = True
 ) -> list[tuple[dict[str, float] | None, Completion]]:
@@ -83,13 +94,8 @@ def score_requests(
     labels), through the executor's backend (so cached and charged), ``None`` where the
     request failed. ``answers=False``: requests that answer no item (a prior's, a
     tie-break's), which the executor's ``on_answers`` display does not count."""
-    backend = executor.backend
-    if jobs and not backend.can_score_labels():
-        raise LabelScoringError(
-            f"backend {backend.model_id} cannot give label log-probabilities",
-            hint="calibration needs the transformers engine, an "
-            "OpenAI-compatible server that returns logprobs, or the fake backend",
-        )
+    if jobs:
+        check_label_scoring(executor.backend)
     requests = [
         GenerationRequest(
             messages=render_messages(candidate, executor.task, example),
