@@ -142,6 +142,19 @@ def test_json_export_loads_the_same(
     assert from_json.messages(question="Q?") == from_yaml.messages(question="Q?")
 
 
+def test_loading_another_formats_export_says_which_to_load(
+    searched: tuple[str, SearchResult], tmp_path: Path
+) -> None:
+    db, result = searched
+    for fmt, name in (("jinja", "p.jinja"), ("openai", "p.openai.json")):
+        export(db, result.run_id, fmt, tmp_path / name)
+        with pytest.raises(
+            ConfigError, match=f"this is an? {fmt}.* export.*reads the yaml or json export"
+        ) as info:
+            load(tmp_path / name)
+        assert "--format yaml" in (info.value.hint or "")
+
+
 def test_openai_format_is_the_request_a_service_sends(
     searched: tuple[str, SearchResult], prompt_file: Path, tmp_path: Path
 ) -> None:

@@ -339,7 +339,8 @@ def load_document(data: Any, where: str = "prompt file", path: Path | None = Non
     if data.get("format") != EXPORT_FORMAT:
         if isinstance(data, Mapping) and ("request" in data or "predict" in data or "signature" in data):
             raise ConfigError(
-                f"{where}: this is an openai/dspy-format export; promptopt.load reads the yaml or json export"
+                f"{where}: this is an openai/dspy-format export; promptopt.load reads the yaml or json export",
+                hint="export the prompt again with --format yaml (or json) to load and run it",
             )
         raise ConfigError(f"{where}: field 'format' must be {EXPORT_FORMAT!r} (a promptopt export), "
                           f"got {data.get('format')!r}")  # fmt: skip
@@ -494,6 +495,12 @@ def load(path: str | Path) -> LoadedPrompt:
         text = file.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{file}: cannot read the prompt file ({exc.strerror})") from None
+    if text.startswith("{#- promptopt export"):  # a template renders a prompt; it is no prompt file
+        raise ConfigError(
+            f"{file}: this is a jinja export (a template of the messages); promptopt.load reads the yaml or "
+            "json export",
+            hint="export the prompt again with --format yaml (or json) to load and run it",
+        )
     try:
         data = json.loads(text) if file.suffix.lower() == ".json" else yaml.safe_load(text)
     except json.JSONDecodeError as exc:
