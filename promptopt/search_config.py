@@ -114,6 +114,14 @@ class SearchConfig:
         options = dict(values.pop("policy_options", None) or {})
         for name, value in _option_keywords(cls, values, policy).items():
             options.setdefault(name, value)
+        required = [f.name for f in dataclasses.fields(cls) if f.name not in values and _required(f)]
+        if required:
+            raise ConfigError(
+                f"SearchConfig.from_preset: give {', '.join(required)}",
+                hint="base is the starting prompt: promptopt.evaluation.make_candidate(task), or a Candidate"
+                if "base" in required
+                else None,
+            )
         return cls(preset=preset, policy_options=options, **values)
 
     def to_dict(self) -> dict[str, Any]:
@@ -141,6 +149,11 @@ class SearchConfig:
         older = _option_keywords(cls, rest, POLICIES.get(values.get("policy") or cls.policy))
         values["policy_options"] = {**older, **dict(values.get("policy_options") or {})}
         return cls(**values)
+
+
+def _required(f: dataclasses.Field[Any]) -> bool:
+    """Whether a config field has no default (task, model, base)."""
+    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
 
 
 def _option_keywords(cls: type[SearchConfig], values: dict[str, Any], policy: Any) -> dict[str, Any]:

@@ -111,6 +111,14 @@ def test_the_policy_presets_are_the_policys() -> None:
     assert (opro.n_proposals, opro.rounds) == (POLICIES["opro"].presets["medium"]["n_proposals"], 6)
 
 
+def test_a_preset_without_a_required_field_names_it() -> None:
+    from promptopt.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="from_preset: give base") as caught:
+        SearchConfig.from_preset("light", task="t", model="fake")
+    assert "make_candidate" in (caught.value.hint or "")
+
+
 @pytest.mark.parametrize(
     ("policy", "flags", "says"),
     [
