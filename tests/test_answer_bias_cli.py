@@ -117,3 +117,14 @@ def test_eval_bar_steps_by_every_request_an_item_makes(data_dir: Path, tmp_path:
         result = CliRunner().invoke(cli, [*base, *extra])
         assert result.exit_code == 0, result.output
     assert steps == [2, 2, 2]
+
+
+def test_the_search_names_the_winners_strategy(data_dir: Path, tmp_path: Path) -> None:
+    """An answer-bias-only winner keeps the prompt (no instruction) and differs by its
+    strategy: the winner line says which, not an empty instruction ''."""
+    result = CliRunner().invoke(cli, ["search", "--task", "bbh:snarks", "--data-dir", str(data_dir), "--policy", "tpe",
+                                      "--space", "answer-bias-only", "--model", "fake", "--max-calls", "150",
+                                      "--db", f"sqlite:///{tmp_path / 's.db'}", "--no-progress"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    line = next(x for x in result.output.splitlines() if x.startswith("winner      ") and ": " in x)
+    assert ": ''" not in line and "(no instruction)" in line and ("calibration" in line or "permute" in line)

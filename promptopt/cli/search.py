@@ -324,8 +324,12 @@ def _print_search(result: Any, db_url: str) -> None:
     def echo(line: str) -> None:
         click.echo(printable(line))
 
-    echo(f"winner      {result.winner.hash}: {result.winner.instruction!r}"
-         + (f" + {result.winner.cot_trigger!r}" if result.winner.cot_trigger else ""))  # fmt: skip
+    from promptopt.bias import strategy_text
+
+    winner = result.winner
+    echo(f"winner      {winner.hash}: " + (repr(winner.instruction) if winner.instruction else "(no instruction)")
+         + (f" + {winner.cot_trigger!r}" if winner.cot_trigger else "")
+         + (f", {len(winner.demo_ids)} demos" if winner.demo_ids else "") + strategy_text(winner))  # fmt: skip
     echo(f"test (n={test['n']})  winner {test['winner']['accuracy']:.1%} "
          f"(95% CI {test['winner']['ci95'][0]:.1%}–{test['winner']['ci95'][1]:.1%})  vs  starting prompt "
          f"{test['baseline']['accuracy']:.1%} (95% CI {test['baseline']['ci95'][0]:.1%}–{test['baseline']['ci95'][1]:.1%})")  # fmt: skip
