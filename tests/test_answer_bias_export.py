@@ -126,17 +126,23 @@ def test_run_many_answers_a_repeated_question_once(data_dir: Path, tmp_path: Pat
         warn_if_other_model("local/m", "local/m:openvino")
 
 
-@pytest.mark.parametrize("calibration", ["contextual", "position"])
+@pytest.mark.parametrize(
+    ("name", "calibration"),
+    [("bbh:snarks", "contextual"), ("bbh:snarks", "position"), ("bbh:date_understanding", "contextual"),
+     ("bbh:date_understanding", "position"), ("bbh:sports_understanding", "contextual")],
+)  # fmt: skip
 def test_a_fixed_prior_travels_in_the_export_and_answers_each_question_as_the_evaluation_did(
-    data_dir: Path, tmp_path: Path, calibration: str
+    data_dir: Path, tmp_path: Path, name: str, calibration: str
 ) -> None:
     """The export writes the prior the evaluation divided out (read from the response
     cache), so `run` on one question, `run_many` on many, give the stored answers and ask
     the model for the item only: a position prior is not estimated from the call's own
-    questions, a contextual one is not asked again on every call."""
+    questions, a contextual one is not asked again on every call (date_understanding: a
+    5-option question under the prior over the task's 6 letters; sports_understanding: a
+    yes/no task, whose labels the export carries)."""
     from promptopt.errors import ConfigError
 
-    task = get_task("bbh:snarks", data_dir)
+    task = get_task(name, data_dir)
     db = f"sqlite:///{tmp_path / 'fixed.db'}"
     candidate = Candidate(
         instruction="Answer.", answer_format=task.spec.answer_format, calibration=calibration
@@ -157,6 +163,15 @@ def test_a_fixed_prior_travels_in_the_export_and_answers_each_question_as_the_ev
         stored[e.id] for e in items[::-1]
     ]
     assert len(backend.history) == 8 + 8  # one scoring request per question asked, no prior's
+    edited = (tmp_path / "fixed.yaml").read_text().replace("system: Answer.", "system: Answer carefully.")
+    (tmp_path / "edited.yaml").write_text(edited)
+    with pytest.warns(UserWarning, match="changed after export"):
+        changed = load(tmp_path / "edited.yaml")
+    asks = FakeBackend(biased_reply, scorer=position_biased_scores)
+    changed.run(backend=asks, **items[0].inputs)
+    assert len(asks.history) > 1  # an edited prompt's prior is its own, asked of the model
+    if name != "bbh:snarks":
+        return
     # another model's answers get their own prior, asked of that model once
     other = FakeBackend(biased_reply, scorer=position_biased_scores, model="other")
     fresh = load(tmp_path / "fixed.yaml")
@@ -177,3 +192,32 @@ def test_a_fixed_prior_travels_in_the_export_and_answers_each_question_as_the_ev
     (tmp_path / "broken.yaml").write_text(text)
     with pytest.raises(ConfigError, match="sampling.calibration_prior"):
         load(tmp_path / "broken.yaml")
+
+
+@pytest.mark.parametrize("name", ["bbh:sports_understanding", "bbh:formal_fallacies", "bbh:object_counting"])
+def test_a_label_tasks_export_renders_and_reads_answers_as_the_task_did(
+    data_dir: Path, tmp_path: Path, name: str
+) -> None:
+    """The answer-format line of a yes/no or label task names its answers as the data
+    spells them ("followed by yes or no"); a loaded prompt has no data, so the export
+    carries them (it said "followed by your answer"), and a `labels` task loads at all."""
+    from promptopt.evaluation import make_candidate
+    from promptopt.prompt import render_messages
+
+    task = get_task(name, data_dir)
+    candidate = make_candidate(task)
+    db = f"sqlite:///{tmp_path / 'l.db'}"
+    report = promptopt.evaluate(task, candidate, FakeBackend(), split="dev", limit=3, db=db)
+    export(db, report.run_id, "yaml", tmp_path / "l.yaml")
+    loaded = load(tmp_path / "l.yaml")
+    for example in task.examples("dev")[:3]:
+        assert loaded.messages(**example.inputs) == [
+            m.to_dict() for m in render_messages(candidate, task, example)
+        ]
+    for text in (
+        "So the answer is valid.",
+        "So the answer is invalid.",
+        "So the answer is yes.",
+        "So the answer is 7.",
+    ):
+        assert loaded.parse(text) == task.extract(text)

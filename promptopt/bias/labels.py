@@ -212,6 +212,8 @@ def keep_fixed_priors(executor: Executor, candidate: Candidate, priors: Mapping[
         executor.bias_priors[(plain.hash, "contextual", labels)] = {
             str(answer): float(value) for _, answer, value in contextual
         }
+        if executor.task.extractor_name == "choice":  # the letters of the task's items, which it has not
+            executor.bias_priors.setdefault(("task letters",), set(labels))
     position = priors.get("position")
     if isinstance(position, Mapping):
         for count, values in position.items():

@@ -165,12 +165,27 @@ def build_document(
         document["prompt"]["demo_answer"] = task_obj.spec.demo_answer
     if candidate.demo_solutions:  # the demos whose solution is the candidate's own, for its identity
         document["prompt"]["own_solutions"] = [demo_id for demo_id, _ in candidate.demo_solutions]
+    document["extraction"].update(_label_fields(task_obj, candidate))
     document["sampling"].update(_bias_fields(candidate))
     prior = exported_priors(store, task_obj, candidate, run.model)
     if prior:  # a contextual or position prior, as the evaluation divided it out
         document["sampling"]["calibration_prior"] = prior
     document["fingerprint"] = _fingerprint(document)
     return document
+
+
+def _label_fields(task: Task, candidate: Candidate) -> dict[str, Any]:
+    """The task's answer set, where the prompt needs it without the data: a yes/no or
+    label task's answer-format line names its answers as the data spells them, the
+    ``labels`` extractor reads them, a calibration scores them. Written only then, so
+    that other exports keep their fingerprint."""
+    from promptopt.tasks.answer_format import gold_words
+
+    if task.labels is None or task.extractor_name == "choice":
+        return {}
+    if task.extractor_name not in ("yesno", "labels") and candidate.calibration == "none":
+        return {}
+    return {"labels": list(task.labels), "label_words": list(gold_words(task))}
 
 
 def _bias_fields(candidate: Candidate) -> dict[str, Any]:

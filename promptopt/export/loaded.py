@@ -44,18 +44,31 @@ class PromptTask(Task):
         extractor: str,
         dataset_hash: str | None,
         data: Task | None = None,
+        labels: Sequence[str] | None = None,
+        label_words: Sequence[str] = (),
     ) -> None:
         super().__init__(spec)
         self._demos = {d.id: d for d in demos}
         self._extractor = extractor
         self._stored_dataset_hash = dataset_hash
         self._data = data
+        self._labels = tuple(labels) if labels is not None else None
+        #: The answers as the data spells them, from the export (read by ``gold_words``).
+        self.exported_label_words = tuple(label_words)
 
     def with_data(self, data: Task) -> PromptTask:
         """The same prompt task, with ``data``'s examples for evaluation."""
         return PromptTask(
-            self.spec, list(self._demos.values()), self._extractor, self._stored_dataset_hash, data
-        )
+            self.spec, list(self._demos.values()), self._extractor, self._stored_dataset_hash, data,
+            self._labels, self.exported_label_words,
+        )  # fmt: skip
+
+    @property
+    def labels(self) -> tuple[str, ...] | None:
+        """The answer set the export wrote (a label task's), else the data's, if any."""
+        if self._labels is not None:
+            return self._labels
+        return self._data.labels if self._data is not None else None
 
     @property
     def extractor_name(self) -> str:
@@ -240,7 +253,7 @@ class LoadedPrompt:
         kept = self._priors.get(inner.model_id)
         if kept is not None:
             executor.bias_priors.update(kept)
-        elif _safe_model(inner.model_id) == self.model:  # the file's prior is its model's, not another's
+        elif not self.edited and _safe_model(inner.model_id) == self.model:  # its prompt's and model's prior
             from promptopt.bias.labels import keep_fixed_priors
 
             keep_fixed_priors(
@@ -412,7 +425,19 @@ def load_document(data: Any, where: str = "prompt file", path: Path | None = Non
         templating.validate(template, input_fields, where=f"{where}: prompt.user_template")
         from promptopt.tasks.task import METRIC_EXTRACTORS
 
-        if extractor not in METRIC_EXTRACTORS:
+        labels = data["extraction"].get("labels")
+        if labels is not None and not (isinstance(labels, list) and all(isinstance(x, str) for x in labels)):
+            raise ConfigError(f"{where}: field 'extraction.labels' must be a list of strings")
+        label_words = data["extraction"].get("label_words", [])
+        if not (isinstance(label_words, list) and all(isinstance(x, str) for x in label_words)):
+            raise ConfigError(f"{where}: field 'extraction.label_words' must be a list of strings")
+        if extractor == "labels" and not labels:
+            raise ConfigError(
+                f"{where}: the 'labels' extractor reads the task's answer set, which this file does not carry "
+                "(field 'extraction.labels')",
+                hint="export the prompt again with this promptopt",
+            )
+        if extractor not in METRIC_EXTRACTORS and extractor != "labels":
             extraction.get_extractor(extractor)
     except (TemplateError, TaskError) as exc:
         raise ConfigError(exc.message if exc.message.startswith(where) else f"{where}: extraction.extractor: "
@@ -440,7 +465,7 @@ def load_document(data: Any, where: str = "prompt file", path: Path | None = Non
         json_mode=bool(data["extraction"].get("json_mode", False)),
         demo_answer=checked_demo_answer(data["prompt"].get("demo_answer"), f"{where}: prompt"),
     )  # fmt: skip
-    task = PromptTask(spec, demos, extractor, dataset_hash)
+    task = PromptTask(spec, demos, extractor, dataset_hash, labels=labels, label_words=label_words)
     edited = candidate.hash != candidate_hash or data.get("fingerprint") != _fingerprint(data)
     if edited:
         warnings.warn(
@@ -475,8 +500,7 @@ def _check_prior(prior: Any, where: str) -> None:
         raise ConfigError(
             f"{where} must hold 'contextual' rows of [label text, answer, number] or 'position' lists of "
             "numbers by option count",
-            hint="re-export the prompt with `promptopt export`, or delete the field (the prior is then asked "
-            "of the model)",
+            hint="re-export the prompt with `promptopt export`",
         )
 
 

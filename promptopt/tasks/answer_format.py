@@ -30,7 +30,11 @@ DEFAULT_ANSWER_FORMAT = 'End your answer with "So the answer is" followed by ' +
 
 
 def gold_words(task: Task) -> tuple[str, ...]:
-    """The task's gold answers as the data spells them ("Yes", "valid"), most frequent first."""
+    """The task's gold answers as the data spells them ("Yes", "valid"), most frequent first
+    (a loaded prompt's from its export, which carries no data)."""
+    written = getattr(task, "exported_label_words", None)
+    if written:
+        return tuple(written)
     return _gold_words(task)
 
 
