@@ -426,13 +426,13 @@ def main(argv: list[str] | None = None) -> int:
     if out.exists():
         for line in out.read_text(encoding="utf-8").splitlines():
             row = json.loads(line)
-            done.add((row["task"], row["model"], row["strategy"]))
+            done.add((row["task"], row["model"], row["strategy"], row.get("skip", 0)))
     for model in [m for m in args.models.split(",") if m]:
         backend = make_backend(model, batch_size=args.batch_size)
         try:
             for task_name in tasks:
                 for strategy in strategies:
-                    if (task_name, model, strategy) in done:
+                    if (task_name, model, strategy, args.skip) in done:
                         continue
                     print(f"{task_name:32} {model:20} {strategy:10} ...", file=sys.stderr, flush=True)
                     row = run_one(task_name, model, strategy, args, backend)

@@ -179,12 +179,12 @@ def test_a_calibration_with_permute_on_a_task_without_options_is_the_calibration
 
 def test_skip_scores_a_fresh_slice_of_test_after_the_first_items(tmp_path: Path) -> None:
     (first,) = _rows_of(tmp_path, "--strategies", "plain")
-    (tmp_path / "rows.jsonl").unlink()
     out = tmp_path / "fresh.jsonl"
+    (tmp_path / "rows.jsonl").rename(out)  # the same file: a row of another slice is not this one's
     args = ["--data-dir", str(tmp_path), "--models", "fake", "--tasks", "bbh:formal_fallacies", "--limit", "4",
             "--skip", "4", "--strategies", "plain", "--out", str(out), "--db", f"sqlite:///{tmp_path / 'b.db'}"]  # fmt: skip
     assert answer_bias.main(args) == 0
-    (fresh,) = [json.loads(line) for line in out.read_text().splitlines()]
+    _, fresh = [json.loads(line) for line in out.read_text().splitlines()]
     assert first["skip"] == 0 and fresh["skip"] == 4 and fresh["n"] == 4
     assert not set(fresh["item_scores"]) & set(first["item_scores"])  # other items of the same split
     too_far = [*args[:8], "--skip", "1000", *args[10:-4], "--out", str(tmp_path / "none.jsonl"), *args[-2:]]
