@@ -221,3 +221,6 @@ def test_a_label_tasks_export_renders_and_reads_answers_as_the_task_did(
         "So the answer is 7.",
     ):
         assert loaded.parse(text) == task.extract(text)
+    if name == "bbh:sports_understanding":  # the request body a service sends says it too
+        export(db, report.run_id, "openai", tmp_path / "l.json")
+        assert "followed by yes or no" in (tmp_path / "l.json").read_text()
