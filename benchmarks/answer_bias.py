@@ -275,6 +275,7 @@ def run_one(
             "strategy": strategy,
             "status": "not offered",
             "reason": why,
+            **({"skip": args.skip} if args.skip else {}),
         }
     constant = constant_baseline(task, test=task.examples("test", args.limit)) or {}
     row: dict[str, Any] = {
@@ -322,7 +323,11 @@ def summary(rows: list[dict[str, Any]]) -> str:
         lines.append("| task | gold top / constant | " + " | ".join(strategies) + " |")
         lines.append("|---|---|" + "---|" * len(strategies))
         for task in tasks:
-            first = next(r for (t, _), r in mine.items() if t == task and r.get("status") != "not offered")
+            first = next(
+                (r for (t, _), r in mine.items() if t == task and r.get("status") != "not offered"), None
+            )
+            if first is None:  # nothing ran here (rows written before a not-offered row kept its slice)
+                continue
             cells = []
             for strategy in strategies:
                 r = mine.get((task, strategy))

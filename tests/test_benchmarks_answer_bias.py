@@ -205,3 +205,10 @@ def test_the_summary_reads_several_files_and_keeps_two_slices_of_a_task_apart(tm
     assert "| bbh:a | 50 / 50 | 20 (100) | 60 (55) |" in text
     assert "| bbh:a @50 | 50 / 50 | 30 (50) | 50 (50) |" in text
     assert "| batch | 2 | 2 of 2 | +30.0 | 0 |" in text  # two slices: (+40 + +20) / 2
+
+
+def test_a_task_line_with_only_not_offered_rows_is_left_out() -> None:
+    rows = [{**_row("bbh:a", "plain", 0.3, 0.5, 0.5, 0.5), "skip": 50},
+            {"task": "bbh:a", "model": "m", "strategy": "position", "status": "not offered", "reason": "why"}]  # fmt: skip
+    text = answer_bias.summary(rows)
+    assert "| bbh:a @50 |" in text and "| bbh:a |" not in text
