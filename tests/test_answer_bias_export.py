@@ -190,8 +190,11 @@ def test_a_fixed_prior_travels_in_the_export_and_answers_each_question_as_the_ev
     # a broken prior field says where
     text = (tmp_path / "fixed.yaml").read_text().replace("calibration_prior:", "calibration_prior: 3\n  was:")
     (tmp_path / "broken.yaml").write_text(text)
-    with pytest.raises(ConfigError, match="sampling.calibration_prior"):
+    with pytest.raises(
+        ConfigError, match=r"broken.yaml: field 'sampling.calibration_prior' must hold"
+    ) as caught:
         load(tmp_path / "broken.yaml")
+    assert caught.value.message.count("broken.yaml") == 1
 
 
 @pytest.mark.parametrize("name", ["bbh:sports_understanding", "bbh:formal_fallacies", "bbh:object_counting"])

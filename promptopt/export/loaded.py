@@ -451,12 +451,10 @@ def load_document(data: Any, where: str = "prompt file", path: Path | None = Non
             permute=data["sampling"].get("permute", 1), calibration=data["sampling"].get("calibration", "none"),
             rescue=_need(data, "sampling.rescue", bool, where) if "rescue" in data["sampling"] else False,
         )  # fmt: skip
-        if "calibration_prior" in data["sampling"]:
-            _check_prior(
-                data["sampling"]["calibration_prior"], f"{where}: field 'sampling.calibration_prior'"
-            )
     except PromptOptError as exc:
         raise ConfigError(f"{where}: {exc.message}") from None
+    if "calibration_prior" in data["sampling"]:
+        _check_prior(data["sampling"]["calibration_prior"], f"{where}: field 'sampling.calibration_prior'")
     spec = TaskSpec(
         name=task_name, version=task_version, source={"type": "exported"}, input_fields=tuple(input_fields),
         template=template, extractor=extractor, metric=metric, answer_format=answer_format,
