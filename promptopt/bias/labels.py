@@ -190,15 +190,16 @@ def fixed_priors(executor: Executor, candidate: Candidate) -> dict[str, object]:
     depends on the call and is not kept). What an export carries."""
     plain = dataclasses.replace(candidate, permute=1)
     out: dict[str, object] = {}
+    positions: dict[str, list[float]] = {}
     for key, value in executor.bias_priors.items():
         if key[0] != plain.hash or not value:
             continue
         if key[1] == "contextual":
             out["contextual"] = [[text, answer, value[answer]] for text, answer in key[2] if answer in value]
         elif key[1] == "position":
-            positions = out.setdefault("position", {})
-            assert isinstance(positions, dict)
             positions[str(key[2])] = list(value)
+    if positions:
+        out["position"] = positions
     return out
 
 
