@@ -106,6 +106,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=None,
         help="the proposer's (and reflection's) model; default the task model",
     )
+    run.add_argument("--demo-teacher", default="task", choices=["task", "proposer"],
+                     help="who writes bootstrapped demos: the task model, or --proposer-model (promptopt search "
+                          "--demo-teacher)")  # fmt: skip
     run.add_argument("--data-dir", default=None)
     run.add_argument("--max-calls", default="300", help="the cap on each search's calls ('none': no cap)")
     run.add_argument("--dev-size", type=int, default=30)
@@ -185,6 +188,8 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
     made = {key: getattr(args, key) for key in SETTINGS}
     if args.selection != "best":  # (rows written before --selection existed were all "best")
         made["selection"] = args.selection
+    if args.demo_teacher != "task":  # (and before --demo-teacher, "task")
+        made["demo_teacher"] = args.demo_teacher
     return made
 
 
@@ -265,7 +270,7 @@ def search_config(
         test_size=0, seed=seed, batch_size=args.batch_size, n_proposals=args.proposals, rounds=args.rounds,
         race_start=args.race_start, budget=Budget(max_calls=args.max_calls if cap is None else cap, covers_final=cap is not None), space=space,
         dspy_threads=args.dspy_threads, dspy_share=share, proposer_model=args.proposer_model, slot=args.slot,
-        selection=args.selection, **dict(entry.options),
+        selection=args.selection, demo_teacher=args.demo_teacher, **dict(entry.options),
     )  # fmt: skip
 
 

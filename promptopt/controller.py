@@ -180,6 +180,16 @@ def _prepare(
         price_in, price_out = load_prices(backend.model_id if backend is not None else config.model, prices)
         budget = dataclasses.replace(budget, price_in_per_mtok=price_in, price_out_per_mtok=price_out)
         config = dataclasses.replace(config, budget=budget)
+    if (
+        config.demo_teacher == "proposer"
+        and proposer_backend is None
+        and (not config.proposer_model or config.proposer_model == config.model)
+    ):
+        raise ConfigError(
+            "demo_teacher='proposer' asks the proposer's model for the demos' worked solutions, "
+            "but the proposer is the task model",
+            hint="give --proposer-model (a stronger model), or leave --demo-teacher at 'task'",
+        )
     if _needs_space(config.policy):
         # Store the parsed space (with its sampling order) with the run: a resume must not
         # depend on the file, nor on the key order of the stored JSON.
@@ -322,7 +332,7 @@ def _search(
     policy_type = get_policy(config.policy)
     settings = PolicySettings(
         n_proposals=config.n_proposals, rounds=config.rounds, paraphrases=config.paraphrases, top_k=config.top_k,
-        seed=config.seed, space=space, task=task, backend=run.budgeted, run_id=run.run_id,
+        seed=config.seed, space=space, task=task, backend=run.budgeted, teacher=run.teacher, run_id=run.run_id,
         store_url=run.store.url, race_start=config.race_start, dev_size=config.dev_size,
         options=policy_type.read_options(config.policy_options), evaluate=run.evaluate_for_policy,
         known=run.evaluator.known,

@@ -25,6 +25,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "heavy": {"n_proposals": 24, "rounds": 4, "paraphrases": 4, "top_k": 4, "dev_size": 200, "race_start": 20,
               "final_top": 5, "test_size": None},
 }  # fmt: skip
+DEMO_TEACHERS = ("task", "proposer")  # SearchConfig.demo_teacher
 SIGNIFICANCE = 0.05  # the level of the paired test of winner against starting prompt
 
 
@@ -51,6 +52,10 @@ class SearchConfig:
     batch_size: int = 16
     proposer_model: str | None = None
     proposer_temperature: float = 0.9
+    # Who writes the worked solutions of bootstrapped demos (promptopt.bootstrap): "task",
+    # the task model's own correct work (DSPy's BootstrapFewShot, Wan et al.); "proposer",
+    # the proposer's model (a stronger teacher), checked against the gold answers the same way.
+    demo_teacher: str = "task"
     data_dir: str | None = None
     budget: Budget = field(default_factory=Budget)
     backend_options: Mapping[str, Any] = field(default_factory=dict)
@@ -91,6 +96,10 @@ class SearchConfig:
         if self.selection not in SELECTIONS:
             raise ConfigError(
                 f"unknown selection {self.selection!r}; expected one of {', '.join(SELECTIONS)}"
+            )
+        if self.demo_teacher not in DEMO_TEACHERS:
+            raise ConfigError(
+                f"unknown demo teacher {self.demo_teacher!r}; expected one of {', '.join(DEMO_TEACHERS)}"
             )
         policy = POLICIES.get(self.policy)
         # A policy not registered (yet) in this process is checked when the search gets it.

@@ -55,6 +55,8 @@ class SearchRun:
             temperature=config.proposer_temperature,
             seed=config.seed,
         )
+        # The model that writes bootstrapped demos (SearchConfig.demo_teacher): None, the task model's.
+        self.teacher: Backend | None = self.proposer.backend if config.demo_teacher == "proposer" else None
         self.search_executor = Executor(task, self.budgeted, batch_size=config.batch_size)
         self.run_id = ""
         from promptopt.pool import make_evaluator

@@ -133,6 +133,14 @@ from promptopt.terminal import printable
 )
 @click.option("--proposer-model", default=None, help="Model that writes proposals (default: the task model).")
 @click.option(
+    "--demo-teacher",
+    type=click.Choice(["task", "proposer"]),
+    default="task",
+    show_default=True,
+    help="Who writes the worked solutions of bootstrapped demos: the task model's own correct work, "
+    "or the --proposer-model's (a stronger teacher; its answers are checked against gold the same way).",
+)
+@click.option(
     "--max-judge-calls",
     type=click.IntRange(min=1),
     default=None,
@@ -170,7 +178,7 @@ def search_command(
     preset: str, max_calls: int | None, final_in_budget: bool,
     max_tokens: int | None, max_minutes: float | None, max_cost: float | None, prices: str | None,
     proposals: int | None, rounds: int | None, dev_size: int | None, test_size: int | None,
-    proposer_model: str | None, max_judge_calls: int | None, workers: int, ray_address: str | None,
+    proposer_model: str | None, demo_teacher: str, max_judge_calls: int | None, workers: int, ray_address: str | None,
     ray_resources: str | None, resume: str | None, take_over: bool, dry_run: bool, **options: Any,
 ) -> None:  # fmt: skip
     """Search for the prompt that scores best on dev, and prove it on held-out test.
@@ -228,7 +236,7 @@ def search_command(
         config = SearchConfig.from_preset(
             preset, task=task_name, model=model, base=base, policy=policy, slot=slot, n_proposals=proposals,
             rounds=rounds, dev_size=dev_size, test_size=test_size, seed=options["seed"],
-            batch_size=options["batch_size"], proposer_model=proposer_model,
+            batch_size=options["batch_size"], proposer_model=proposer_model, demo_teacher=demo_teacher,
             data_dir=str(data_dir) if data_dir else None, budget=budget,
             backend_options={k: v for k, v in _backend_options(options).items() if v is not None},
             space=space, workers=workers, ray_address=ray_address, ray_resources=parse_ray_resources(ray_resources),

@@ -56,7 +56,10 @@ class PolicySettings:
     # What the policies over a search space (tpe, reinforce, random) need besides:
     space: SearchSpace | None = None
     task: Task | None = None
-    backend: Backend | None = None  # the task model (cached, budgeted): bootstrapped demos
+    backend: Backend | None = None  # the task model (cached, budgeted)
+    # The model that writes bootstrapped demos' worked solutions (SearchConfig.demo_teacher):
+    # None, the task model (``backend``).
+    teacher: Backend | None = None
     run_id: str = ""
     store_url: str | None = None  # the Optuna study lives in the same database
     race_start: int = 8
@@ -70,6 +73,11 @@ class PolicySettings:
     # known(candidate, split) -> results already computed in this search.
     evaluate: PolicyEvaluate | None = None
     known: Callable[[Candidate, str], list[EvalResult]] | None = None
+
+    @property
+    def demo_backend(self) -> Backend | None:
+        """The backend bootstrapping asks: the teacher's, else the task model's."""
+        return self.teacher if self.teacher is not None else self.backend
 
 
 class Policy(ABC):
@@ -311,7 +319,7 @@ class SpacePolicy(Policy):
         if self._bootstrapped is None:
             from promptopt.bootstrap import bootstrap_demos
 
-            task, backend = self.settings.task, self.settings.backend
+            task, backend = self.settings.task, self.settings.demo_backend
             if task is None or backend is None:
                 raise ConfigError("bootstrapped demos need the task and its model")
             from promptopt.spaces import bootstrap_count

@@ -61,9 +61,10 @@ class BootstrapRandomPolicy(Policy):
         if self.pool is None:
             from promptopt.bootstrap import DEFAULT_TRIGGER, bootstrap_demos
 
-            assert self.settings.task is not None and self.settings.backend is not None
+            backend = self.settings.demo_backend
+            assert self.settings.task is not None and backend is not None
             report = bootstrap_demos(
-                self.settings.task, self.settings.backend, k=self.pool_size(), seed=self.settings.seed,
+                self.settings.task, backend, k=self.pool_size(), seed=self.settings.seed,
                 instruction=self.base.instruction or None, cot_trigger=self.base.cot_trigger or DEFAULT_TRIGGER,
                 answer_format=self.base.answer_format or None, max_tokens=self.base.max_tokens,
             )  # fmt: skip
@@ -114,7 +115,8 @@ class BootstrapRandomPolicy(Policy):
     @classmethod
     def estimate(cls, config: SearchConfig, task: Task) -> dict[str, Any]:
         """``rounds + 1`` races of ``n_proposals`` sets (plus the starting prompt, then
-        the kept ones), plus the bootstrapping; no proposer calls."""
+        the kept ones), plus the bootstrapping (the proposer's calls when it is the demos'
+        teacher; else no proposer calls)."""
         from promptopt.bias.costs import candidate_calls
         from promptopt.policies.estimates import estimate_plan, final_calls, prompt_tokens
         from promptopt.racing import schedule_size
@@ -129,7 +131,10 @@ class BootstrapRandomPolicy(Policy):
         search_calls = races * per_eval + cls.bootstrap_tries()
         test_n = len(task.examples("test", config.test_size))
         tokens_in = prompt_tokens(config, task) + 120 * cls.shots
-        return estimate_plan(search_calls, final_calls(config, task), tokens_in, 220, dev, test_n)
+        teacher = cls.bootstrap_tries() if config.demo_teacher == "proposer" else None  # the demos' writer
+        return estimate_plan(
+            search_calls, final_calls(config, task), tokens_in, 220, dev, test_n, proposer_calls=teacher
+        )
 
 
 __all__ = ["POOL_FACTOR", "BootstrapRandomPolicy"]

@@ -172,6 +172,8 @@ def space_estimate(config: SearchConfig, task: Task) -> dict[str, Any]:
     if "demo_selection" in space and "bootstrapped" in space["demo_selection"].choices and "n_demos" in space:
         boot = default_tries(bootstrap_count(space))
     search_calls = evaluations + proposer_calls + boot
+    if config.demo_teacher == "proposer":  # the proposer's model writes the demos
+        proposer_calls += boot
     test_n = len(task.examples("test", config.test_size))
     final = (config.final_top * dev + test_n) * per_eval + test_n * candidate_calls(config.base)
     tokens_in = prompt_tokens(config, task) + 120 * (

@@ -342,7 +342,7 @@ class ReflectPolicy(Policy):
         if self._bootstrapped is None:
             from promptopt.bootstrap import DEFAULT_TRIGGER, bootstrap_demos
 
-            backend = self.settings.backend
+            backend = self.settings.demo_backend
             if backend is None:
                 raise ConfigError("reflect_demos needs the task model (it bootstraps demos)")
             report = bootstrap_demos(
@@ -418,5 +418,6 @@ class ReflectPolicy(Policy):
         candidates = 1 + steps + (steps // 3 if options.reflect_merge else 0)
         overhead = calibration_overhead(config.base.calibration, counts) * candidates
         search_calls = (first + steps * (answered * size + later)) * per_eval + steps + boot + overhead
-        plan = base_shaped_plan(config, task, search_calls, proposer_calls=steps)
+        teacher = boot if config.demo_teacher == "proposer" else 0  # the proposer's model writes the demos
+        plan = base_shaped_plan(config, task, search_calls, proposer_calls=steps + teacher)
         return {**plan, "reflection_steps": steps, "minibatch": size}
