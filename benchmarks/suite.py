@@ -176,6 +176,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
             )
         if args.match_calls is not None and ENTRIES[args.match_calls].kind == "baseline":
             parser.error(f"--match-calls {args.match_calls}: a baseline does not search; name a search entry")
+        if args.demo_teacher == "proposer" and (not args.proposer_model or args.proposer_model == args.model):
+            parser.error("--demo-teacher proposer: give a --proposer-model other than --model (the teacher)")
         args.db = args.db or f"sqlite:///{Path(args.out).with_suffix('.db')}"
         if args.dspy_python is None:
             args.dspy_python = os.environ.get("PROMPTOPT_DSPY_PYTHON") or str(
@@ -264,13 +266,17 @@ def search_config(
 
             space = SPACE
     share = args.dspy_share if args.dspy_share is not None else (1.0 if entry.kind == "native" else None)
+    from promptopt.policies import get_policy
+
+    # the teacher writes bootstrapped demos; an entry whose policy bootstraps none keeps its own
+    teacher = args.demo_teacher if entry.policy and get_policy(entry.policy).bootstraps else "task"
     return SearchConfig.from_preset(
         args.preset, task=task_name, data_dir=args.data_dir, model=args.model,
         base=start_prompt(task, ENTRIES[args.start].baseline or START, args.max_new_tokens), policy=entry.policy, dev_size=args.dev_size,
         test_size=0, seed=seed, batch_size=args.batch_size, n_proposals=args.proposals, rounds=args.rounds,
         race_start=args.race_start, budget=Budget(max_calls=args.max_calls if cap is None else cap, covers_final=cap is not None), space=space,
         dspy_threads=args.dspy_threads, dspy_share=share, proposer_model=args.proposer_model, slot=args.slot,
-        selection=args.selection, demo_teacher=args.demo_teacher, **dict(entry.options),
+        selection=args.selection, demo_teacher=teacher, **dict(entry.options),
     )  # fmt: skip
 
 

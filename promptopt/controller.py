@@ -180,16 +180,8 @@ def _prepare(
         price_in, price_out = load_prices(backend.model_id if backend is not None else config.model, prices)
         budget = dataclasses.replace(budget, price_in_per_mtok=price_in, price_out_per_mtok=price_out)
         config = dataclasses.replace(config, budget=budget)
-    if (
-        config.demo_teacher == "proposer"
-        and proposer_backend is None
-        and (not config.proposer_model or config.proposer_model == config.model)
-    ):
-        raise ConfigError(
-            "demo_teacher='proposer' asks the proposer's model for the demos' worked solutions, "
-            "but the proposer is the task model",
-            hint="give --proposer-model (a stronger model), or leave --demo-teacher at 'task'",
-        )
+    if config.demo_teacher == "proposer":
+        _check_teacher(config, backend, proposer_backend)
     if _needs_space(config.policy):
         # Store the parsed space (with its sampling order) with the run: a resume must not
         # depend on the file, nor on the key order of the stored JSON.
@@ -200,6 +192,27 @@ def _prepare(
     return PreparedSearch(
         config, task, plan, session, owns_session, record, backend, proposer_backend, take_over
     )
+
+
+def _check_teacher(config: SearchConfig, backend: Backend | None, proposer_backend: Backend | None) -> None:
+    """``demo_teacher="proposer"`` needs a policy that bootstraps demos and a proposer
+    model other than the task model (else the task model would teach, under another name)."""
+    if not get_policy(config.policy).bootstraps:
+        from promptopt.policies import POLICIES
+
+        users = sorted(name for name, p in POLICIES.items() if p.bootstraps)
+        raise ConfigError(
+            f"demo_teacher='proposer': the {config.policy} policy bootstraps no demos",
+            hint=f"the policies that do: {', '.join(users)}",
+        )
+    task_model = backend.model_id if backend is not None else config.model
+    proposer = proposer_backend.model_id if proposer_backend is not None else config.proposer_model
+    if not proposer or proposer in (task_model, config.model):
+        raise ConfigError(
+            "demo_teacher='proposer' asks the proposer's model for the demos' worked solutions, "
+            "but the proposer is the task model",
+            hint="name a stronger model: --proposer-model (proposer= in optimize()), or leave the teacher at 'task'",
+        )
 
 
 class PreparedSearch:

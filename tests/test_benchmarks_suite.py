@@ -328,6 +328,7 @@ def test_match_calls_caps_each_search_and_its_selection_at_the_reference(
         (["--match-calls", "plain"], "a baseline does not search"),
         (["--dspy-share", "2"], "--dspy-share 2.0: must be above 0 and at most 1"),
         (["--dspy-threads", "0"], "--dspy-threads 0: must be at least 1"),
+        (["--demo-teacher", "proposer"], "--demo-teacher proposer: give a --proposer-model"),
     ],
 )
 def test_bad_options_are_refused_up_front(

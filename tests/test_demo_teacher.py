@@ -84,3 +84,28 @@ def test_a_teacher_needs_a_proposer_model_other_than_the_task_model() -> None:
         search(cfg, db="sqlite://", dry_run=True, task=task)
     with pytest.raises(ConfigError, match="unknown demo teacher"):
         config("bootstrap-random", "teacher")
+
+
+def test_reflects_demo_swap_shows_the_teachers_work() -> None:
+    task, cfg = config("reflect", "proposer", proposer_model="fake-teacher", reflect_demos=2, n_proposals=6,
+                       minibatch=6, dev_size=20)  # fmt: skip
+    teacher, wrong = teacher_backend(task)
+    model = space_backend(task)
+    result = search(cfg, backend=model, proposer_backend=teacher, db="sqlite://", task=task)
+    assert isinstance(result, SearchResult)
+    assert result.policy_state["reflection"]["demo_steps"] >= 1
+    train = {e.inputs["question"] for e in task.examples("train")}
+    taught = {r.messages[-1].content.split("\n\n", 1)[0].removeprefix("Question: ") for r in teacher.history}
+    assert taught & train  # the teacher answered train items (the bootstrapping)
+    swapped = [r.candidate for r in result.leaderboard if r.origin == "reflect-demos"]
+    assert swapped and all(s.startswith(TEACHER_WORDS) for c in swapped for _, s in c.demo_solutions)
+
+
+def test_a_teacher_backend_that_is_the_task_model_or_a_policy_without_demos_is_refused() -> None:
+    task, cfg = config("tpe", "proposer", space="demos")
+    model = space_backend(task)
+    with pytest.raises(ConfigError, match="proposer is the task model"):  # the same backend as both
+        search(cfg, backend=model, proposer_backend=model, db="sqlite://", dry_run=True, task=task)
+    task, cfg = config("ape", "proposer", proposer_model="fake-teacher")
+    with pytest.raises(ConfigError, match="ape policy bootstraps no demos"):
+        search(cfg, db="sqlite://", dry_run=True, task=task)

@@ -83,6 +83,9 @@ class PolicySettings:
 class Policy(ABC):
     name: ClassVar[str]
     needs_space: ClassVar[bool] = False
+    # Bootstraps demos through ``settings.demo_backend`` (so ``SearchConfig.demo_teacher``
+    # means something to it): the space policies, bootstrap-random, reflect.
+    bootstraps: ClassVar[bool] = False
     # The policy's own options: a frozen dataclass whose fields are the options (see
     # :mod:`promptopt.policies.options`); ``promptopt search`` makes a flag of each, and
     # ``SearchConfig.policy_options`` is checked against it. The policy reads them as
@@ -177,6 +180,7 @@ class SpaceOptions(PolicyOptions):
 
 
 class SpacePolicy(Policy):
+    bootstraps = True
     """A policy over a declarative :class:`~promptopt.spaces.SearchSpace`.
 
     Each round it proposes ``n_proposals`` points of the space (round 0 adds the starting

@@ -33,6 +33,7 @@ POOL_FACTOR = 4  # bootstrap up to 4 × shots solutions to draw the sets from
 
 @register_policy("bootstrap-random")
 class BootstrapRandomPolicy(Policy):
+    bootstraps = True
     """Random ``shots``-demo sets drawn from the model's own correct worked solutions."""
 
     shots: ClassVar[int] = 4

@@ -96,6 +96,7 @@ class ReflectOptions(PolicyOptions):
 
 @register_policy("reflect")
 class ReflectPolicy(Policy):
+    bootstraps = True  # its demo swap (reflect_demos)
     Options = ReflectOptions
     options: ReflectOptions
 
@@ -324,7 +325,7 @@ class ReflectPolicy(Policy):
 
         chosen = sorted(pool, key=lambda pair: -likeness(pair[0]))[: self.demos]
         if not chosen:
-            entry["reason"] = "no bootstrapped demo (the model got no train item right)"
+            entry["reason"] = "no bootstrapped demo (no train item answered right)"
             return None
         child = dataclasses.replace(
             parent, cot_mode="few_shot", demo_ids=tuple(i for i, _ in chosen), demo_solutions=tuple(chosen),
@@ -338,13 +339,14 @@ class ReflectPolicy(Policy):
         return child
 
     def bootstrapped(self) -> list[tuple[str, str]]:
-        """The model's own correct worked solutions on train items, computed once."""
+        """Correct worked solutions on train items, computed once: the task model's own,
+        or the teacher's (``SearchConfig.demo_teacher``)."""
         if self._bootstrapped is None:
             from promptopt.bootstrap import DEFAULT_TRIGGER, bootstrap_demos
 
             backend = self.settings.demo_backend
             if backend is None:
-                raise ConfigError("reflect_demos needs the task model (it bootstraps demos)")
+                raise ConfigError("reflect_demos needs a model to bootstrap demos with")
             report = bootstrap_demos(
                 self.task, backend, k=3 * self.demos, seed=self.settings.seed, instruction=self.base.instruction,
                 cot_trigger=self.base.cot_trigger or DEFAULT_TRIGGER, answer_format=self.base.answer_format or None,
