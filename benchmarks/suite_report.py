@@ -56,11 +56,20 @@ def cell_key(row: Row) -> tuple[str, str, int, str]:
     return (row["task"], row["entry"], int(row["seed"]), row["model"])
 
 
+def labelled(row: Row) -> Row:
+    """``row`` under the entry name the summary gives it: a search whose demos another
+    model wrote (``--demo-teacher proposer``) is an entry of its own, ``tpe+teacher``."""
+    if (row.get("settings") or {}).get("demo_teacher", "task") != "task":
+        return {**row, "entry": f"{row['entry']}+teacher"}
+    return row
+
+
 def finished(rows: Sequence[Row]) -> list[Row]:
-    """The last ok row of each cell (task, entry, seed, model); with more than one model,
-    each row's task is named with its model (a task per model, see the docstring)."""
+    """The last ok row of each cell (task, entry, seed, model; the entry as
+    :func:`labelled` names it); with more than one model, each row's task is named with
+    its model (a task per model, see the docstring)."""
     last: dict[tuple[Any, ...], Row] = {}
-    for row in rows:
+    for row in map(labelled, rows):
         if row.get("status") == "ok":
             last[cell_key(row)] = row
     return named_by_model(list(last.values()), list(last.values()))
@@ -160,7 +169,7 @@ def goals(rows: Sequence[Row]) -> dict[str, Any]:
     """The issue's goals, from the finished rows (see the module docstring)."""
     done = finished(rows)
     # cells that ran and did not finish, their tasks named as the finished rows' are
-    tried = named_by_model([r for r in rows if r.get("status") != "ok"], done)
+    tried = named_by_model([labelled(r) for r in rows if r.get("status") != "ok"], done)
     rows = done
     tasks = ordered([r["task"] for r in rows])
     entries = ordered([r["entry"] for r in rows])
@@ -456,7 +465,7 @@ def rows_of_files(paths: Sequence[Path]) -> list[Row]:
     seen: dict[tuple[Any, ...], tuple[Path, Any]] = {}
     for path in paths:
         for row in read_rows(path):
-            key = cell_key(row)
+            key = cell_key(labelled(row))
             if row.get("status") == "ok":
                 earlier = seen.get(key)
                 differs = earlier is not None and earlier[0] != path and earlier[1] != row.get("settings")

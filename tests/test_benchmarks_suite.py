@@ -156,6 +156,14 @@ def test_summary_math_on_hand_made_rows() -> None:
     )
 
 
+def test_a_search_taught_by_another_model_is_an_entry_of_its_own() -> None:
+    taught = {**row("t1", "tpe", [1] * 10), "settings": {"demo_teacher": "proposer"}}
+    summary = suite_report.goals([*HAND_MADE, taught])
+    assert set(summary["entries"]) == {"tpe", "tpe+teacher"}  # both kept, not one replacing the other
+    assert summary["entries"]["tpe+teacher"]["per_task"]["t1"]["diff"] == pytest.approx(0.5)
+    assert summary["goal_vs_zero_shot"]["compared"] == 2
+
+
 def test_the_summary_lists_the_cells_left_unfinished_and_the_tasks_a_native_entry_missed(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
