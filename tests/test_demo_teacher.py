@@ -67,6 +67,9 @@ def test_the_proposers_model_writes_the_bootstrapped_demos(policy: str) -> None:
     assert not asked & set(by_question.values())
     # the bootstrapping is the proposer's in the estimate
     assert plan["proposer_calls"] >= 16
+    # and the summary says how many of the teacher's answers were kept (about half are wrong)
+    state = result.policy_state
+    assert state["bootstrapped"] == 16 and state["bootstrap_tried"] >= 32
 
 
 def test_by_default_the_task_model_writes_them() -> None:

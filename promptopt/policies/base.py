@@ -219,6 +219,7 @@ class SpacePolicy(Policy):
         self.points: dict[str, Point] = {}
         self._batch: list[tuple[str, Point]] = []
         self._bootstrapped: DemoSolutions | None = None
+        self._bootstrap_tried = 0
         self._demo_ids: tuple[list[str], list[str]] | None = None
 
     # A proposed point whose prompt was already raced (or is already in this round) costs
@@ -329,10 +330,11 @@ class SpacePolicy(Policy):
             from promptopt.spaces import bootstrap_count
 
             most = max(k, bootstrap_count(self.space))
-            self._bootstrapped = bootstrap_demos(
+            report = bootstrap_demos(
                 task, backend, k=most, seed=self.settings.seed, instruction=self.base.instruction or None,
                 answer_format=self.base.answer_format or None,
-            ).demos  # fmt: skip
+            )  # fmt: skip
+            self._bootstrapped, self._bootstrap_tried = report.demos, report.tried
         return self._bootstrapped
 
     def materialize(self, point: Point) -> Candidate:
@@ -372,6 +374,12 @@ class SpacePolicy(Policy):
                 for i, text in enumerate(self.pool)
             ],
             "pool_capacity": self.capacity,
+            # demos bootstrapped (right answers kept) of the pool items asked, when the space has any
+            **(
+                {"bootstrapped": len(self._bootstrapped.demo_ids), "bootstrap_tried": self._bootstrap_tried}
+                if self._bootstrapped is not None
+                else {}
+            ),
         }
 
 
