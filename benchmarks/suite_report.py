@@ -500,6 +500,6 @@ def summary_command(args: Any) -> int:
     first = paths[0]  # several files: a plot of their own beside the first
     picture = Path(args.plot) if args.plot else first.with_suffix(".png") if len(paths) == 1 else (
         first.with_name(f"{first.stem}+{len(paths) - 1}.png"))  # fmt: skip
-    if plot(rows, picture):
-        print(f"wrote {picture}")
+    if plot(rows, picture):  # (with --json, stdout is the JSON alone)
+        print(f"wrote {picture}", file=sys.stderr if args.json else sys.stdout)
     return 0

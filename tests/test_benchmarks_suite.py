@@ -443,7 +443,7 @@ def test_summary_reads_several_files_as_one_and_names_a_cell_run_with_other_sett
     first.write_text("".join(json.dumps({**r, "settings": {"space": None}}) + "\n" for r in base))
     second.write_text("".join(json.dumps({**r, "settings": {"space": None}}) + "\n" for r in native))
     assert suite.main(["summary", "--out", str(first), str(second), "--json"]) == 0
-    out = json.loads(capsys.readouterr().out.split("\nwrote ")[0])
+    out = json.loads(capsys.readouterr().out)  # stdout is the JSON alone (the plot's line: stderr)
     assert out["goal_vs_dspy-gepa-native"]["tasks"] == ["t1"]  # the native rows of the second file
     # the same cell in both files with other settings: said, and the later row is summarised
     better = row("t2", "tpe", [1, 1, 1, 1])
@@ -451,7 +451,7 @@ def test_summary_reads_several_files_as_one_and_names_a_cell_run_with_other_sett
     assert suite.main(["summary", "--out", str(first), str(second), "--json"]) == 0
     captured = capsys.readouterr()
     assert "cell t2 · tpe · 0 · m is also in" in captured.err and "other settings" in captured.err
-    summary = json.loads(captured.out.split("\nwrote ")[0])
+    summary = json.loads(captured.out)
     assert summary["entries"]["tpe"]["per_task"]["t2"]["diff"] == pytest.approx(0.75)
 
 
