@@ -180,7 +180,6 @@ class SpaceOptions(PolicyOptions):
 
 
 class SpacePolicy(Policy):
-    bootstraps = True
     """A policy over a declarative :class:`~promptopt.spaces.SearchSpace`.
 
     Each round it proposes ``n_proposals`` points of the space (round 0 adds the starting
@@ -191,8 +190,11 @@ class SpacePolicy(Policy):
     instruction, the space's seeds, then ``grow.max`` slots that the proposer fills the
     first time a point picks them (APE forward generation or OPRO from the history), so
     the pool grows during the search while the categories a sampler sees never change.
-    Bootstrapped demos are computed once, on first use, through the task backend.
+    Bootstrapped demos are computed once, on first use, through the task backend (or the
+    teacher's, ``SearchConfig.demo_teacher``).
     """
+
+    bootstraps = True
 
     needs_space = True
     Options = SpaceOptions

@@ -33,8 +33,9 @@ POOL_FACTOR = 4  # bootstrap up to 4 × shots solutions to draw the sets from
 
 @register_policy("bootstrap-random")
 class BootstrapRandomPolicy(Policy):
-    bootstraps = True
     """Random ``shots``-demo sets drawn from the model's own correct worked solutions."""
+
+    bootstraps = True
 
     shots: ClassVar[int] = 4
 
