@@ -181,7 +181,7 @@ def _prepare(
         budget = dataclasses.replace(budget, price_in_per_mtok=price_in, price_out_per_mtok=price_out)
         config = dataclasses.replace(config, budget=budget)
     if config.demo_teacher == "proposer":
-        _check_teacher(config, backend, proposer_backend)
+        _check_teacher(config, task, backend, proposer_backend)
     if _needs_space(config.policy):
         # Store the parsed space (with its sampling order) with the run: a resume must not
         # depend on the file, nor on the key order of the stored JSON.
@@ -194,16 +194,25 @@ def _prepare(
     )
 
 
-def _check_teacher(config: SearchConfig, backend: Backend | None, proposer_backend: Backend | None) -> None:
-    """``demo_teacher="proposer"`` needs a policy that bootstraps demos and a proposer
+def _check_teacher(
+    config: SearchConfig, task: Task, backend: Backend | None, proposer_backend: Backend | None
+) -> None:
+    """``demo_teacher="proposer"`` needs a search that bootstraps demos and a proposer
     model other than the task model (else the task model would teach, under another name)."""
-    if not get_policy(config.policy).bootstraps:
+    policy = get_policy(config.policy)
+    if not policy.bootstraps:
         from promptopt.policies import POLICIES
 
         users = sorted(name for name, p in POLICIES.items() if p.bootstraps)
         raise ConfigError(
             f"demo_teacher='proposer': the {config.policy} policy bootstraps no demos",
             hint=f"the policies that do: {', '.join(users)}",
+        )
+    if not policy.bootstraps_in(config, task):
+        raise ConfigError(
+            f"demo_teacher='proposer': this {config.policy} search bootstraps no demos, so no teacher is asked",
+            hint="a space whose demo_selection offers bootstrapped (e.g. --space demos), "
+            "or reflect with --reflect-demos K",
         )
     task_model = backend.model_id if backend is not None else config.model
     proposer = proposer_backend.model_id if proposer_backend is not None else config.proposer_model

@@ -112,3 +112,14 @@ def test_a_teacher_backend_that_is_the_task_model_or_a_policy_without_demos_is_r
     task, cfg = config("ape", "proposer", proposer_model="fake-teacher")
     with pytest.raises(ConfigError, match="ape policy bootstraps no demos"):
         search(cfg, db="sqlite://", dry_run=True, task=task)
+
+
+def test_a_search_that_would_never_ask_the_teacher_is_refused() -> None:
+    from promptopt.testing.space_fakes import SPACE  # no bootstrapped demo selection in it
+
+    task, cfg = config("tpe", "proposer", proposer_model="fake-teacher", space=SPACE)
+    with pytest.raises(ConfigError, match="this tpe search bootstraps no demos"):
+        search(cfg, db="sqlite://", dry_run=True, task=task)
+    task, cfg = config("reflect", "proposer", proposer_model="fake-teacher")  # reflect_demos 0
+    with pytest.raises(ConfigError, match="this reflect search bootstraps no demos"):
+        search(cfg, db="sqlite://", dry_run=True, task=task)

@@ -127,6 +127,12 @@ class Policy(ABC):
         return None
 
     @classmethod
+    def bootstraps_in(cls, config: SearchConfig, task: Task) -> bool:
+        """Whether the search ``config`` describes bootstraps demos (and would ask a
+        ``demo_teacher``): by default, :attr:`bootstraps`."""
+        return cls.bootstraps
+
+    @classmethod
     def read_options(cls, values: PolicyOptions | Mapping[str, Any] | None) -> PolicyOptions:
         """``values`` checked against :attr:`Options` (ConfigError naming the option if not)."""
         return read_options(getattr(cls, "name", cls.__name__), cls.Options, values)
@@ -367,6 +373,13 @@ class SpacePolicy(Policy):
         from promptopt.policies.estimates import space_estimate
 
         return space_estimate(config, task)
+
+    @classmethod
+    def bootstraps_in(cls, config: SearchConfig, task: Task) -> bool:
+        """Only when the space offers bootstrapped demos."""
+        from promptopt.policies.estimates import resolve_space, space_bootstraps
+
+        return space_bootstraps(resolve_space(config, task))
 
     def describe(self) -> dict[str, Any]:
         return {

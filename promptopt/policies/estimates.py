@@ -145,6 +145,13 @@ def searched_space(config: SearchConfig, task: Task) -> SearchSpace:
     return offer_bias_dimensions(resolve_space(config, task), task, None, quiet=True)
 
 
+def space_bootstraps(space: SearchSpace) -> bool:
+    """Whether a point of ``space`` can show bootstrapped demos (the search then bootstraps them)."""
+    return (
+        "demo_selection" in space and "bootstrapped" in space["demo_selection"].choices and "n_demos" in space
+    )
+
+
 def space_estimate(config: SearchConfig, task: Task) -> dict[str, Any]:
     """Upper bound for the space policies: ``rounds + 1`` races of ``n_proposals`` points
     (plus the starting prompt), each point at the space's most expensive sampling, or,
@@ -168,9 +175,7 @@ def space_estimate(config: SearchConfig, task: Task) -> dict[str, Any]:
         evaluations = finite
     # a grown slot: its proposal, then, when that repeats the pool, a paraphrase of the best
     proposer_calls = 2 * proposals_calls(space["instruction"].grow) if "instruction" in space else 0
-    boot = 0
-    if "demo_selection" in space and "bootstrapped" in space["demo_selection"].choices and "n_demos" in space:
-        boot = default_tries(bootstrap_count(space))
+    boot = default_tries(bootstrap_count(space)) if space_bootstraps(space) else 0
     search_calls = evaluations + proposer_calls + boot
     if config.demo_teacher == "proposer":  # the proposer's model writes the demos
         proposer_calls += boot

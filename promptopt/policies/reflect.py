@@ -97,6 +97,12 @@ class ReflectOptions(PolicyOptions):
 @register_policy("reflect")
 class ReflectPolicy(Policy):
     bootstraps = True  # its demo swap (reflect_demos)
+
+    @classmethod
+    def bootstraps_in(cls, config: SearchConfig, task: Task) -> bool:
+        """Only with demo steps (``reflect_demos`` above 0)."""
+        return bool(cls.options_of(config).reflect_demos > 0)
+
     Options = ReflectOptions
     options: ReflectOptions
 
