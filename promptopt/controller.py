@@ -180,12 +180,14 @@ def _prepare(
         price_in, price_out = load_prices(backend.model_id if backend is not None else config.model, prices)
         budget = dataclasses.replace(budget, price_in_per_mtok=price_in, price_out_per_mtok=price_out)
         config = dataclasses.replace(config, budget=budget)
-    if config.demo_teacher == "proposer":
-        _check_teacher(config, task, backend, proposer_backend)
     if _needs_space(config.policy):
         # Store the parsed space (with its sampling order) with the run: a resume must not
         # depend on the file, nor on the key order of the stored JSON.
         config = dataclasses.replace(config, space=resolve_space(config, task).to_dict())
+    if (
+        config.demo_teacher == "proposer"
+    ):  # (after the space is parsed: it says whether demos are bootstrapped)
+        _check_teacher(config, task, backend, proposer_backend)
     plan = estimate(config, task)
     if task.metric.spec != "exact_match" and hasattr(task.metric.fn, "judge_calls"):
         plan["judge_calls"] = task.metric.fn.judge_calls(plan["search_calls"] + plan["final_calls"])

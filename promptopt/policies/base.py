@@ -31,6 +31,7 @@ PolicyEvaluate = Callable[[Candidate, Sequence[Example], str, str, "str | None"]
 
 if TYPE_CHECKING:
     from promptopt.backends.base import Backend
+    from promptopt.bootstrap import BootstrapReport
     from promptopt.search_config import SearchConfig
     from promptopt.spaces import DemoSolutions, Dimension, Point, SearchSpace
     from promptopt.tasks import Task
@@ -226,8 +227,7 @@ class SpacePolicy(Policy):
         self.slot_origin: dict[int, str] = {i: "seed" for i in range(len(self.pool))}
         self.points: dict[str, Point] = {}
         self._batch: list[tuple[str, Point]] = []
-        self._bootstrapped: DemoSolutions | None = None
-        self._bootstrap_tried = 0
+        self._bootstrap: BootstrapReport | None = None
         self._demo_ids: tuple[list[str], list[str]] | None = None
 
     # A proposed point whose prompt was already raced (or is already in this round) costs
@@ -329,7 +329,7 @@ class SpacePolicy(Policy):
         return self.pool[index]
 
     def bootstrapped(self, k: int) -> DemoSolutions:
-        if self._bootstrapped is None:
+        if self._bootstrap is None:
             from promptopt.bootstrap import bootstrap_demos
 
             task, backend = self.settings.task, self.settings.demo_backend
@@ -338,12 +338,11 @@ class SpacePolicy(Policy):
             from promptopt.spaces import bootstrap_count
 
             most = max(k, bootstrap_count(self.space))
-            report = bootstrap_demos(
+            self._bootstrap = bootstrap_demos(
                 task, backend, k=most, seed=self.settings.seed, instruction=self.base.instruction or None,
                 answer_format=self.base.answer_format or None,
             )  # fmt: skip
-            self._bootstrapped, self._bootstrap_tried = report.demos, report.tried
-        return self._bootstrapped
+        return self._bootstrap.demos
 
     def materialize(self, point: Point) -> Candidate:
         from promptopt.spaces import build_candidate
@@ -391,8 +390,8 @@ class SpacePolicy(Policy):
             "pool_capacity": self.capacity,
             # demos bootstrapped (right answers kept) of the pool items asked, when the space has any
             **(
-                {"bootstrapped": len(self._bootstrapped.demo_ids), "bootstrap_tried": self._bootstrap_tried}
-                if self._bootstrapped is not None
+                {"bootstrapped": self._bootstrap.correct, "bootstrap_tried": self._bootstrap.tried}
+                if self._bootstrap is not None
                 else {}
             ),
         }
