@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from promptopt.answer_counts import count_answers
-from promptopt.backends import Backend, make_backend
+from promptopt.backends import Backend, is_local_spec, make_backend
 from promptopt.bias.costs import candidate_calls
 from promptopt.budget import Budget, load_prices
 from promptopt.constant import constant_baseline
@@ -173,6 +173,10 @@ def _prepare(
         if metric is not None:
             task = task.with_metric(metric)
         config = dataclasses.replace(config, metric=task.metric.spec)
+        if proposer_backend is not None and not config.proposer_model:
+            # Recorded as the task model is: a resume without the object rebuilds the
+            # proposer from its id instead of proposing with the task model.
+            config = dataclasses.replace(config, proposer_model=proposer_backend.model_id)
     budget = config.budget
     if (prices is not None or budget.max_cost is not None) and not (
         budget.price_in_per_mtok or budget.price_out_per_mtok
@@ -263,7 +267,10 @@ class PreparedSearch:
             )
         proposer = self._proposer_backend
         if proposer is None and config.proposer_model and config.proposer_model != config.model:
-            proposer = make_backend(config.proposer_model, batch_size=config.batch_size)
+            # A local proposer takes the run's --dtype, as the task model does.
+            dtype = config.backend_options.get("dtype") or "auto"
+            proposer = make_backend(config.proposer_model, batch_size=config.batch_size,
+                                    dtype=dtype if is_local_spec(config.proposer_model) else "auto")  # fmt: skip
         from promptopt.metrics import MetricContext
 
         task.metric.prepare(

@@ -132,6 +132,45 @@ def test_resume_replays_from_cache_to_the_same_result(task, db_url: str) -> None
     store.close()
 
 
+def test_a_proposer_given_as_a_backend_is_recorded_for_resume(task, db_url: str) -> None:  # type: ignore[no-untyped-def]
+    """optimize(proposer=<Backend>) and search(proposer_backend=...): the run stores the
+    proposer's id, so a resume without the object rebuilds that model instead of
+    proposing with the task model (as the task model's id is stored and rebuilt)."""
+    from promptopt.backends import FakeBackend
+    from promptopt.controller import prepare_search
+
+    proposer = FakeBackend(skilled_backend(task)._responder, model="fake/proposer")
+    first = search(config(), backend=skilled_backend(task), proposer_backend=proposer, db=db_url)
+    assert isinstance(first, SearchResult) and proposer.history  # it proposed
+    store = Store(db_url)
+    assert store.get_run(first.run_id).config["proposer_model"] == "fake/proposer"
+    store.close()
+    with prepare_search(db=db_url, resume=first.run_id) as resumed:
+        assert resumed.config.proposer_model == "fake/proposer"
+    # A proposer named as a spec stays as it was given.
+    with prepare_search(config(proposer_model="fake/named"), db=db_url, proposer_backend=proposer) as named:
+        assert named.config.proposer_model == "fake/named"
+
+
+def test_a_local_proposer_takes_the_runs_dtype(task, db_url: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """--dtype names the local weights of the task model and of a local --proposer-model
+    (an API proposer takes none)."""
+    import promptopt.controller as controller
+
+    built: dict[str, str] = {}
+
+    def make(spec: str, **kwargs: object):  # type: ignore[no-untyped-def]
+        built[spec] = str(kwargs.get("dtype"))
+        return skilled_backend(task)
+
+    monkeypatch.setattr(controller, "make_backend", make)
+    for proposer in ("qwen2.5-coder-1.5b", "openai/gpt-4o-mini"):
+        cfg = config(proposer_model=proposer, backend_options={"dtype": "float32"}, n_proposals=2, dev_size=8,
+                     test_size=4)  # fmt: skip
+        search(cfg, backend=skilled_backend(task), db=db_url)
+    assert built == {"qwen2.5-coder-1.5b": "float32", "openai/gpt-4o-mini": "auto"}
+
+
 def test_dry_run_estimates_without_calls(task, db_url: str) -> None:  # type: ignore[no-untyped-def]
     backend = skilled_backend(task)
     plan = search(config(), backend=backend, db=db_url, dry_run=True)
