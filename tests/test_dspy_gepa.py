@@ -89,7 +89,7 @@ def test_feedback_metric_gives_the_task_metrics_score_and_feedback(task_file: Pa
 CHOICE = """
 import json, sys
 from promptopt.dspy_interop import answer_metric, dspy_example, feedback_metric, import_dspy, program_from_candidate
-from promptopt.dspy_interop.programs import answer_description
+from promptopt.tasks.answer_format import answer_description
 from promptopt.tasks import get_task
 from promptopt.types import Candidate
 dspy = import_dspy()

@@ -239,33 +239,6 @@ def feedback_metric(task: Task, by_id: Mapping[str, Example]) -> Any:
     return metric
 
 
-def answer_description(task: Task) -> str | None:
-    """What the answer field holds, as a DSPy user describes an output field
-    (``dspy.OutputField(desc=...)``): the answer set of promptopt's answer-format line
-    (:func:`~promptopt.tasks.answer_format.answer_space`) without its "End your answer
-    with" wording, which DSPy's field layout replaces. None for free text. Without it the
-    0.5B answered BBH's multiple-choice items with a date instead of an option's letter."""
-    from promptopt.errors import PromptOptError
-    from promptopt.tasks.answer_format import answer_space
-
-    name = task.extractor_name
-    if name == "choice":
-        return "the letter of the chosen option, in parentheses, e.g. (A)"
-    if name == "number":
-        return "a number"
-    if name not in ("yesno", "labels"):
-        return None
-    for split in ("train", "dev", "test"):  # the labels' order follows an item's wording
-        try:
-            examples = task.examples(split, 1)
-        except PromptOptError:
-            continue
-        if examples:
-            space = answer_space(task, examples[0])
-            return None if space == "your answer" else space
-    return None
-
-
 def program_from_candidate(
     candidate: Candidate, task: Task, *, chain_of_thought: bool | None = None, describe_answer: bool = False
 ) -> Any:
@@ -277,6 +250,7 @@ def program_from_candidate(
     off, a program read from DSPy is rebuilt exactly."""
     from promptopt.dspy_interop._env import import_dspy
     from promptopt.prompt import demo_solution
+    from promptopt.tasks.answer_format import answer_description
 
     if candidate.similar_demos:
         raise ConfigError(

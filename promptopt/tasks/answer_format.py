@@ -92,6 +92,30 @@ def answer_space(task: Task, example: Example) -> str:
     return "your answer"
 
 
+def answer_description(task: Task) -> str | None:
+    """What the answer field holds, as a DSPy user describes an output field
+    (``dspy.OutputField(desc=...)``): the answer set of promptopt's answer-format line
+    (:func:`answer_space`) without its "End your answer
+    with" wording, which DSPy's field layout replaces. None for free text. Without it the
+    0.5B answered BBH's multiple-choice items with a date instead of an option's letter."""
+    name = task.extractor_name
+    if name == "choice":
+        return "the letter of the chosen option, in parentheses, e.g. (A)"
+    if name == "number":
+        return "a number"
+    if name not in ("yesno", "labels"):
+        return None
+    for split in ("train", "dev", "test"):  # the labels' order follows an item's wording
+        try:
+            examples = task.examples(split, 1)
+        except PromptOptError:
+            continue
+        if examples:
+            space = answer_space(task, examples[0])
+            return None if space == "your answer" else space
+    return None
+
+
 def render_answer_format(line: str, task: Task, example: Example) -> str:
     """``line`` with its ``{answers}`` slot filled for ``example``; other lines as written."""
     line = line.strip()
