@@ -18,6 +18,7 @@ import promptopt
 from promptopt.backends import FakeBackend
 from promptopt.controller import SearchConfig, SearchResult, search
 from promptopt.errors import ConfigError
+from promptopt.evaluation import make_candidate
 from promptopt.export import (
     EXPORT_VERSION,
     LoadedPrompt,
@@ -30,6 +31,7 @@ from promptopt.leaderboard import candidate_details, candidate_scores
 from promptopt.prompt import render_messages
 from promptopt.store import Store
 from promptopt.tasks import Task, get_task
+from promptopt.tasks.answer_format import answer_description
 from promptopt.testing.search_fakes import skilled_backend
 from promptopt.types import Candidate, GenerationRequest
 from tests.test_leaderboard import TASK, results_cli, run_search
@@ -210,6 +212,7 @@ program.load(path)
 predict = program.predict if hasattr(program, "predict") else program
 print(json.dumps({"instructions": predict.signature.instructions,
                   "fields": list(predict.signature.fields),
+                  "answer": predict.signature.fields["answer"].json_schema_extra["desc"],
                   "demos": [dict(d) for d in predict.demos]}))
 """
 
@@ -231,11 +234,34 @@ def test_dspy_state_loads_in_dspy(searched: tuple[str, SearchResult], task: Task
     state = json.loads(out.stdout.strip().splitlines()[-1])
     assert state["instructions"] == result.winner.instruction
     assert state["fields"] == ["question", "reasoning", "answer"]
+    assert state["answer"] == "a number"  # the answer field says what an answer is
     demo = task.demo(result.winner.demo_ids[0])
     assert state["demos"][0]["question"] == demo.inputs["question"]
     assert state["demos"][0]["reasoning"] == demo.solution and state["demos"][0]["answer"] == demo.target
     with pytest.raises(ConfigError, match=r"\.json"):
         export(db, result.run_id, "dspy", tmp_path / "program.txt")
+
+
+def test_the_dspy_export_says_what_an_answer_is(tmp_path: Path) -> None:
+    """The answer-format line has no place in DSPy's layout; the answer field's description
+    carries its answer set (yes or no as the data spells it, a label task's words), so the
+    DSPy program is not left to guess the answer's form; free text keeps DSPy's own."""
+    rows = [{"q": f"Is {i} even?", "a": "yes" if i % 2 == 0 else "no"} for i in range(8)]
+    labels = [{"q": f"Argument {i}", "a": "valid" if i % 3 else "invalid"} for i in range(8)]
+    free = [{"q": f"Name {i}", "a": f"a free answer, number {i}"} for i in range(8)]
+    for data, extractor, expected in ((rows, "yesno", "yes or no"), (labels, "auto", "invalid or valid"),
+                                      (free, "text", "${answer}")):  # fmt: skip
+        task = Task.from_records(data, dev=data[:4], test=data[4:], input_fields=["q"], target_field="a",
+                                 extractor=extractor)  # fmt: skip
+        db = f"sqlite:///{tmp_path / (extractor + '.db')}"
+        report = promptopt.evaluate(task, make_candidate(task), "fake", split="dev", limit=2, db=db)
+        export(db, report.run_id, "dspy", tmp_path / f"{extractor}.json", task=task)
+        fields = json.loads((tmp_path / f"{extractor}.json").read_text())["signature"]["fields"]
+        assert fields[-1] == {"prefix": "Answer:", "description": expected}, extractor
+        # the same from a loaded export, which has no data: the words the export carries
+        export(db, report.run_id, "yaml", tmp_path / f"{extractor}.yaml", task=task)
+        again = load(tmp_path / f"{extractor}.yaml")
+        assert answer_description(again.task) == (None if expected == "${answer}" else expected), extractor
 
 
 def test_run_uses_the_executor_with_self_consistency_and_two_stage(task: Task, tmp_path: Path) -> None:

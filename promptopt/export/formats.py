@@ -172,6 +172,15 @@ def _dspy_prefix(name: str) -> str:
     return " ".join(part.capitalize() for part in name.split("_") if part) + ":"
 
 
+def _dspy_description(prompt: LoadedPrompt, name: str) -> str:
+    """DSPy's placeholder ("${name}"), but the answer field says what an answer is (yes or
+    no, an option's letter, a number): the part of the answer-format line DSPy can carry."""
+    from promptopt.tasks.answer_format import answer_description
+
+    described = answer_description(prompt.task) if name == "answer" else None
+    return described or "${" + name + "}"
+
+
 def _dspy(prompt: LoadedPrompt) -> dict[str, Any]:
     candidate = prompt.candidate
     cot = candidate.cot_mode != "none"
@@ -195,7 +204,10 @@ def _dspy(prompt: LoadedPrompt) -> dict[str, Any]:
         "signature": {
             "instructions": candidate.instruction.strip()
             or f"Given the fields {', '.join(inputs)}, produce the answer.",
-            "fields": [{"prefix": _dspy_prefix(n), "description": "${" + n + "}"} for n in inputs + outputs],
+            "fields": [
+                {"prefix": _dspy_prefix(n), "description": _dspy_description(prompt, n)}
+                for n in inputs + outputs
+            ],
         },
         "lm": None,
     }

@@ -97,7 +97,8 @@ def answer_description(task: Task) -> str | None:
     (``dspy.OutputField(desc=...)``): the answer set of promptopt's answer-format line
     (:func:`answer_space`) without its "End your answer
     with" wording, which DSPy's field layout replaces. None for free text. Without it the
-    0.5B answered BBH's multiple-choice items with a date instead of an option's letter."""
+    0.5B answered BBH's multiple-choice items with a date instead of an option's letter.
+    The DSPy export writes it as the answer field's description."""
     name = task.extractor_name
     if name == "choice":
         return "the letter of the chosen option, in parentheses, e.g. (A)"
@@ -105,15 +106,21 @@ def answer_description(task: Task) -> str | None:
         return "a number"
     if name not in ("yesno", "labels"):
         return None
+    example = None
     for split in ("train", "dev", "test"):  # the labels' order follows an item's wording
         try:
             examples = task.examples(split, 1)
         except PromptOptError:
             continue
         if examples:
-            space = answer_space(task, examples[0])
-            return None if space == "your answer" else space
-    return None
+            example = examples[0]
+            break
+    if example is None:  # a loaded prompt has no data: its exported words, in their own order
+        from promptopt.types import Example
+
+        example = Example(id="", inputs={field: "" for field in task.spec.input_fields}, target="")
+    space = answer_space(task, example)
+    return None if space == "your answer" else space
 
 
 def render_answer_format(line: str, task: Task, example: Example) -> str:
