@@ -28,7 +28,7 @@ from promptopt.backends import Backend, is_local_spec, make_backend
 from promptopt.bias.costs import candidate_calls
 from promptopt.budget import Budget, load_prices
 from promptopt.constant import constant_baseline
-from promptopt.errors import BudgetExceeded, ConfigError
+from promptopt.errors import BudgetExceeded, ConfigError, PromptOptError
 from promptopt.failures import check_results
 from promptopt.policies import Policy, PolicySettings, get_policy
 from promptopt.policies.estimates import (  # noqa: F401  (final_calls ... space_estimate: re-exported)
@@ -41,6 +41,7 @@ from promptopt.policies.estimates import (  # noqa: F401  (final_calls ... space
 )
 from promptopt.progress import PhaseProgress
 from promptopt.racing import rank, successive_halving
+from promptopt.search_checks import check_resumed_task
 from promptopt.search_config import PRESETS, SIGNIFICANCE, SearchConfig  # noqa: F401
 from promptopt.search_result import LeaderboardRow, SearchProgress, SearchResult
 from promptopt.search_run import SearchRun
@@ -154,7 +155,8 @@ def _prepare(
         record = session.store.get_run(resume)
         if record.kind != "search":
             raise ConfigError(
-                f"run {resume} is a {record.kind} run, not a search; only searches can be resumed"
+                f"run {resume} is {'an' if record.kind[:1] in 'aeiou' else 'a'} {record.kind} run, not a search; "
+                "only searches can be resumed"
             )
         config = SearchConfig.from_dict(record.config)
     if config is None:
@@ -162,6 +164,8 @@ def _prepare(
     if record is not None:
         if task is None:  # the recorded file and data, from any directory
             task = load_recorded_task(record.config, record.task, dataset_hash=record.dataset_hash)
+        else:
+            check_resumed_task(task, record)
         from promptopt.metrics.resume import resume_metric
 
         task = resume_metric(config, record.id, task, metric)
@@ -292,6 +296,9 @@ class PreparedSearch:
             # Ctrl-C, or the world around the run gone (a Ray cluster lost): resumable as it is.
             with lifecycle.working(lambda: {"spent": run.spend.to_dict(), "judge": task.metric.describe()}):
                 result = _search(run, progress, self.plan, started)
+        except PromptOptError as exc:
+            exc.run_id = exc.run_id or self.run_id  # the caller learns which run to resume
+            raise
         finally:
             run.evaluator.close()
             task.metric.close()

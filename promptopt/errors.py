@@ -10,13 +10,16 @@ from __future__ import annotations
 class PromptOptError(Exception):
     """Root of every error promptopt raises deliberately.
 
-    ``hint`` is an optional second sentence telling the user what to do next.
+    ``hint`` is an optional second sentence telling the user what to do next. ``run_id``
+    is the stored run the error stopped, where there is one (a search raising after its
+    run was stored sets it): the run to resume once the cause is fixed.
     """
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        self.run_id: str | None = None
 
     def __str__(self) -> str:
         return f"{self.message}\n  hint: {self.hint}" if self.hint else self.message

@@ -149,6 +149,49 @@ def test_a_metric_that_raises_stops_the_run_which_resumes_once_fixed(tmp_path: P
         assert store.get_run(run.id).status == "finished"
 
 
+def test_cli_a_metric_that_raises_says_the_command_that_resumes(tmp_path: Path, db_url: str) -> None:
+    """The stopped search's message names its run and the whole resume command (with
+    --metric, which a user metric needs named again); pasted once the metric is fixed, it
+    finishes the run. The Python error carries the run id."""
+    import shlex
+
+    module = tmp_path / "flaky.py"
+    module.write_text(
+        "def metric(example, prediction):\n"
+        "    if example.id == 'test-00003':\n"
+        "        raise KeyError('label')\n"
+        "    return float(prediction.answer == example.target)\n"
+    )
+    reference = f"{module}:metric"
+    code, _, err = run_cli("search", "--task", "gsm-symbolic", "--metric", reference, "--max-calls", "30",
+                           "--dev-size", "8", "--test-size", "10", "--model", "fake", "--db", db_url,
+                           "--no-progress")  # fmt: skip
+    assert code == 2 and "raised on example test-00003" in err
+    command = err.split("resume with:", 1)[1].split("\n", 1)[0].strip()
+    assert (
+        command.startswith("promptopt search --resume ") and f"--metric {shlex.quote(reference)}" in command
+    )
+    with Store(db_url) as store:
+        run = store.list_runs(limit=1)[0]
+    assert run.status == "failed" and run.id in command
+    code, out, _ = run_cli("show", run.id, "--db", db_url)
+    assert "failed: MetricError: metric" in out and "test-00003" in out  # show says why it stopped
+    module.write_text(
+        "def metric(example, prediction):\n    return float(prediction.answer == example.target)\n"
+    )
+    code, out, err = run_cli(*shlex.split(command)[1:], "--no-progress", "--json")
+    assert code == 0, err
+    assert json.loads(out)["run_id"] == run.id
+    # From Python: the error says which run to resume.
+    module.write_text("def metric(example, prediction):\n    raise KeyError('label')\n")
+    task = promptopt.get_task("gsm-symbolic")
+    with pytest.raises(MetricError) as info:
+        promptopt.optimize(task, model="fake", metric=reference, db=db_url, progress=False, max_calls=20,
+                           dev_size=6, test_size=6)  # fmt: skip
+    with Store(db_url) as store:
+        assert info.value.run_id == store.list_runs(limit=1)[0].id
+
+
 def test_a_lambda_metric_runs_but_refuses_to_resume(db_url: str) -> None:
     task = promptopt.Task.from_records(train=rows(30), test=rows(10, 100), input_fields=["question"],
                                        target_field="answer", extractor="number",

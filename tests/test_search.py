@@ -171,6 +171,27 @@ def test_a_local_proposer_takes_the_runs_dtype(task, db_url: str, monkeypatch) -
     assert built == {"qwen2.5-coder-1.5b": "float32", "openai/gpt-4o-mini": "auto"}
 
 
+def test_a_resume_refuses_another_task_or_other_data(task, db_url: str) -> None:  # type: ignore[no-untyped-def]
+    """A task given to a resume (optimize(task, resume=...), search(resume=..., task=...))
+    must be the run's: another task or other rows would end the run with two datasets'
+    scores under one dataset hash."""
+    from promptopt.errors import ConfigError, DataError
+
+    rows = [{"question": f"What is {i} plus 1?", "answer": str(i + 1)} for i in range(30)]
+    mine = Task.from_records(rows, input_fields=["question"], target_field="answer", dev_size=10)
+    first = search(config(task="records", dev_size=10, test_size=8), backend=skilled_backend(task), db=db_url,
+                   task=mine)  # fmt: skip
+    assert isinstance(first, SearchResult)
+    with pytest.raises(ConfigError, match=r"searched task 'records', not 'gsm-symbolic'"):
+        search(db=db_url, resume=first.run_id, task=task)
+    other = Task.from_records([{**r, "answer": str(int(r["answer"]) + 1)} for r in rows],
+                              input_fields=["question"], target_field="answer", dev_size=10)  # fmt: skip
+    with pytest.raises(DataError, match="not the data run .* used"):
+        search(db=db_url, resume=first.run_id, task=other)
+    again = search(db=db_url, resume=first.run_id, task=mine, backend=skilled_backend(task))
+    assert isinstance(again, SearchResult) and again.winner == first.winner
+
+
 def test_dry_run_estimates_without_calls(task, db_url: str) -> None:  # type: ignore[no-untyped-def]
     backend = skilled_backend(task)
     plan = search(config(), backend=backend, db=db_url, dry_run=True)

@@ -19,6 +19,7 @@ from promptopt.cli.options import (
     _prompt_options,
 )
 from promptopt.cli.policy_options import policy_option_flags, take_policy_options
+from promptopt.errors import PromptOptError
 from promptopt.selection import SELECTIONS
 from promptopt.terminal import printable
 
@@ -265,11 +266,15 @@ def search_command(
         if prepared.run_id is None:  # stopped while the model loaded: nothing was stored
             click.echo("search interrupted before its run was stored; nothing to resume", err=True)
         else:
-            click.echo(
-                f"search interrupted; resume with:  {resume_command(prepared.run_id, store.url)}", err=True
-            )
+            command = resume_command(prepared.run_id, store.url, prepared.config.metric)
+            click.echo(f"search interrupted; resume with:  {command}", err=True)
         session.close()
         sys.exit(130)
+    except PromptOptError as exc:
+        if prepared.run_id is not None:  # the run is stored (failed): say how to go on once fixed
+            command = resume_command(prepared.run_id, store.url, prepared.config.metric)
+            exc.hint = f"{exc.hint}; then resume with:  {command}" if exc.hint else f"resume with:  {command}"
+        raise
     summary = result.summary()
     if as_json:
         click.echo(json.dumps({**summary, "db": store.display_url}, indent=2, default=str))

@@ -173,10 +173,13 @@ class Metric:
     def _raised(self, example: Example, exc: BaseException) -> MetricError:
         text = str(exc).strip().splitlines()
         detail = f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
-        return MetricError(
-            f"metric {self.name} raised on example {example.id}: {detail}",
-            hint="results so far are stored; fix the metric and resume the run",
-        )
+        if isinstance(self.spec, Mapping) and self.spec.get("resumable") is False:
+            hint = ("fix the metric and start a new run (a lambda or closure cannot be named again to resume "
+                    "it; a module-level function can); the model's answers come back from the response cache")  # fmt: skip
+        else:
+            hint = ("fix the metric, then resume the search (or rerun the eval): the model's answers so far "
+                    "come back from the response cache")  # fmt: skip
+        return MetricError(f"metric {self.name} raised on example {example.id}: {detail}", hint=hint)
 
 
 @dataclass
