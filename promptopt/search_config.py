@@ -123,6 +123,7 @@ class SearchConfig:
         options = dict(values.pop("policy_options", None) or {})
         for name, value in _option_keywords(cls, values, policy).items():
             options.setdefault(name, value)
+        _refuse_unknown(cls, values, policy)
         required = [f.name for f in dataclasses.fields(cls) if f.name not in values and _required(f)]
         if required:
             raise ConfigError(
@@ -163,6 +164,27 @@ class SearchConfig:
 def _required(f: dataclasses.Field[Any]) -> bool:
     """Whether a config field has no default (task, model, base)."""
     return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+
+
+def _refuse_unknown(cls: type[SearchConfig], values: Mapping[str, Any], policy: Any) -> None:
+    """A keyword that is neither a config field nor any policy's option (a typo: ``minibath``)
+    is a ConfigError naming the closest, not a TypeError from the constructor."""
+    import difflib
+
+    from promptopt.policies.options import option_specs
+
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(k for k in values if k not in fields)
+    if not unknown:
+        return
+    own = {s.name for s in option_specs(policy.Options)} if policy is not None else set()
+    close = difflib.get_close_matches(unknown[0], sorted(fields | own), n=3)
+    raise ConfigError(
+        f"unknown search setting{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}",
+        hint=f"did you mean {' or '.join(close)}?"
+        if close
+        else "the settings are SearchConfig's fields and the policy's options (its Options class)",
+    )
 
 
 def _option_keywords(cls: type[SearchConfig], values: dict[str, Any], policy: Any) -> dict[str, Any]:

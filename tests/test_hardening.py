@@ -327,6 +327,60 @@ def test_runs_export_from_anywhere_with_their_recorded_task_and_data(
     assert code == 2 and "not the data the run used" in err, err
 
 
+def test_a_run_of_a_task_built_in_python_says_how_to_export_it(tmp_path: Path) -> None:
+    """No name or file reloads a Task.from_records task: the CLI says so and how to export
+    from Python (it said "unknown task 'records'; did you mean rg:codeio?"); Python's export
+    with the task works."""
+    import promptopt
+    from promptopt.export import export
+
+    rows = [{"question": f"What is {i} plus 1?", "answer": str(i + 1)} for i in range(20)]
+    task = promptopt.Task.from_records(rows, input_fields=["question"], target_field="answer", dev_size=6)
+    db = f"sqlite:///{tmp_path / 'r.db'}"
+    best = promptopt.optimize(
+        task, model="fake", db=db, progress=False, max_calls=20, dev_size=6, test_size=4
+    )
+    run_id = best.provenance["run_id"]
+    code, _, err = _invoke(["export", run_id, "--format", "yaml", "-o", str(tmp_path / "p.yaml"), "--db", db])
+    assert code == 2 and "built in Python (Task.from_records)" in err and "task=task" in err, err
+    code, out, _ = _invoke(["show", run_id, "--db", db])
+    assert "built in Python" in out
+    export(db, run_id, "yaml", tmp_path / "p.yaml", task=task)
+    assert promptopt.load(tmp_path / "p.yaml").run(question="What is 7 plus 1?").answer is not None
+
+
+def test_python_data_and_settings_mistakes_are_named() -> None:
+    """A typo in a search setting given to optimize() is a ConfigError naming the closest
+    (was a TypeError from the constructor); a None or NaN gold in Task.from_records is a
+    DataError (was the text "None", offered to the model as a label)."""
+    import promptopt
+    from promptopt.errors import ConfigError, DataError
+
+    rows = [{"q": str(i), "label": "pos" if i % 2 else "neg"} for i in range(30)]
+    with pytest.raises(DataError, match=r"train\[30\]: field 'label' has no value"):
+        promptopt.Task.from_records(
+            rows + [{"q": "x", "label": None}], input_fields=["q"], target_field="label"
+        )
+    with pytest.raises(DataError, match=r"train\[30\]: field 'q' has no value \(nan\)"):
+        promptopt.Task.from_records(rows + [{"q": float("nan"), "label": "pos"}], input_fields=["q"],
+                                    target_field="label")  # fmt: skip
+    task = promptopt.Task.from_records(rows, input_fields=["q"], target_field="label")
+    with pytest.raises(ConfigError, match="unknown search setting: minibath") as info:
+        promptopt.optimize(task, model="fake", policy="reflect", minibath=4, db="sqlite://", progress=False)
+    assert info.value.hint == "did you mean minibatch?"
+
+
+def test_a_malformed_json_line_names_the_file_line_and_column(tmp_path: Path) -> None:
+    from promptopt.errors import DataError
+    from promptopt.tasks.loaders import _read_jsonl
+
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"question": "1+1?", "answer": "2"}\n{"question": "unterminated}\n')
+    with pytest.raises(DataError) as info:
+        list(_read_jsonl(path))
+    assert str(info.value) == f"{path}:2: not valid JSON (Unterminated string starting at column 14)"
+
+
 # ------------------------------------------------------------------- 12. silently accepted
 
 

@@ -238,11 +238,14 @@ def load_task_file(
 def task_reference(task: Task) -> dict[str, Any]:
     """What reloads ``task`` from any working directory, recorded with each run: the
     absolute path of its file (none for a built-in task) and the absolute data directory
-    it was loaded from (``--data-dir``, else $PROMPTOPT_DATA_DIR; none for the hub)."""
+    it was loaded from (``--data-dir``, else $PROMPTOPT_DATA_DIR; none for the hub); for a
+    task built in Python, ``task_source: python`` (only the caller has its data)."""
     from promptopt.tasks.loaders import resolve_data_dir
 
     reference: dict[str, Any] = {"task_file": None, "data_dir": None}
-    if task.spec.origin != "builtin" and Path(task.spec.origin).is_file():
+    if task.spec.origin == "python":  # Task.from_records: no file or name reloads it
+        reference["task_source"] = "python"
+    elif task.spec.origin != "builtin" and Path(task.spec.origin).is_file():
         reference["task_file"] = str(Path(task.spec.origin).resolve())
     try:
         directory = resolve_data_dir(getattr(task, "_data_dir_arg", None))
@@ -262,6 +265,12 @@ def load_recorded_task(
     data that is not the run's is a DataError."""
     from promptopt.errors import DataError
 
+    if config.get("task_source") == "python":
+        raise TaskError(
+            f"task {name!r} was built in Python (Task.from_records): no name or file reloads its data",
+            hint="from Python, pass the task, e.g. promptopt.export.export(db, RUN, 'yaml', path, task=task) "
+            "or promptopt.optimize(task, resume=RUN)",
+        )
     directory = data_dir or config.get("data_dir")
     given = config.get("task")
     if not isinstance(given, str):

@@ -66,7 +66,9 @@ def _read_jsonl(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise DataError(f"{path}:{number}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+            # exc.msg may end in "at" already ("Unterminated string starting at")
+            at = "" if exc.msg.endswith(" at") else " at"
+            raise DataError(f"{path}:{number}: not valid JSON ({exc.msg}{at} column {exc.colno})") from None
         if not isinstance(row, dict):
             raise DataError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
         yield number, row

@@ -30,6 +30,16 @@ def rows_of(records: Any, split: str) -> list[Mapping[str, Any]]:
     return list(records)
 
 
+def _given(row: Mapping[str, Any], field: str, split: str, index: int) -> str:
+    """A field's text; a missing value (None, a DataFrame's NaN) is a DataError, not the
+    text "None" or "nan" (which a label task would offer as an answer)."""
+    value = row[field]
+    if value is None or (isinstance(value, float) and value != value):
+        raise DataError(f"{split}[{index}]: field {field!r} has no value ({value!r})",
+                        hint="drop the row or fill the value before building the task")  # fmt: skip
+    return _text(value)
+
+
 def _text(value: Any) -> str:
     if isinstance(value, str):
         return value
@@ -58,8 +68,8 @@ def examples_from_rows(
         examples.append(
             Example(
                 id=example_id,
-                inputs={f: _text(row[f]) for f in input_fields},
-                target=_text(row[target_field]),
+                inputs={f: _given(row, f, split, index) for f in input_fields},
+                target=_given(row, target_field, split, index),
                 solution=_text(solution) if solution else None,
             )
         )
