@@ -41,7 +41,7 @@ from promptopt.policies.estimates import (  # noqa: F401  (final_calls ... space
 )
 from promptopt.progress import PhaseProgress
 from promptopt.racing import rank, successive_halving
-from promptopt.search_checks import check_resumed_task
+from promptopt.search_checks import check_resumed_task, check_teacher
 from promptopt.search_config import PRESETS, SIGNIFICANCE, SearchConfig  # noqa: F401
 from promptopt.search_result import LeaderboardRow, SearchProgress, SearchResult
 from promptopt.search_run import SearchRun
@@ -195,43 +195,13 @@ def _prepare(
     if (
         config.demo_teacher == "proposer"
     ):  # (after the space is parsed: it says whether demos are bootstrapped)
-        _check_teacher(config, task, backend, proposer_backend)
+        check_teacher(config, task, backend, proposer_backend)
     plan = estimate(config, task)
     if task.metric.spec != "exact_match" and hasattr(task.metric.fn, "judge_calls"):
         plan["judge_calls"] = task.metric.fn.judge_calls(plan["search_calls"] + plan["final_calls"])
     return PreparedSearch(
         config, task, plan, session, owns_session, record, backend, proposer_backend, take_over
     )
-
-
-def _check_teacher(
-    config: SearchConfig, task: Task, backend: Backend | None, proposer_backend: Backend | None
-) -> None:
-    """``demo_teacher="proposer"`` needs a search that bootstraps demos and a proposer
-    model other than the task model (else the task model would teach, under another name)."""
-    policy = get_policy(config.policy)
-    if not policy.bootstraps:
-        from promptopt.policies import POLICIES
-
-        users = sorted(name for name, p in POLICIES.items() if p.bootstraps)
-        raise ConfigError(
-            f"demo_teacher='proposer': the {config.policy} policy bootstraps no demos",
-            hint=f"the policies that do: {', '.join(users)}",
-        )
-    if not policy.bootstraps_in(config, task):
-        raise ConfigError(
-            f"demo_teacher='proposer': this {config.policy} search bootstraps no demos, so no teacher is asked",
-            hint="a space whose demo_selection offers bootstrapped (e.g. --space demos), "
-            "or reflect with --reflect-demos K",
-        )
-    task_model = backend.model_id if backend is not None else config.model
-    proposer = proposer_backend.model_id if proposer_backend is not None else config.proposer_model
-    if not proposer or proposer in (task_model, config.model):
-        raise ConfigError(
-            "demo_teacher='proposer' asks the proposer's model for the demos' worked solutions, "
-            "but the proposer is the task model",
-            hint="name a stronger model: --proposer-model (proposer= in optimize()), or leave the teacher at 'task'",
-        )
 
 
 class PreparedSearch:
