@@ -232,7 +232,7 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
 
 def make_backends(args: argparse.Namespace, task: Any) -> tuple[Any, Any]:
     """The task model and the proposer's (None: the task model)."""
-    from promptopt.backends import is_local_spec, make_backend
+    from promptopt.backends import make_backend
 
     backend: Any
     if args.model == "fake":
@@ -247,10 +247,7 @@ def make_backends(args: argparse.Namespace, task: Any) -> tuple[Any, Any]:
         backend = make_backend(args.model, batch_size=args.batch_size, dtype=args.dtype)
     proposer = None
     if args.proposer_model and args.proposer_model != args.model:
-        local = is_local_spec(args.proposer_model)  # a local proposer takes --dtype, as the task model does
-        proposer = make_backend(
-            args.proposer_model, batch_size=args.batch_size, dtype=args.dtype if local else "auto"
-        )
+        proposer = make_backend(args.proposer_model, batch_size=args.batch_size)
     return backend, proposer
 
 

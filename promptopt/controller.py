@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from promptopt.answer_counts import count_answers
-from promptopt.backends import Backend, is_local_spec, make_backend
+from promptopt.backends import Backend, make_backend
 from promptopt.bias.costs import candidate_calls
 from promptopt.budget import Budget, load_prices
 from promptopt.constant import constant_baseline
-from promptopt.errors import BudgetExceeded, ConfigError, PromptOptError
+from promptopt.errors import BudgetExceeded, ConfigError, PromptOptError, StoreError
 from promptopt.failures import check_results
 from promptopt.policies import Policy, PolicySettings, get_policy
 from promptopt.policies.estimates import (  # noqa: F401  (final_calls ... space_estimate: re-exported)
@@ -241,10 +241,7 @@ class PreparedSearch:
             )
         proposer = self._proposer_backend
         if proposer is None and config.proposer_model and config.proposer_model != config.model:
-            # A local proposer takes the run's --dtype, as the task model does.
-            dtype = config.backend_options.get("dtype") or "auto"
-            proposer = make_backend(config.proposer_model, batch_size=config.batch_size,
-                                    dtype=dtype if is_local_spec(config.proposer_model) else "auto")  # fmt: skip
+            proposer = make_backend(config.proposer_model, batch_size=config.batch_size)
         from promptopt.metrics import MetricContext
 
         task.metric.prepare(
@@ -267,7 +264,8 @@ class PreparedSearch:
             with lifecycle.working(lambda: {"spent": run.spend.to_dict(), "judge": task.metric.describe()}):
                 result = _search(run, progress, self.plan, started)
         except PromptOptError as exc:
-            exc.run_id = exc.run_id or self.run_id  # the caller learns which run to resume
+            if not isinstance(exc, StoreError):  # (a lost lease: the run is another process's now)
+                exc.run_id = exc.run_id or self.run_id  # the caller learns which run to resume
             raise
         finally:
             run.evaluator.close()

@@ -13,7 +13,7 @@ from promptopt.tasks import Task
 
 
 def check_resumed_task(task: Task, record: Any) -> None:
-    """A resume given its task (from Python, or the CLI's --data-dir) must give the run's:
+    """A resume given its task (from Python: ``optimize(task, resume=...)``) must give the run's:
     the same name and, where the run recorded it, the same data (else the run would end
     with scores of two datasets)."""
     if task.name != record.task:

@@ -123,7 +123,7 @@ class SearchConfig:
         options = dict(values.pop("policy_options", None) or {})
         for name, value in _option_keywords(cls, values, policy).items():
             options.setdefault(name, value)
-        _refuse_unknown(cls, values, policy)
+        _refuse_unknown(cls, values)
         required = [f.name for f in dataclasses.fields(cls) if f.name not in values and _required(f)]
         if required:
             raise ConfigError(
@@ -166,19 +166,20 @@ def _required(f: dataclasses.Field[Any]) -> bool:
     return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
 
 
-def _refuse_unknown(cls: type[SearchConfig], values: Mapping[str, Any], policy: Any) -> None:
+def _refuse_unknown(cls: type[SearchConfig], values: Mapping[str, Any]) -> None:
     """A keyword that is neither a config field nor any policy's option (a typo: ``minibath``)
     is a ConfigError naming the closest, not a TypeError from the constructor."""
     import difflib
 
+    from promptopt.policies import POLICIES
     from promptopt.policies.options import option_specs
 
     fields = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(k for k in values if k not in fields)
     if not unknown:
         return
-    own = {s.name for s in option_specs(policy.Options)} if policy is not None else set()
-    close = difflib.get_close_matches(unknown[0], sorted(fields | own), n=3)
+    options = {s.name for p in POLICIES.values() for s in option_specs(p.Options)}
+    close = difflib.get_close_matches(unknown[0], sorted(fields | options), n=3)
     raise ConfigError(
         f"unknown search setting{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}",
         hint=f"did you mean {' or '.join(close)}?"

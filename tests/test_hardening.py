@@ -364,7 +364,20 @@ def test_python_data_and_settings_mistakes_are_named() -> None:
     with pytest.raises(DataError, match=r"train\[30\]: field 'q' has no value \(nan\)"):
         promptopt.Task.from_records(rows + [{"q": float("nan"), "label": "pos"}], input_fields=["q"],
                                     target_field="label")  # fmt: skip
-    task = promptopt.Task.from_records(rows, input_fields=["q"], target_field="label")
+    pandas = pytest.importorskip("pandas")
+    numpy = pytest.importorskip("numpy")
+    for missing in (pandas.NA, pandas.NaT, numpy.float32("nan")):
+        with pytest.raises(DataError, match=r"train\[30\]: field 'label' has no value"):
+            promptopt.Task.from_records(
+                rows + [{"q": "x", "label": missing}], input_fields=["q"], target_field="label"
+            )
+    frame = pandas.DataFrame([{**r, "why": "worked"} for r in rows])
+    frame.loc[3, "why"] = numpy.nan  # a missing worked solution is none, not the text "nan"
+    task = promptopt.Task.from_records(frame, input_fields=["q"], target_field="label", solution_field="why")
+    assert {e.solution for split in ("train", "dev", "test") for e in task.examples(split)} == {
+        "worked",
+        None,
+    }
     with pytest.raises(ConfigError, match="unknown search setting: minibath") as info:
         promptopt.optimize(task, model="fake", policy="reflect", minibath=4, db="sqlite://", progress=False)
     assert info.value.hint == "did you mean minibatch?"

@@ -81,6 +81,7 @@ def test_resuming_a_live_run_is_refused_and_a_killed_one_is_stale(
         assert (
             code == 2 and "is still running" in err and f"pid {child.pid}" in err and "--take-over" in err
         ), err
+        assert "resume with" not in err  # the run is not this process's to resume: no pasteable command
         child.send_signal(signal.SIGKILL)
         child.wait()
         code, out, err = _invoke(["runs", "--db", db, "--json"])

@@ -129,6 +129,7 @@ def test_a_metric_that_raises_stops_the_run_which_resumes_once_fixed(tmp_path: P
     with pytest.raises(MetricError) as info:
         promptopt.optimize(task, metric=reference, **kwargs)  # type: ignore[arg-type]
     assert "raised on example test-00030: KeyError: 'label'" in str(info.value)
+    assert "resume the search (or rerun the eval)" in (info.value.hint or "")
     with Store(db_url) as store:
         run = store.list_runs(limit=1)[0]
         assert run.status == "failed" and "test-00030" in run.summary["error"]  # type: ignore[index]
@@ -204,6 +205,12 @@ def test_a_lambda_metric_runs_but_refuses_to_resume(db_url: str) -> None:
             task, model=FakeBackend(), db=db_url, progress=False, resume=best.provenance["run_id"]
         )
     assert "it is a lambda" in str(info.value) and "module-level function" in (info.value.hint or "")
+    # a lambda that raises: the hint says to start again, not to resume
+    raising = task.with_metric(lambda e, p: 1 / 0)
+    with pytest.raises(MetricError) as info:
+        promptopt.optimize(raising, model=FakeBackend(), db=db_url, progress=False, dev_size=6, test_size=10,
+                           max_calls=20)  # fmt: skip
+    assert "ZeroDivisionError" in str(info.value) and "start a new run" in (info.value.hint or "")
 
 
 def test_continuous_scores_use_a_continuous_paired_test(metric_file: Path, db_url: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]

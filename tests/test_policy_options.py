@@ -102,8 +102,10 @@ def test_options_as_keywords_of_their_own_as_before() -> None:
     assert dict(config.policy_options) == {"minibatch": 8, "reflect_demos": 0, "reflect_merge": False}
     # an option of another policy given as a keyword is ignored, as it was when it was a field
     assert SearchConfig.from_preset("light", policy="ape", minibatch=8, **BASE).policy_options == {}
-    with pytest.raises(TypeError):  # a keyword that is no option of any policy, as before
+    # a keyword that is no option of any policy: named, with the closest (a TypeError before)
+    with pytest.raises(ConfigError, match="unknown search setting: minibatches") as info:
         SearchConfig.from_preset("light", policy="ape", minibatches=8, **BASE)
+    assert info.value.hint == "did you mean minibatch?"
 
 
 def test_the_policy_presets_are_the_policys() -> None:

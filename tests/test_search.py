@@ -152,25 +152,6 @@ def test_a_proposer_given_as_a_backend_is_recorded_for_resume(task, db_url: str)
         assert named.config.proposer_model == "fake/named"
 
 
-def test_a_local_proposer_takes_the_runs_dtype(task, db_url: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    """--dtype names the local weights of the task model and of a local --proposer-model
-    (an API proposer takes none)."""
-    import promptopt.controller as controller
-
-    built: dict[str, str] = {}
-
-    def make(spec: str, **kwargs: object):  # type: ignore[no-untyped-def]
-        built[spec] = str(kwargs.get("dtype"))
-        return skilled_backend(task)
-
-    monkeypatch.setattr(controller, "make_backend", make)
-    for proposer in ("qwen2.5-coder-1.5b", "openai/gpt-4o-mini"):
-        cfg = config(proposer_model=proposer, backend_options={"dtype": "float32"}, n_proposals=2, dev_size=8,
-                     test_size=4)  # fmt: skip
-        search(cfg, backend=skilled_backend(task), db=db_url)
-    assert built == {"qwen2.5-coder-1.5b": "float32", "openai/gpt-4o-mini": "auto"}
-
-
 def test_a_resume_refuses_another_task_or_other_data(task, db_url: str) -> None:  # type: ignore[no-untyped-def]
     """A task given to a resume (optimize(task, resume=...), search(resume=..., task=...))
     must be the run's: another task or other rows would end the run with two datasets'
@@ -190,6 +171,11 @@ def test_a_resume_refuses_another_task_or_other_data(task, db_url: str) -> None:
         search(db=db_url, resume=first.run_id, task=other)
     again = search(db=db_url, resume=first.run_id, task=mine, backend=skilled_backend(task))
     assert isinstance(again, SearchResult) and again.winner == first.winner
+    import promptopt
+
+    report = promptopt.evaluate(mine, first.winner, skilled_backend(task), split="dev", limit=2, db=db_url)
+    with pytest.raises(ConfigError, match=f"run {report.run_id} is an eval run, not a search"):
+        search(db=db_url, resume=report.run_id)
 
 
 def test_dry_run_estimates_without_calls(task, db_url: str) -> None:  # type: ignore[no-untyped-def]

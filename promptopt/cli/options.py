@@ -87,7 +87,7 @@ _model_options = _options(
     click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True,
                  help="Requests generated as one batch."),
     click.option("--dtype", type=click.Choice(DTYPES), default="auto",
-                 show_default=True, help="Weights of a local model (in a search, a local --proposer-model's too): int8 (auto's choice on x86 CPUs without "
+                 show_default=True, help="Weights of a local model: int8 (auto's choice on x86 CPUs without "
                  "AMX; ~4x float32's speed), float32 (exact reference: bit-identical prefix reuse), bfloat16."),
     click.option("--db", default=None, help=DB_HELP),
     click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True,

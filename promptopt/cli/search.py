@@ -271,8 +271,11 @@ def search_command(
         session.close()
         sys.exit(130)
     except PromptOptError as exc:
-        if prepared.run_id is not None:  # the run is stored (failed): say how to go on once fixed
-            command = resume_command(prepared.run_id, store.url, prepared.config.metric)
+        # the run's work stopped (the run is stored, failed): say how to go on once fixed,
+        # unless the error says it already (a lost Ray cluster) or the run is not this
+        # process's to resume (a live run, a lease taken over: no run_id)
+        if exc.run_id is not None and "--resume" not in (exc.hint or ""):
+            command = resume_command(exc.run_id, store.url, prepared.config.metric)
             exc.hint = f"{exc.hint}; then resume with:  {command}" if exc.hint else f"resume with:  {command}"
         raise
     summary = result.summary()

@@ -8,6 +8,7 @@ rendering, extraction, metric) is an ordinary :class:`~promptopt.tasks.Task`.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -30,11 +31,29 @@ def rows_of(records: Any, split: str) -> list[Mapping[str, Any]]:
     return list(records)
 
 
+def _missing(value: Any) -> bool:
+    """None, NaN (float or numpy), and pandas' NA and NaT: a value that is not there."""
+    if value is None:
+        return True
+    if isinstance(value, (str, bytes, Mapping, list, tuple)):
+        return False
+    pandas = sys.modules.get("pandas")  # rows from pandas hold its missing values
+    if pandas is not None:
+        try:
+            return bool(pandas.isna(value))
+        except (TypeError, ValueError):  # not a scalar
+            return False
+    try:
+        return bool(value != value)  # NaN is the one value unequal to itself
+    except Exception:  # a value without a usable comparison is there
+        return False
+
+
 def _given(row: Mapping[str, Any], field: str, split: str, index: int) -> str:
-    """A field's text; a missing value (None, a DataFrame's NaN) is a DataError, not the
+    """A field's text; a missing value (None, NaN, pandas' NA) is a DataError, not the
     text "None" or "nan" (which a label task would offer as an answer)."""
     value = row[field]
-    if value is None or (isinstance(value, float) and value != value):
+    if _missing(value):
         raise DataError(f"{split}[{index}]: field {field!r} has no value ({value!r})",
                         hint="drop the row or fill the value before building the task")  # fmt: skip
     return _text(value)
@@ -60,7 +79,7 @@ def examples_from_rows(
             raise DataError(
                 f"{split}[{index}]: missing field(s) {', '.join(missing)}; it has {', '.join(map(str, row))}"
             )
-        example_id = _text(row[id_field]) if id_field else f"{split}-{index:05d}"
+        example_id = _given(row, id_field, split, index) if id_field else f"{split}-{index:05d}"
         if example_id in seen:
             raise DataError(f"{split}[{index}]: duplicate id {example_id!r} in field {id_field!r}")
         seen.add(example_id)
@@ -70,7 +89,7 @@ def examples_from_rows(
                 id=example_id,
                 inputs={f: _given(row, f, split, index) for f in input_fields},
                 target=_given(row, target_field, split, index),
-                solution=_text(solution) if solution else None,
+                solution=_text(solution) if solution and not _missing(solution) else None,
             )
         )
     return examples
