@@ -327,6 +327,35 @@ def test_runs_export_from_anywhere_with_their_recorded_task_and_data(
     assert code == 2 and "not the data the run used" in err, err
 
 
+def test_a_search_whose_data_moved_resumes_with_data_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The data-directory error says "pass --data-dir"; a resume takes it (it was refused
+    with every other setting) and checks that it is the run's data."""
+    import shutil
+
+    monkeypatch.delenv("PROMPTOPT_DATA_DIR", raising=False)
+    _, data_dir = _task_elsewhere(tmp_path)
+    db = f"sqlite:///{tmp_path / 'r.db'}"
+    monkeypatch.chdir(tmp_path)
+    code, out, err = _invoke(["search", "--task", "taskdir/task.yaml", "--data-dir", "datadir", "--model", "fake",
+                              "--dev-size", "4", "--test-size", "4", "--proposals", "1", "--rounds", "0", "--db", db,
+                              "--json", "--no-progress"])  # fmt: skip
+    assert code == 0, err
+    run_id = json.loads(out)["run_id"]
+    shutil.move(data_dir, tmp_path / "moved")
+    code, out, err = _invoke(["search", "--resume", run_id, "--db", db, "--no-progress"])
+    assert code == 2 and "--data-dir" in err, err
+    code, out, err = _invoke(["search", "--resume", run_id, "--data-dir", "moved", "--db", db, "--json",
+                              "--no-progress"])  # fmt: skip
+    assert code == 0 and json.loads(out)["run_id"] == run_id, err
+    (tmp_path / "moved" / "train.jsonl").write_text(json.dumps({"question": "9+9?", "answer": "18"}) + "\n")
+    code, out, err = _invoke(
+        ["search", "--resume", run_id, "--data-dir", "moved", "--db", db, "--no-progress"]
+    )
+    assert code == 2 and "not the data the run used" in err, err
+
+
 def test_a_run_of_a_task_built_in_python_says_how_to_export_it(tmp_path: Path) -> None:
     """No name or file reloads a Task.from_records task: the CLI says so and how to export
     from Python (it said "unknown task 'records'; did you mean rg:codeio?"); Python's export

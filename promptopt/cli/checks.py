@@ -66,8 +66,9 @@ _RESUME_KEEPS = {
     "as_json",
     "no_progress",
     "dry_run",
-    "metric",
-}  # a user metric is named again
+    "metric",  # a user metric is named again
+    "data_dir",  # where the run's data is now (checked to be the same data)
+}
 
 
 def refuse_with_resume(ctx: click.Context) -> None:

@@ -246,7 +246,13 @@ def search_command(
         warn_sizes(task, config.dev_size, config.test_size)
         prepared = prepare_search(config, db=session, task=task, metric=metric, prices=prices)
     else:
-        prepared = prepare_search(db=session, resume=resume, metric=metric, take_over=take_over)
+        moved = None
+        if data_dir is not None:  # the run's data, moved: the same data (its hash) from there
+            from promptopt.tasks import load_recorded_task
+
+            record = store.get_run(resume)
+            moved = load_recorded_task(record.config, record.task, data_dir, record.dataset_hash)
+        prepared = prepare_search(db=session, resume=resume, task=moved, metric=metric, take_over=take_over)
     plan = prepared.plan
     if not as_json or dry_run:
         _print_estimate(plan, as_json)
