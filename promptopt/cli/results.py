@@ -161,7 +161,7 @@ def show_command(ref: str, data_dir: str | None, examples: int, db: str | None, 
     )
     error = (run.summary or {}).get("error") if run.status in ("failed", "interrupted") else None
     if error:  # why it stopped, as the run stored it
-        click.echo(printable(f"{run.status}: {error}"))
+        click.echo(printable(f"{run.status}: {str(error).rstrip(': ')}"))  # ("KeyboardInterrupt: ")
     for e in details.entries:
         click.echo(f"  {e.rank:>2}. {e.candidate}  {e.origin:<14} dev {_pct(e.dev)} ({_ci(e.dev)}, "
                    f"n={e.dev.n if e.dev else 0}, no ans/cut {_counts(e.dev)})  test {_pct(e.test)}  "
