@@ -10,7 +10,7 @@ found so far.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,11 +91,15 @@ def _price(value: Any, file: Path, model: str, which: str) -> float:
 
 @dataclass
 class Spend:
+    """What a run has spent. ``listener``, if set, is called after each charged batch (a
+    live display's call count moves with the proposer's and the demos' calls too)."""
+
     calls: int = 0
     tokens_in: int = 0
     tokens_out: int = 0
     cost: float = 0.0
     started: float = field(default_factory=time.monotonic)
+    listener: Callable[[], None] | None = field(default=None, repr=False, compare=False)
 
     @property
     def tokens(self) -> int:
@@ -181,6 +185,8 @@ class BudgetedBackend(Backend):
         self.spend.cost += (
             tokens_in * self.budget.price_in_per_mtok + tokens_out * self.budget.price_out_per_mtok
         ) / 1e6
+        if self.spend.listener is not None:
+            self.spend.listener()
         return completions
 
     def close(self) -> None:

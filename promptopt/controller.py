@@ -363,6 +363,18 @@ def _run_policy(
     config, task = run.config, run.task
     run.register(config.base, "seed", None)
 
+    shown: dict[str, Any] = {"phase": "search", "round": 0, "pool": 0, "best": None, "at": 0.0}
+
+    def emit() -> None:
+        assert progress is not None
+        limit = config.budget.max_calls
+        fraction = run.spend.calls / limit if limit else run.spend.calls / max(1, plan["search_calls"])
+        stats = getattr(run.evaluator, "stats", None)
+        progress(SearchProgress(shown["phase"], shown["round"], shown["pool"], shown["best"], run.spend.to_dict(),
+                                min(1.0, fraction), time.perf_counter() - started,
+                                stats() if callable(stats) else None, config.balanced_race))  # fmt: skip
+        shown["at"] = time.monotonic()
+
     def report(phase: str, round_index: int, pool: int) -> None:
         if run.heartbeat is not None:
             run.heartbeat.check()
@@ -370,12 +382,16 @@ def _run_policy(
             return
         known = run.known_standings()
         best = rank(list(known.values()))[0].mean if known else None
-        limit = config.budget.max_calls
-        fraction = run.spend.calls / limit if limit else run.spend.calls / max(1, plan["search_calls"])
-        stats = getattr(run.evaluator, "stats", None)
-        progress(SearchProgress(phase, round_index, pool, best, run.spend.to_dict(), min(1.0, fraction),
-                                time.perf_counter() - started, stats() if callable(stats) else None,
-                                config.balanced_race))  # fmt: skip
+        shown.update(phase=phase, round=round_index, pool=pool, best=best)
+        emit()
+
+    def on_spend() -> None:
+        """Between the search's reports (the proposer's and the demos' calls, a racing
+        stage's batches): the spend as it grows, at most twice a second."""
+        if progress is not None and shown["phase"] == "search" and time.monotonic() - shown["at"] >= 0.5:
+            emit()  # (the final and test phases move by phase_progress, answer by answer)
+
+    run.spend.listener = on_spend
 
     limit = config.budget.max_calls if config.budget.covers_final else None
     kept = 0

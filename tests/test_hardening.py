@@ -43,6 +43,14 @@ def test_a_budget_too_small_to_score_anything_ends_with_the_starting_prompt(
     assert result["test"]["n"] == 6
 
 
+def test_a_budget_that_scores_only_the_start_says_so(tmp_path: Path) -> None:
+    """The starting prompt scored, the cap spent before any proposal was: the stop line
+    says no proposal was scored (it said "the best found so far was kept")."""
+    code, out, err = _invoke(["search", *FAST, "--max-calls", "6", "--db", f"sqlite:///{tmp_path / 'b.db'}"])
+    assert code == 0, err
+    assert "no proposal was scored before it ran out" in out and "best found so far" not in out, out
+
+
 def test_every_call_budget_from_one_up_ends_cleanly(tmp_path: Path) -> None:
     # Every budget between "nothing scored" and "the whole search" (the search needs ~60).
     db = f"sqlite:///{tmp_path / 'b.db'}"
@@ -506,6 +514,42 @@ def test_eval_progress_moves_with_answers_not_in_steps_of_a_chunk(tmp_path: Path
     # One chunk of 64 requests holds all 40: before, the bar showed 0/40 until the end.
     assert len({d for d in seen if 0 < d < 40}) >= 5, seen
     assert seen == sorted(seen), "the bar never moves back"
+
+
+def test_each_phase_has_its_own_clock_and_eta() -> None:
+    """The final phase ends its bar at 1000/1000; the test phase after it must not inherit
+    the finished state (its clock stood still and its ETA read 0:00:00 for minutes)."""
+    from promptopt.progress import SearchDisplay
+
+    with SearchDisplay(enabled=True) as display:
+        display.phase_fraction("final", 0.0)
+        display.phase_fraction("final", 1.0)
+        task = display._progress.tasks[0]
+        assert task.finished
+        display.phase_fraction("test", 0.0)
+        display.phase_fraction("test", 0.25)
+        task = display._progress.tasks[0]
+        assert not task.finished and task.finished_time is None and task.completed == 250
+
+
+def test_the_search_phase_shows_calls_as_they_are_spent(tmp_path: Path) -> None:
+    """The proposer's calls before the first race moved nothing on the display (0 calls for
+    95 s on a local model): the spend is reported as it grows, between the rounds' reports."""
+    from promptopt.controller import SearchConfig, search
+    from promptopt.tasks import get_task
+    from promptopt.testing.search_fakes import skilled_backend
+    from promptopt.types import Candidate
+
+    task = get_task("gsm-symbolic")
+    slow = skilled_backend(task, latency_s=0.15)
+    config = SearchConfig.from_preset("light", task="gsm-symbolic", model="fake", base=Candidate(instruction="Go."),
+                                      dev_size=4, test_size=2, n_proposals=4, rounds=0, batch_size=1, race_start=2)  # fmt: skip
+    seen: list[tuple[str, int, int]] = []
+    search(config, backend=slow, db=f"sqlite:///{tmp_path / 's.db'}",
+           progress=lambda p: seen.append((p.phase, p.pool, p.spent["calls"])))  # fmt: skip
+    before_race = [calls for phase, pool, calls in seen if phase == "search" and pool == 0]
+    assert before_race and max(before_race) > 0, seen  # the proposals' calls, before any candidate is raced
+    assert [c for _, _, c in seen] == sorted(c for _, _, c in seen), "the count never moves back"
 
 
 def test_search_final_and_test_phases_move_with_answers(tmp_path: Path) -> None:

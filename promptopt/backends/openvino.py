@@ -44,6 +44,7 @@ import importlib.util
 import itertools
 import json
 import os
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -321,6 +322,13 @@ class OpenVINOBackend(StreamingBackend):
                 f"model {self.resolved.name!r} has no chat template",
                 hint="use an instruction-tuned model whose GGUF metadata carries one",
             )
+        # Loading is silent and takes seconds to a minute: say what the wait is (stderr,
+        # above a live display; the requantizing step above says its own).
+        print(
+            f"promptopt: loading {self.resolved.name} on OpenVINO GenAI (CPU) ...",
+            file=sys.stderr,
+            flush=True,
+        )
         scheduler = genai.SchedulerConfig()
         scheduler.max_num_seqs = self.batch_size
         scheduler.cache_size = self.cache_gb
@@ -356,6 +364,7 @@ class OpenVINOBackend(StreamingBackend):
         loaded.stop_ids = frozenset(stop)
         self._context = info.context_length
         loaded.load_s = time.perf_counter() - started
+        print(f"promptopt: {self.resolved.name} loaded in {loaded.load_s:.0f} s", file=sys.stderr, flush=True)
         return loaded
 
     def _ready(self) -> _Loaded:

@@ -301,7 +301,7 @@ def _print_estimate(plan: Any, as_json: bool) -> None:
         return
     proposer = f", {plan['proposer_calls']} of them the proposer's" if plan.get("proposer_calls") else ""
     click.echo(
-        f"estimate: at most {plan['search_calls']} LLM calls for the search{proposer} (~{plan['search_tokens']:,} tokens) "
+        f"estimate: at most {plan['search_calls']} LLM calls for the search (~{plan['search_tokens']:,} tokens){proposer} "
         f"+ {plan['final_calls']} for the final dev/test evaluation; dev {plan['dev_size']}, test {plan['test_size']}",
         err=True,
     )
@@ -326,7 +326,7 @@ def _print_search(result: Any, db_url: str) -> None:
     for row in result.leaderboard[:8]:
         # show the searched part: the trigger when that is what differs, else the instruction
         text = row.candidate.instruction
-        if row.candidate.cot_trigger != result.baseline.cot_trigger:
+        if row.candidate.cot_trigger and row.candidate.cot_trigger != result.baseline.cot_trigger:
             text = row.candidate.cot_trigger
         counts = row.counts
         flag = "!" if counts is not None and counts.flagged else ""
@@ -351,7 +351,9 @@ def _print_search(result: Any, db_url: str) -> None:
     winner = result.winner
     echo(f"winner      {winner.hash}: " + (repr(winner.instruction) if winner.instruction else "(no instruction)")
          + (f" + {winner.cot_trigger!r}" if winner.cot_trigger else "")
-         + (f", {len(winner.demo_ids)} demos" if winner.demo_ids else "") + strategy_text(winner))  # fmt: skip
+         + (f", {len(winner.demo_ids)} demos" if winner.demo_ids else "")
+         + (f", {winner.samples} samples at temperature {winner.temperature:g} (majority vote)" if winner.samples > 1 else "")
+         + strategy_text(winner))  # fmt: skip
     echo(f"test (n={test['n']})  winner {test['winner']['accuracy']:.1%} "
          f"(95% CI {test['winner']['ci95'][0]:.1%}–{test['winner']['ci95'][1]:.1%})  vs  starting prompt "
          f"{test['baseline']['accuracy']:.1%} (95% CI {test['baseline']['ci95'][0]:.1%}–{test['baseline']['ci95'][1]:.1%})")  # fmt: skip
@@ -380,6 +382,9 @@ def _print_search(result: Any, db_url: str) -> None:
              f"{judge.get('cache_hits', 0)} cache hits, {judge.get('failed', 0)} unreadable) with {judge.get('model')}")  # fmt: skip
     if result.stopped_reason:
         kept = "" if result.stopped_reason.endswith("is the result") else "; the best found so far was kept"
+        if kept and not any(r.n and r.candidate.hash != result.baseline.hash for r in result.leaderboard):
+            kept = ("; no proposal was scored before it ran out, so the starting prompt is the result "
+                    "(raise --max-calls: the proposals and a first race need more)")  # fmt: skip
         echo(f"stopped     {result.stopped_reason}{kept}")
     echo(f"wall time   {result.wall_s:.1f} s")
     echo(f"run         {result.run_id} in {db_url}")
