@@ -372,7 +372,10 @@ def render_report(
         assert t is not None
         cards.append(("test", _pct(t.accuracy), f"95% CI {_pct(t.ci_low)}–{_pct(t.ci_high)}, n={t.n}"))
     requests = progress[-1][0] if progress else 0
-    cards.append(("requests recorded", str(requests), f"{len(entries)} candidates"))
+    cards.append(("evaluation requests", str(requests), f"{len(entries)} candidates"))
+    if isinstance(summary.get("model_calls"), int):  # a search: every call, the proposer's too
+        cards.append(("model calls", str(summary["model_calls"]),
+                      f"{summary.get('cache_hits', 0)} cache hits; the proposer's and demos' included"))  # fmt: skip
     judge = summary.get("judge")
     if not isinstance(judge, dict):
         judge = {}

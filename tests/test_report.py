@@ -57,6 +57,9 @@ def test_page_is_self_contained_and_escaped(reported: tuple[str, SearchResult, s
     assert page.count("<svg") == 3 and all(f'id="plot-{p}"' in page for p in ("progress", "pareto", "ci"))
     assert result.winner.hash in page and 'id="leaderboard"' in page
     assert page.count('<g class="ci') == len(result.leaderboard)
+    # every model call (the proposer's too), not only the evaluation requests the curve shows
+    assert "model calls" in page and f">{result.model_calls}<" in page
+    assert "model calls" not in (folder / "eval.html").read_text()
     winner_text = (folder / "eval.html").read_text()
     assert winner_text.count("&lt;script&gt;") >= 2  # leaderboard row and the winning prompt
 
