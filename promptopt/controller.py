@@ -18,6 +18,7 @@ model calls.
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -388,8 +389,11 @@ def _run_policy(
     def on_spend() -> None:
         """Between the search's reports (the proposer's and the demos' calls, a racing
         stage's batches): the spend as it grows, at most twice a second."""
-        if progress is not None and shown["phase"] == "search" and time.monotonic() - shown["at"] >= 0.5:
-            emit()  # (the final and test phases move by phase_progress, answer by answer)
+        if (progress is not None and shown["phase"] == "search" and time.monotonic() - shown["at"] >= 0.5
+                and threading.current_thread() is threading.main_thread()):  # fmt: skip
+            # (the final and test phases move by phase_progress, answer by answer; a pool's
+            # worker threads never call the user's callback)
+            emit()
 
     run.spend.listener = on_spend
 

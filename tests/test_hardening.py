@@ -49,6 +49,11 @@ def test_a_budget_that_scores_only_the_start_says_so(tmp_path: Path) -> None:
     code, out, err = _invoke(["search", *FAST, "--max-calls", "6", "--db", f"sqlite:///{tmp_path / 'b.db'}"])
     assert code == 0, err
     assert "no proposal was scored before it ran out" in out and "best found so far" not in out, out
+    assert "raise --max-calls" in out
+    code, out, err = _invoke(["search", *FAST, "--batch-size", "1", "--max-tokens", "1500", "--db",
+                              f"sqlite:///{tmp_path / 't.db'}"])  # fmt: skip
+    assert code == 0 and "tokens (" in out, err
+    assert "raise the limit that ran out" in out and "--max-calls" not in out, out  # not a limit it was given
 
 
 def test_every_call_budget_from_one_up_ends_cleanly(tmp_path: Path) -> None:
@@ -357,6 +362,9 @@ def test_a_search_whose_data_moved_resumes_with_data_dir(
     code, out, err = _invoke(["search", "--resume", run_id, "--data-dir", "moved", "--db", db, "--json",
                               "--no-progress"])  # fmt: skip
     assert code == 0 and json.loads(out)["run_id"] == run_id, err
+    from promptopt.cli.checks import resume_command  # a resume command printed then names it again
+
+    assert resume_command(run_id, db, None, "moved dir").endswith("--data-dir 'moved dir'")
     (tmp_path / "moved" / "train.jsonl").write_text(json.dumps({"question": "9+9?", "answer": "18"}) + "\n")
     code, out, err = _invoke(
         ["search", "--resume", run_id, "--data-dir", "moved", "--db", db, "--no-progress"]
@@ -530,6 +538,15 @@ def test_each_phase_has_its_own_clock_and_eta() -> None:
         display.phase_fraction("test", 0.25)
         task = display._progress.tasks[0]
         assert not task.finished and task.finished_time is None and task.completed == 250
+        display.phase_fraction("test", 1.0)
+        # the same through update(), a phase's first report (as after a resume's final)
+        from types import SimpleNamespace
+
+        state = SimpleNamespace(
+            phase="final", best_dev=0.5, spent={"calls": 3}, round=1, pool=2, budget_fraction=1.0
+        )
+        display.update(state)
+        assert not display._progress.tasks[0].finished
 
 
 def test_the_search_phase_shows_calls_as_they_are_spent(tmp_path: Path) -> None:

@@ -75,7 +75,7 @@ def test_cli_search_dry_run_and_runs(db_url: str) -> None:
     )
     assert dry.exit_code == 0 and "estimate: at most" in dry.stderr
     assert re.search(
-        r"LLM calls for the search \(~[\d,]+ tokens\), \d+ of them the proposer's", dry.stderr
+        r"LLM calls for the search, \d+ of them the proposer's \(~[\d,]+ tokens in all\)", dry.stderr
     )  # APE's proposals
     assert "note:" not in dry.stderr
     generous = runner.invoke(cli, ["search", "--task", "gsm-symbolic", "--model", "fake", "--db", db_url,

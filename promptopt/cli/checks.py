@@ -86,10 +86,11 @@ def refuse_with_resume(ctx: click.Context) -> None:
         )
 
 
-def resume_command(run_id: str, url: str, metric: Any = None) -> str:
+def resume_command(run_id: str, url: str, metric: Any = None, data_dir: str | None = None) -> str:
     """The command that resumes ``run_id``, ready to paste: a database password is left out
     (and the line says so) rather than printed or masked. ``metric`` is the run's stored
-    metric: a user metric named by a reference must be named again (``--metric``)."""
+    metric: a user metric named by a reference must be named again (``--metric``);
+    ``data_dir`` where this resume found the run's data (``--data-dir``), if it moved."""
     from promptopt.metrics import is_user_code
     from promptopt.store import url_without_password
 
@@ -97,6 +98,8 @@ def resume_command(run_id: str, url: str, metric: Any = None) -> str:
     command = f"promptopt search --resume {run_id} --db {shlex.quote(safe)}"
     if isinstance(metric, str) and is_user_code(metric):
         command += f" --metric {shlex.quote(metric)}"
+    if data_dir:
+        command += f" --data-dir {shlex.quote(data_dir)}"
     if had_password:
         command += "   (password left out: give it in PGPASSWORD or ~/.pgpass)"
     return command

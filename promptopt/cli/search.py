@@ -214,6 +214,7 @@ def search_command(
         from promptopt.progress import quiet_library_progress
 
         quiet_library_progress()
+    moved_from = None
     if resume is None:
         if task_name is None:
             raise click.UsageError("--task is required (or --resume RUN_ID)")
@@ -247,6 +248,7 @@ def search_command(
         prepared = prepare_search(config, db=session, task=task, metric=metric, prices=prices)
     else:
         moved = None
+        moved_from = data_dir  # said again in a resume command printed below
         if data_dir is not None:  # the run's data, moved: the same data (its hash) from there
             from promptopt.tasks import load_recorded_task
 
@@ -272,7 +274,7 @@ def search_command(
         if prepared.run_id is None:  # stopped while the model loaded: nothing was stored
             click.echo("search interrupted before its run was stored; nothing to resume", err=True)
         else:
-            command = resume_command(prepared.run_id, store.url, prepared.config.metric)
+            command = resume_command(prepared.run_id, store.url, prepared.config.metric, moved_from)
             click.echo(f"search interrupted; resume with:  {command}", err=True)
         session.close()
         sys.exit(130)
@@ -281,7 +283,7 @@ def search_command(
         # unless the error says it already (a lost Ray cluster) or the run is not this
         # process's to resume (a live run, a lease taken over: no run_id)
         if exc.run_id is not None and "--resume" not in (exc.hint or ""):
-            command = resume_command(exc.run_id, store.url, prepared.config.metric)
+            command = resume_command(exc.run_id, store.url, prepared.config.metric, moved_from)
             exc.hint = f"{exc.hint}; then resume with:  {command}" if exc.hint else f"resume with:  {command}"
         raise
     summary = result.summary()
@@ -301,7 +303,7 @@ def _print_estimate(plan: Any, as_json: bool) -> None:
         return
     proposer = f", {plan['proposer_calls']} of them the proposer's" if plan.get("proposer_calls") else ""
     click.echo(
-        f"estimate: at most {plan['search_calls']} LLM calls for the search (~{plan['search_tokens']:,} tokens){proposer} "
+        f"estimate: at most {plan['search_calls']} LLM calls for the search{proposer} (~{plan['search_tokens']:,} tokens in all) "
         f"+ {plan['final_calls']} for the final dev/test evaluation; dev {plan['dev_size']}, test {plan['test_size']}",
         err=True,
     )
@@ -383,8 +385,9 @@ def _print_search(result: Any, db_url: str) -> None:
     if result.stopped_reason:
         kept = "" if result.stopped_reason.endswith("is the result") else "; the best found so far was kept"
         if kept and not any(r.n and r.candidate.hash != result.baseline.hash for r in result.leaderboard):
+            limit = "--max-calls" if "calls (" in result.stopped_reason else "the limit that ran out"
             kept = ("; no proposal was scored before it ran out, so the starting prompt is the result "
-                    "(raise --max-calls: the proposals and a first race need more)")  # fmt: skip
+                    f"(raise {limit}: the proposals and a first race need more)")  # fmt: skip
         echo(f"stopped     {result.stopped_reason}{kept}")
     echo(f"wall time   {result.wall_s:.1f} s")
     echo(f"run         {result.run_id} in {db_url}")

@@ -272,10 +272,16 @@ def load_recorded_task(
             "or promptopt.optimize(task, resume=RUN)",
         )
     directory = data_dir or config.get("data_dir")
-    if not data_dir and isinstance(directory, str) and not Path(directory).is_dir():
+    if (
+        not data_dir
+        and isinstance(directory, str)
+        and Path(directory).is_absolute()
+        and not Path(directory).is_dir()
+    ):
         raise DataError(
             f"task {name}: the run's data directory {directory} is not there any more",
-            hint="pass --data-dir with where the run's data is now (data_dir= from Python)",
+            hint="pass --data-dir with where the run's data is now (from Python, the task loaded from "
+            "there: task=promptopt.get_task(NAME, DIR))",
         )
     given = config.get("task")
     if not isinstance(given, str):
