@@ -77,6 +77,13 @@ def estimate(config: SearchConfig, task: Task) -> dict[str, Any]:
             f"{plan['search_calls']} calls, under --max-calls {limit}: its rounds end it first; "
             "raise --rounds (or --proposals) to spend the budget"
         )
+    first = plan.get("before_first_score")
+    if limit is not None and first and limit < first:
+        plan["warning"] = (
+            f"--max-calls {limit} may be spent before any proposal is scored: bootstrapping demos, writing "
+            f"instructions and the first racing stage can take up to {first} calls; with less, the starting "
+            "prompt may be the result"
+        )
     return plan
 
 

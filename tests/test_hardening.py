@@ -56,6 +56,22 @@ def test_a_budget_that_scores_only_the_start_says_so(tmp_path: Path) -> None:
     assert "raise the limit that ran out" in out and "--max-calls" not in out, out  # not a limit it was given
 
 
+def test_the_estimate_warns_when_the_cap_may_end_before_a_proposal_is_scored(tmp_path: Path) -> None:
+    """A space search bootstraps demos and writes instructions before its first race: a
+    cap below that is warned of before anything is spent, and the run then says it scored
+    no proposal; a cap above it gets no warning."""
+    db = f"sqlite:///{tmp_path / 'w.db'}"
+    base = ["search", "--task", "gsm-symbolic", "--model", "fake", "--policy", "tpe", "--dev-size", "8",
+            "--test-size", "4", "--db", db, "--no-progress"]  # fmt: skip
+    code, _, err = _invoke([*base, "--max-calls", "20", "--dry-run"])
+    assert code == 0 and "warning: --max-calls 20 may be spent before any proposal is scored" in err, err
+    first = int(err.split("can take up to ")[1].split(" calls")[0])
+    code, _, err = _invoke([*base, "--max-calls", str(first), "--dry-run"])
+    assert code == 0 and "warning:" not in err, err
+    code, out, err = _invoke(["search", *FAST, "--max-calls", "6", "--dry-run", "--db", db])
+    assert code == 0 and "warning:" not in err  # (ape: no such figure, no warning)
+
+
 def test_every_call_budget_from_one_up_ends_cleanly(tmp_path: Path) -> None:
     # Every budget between "nothing scored" and "the whole search" (the search needs ~60).
     db = f"sqlite:///{tmp_path / 'b.db'}"

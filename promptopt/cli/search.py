@@ -313,6 +313,8 @@ def _print_estimate(plan: Any, as_json: bool) -> None:
         )
     if plan.get("note"):
         click.echo(f"note: {plan['note']}", err=True)
+    if plan.get("warning"):
+        click.echo(f"warning: {plan['warning']}", err=True)
 
 
 def _print_search(result: Any, db_url: str) -> None:

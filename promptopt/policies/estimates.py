@@ -193,6 +193,9 @@ def space_estimate(config: SearchConfig, task: Task) -> dict[str, Any]:
     }
     if bounded_by_space:  # every point on every dev item: more rounds would spend no more
         plan["space_points"] = len(space.points(FINITE_POINTS) or ())
+    # What may be spent before a first proposal has a score: the demos bootstrapped, the
+    # instructions written, and the first racing stage of the start and one point.
+    plan["before_first_score"] = boot + proposer_calls + 2 * min(config.race_start, dev) * per_eval
     return plan
 
 
