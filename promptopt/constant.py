@@ -61,6 +61,8 @@ def constant_line(
     if not constant or not isinstance(constant.get(split), dict):
         return None
     score = constant[split]
+    if not score.get("n"):  # nothing scored (every request failed): no comparison to make
+        return None
     line = (
         f"always {constant['answer']}: {score['accuracy']:.1%} on the same {score['n']} {split} items "
         f"(the most common answer of {constant['chosen_on']})"

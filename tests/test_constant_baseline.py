@@ -97,3 +97,16 @@ def test_search_puts_dev_and_test_side_by_side_and_warns(tmp_path: Path, db_url:
     code, out, _ = run("show", result.run_id, "--db", db_url, "--data-dir", str(folder))
     assert code == 0 and "winner: dev 100.0% (n=20) | test 0.0% (n=20)" in out
     assert "warning: the winner scores below the starting prompt on test" in out
+
+
+def test_no_constant_line_on_zero_scored_items() -> None:
+    """Every request failed: "always negative: 0.0% on the same 0 test items; this prompt
+    does NOT beat it" compared nothing with nothing; no line is printed."""
+    from promptopt.constant import constant_line
+
+    constant = {"answer": "negative", "chosen_on": "train", "test": {"accuracy": 0.0, "n": 0}}
+    assert constant_line(constant, None, "test", "this prompt") is None
+    constant["test"] = {"accuracy": 0.5, "n": 4}
+    assert constant_line(constant, 0.25, "test", "this prompt") == (
+        "always negative: 50.0% on the same 4 test items (the most common answer of train); this prompt does NOT beat it"
+    )

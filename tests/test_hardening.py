@@ -311,6 +311,24 @@ def test_a_broken_task_file_is_a_warning_for_that_task_only(
     assert code == 2 and "bad.yaml:2:1: invalid YAML" in err, err
 
 
+def test_a_task_file_named_like_a_built_in_one_says_it_replaces_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """./tasks wins a name over the built-in tasks (the search order), no longer silently."""
+    (tmp_path / "tasks").mkdir()
+    (tmp_path / "data.jsonl").write_text("\n".join(json.dumps({"q": f"{i}?", "a": str(i)}) for i in range(8)))
+    (tmp_path / "tasks" / "mine.yaml").write_text(json.dumps({
+        "name": "gsm-symbolic", "input_fields": ["q"], "template": "{q}",
+        "source": {"type": "records", "files": {"train": str(tmp_path / "data.jsonl")}, "target_field": "a"}}))  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    code, out, err = _invoke(["tasks"])
+    assert code == 0, err
+    assert (
+        f"task 'gsm-symbolic' in {tmp_path / 'tasks' / 'mine.yaml'} replaces promptopt's built-in one"
+        in caplog.text
+    )
+
+
 # ------------------------------------------------------------------ 7. runs remember their data
 
 

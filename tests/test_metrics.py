@@ -198,3 +198,10 @@ def test_task_with_json_extractor_and_schema_predicts_parsed_objects() -> None:
     assert prediction.parsed == {"a": "1"} and prediction.error is None
     assert task.predict('{"b": 2}').error == "schema: 'a' is a required property"
     assert task.target(ex('{"a": "1"}')) == '{"a":"1"}'
+    # a task file's default line asks for the object (as from_records' does and its demos
+    # show), not "So the answer is ..."; one it states is kept
+    from promptopt.tasks.task import JSON_ANSWER_FORMAT
+
+    assert task.spec.answer_format == JSON_ANSWER_FORMAT
+    assert _task(extractor="json", answer_format="Reply in JSON.").spec.answer_format == "Reply in JSON."
+    assert "So the answer is" in _task().spec.answer_format

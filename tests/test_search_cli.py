@@ -105,6 +105,22 @@ def test_cli_search_dry_run_and_runs(db_url: str) -> None:
 
 
 @pytest.mark.slow
+def test_search_help_names_every_policy_and_built_in_space() -> None:
+    """The --policy and --space help is written out; this keeps it from going stale."""
+    import re
+    from pathlib import Path as _Path
+
+    import promptopt
+    from promptopt.policies import POLICIES
+
+    text = re.sub(
+        r"-\s+", "-", " ".join(CliRunner().invoke(cli, ["search", "--help"]).output.split())
+    )  # (wrapped)
+    assert all(re.search(rf"\b{re.escape(name)}\b", text) for name in POLICIES), text
+    spaces = [p.stem for p in (_Path(promptopt.__file__).parent / "search_spaces").glob("*.yaml")]
+    assert spaces and all(re.search(rf"\b{re.escape(name)}\b", text) for name in spaces), text
+
+
 def test_killed_search_resumes_to_the_same_result(tmp_path: Path) -> None:
     reference = finish(run_script(f"sqlite:///{tmp_path / 'ref.db'}", "new"))
     db = f"sqlite:///{tmp_path / 'killed.db'}"

@@ -35,7 +35,8 @@ from promptopt.terminal import printable
     show_default=True,
     help="Search policy: ape, opro or reflect (instruction search; reflect learns from failed items, see "
     "docs/reflect.md); tpe (Optuna, Bayesian), reinforce (RL) or "
-    "random over a search space (--space); dspy-mipro, dspy-mipro-matched, dspy-copro or dspy-bootstrap "
+    "random over a search space (--space); bootstrap-random (random 4-shot sets of the model's own worked "
+    "solutions); dspy-mipro, dspy-mipro-matched, dspy-copro, dspy-gepa or dspy-bootstrap "
     "(DSPy's optimizers, needs dspy).",
 )
 @click.option(
@@ -43,7 +44,8 @@ from promptopt.terminal import printable
     "space",
     default=None,
     metavar="FILE|NAME",
-    help="Search space for tpe/reinforce/random: a YAML file or a name (built-in: default, gsm8k; or "
+    help="Search space for tpe/reinforce/random: a YAML file or a name (built-in: default, demos, "
+    "answer-bias, answer-bias-only, gsm8k; or "
     "./search_spaces/NAME.yaml). Default: the task's own space if there is one, else default.",
 )
 @policy_option_flags

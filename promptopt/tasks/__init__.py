@@ -170,6 +170,17 @@ def _broken_task(path: Path, exc: TaskError, broken: dict[str, TaskError]) -> No
         _log.warning("warning: skipping task file %s", exc.message)
 
 
+def _put(infos: dict[str, TaskInfo], info: TaskInfo) -> None:
+    """A later folder of the task path wins a name; saying so (once per file and process),
+    since a ./tasks file named like a built-in task hides it."""
+    previous = infos.get(info.name)
+    if previous is not None and previous.path != info.path and f"{info.name}@{info.path}" not in _warned:
+        _warned.add(f"{info.name}@{info.path}")
+        where = "promptopt's built-in one" if previous.origin == "builtin" else f"the one in {previous.path}"
+        _log.warning("warning: task %r in %s replaces %s", info.name, info.path, where)
+    infos[info.name] = info
+
+
 def list_tasks(data_dir: str | Path | None = None) -> list[TaskInfo]:
     """Every task that can be named, without loading any data (a family lists the values
     whose files are in ``data_dir``, default ``$PROMPTOPT_DATA_DIR``, too). Files starting
@@ -200,15 +211,15 @@ def _scan(data_dir: str | Path | None = None) -> tuple[list[TaskInfo], dict[str,
                 values = list(dict.fromkeys([*values, *_discovered(data, data_dir)]))
                 for value in values:
                     task_name = name.replace("{" + param + "}", value)
-                    infos[task_name] = TaskInfo(
+                    _put(infos, TaskInfo(
                         task_name,
                         _substitute(description[0], param, value) if description else "",
                         origin,
                         path,
                         value,
-                    )
+                    ))  # fmt: skip
             else:
-                infos[name] = TaskInfo(name, description[0] if description else "", origin, path)
+                _put(infos, TaskInfo(name, description[0] if description else "", origin, path))
     return sorted(infos.values(), key=lambda info: (info.origin != "builtin", info.name)), broken
 
 

@@ -273,6 +273,8 @@ EXTRACTORS: dict[str, Extractor] = {
 }
 # Extractors that need the task's data: built by the task (see Task.extract).
 DATA_EXTRACTORS = ("labels",)
+#: Extractors that read more than one string (promptopt.metrics): named here, built there.
+METRIC_EXTRACTORS = ("json", "answer_tag")
 
 
 def get_extractor(name: str) -> Extractor:
@@ -286,7 +288,7 @@ def get_extractor(name: str) -> Extractor:
     except KeyError:
         raise TaskError(
             f"unknown answer extractor {name!r}; expected one of "
-            f"{', '.join([*EXTRACTORS, *DATA_EXTRACTORS, 'regex:<pattern>', 'auto'])}"
+            f"{', '.join([*EXTRACTORS, *DATA_EXTRACTORS, *METRIC_EXTRACTORS, 'regex:<pattern>', 'auto'])}"
         ) from None
 
 

@@ -55,8 +55,7 @@ _SPEC_KEYS = {
     "answer_format", "instruction", "dev", "test_size", "cot_prompt", "answer_prompt", "include", "family",
     "json_schema", "json_mode", "demo_answer",
 }  # fmt: skip
-#: Extractors that read more than one string (promptopt.metrics); the rest are in tasks.extract.
-METRIC_EXTRACTORS = ("json", "answer_tag")
+METRIC_EXTRACTORS = extraction.METRIC_EXTRACTORS  # (json, answer_tag: read by promptopt.metrics)
 JSON_ANSWER_FORMAT = "Reply with one JSON object and nothing else."
 
 
@@ -154,7 +153,10 @@ class TaskSpec:
             extractor=extractor,
             metric=metric,
             description=str(data.get("description", "")).strip(),
-            answer_format=str(data.get("answer_format", cls.answer_format)),
+            # a JSON task's default asks for the object, as from_records' does (and as its demos show)
+            answer_format=str(
+                data.get("answer_format", JSON_ANSWER_FORMAT if extractor == "json" else cls.answer_format)
+            ),
             instruction=str(data.get("instruction", "")),
             dev_size=dev_size,
             dev_seed=dev_seed,
