@@ -180,6 +180,7 @@ def quiet_library_progress() -> None:
 
     os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
     os.environ["TQDM_DISABLE"] = "1"
+    os.environ[QUIET_ENV] = "1"  # promptopt's own notices (a model loading) too
     try:  # already imported: tell it directly
         import sys
 
@@ -187,3 +188,17 @@ def quiet_library_progress() -> None:
             sys.modules["transformers"].utils.logging.disable_progress_bar()
     except Exception:  # noqa: BLE001 - a quieter terminal is not worth an error
         pass
+
+
+QUIET_ENV = "PROMPTOPT_NO_PROGRESS"
+
+
+def notice(text: str) -> None:
+    """``promptopt: <text>`` on stderr (above a live display): what a long silent step is
+    doing, such as a model loading. Silent under ``--no-progress`` (:func:`quiet_library_progress`)
+    or with $PROMPTOPT_NO_PROGRESS=1."""
+    import os
+    import sys
+
+    if os.environ.get(QUIET_ENV) != "1":
+        print(f"promptopt: {text}", file=sys.stderr, flush=True)

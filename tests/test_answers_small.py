@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -78,6 +79,14 @@ def test_no_progress_prints_no_bar_with_the_fake_model(db_url: str, monkeypatch:
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert "Loading weights" not in done.stderr + done.stdout
+    # promptopt's own notices (a local model loading) too, and only under --no-progress
+    script = (
+        "from promptopt.progress import notice, quiet_library_progress; notice('one'); "
+        "quiet_library_progress(); notice('two')"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PROMPTOPT_NO_PROGRESS"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, env=env)
+    assert done.stderr == "promptopt: one\n" and not done.stdout
 
 
 def test_license_is_an_spdx_expression_not_a_deprecated_table() -> None:

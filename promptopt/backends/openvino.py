@@ -44,7 +44,6 @@ import importlib.util
 import itertools
 import json
 import os
-import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -66,6 +65,7 @@ from promptopt.backends.sampling import stable_seed
 from promptopt.backends.scoring import split_scoring
 from promptopt.errors import ConfigError, MissingDependencyError, ModelError
 from promptopt.models import DEFAULT_MODEL, ResolvedModel, cache_dir, resolve_model, sha256_file
+from promptopt.progress import notice
 from promptopt.types import Completion, GenerationRequest
 
 __all__ = ["DEFAULT_PROPERTIES", "EXACT_PROPERTIES", "OpenVINOBackend", "openvino_available"]
@@ -324,11 +324,7 @@ class OpenVINOBackend(StreamingBackend):
             )
         # Loading is silent and takes seconds to a minute: say what the wait is (stderr,
         # above a live display; the requantizing step above says its own).
-        print(
-            f"promptopt: loading {self.resolved.name} on OpenVINO GenAI (CPU) ...",
-            file=sys.stderr,
-            flush=True,
-        )
+        notice(f"loading {self.resolved.name} on OpenVINO GenAI (CPU) ...")
         loading = time.perf_counter()  # (after a first run's requantizing, which says its own time)
         scheduler = genai.SchedulerConfig()
         scheduler.max_num_seqs = self.batch_size
@@ -365,8 +361,7 @@ class OpenVINOBackend(StreamingBackend):
         loaded.stop_ids = frozenset(stop)
         self._context = info.context_length
         loaded.load_s = time.perf_counter() - started
-        print(f"promptopt: {self.resolved.name} loaded in {time.perf_counter() - loading:.0f} s", file=sys.stderr,
-              flush=True)  # fmt: skip
+        notice(f"{self.resolved.name} loaded in {time.perf_counter() - loading:.0f} s")
         return loaded
 
     def _ready(self) -> _Loaded:
