@@ -134,6 +134,7 @@ def prepare_search(
     proposer_backend: Backend | None = None,
     take_over: bool = False,
     prices: str | Path | None = None,
+    data_dir: str | Path | None = None,
 ) -> PreparedSearch:
     """Prepare a search without running it: the config resolved (from the store for
     ``resume=RUN_ID``), the task, its metric and the model prices loaded, the plan estimated.
@@ -142,11 +143,12 @@ def prepare_search(
     ``db`` is a :class:`~promptopt.session.Session`, a Store, a URL or None. ``prices`` is a
     price file (see :func:`~promptopt.budget.load_prices`): with it, or with a cost limit in
     the budget, the budget gets the model's prices, once, and the run stores them. The
-    other arguments are those of :func:`search`."""
+    other arguments are those of :func:`search`; ``data_dir`` is where a resumed run's data
+    is now, if its recorded directory moved (the same data: checked by its hash)."""
     session, owns_session = Session.of(db)
     try:
         return _prepare(session, owns_session, config, resume, task, metric, backend, proposer_backend,
-                        take_over, prices)  # fmt: skip
+                        take_over, prices, data_dir)  # fmt: skip
     except BaseException:
         if owns_session:
             session.close()
@@ -156,7 +158,7 @@ def prepare_search(
 def _prepare(
     session: Session, owns_session: bool, config: SearchConfig | None, resume: str | None, task: Task | None,
     metric: Any, backend: Backend | None, proposer_backend: Backend | None, take_over: bool,
-    prices: str | Path | None,
+    prices: str | Path | None, data_dir: str | Path | None = None,
 ) -> PreparedSearch:  # fmt: skip
     record = None
     if resume is not None:
@@ -171,7 +173,7 @@ def _prepare(
         raise ConfigError("search() needs a config or resume=RUN_ID")
     if record is not None:
         if task is None:  # the recorded file and data, from any directory
-            task = load_recorded_task(record.config, record.task, dataset_hash=record.dataset_hash)
+            task = load_recorded_task(record.config, record.task, data_dir, record.dataset_hash)
         else:
             check_resumed_task(task, record)
         from promptopt.metrics.resume import resume_metric

@@ -135,8 +135,7 @@ class SearchDisplay:
             self._completed = int(1000 * (state.budget_fraction or 0.0))
         elif state.phase != self._phase:
             self._completed = 0
-            self._new_phase()
-        self._phase = state.phase
+        self._enter(state.phase)
         completed = self._completed
         workers = ""
         stats = getattr(state, "pool_stats", None)
@@ -150,17 +149,16 @@ class SearchDisplay:
             calls=state.spent.get("calls", 0), workers=workers,
         )  # fmt: skip
 
-    def _new_phase(self) -> None:
+    def _enter(self, phase: str) -> None:
         """Each phase's clock and ETA from its own start: a bar that reached its end (the
         final phase's) would otherwise stay "finished", its clock stopped and its ETA 0."""
-        if self._progress is not None:
+        if phase != self._phase and self._progress is not None:
             self._progress.reset(self._task, total=1000, completed=0)
+        self._phase = phase
 
     def phase_fraction(self, phase: str, fraction: float) -> None:
         """The share of the final or test phase's requests answered (``search(phase_progress=...)``)."""
-        if phase != self._phase:
-            self._new_phase()
-        self._phase = phase
+        self._enter(phase)
         self._completed = int(1000 * fraction)
         if self._progress is not None:
             self._progress.update(self._task, completed=self._completed, phase=phase)

@@ -171,15 +171,11 @@ def _refuse_unknown(cls: type[SearchConfig], values: Mapping[str, Any]) -> None:
     is a ConfigError naming the closest, not a TypeError from the constructor."""
     import difflib
 
-    from promptopt.policies import POLICIES
-    from promptopt.policies.options import option_specs
-
     fields = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(k for k in values if k not in fields)
     if not unknown:
         return
-    options = {s.name for p in POLICIES.values() for s in option_specs(p.Options)}
-    close = difflib.get_close_matches(unknown[0], sorted(fields | options), n=3)
+    close = difflib.get_close_matches(unknown[0], sorted(fields | _every_option()), n=3)
     raise ConfigError(
         f"unknown search setting{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}",
         hint=f"did you mean {' or '.join(close)}?"
@@ -188,14 +184,21 @@ def _refuse_unknown(cls: type[SearchConfig], values: Mapping[str, Any]) -> None:
     )
 
 
-def _option_keywords(cls: type[SearchConfig], values: dict[str, Any], policy: Any) -> dict[str, Any]:
-    """Remove from ``values`` the keys that are options of a registered policy rather than
-    fields of the config; return those of ``policy``."""
+def _every_option() -> set[str]:
+    """The option names of every registered policy."""
     from promptopt.policies import POLICIES
     from promptopt.policies.options import option_specs
 
+    return {s.name for p in POLICIES.values() for s in option_specs(p.Options)}
+
+
+def _option_keywords(cls: type[SearchConfig], values: dict[str, Any], policy: Any) -> dict[str, Any]:
+    """Remove from ``values`` the keys that are options of a registered policy rather than
+    fields of the config; return those of ``policy``."""
+    from promptopt.policies.options import option_specs
+
     fields = {f.name for f in dataclasses.fields(cls)}
-    every = {s.name for p in POLICIES.values() for s in option_specs(p.Options)}
+    every = _every_option()
     own = {s.name for s in option_specs(policy.Options)} if policy is not None else set()
     found = {}
     for name in [k for k in values if k not in fields and k in every]:

@@ -19,7 +19,7 @@ from promptopt.cli.options import (
     _prompt_options,
 )
 from promptopt.cli.policy_options import policy_option_flags, take_policy_options
-from promptopt.errors import PromptOptError
+from promptopt.errors import PromptOptError, RunInterruptedError
 from promptopt.selection import SELECTIONS
 from promptopt.terminal import printable
 
@@ -249,14 +249,10 @@ def search_command(
         warn_sizes(task, config.dev_size, config.test_size)
         prepared = prepare_search(config, db=session, task=task, metric=metric, prices=prices)
     else:
-        moved = None
-        moved_from = data_dir  # said again in a resume command printed below
-        if data_dir is not None:  # the run's data, moved: the same data (its hash) from there
-            from promptopt.tasks import load_recorded_task
-
-            record = store.get_run(resume)
-            moved = load_recorded_task(record.config, record.task, data_dir, record.dataset_hash)
-        prepared = prepare_search(db=session, resume=resume, task=moved, metric=metric, take_over=take_over)
+        moved_from = data_dir  # the run's data, moved; said again in a resume command printed below
+        prepared = prepare_search(
+            db=session, resume=resume, metric=metric, take_over=take_over, data_dir=data_dir
+        )
     plan = prepared.plan
     if not as_json or dry_run:
         _print_estimate(plan, as_json)
@@ -282,9 +278,9 @@ def search_command(
         sys.exit(130)
     except PromptOptError as exc:
         # the run's work stopped (the run is stored, failed): say how to go on once fixed,
-        # unless the error says it already (a lost Ray cluster) or the run is not this
-        # process's to resume (a live run, a lease taken over: no run_id)
-        if exc.run_id is not None and "--resume" not in (exc.hint or ""):
+        # unless the error says it already (an interruption: a lost Ray cluster) or the run is
+        # not this process's to resume (a live run, a lease taken over: no run_id)
+        if exc.run_id is not None and not isinstance(exc, RunInterruptedError):
             command = resume_command(exc.run_id, store.url, prepared.config.metric, moved_from)
             exc.hint = f"{exc.hint}; then resume with:  {command}" if exc.hint else f"resume with:  {command}"
         raise
